@@ -73,12 +73,14 @@ def test_a_healthy_model_calibrated_on_held_out_samples_is_within_int8_s_noise_a
         assert f"after {CONV}" in cause["hint"], cause["hint"]
 
 
-def test_issue_84_s_case_is_cured_at_its_conv_by_a_range_verified_downstream(tmp_path):
+def test_issue_84_s_case_range_passes_its_segment_and_is_not_offered_where_the_outputs_get_worse(tmp_path):
     """The issue's MobileNetV2 (width 1.0, 96×96, one depthwise channel ×100) at `--level all`: the conv's output range
     is set by the planted channel (negative: the ReLU6 after it passes none of it) and rounds most of the others to
     zero. Its own segment's error is within INT8's budget (the big channel dominates it), so the ladder runs on the
     segment from the conv on to the first divergent probe (cures/int8_story_cure.py): the tensor quantized at the other
-    channels' range cures it there, said with ONNX Runtime's override that sets it; the unverified advice goes."""
+    channels' range passes that segment — and was offered, with ONNX Runtime's override that sets it. Judged at the
+    outputs too (issue 115, item 1: cures/at_outputs.py) it raises the model's output error (5.5× → 5.9× INT8's
+    budget on AVX2): tried, said, not offered."""
     proc = cpdebug("bisect", "--torch", f"{MODELS}:issue_84", "-b", "torch,ort-cpu-int8", "--level", "all",
                    "--json", tmp_path / "r.json", "--quiet")
     assert proc.returncode in (1, 4), proc.stdout[-3000:] + proc.stderr[-2000:]
@@ -87,12 +89,13 @@ def test_issue_84_s_case_is_cured_at_its_conv_by_a_range_verified_downstream(tmp
     assert cause["probe"] == CONV, cause
     assert hint.startswith(f"INT8 resolution lost after {CONV}: its output"), hint
     assert f"the cure ladder on the segment from {CONV} on to " in hint, hint
-    assert "verified: within precision with '" in hint and "(the largest |x| of the other channels: the outlier " \
-           "channel saturates; calibrated at ±" in hint, hint
-    assert "'TensorQuantOverrides'" in hint and "exclude this layer from INT8" not in hint, hint
-    before, after, budget = map(float, re.search(
-        r"local rel\. RMSE ([\d.e+-]+) → ([\d.e+-]+), int8's budget ([\d.e+-]+)", hint).groups())
-    assert after < budget < before, hint  # margins, not exact numbers: AVX2 and AVX-512 alike
+    rung = re.search(r"\(the largest \|x\| of the other channels: the outlier channel saturates; calibrated at "
+                     r"±[\d.e+-]+\): within precision on its segment but leaves the outputs worse \(worst output "
+                     r"([\d.e+-]+)× → ([\d.e+-]+)× its budget", hint)
+    assert rung is not None, hint
+    before, after = map(float, rung.groups())
+    assert after > before, hint
+    assert "'TensorQuantOverrides'" not in hint and "exclude this layer from INT8" not in hint, hint
 
 
 def test_one_planted_fault_has_one_verdict_at_every_level(tmp_path):

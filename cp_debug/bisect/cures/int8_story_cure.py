@@ -17,6 +17,7 @@ def story_cure(run: RunState, state: CandidateState, probe: str, fd: str, tensor
     """The ladder for `tensor` (the quantized tensor whose range loses its values, `probe`'s own or one inside its
     segment) on the segment from `probe`'s module on to `fd`, said with each rung's figure; None where it cannot be
     run (no segment, the tensor not quantized there)."""
+    from cp_debug.bisect.cures.at_outputs import NONE_OFFERED, OutputsJudge
     from cp_debug.bisect.cures.int8_range_rung import RangeRung, range_rung, with_range
     from cp_debug.bisect.cures.ladder import climb, ladder_text, within
     from cp_debug.bisect.cures.ladder import named as _named
@@ -60,13 +61,22 @@ def story_cure(run: RunState, state: CandidateState, probe: str, fd: str, tensor
     before = TensorDiff.from_arrays(fd, run.store.get(fd), cand.values[rs.tensor], run.tolerance(state, fd))
     if within(run, state, fd, before)[0]:  # the segment alone does not make the divergence: nothing to verify
         return None
-    seen: list = []
-    k, last, after, ok, budget = climb(run, state, fd, steps, values_of, seen)
+    seen, worse = [], []
+    k, last, after, ok, budget = climb(run, state, fd, steps, values_of, seen, OutputsJudge(run, state, i), worse)
     by_name = {n.name: n for n in seg.graph.node}
-    tried = "; ".join(f"{s.text() if isinstance(s, RangeRung) else _left_out(s, by_name, rs.named, _named)}: "
-                      f"rel. RMSE {d.rel_rmse:.3g} at {fd}, not within" for s, d, _ in seen[:-1])
+
+    def said(s) -> str:
+        return s.text() if isinstance(s, RangeRung) else _left_out(s, by_name, rs.named, _named)
+
+    bad = {id(w.step): w for w in worse}  # within on the segment, worse at the outputs: tried, not offered
+    tried = "; ".join(bad[id(s)].text(said(s)) if id(s) in bad else
+                      f"{said(s)}: rel. RMSE {d.rel_rmse:.3g} at {fd}, not within" for s, d, _ in seen[:-1])
+    if id(last) in bad:
+        tried = "; ".join(x for x in (tried, bad[id(last)].text(said(last))) if x)
     where = (f"the cure ladder on the segment from {first} on to {fd}, the first divergent probe (weights are per "
              f"channel already{'; tried first: ' + tried if tried else ''})")
+    if id(last) in bad:
+        return f"{where}; {NONE_OFFERED}"
     if isinstance(last, RangeRung):
         return ladder_text(where, last.text(), "int8", before.rel_rmse, after.rel_rmse, budget, (), ok, k) + (
             f"; {last.how_to()}" if ok else "")

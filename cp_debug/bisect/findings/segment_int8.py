@@ -72,6 +72,7 @@ class Int8Why:
     tried: int = 1  # how many sets were tried
     rungs: tuple[str, ...] = ()  # the rungs tried before the last, each with its figure (`int8_range_rung`)
     ranged: RangeRung | None = None  # the last rung, where it is the range's, not a set left out
+    worse: bool = False  # the last rung passes its segment and leaves the outputs worse (`at_outputs.py`): none offered
 
     def text(self) -> str:
         why = (self.finding.text() if self.finding is not None
@@ -79,6 +80,10 @@ class Int8Why:
                     "values to an outlier range or saturates)")
         if self.rungs:
             why += "; tried first (weights are per channel already): " + "; ".join(self.rungs)
+        if self.worse:
+            from cp_debug.bisect.cures.at_outputs import NONE_OFFERED
+
+            return f"{why}; {NONE_OFFERED}"
         limit = f", int8's budget {self.budget:.3g}" if self.budget is not None else ""
         numbers = f"local rel. RMSE {self.before:.3g} → {self.after:.3g}{limit}"
         flag = f"--exclude-int8 {','.join(self.exclude)}"
@@ -149,14 +154,25 @@ def explain_int8_segment(run: RunState, state: CandidateState, i: int, probe: st
                                qdq=with_range(cand.qdq, step.tensor, step.amax)).values[tensor]
         return run_segment(run, str(rs.spec), seg, feed, [tensor], spec=rs.spec, exclude=step).values[tensor]
 
-    seen: list = []
-    k, last, after, ok, budget = climb(run, state, probe, [rung, *sets] if rung else sets, values_of, seen)
-    rungs = tuple(f"{step.text()}: local rel. RMSE {d.rel_rmse:.3g}, not within"
-                  for step, d, _ in seen[:-1] if isinstance(step, RangeRung))
+    from cp_debug.bisect.cures.at_outputs import OutputsJudge
+
+    seen, worse = [], []
+    k, last, after, ok, budget = climb(run, state, probe, [rung, *sets] if rung else sets, values_of, seen,
+                                       OutputsJudge(run, state, i), worse)
+    bad = {id(w.step): w for w in worse}  # within on the segment, worse at the outputs: tried, not offered
+
+    def said(step) -> str:
+        return step.text() if isinstance(step, RangeRung) else \
+            f"{', '.join(_named(by_name[n], rs.named) for n in step)} left out of INT8"
+    rungs = tuple(bad[id(step)].text(said(step)) if id(step) in bad else
+                  f"{step.text()}: local rel. RMSE {d.rel_rmse:.3g}, not within"
+                  for step, d, _ in seen[:-1] if isinstance(step, RangeRung) or id(step) in bad)
+    if id(last) in bad:
+        rungs += (bad[id(last)].text(said(last)),)
     if isinstance(last, RangeRung):
-        return Int8Why(finding, (), "", ok, before.rel_rmse, after.rel_rmse, budget, k, rungs, last)
+        return Int8Why(finding, (), "", ok, before.rel_rmse, after.rel_rmse, budget, k, rungs, last, id(last) in bad)
     return Int8Why(finding, last, ", ".join(_named(by_name[n], rs.named) for n in last), ok,
-                   before.rel_rmse, after.rel_rmse, budget, k, rungs)
+                   before.rel_rmse, after.rel_rmse, budget, k, rungs, worse=id(last) in bad)
 
 
 def _range_finding(tensor: str, value, amax: float, axis: int = -1):

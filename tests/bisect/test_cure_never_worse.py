@@ -1,0 +1,58 @@
+"""A cure that leaves the output worse is never offered (issue 115, item 1; bisect/cures/at_outputs.py): every rung
+of the INT8 cure ladder that its segment passes is judged at the stage outputs too, against the uncured candidate's
+own output error, and dropped — said as tried — where it is worse there.
+
+tests/bisect/int8_requant_worse.py: the range rung (the stem's output re-quantized at the other channels' range, its
+outlier channel saturating) is within INT8's budget on `body.0`'s segment and wrecks the output, which adds that
+channel itself. Before, the hint offered it: "verified: within precision with 'conv2d' quantized at ±2.31 …; to
+calibrate so, ONNX Runtime's quantize_static(..., TensorQuantOverrides …)". The right answer without cp_debug: the
+same saturation applied in FP32 in torch (the stem's channel 0 clamped to the rung's range) moves the output by its
+whole size.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.cli_run import cpdebug
+
+pytestmark = pytest.mark.long  # an export and a dozen INT8 runs (~30 s on 2 cores)
+
+MODEL = Path(__file__).with_name("int8_requant_worse.py")
+
+
+def _saturated_in_fp32(amax: float) -> float:
+    """The output's rel. RMS change in FP32 when the stem's output is clamped to ±amax (the rung's saturation)."""
+    import importlib.util
+
+    import torch
+
+    spec = importlib.util.spec_from_file_location("int8_requant_worse", MODEL)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    net, (x,) = mod.build()
+    with torch.no_grad():
+        ref = net(x)
+        s = net.stem(x).clamp(-amax, amax)
+        out = net.head(net.body(s)) + s[:, :1] * 0.05
+    return float(((out - ref).pow(2).mean() / ref.pow(2).mean()).sqrt())
+
+
+def test_a_re_quantization_that_leaves_the_outputs_worse_is_not_offered(tmp_path):
+    proc = cpdebug("bisect", "--torch", f"{MODEL}:build", "-b", "torch,ort-cpu-int8", "--level", "all",
+                   "--json", tmp_path / "r.json", "--quiet")
+    assert proc.returncode in (1, 4), proc.stdout[-3000:] + proc.stderr[-2000:]
+    hint = json.loads((tmp_path / "r.json").read_text())["root_cause"]["ort-cpu-int8"]["hint"]
+    rung = re.search(r"'conv2d' quantized at ±([\d.e+-]+) \(the largest \|x\| of the other channels[^)]*\): within "
+                     r"precision on its segment but leaves the outputs worse \(worst output ([\d.e+-]+)× → "
+                     r"([\d.e+-]+)× its budget", hint)
+    assert rung is not None, hint
+    amax, before, after = map(float, rung.groups())
+    assert after > 5 * before, hint  # margins, not exact figures: AVX2 and AVX-512 alike
+    assert "not offered" in hint and "TensorQuantOverrides" not in hint, hint  # its how-to is no advice
+    assert not re.search(r"verified: within precision with 'conv2d' quantized", hint), hint
+    assert _saturated_in_fp32(amax) > 0.3  # the rung's saturation wrecks the output in FP32 too
