@@ -248,7 +248,8 @@ def _hint(run: RunState, state: CandidateState, name: str, whys: dict) -> tuple[
         eps=said.get("eps"), export=said.get("export"),
         calib_fit=said.get("calibration"))
     hint = hints_mod.hint_for(r, ctx)
-    spread = _dominance(run, state, name) if not ctx.calib_fit else None  # a calibration that misses: its story
+    # a calibration that misses tells its own story; a cause confirmed at the outputs is no accumulation
+    spread = _dominance(run, state, name) if not ctx.calib_fit and not confirmed_at(state, name) else None
     if spread is not None:
         hint = (hint + "; " if hint else "") + spread
     return hint, why.owner if why is not None else None

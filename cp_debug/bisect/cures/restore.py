@@ -12,7 +12,7 @@ reference's stage inputs, and each stage output is judged against the reference'
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.bisect.run_state import CandidateState, RunState
 
 KEEP, EXCLUDE, REPLACE = "kept in FP32", "left out of INT8", "its tensor replaced by the reference's"
+UNPAIRED = "its scale's Q/DQ pairs removed"  # a tensor candidate: a user's file's shared scale (cures/shared_scale)
 _REF_INPUT = "{}__cpdebug_reference"
 
 
@@ -37,10 +38,13 @@ class Restoration:
     nodes: tuple[str, ...] = ()
     tensor: str | None = None
     segment: bool = False  # its whole segment, not only its module's own nodes (`widened`)
+    detail: object = field(default=None, compare=False)  # UNPAIRED: its `shared_scale.SharedScale`
 
     def words(self) -> str:
         if self.how == REPLACE:
             return f"{self.probe} ({self.how})"
+        if self.how == UNPAIRED:
+            return f"{self.probe} ({self.detail.words() if self.detail is not None else self.how})"
         return f"{self.probe} ({len(self.nodes)} node(s){' of its segment' if self.segment else ''} {self.how})"
 
 
@@ -160,6 +164,9 @@ def run_restored(run: "RunState", state: "CandidateState", stage: int, restored:
         dtypes = {i.name: np.float16 if i.type.tensor_type.elem_type == 10 else np.float32 for i in model.graph.input}
         feed.update({(n := _REF_INPUT.format(r.tensor)): np.asarray(run.store.get(r.probe)).astype(dtypes[n])
                      for r in replaced})
+    unpaired = [n for r in restored if r.how == UNPAIRED for n in r.nodes]
+    if unpaired:
+        model = _without_pairs(model, set(unpaired))
     kw = {"determinism": run.det, "spinning": False, "graph_facts": False, **run.ort_kwargs(spec, model)}
     keep = [n for r in restored if r.how == KEEP for n in r.nodes]
     exclude = [n for r in restored if r.how == EXCLUDE for n in r.nodes]
@@ -172,6 +179,37 @@ def run_restored(run: "RunState", state: "CandidateState", stage: int, restored:
     with make_runner(spec, onnx_model=model, **kw) as r:
         out = r.infer(feed)
     return {k: np.asarray(v) for k, v in out.items()}
+
+
+def _without_pairs(model, nodes: set[str]):
+    """`model` without the QuantizeLinear / DequantizeLinear nodes named in `nodes`: each pair's readers read the
+    float tensor that entered it (a graph output written by a pair is written by the float tensor's producer)."""
+    import onnx
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    g = m.graph
+    producer = {o: n for n in g.node for o in n.output}
+    source = {}  # a removed DequantizeLinear's output -> the float tensor its QuantizeLinear read
+    for n in g.node:
+        if n.name in nodes and n.op_type == "DequantizeLinear":
+            q = producer.get(n.input[0])
+            if q is not None and q.name in nodes:
+                source[n.output[0]] = q.input[0]
+    outputs = {o.name for o in g.output}
+    for dq_out, src in source.items():
+        if dq_out in outputs:  # the float tensor's producer writes the graph output itself
+            for n in g.node:
+                n.output[:] = [dq_out if o == src else o for o in n.output]
+                n.input[:] = [dq_out if i == src else i for i in n.input]
+            for k, v in source.items():
+                source[k] = dq_out if v == src else v
+    for n in g.node:
+        n.input[:] = [source.get(i, i) for i in n.input]
+    kept = [n for n in g.node if not (n.name in nodes and n.op_type in ("QuantizeLinear", "DequantizeLinear"))]
+    del g.node[:]
+    g.node.extend(kept)
+    return m
 
 
 def _with_reference_inputs(model, tensors: list[str]):

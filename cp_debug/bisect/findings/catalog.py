@@ -170,12 +170,35 @@ class SegmentWhy:
 
 
 @dataclass(frozen=True)
+class SharedScaleWhy:
+    """A user's Q/DQ file whose one scale covers a Concat of inputs of very different ranges (or a graph output's
+    pair), confirmed at the outputs by the intervention that removed its pairs (`shared_scale.py`): said in place of
+    the probe's hint, with the cure in the quantizer's terms."""
+
+    fault: str = "shared scale"
+    role: Role = Role.WHY
+
+    def applies(self, c: Candidate) -> bool:
+        return c.ran and c.own_files and c.state.intervention is not None
+
+    def examine(self, seg: Segment) -> Finding | None:
+        from cp_debug.bisect.cures.restore import UNPAIRED
+
+        cure = seg.state.intervention.cure
+        if cure is None or len(cure.restored) != 1 or cure.restored[0].how != UNPAIRED \
+                or cure.restored[0].probe != seg.root or cure.restored[0].detail is None:
+            return None
+        found = cure.restored[0].detail
+        return Finding(self.fault, self.role, seg.root, found.text(), found.step, replaces_hint=True, detail=found)
+
+
+@dataclass(frozen=True)
 class QdqFile:
     """Why a user's own Q/DQ file loses its values at the root cause: its scales and zero points (`qdq_file_why`)."""
 
     fault: str = "qdq file"
     role: Role = Role.WHY
-    unless: tuple[str, ...] = ("segment",)  # the op-level why said, the file's scales are no second why
+    unless: tuple[str, ...] = ("segment", "shared scale")  # the op-level why said, the file's scales are no second
 
     def applies(self, c: Candidate) -> bool:
         return c.ran and c.own_files
@@ -336,7 +359,8 @@ class Intervened:
 
 
 EXAMINERS: tuple[Examiner, ...] = (MeasuredChoice(), NearTie(), RangeLoss(), ConstantRange(), FlushBefore(),
-                                   SegmentWhy(), QdqFile(), Eps(), Export(), CalibrationFit(), GraphDifference(),
+                                   SegmentWhy(), SharedScaleWhy(), QdqFile(), Eps(), Export(), CalibrationFit(),
+                                   GraphDifference(),
                                    RuntimeDefaults(), Intervened())
 
 

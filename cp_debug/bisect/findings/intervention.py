@@ -24,8 +24,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cp_debug.bisect.cures.restore import (REPLACE, OutputError, Restoration, output_error, restoration,
-                                           run_restored, widened)
+from cp_debug.bisect.cures.restore import (EXCLUDE, KEEP, REPLACE, OutputError, Restoration, output_error,
+                                           restoration, run_restored, widened)
 
 if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.bisect.result import ProbeResult
@@ -76,7 +76,7 @@ class Intervention:
     def keep(self) -> tuple[str, ...]:
         """The nodes the cure keeps in FP32 or leaves out of INT8 (the advice, verified at the output)."""
         c = self.cure
-        return tuple(n for x in c.restored for n in x.nodes) if c is not None else ()
+        return tuple(n for x in c.restored if x.how in (KEEP, EXCLUDE) for n in x.nodes) if c is not None else ()
 
     def text(self) -> str:
         c = self.cure
@@ -136,6 +136,13 @@ def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results
                 tried.append(Tried((wide,), output_error(run, state, stage, run_restored(run, state, stage, [wide]))))
             if tried[-1].after.back:
                 break
+        if not tried[-1].after.back and restorable[0].how == REPLACE:  # tensors as candidates: a file's shared scale
+            from cp_debug.bisect.cures.shared_scale import restorations
+
+            for r in restorations(run, state, stage):
+                tried.append(Tried((r,), output_error(run, state, stage, run_restored(run, state, stage, [r]))))
+                if tried[-1].after.back:
+                    break
         if not tried[-1].after.back and len(restorable) > 1 and restorable[0].how != REPLACE:  # a set of tensors
             # replaced would hide what flows into its latest
             group = tuple(restorable)

@@ -1,0 +1,162 @@
+"""Tensors as candidates (issue 115, item 1): a user's Q/DQ file whose one per-tensor scale covers a Concat of inputs
+of very different ranges — a detector head concatenating pixel boxes (0–320) with class scores (0–1) — or a Q/DQ pair
+on a graph output.
+
+ONNX Runtime's `quantize_static` quantizes a Concat's output at one scale fitted to all its inputs together, and the
+Reshape / Transpose after it (and the graph output's pair) at the same scale: a step of 320/255 ≈ 1.25 holds every
+score in one or two levels, and every score reads the same value (0.74 where the reference's are 0.45–0.48: every
+detection kept at 0.5, or none). The error is no layer's: each layer's own error is small and the output's relative
+error, dominated by the boxes, too; the decision at the scores flips. So the scale itself is a candidate of the
+intervention (`intervention.confirm`): restored by removing every Q/DQ pair that reads it (the float values flow
+through, as the file reads them without that scale: what the quantizer writes when the Concat is left out, its
+`nodes_to_exclude`), and named where that brings the outputs back. Its finding (`SharedScaleWhy` in the catalog)
+says the scale, the Concat's inputs with their ranges in steps of it, and the cure in the quantizer's terms.
+
+Found from the file and the reference's values alone: a per-tensor scale read by a QuantizeLinear of a Concat's output
+where the Concat's inputs (their reference values, each read where it enters its own QuantizeLinear) span ranges
+`RATIO`× apart and the smallest spans at most `LEVELS` steps of the shared scale. A graph output's Q/DQ pair's scale
+is a candidate after those (a quantized output is a rounding the application reads directly).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cp_debug.bisect.cures.restore import Restoration
+    from cp_debug.bisect.run_state import CandidateState, RunState
+
+RATIO = 16.0  # the Concat's inputs' ranges this far apart: four bits of the smaller one lost to the larger
+LEVELS = 16  # the smaller input spans at most this many steps of the shared scale
+MOST = 2  # scales tried by the intervention at most
+
+
+@dataclass(frozen=True)
+class SharedScale:
+    """A per-tensor scale (an initializer) and the Q/DQ pairs reading it: a Concat's shared one (`concat`, its inputs
+    as (tensor, |x| max, steps spanned)) or a graph output's (`concat` None)."""
+
+    scale: str
+    step: float
+    quantize: tuple[str, ...]  # the QuantizeLinear nodes reading it
+    dequantize: tuple[str, ...]  # the DequantizeLinear nodes reading their outputs
+    concat: str | None = None
+    parts: tuple[tuple[str, float, float], ...] = ()
+    output: str | None = None  # the graph output a pair writes, where one does
+
+    def words(self) -> str:
+        what = f"Concat {self.concat!r}'s shared scale" if self.concat else f"the graph output {self.output!r}'s scale"
+        return f"{what} {self.scale!r} ({len(self.quantize)} Q/DQ pair(s) removed)"
+
+    def text(self) -> str:
+        if self.concat is None:
+            return (f"the file's graph output {self.output!r} is read through a Q/DQ pair at scale {self.scale!r} "
+                    f"(a step of {self.step:.3g}): the application reads its INT8 rounding; re-quantize without it "
+                    "(ONNX Runtime: `quantize_static(..., op_types_to_quantize=...)` leaving out the op that writes "
+                    "it)")
+        parts = ", ".join(f"{t!r} up to |x| {m:.3g} ({s:.3g} step(s))" for t, m, s in self.parts)
+        return (f"one per-tensor INT8 scale covers Concat {self.concat!r}'s inputs of very different ranges: {parts} "
+                f"— the scale {self.scale!r} (a step of {self.step:.3g}, read by {len(self.quantize)} Q/DQ pair(s) "
+                f"from the Concat on{', the graph output ' + repr(self.output) + ' among them' if self.output else ''})"
+                f" holds the smaller input in a few levels; re-quantize with `nodes_to_exclude=[{self.concat!r}]` "
+                f"(ONNX Runtime: `quantize_static(..., nodes_to_exclude=[{self.concat!r}])`), or give the Concat's "
+                "inputs scales of their own (quantize them before it and concatenate in float)")
+
+
+def shared_scales(run: RunState, state: CandidateState, stage: int) -> list[SharedScale]:
+    """The candidate scales of `state`'s own Q/DQ file at `stage` (module docstring), Concats' first; [] where the
+    candidate runs no file of its own or the file holds no such scale."""
+    from onnx import numpy_helper
+
+    from cp_debug.bisect.findings.qdq_file_why import _entered
+
+    if state.spec.onnx_dir is None or state.judged_at not in ("int8", "fp8"):
+        return []
+    st = run.stage_of(state.label, stage)
+    pm = st.probe_map()
+    if pm is None:
+        return []
+    model = st.onnx()
+    inits = {i.name: i for i in model.graph.initializer}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    entered = _entered(pm, producer, run.store)
+    outputs = {o.name for o in model.graph.output}
+    found: list[SharedScale] = []
+    seen: set[str] = set()
+    for q in model.graph.node:
+        if q.op_type != "QuantizeLinear" or len(q.input) < 2 or q.input[1] not in inits or q.input[1] in seen:
+            continue
+        scale = numpy_helper.to_array(inits[q.input[1]])
+        if scale.size != 1:
+            continue
+        step = float(scale.reshape(()))
+        writer = producer.get(q.input[0])
+        pairs = _pairs(model, q.input[1])
+        out = next((t for d in pairs[1] for n in model.graph.node if n.name == d for t in n.output
+                    if t in outputs), None)
+        if writer is not None and writer.op_type == "Concat" and step > 0:
+            parts = _parts(writer, producer, entered, run.store, step)
+            if parts is not None:
+                seen.add(q.input[1])
+                found.insert(sum(1 for f in found if f.concat), SharedScale(
+                    q.input[1], step, *pairs, writer.name, parts, out))
+                continue
+        if out is not None:
+            seen.add(q.input[1])
+            found.append(SharedScale(q.input[1], step, *pairs, output=out))
+    return found[:MOST]
+
+
+def _pairs(model, scale: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    qs = [n for n in model.graph.node if n.op_type == "QuantizeLinear" and len(n.input) > 1 and n.input[1] == scale]
+    outs = {n.output[0] for n in qs}
+    dqs = [n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in outs]
+    return tuple(n.name for n in qs), tuple(n.name for n in dqs)
+
+
+def _parts(concat, producer: dict, entered: dict, store, step: float):
+    """(tensor, |x| max, steps its range spans) of each of `concat`'s inputs, where their ranges lie `RATIO` apart and
+    the smallest spans at most `LEVELS` steps; else None (an input whose reference value is unknown: None)."""
+    parts = []
+    for x in concat.input:
+        dq = producer.get(x)
+        q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+        src = q.input[0] if q is not None and q.op_type == "QuantizeLinear" else x
+        probe = entered.get(src)
+        value = store.get(probe) if probe is not None and probe in store else None
+        if value is None:
+            return None
+        v = np.asarray(value, dtype=np.float64)
+        parts.append((src, float(np.abs(v).max()), float(v.max() - v.min()) / step))
+    spans = [s for _, _, s in parts]
+    if len(spans) < 2 or min(spans) > LEVELS or max(spans) < RATIO * max(min(spans), 1.0):
+        return None
+    return tuple(parts)
+
+
+def restorations(run: RunState, state: CandidateState, stage: int) -> list[Restoration]:
+    """Each candidate scale as the intervention restores it: its Q/DQ pairs removed (`restore.UNPAIRED`), named by
+    the probe of the Concat's output (or of the graph output)."""
+    from cp_debug.bisect.cures.restore import UNPAIRED, Restoration
+    from cp_debug.bisect.findings.qdq_file_why import _entered
+
+    found = shared_scales(run, state, stage)
+    if not found:
+        return []
+    st = run.stage_of(state.label, stage)
+    pm, model = st.probe_map(), st.onnx()
+    producer = {o: n for n in model.graph.node for o in n.output}
+    entered = _entered(pm, producer, run.store)
+    by_tensor = {t: p for p, t in pm.tensors.items()}
+    out = []
+    for s in found:
+        concat = next((n for n in model.graph.node if n.name == s.concat), None)
+        t = concat.output[0] if concat is not None else s.output
+        probe = t if t in run.probes else entered.get(t) or by_tensor.get(t)
+        if probe is not None and probe in run.probes:
+            out.append(Restoration(probe, stage, UNPAIRED, nodes=(*s.quantize, *s.dequantize), tensor=s.scale,
+                                   detail=s))
+    return out
