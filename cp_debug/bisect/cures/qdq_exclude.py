@@ -49,6 +49,7 @@ class ExcludeCure:
     untried: str | None = None  # why it was not tried
     fp32: bool = False  # the cure is the file's FP16 parts in FP32 (ModelOpt's high_precision_dtype), not `nodes`
     ops: tuple[str, ...] = ()  # fp32: the op types of `nodes` (ModelOpt's op_types_to_exclude_fp16)
+    worse: bool = False  # the worst output's error larger than the file's own (issue 115: never offered)
 
     def text(self) -> str:
         nodes = list(self.nodes)
@@ -69,6 +70,9 @@ class ExcludeCure:
         if self.passes is None:
             return said + ", not tried here" + (f": {self.untried}" if self.untried else "")
         before = "".join(f"; {list(f.nodes)!r} alone was not enough ({f.figure()})" for f in self.failed)
+        if self.worse:
+            return (f"{said.split(' (')[0]}: tried, not offered — {tried}, leaves the outputs worse than the file's "
+                    f"own: {self.figure()}{before}")
         if self.passes:
             return (f"{said}: verified — {tried}, holds every output within {self.precision} ({self.figure()})"
                     + before)
@@ -159,7 +163,14 @@ def _tried(run: RunState, state: CandidateState, i: int, model, nodes: list[str]
     d, j = worst
     had = state.results.get(d.name)
     before = had.diff.rel_rmse if had is not None and had.diff is not None else None
-    return replace(cure, passes=passes, output=d.name, before=before, after=d.rel_rmse, ratio=j.noise_ratio)
+    # issue 115: judged against the file's own error too, and at the decisions its outputs carry
+    from cp_debug.bisect.cures.at_outputs import WORSE
+    from cp_debug.bisect.findings.decisions import flips
+
+    worse = before is not None and d.rel_rmse > WORSE * before
+    passes = passes and not worse and not flips(run, i, ref_out, out)  # a decision still flipped: not enough
+    return replace(cure, passes=passes, output=d.name, before=before, after=d.rel_rmse, ratio=j.noise_ratio,
+                   worse=worse)
 
 
 class NoFloatWeight(Exception):
