@@ -119,3 +119,17 @@ def test_the_concat_s_shared_scale_is_the_root_cause_confirmed_with_its_cure(tmp
     before, after = cure["output_error_before"], cure["output_error_after"]
     assert before["decisions_flipped"] == 1 and after["decisions_flipped"] == 0, cure
     assert "no single layer dominates" not in hint, hint
+
+
+def test_through_torch_the_scale_is_named_at_the_output_it_reaches(tmp_path):
+    """`--torch` probes the model's modules: no probe holds the Concat's inputs, so their values are the file's own
+    with its activations' Q/DQ pairs removed, and the scale is named at the graph output its pairs reach."""
+    _export(tmp_path)
+    folder = _quantized(tmp_path, "q")
+    proc = cpdebug("bisect", "--torch", f"{MODEL}:build", "-b", f"torch,ort@{folder}", "--metric", f"{MODEL}:kept",
+                   "--json", tmp_path / "r.json", "--quiet")
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
+    cause = json.loads((tmp_path / "r.json").read_text())["root_cause"][f"ort@{folder}"]
+    assert cause["confirmed"], cause
+    assert cause["hint"].startswith("one per-tensor INT8 scale covers Concat '/Concat''s inputs"), cause["hint"]
+    assert "nodes_to_exclude=['/Concat']" in cause["hint"], cause["hint"]

@@ -191,11 +191,13 @@ def _without_pairs(model, nodes: set[str]):
     g = m.graph
     producer = {o: n for n in g.node for o in n.output}
     source = {}  # a removed DequantizeLinear's output -> the float tensor its QuantizeLinear read
+    paired = set()  # the pairs' node names (a weight's lone DequantizeLinear stays)
     for n in g.node:
         if n.name in nodes and n.op_type == "DequantizeLinear":
             q = producer.get(n.input[0])
-            if q is not None and q.name in nodes:
+            if q is not None and q.name in nodes and q.op_type == "QuantizeLinear":
                 source[n.output[0]] = q.input[0]
+                paired |= {n.name, q.name}
     outputs = {o.name for o in g.output}
     for dq_out, src in source.items():
         if dq_out in outputs:  # the float tensor's producer writes the graph output itself
@@ -206,7 +208,7 @@ def _without_pairs(model, nodes: set[str]):
                 source[k] = dq_out if v == src else v
     for n in g.node:
         n.input[:] = [source.get(i, i) for i in n.input]
-    kept = [n for n in g.node if not (n.name in nodes and n.op_type in ("QuantizeLinear", "DequantizeLinear"))]
+    kept = [n for n in g.node if n.name not in paired]
     del g.node[:]
     g.node.extend(kept)
     return m

@@ -86,6 +86,17 @@ def shared_scales(run: RunState, state: CandidateState, stage: int) -> list[Shar
     outputs = {o.name for o in model.graph.output}
     found: list[SharedScale] = []
     seen: set[str] = set()
+    floats: dict = {}
+
+    def value_of(src: str):
+        """The reference's value of `src` (a tensor entering a QuantizeLinear), else the file's own float value of
+        it, its Q/DQ pairs removed (a `--torch` run probes no Concat's inputs): one run for every Concat."""
+        probe = entered.get(src)
+        if probe is not None and probe in run.store:
+            return run.store.get(probe)
+        if not floats:
+            floats.update(_float_values(run, state, stage, model, producer) or {"": None})
+        return floats.get(src)
     for q in model.graph.node:
         if q.op_type != "QuantizeLinear" or len(q.input) < 2 or q.input[1] not in inits or q.input[1] in seen:
             continue
@@ -98,7 +109,7 @@ def shared_scales(run: RunState, state: CandidateState, stage: int) -> list[Shar
         out = next((t for d in pairs[1] for n in model.graph.node if n.name == d for t in n.output
                     if t in outputs), None)
         if writer is not None and writer.op_type == "Concat" and step > 0:
-            parts = _parts(writer, producer, entered, run.store, step)
+            parts = _parts(writer, producer, value_of, step)
             if parts is not None:
                 seen.add(q.input[1])
                 found.insert(sum(1 for f in found if f.concat), SharedScale(
@@ -117,7 +128,32 @@ def _pairs(model, scale: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(n.name for n in qs), tuple(n.name for n in dqs)
 
 
-def _parts(concat, producer: dict, entered: dict, store, step: float):
+def _float_values(run: RunState, state: CandidateState, stage: int, model, producer: dict) -> dict | None:
+    """Every tensor entering a Concat's inputs' QuantizeLinear, as the file computes it with its activations' Q/DQ
+    pairs removed (its weights as it stores them), on the reference's stage inputs; None where it cannot run."""
+    from cp_debug.bisect.cures.restore import _without_pairs
+    from cp_debug.bisect.findings.segment_why import run_segment
+
+    wanted = []
+    for n in model.graph.node:
+        if n.op_type == "Concat":
+            for x in n.input:
+                dq = producer.get(x)
+                q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+                if q is not None and q.op_type == "QuantizeLinear":
+                    wanted.append(q.input[0])
+    if not wanted:
+        return None
+    pairs = {n.name for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")}
+    try:
+        got = run_segment(run, str(state.spec), _without_pairs(model, pairs), dict(run.ref_feeds[stage]),
+                          list(dict.fromkeys(wanted)), spec=state.spec, facts=False)
+    except Exception:  # noqa: BLE001 - no float run, no Concat read: the graph output's pair stays a candidate
+        return None
+    return got.values
+
+
+def _parts(concat, producer: dict, value_of, step: float):
     """(tensor, |x| max, steps its range spans) of each of `concat`'s inputs, where their ranges lie `RATIO` apart and
     the smallest spans at most `LEVELS` steps; else None (an input whose reference value is unknown: None)."""
     parts = []
@@ -125,8 +161,7 @@ def _parts(concat, producer: dict, entered: dict, store, step: float):
         dq = producer.get(x)
         q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
         src = q.input[0] if q is not None and q.op_type == "QuantizeLinear" else x
-        probe = entered.get(src)
-        value = store.get(probe) if probe is not None and probe in store else None
+        value = value_of(src)
         if value is None:
             return None
         v = np.asarray(value, dtype=np.float64)
@@ -154,8 +189,9 @@ def restorations(run: RunState, state: CandidateState, stage: int) -> list[Resto
     out = []
     for s in found:
         concat = next((n for n in model.graph.node if n.name == s.concat), None)
-        t = concat.output[0] if concat is not None else s.output
-        probe = t if t in run.probes else entered.get(t) or by_tensor.get(t)
+        probe = None
+        for t in (concat.output[0] if concat is not None else None, s.output):  # its own probe, else the output's
+            probe = probe or (t if t in run.probes else entered.get(t) or by_tensor.get(t)) if t else probe
         if probe is not None and probe in run.probes:
             out.append(Restoration(probe, stage, UNPAIRED, nodes=(*s.quantize, *s.dequantize), tensor=s.scale,
                                    detail=s))
