@@ -38,3 +38,16 @@ def fp16_overflow():
         net.body[4].weight.mul_(1e4)
         net.body[6].weight.mul_(1e-3)
     return net, inputs
+
+
+def outlier_weight():
+    """body.4's weight with one value of 54.9 (a trained conv's outlier, issue 115) among values below 0.09: a
+    per-tensor INT8 scale (54.9 / 127) rounds all the others to zero — this model's weights, rounded. The outlier
+    reads a channel body.2 leaves dead (its weight and bias 0: ReLU(0)), so it adds nothing: body.4's output rests
+    on the weights rounded away."""
+    net, inputs = healthy()
+    with torch.no_grad():
+        net.body[2].weight[0] = 0.0
+        net.body[2].bias[0] = 0.0
+        net.body[4].weight[0, 0, 1, 1] = 54.9
+    return net, inputs
