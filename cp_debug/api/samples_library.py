@@ -20,16 +20,19 @@ if TYPE_CHECKING:
 def sweep(model: Any, samples: Any, backends: "str | Sequence[str] | None" = None, *, out: "str | Path | None" = None,
           level: str | None = None, bisect_top: int = 3, shard_size: int = 8, resume: bool = False,
           atol: float | None = None, rtol: float | None = None, tolerance_mode: str | None = None, seed: int = 0,
-          exporter: str = "auto", deterministic: bool = True, calib: "str | Path | None" = None) -> "SweepReport":
+          exporter: str = "auto", deterministic: bool = True, calib: "str | Path | None" = None,
+          metric: "str | Callable | None" = None) -> "SweepReport":
     """Every sample through the reference and the candidates, ranked worst first, the worst `bisect_top` bisected —
     `cpdebug sweep --torch|--onnx` with the same options (default backends: torch,ort-cpu-fp16 for a module,
-    ort-cpu,ort-cpu-fp16 for an ONNX model). `out`: the sweep's folder (sweep.json, shards), else a temporary one."""
+    ort-cpu,ort-cpu-fp16 for an ONNX model). `out`: the sweep's folder (sweep.json, shards), else a temporary one.
+    `metric`: the application's decision per sample (`--metric`: a built-in's name, FILE.py:FUNC or a function)."""
     from cp_debug.api.sample_reports import SweepReport
     from cp_debug.api.samples_request import load
     from cp_debug.files import write_json
     from cp_debug.sweep.samples import SampleSweepOptions, run_sample_sweep, sweep_doc
     from cp_debug.sweep.shards import locked
 
+    task = _task(metric) if metric is not None else None
     with _sample_run(model, samples, backends, atol=atol, rtol=rtol, tolerance_mode=tolerance_mode, seed=seed,
                      exporter=exporter, deterministic=deterministic, calib=calib) as run, \
             _folder(out) as folder:
@@ -37,12 +40,19 @@ def sweep(model: Any, samples: Any, backends: "str | Sequence[str] | None" = Non
         loaded, sample_set, pairs, mode = load(run, steps, None)
         opts = SampleSweepOptions(pairs, folder, shard_size=shard_size, resume=resume, bisect_top=bisect_top,
                                   level=level, tolerance_mode=mode, atol=atol, rtol=rtol, seed=seed,
-                                  deterministic=deterministic, calib=run.calib)
+                                  deterministic=deterministic, calib=run.calib, metric=task)
         with locked(opts.out):
             result = run_sample_sweep(loaded, sample_set, opts, step=steps.step)
             doc = sweep_doc(result, opts, loaded)
             write_json(opts.out / "sweep.json", doc)
         return SweepReport(doc, result.reports, folder if out is not None else None)
+
+
+def _task(metric: "str | Callable"):
+    """A metric as the library takes it: a function, a built-in's name or FILE.py:FUNC (`samples.tasks`)."""
+    from cp_debug.samples.tasks import TaskMetric, task_metric
+
+    return TaskMetric(getattr(metric, "__name__", "metric"), metric) if callable(metric) else task_metric(metric)
 
 
 def eval(model: Any, samples: Any, backends: "str | Sequence[str] | None" = None, *,
@@ -55,9 +65,8 @@ def eval(model: Any, samples: Any, backends: "str | Sequence[str] | None" = None
     from cp_debug.api.sample_reports import EvalReport
     from cp_debug.api.samples_request import load
     from cp_debug.eval.samples import run_samples_eval
-    from cp_debug.samples.tasks import TaskMetric, task_metric
 
-    scorer = TaskMetric(getattr(metric, "__name__", "metric"), metric) if callable(metric) else task_metric(metric)
+    scorer = _task(metric)
     with _sample_run(model, samples, backends, atol=atol, rtol=rtol, tolerance_mode=tolerance_mode, seed=seed,
                      exporter=exporter, calib=calib) as run:
         loaded, sample_set, pairs, mode = load(run, _Steps(), None)

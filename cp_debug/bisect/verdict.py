@@ -60,7 +60,9 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
         seg = seg.at(rc)
     whys = catalog.findings(seg, Role.WHY) if rc and not (placed is not None and placed.replaces_hint) else {}
     if placed is not None and placed.replaces_hint:  # a decision: the choice made the error, no layer's rounding
-        hint, owner = placed.text, None
+        # the probe measured stays (every probe computed from the choice reads its other one), the module whose own
+        # code makes the choice named with it (issue 115: the root and its reason name one module)
+        hint, owner = placed.text, owner_cause.owner(rc, placed.detail) if placed.detail is not None else None
     else:
         hint, owner = _hint(run, state, rc, whys) if rc else (None, None)
         if placed is not None and placed.text:

@@ -24,6 +24,10 @@ Out = Annotated[Path, typer.Option("--out", help="Folder for shards, sweep.json,
 Scenes = Annotated[Optional[Path], typer.Option(
     help="Info file (mmdet3d / T4), a folder with infos.pkl, a rosbag2 folder (its PointCloud2 clouds, "
          "--lidar-topic), or a folder of point files.")]
+METRIC_HELP = ("With --torch/--onnx: the application's decision, bisect's and eval's metrics (top1, argmax, ... or "
+               "FUNC(outputs, reference, label) seeing every output by name), per sample for the reference and each "
+               "candidate; a sample whose value changes is a decision flipped (never within precision), the share of "
+               "samples that flip in the verdict. Without it, Sigmoid / Softmax outputs are read at 0.5 / argmax.")
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,7 @@ def sweep(
     exporter: Exporter = "auto",
     min_shapes: MinShapes = None,
     max_shapes: MaxShapes = None,
+    metric: Annotated[Optional[str], option("--metric", metavar="NAME|FILE.py:FUNC", help=METRIC_HELP)] = None,
 ) -> None:
     """Sweep a validation set: which frames change, which layer is to blame, how often, for which classes and ranges.
 
@@ -138,6 +143,7 @@ def sweep(
         from cp_debug.cli.common.shape_range import check_range_given
 
         check_range_given(min_shapes, max_shapes, torch_model, onnx_model, inputs, data)
+    _samples_only(metric, calib, ranged, bool(torch_model or onnx_model))
     if torch_model or onnx_model:
         from cp_debug.cli.common.samples import SampleRun, sweep_samples
         from cp_debug.cli.common.shape_range import sweep_range
@@ -152,13 +158,8 @@ def sweep(
                                    resume=resume, others=others, third_party=third_party, html=html)
             else:
                 code = sweep_samples(run, out, level=level, bisect_top=bisect_top, shard_size=shard_size,
-                                     resume=resume, others=others, third_party=third_party, html=html)
+                                     resume=resume, others=others, third_party=third_party, html=html, metric=metric)
         raise typer.Exit(code)
-    if calib is not None:
-        from cp_debug.errors import BadInputError
-
-        raise BadInputError("--calib PATH goes with --torch / --onnx: a CenterPoint sweep's INT8 backends "
-                            "calibrate on --calib-n held-out synthetic frames")
     with ThirdParty(verbose=verbose) as third_party:
         from cp_debug.compare.noise import check_mode
         from cp_debug.determinism import check_conv_algo
@@ -180,6 +181,19 @@ def sweep(
                        budget=budget, cudnn_algo=check_conv_algo(cudnn_algo), recipe=recipe)
         code = _sweep(backends or "torch,ort", model, run, third_party)
     raise typer.Exit(code)
+
+
+def _samples_only(metric: str | None, calib, ranged: bool, samples: bool) -> None:
+    """--metric (a sweep of samples, not of a shape range) and --calib (--torch / --onnx) given where they do not
+    go: one line, exit 2."""
+    from cp_debug.errors import BadInputError
+
+    if metric is not None and (ranged or not samples):
+        raise BadInputError("--metric goes with a sweep of --torch / --onnx samples (--inputs or --data)"
+                            + (", not with --min-shapes / --max-shapes" if ranged else ""))
+    if calib is not None and not samples:
+        raise BadInputError("--calib PATH goes with --torch / --onnx: a CenterPoint sweep's INT8 backends "
+                            "calibrate on --calib-n held-out synthetic frames")
 
 
 def _check_recipe(recipe: str, **given) -> None:

@@ -131,6 +131,8 @@ class CandidateFrame:
     outcome: str | None = None  # noise.Outcome's value on this frame alone (rank.py adds the cross-frame local class)
     reason: str | None = None  # why, in a few words
     precision: str | None = None  # what it was judged at (a deployed folder: the precision its files hold)
+    decisions: tuple = ()  # bisect.findings.decisions.OutputDecision: a --metric's values, else the flips read
+
 
 
 @dataclass(frozen=True)
@@ -162,7 +164,8 @@ class FrameResult:
     def from_json(cls, d: dict) -> "FrameResult":
         cands = tuple(CandidateFrame(c["candidate"], tuple(_probe_stat(p) for p in c["probes"]),
                                      _delta(c["detections"]), c["diverged"], c.get("outcome"), c.get("reason"),
-                                     c.get("precision")) for c in d["candidates"])
+                                     c.get("precision"), _decisions(c.get("decisions") or ()))
+                      for c in d["candidates"])
         return cls(d["index"], d["token"], _status(d["status"], cands), d.get("reason"), d.get("num_points", 0), cands,
                    d.get("boxes", {}), d.get("gt"))
 
@@ -184,6 +187,16 @@ def frame_status(cands) -> str:
 
     return worst(Outcome(c.outcome) if c.outcome else Outcome.DIVERGED if c.diverged else Outcome.WITHIN_PRECISION
                  for c in cands).value
+
+
+def _decisions(ds) -> tuple:
+    """A candidate's decisions from JSON (non-finite floats as strings, report/io.py)."""
+    from cp_debug.bisect.findings.decisions import OutputDecision
+
+    def num(v):
+        return float(v) if isinstance(v, str) else v
+    return tuple(OutputDecision(**{k: num(v) if k in ("margin", "reference", "candidate") else v
+                                   for k, v in d.items()}) for d in ds)
 
 
 def _probe_stat(d: dict) -> ProbeStat:

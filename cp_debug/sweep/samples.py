@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from cp_debug.compare.noise import Outcome, status_of, worst
 from cp_debug.errors import CpDebugError
@@ -51,11 +52,14 @@ class SampleSweepOptions:
     seed: int = 0
     deterministic: bool = True
     calib: Path | None = None  # a calibrated candidate's --calib (samples/calibration.py: else the set's first)
+    metric: Any = None  # --metric (samples.tasks.TaskMetric): the application's decision on every sample
+    decided: dict = field(default_factory=dict)  # without one: the outputs a Sigmoid / Softmax writes (name -> op)
 
     def settings(self, model) -> dict:
         """What the results depend on (the manifest's identity for --resume)."""
         return {"kind": MANIFEST_KIND, "model": model.source, "backends": [label for label, _ in self.pairs],
-                "tolerance_mode": self.tolerance_mode, "atol": self.atol, "rtol": self.rtol, "seed": self.seed}
+                "tolerance_mode": self.tolerance_mode, "atol": self.atol, "rtol": self.rtol, "seed": self.seed,
+                **({"metric": self.metric.name} if self.metric is not None else {})}
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,7 @@ class SampleSweep:
     calibration: object = None  # samples.calibration.Calibration, where a candidate is calibrated
     shapes: dict | None = None  # sample name -> {input: shape}: sweep.json's `shape` of each frame and `by_shape`
     results: tuple = ()  # every sample's `FrameResult` (its outputs' figures per candidate): frames.parquet's rows
+    decided: dict = field(default_factory=dict)  # the Sigmoid / Softmax outputs read without a --metric
 
 
 def run_sample_sweep(model, samples, opts: SampleSweepOptions, step=None, progress=None) -> SampleSweep:
@@ -95,13 +100,17 @@ def run_sample_sweep(model, samples, opts: SampleSweepOptions, step=None, progre
     with contextlib.ExitStack() as stack:
         runners = {label: stack.enter_context(model.runner(spec, **RUNNER_OPTIONS, **_calibrated(spec, cal)))
                    for label, spec in opts.pairs} if any(t.todo for t in pending) else {}
+        if opts.metric is None:
+            from cp_debug.bisect.findings.decisions import decided_outputs
+
+            opts = replace(opts, decided=decided_outputs(model.subject.stages[0]))  # its graph exported by now
         InProcessExecutor(_SampleWorker(samples, runners, opts), PARTIAL_EVERY).run(
             pending, store, lambda _: progress() if progress else None)
     results = store.results()
     ranked, _ = rank_frames(results, factor=math.inf, mode=opts.tolerance_mode)  # outputs only: no layer class
     reports, ranked = _bisect_worst(model, samples, ranked, opts, step, cal)
     return SampleSweep(ranked, reports, samples.source, sum(r.status == "failed" for r in results), cal,
-                       samples.shapes(), tuple(results))
+                       samples.shapes(), tuple(results), opts.decided)
 
 
 def _calibrated(spec, cal) -> dict:
@@ -175,6 +184,7 @@ def reference_failed(result: FrameResult) -> bool:
 
 def _judged(ran: tuple, opts: SampleSweepOptions) -> FrameResult:
     """One sample's candidates judged against its reference by the one judge (`samples/judge.py`)."""
+    from cp_debug.bisect.findings.decisions import outcome_with
     from cp_debug.samples.judge import judge_sample, tolerance
 
     index, name, ref, got = ran
@@ -186,11 +196,24 @@ def _judged(ran: tuple, opts: SampleSweepOptions) -> FrameResult:
                                  o.diff.nan, o.diff.inf, status_of(o.diff, o.judgement),
                                  o.judgement.expected_rel_rmse, o.judgement.noise_ratio)
                        for k, o in enumerate(j.outputs))
-        frames.append(CandidateFrame(label, probes, NO_BOXES, j.outcome is not Outcome.WITHIN_PRECISION,
-                                     j.outcome.value, j.reason, spec.precision))
+        decisions = _decisions(ref, got[label], opts)
+        outcome, reason = outcome_with(decisions, j.outcome, j.reason)  # a changed metric: diverged, as bisect
+        frames.append(CandidateFrame(label, probes, NO_BOXES, outcome is not Outcome.WITHIN_PRECISION,
+                                     outcome.value, reason, spec.precision, decisions))
     status = worst(Outcome(c.outcome) for c in frames).value
     reason = next((c.reason for c in frames if c.outcome == status and c.reason), None)
     return FrameResult(index, name, status, reason, 0, tuple(frames))
+
+
+def _decisions(ref: dict, got: dict, opts: SampleSweepOptions) -> tuple:
+    """One candidate's decisions on one sample, as bisect reads them (`bisect/findings/decisions.py`): the
+    `--metric`'s value, the reference's and the candidate's (always kept); else each Sigmoid / Softmax output read
+    at 0.5 / its argmax (kept where it flips)."""
+    from cp_debug.bisect.findings.decisions import metric_decision, read_decisions
+
+    if opts.metric is not None:
+        return tuple(metric_decision(opts.metric, list(ref), ref, got))
+    return tuple(d for d in read_decisions(opts.decided, ref, got) if d.changed)
 
 
 def _bisect_worst(model, samples, ranked: list, opts: SampleSweepOptions, step, cal=None) -> tuple[dict, list]:
@@ -235,13 +258,15 @@ def bisect_options(opts: SampleSweepOptions, cal=None):
 
     return BisectOptions(level=opts.level, deterministic=opts.deterministic, seed=opts.seed, atol=opts.atol,
                          rtol=opts.rtol, tolerance_mode=opts.tolerance_mode,
-                         calib_feeds=tuple(cal.feeds) if cal is not None else ())
+                         calib_feeds=tuple(cal.feeds) if cal is not None else (), metric=opts.metric)
 
 
 def sweep_doc(result: SampleSweep, opts: SampleSweepOptions, model) -> dict:
     """sweep.json of a sample sweep: the frames' entries in the shape `summary.py` reads (table, JUnit)."""
     from cp_debug.sweep.explain import FrameFailure, root_cause_counts
 
+    decided = {f.token: {c.candidate: [d.to_json() for d in c.decisions] for c in f.candidates if c.decisions}
+               for f in result.results}
     frames = []
     for r in result.ranked:
         w = r.worst
@@ -253,22 +278,39 @@ def sweep_doc(result: SampleSweep, opts: SampleSweepOptions, model) -> dict:
             "local_probe": None, "root_cause": r.root_cause, "hint": r.hint, "bisected": r.bisected,
             "detections": {}, "candidates": {v.candidate: {"outcome": v.outcome.value, "reason": v.reason}
                                              for v in r.verdicts},
-            "shape": _shape_json((result.shapes or {}).get(r.token))})
+            "shape": _shape_json((result.shapes or {}).get(r.token)), "decisions": decided.get(r.token, {})})
     rc = root_cause_counts(result.ranked)
+    flips = decision_flips(frames, opts.metric, result.decided)
     counts = {s: sum(f["status"] == s for f in frames)
               for s in ("within_precision", "inconclusive", "degraded", "diverged", "failed")}
     outcome = _outcome(result.ranked)
     verdict = (f"{outcome.words}: {counts['diverged']} diverged, {counts['degraded']} degraded, {counts['failed']} "
-               f"failed of {len(frames)} samples" + (f"; {rc['text']}" if rc["text"] else ""))
+               f"failed of {len(frames)} samples" + (f"; {flips['text']}" if flips["flipped"] else "")
+               + (f"; {rc['text']}" if rc["text"] else ""))
     return {"schema": SCHEMA, "kind": MANIFEST_KIND, "model": model.source, "samples": result.source,
             "reference": opts.pairs[0][0], "candidates": [label for label, _ in opts.pairs[1:]],
             "tolerance_mode": opts.tolerance_mode, "outcome": outcome.value, "verdict": verdict,
             "summary": {"frames": len(frames), "degraded": counts["degraded"], "diverged": counts["diverged"],
-                        "failed": counts["failed"], "outcomes": counts}, "root_cause_counts": rc,
+                        "failed": counts["failed"], "outcomes": counts, "decisions": flips},
+            "root_cause_counts": rc,
             "frames": frames, "bisect": {t: rep.to_json() if isinstance(rep, FrameFailure) else f"bisect/{t}.json"
                                         for t, rep in result.reports.items()},
             "calibration": result.calibration.to_json() if result.calibration is not None else None,
             "by_shape": shape_groups(frames)}
+
+
+def decision_flips(frames: list[dict], metric, decided: dict) -> dict:
+    """sweep.json's `summary.decisions`: the rule the samples' decisions were read by (`--metric NAME`, else the
+    Sigmoid / Softmax outputs at 0.5 / argmax), and how many of the samples that ran (and which share) flip one."""
+    ran = [f for f in frames if f["status"] != "failed"]
+    flipped = [f["token"] for f in ran if any(d["changed"] for ds in f["decisions"].values() for d in ds)]
+    rule = (f"--metric {metric.name}" if metric is not None else
+            ", ".join(f"{n} at {'0.5' if op == 'Sigmoid' else 'its argmax'}" for n, op in decided.items()))
+    share = len(flipped) / len(ran) if ran else 0.0
+    text = (f"the decision ({rule}) flips on {len(flipped)} of {len(ran)} samples ({100 * share:.0f} %)"
+            if rule else "")
+    return {"rule": rule or None, "flipped": len(flipped), "samples": len(ran), "share": share,
+            "tokens": flipped, "text": text}
 
 
 def _shape_json(shapes: dict | None) -> dict | None:

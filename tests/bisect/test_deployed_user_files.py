@@ -8,6 +8,7 @@ tensor, a real CalibrationDataReader), both from torch.onnx.export's file (its o
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -96,13 +97,13 @@ class _Reader:
         return next(self._frames, None)
 
 
-def _quantized(tmp_path: Path, fp8: bool = False) -> tuple[Path, Path]:
+def _quantized(tmp_path: Path, fp8: bool = False, build: str = "healthy") -> tuple[Path, Path]:
     """torch.onnx.export's file and a folder holding it quantized by `quantize_static` (QDQ, per tensor): INT8, or
     float8 e4m3fn (ORT calibrates float8 by its Distribution method only; symmetric, as float8 has no zero point)."""
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
 
-    fp32 = _export("healthy", tmp_path / "model.onnx")
+    fp32 = _export(build, tmp_path / "model.onnx")
     folder = tmp_path / ("fp8" if fp8 else "int8")
     folder.mkdir()
     reader = type("Reader", (_Reader, CalibrationDataReader), {})(onnx.load(fp32).graph.input[0].name)
@@ -128,8 +129,31 @@ def test_int8_qdq_file_of_quantize_static_maps_every_probe(tmp_path):
     assert "9 of 9 probes mapped" in _notes(report)  # 1 of 9 before: the weights behind DequantizeLinear
     assert report["judged_at"][label] == "int8"
     assert report["root_cause"][label]["probe"] == "body.4/Conv", report["root_cause"]
+    hint = report["root_cause"][label]["hint"]  # its levels are no rounding of the model's weight at its scale
+    assert "dequantizes to values 1.5× the reference's" in hint and "not this model's" in hint, hint
     # the ReLUs the quantizer folded into the QuantizeLinear after each conv are no graph difference
     assert not report["graph_differences"][label]["only_in_reference"], report["graph_differences"][label]
+
+
+def test_a_per_tensor_weight_set_by_an_outlier_reads_as_its_rounding(tmp_path):
+    """Issue 115: a per-tensor INT8 weight whose scale an outlier sets (|w| max 54.9, as in a trained conv) is this
+    model's weights rounded — said as INT8 weight rounding (before: "dequantizes to values 0.999× the reference's
+    … (rel. RMS difference 0.107 …): not this model's", the check expecting per-channel rounding's few 1e-3); the
+    planted scale of the test above still reads as not this model's."""
+    fp32, folder = _quantized(tmp_path, build="outlier_weight")
+    proc = cpdebug("bisect", "--onnx", fp32, "-b", f"ort,ort@{folder}", "--json", tmp_path / "r.json", "--quiet")
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
+    report = json.loads((tmp_path / "r.json").read_text())
+    rc = report["root_cause"][f"ort@{folder}"]
+    assert rc["probe"] == "body.4/Conv", rc
+    assert "not this model's" not in rc["hint"], rc["hint"]
+    assert "INT8 weight 'body.4.weight_quantized' of Conv" in rc["hint"], rc["hint"]
+    assert "is the reference's weight rounded per tensor at step 0.432 (its |w| max 54.9 / 127" in rc["hint"], rc
+    m = re.search(r"(\d+) of its 2304 nonzero values \((\d+)%\) round to zero, a rel\. RMS rounding error of "
+                  r"([0-9.]+)", rc["hint"])
+    assert m and 60 <= int(m.group(2)) <= 80 and float(m.group(3)) > 0.1, rc["hint"]  # "not this model's" before
+    assert "INT8 weight rounding, this model's weights; re-quantize with `nodes_to_exclude=[" in rc["hint"], rc
+    assert "): verified" in rc["hint"], rc["hint"]  # the file without that node's Q/DQ holds every output
 
 
 def test_int8_spec_over_a_quantized_file_is_one_line(tmp_path):

@@ -38,3 +38,19 @@ def fp16_overflow():
         net.body[4].weight.mul_(1e4)
         net.body[6].weight.mul_(1e-3)
     return net, inputs
+
+
+def outlier_weight():
+    """body.4's weight drawn N(0, 0.2) with one value of 54.9 (a trained conv's outlier, issue 115): a per-tensor
+    INT8 scale (54.9 / 127) rounds 71% of the others to zero — this model's weights, rounded, whose relative RMS
+    difference (0.107) passed the 0.1 past which a stored weight was said to be "not this model's". The outlier
+    reads a channel body.2 leaves dead (its weight and bias 0: ReLU(0)), so it adds nothing: body.4's output rests
+    on the weights rounded."""
+    net, inputs = healthy()
+    with torch.no_grad():
+        net.body[2].weight[0] = 0.0
+        net.body[2].bias[0] = 0.0
+        w = torch.randn(net.body[4].weight.shape, generator=torch.Generator().manual_seed(3)) * 0.2
+        w[0, 0, 1, 1] = 54.9
+        net.body[4].weight.copy_(w)
+    return net, inputs

@@ -64,6 +64,33 @@ def build_llama_planted():
     return model, (_tokens(cfg.vocab_size),)
 
 
+class _Encoder(torch.nn.Module):
+    """A transformers encoder's last hidden state as the model's one output."""
+
+    def __init__(self, encoder):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, x):
+        return self.encoder(x).last_hidden_state
+
+
+def build_whisper_planted():
+    """HF WhisperEncoder (2 layers, d_model 64, 16 mel bins, 32 frames, eager attention): layer 1's q and k
+    projections scaled ×2000 — its QK^T logits reach 4e5 (float16's 65504), a softmax row one-hot in FP32 picks
+    another key in FP16 (issue 115: the root cause named at `out_proj`, the reason at `self_attn`)."""
+    from transformers import WhisperConfig
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    torch.manual_seed(0)
+    cfg = WhisperConfig(num_mel_bins=16, d_model=64, encoder_layers=2, encoder_attention_heads=2,
+                        encoder_ffn_dim=128, max_source_positions=16, attn_implementation="eager")
+    model = _Encoder(WhisperEncoder(cfg)).eval()
+    att = model.encoder.layers[1].self_attn
+    _scaled(att.q_proj, att.k_proj, by=2000.0)
+    return model, (torch.randn(1, 16, 32, generator=torch.Generator().manual_seed(1)),)
+
+
 def build_timm_planted():
     """timm's ResNet (resnet10t, 10 classes, 64×64): the last stage's first conv scaled ×2e5, its output beyond
     float16's range."""

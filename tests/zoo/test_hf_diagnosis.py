@@ -117,6 +117,24 @@ def test_at_level_all_the_attention_whose_own_code_overflows_is_blamed_not_the_p
         assert f"root cause {module} (its own code, before {child})" in said
 
 
+@pytest.mark.long  # transformers' Whisper loads in ~20 s here
+def test_whispers_qk_softmax_flip_and_its_root_name_one_module(tmp_path):
+    """Issue 115: Whisper's planted QK^T (logits 4e5) makes a one-hot softmax row pick another key in FP16; at
+    `--level layer` the first probe it reaches is `out_proj`, and the root cause was "out_proj — saturated softmax
+    flip at self_attn": two modules. The decision keeps its probe (every probe computed from it reads the other
+    choice) and the root cause is the module whose own code makes the choice, before that probe."""
+    out = tmp_path / "r.json"
+    proc = cpdebug("bisect", "--torch", f"{HF}:build_whisper_planted", "--backends", "torch,ort-cpu-fp16", "--level",
+                   "layer", "--json", out)
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    root = json.loads(out.read_text())["root_cause"]["ort-cpu-fp16"]
+    attn = "encoder.layers.1.self_attn"
+    assert root["probe"] == f"{attn}.out_proj" and root["module"] == attn, root
+    assert root["hint"].startswith(f"saturated softmax flip at {attn}: Softmax "), root["hint"]
+    said = " ".join(proc.stdout.replace("│", " ").split())  # the summary box's lines joined
+    assert f"root cause {attn} (its own code, before {attn}.out_proj): saturated softmax flip at {attn}" in said
+
+
 def test_a_sum_over_many_in_range_terms_is_named_with_its_length_and_largest_term(tmp_path):
     from tests.zoo import models
 

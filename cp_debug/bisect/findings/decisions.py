@@ -59,17 +59,31 @@ def output_decisions(run: "RunState", stage: int, ref: Mapping[str, np.ndarray],
     the run's `--metric` on the last stage, else each Sigmoid / Softmax output's."""
     last = stage == len(run.subject.stages) - 1
     metric = getattr(run.opts, "metric", None)
+    st = run.subject.stages[stage]
     if metric is not None and last:
-        names = run.subject.stages[stage].output_names
-        got = {n: np.asarray(out[n]) for n in names if n in out}
-        want = {n: np.asarray(ref[n]) for n in names if n in ref}
-        if len(got) < len(names) or len(want) < len(names):
-            return []
-        r, c = metric.value(want, want, None), metric.value(got, want, None)
-        changed = metric.changed(c, r) if metric.discrete else False
-        return [OutputDecision(metric.name, "metric", changed, int(changed), 1, None, r, c)]
+        return metric_decision(metric, st.output_names, ref, out)
+    return read_decisions(decided_outputs(st), ref, out)
+
+
+def metric_decision(metric, names, ref: Mapping[str, np.ndarray], out: Mapping[str, np.ndarray]
+                    ) -> list[OutputDecision]:
+    """`metric` (`samples.tasks.TaskMetric`) on the outputs `names`, the candidate's (`out`) against the
+    reference's: one decision, changed where a discrete metric's value differs; none where an output is missing."""
+    got = {n: np.asarray(out[n]) for n in names if n in out}
+    want = {n: np.asarray(ref[n]) for n in names if n in ref}
+    if len(got) < len(names) or len(want) < len(names):
+        return []
+    r, c = metric.value(want, want, None), metric.value(got, want, None)
+    changed = metric.changed(c, r) if metric.discrete else False
+    return [OutputDecision(metric.name, "metric", changed, int(changed), 1, None, r, c)]
+
+
+def read_decisions(decided: Mapping[str, str], ref: Mapping[str, np.ndarray], out: Mapping[str, np.ndarray]
+                   ) -> list[OutputDecision]:
+    """Each output of `decided` (name -> "Sigmoid" | "Softmax", `decided_outputs`) read at 0.5 / its argmax, the
+    candidate's (`out`) against the reference's (`ref`)."""
     found = []
-    for name, op in _decided_outputs(run, stage).items():
+    for name, op in decided.items():
         if name not in ref or name not in out:
             continue
         a, b = np.asarray(ref[name], dtype=np.float64), np.asarray(out[name], dtype=np.float64)
@@ -96,14 +110,13 @@ def flips(run: "RunState", stage: int, ref: Mapping[str, np.ndarray], out: Mappi
     return sum(d.flipped for d in output_decisions(run, stage, ref, out) if d.changed)
 
 
-def _decided_outputs(run: "RunState", stage: int) -> dict[str, str]:
-    """Stage `stage`'s outputs written by a Sigmoid or a Softmax node: output name -> op."""
-    st = run.subject.stages[stage]
-    model = st.onnx_model  # never exported for this: a torch-only run reads no op
+def decided_outputs(stage) -> dict[str, str]:
+    """A stage's (`subjects.subject.Stage`) outputs written by a Sigmoid or a Softmax node: output name -> op."""
+    model = stage.onnx_model  # never exported for this: a torch-only run reads no op
     if model is None:
         return {}
     writers = {t: n.op_type for n in model.graph.node for t in n.output}
-    return {n: writers[n] for n in st.output_names if writers.get(n) in ("Sigmoid", "Softmax")}
+    return {n: writers[n] for n in stage.output_names if writers.get(n) in ("Sigmoid", "Softmax")}
 
 
 def record_flips(run: "RunState", states: list, cand_up: Mapping[str, Mapping[str, np.ndarray]]) -> None:
@@ -118,9 +131,14 @@ def decided_outcome(state, outcome, reason: str | None):
     """The outcome with the candidate's `--metric` weighed: a value that changes is diverged — never within
     precision —, the decision said. A Sigmoid / Softmax output deciding otherwise without a metric is a decision of
     the report, the outcome left to the noise model and the findings (a near tie upstream is what the format does)."""
+    return outcome_with(state.decisions, outcome, reason)
+
+
+def outcome_with(decisions, outcome, reason: str | None):
+    """`decided_outcome` on a list of decisions (a sweep's sample: `sweep/samples.py`)."""
     from cp_debug.compare import noise
 
-    changed = flipped(state, metric_only=True)  # a Sigmoid / Softmax flip is said, not judged
+    changed = [d for d in decisions if isinstance(d, OutputDecision) and d.changed and d.rule == "metric"]
     if outcome is None or not changed or outcome is noise.Outcome.INCONCLUSIVE:
         return outcome, reason
     worst = noise.Outcome.DIVERGED

@@ -19,7 +19,10 @@ counts the values within its calibrated step (amax / 127) of the boundary. None 
 A nearest Resize computes its source coordinates from float32 scales in FP32 whatever its data's type (the FP16
 conversion keeps the scales and their arithmetic in FP32), so in FP16 it takes the same source indices; an export's
 other index convention, or an integer Div truncating where PyTorch floors, is `export_why.py`'s finding, at any
-precision.
+precision. A nearest Resize whose coordinates the network computes — a crop-and-resize's box (`roi`, TensorFlow's
+`tf_crop_and_resize`, float16 in the converted graph), or scales computed from data — is read as the grid is (issue
+115): each output row's and column's source coordinate from the reference's roi / scales and from them rounded to
+the format, against the nearest mode's boundary (a half-integer; an integer for `floor` / `ceil`).
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ from cp_debug.bisect.ranking import beyond_locally
 from cp_debug.bisect.run_state import CandidateState, RunState
 from cp_debug.compare.diff import BROKEN
 
-INDEX_OPS = ("Cast", "Floor", "Ceil", "Round", "GridSample")
+INDEX_OPS = ("Cast", "Floor", "Ceil", "Round", "GridSample", "Resize")
+_COORDS = ("GridSample", "Resize")  # ops whose index is a source coordinate: counted per output point
 _INT_TYPES = {2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64", 12: "uint32", 13: "uint64"}
 _FORMAT = {"fp16": "float16", "bf16": "bfloat16", "int8": "int8"}
 _VERB = {"Cast": "truncate", "Floor": "floor", "Ceil": "ceil", "Round": "round"}
@@ -47,7 +51,7 @@ class IndexFlip:
 
     probe: str  # the probe whose segment holds the op
     node: str
-    what: str  # "Cast to int64", "Floor", "GridSample (nearest)"
+    what: str  # "Cast to int64", "Floor", "GridSample (nearest)", "Resize (nearest, tf_crop_and_resize)"
     module: str | None
     crossed: int  # values (output points for GridSample) whose own rounding to the format gives another integer
     near: int  # values within one rounding step of the boundary
@@ -57,21 +61,27 @@ class IndexFlip:
     boundary: float
     step: float  # the format's rounding step there
     precision: str
+    keep: tuple[str, ...] = ()  # a Resize: it and the nodes computing its roi / scales, kept in FP32 together
+    cured: float | None = None  # the outputs' error ÷ budget with `keep` kept, where tried
+    back: bool | None = None
 
     def text(self) -> str:
         where = f"{self.module}: " if self.module else ""
         fmt = _FORMAT[self.precision]
         gap = abs(self.value - self.boundary)
-        if self.what.startswith("GridSample"):
-            head = f"{self.crossed or self.near} of {self.size} output pixels"
+        if self.what.startswith(_COORDS):
+            grid = self.what.startswith("GridSample")
+            head = f"{self.crossed or self.near} of {self.size} output {'pixels' if grid else 'rows and columns'}"
+            by = "the grid" if grid else "its " + ("roi" if "crop" in self.what else "scales")
             if self.crossed:
-                how = (f"{head} take a different source index once the grid is rounded to {fmt}: the reference's "
+                pick = (np.rint if grid else _nearest(self.what))
+                how = (f"{head} take a different source index once {by} is rounded to {fmt}: the reference's "
                        f"source coordinate {self.value:.6g} becomes {self.rounded:.6g} (the step there "
-                       f"{self.step:.3g}), index {np.rint(self.rounded):g} instead of {np.rint(self.value):g}")
+                       f"{self.step:.3g}), index {pick(self.rounded):g} instead of {pick(self.value):g}")
             else:
                 how = (f"{head} have a source coordinate within {fmt}'s rounding step ({self.step:.3g}) of a "
-                       f"half-integer boundary (closest {self.value:.6g}, {gap:.2g} from {self.boundary:g}): the "
-                       "rounding that flowed in picks the other source pixel")
+                       f"boundary (closest {self.value:.6g}, {gap:.2g} from {self.boundary:g}): the rounding that "
+                       "flowed in picks the other source pixel")
         else:
             op = self.what.split()[0]
             if self.crossed:
@@ -84,7 +94,18 @@ class IndexFlip:
                        f"{self.boundary:g} (closest {self.value:.6g}, {gap:.2g} away): the rounding that flowed in "
                        "moves them across")
         return (f"index flip at {where}{self.what} {self.node!r}: {how} — a rounding-sized error made a whole "
-                "index step, and everything after it differs; not a layer's rounding")
+                "index step, and everything after it differs; not a layer's rounding" + self._kept())
+
+    def _kept(self) -> str:
+        if not self.keep:
+            return ""
+        nodes = ", ".join(self.keep)
+        if self.back is None:
+            return f"; keep {nodes} in FP32 together (the Resize casts its roi to the format where it is not)"
+        if self.back:
+            return (f"; verified at the outputs: keeping {nodes} in FP32 together brings them back "
+                    f"({self.cured:.3g}× their budget)")
+        return f"; keeping {nodes} in FP32 together does not bring the outputs back ({self.cured:.3g}×)"
 
 
 def index_flip(run: RunState, state: CandidateState, fd: str | None, rc: str | None) -> IndexFlip | None:
@@ -117,8 +138,9 @@ def _in_segment(run: RunState, state: CandidateState, probe: str, crossed_only: 
     if rs is None:
         return None
     nodes = [n for n in rs.model.graph.node if n.name in made]
-    wanted = [n.input[1 if n.op_type == "GridSample" else 0] for n in nodes]
-    asked = [t for t in dict.fromkeys(wanted) if t not in rs.feed]
+    wanted = [_index_input(n) for n in nodes]
+    shapes = [t for n in nodes if n.op_type == "Resize" for t in (n.input[0], n.output[0])]  # its sizes, in and out
+    asked = [t for t in dict.fromkeys(wanted + shapes) if t not in rs.feed]
     ref = {**rs.feed, **(run_segment(run, "ort", rs.model, rs.feed, asked).values if asked else {})}
     for node, t in zip(nodes, wanted):
         x = ref.get(t)
@@ -126,11 +148,45 @@ def _in_segment(run: RunState, state: CandidateState, probe: str, crossed_only: 
         if fmt is None or x is None or not np.issubdtype(np.asarray(x).dtype, np.floating) or not np.asarray(x).size:
             continue
         found = (_grid(node, ref.get(node.input[0]), np.asarray(x), fmt) if node.op_type == "GridSample"
-                 else _values(node, np.asarray(x), fmt))
+                 else _resize(node, ref.get(node.input[0]), ref.get(node.output[0]), np.asarray(x), fmt)
+                 if node.op_type == "Resize" else _values(node, np.asarray(x), fmt))
         if found is None or (crossed_only and not (found[0] and _differs(run, rs, node))):
             continue
-        return IndexFlip(probe, node.name, _what(node), named_module(node, rs.named), *found, precision)
+        flip = IndexFlip(probe, node.name, _what(node), named_module(node, rs.named), *found, precision)
+        return _with_keep(run, state, i, probe, graph, node, flip) if node.op_type == "Resize" else flip
     return None
+
+
+_KEEP_AT_MOST = 24  # nodes of a Resize's roi / scales computation kept in FP32 together
+
+
+def _with_keep(run: RunState, state: CandidateState, stage: int, probe: str, graph, node, flip: IndexFlip
+               ) -> IndexFlip:
+    """`flip` (a Resize's) with its keep set — the Resize and every node that computes its roi / scales from the
+    graph's inputs — tried at the outputs (`cures/restore.py`) where the candidate is a built-in FP16 / BF16
+    conversion: the format's rounding anywhere on that road moves the coordinate, and the Resize casts its roi to
+    the format where it is not kept."""
+    from dataclasses import replace
+
+    from cp_debug.bisect.cures.restore import KEEP, Restoration, output_error, run_restored
+
+    writer = {t: n for n in graph.node for t in n.output if t}
+    keep, front = [node.name], [_index_input(node)]
+    while front and len(keep) <= _KEEP_AT_MOST:
+        n = writer.get(front.pop())
+        if n is None or n.name in keep:
+            continue
+        keep.append(n.name)
+        front += [x for x in n.input if x]
+    if len(keep) > _KEEP_AT_MOST or flip.precision not in ("fp16", "bf16"):
+        return flip
+    order = {n.name: k for k, n in enumerate(graph.node)}
+    keep = sorted(keep, key=order.get)
+    if not (state.spec.runs_onnx and state.spec.onnx_dir is None):
+        return replace(flip, keep=tuple(keep))
+    err = output_error(run, state, stage, run_restored(run, state, stage,
+                                                       [Restoration(probe, stage, KEEP, nodes=tuple(keep))]))
+    return replace(flip, keep=tuple(keep), cured=err.ratio, back=err.back)
 
 
 def _differs(run: RunState, rs, node) -> bool:
@@ -140,7 +196,7 @@ def _differs(run: RunState, rs, node) -> bool:
     re-run here."""
     from cp_debug.bisect.findings.segment_why import run_segment
 
-    if node.op_type == "GridSample" or not rs.spec.can(Capability.ORT_SESSIONS):
+    if node.op_type in _COORDS or not rs.spec.can(Capability.ORT_SESSIONS):
         return True
     t = node.output[0]
     ref = run_segment(run, "ort", rs.model, rs.feed, [t]).values.get(t)
@@ -214,9 +270,21 @@ def _data_indices(graph) -> set[str]:
         if node.op_type in ("Shape", "Size") or not data & set(node.input):
             continue
         data.update(t for t in node.output if t)
-        if _index_op(node) and node.input[1 if node.op_type == "GridSample" else 0] in data:
+        if _index_op(node) and _index_input(node) in data:
             found.add(node.name)
     return found
+
+
+def _index_input(node) -> str:
+    """The input an index op makes its index of: a grid, a Resize's roi (crop-and-resize) or scales, else its
+    first."""
+    if node.op_type == "GridSample":
+        return node.input[1]
+    if node.op_type == "Resize":
+        crop = _attr(node, "coordinate_transformation_mode", b"half_pixel") == b"tf_crop_and_resize"
+        k = 1 if crop else 2
+        return node.input[k] if len(node.input) > k else ""
+    return node.input[0]
 
 
 def _index_op(node) -> bool:
@@ -224,6 +292,8 @@ def _index_op(node) -> bool:
         return _attr(node, "to") in _INT_TYPES
     if node.op_type == "GridSample":
         return _attr(node, "mode", b"bilinear") == b"nearest" and len(node.input) > 1
+    if node.op_type == "Resize":
+        return _attr(node, "mode", b"nearest") == b"nearest" and bool(_index_input(node))
     return node.op_type in INDEX_OPS
 
 
@@ -236,6 +306,9 @@ def _attr(node, name: str, default=None):
 def _what(node) -> str:
     if node.op_type == "Cast":
         return f"Cast to {_INT_TYPES[_attr(node, 'to')]}"
+    if node.op_type == "Resize":
+        mode = _attr(node, "coordinate_transformation_mode", b"half_pixel").decode()
+        return f"Resize (nearest, {mode}, {_attr(node, 'nearest_mode', b'round_prefer_floor').decode()})"
     return "GridSample (nearest)" if node.op_type == "GridSample" else node.op_type
 
 
@@ -291,3 +364,64 @@ def _grid(node, data, grid: np.ndarray, fmt: _Format) -> tuple | None:
     rows = np.arange(c.shape[0])
     return _counted(c[rows, axis], rc[rows, axis], boundary[rows, axis], st[rows, axis],
                     crossed_ax[rows, axis] | crossed_ax[rows, 1 - axis])
+
+
+def _nearest(what: str):
+    """The source index a Resize's nearest mode (read from `_what`'s words) takes of a coordinate."""
+    if "round_prefer_ceil" in what:
+        return lambda x: np.floor(x + 0.5)
+    if what.endswith(", floor)"):
+        return np.floor
+    if what.endswith(", ceil)"):
+        return np.ceil
+    return lambda x: np.ceil(x - 0.5)  # round_prefer_floor, ONNX's default
+
+
+def _resize(node, data, out, coords: np.ndarray, fmt: _Format) -> tuple | None:
+    """A nearest Resize whose roi (crop-and-resize) or scales (`coords`) the network computes: per output row and
+    column of its spatial axes, whether the source index moves when `coords` is rounded to the format, and whether
+    the coordinate lies within the shift that rounding makes of the nearest mode's boundary. Counts are of output
+    coordinates; the value is a coordinate."""
+    if data is None or out is None or np.ndim(data) != np.ndim(out) or np.ndim(data) < 1:
+        return None
+    mode = _attr(node, "coordinate_transformation_mode", b"half_pixel").decode()
+    what = _what(node)
+    pick = _nearest(what)
+    half = 0.0 if what.endswith((", floor)", ", ceil)")) else 0.5
+    n = np.ndim(data)
+    v = coords.astype(np.float64).reshape(-1)
+    rv = fmt.rounded(v)
+    if (mode == "tf_crop_and_resize" and v.size != 2 * n) or (mode != "tf_crop_and_resize" and v.size != n):
+        return None
+    up = v + fmt.step(np.abs(v))  # each roi / scale a rounding step up: how far the format can move a coordinate
+    cs, rcs, ups = [], [], []
+    for ax in range(n):
+        lin, lout = np.shape(data)[ax], np.shape(out)[ax]
+        if (lin == lout and mode != "tf_crop_and_resize") or lin == lout == 1:
+            continue
+        k = np.arange(lout, dtype=np.float64)
+        for src, dst in ((v, cs), (rv, rcs), (up, ups)):
+            dst.append(_source(mode, k, lin, lout, src, ax, n))
+    if not cs:
+        return None
+    c, rc, uc = np.concatenate(cs), np.concatenate(rcs), np.concatenate(ups)
+    boundary = np.floor(c - half) + half if half else np.rint(c)
+    shift = np.maximum(np.abs(rc - c), np.abs(uc - c))
+    return _counted(c, rc, boundary, shift, pick(rc) != pick(c))
+
+
+def _source(mode: str, k: np.ndarray, lin: int, lout: int, v: np.ndarray, ax: int, n: int) -> np.ndarray:
+    """ONNX Resize's source coordinate of output positions `k` on axis `ax` (its roi or scales `v`)."""
+    if mode == "tf_crop_and_resize":
+        start, end = v[ax], v[ax + n]
+        if lout == 1:
+            return np.full(k.shape, 0.5 * (start + end) * (lin - 1))
+        return start * (lin - 1) + k * (end - start) * (lin - 1) / (lout - 1)
+    scale = v[ax]
+    if mode == "align_corners":
+        return k * (lin - 1) / (lout - 1) if lout > 1 else np.zeros(k.shape)
+    if mode == "asymmetric":
+        return k / scale
+    if mode == "pytorch_half_pixel" and lout == 1:
+        return np.zeros(k.shape)
+    return (k + 0.5) / scale - 0.5  # half_pixel, pytorch_half_pixel

@@ -7,7 +7,11 @@ op; the root cause moves there wherever that module's output is a probe or can b
 graph, or a torch side's module), measured then if it was not, so that the root probe, its path, the JSON and the
 summary name one module. Where it cannot be (no tensor of its own in the graph: Llama's attention hands up o_proj's
 own tensor), or the module runs after the probe (a Conv folded into the BatchNorm after it takes the BatchNorm's
-name), the probe stays and `RootCause.module` names the module.
+name), the probe stays and `RootCause.module` names the module. A decision placed as the root cause (a saturated
+softmax or a near tie, `flip_why.py`; an index flip, `index_why.py`) keeps its probe — every probe computed from the
+choice reads its other one — and names the module whose own code makes the choice the same way (issue 115: Whisper's
+QK^T softmax was "root cause out_proj — saturated softmax flip at self_attn", now "self_attn (its own code, before
+out_proj)").
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ from cp_debug.sites import module_of_probe
 
 
 def owner(probe: str, why) -> str | None:
-    """The module whose own code holds the op `why` names, where that is not `probe`'s module nor inside it."""
-    module = getattr(getattr(why, "finding", None), "module", None)
+    """The module whose own code holds the op `why` names (a segment's why: its finding's; a decision's or an index
+    flip's: its own), where that is not `probe`'s module nor inside it."""
+    module = getattr(getattr(why, "finding", None), "module", None) or getattr(why, "module", None)
     if not module:
         return None
     module, base = module_of_probe(module), module_of_probe(probe)

@@ -284,8 +284,10 @@ def _scale_fault(dq, inits: dict, value: np.ndarray | None, fmt: str, paired: bo
 def _stored_weight(run: RunState, probe: str, dq, inits: dict, reader) -> str | None:
     """A weight the file stores quantized, dequantized with the file's own scale, against the reference's weight of
     the same node (the reference graph's node that computes `probe`, its second input): where they differ by more
-    than the format's rounding (a relative RMS difference past WEIGHT_OFF), the words that say so."""
-    from onnx import numpy_helper
+    than WEIGHT_OFF (relative RMS), the words that say so — its rounding where the file's levels are the reference's
+    weight rounded at the file's own scale (per tensor or per channel alike: issue 115), else not this model's; a
+    weight rounded so that most of its nonzero values are zero is said as its rounding too."""
+    from onnx import TensorProto, numpy_helper
 
     ref_stage = run.subject.stages[run.probes[probe].stage]  # the reference's graph of the stage
     pm = ref_stage.probe_map()
@@ -304,12 +306,55 @@ def _stored_weight(run: RunState, probe: str, dq, inits: dict, reader) -> str | 
     got = (q - zero) * scale
     norm = float(np.sqrt(np.mean(ref ** 2))) or 1.0
     off = float(np.sqrt(np.mean((got - ref) ** 2))) / norm
+    fmt = {TensorProto.INT8: "int8", TensorProto.UINT8: "uint8"}.get(inits[dq.input[0]].data_type)
+    rounded = _weight_rounding(ref, q, scale, zero, fmt, off) if fmt is not None else None
+    if rounded is not None:  # this model's weights: said where their rounding is worth naming
+        return f"the file's {fmt.upper()} weight {dq.input[0]!r} of {_node(reader)} {rounded}" if rounded else None
     if off <= WEIGHT_OFF:
         return None
     fit = float(np.sum(got * ref) / max(float(np.sum(ref * ref)), 1e-30))  # the best single factor got ≈ fit · ref
     return (f"the file's weight {dq.input[0]!r} of {_node(reader)} dequantizes to values {fit:.3g}× the "
             f"reference's {node.input[1]!r} (rel. RMS difference {off:.3g}, where its own rounding is a few 1e-3): "
             "the file's weights or their scale are not this model's")
+
+
+ROUNDED = 0.99  # the share of a file's weight levels within one level of the reference's weight rounded at its scale
+
+
+def _weight_rounding(ref: np.ndarray, q: np.ndarray, scale: np.ndarray, zero: np.ndarray, fmt: str, off: float
+                     ) -> str | None:
+    """The words for a stored weight whose levels `q` are the reference's weight `ref` rounded at the file's own
+    `scale` and `zero` (all but a share 1 - ROUNDED within one level: calibrators round and clip alike, some nudge a
+    level) — its rounding, per tensor or per channel, with the range that sets the step, where it loses more than
+    WEIGHT_OFF (rel. RMS) or rounds most nonzero values to zero (LOST: a range set by an outlier, whose own size
+    keeps the RMS small), else "" (nothing worth naming); None where the levels are not the reference's weight."""
+    qmin, qmax = LEVELS[fmt]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        own = np.clip(np.rint(ref / scale) + zero, qmin, qmax)
+    if not np.all(np.isfinite(own)):
+        return None
+    close = np.abs(own - q) <= 1
+    big = np.maximum(np.abs(own - zero), np.abs(q - zero)) >= 2  # levels a wrong scale moves (0 and ±1 it may not)
+    if float(np.mean(close)) < ROUNDED or (big.any() and float(np.mean(close[big])) < ROUNDED):
+        return None
+    a = np.abs(ref)
+    nonzero = a > 0
+    zeroed = int(np.count_nonzero(nonzero & (np.abs(own - zero) == 0)))
+    lost = zeroed / max(int(np.count_nonzero(nonzero)), 1)
+    if off <= WEIGHT_OFF and lost <= LOST:
+        return ""
+    median = float(np.median(a[nonzero])) if nonzero.any() else 0.0
+    steps = np.broadcast_to(scale, ref.shape)
+    if np.size(scale) == 1:
+        per = f" / {qmax:g}" if fmt == "int8" else ""  # uint8's step spans its range (max - min) / 255
+        how = (f"per tensor at step {float(scale):.3g} (its |w| max {float(a.max()):.3g}{per}, against a "
+               f"median nonzero |w| {median:.3g})")
+    else:
+        how = (f"per channel ({np.size(scale)} scales, steps {float(steps.min()):.3g} to {float(steps.max()):.3g}; "
+               f"median nonzero |w| {median:.3g})")
+    return (f"is the reference's weight rounded {how}: {zeroed} of its {int(np.count_nonzero(nonzero))} nonzero "
+            f"values ({lost:.0%}) round to zero, a rel. RMS rounding error of {off:.3g} — INT8 weight rounding, "
+            "this model's weights")
 
 
 def _entered(pm, producer: dict, measured) -> dict[str, str]:

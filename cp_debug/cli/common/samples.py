@@ -33,10 +33,10 @@ def load(run: SampleRun, steps, stream, samples: bool = True, ranged: "DynamicAx
 
 
 def sweep_samples(run: SampleRun, out: Path, *, level: str | None, bisect_top: int, shard_size: int, resume: bool,
-                  others: dict, third_party, html: bool | Path = True) -> int:
-    """`cpdebug sweep --torch | --onnx`: sweep.json, frames.parquet and report.html (`html`: True, a file, or False
-    for none) written whole, the table, --junit; the worst sample's exit code (a shape range searched instead of
-    samples: `shape_range.sweep_range`)."""
+                  others: dict, third_party, html: bool | Path = True, metric: str | None = None) -> int:
+    """`cpdebug sweep --torch | --onnx [--metric]`: sweep.json, frames.parquet and report.html (`html`: True, a file,
+    or False for none) written whole, the table, --junit; the worst sample's exit code (a shape range searched
+    instead of samples: `shape_range.sweep_range`)."""
     from cp_debug.cli.common.bar import progress_bar
     from cp_debug.cli.common.output import StepProgress
     from cp_debug.cli.common.what_runs import runs_on
@@ -46,11 +46,14 @@ def sweep_samples(run: SampleRun, out: Path, *, level: str | None, bisect_top: i
 
     refuse(others)
     check_sweep_outputs(run.junit, html, out)
+    from cp_debug.samples.tasks import task_metric
+
+    task = task_metric(metric) if metric is not None else None  # a wrong name or file: exit 2 before the model
     steps = StepProgress(run.quiet, stream=third_party.terminal)
     model, samples, pairs, mode = load(run, steps, third_party.terminal)
     opts = SampleSweepOptions(pairs, Path(out), shard_size=shard_size, resume=resume, bisect_top=bisect_top,
                               level=level, tolerance_mode=mode, atol=run.atol, rtol=run.rtol, seed=run.seed,
-                              deterministic=run.deterministic, calib=run.calib, runs_on=runs_on())
+                              deterministic=run.deterministic, calib=run.calib, runs_on=runs_on(), metric=task)
     with locked(opts.out):
         with progress_bar(f"sweeping {len(samples)} samples", len(samples), run.quiet, third_party.terminal) as bar:
             result = run_sample_sweep(model, samples, opts, step=steps.step, progress=bar)
