@@ -158,6 +158,9 @@ def _resolve(parent_q: str, parent_c: str, comp: str, module_names: "set[str] | 
 # (ONNX Runtime's quantize_dynamic names `…/LayerNorm/LayerNormalization_output_0_QuantizeLinear` into the scope of
 # the module whose output it quantizes; its DequantizeLinear, where there is one, stays: that is the value)
 _NOT_A_VALUE = frozenset({"Constant", "QuantizeLinear", "DynamicQuantizeLinear"})
+# ONNX Runtime's fused residual-add + norm: output 0 is the norm's value, output 3 the residual sum it was fed (the
+# previous block's output, ONNX Runtime GenAI's builder names it in the norm's scope)
+_SKIP_NORMS = frozenset({"SkipLayerNormalization", "SkipSimplifiedLayerNormalization"})
 
 
 def map_modules_to_onnx(model: onnx.ModelProto, trace: ModuleTrace, rename: ScopeRename | None = None,
@@ -336,8 +339,9 @@ def _leaving(graph, idx: list[int], graph_outputs: set[str], consumers: dict[str
     inside = set(idx)
     leaving = []
     for i in idx:
-        for t in graph.node[i].output:
-            if not t:
+        node = graph.node[i]
+        for k, t in enumerate(node.output):
+            if not t or (k and node.op_type in _SKIP_NORMS):  # a fused norm's residual sum: not the norm's value
                 continue
             if t in graph_outputs or any(c not in inside for c in consumers.get(t, [])):
                 leaving.append((i, t))

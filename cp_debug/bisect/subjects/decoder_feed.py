@@ -126,3 +126,35 @@ def _past_shape(name: str, dims: tuple, batch: int, head_size: int | None) -> tu
         raise BadInputError(f"cache input {name!r} has dims {list(dims)}: cp_debug makes [batch, kv_heads, past, "
                             "head_dim] with kv_heads and head_dim fixed; give it in --inputs FILE.npz")
     return (batch, dims[1], 0, dims[3])
+
+
+def prefilled(model: "onnx.ModelProto", dec: DecoderInputs, length: int, keep_inputs, keep_outputs):
+    """A copy of the decoder file `model` fixed to one prefill of `length` tokens (batch 1), for a model whose only
+    inputs are `keep_inputs` (a `--torch` causal LM's export: input_ids → logits): the inputs cp_debug makes (the
+    mask, the positions, the empty cache, as `decoder_feed` feeds them) held as constants, input_ids [1, length], and
+    of the outputs only `keep_outputs` (the cache's `present.*` left inside). None: nothing to hold (the file takes
+    no more than `keep_inputs`)."""
+    import onnx
+    from onnx import numpy_helper
+
+    made = {k: v for k, v in decoder_feed(dec, {IDS: np.zeros((1, length), dec.dtypes[IDS])}).items()
+            if k not in set(keep_inputs)}
+    if not made:
+        return None
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    graph = copy.graph
+    kept = [i for i in graph.input if i.name not in made]
+    del graph.input[:]
+    graph.input.extend(kept)
+    graph.initializer.extend(numpy_helper.from_array(np.ascontiguousarray(v), k) for k, v in made.items())
+    for vi in graph.input:
+        if vi.name == IDS:
+            del vi.type.tensor_type.shape.dim[:]
+            for d in (1, length):
+                vi.type.tensor_type.shape.dim.add().dim_value = d
+    outs = [o for o in graph.output if o.name in set(keep_outputs)]
+    if outs:
+        del graph.output[:]
+        graph.output.extend(outs)
+    return copy

@@ -115,6 +115,7 @@ def deployed_stages(spec: BackendSpec, subject: Subject, level_probes: dict[int,
     weight_notes = _weights_verdict(spec, subject, checks)
     clamped = [f"{spec}: {c.file}: {k.line()}" for c in checks for k in c.clamps]
     for i, (st, path, model, name) in enumerate(zip(subject.stages, paths, models, shown)):
+        model = _as_prefill(model, path, st, subject, notes, f"{spec}: {name}")
         model, renames = adopt_output_names(model, st.onnx())  # the file's own output names, read as ours
         if renames:
             notes.append(f"{spec}: {name}: input / output(s) read by order under the model's names: "
@@ -156,6 +157,28 @@ def deployed_stages(spec: BackendSpec, subject: Subject, level_probes: dict[int,
     unit = _weight_unit(precision, models, held, notes, str(spec))
     return DeployedStages(tuple(views), tuple(notes), precision, tuple(files), tuple(how), tuple(differences), spec,
                           tuple(clamped), clamps, unit)
+
+
+def _as_prefill(model, path: Path, stage: Stage, subject: Subject, notes: list[str], label: str):
+    """A decoder LLM file (ONNX Runtime GenAI's builder: input_ids, mask, positions, KV cache) deployed for a model
+    that takes input_ids alone (a `--torch` causal LM): the file fixed to the subject's prefill, the inputs cp_debug
+    makes held as constants (`decoder_feed.prefilled`), its cache outputs left inside; any other file as it is."""
+    from cp_debug.bisect.subjects.decoder_feed import IDS, DecoderInputs, prefilled
+
+    ours = {i.name for i in stage.onnx().graph.input}
+    if subject.inputs.get(IDS) is None or IDS not in ours:
+        return model
+    dec = DecoderInputs.of(model, path)
+    if dec is None or not ours <= set(dec.names):
+        return model
+    length = int(subject.inputs[IDS].shape[-1])
+    fixed = prefilled(model, dec, length, ours, [o.name for o in stage.onnx().graph.output])
+    if fixed is None:
+        return model
+    made = [n for n in dec.names if n not in ours]
+    notes.append(f"{label}: a decoder file: its {', '.join(made[:3])}{' …' if len(made) > 3 else ''} made by "
+                 f"cp_debug for the {length}-token prefill (mask ones, positions 0…{length - 1}, the cache empty)")
+    return fixed
 
 
 def _weight_unit(precision: str, models: list, held: list[str], notes: list[str], label: str) -> float | None:

@@ -1,0 +1,82 @@
+"""`bisect --generate N` with the PyTorch model as the reference (`--torch` returning the HF causal LM the builder's
+files were made from) against the builder's file (`-b torch,ort@DIR`): the decode, the flipped step, the cure, and
+that step's forward mapped module by module onto the file fixed to its prefill (tests/data/llm, answers.json)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cp_debug.bisect.subjects.decoder_feed import IDS, DecoderInputs, decoder_feed, prefilled
+from cp_debug.graph.model import load_onnx
+from tests.cli_run import cpdebug
+
+LLM = Path(__file__).resolve().parents[1] / "data" / "llm"
+ANSWERS = json.loads((LLM / "answers.json").read_text())
+HERE = Path(__file__).resolve().parent
+
+
+def _run(model, feed):
+    import onnxruntime as ort
+
+    from cp_debug.graph.session import session_source
+
+    with session_source(model) as src:
+        sess = ort.InferenceSession(src, providers=["CPUExecutionProvider"])
+        return sess.run(["logits"], feed)[0]
+
+
+def test_a_builder_file_fixed_to_its_prefill_computes_as_fed():
+    """The file with its mask, positions and empty cache held as constants (input_ids → logits, as a causal LM's
+    export): the same logits as the file fed those inputs by decoder_feed; its cache outputs left inside."""
+    path = LLM / "qwen3_massive/int4/model.onnx"
+    model = load_onnx(path)
+    dec = DecoderInputs.of(model, path)
+    ids = np.array([ANSWERS["prompt"] + [5, 9]])
+    fixed = prefilled(model, dec, ids.shape[1], [IDS], ["logits"])
+    assert [i.name for i in fixed.graph.input] == [IDS] and [o.name for o in fixed.graph.output] == ["logits"]
+    dims = [d.dim_value for d in fixed.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [1, 10]
+    np.testing.assert_allclose(_run(fixed, {IDS: ids}), _run(model, decoder_feed(dec, {IDS: ids}))[:, :, :],
+                               rtol=1e-5, atol=1e-5)
+    assert prefilled(model, dec, 10, dec.names, ["logits"]) is None  # nothing to hold
+
+
+@pytest.mark.long
+def test_generate_with_the_torch_model_as_reference(tmp_path):
+    """The HF model decodes greedily (answers.json's torch tokens), the builder's INT4 file flips step 7 (23 → 225),
+    lm_head's level 1 alone cures it (verified on the decode), and the flipped step's forward maps the norms (the
+    fused SkipSimplifiedLayerNormalization's output 0, not its residual sum) and lm_head, the first divergent."""
+    out = tmp_path / "report.json"
+    res = cpdebug("bisect", "--torch", f"{HERE / 'llm_hf_models.py'}:qwen3_massive", "-b",
+                  f"torch,ort@{LLM / 'qwen3_massive/int4'}", "--generate", ANSWERS["tokens"], "--level", "all",
+                  "--json", out)
+    said = " ".join((res.stdout + res.stderr).split())
+    assert res.returncode in (1, 4), said
+    want = ANSWERS["models"]["qwen3_massive"]
+    assert str(want["torch_tokens"]) in said
+    assert "greedy step 7: token 23 → 225" in said
+    assert "accuracy_level=1 on /lm_head/MatMul_Q4 alone gives the reference's tokens back" in said
+    assert "nodes_to_exclude=/lm_head/MatMul" in said
+    report = json.loads(out.read_text())
+    stage = next(iter(next(iter(report["settings"]["deployed"].values())).values()))
+    mapped = {q: v["tensor"] for q, v in stage["mapped"].items()}
+    assert mapped["model.layers.1.post_attention_layernorm"].endswith("post_attention_layernorm/output_0")
+    assert mapped["lm_head"] == "logits" and len(mapped) >= 16
+    first = [line for line in res.stdout.splitlines() if "◀ first" in line]
+    assert first and "lm_head" in first[0]
+
+
+def test_generate_with_torch_wants_a_deployed_decoder_file():
+    """The candidate of a --torch decode is the builder's file (ort@DIR): without one, one line (exit 2), before
+    the model loads."""
+    from cp_debug.backends.spec import parse_backends
+    from cp_debug.bisect.subjects.torch_generation import torch_generation_subject
+    from cp_debug.errors import BadInputError
+
+    specs = [s for _, s in parse_backends("torch,ort")]
+    with pytest.raises(BadInputError, match="ort@DIR"):
+        torch_generation_subject(f"{HERE / 'llm_hf_models.py'}:qwen3_massive", None, 0, 4, specs)
