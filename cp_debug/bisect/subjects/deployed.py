@@ -190,7 +190,9 @@ def _weight_unit(precision: str, models: list, held: list[str], notes: list[str]
     units = [u for m, p in zip(models, held) if p == precision and (u := weight_unit(m)) is not None]
     if not units:
         return None
-    notes.append(f"{label}: {precision}: its MatMulNBits weights round by {max(units):.3g} of their RMS (step²/12 "
+    held_by = "MatMulNBits" if any(n.op_type == "MatMulNBits" for m in models for n in m.graph.node) else \
+        "4-bit DequantizeLinear"
+    notes.append(f"{label}: {precision}: its {held_by} weights round by {max(units):.3g} of their RMS (step²/12 "
                  "per element, INT8 activations' 0.0055 added at accuracy_level 4): the unit of its budget")
     return max(units)
 
