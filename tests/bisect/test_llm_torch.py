@@ -80,3 +80,39 @@ def test_generate_with_torch_wants_a_deployed_decoder_file():
     specs = [s for _, s in parse_backends("torch,ort")]
     with pytest.raises(BadInputError, match="ort@DIR"):
         torch_generation_subject(f"{HERE / 'llm_hf_models.py'}:qwen3_massive", None, 0, 4, specs)
+
+
+def _prompts(tmp_path, rows: int = 4):
+    """The corpus prompt, then `rows` − 1 drawn from the vocabulary (seed 5)."""
+    rng = np.random.default_rng(5)
+    ids = [ANSWERS["prompt"]] + [list(rng.integers(0, 256, 8)) for _ in range(rows - 1)]
+    path = tmp_path / "prompts.npz"
+    np.savez(path, input_ids=np.array(ids))
+    return path
+
+
+def test_sweep_over_prompts_gives_the_share_that_flips_and_where(tmp_path):
+    """`sweep --generate 32` over 4 prompts (input_ids rows): the massive-activation INT4 file flips every one (the
+    corpus prompt at step 7, answers.json), lm_head's level 1 (the first prompt's cure) gives all four back (exit 4);
+    its level-1 file flips none (exit 0). OUT/generate.json holds each prompt's step (its schema checked)."""
+    prompts = _prompts(tmp_path)
+    fp32 = LLM / "qwen3_massive/fp32/model.onnx"
+    res = cpdebug("sweep", "--onnx", fp32, "-b", f"ort,ort@{LLM / 'qwen3_massive/int4'}", "--inputs", prompts,
+                  "--generate", ANSWERS["tokens"], "--out", tmp_path / "int4")
+    assert res.returncode == 4, res.stdout + res.stderr
+    doc = json.loads((tmp_path / "int4" / "generate.json").read_text())
+    assert doc["flipped"] == 4 and doc["share"] == 1.0
+    first = doc["prompts"][0]["flip"]
+    assert (first["step"], first["ref_token"], first["cand_token"]) == (7, 23, 225)
+    assert doc["steps"] == [p["flip"]["step"] for p in doc["prompts"]]
+    assert doc["cure"]["curing"] == ["/lm_head/MatMul_Q4"] and doc["cure"]["verified"] == 4
+    assert "4 of 4 prompts flip (100%)" in res.stdout
+    res = cpdebug("sweep", "--onnx", fp32, "-b", f"ort,ort@{LLM / 'qwen3_massive/int4_level1'}", "--inputs",
+                  prompts, "--generate", ANSWERS["tokens"], "--out", tmp_path / "level1")
+    assert res.returncode == 0 and "0 of 4 prompts flip" in res.stdout, res.stdout + res.stderr
+    assert json.loads((tmp_path / "level1" / "generate.json").read_text())["cure"] is None
+
+
+def test_sweep_generate_wants_a_decoder_model(tmp_path):
+    res = cpdebug("sweep", "--generate", "4", "--out", tmp_path / "s")
+    assert res.returncode == 2 and "--onnx FILE or --torch" in res.stderr, res.stdout + res.stderr

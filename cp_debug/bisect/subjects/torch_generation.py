@@ -55,18 +55,20 @@ def torch_generation_subject(target: str, inputs, seed: int, n: int, specs: Sequ
     from cp_debug.bisect.subjects.decoder_feed import IDS, DecoderInputs, seeded_ids
     from cp_debug.bisect.subjects.feeds import load_npz_inputs
     from cp_debug.bisect.subjects.generation import decode_answer
-    from cp_debug.bisect.subjects.loaders import GivenModule, _call_user, torch_subject, user_function
-    from cp_debug.determinism import seed_all
+    from cp_debug.bisect.subjects.loaders import GivenModule, torch_subject
     from cp_debug.graph.model import load_onnx
 
-    cand_path = _candidate_file(specs)
+    cand_path = candidate_decoder_file(specs)
     cand_model = load_onnx(cand_path)
     dec = DecoderInputs.of(cand_model, cand_path)
     if dec is None:
         raise BadInputError(f"--generate: the candidate's {cand_path} has no input_ids input (no decoder LLM file)")
-    module, example = _module(target, seed, user_function, _call_user, seed_all)
+    module, example = causal_lm(target, seed)
     if inputs is not None:
-        ids = load_npz_inputs(inputs)[IDS]
+        given = load_npz_inputs(inputs)
+        if IDS not in given:
+            raise BadInputError(f"--generate: {inputs} holds no {IDS} (the prompt's token ids)")
+        ids = given[IDS]
     elif isinstance(example, dict) and IDS in example:
         ids = example[IDS].detach().cpu().numpy()
     else:
@@ -80,9 +82,13 @@ def torch_generation_subject(target: str, inputs, seed: int, n: int, specs: Sequ
     return answer.told(subject)
 
 
-def _module(target: str, seed: int, user_function, call_user, seed_all):
+def causal_lm(target: str, seed: int):
     """FUNC()'s (module, example), the module's cache off (a transformers model then returns the logits alone)."""
     import torch
+
+    from cp_debug.bisect.subjects.loaders import _call_user as call_user
+    from cp_debug.bisect.subjects.loaders import user_function
+    from cp_debug.determinism import seed_all
 
     fn = user_function(target, "--torch", seed=seed)
     seed_all(seed)
@@ -97,7 +103,7 @@ def _module(target: str, seed: int, user_function, call_user, seed_all):
     return module, example
 
 
-def _candidate_file(specs: Sequence) -> Path:
+def candidate_decoder_file(specs: Sequence) -> Path:
     """The candidate's decoder file: `ort@DIR`'s `model.onnx` (the builder's name), else DIR's one .onnx file."""
     for spec in list(specs)[1:2]:
         folder = getattr(spec, "onnx_dir", None)
