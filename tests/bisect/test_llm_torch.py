@@ -49,7 +49,8 @@ def test_a_builder_file_fixed_to_its_prefill_computes_as_fed():
 def test_generate_with_the_torch_model_as_reference(tmp_path):
     """The HF model decodes greedily (answers.json's torch tokens), the builder's INT4 file flips step 7 (23 → 225),
     lm_head's level 1 alone cures it (verified on the decode), and the flipped step's forward maps the norms (the
-    fused SkipSimplifiedLayerNormalization's output 0, not its residual sum) and lm_head, the first divergent."""
+    fused SkipSimplifiedLayerNormalization's output 0, not its residual sum; the final norm by the builder's scope)
+    and lm_head: the first divergent and a local fault, as with the builder's FP32 file as the reference."""
     out = tmp_path / "report.json"
     res = cpdebug("bisect", "--torch", f"{HERE / 'llm_hf_models.py'}:qwen3_massive", "-b",
                   f"torch,ort@{LLM / 'qwen3_massive/int4'}", "--generate", ANSWERS["tokens"], "--level", "all",
@@ -65,9 +66,12 @@ def test_generate_with_the_torch_model_as_reference(tmp_path):
     stage = next(iter(next(iter(report["settings"]["deployed"].values())).values()))
     mapped = {q: v["tensor"] for q, v in stage["mapped"].items()}
     assert mapped["model.layers.1.post_attention_layernorm"].endswith("post_attention_layernorm/output_0")
-    assert mapped["lm_head"] == "logits" and len(mapped) >= 16
+    assert mapped["model.norm"].startswith("/model/layers.2/final_norm_layernorm/")  # the builder's scope, read
+    assert mapped["model.layers.0.self_attn.o_proj"] == "/model/layers.0/attn/o_proj/MatMul/output_0"
+    assert mapped["lm_head"] == "logits" and len(mapped) >= 17
     first = [line for line in res.stdout.splitlines() if "◀ first" in line]
     assert first and "lm_head" in first[0]
+    assert "root cause: lm_head" in said and "local fault at lm_head" in said and "only in the deployed" not in said
 
 
 def test_generate_with_torch_wants_a_deployed_decoder_file():
@@ -116,3 +120,13 @@ def test_sweep_over_prompts_gives_the_share_that_flips_and_where(tmp_path):
 def test_sweep_generate_wants_a_decoder_model(tmp_path):
     res = cpdebug("sweep", "--generate", "4", "--out", tmp_path / "s")
     assert res.returncode == 2 and "--onnx FILE or --torch" in res.stderr, res.stdout + res.stderr
+
+
+def test_the_builders_scopes_read_as_the_hf_models():
+    from cp_debug.bisect.subjects.torch_generation import builder_scope
+
+    assert builder_scope("model.layers.1.attn.o_proj", layers=2) == "model.layers.1.self_attn.o_proj"
+    assert builder_scope("model.layers.2.final_norm_layernorm", layers=2) == "model.norm"
+    assert builder_scope("model.layers.2", layers=2) is None
+    assert builder_scope("model.layers.0.mlp.up_proj", layers=2) == "model.layers.0.mlp.up_proj"
+    assert builder_scope("lm_head", layers=2) == "lm_head"
