@@ -74,6 +74,20 @@ def test_generate_with_the_torch_model_as_reference(tmp_path):
     assert "root cause: lm_head" in said and "local fault at lm_head" in said and "only in the deployed" not in said
 
 
+@pytest.mark.long
+def test_the_hf_model_against_a_builder_file_without_generate():
+    """`--torch` (the HF causal LM, its one input) against the builder's INT4 file (14 inputs): the file fixed to the
+    prompt's prefill, run (it was "unknown input 'attention_mask'" / "extra input(s)" before), the final norm mapped by
+    the builder's scope, lm_head the root cause beyond int4w-a8."""
+    res = cpdebug("bisect", "--torch", f"{HERE / 'llm_hf_models.py'}:qwen3_massive", "-b",
+                  f"torch,ort@{LLM / 'qwen3_massive/int4'}")
+    said = " ".join((res.stdout + res.stderr).split())
+    assert res.returncode in (1, 4), said
+    assert "made by cp_debug for the 8-token prefill" in said and "root cause: lm_head" in said
+    norm = next(line for line in res.stdout.splitlines() if " model.norm " in line)
+    assert "missing" not in norm and "ok" in norm
+
+
 def test_generate_with_torch_wants_a_deployed_decoder_file():
     """The candidate of a --torch decode is the builder's file (ort@DIR): without one, one line (exit 2), before
     the model loads."""
@@ -123,7 +137,7 @@ def test_sweep_generate_wants_a_decoder_model(tmp_path):
 
 
 def test_the_builders_scopes_read_as_the_hf_models():
-    from cp_debug.bisect.subjects.torch_generation import builder_scope
+    from cp_debug.bisect.subjects.decoder_feed import builder_scope
 
     assert builder_scope("model.layers.1.attn.o_proj", layers=2) == "model.layers.1.self_attn.o_proj"
     assert builder_scope("model.layers.2.final_norm_layernorm", layers=2) == "model.norm"

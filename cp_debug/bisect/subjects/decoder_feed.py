@@ -158,3 +158,29 @@ def prefilled(model: "onnx.ModelProto", dec: DecoderInputs, length: int, keep_in
         del graph.output[:]
         graph.output.extend(outs)
     return copy
+
+
+_BUILDER_LAYER = re.compile(r"^model\.layers\.(\d+)(\.(attn|final_norm_layernorm))?(\..*)?$")
+
+
+def builder_scope(name: str, layers: int) -> str | None:
+    """ONNX Runtime GenAI's builder's scope (its node names, `/model/layers.0/attn/o_proj/MatMul`) as the HF
+    model's module: `model.layers.N.attn` is `model.layers.N.self_attn`, the final norm it names
+    `model.layers.L.final_norm_layernorm` (L: the number of layers) is `model.norm`, that `model.layers.L` no module
+    (None); any other name unchanged."""
+    m = _BUILDER_LAYER.match(name)
+    if m is None:
+        return name
+    index, part, rest = int(m.group(1)), m.group(3), m.group(4) or ""
+    if index == layers:
+        return "model.norm" + rest if part == "final_norm_layernorm" else None
+    return f"model.layers.{index}.self_attn{rest}" if part == "attn" else name
+
+
+def builder_scopes(path: str | Path | None):
+    """`builder_scope` for the file at `path` (its layer count from genai_config.json beside it); None: no such
+    file (not the builder's)."""
+    from functools import partial
+
+    layers = (_genai_config(path).get("decoder") or {}).get("num_hidden_layers")
+    return partial(builder_scope, layers=layers) if isinstance(layers, int) else None

@@ -162,8 +162,9 @@ def deployed_stages(spec: BackendSpec, subject: Subject, level_probes: dict[int,
 def _as_prefill(model, path: Path, stage: Stage, subject: Subject, notes: list[str], label: str):
     """A decoder LLM file (ONNX Runtime GenAI's builder: input_ids, mask, positions, KV cache) deployed for a model
     that takes input_ids alone (a `--torch` causal LM): the file fixed to the subject's prefill, the inputs cp_debug
-    makes held as constants (`decoder_feed.prefilled`), its cache outputs left inside; any other file as it is."""
-    from cp_debug.bisect.subjects.decoder_feed import IDS, DecoderInputs, prefilled
+    makes held as constants (`decoder_feed.prefilled`), its cache outputs left inside, its scope names read as the HF
+    model's (`decoder_feed.builder_scope`, where genai_config.json is beside it); any other file as it is."""
+    from cp_debug.bisect.subjects.decoder_feed import IDS, DecoderInputs, builder_scopes, prefilled
 
     ours = {i.name for i in stage.onnx().graph.input}
     if subject.inputs.get(IDS) is None or IDS not in ours:
@@ -175,6 +176,8 @@ def _as_prefill(model, path: Path, stage: Stage, subject: Subject, notes: list[s
     fixed = prefilled(model, dec, length, ours, [o.name for o in stage.onnx().graph.output])
     if fixed is None:
         return model
+    if stage.foreign_names is None:  # ONNX Runtime GenAI's builder's scope names read as the HF model's
+        stage.foreign_names = builder_scopes(path)
     made = [n for n in dec.names if n not in ours]
     notes.append(f"{label}: a decoder file: its {', '.join(made[:3])}{' …' if len(made) > 3 else ''} made by "
                  f"cp_debug for the {length}-token prefill (mask ones, positions 0…{length - 1}, the cache empty)")

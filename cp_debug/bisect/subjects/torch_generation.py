@@ -7,13 +7,12 @@ off: the export is input_ids → logits), the file with its own KV cache (greedy
 differs, both margins, and each MatMulNBits at accuracy_level=4 set to 1 alone, verified against the module's tokens.
 Then that step's forward is bisected as a `--torch` subject: the module exported at the prefix's length (the prompt
 and the module's tokens before the flip), the file fixed to that prefill (its mask, positions and empty cache made
-by cp_debug: `deployed._as_prefill`) and its probes matched to the module's by computation (`probes/foreign.py`).
+by cp_debug: `deployed._as_prefill`) and its probes matched to the module's by computation (`probes/foreign.py`;
+the builder's scope names read as the HF model's: `decoder_feed.builder_scope`).
 """
 
 from __future__ import annotations
 
-import re
-from functools import partial
 from pathlib import Path
 from typing import Sequence
 
@@ -54,7 +53,7 @@ def torch_generation_subject(target: str, inputs, seed: int, n: int, specs: Sequ
     """The `--torch` subject of the step that flips, the decode's lines among its warnings (said on the terminal)."""
     import torch
 
-    from cp_debug.bisect.subjects.decoder_feed import IDS, DecoderInputs, _genai_config, seeded_ids
+    from cp_debug.bisect.subjects.decoder_feed import IDS, DecoderInputs, seeded_ids
     from cp_debug.bisect.subjects.feeds import load_npz_inputs
     from cp_debug.bisect.subjects.generation import decode_answer
     from cp_debug.bisect.subjects.loaders import GivenModule, torch_subject
@@ -81,27 +80,7 @@ def torch_generation_subject(target: str, inputs, seed: int, n: int, specs: Sequ
                            f"the reference's tokens (PyTorch, {type(module).__name__}) {list(ref.tokens)}")
     subject = torch_subject(GivenModule(module, {IDS: torch.from_numpy(answer.prefix)}), exporter=exporter, seed=seed)
     subject.name = target
-    layers = (_genai_config(cand_path).get("decoder") or {}).get("num_hidden_layers")
-    if isinstance(layers, int):  # the builder's scopes read as the HF model's
-        subject.stages[0].foreign_names = partial(builder_scope, layers=layers)
     return answer.told(subject)
-
-
-_BUILDER_LAYER = re.compile(r"^model\.layers\.(\d+)(\.(attn|final_norm_layernorm))?(\..*)?$")
-
-
-def builder_scope(name: str, layers: int) -> str | None:
-    """ONNX Runtime GenAI's builder's scope (its node names, `/model/layers.0/attn/o_proj/MatMul`) as the HF
-    model's module: `model.layers.N.attn` is `model.layers.N.self_attn`, the final norm it names
-    `model.layers.L.final_norm_layernorm` (L: the number of layers) is `model.norm`, that `model.layers.L` no module
-    (None); any other name unchanged."""
-    m = _BUILDER_LAYER.match(name)
-    if m is None:
-        return name
-    index, part, rest = int(m.group(1)), m.group(3), m.group(4) or ""
-    if index == layers:
-        return "model.norm" + rest if part == "final_norm_layernorm" else None
-    return f"model.layers.{index}.self_attn{rest}" if part == "attn" else name
 
 
 def causal_lm(target: str, seed: int):
