@@ -199,6 +199,7 @@ def map_modules_to_onnx(model: onnx.ModelProto, trace: ModuleTrace, rename: Scop
     for p in trace.order:
         by_call.setdefault(trace.call_of(p), []).append(p)
     groups: dict[str, list[list[int]] | str] = {}  # module -> its calls' nodes, or why they cannot be told apart
+    sums = _residual_sums(graph, scopes, producer, consumers, graph_outputs)
     for probes in by_call.values():
         scope, call = trace.scope_of(probes[0])  # a shared module's call: by the name it was reached through
         # a quantizer's node named in the module's scope writes its integer form, never its value: outside it
@@ -214,7 +215,7 @@ def map_modules_to_onnx(model: onnx.ModelProto, trace: ModuleTrace, rename: Scop
         if isinstance(idx, str):
             unmapped.update((p, idx) for p in probes)
             continue
-        leaving = _leaving(graph, idx, graph_outputs, consumers)
+        leaving = _leaving(graph, idx, graph_outputs, consumers) + sums.get(scope, [])
         slot_of = partial(_rnn_slot, graph, producer)
         for p, found in _match_outputs(trace, probes, leaving, shapes, sized, slot_of).items():
             if isinstance(found, str):
@@ -346,6 +347,26 @@ def _leaving(graph, idx: list[int], graph_outputs: set[str], consumers: dict[str
             if t in graph_outputs or any(c not in inside for c in consumers.get(t, [])):
                 leaving.append((i, t))
     return leaving
+
+
+def _residual_sums(graph, scopes: list[tuple[str, ...]], producer: dict, consumers: dict[str, list[int]],
+                   graph_outputs: set[str]) -> dict[str, list[tuple[int, str]]]:
+    """A fused residual-add + norm's residual sum (its output 3, read on) as a tensor leaving the innermost module
+    both its summands come from: the decoder layer whose residual add it is (ONNX Runtime GenAI's builder names the
+    node in the next layer's norm scope)."""
+    out: dict[str, list[tuple[int, str]]] = {}
+    for i, node in enumerate(graph.node):
+        if node.op_type not in _SKIP_NORMS or len(node.output) < 4 or not node.output[3]:
+            continue
+        if not (consumers.get(node.output[3]) or node.output[3] in graph_outputs):
+            continue
+        chains = [scopes[producer[t][0]] for t in node.input[:2] if t in producer]
+        if len(chains) != 2:
+            continue
+        common = [a for a, b in zip(*chains) if a == b]
+        if common:
+            out.setdefault(common[-1], []).append((i, node.output[3]))
+    return out
 
 
 def _move_folded_batchnorms(trace: ModuleTrace, tensors: dict[str, str], op_types: dict[str, str],

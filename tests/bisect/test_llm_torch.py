@@ -68,7 +68,8 @@ def test_generate_with_the_torch_model_as_reference(tmp_path):
     assert mapped["model.layers.1.post_attention_layernorm"].endswith("post_attention_layernorm/output_0")
     assert mapped["model.norm"].startswith("/model/layers.2/final_norm_layernorm/")  # the builder's scope, read
     assert mapped["model.layers.0.self_attn.o_proj"] == "/model/layers.0/attn/o_proj/MatMul/output_0"
-    assert mapped["lm_head"] == "logits" and len(mapped) >= 17
+    assert mapped["model.layers.0"] == "/model/layers.1/input_layernorm/output_3"  # the residual sum: layer 0's out
+    assert mapped["lm_head"] == "logits" and len(mapped) >= 19
     first = [line for line in res.stdout.splitlines() if "◀ first" in line]
     assert first and "lm_head" in first[0]
     assert "root cause: lm_head" in said and "local fault at lm_head" in said and "only in the deployed" not in said
