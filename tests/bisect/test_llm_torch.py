@@ -132,6 +132,18 @@ def test_sweep_over_prompts_gives_the_share_that_flips_and_where(tmp_path):
     assert json.loads((tmp_path / "level1" / "generate.json").read_text())["cure"] is None
 
 
+@pytest.mark.long
+def test_sweep_over_seeded_prompts_with_the_torch_model(tmp_path):
+    """`sweep --torch … --n 3 --generate 32`: the HF model as the reference over 3 seeded prompts against the
+    builder's INT4 file; every prompt flips and lm_head's level 1 gives all three back."""
+    res = cpdebug("sweep", "--torch", f"{HERE / 'llm_hf_models.py'}:qwen3_massive", "-b",
+                  f"torch,ort@{LLM / 'qwen3_massive/int4'}", "--n", "3", "--generate", ANSWERS["tokens"], "--out",
+                  tmp_path / "s")
+    assert res.returncode == 4, res.stdout + res.stderr
+    doc = json.loads((tmp_path / "s" / "generate.json").read_text())
+    assert len(doc["prompts"]) == 3 and doc["flipped"] == 3 and doc["cure"]["verified"] == 3
+
+
 def test_sweep_generate_wants_a_decoder_model(tmp_path):
     res = cpdebug("sweep", "--generate", "4", "--out", tmp_path / "s")
     assert res.returncode == 2 and "--onnx FILE or --torch" in res.stderr, res.stdout + res.stderr

@@ -166,8 +166,10 @@ def _as_prefill(model, path: Path, stage: Stage, subject: Subject, notes: list[s
     model's (`decoder_feed.builder_scope`, where genai_config.json is beside it); any other file as it is."""
     from cp_debug.bisect.subjects.decoder_feed import IDS, DecoderInputs, builder_scopes, prefilled
 
+    if subject.inputs.get(IDS) is None:
+        return model
     ours = {i.name for i in stage.onnx().graph.input}
-    if subject.inputs.get(IDS) is None or IDS not in ours:
+    if IDS not in ours:
         return model
     dec = DecoderInputs.of(model, path)
     if dec is None or not ours <= set(dec.names):
