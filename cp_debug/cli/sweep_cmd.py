@@ -140,8 +140,11 @@ def sweep(
     shape (a --torch model exported dynamic on the axes the range moves).
     --generate N with --onnx / --torch: a decoder LLM's greedy decode over prompts, the share that flips and where.
     """
-    if generate:
-        raise typer.Exit(_sweep_prompts(torch_model, onnx_model, backends, generate, inputs, n, seed, out, quiet))
+    if generate:  # a decoder LLM over prompts: the options it does not read are refused in _sweep_prompts
+        unread = {"--data": data, "--min-shapes": min_shapes, "--max-shapes": max_shapes, "--calib": calib,
+                  "--scenes": scenes, "--ray": ray, "--dynamic": dynamic, "--config": config, "--int8": int8}
+        raise typer.Exit(_sweep_prompts(torch_model, onnx_model, backends, generate, inputs, n, seed, out, quiet,
+                                        unread))
     axes = dynamic_axes(dynamic, torch_model)  # --dynamic without --torch: one line
     html = not no_html and (html or True)  # a FILE, True (OUT/report.html) or False: on every entry
     ranged = min_shapes is not None or max_shapes is not None
@@ -194,10 +197,15 @@ def sweep(
 
 
 def _sweep_prompts(torch_model, onnx_model, backends, generate: int, inputs, n: int, seed: int, out: Path,
-                   quiet) -> int:
-    """`--generate N` over prompts (`bisect/subjects/prompt_sweep.py`): the lines said, OUT/generate.json written."""
+                   quiet, unread: dict) -> int:
+    """`--generate N` over prompts (`bisect/subjects/prompt_sweep.py`): the lines said, OUT/generate.json written;
+    `unread`: options it does not read (given: one line, exit 2)."""
     from cp_debug.errors import BadInputError
 
+    given = [o for o, v in unread.items() if v]
+    if given:
+        raise BadInputError(f"{', '.join(given)}: not with --generate (a decoder's prompts: --inputs input_ids rows, "
+                            "or --n seeded ones)")
     if not (torch_model or onnx_model):
         raise BadInputError("--generate sweeps a decoder LLM over prompts: give --onnx FILE or --torch FILE.py:FUNC, "
                             "and the candidate as ort@DIR")

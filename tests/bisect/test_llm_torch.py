@@ -147,6 +147,9 @@ def test_sweep_over_seeded_prompts_with_the_torch_model(tmp_path):
 def test_sweep_generate_wants_a_decoder_model(tmp_path):
     res = cpdebug("sweep", "--generate", "4", "--out", tmp_path / "s")
     assert res.returncode == 2 and "--onnx FILE or --torch" in res.stderr, res.stdout + res.stderr
+    res = cpdebug("sweep", "--onnx", LLM / "llama/fp32/model.onnx", "-b", f"ort,ort@{LLM / 'llama/int4'}",
+                  "--generate", "4", "--data", tmp_path, "--out", tmp_path / "s")
+    assert res.returncode == 2 and "--data: not with --generate" in res.stderr, res.stdout + res.stderr
 
 
 def test_the_builders_scopes_read_as_the_hf_models():
