@@ -160,3 +160,15 @@ def test_the_builders_scopes_read_as_the_hf_models():
     assert builder_scope("model.layers.2", layers=2) is None
     assert builder_scope("model.layers.0.mlp.up_proj", layers=2) == "model.layers.0.mlp.up_proj"
     assert builder_scope("lm_head", layers=2) == "lm_head"
+
+
+def test_generate_without_input_ids_in_the_inputs_is_one_line(tmp_path):
+    from cp_debug.backends.spec import parse_backends
+    from cp_debug.bisect.subjects.generation import generation_subject
+    from cp_debug.errors import BadInputError
+
+    wrong = tmp_path / "wrong.npz"
+    np.savez(wrong, ids=np.array([ANSWERS["prompt"]]))
+    specs = [s for _, s in parse_backends(f"ort,ort@{LLM / 'llama/int4'}")]
+    with pytest.raises(BadInputError, match="holds no input_ids"):
+        generation_subject(LLM / "llama/fp32/model.onnx", wrong, 0, 4, specs)

@@ -43,7 +43,11 @@ def generation_subject(path: str | Path, inputs: str | Path | None, seed: int, n
     cand_dec = DecoderInputs.of(cand_model, cand_path)
     if cand_dec is None:
         raise BadInputError(f"--generate: the candidate's {cand_path} has no input_ids input")
-    ids = load_npz_inputs(inputs)[IDS] if inputs is not None else seeded_ids(dec, seed)
+    given = load_npz_inputs(inputs) if inputs is not None else {IDS: seeded_ids(dec, seed)}
+    if IDS not in given:
+        raise BadInputError(f"--generate: {inputs} holds no {IDS} (the prompt's token ids; it holds "
+                            f"{', '.join(given) or 'nothing'})")
+    ids = given[IDS]
     ids = np.asarray(ids).reshape(1, -1)
     ref = greedy(ref_model, dec, ids, n)
     answer = decode_answer(ref, cand_model, cand_dec, cand_path, ids, n, f"the reference's tokens {list(ref.tokens)}")
