@@ -38,7 +38,8 @@ def cpdebug(*args, cwd: str | Path | None = None, env: Mapping[str, str | None] 
 SCHEMAS = Path(__file__).resolve().parents[1] / "docs" / "schemas"
 # command -> (option naming a JSON file, its schema); a folder option -> [(file in it, schema), ...]
 _JSON_OPTION = {"bisect": "report", "eval": "eval", "fix": "fix"}
-_FOLDER_FILES = {"sweep": [("sweep.json", "sweep"), ("bisect/*.json", "report")], "fix": [("fix.json", "fix")]}
+_FOLDER_FILES = {"sweep": [("sweep.json", "sweep"), ("bisect/*.json", "report"), ("generate.json", "generate")],
+                 "fix": [("fix.json", "fix")]}
 
 
 def written_reports(argv: list[str], cwd: Path) -> list[tuple[Path, str]]:

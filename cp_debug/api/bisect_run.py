@@ -20,6 +20,15 @@ def load_subject(request: SubjectRequest, specs: list[BackendSpec]) -> Subject:
     ONNX Runtime as it is first: a file it refuses is one line, exit 3), or the recipe's."""
     from cp_debug.data.point_files import parse_use_dim
 
+    if request.torch_model and request.generate:
+        from cp_debug.bisect.subjects.torch_generation import torch_generation_subject
+
+        if not isinstance(request.torch_model, str):
+            from cp_debug.errors import BadInputError
+
+            raise BadInputError("--generate with --torch takes FILE.py:FUNC (a causal LM and its input_ids)")
+        return torch_generation_subject(request.torch_model, request.inputs, request.seed, request.generate, specs,
+                                        exporter=request.exporter)
     if request.torch_model:
         from cp_debug.bisect.subjects.loaders import torch_subject
 

@@ -54,9 +54,9 @@ def bisect(
     onnx_model: OnnxModel = None,
     inputs: Inputs = None,
     generate: Annotated[Optional[int], option(
-        "--generate", min=1, metavar="N", help="With --onnx, a decoder LLM file (input_ids, KV cache): decode N "
-        "greedy tokens with the reference and the candidate, say the first that differs and the accuracy_level "
-        "that cures it, and bisect that step's forward.")] = None,
+        "--generate", min=1, metavar="N", help="A decoder LLM (--onnx file; --torch causal LM against ort@DIR's file): "
+        "decode N greedy tokens with the reference and the candidate, say the first that differs and the "
+        "accuracy_level that cures it, and bisect that step's forward.")] = None,
     level: Annotated[Optional[str], level_option("stage for CenterPoint, block otherwise")] = None,
     refine: Annotated[bool, typer.Option(help="Descend into the diverging module's children down to a leaf.")] = True,
     atol: Atol = None,

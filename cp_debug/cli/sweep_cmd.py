@@ -30,6 +30,23 @@ METRIC_HELP = ("With --torch/--onnx: the application's decision, bisect's and ev
                "samples that flip in the verdict. Without it, Sigmoid / Softmax outputs are read at 0.5 / argmax.")
 
 
+Ray = Annotated[Optional[str], typer.Option(
+    "--ray", metavar="local|auto|ADDRESS",
+    help="Run the shards on Ray actors. 'local': a new Ray cluster on this machine with every CPU and GPU it has "
+         "(Ray's own ray.init(address='local'); one box, many GPUs); 'auto': the cluster already running here "
+         "(`ray start --head`); or a cluster's address: ray://HOST:10001 (Ray Client) or HOST:6379 (its head).")]
+RayWorkers = Annotated[Optional[int], typer.Option(
+    "--ray-workers", min=1, help="Ray actors (default: two a GPU for CUDA backends, four where NVIDIA MPS runs, as "
+    "the host's CPUs allow, 4 each at least; else one per CPU); up to 4 share each card, evenly.")]
+RayCpus = Annotated[Optional[int], typer.Option(
+    "--ray-cpus-per-worker", min=1, help="CPUs (and threads) each Ray actor gets (default: the cluster's CPUs "
+    "shared out between the actors).")]
+Generate = Annotated[Optional[int], option(
+    "--generate", min=1, metavar="N", help="A decoder LLM (--onnx file, or --torch causal LM) against ort@DIR's "
+    "decoder file over prompts (--inputs input_ids rows, else --n seeded): N greedy tokens each, the share that "
+    "flips and at which step, the first flip's accuracy_level cure verified on every prompt (OUT/generate.json).")]
+
+
 @dataclass(frozen=True)
 class SweepRun:
     """How the sweep runs (besides the model and the backends): frames, probes, shards, executor, outputs."""
@@ -83,19 +100,9 @@ def sweep(
                                             help="Bisect the K worst degraded or diverged frames.")] = 3,
     shard_size: Annotated[int, typer.Option("--shard-size", min=1, help="Frames per shard file.")] = 8,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the sweep already in --out.")] = False,
-    ray: Annotated[Optional[str], typer.Option(
-        "--ray", metavar="local|auto|ADDRESS",
-        help="Run the shards on Ray actors. 'local': a new Ray cluster on this machine with every CPU and GPU it has "
-             "(Ray's own ray.init(address='local'); one box, many GPUs); 'auto': the cluster already running here "
-             "(`ray start --head`); or a cluster's address: ray://HOST:10001 (Ray Client) or HOST:6379 (its head).")
-    ] = None,
-    ray_workers: Annotated[Optional[int], typer.Option("--ray-workers", min=1, help="Ray actors (default: two a "
-                                                       "GPU for CUDA backends, four where NVIDIA MPS runs, as the "
-                                                       "host's CPUs allow, 4 each at least; else one per CPU); up to "
-                                                       "4 share each card, evenly.")] = None,
-    ray_cpus_per_worker: Annotated[Optional[int], typer.Option(
-        "--ray-cpus-per-worker", min=1, help="CPUs (and threads) each Ray actor gets (default: the cluster's CPUs "
-        "shared out between the actors).")] = None,
+    ray: Ray = None,
+    ray_workers: RayWorkers = None,
+    ray_cpus_per_worker: RayCpus = None,
     bootstrap: Annotated[int, option("--bootstrap", min=0, help="Bootstrap resamples for the AP intervals.")] = 200,
     calib_scenes: HeldOutCalib = 4,
     calib: SampleCalib = None,
@@ -125,6 +132,7 @@ def sweep(
     min_shapes: MinShapes = None,
     max_shapes: MaxShapes = None,
     metric: Annotated[Optional[str], option("--metric", metavar="NAME|FILE.py:FUNC", help=METRIC_HELP)] = None,
+    generate: Generate = None,
 ) -> None:
     """Sweep a validation set: which frames change, which layer is to blame, how often, for which classes and ranges.
 
@@ -135,7 +143,14 @@ def sweep(
     --torch / --onnx: any one-graph model over its samples (--inputs or --data), ranked, the worst bisected.
     --onnx or --torch with --min-shapes / --max-shapes: the shape range searched for each candidate's first failing
     shape (a --torch model exported dynamic on the axes the range moves).
+    --generate N with --onnx / --torch: a decoder LLM's greedy decode over prompts, the share that flips and where.
     """
+    if generate:  # a decoder LLM over prompts: the options it does not read are refused in _sweep_prompts
+        unread = {"--data": data, "--min-shapes": min_shapes, "--max-shapes": max_shapes, "--calib": calib,
+                  "--scenes": scenes, "--ray": ray, "--dynamic": dynamic, "--config": config, "--int8": int8,
+                  "--metric": metric}
+        raise typer.Exit(_sweep_prompts(torch_model, onnx_model, backends, generate, inputs, n, seed, out, quiet,
+                                        unread))
     axes = dynamic_axes(dynamic, torch_model)  # --dynamic without --torch: one line
     html = not no_html and (html or True)  # a FILE, True (OUT/report.html) or False: on every entry
     ranged = min_shapes is not None or max_shapes is not None
@@ -194,6 +209,33 @@ def _samples_only(metric: str | None, calib, ranged: bool, samples: bool) -> Non
     if calib is not None and not samples:
         raise BadInputError("--calib PATH goes with --torch / --onnx: a CenterPoint sweep's INT8 backends "
                             "calibrate on --calib-n held-out synthetic frames")
+
+
+def _sweep_prompts(torch_model, onnx_model, backends, generate: int, inputs, n: int, seed: int, out: Path,
+                   quiet, unread: dict) -> int:
+    """`--generate N` over prompts (`bisect/subjects/prompt_sweep.py`): the lines said, OUT/generate.json written;
+    `unread`: options it does not read (given: one line, exit 2)."""
+    from cp_debug.errors import BadInputError
+
+    given = [o for o, v in unread.items() if v]
+    if given:
+        raise BadInputError(f"{', '.join(given)}: not with --generate (a decoder's prompts: --inputs input_ids rows, "
+                            "or --n seeded ones)")
+    if not (torch_model or onnx_model):
+        raise BadInputError("--generate sweeps a decoder LLM over prompts: give --onnx FILE or --torch FILE.py:FUNC, "
+                            "and the candidate as ort@DIR")
+    from cp_debug.backends.spec import NOISE_CHECK, parse_backends
+    from cp_debug.bisect.subjects.prompt_sweep import sweep_prompts, write_prompt_sweep
+
+    specs = [spec for _, spec in parse_backends(backends or "ort", rule=NOISE_CHECK)]
+    with ThirdParty(verbose=False):
+        result = sweep_prompts(torch_model or str(onnx_model), bool(torch_model), specs, generate, inputs, n, seed)
+        path = write_prompt_sweep(result, out)
+    if not quiet:
+        for line in result.lines():
+            typer.echo(line)
+        typer.echo(f"wrote {path}")
+    return result.exit_code
 
 
 def _check_recipe(recipe: str, **given) -> None:

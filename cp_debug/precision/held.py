@@ -35,18 +35,29 @@ def emulated_format(model: "onnx.ModelProto") -> str | None:
 
 def file_precision(model: "onnx.ModelProto") -> str:
     """"nvfp4" / "mxfp8" for a graph emulating that format here, "fp8" for float8 Q/DQ, "int8" for a Q/DQ (or
-    integer-op) graph, "int4w" / "int8w" (+ "-a8": INT8 activations) for MatMulNBits weights (`nbits.py`), "fp16"
+    integer-op) graph, "int4w" / "int8w" (+ "-a8": INT8 activations) for MatMulNBits weights (`nbits.py`; "int4w"
+    too for 4-bit DequantizeLinear weights where nothing else is quantized), "fp16"
     where weights or casts are float16, else "fp32"."""
     from cp_debug.precision.half_storage import holds_half_constants
     from cp_debug.precision.nbits import nbits_precision
 
     if (emulated := emulated_format(model)) is not None:
         return emulated
-    if any(n.op_type in INT8_OPS for n in model.graph.node):
+    if any(n.op_type in INT8_OPS for n in model.graph.node) and not weight_only_dq(model):
         return "fp8" if _float8_qdq(model) else "int8"
-    if (weight_only := nbits_precision(model)) is not None:
+    if (weight_only := nbits_precision(model)) is not None:  # MatMulNBits, or 4-bit DequantizeLinear weights alone
         return weight_only
     return "fp16" if holds_half_constants(model) else "fp32"
+
+
+def weight_only_dq(model: "onnx.ModelProto") -> bool:
+    """Whether every quantized op of the file is a DequantizeLinear of a 4-bit weight (`nbits.dq_weight_nodes`: the
+    QDQ format of `MatMulNBitsQuantizer`): no activation quantized, weight-only."""
+    from cp_debug.precision.nbits import FOUR_BITS
+
+    inits = {i.name: i.data_type for i in model.graph.initializer}
+    return all(n.op_type not in INT8_OPS or (n.op_type == "DequantizeLinear" and inits.get(n.input[0]) in FOUR_BITS)
+               for n in model.graph.node)
 
 
 def qdq_count(model: "onnx.ModelProto") -> int:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
 # 7.5 levels: step 0.32 σ, /√12) and 8-bit ones (127.5 levels); INT8 activations per block (see the module)
 NOMINAL_UNIT = {4: 0.09, 8: 0.0055}
 A8_UNIT = 0.0055
+FOUR_BITS = (21, 22)  # onnx.TensorProto.UINT4, INT4
 
 
 def nbits_nodes(model: "onnx.ModelProto") -> list:
@@ -42,14 +43,57 @@ def _attrs(node) -> dict:
 
 def nbits_precision(model: "onnx.ModelProto") -> str | None:
     """"int4w" / "int8w" (the fewest bits any MatMulNBits holds), "-a8" added where any runs at accuracy_level 4
-    (INT8 activations); None for a file without MatMulNBits."""
+    (INT8 activations); "int4w" for 4-bit DequantizeLinear weights (`held.weight_only_dq`: where nothing else is
+    quantized); None for a file without either."""
     nodes = nbits_nodes(model)
     if not nodes:
-        return None
+        return "int4w" if dq_weight_nodes(model) else None
     attrs = [_attrs(n) for n in nodes]
     bits = min(int(a.get("bits", 4)) for a in attrs)
     a8 = any(int(a.get("accuracy_level", 0)) == 4 for a in attrs)
     return f"int{bits}w" + ("-a8" if a8 else "")
+
+
+def dq_weight_nodes(model: "onnx.ModelProto") -> list:
+    """The DequantizeLinear nodes reading a 4-bit initializer (INT4 / UINT4: `MatMulNBitsQuantizer`'s QDQ format,
+    opset 21's blockwise `block_size`): weight-only 4-bit weights in the standard ops."""
+    inits = {i.name: i.data_type for i in model.graph.initializer}
+    return [n for n in model.graph.node if n.op_type == "DequantizeLinear" and inits.get(n.input[0]) in FOUR_BITS]
+
+
+def dequantize_dq(node, inits: dict) -> "np.ndarray | None":
+    """The float weight a DequantizeLinear of an initializer stands for, with the file's own numbers: (x − zero
+    point) × scale, per tensor, per axis (`axis`) or per block of `block_size` along `axis` (opset 21); None where a
+    part is not an initializer or the shapes do not fit."""
+    parts = _dq_parts(node, inits)
+    return None if parts is None else (parts[0] - parts[1]) * parts[2]
+
+
+def _dq_parts(node, inits: dict):
+    """(x, zero point, scale) of a DequantizeLinear of initializers, each float32 of x's shape; or None."""
+    import numpy as np
+
+    names = list(node.input) + [""] * 3
+    if names[0] not in inits or names[1] not in inits:
+        return None
+    x, scale = array(inits[names[0]]), array(inits[names[1]])
+    zp = array(inits[names[2]]) if names[2] and names[2] in inits else None
+    if x is None or scale is None or (names[2] and zp is None):
+        return None
+    x, scale = x.astype(np.float32), scale.astype(np.float32)
+    zp = np.zeros_like(scale) if zp is None else zp.astype(np.float32)
+    if scale.size == 1:
+        return x, np.broadcast_to(zp.reshape(()), x.shape), np.broadcast_to(scale.reshape(()), x.shape)
+    a = _attrs(node)
+    axis, block = int(a.get("axis", 1)) % x.ndim, int(a.get("block_size", 0))
+    if block:
+        if scale.ndim != x.ndim or scale.shape[axis] != -(-x.shape[axis] // block) or zp.shape != scale.shape:
+            return None
+        zp, scale = (np.repeat(t, block, axis=axis).take(range(x.shape[axis]), axis=axis) for t in (zp, scale))
+        return (x, zp, scale) if scale.shape == x.shape else None
+    shape = [1] * x.ndim
+    shape[axis] = -1
+    return x, np.broadcast_to(zp.reshape(shape), x.shape), np.broadcast_to(scale.reshape(shape), x.shape)
 
 
 def dequantize(node, inits: dict) -> "np.ndarray | None":
@@ -85,8 +129,8 @@ def _blocks(node, inits: dict):
     a = _attrs(node)
     k, n, bits, block = int(a.get("K", 0)), int(a.get("N", 0)), int(a.get("bits", 4)), int(a.get("block_size", 0))
     names = list(node.input) + [""] * 4
-    if not (k and n and block and bits in (4, 8)) or names[1] not in inits or names[2] not in inits:
-        return None
+    if not (k and n and block and bits in (4, 8)) or names[1] not in inits or names[2] not in inits or names[4]:
+        return None  # a g_idx (slot 4: GPTQ's act-order) reorders K's blocks: not read, never read as in order
     packed, scale = array(inits[names[1]]), array(inits[names[2]])
     if packed is None or scale is None:
         return None
@@ -134,7 +178,14 @@ def weight_unit(model: "onnx.ModelProto") -> float | None:
         q, scale, _, _ = parts
         err += float(np.sum(scale.astype(np.float64) ** 2)) * q.shape[2] / 12.0
         total += float(np.sum((q * scale[:, :, None]).astype(np.float64) ** 2))
+    for node in dq_weight_nodes(model):  # a blockwise DequantizeLinear's weight: the step is its element's scale
+        parts = _dq_parts(node, inits)
+        if parts is not None:
+            x, zp, step = (t.astype(np.float64) for t in parts)
+            err += float(np.sum(step ** 2)) / 12.0
+            total += float(np.sum(((x - zp) * step) ** 2))
     if not total > 0:
         return None
     unit = math.sqrt(err / total)
     return math.hypot(unit, A8_UNIT) if a8 else unit
+

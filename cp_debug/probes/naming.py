@@ -158,6 +158,9 @@ def _resolve(parent_q: str, parent_c: str, comp: str, module_names: "set[str] | 
 # (ONNX Runtime's quantize_dynamic names `…/LayerNorm/LayerNormalization_output_0_QuantizeLinear` into the scope of
 # the module whose output it quantizes; its DequantizeLinear, where there is one, stays: that is the value)
 _NOT_A_VALUE = frozenset({"Constant", "QuantizeLinear", "DynamicQuantizeLinear"})
+# ONNX Runtime's fused residual-add + norm: output 0 is the norm's value, output 3 the residual sum it was fed (the
+# previous block's output, ONNX Runtime GenAI's builder names it in the norm's scope)
+_SKIP_NORMS = frozenset({"SkipLayerNormalization", "SkipSimplifiedLayerNormalization"})
 
 
 def map_modules_to_onnx(model: onnx.ModelProto, trace: ModuleTrace, rename: ScopeRename | None = None,
@@ -196,6 +199,7 @@ def map_modules_to_onnx(model: onnx.ModelProto, trace: ModuleTrace, rename: Scop
     for p in trace.order:
         by_call.setdefault(trace.call_of(p), []).append(p)
     groups: dict[str, list[list[int]] | str] = {}  # module -> its calls' nodes, or why they cannot be told apart
+    sums = _residual_sums(graph, scopes, producer, consumers, graph_outputs)
     for probes in by_call.values():
         scope, call = trace.scope_of(probes[0])  # a shared module's call: by the name it was reached through
         # a quantizer's node named in the module's scope writes its integer form, never its value: outside it
@@ -211,7 +215,7 @@ def map_modules_to_onnx(model: onnx.ModelProto, trace: ModuleTrace, rename: Scop
         if isinstance(idx, str):
             unmapped.update((p, idx) for p in probes)
             continue
-        leaving = _leaving(graph, idx, graph_outputs, consumers)
+        leaving = _leaving(graph, idx, graph_outputs, consumers) + sums.get(scope, [])
         slot_of = partial(_rnn_slot, graph, producer)
         for p, found in _match_outputs(trace, probes, leaving, shapes, sized, slot_of).items():
             if isinstance(found, str):
@@ -336,12 +340,33 @@ def _leaving(graph, idx: list[int], graph_outputs: set[str], consumers: dict[str
     inside = set(idx)
     leaving = []
     for i in idx:
-        for t in graph.node[i].output:
-            if not t:
+        node = graph.node[i]
+        for k, t in enumerate(node.output):
+            if not t or (k and node.op_type in _SKIP_NORMS):  # a fused norm's residual sum: not the norm's value
                 continue
             if t in graph_outputs or any(c not in inside for c in consumers.get(t, [])):
                 leaving.append((i, t))
     return leaving
+
+
+def _residual_sums(graph, scopes: list[tuple[str, ...]], producer: dict, consumers: dict[str, list[int]],
+                   graph_outputs: set[str]) -> dict[str, list[tuple[int, str]]]:
+    """A fused residual-add + norm's residual sum (its output 3, read on) as a tensor leaving the innermost module
+    both its summands come from: the decoder layer whose residual add it is (ONNX Runtime GenAI's builder names the
+    node in the next layer's norm scope)."""
+    out: dict[str, list[tuple[int, str]]] = {}
+    for i, node in enumerate(graph.node):
+        if node.op_type not in _SKIP_NORMS or len(node.output) < 4 or not node.output[3]:
+            continue
+        if not (consumers.get(node.output[3]) or node.output[3] in graph_outputs):
+            continue
+        chains = [scopes[producer[t][0]] for t in node.input[:2] if t in producer]
+        if len(chains) != 2:
+            continue
+        common = [a for a, b in zip(*chains) if a == b]
+        if common:
+            out.setdefault(common[-1], []).append((i, node.output[3]))
+    return out
 
 
 def _move_folded_batchnorms(trace: ModuleTrace, tensors: dict[str, str], op_types: dict[str, str],

@@ -211,3 +211,38 @@ def test_a_flip_one_setting_alone_causes_is_never_within_precision(tmp_path):
     assert res.returncode == 4, res.stdout + res.stderr
     said = " ".join(res.stdout.split())
     assert "a greedy token flips, beyond int4w-a8" in said and "greedy step 9: token 86 → 207" in said
+
+
+def test_a_smaller_block_is_no_cure_of_the_rtn_flip():
+    """Block size as the quantizer's cure, measured: lm_head requantized by MatMulNBitsQuantizer from the plain export
+    at block 16 (the other projections at 32, all at accuracy_level 4) moves the RTN file's flip from step 9 to step
+    23 — no cure of the 32-token decode — while lm_head left out (`nodes_to_exclude`) keeps every token. At level 4 the
+    activation's INT8 step is its block's max |x| / 127: the massive channel's 512 makes it 4, and the rest of the
+    block (~0.06) rounds to zero in a block of 16 as in one of 32. The cures cp_debug says stay accuracy_level and
+    nodes_to_exclude."""
+    import logging
+
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer, RTNWeightOnlyQuantConfig
+
+    logging.getLogger("onnxruntime.quantization").setLevel(logging.WARNING)
+    plain = LLM / "qwen3_massive/plain/model.onnx"
+
+    def rtn(model, block, exclude=()):
+        copy = onnx.ModelProto()
+        copy.CopyFrom(model)  # the quantizer edits the model it is given
+        q = MatMulNBitsQuantizer(copy, block_size=block, is_symmetric=True, accuracy_level=4,
+                                 nodes_to_exclude=list(exclude), algo_config=RTNWeightOnlyQuantConfig())
+        q.process()
+        return q.model.model
+
+    model, dec = _file("qwen3_massive/plain")
+    ref = greedy(model, dec, PROMPT, N)
+    lm_head = "node_linear_14"  # the plain export's lm_head MatMul (answers.json: node_linear_14_Q4 alone flips it)
+    rest = rtn(onnx.load(str(plain)), 32, [lm_head])
+    assert first_flip(ref, greedy(rest, dec, PROMPT, N)) is None  # lm_head excluded: the tokens kept
+    at32 = first_flip(ref, greedy(rtn(rest, 32), dec, PROMPT, N))
+    at16 = first_flip(ref, greedy(rtn(rest, 16), dec, PROMPT, N))
+    want = ANSWERS["models"]["qwen3_massive"]["files"]["rtn_int4_level4"]["first_flip"]
+    assert at32 is not None and at32.step == want
+    assert at16 is not None and at16.step > at32.step  # later, not cured

@@ -14,7 +14,7 @@ from tests.cli_run import cpdebug, validate_written, written_reports
 jsonschema = pytest.importorskip("jsonschema")
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "schemas"
-NAMES = ("report", "sweep", "eval", "fix")
+NAMES = ("report", "sweep", "eval", "fix", "generate")
 
 
 def schema(name: str) -> dict:

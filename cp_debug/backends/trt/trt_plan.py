@@ -108,8 +108,8 @@ def plan_build(spec: BackendSpec, version: tuple[int, int], *, keep_fp32: bool =
         return BuildPlan("none", False, ("bf16",), False, _probe_mode(fw, version, probes),
                          notes=_notes(fw, version, probes))
     transform = {"fp32": "none", "tf32": "none", "fp16": "fp16", "int8": "int8_qdq"}[p]
-    if held == p or (held == "int8" and p != "fp16"):
-        transform = "none"  # the file carries the precision asked (or Q/DQ, run as they are)
+    if held == p or (held in ("int8", "int4w") and p != "fp16"):
+        transform = "none"  # the file carries the precision asked (or Q/DQ, 4-bit weight DQ too: run as they are)
     flagged = not typed_only and held == "fp32" and p == "fp16" and not keep_fp32
     if flagged:
         return BuildPlan("none", False, ("fp16",), False, _probe_mode(fw, version, probes),

@@ -126,3 +126,61 @@ def _past_shape(name: str, dims: tuple, batch: int, head_size: int | None) -> tu
         raise BadInputError(f"cache input {name!r} has dims {list(dims)}: cp_debug makes [batch, kv_heads, past, "
                             "head_dim] with kv_heads and head_dim fixed; give it in --inputs FILE.npz")
     return (batch, dims[1], 0, dims[3])
+
+
+def prefilled(model: "onnx.ModelProto", dec: DecoderInputs, length: int, keep_inputs, keep_outputs):
+    """A copy of the decoder file `model` fixed to one prefill of `length` tokens (batch 1), for a model whose only
+    inputs are `keep_inputs` (a `--torch` causal LM's export: input_ids → logits): the inputs cp_debug makes (the
+    mask, the positions, the empty cache, as `decoder_feed` feeds them) held as constants, input_ids [1, length], and
+    of the outputs only `keep_outputs` (the cache's `present.*` left inside). None: nothing to hold (the file takes
+    no more than `keep_inputs`)."""
+    import onnx
+    from onnx import numpy_helper
+
+    made = {k: v for k, v in decoder_feed(dec, {IDS: np.zeros((1, length), dec.dtypes[IDS])}).items()
+            if k not in set(keep_inputs)}
+    if not made:
+        return None
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    graph = copy.graph
+    kept = [i for i in graph.input if i.name not in made]
+    del graph.input[:]
+    graph.input.extend(kept)
+    graph.initializer.extend(numpy_helper.from_array(np.ascontiguousarray(v), k) for k, v in made.items())
+    for vi in graph.input:
+        if vi.name == IDS:
+            del vi.type.tensor_type.shape.dim[:]
+            for d in (1, length):
+                vi.type.tensor_type.shape.dim.add().dim_value = d
+    outs = [o for o in graph.output if o.name in set(keep_outputs)]
+    if outs:
+        del graph.output[:]
+        graph.output.extend(outs)
+    return copy
+
+
+_BUILDER_LAYER = re.compile(r"^model\.layers\.(\d+)(\.(attn|final_norm_layernorm))?(\..*)?$")
+
+
+def builder_scope(name: str, layers: int) -> str | None:
+    """ONNX Runtime GenAI's builder's scope (its node names, `/model/layers.0/attn/o_proj/MatMul`) as the HF
+    model's module: `model.layers.N.attn` is `model.layers.N.self_attn`, the final norm it names
+    `model.layers.L.final_norm_layernorm` (L: the number of layers) is `model.norm`, that `model.layers.L` no module
+    (None); any other name unchanged."""
+    m = _BUILDER_LAYER.match(name)
+    if m is None:
+        return name
+    index, part, rest = int(m.group(1)), m.group(3), m.group(4) or ""
+    if index == layers:
+        return "model.norm" + rest if part == "final_norm_layernorm" else None
+    return f"model.layers.{index}.self_attn{rest}" if part == "attn" else name
+
+
+def builder_scopes(path: str | Path | None):
+    """`builder_scope` for the file at `path` (its layer count from genai_config.json beside it); None: no such
+    file (not the builder's)."""
+    from functools import partial
+
+    layers = (_genai_config(path).get("decoder") or {}).get("num_hidden_layers")
+    return partial(builder_scope, layers=layers) if isinstance(layers, int) else None

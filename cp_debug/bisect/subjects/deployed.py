@@ -115,6 +115,7 @@ def deployed_stages(spec: BackendSpec, subject: Subject, level_probes: dict[int,
     weight_notes = _weights_verdict(spec, subject, checks)
     clamped = [f"{spec}: {c.file}: {k.line()}" for c in checks for k in c.clamps]
     for i, (st, path, model, name) in enumerate(zip(subject.stages, paths, models, shown)):
+        model = _as_prefill(model, path, st, subject, notes, f"{spec}: {name}")
         model, renames = adopt_output_names(model, st.onnx())  # the file's own output names, read as ours
         if renames:
             notes.append(f"{spec}: {name}: input / output(s) read by order under the model's names: "
@@ -158,6 +159,33 @@ def deployed_stages(spec: BackendSpec, subject: Subject, level_probes: dict[int,
                           tuple(clamped), clamps, unit)
 
 
+def _as_prefill(model, path: Path, stage: Stage, subject: Subject, notes: list[str], label: str):
+    """A decoder LLM file (ONNX Runtime GenAI's builder: input_ids, mask, positions, KV cache) deployed for a model
+    that takes input_ids alone (a `--torch` causal LM): the file fixed to the subject's prefill, the inputs cp_debug
+    makes held as constants (`decoder_feed.prefilled`), its cache outputs left inside, its scope names read as the HF
+    model's (`decoder_feed.builder_scope`, where genai_config.json is beside it); any other file as it is."""
+    from cp_debug.bisect.subjects.decoder_feed import IDS, DecoderInputs, builder_scopes, prefilled
+
+    if subject.inputs.get(IDS) is None:
+        return model
+    ours = {i.name for i in stage.onnx().graph.input}
+    if IDS not in ours:
+        return model
+    dec = DecoderInputs.of(model, path)
+    if dec is None or not ours <= set(dec.names):
+        return model
+    length = int(subject.inputs[IDS].shape[-1])
+    fixed = prefilled(model, dec, length, ours, [o.name for o in stage.onnx().graph.output])
+    if fixed is None:
+        return model
+    if stage.foreign_names is None:  # ONNX Runtime GenAI's builder's scope names read as the HF model's
+        stage.foreign_names = builder_scopes(path)
+    made = [n for n in dec.names if n not in ours]
+    notes.append(f"{label}: a decoder file: its {', '.join(made[:3])}{' …' if len(made) > 3 else ''} made by "
+                 f"cp_debug for the {length}-token prefill (mask ones, positions 0…{length - 1}, the cache empty)")
+    return fixed
+
+
 def _weight_unit(precision: str, models: list, held: list[str], notes: list[str], label: str) -> float | None:
     """A weight-only precision's unit: the largest of its files' weights' own rounding (`precision/nbits.py`)."""
     from cp_debug.precision.nbits import weight_unit
@@ -167,7 +195,9 @@ def _weight_unit(precision: str, models: list, held: list[str], notes: list[str]
     units = [u for m, p in zip(models, held) if p == precision and (u := weight_unit(m)) is not None]
     if not units:
         return None
-    notes.append(f"{label}: {precision}: its MatMulNBits weights round by {max(units):.3g} of their RMS (step²/12 "
+    held_by = "MatMulNBits" if any(n.op_type == "MatMulNBits" for m in models for n in m.graph.node) else \
+        "4-bit DequantizeLinear"
+    notes.append(f"{label}: {precision}: its {held_by} weights round by {max(units):.3g} of their RMS (step²/12 "
                  "per element, INT8 activations' 0.0055 added at accuracy_level 4): the unit of its budget")
     return max(units)
 

@@ -29,7 +29,7 @@ def generation_subject(path: str | Path, inputs: str | Path | None, seed: int, n
     """The subject of the step that flips, with the decode's lines among its warnings (said on the terminal too)."""
     from cp_debug.bisect.subjects.decoder_feed import IDS, DecoderInputs, seeded_ids
     from cp_debug.bisect.subjects.feeds import load_npz_inputs
-    from cp_debug.bisect.subjects.greedy import first_flip, greedy, level4_nodes, level_cures
+    from cp_debug.bisect.subjects.greedy import greedy
     from cp_debug.bisect.subjects.loaders import onnx_subject
     from cp_debug.graph.model import load_onnx
 
@@ -43,30 +43,55 @@ def generation_subject(path: str | Path, inputs: str | Path | None, seed: int, n
     cand_dec = DecoderInputs.of(cand_model, cand_path)
     if cand_dec is None:
         raise BadInputError(f"--generate: the candidate's {cand_path} has no input_ids input")
-    ids = load_npz_inputs(inputs)[IDS] if inputs is not None else seeded_ids(dec, seed)
+    given = load_npz_inputs(inputs) if inputs is not None else {IDS: seeded_ids(dec, seed)}
+    if IDS not in given:
+        raise BadInputError(f"--generate: {inputs} holds no {IDS} (the prompt's token ids; it holds "
+                            f"{', '.join(given) or 'nothing'})")
+    ids = given[IDS]
     ids = np.asarray(ids).reshape(1, -1)
     ref = greedy(ref_model, dec, ids, n)
-    cand = greedy(cand_model, cand_dec, ids, n)
-    flip = first_flip(ref, cand)
-    lines = [f"--generate {n}: the reference's tokens {list(ref.tokens)}"]
-    prefix = ids
+    answer = decode_answer(ref, cand_model, cand_dec, cand_path, ids, n, f"the reference's tokens {list(ref.tokens)}")
+    return answer.told(onnx_subject(path, None, seed, ids=answer.prefix))
+
+
+@dataclass(frozen=True)
+class DecodeAnswer:
+    """The decode's lines (said first), the forward to bisect (the prompt and the reference's tokens before the
+    flip, else the prompt) and the verdict a flipped token brings (None: none flipped)."""
+
+    lines: tuple[str, ...]
+    prefix: np.ndarray
+    verdict: "TokenVerdict | None" = None
+
+    def told(self, subject):
+        """`subject` (the bisect of `prefix`) with the lines among its warnings and the flip as its verdict."""
+        verdict = self.verdict
+        if verdict is not None:
+            subject.detection_verdict = lambda ref_out, cand_out: verdict
+        subject.warnings[:0] = self.lines
+        subject.told = (*self.lines, *subject.told)
+        return subject
+
+
+def decode_answer(ref, cand_model, cand_dec, cand_path, ids: np.ndarray, n: int, first: str) -> DecodeAnswer:
+    """The candidate file's decode against the reference's (`ref`, a greedy.Decode): the first flipped step and the
+    MatMulNBits level that alone cures it (verified against `ref`'s tokens); `first`: the opening line's words."""
+    from cp_debug.bisect.subjects.greedy import first_flip, greedy, level4_nodes, level_cures
+
+    flip = first_flip(ref, greedy(cand_model, cand_dec, ids, n))
+    lines = [f"--generate {n}: {first}"]
     if flip is None:
         lines.append(f"--generate {n}: the candidate ({cand_path}) decodes the same {n} tokens")
-    else:
-        lines.append(f"--generate {n}: the first token that differs: {flip.line()}; bisecting that step's "
-                     f"forward (the prompt and the reference's {flip.step} tokens before it fed to both)")
-        cure = level_cures(cand_model, cand_dec, ids, ref) if level4_nodes(cand_model) else None
-        if cure is not None:
-            lines.append(f"--generate {n}: {cure.line()} (verified on the {n}-token decode)")
-        prefix = np.concatenate([ids, np.asarray([ref.tokens[:flip.step]], ids.dtype)], axis=1)
-        verdict = TokenVerdict(True, f"--generate {n}: {flip.line()}" + (f"; {cure.line()}" if cure else ""),
-                               cure.curing if cure is not None else ())
-    subject = onnx_subject(path, None, seed, ids=prefix)
-    if flip is not None:
-        subject.detection_verdict = lambda ref_out, cand_out: verdict
-    subject.warnings[:0] = lines
-    subject.told = (*lines, *subject.told)
-    return subject
+        return DecodeAnswer(tuple(lines), ids)
+    lines.append(f"--generate {n}: the first token that differs: {flip.line()}; bisecting that step's "
+                 f"forward (the prompt and the reference's {flip.step} tokens before it fed to both)")
+    cure = level_cures(cand_model, cand_dec, ids, ref) if level4_nodes(cand_model) else None
+    if cure is not None:
+        lines.append(f"--generate {n}: {cure.line()} (verified on the {n}-token decode)")
+    prefix = np.concatenate([ids, np.asarray([ref.tokens[:flip.step]], ids.dtype)], axis=1)
+    verdict = TokenVerdict(True, f"--generate {n}: {flip.line()}" + (f"; {cure.line()}" if cure else ""),
+                           cure.curing if cure is not None else ())
+    return DecodeAnswer(tuple(lines), prefix, verdict)
 
 
 def _candidate_file(path: Path, specs: Sequence) -> Path:

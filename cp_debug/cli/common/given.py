@@ -67,7 +67,7 @@ def refuse_recipe_only(name: str, ctx) -> None:
     given = _given(ctx)
     if not ({"--torch", "--onnx"} & given):
         return
-    unused = [o for o in names if o in given]
+    unused = [o for o in names if o in given and not (o == "--n" and "--generate" in given)]  # seeded prompts
     if unused:
         raise BadInputError(f"{', '.join(unused)}: not with --torch / --onnx (the built-in recipes' options; "
                             "a model's samples: --inputs or --data)")
