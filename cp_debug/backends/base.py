@@ -115,10 +115,6 @@ class Runner(abc.ABC):
         run's outputs are then the graph as deployed's), False where it changed some, None where it cannot tell."""
         return None
 
-    def probes_left_kernels_beside(self) -> None:
-        """`probes_left_kernels` started where it can be asked beside the run (a helper thread); nothing here."""
-        return None
-
     def infer_deployed(self, feed: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], PrecisionReport] | None:
         """The graph's outputs as deployed (no probe exposed) and the precision that graph ran, where exposing the
         probes changed its kernels (ONNX Runtime's INT8 fusion); None where the probed run's outputs are the

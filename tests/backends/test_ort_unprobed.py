@@ -72,31 +72,3 @@ def test_without_probes_or_facts_it_cannot_tell():
         assert r.probes_left_kernels() is None  # nothing exposed: nothing to compare
     with OrtRunner(_conv_relu_conv(), BackendSpec.parse("ort"), extra_outputs=["r"], graph_facts=False) as r:
         assert r.probes_left_kernels() is None  # no optimised graph read
-
-
-def test_on_the_cpu_the_question_is_not_asked_beside_the_run():
-    """`probes_left_kernels_beside` starts a helper only for a CUDA session (the CPU's cores are the run's): on the
-    CPU it does nothing and the answer is the one asked on the calling thread."""
-    with OrtRunner(_conv_relu_conv(), BackendSpec.parse("ort"), extra_outputs=["c"]) as r:
-        r.probes_left_kernels_beside()
-        assert r._kernels_beside is None
-        assert r.probes_left_kernels() is False
-
-
-@pytest.mark.gpu
-@pytest.mark.needs("cuda", "onnxruntime-gpu")
-def test_on_cuda_the_question_asked_beside_the_run_gives_the_same_answer():
-    """Issue 118, item 3: on CUDA the graph as deployed's session is made on a helper thread while the probed one
-    runs; the run's outputs and the answer are those asked in turn."""
-    model, x = _conv_relu_conv(), np.random.default_rng(1).standard_normal((1, 3, 8, 8)).astype(np.float32)
-    answers = []
-    for probe in ("r", "c"):
-        with OrtRunner(model, BackendSpec.parse("ort-cuda"), extra_outputs=[probe]) as r:
-            r.probes_left_kernels_beside()
-            assert r._kernels_beside is not None
-            y = r.infer({"x": x})["y"]
-            answers.append(r.probes_left_kernels())
-        with OrtRunner(model, BackendSpec.parse("ort-cuda"), extra_outputs=[probe]) as r:
-            assert r.probes_left_kernels() == answers[-1]
-            np.testing.assert_array_equal(r.infer({"x": x})["y"], y)
-    assert answers[0] in (True, None)  # nothing fuses the ReLU's output away

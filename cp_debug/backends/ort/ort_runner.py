@@ -117,7 +117,6 @@ class OrtRunner(Runner):
         self._deployed = None  # (session, facts) of the graph without probes, where probes kept INT8 kernels unfused
         self._made_from = None  # (the model the session was made from, its live nodes) where probes are exposed
         self._left_kernels: list = []  # `probes_left_kernels`' answer once asked (kept with the session in a server)
-        self._kernels_beside = None  # the helper thread asking it (`probes_left_kernels_beside`)
         self._providers: list = []
         self._held_half, self._held_fp8 = False, None
         self._held: ort_kept.Held | None = None  # kept in a server between commands (ort_kept.py)
@@ -233,13 +232,8 @@ class OrtRunner(Runner):
         """Whether ORT's optimised graph without the probe outputs computes the graph's outputs with the probed
         session's nodes (`ort_unprobed.py`): one session made and not run, once (a server's kept session keeps the
         answer); None where it cannot tell."""
-        import threading
-
         if self._made_from is None:
             return None
-        beside = self._kernels_beside
-        if beside is not None and beside is not threading.current_thread():
-            beside.join()
         if not self._left_kernels:
             from cp_debug.backends.ort.ort_unprobed import without_probes
 
@@ -248,17 +242,6 @@ class OrtRunner(Runner):
             _, facts = make_session(without_probes(model, outputs), self._providers, False, self._how(), outputs)
             self._left_kernels.append(facts.nodes == nodes if facts.nodes else None)
         return self._left_kernels[0]
-
-    def probes_left_kernels_beside(self) -> None:
-        """`probes_left_kernels` asked on a helper thread (its CUDA session made while the probed one runs, issue
-        118); `probes_left_kernels` then waits for it. Not on the CPU (its cores are the run's), nor in a server that
-        keeps sessions (what ORT says while a session is made is heard one session at a time there)."""
-        if (self._made_from is None or self._deployed is not None or self._left_kernels or ort_kept.serving()
-                or self._kernels_beside is not None or self.spec.device != "cuda"):
-            return
-        from cp_debug.parallel import in_background
-
-        self._kernels_beside = in_background(self.probes_left_kernels, "cpdebug-unprobed-kernels")
 
     def infer_deployed(self, feed: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], PrecisionReport] | None:
         if self._deployed is None:

@@ -26,7 +26,7 @@ from cp_debug.bisect.stages.record import (amplification, carried_deployed, carr
 from cp_debug.bisect.result import ProbeResult
 from cp_debug.bisect.run_state import CandidateState, ProbeSpec, RunState, unmapped_note
 from cp_debug.bisect.stages.stage_runner import make_stage_runner, probe_values
-from cp_debug.bisect.stages.unprobed import check_unprobed, same_kernels, same_kernels_beside
+from cp_debug.bisect.stages.unprobed import check_unprobed, same_kernels
 from cp_debug.bisect.subjects.subject import Stage
 from cp_debug.compare.diff import TensorDiff
 
@@ -174,8 +174,6 @@ def candidate_stage(run: RunState, state: CandidateState, i: int, sp: list[Probe
                 if run.store.device is not None and spec.device == run.store.device.type:
                     runner.on_device_probe = _device_compare(run, state, {p.name for p in chunk}, diffs)
             with contextlib.nullcontext(runner) if whole or made else runner:
-                if k == 0:  # the graph as deployed's session made while this one runs (CUDA: `unprobed.py`)
-                    same_kernels_beside(run, state, i, runner)
                 fed = feed  # the probes' inputs: on the device where the run read them there (one copy in)
                 if made is not None:
                     out, made.out = made.out, None

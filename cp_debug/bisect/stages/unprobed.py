@@ -58,13 +58,6 @@ def same_kernels(run: RunState, state: CandidateState, i: int, runner) -> bool |
             return None
 
 
-def same_kernels_beside(run: RunState, state: CandidateState, i: int, runner) -> None:
-    """`same_kernels`' question started on a helper thread where the runner can (a CUDA session made while the
-    probed run and its comparisons go on: `OrtRunner.probes_left_kernels_beside`), asked only where wanted."""
-    if _wanted(run, state, i):
-        runner.probes_left_kernels_beside()
-
-
 def _wanted(run: RunState, state: CandidateState, i: int) -> bool:
     """Whether stage i of `state` is still to be checked (an ONNX Runtime candidate that ran it, once a stage)."""
     st = run.stage_of(state.label, i)
