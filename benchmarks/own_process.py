@@ -4,11 +4,13 @@ end.
     python benchmarks/own_process.py [--preset awml-base] [--pair torch-cuda,ort-cuda-fp16 ...] [--runs 3]
                                      [--importtime] [--profile]
 
-For each pair: one run to fill the export cache, then `--runs` warm runs, each a fresh process
-(`python -m cp_debug.cli.main bisect --preset P --level all -b PAIR --quiet --json …`): the wall, and the report's
-own phases (`settings.phases`), the median of each; "before check" is the wall less the phases' total (the
-interpreter, the imports of the CLI, typer). `--importtime`: one more run under `python -X importtime`, the
-packages whose import took longest (cumulative, every thread's). `--profile`: one more run under cProfile (the main
+For each pair: one run to fill the export cache, then `--runs` warm runs, each a fresh process (`python -m
+cp_debug.cli.main bisect --preset P --level all -b PAIR --quiet --json …`): the wall, and the report's own phases
+(`settings.phases`), the median of each; "before check" is the wall less the phases' total (the interpreter, the imports
+of the CLI, typer). `--importtime`: one more run under `python -X importtime`, the packages whose import took longest
+(cumulative, every thread's) — only those imported before the command takes file descriptor 2 for the report's
+third-party lines: `-X importtime` writes there, so torch's import in the run (the report's `libraries` phase) does not
+show (on the H200 the list held the CLI's own imports alone). `--profile`: one more run under cProfile (the main
 thread), the functions with the most cumulative time. Default pairs: the two GPU pairs on CUDA, the CPU pairs else.
 """
 
