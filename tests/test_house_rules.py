@@ -231,3 +231,43 @@ def test_the_check_sees_a_session_made_outside_the_door(tmp_path):
     (pkg / "named.py").write_text("from onnxruntime import InferenceSession\nx = InferenceSession('m.onnx')\n")
     (pkg / "said.py").write_text("LINE = 'InferenceSession(m, disabled_optimizers=[...])'  # InferenceSession(\n")
     assert sessions_made(pkg) == ["pkg/graph/run.py:3", "pkg/named.py:2"]
+
+
+# the one place a bisect chooses a runner standing in for another (issue 118, item 1): no other module of the bisect
+# names an ONNX Runtime spec itself
+STAND_IN = "bisect/stages/stand_in.py"
+
+
+def stand_ins_named(root: Path, allowed: str = STAND_IN) -> list[str]:
+    """"path:line" of every `BackendSpec("ort", …)` or `BackendSpec.parse("ort…")` under `root`/bisect outside
+    `allowed`: an ONNX Runtime spec named by its words, not asked of `stand_in.py`."""
+    found = []
+    for path in sorted((root / "bisect").rglob("*.py")):
+        if path.relative_to(root).as_posix() == allowed:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call) or not node.args or not isinstance(node.args[0], ast.Constant):
+                continue
+            f, first = node.func, node.args[0].value
+            made = isinstance(f, ast.Name) and f.id == "BackendSpec" and first == "ort"
+            parsed = (isinstance(f, ast.Attribute) and f.attr == "parse"
+                      and getattr(f.value, "id", None) == "BackendSpec" and isinstance(first, str)
+                      and first.startswith("ort"))
+            if made or parsed:
+                found.append(f"{path.relative_to(root.parent)}:{node.lineno}")
+    return found
+
+
+def test_no_bisect_module_but_stand_in_names_an_onnx_runtime_runner():
+    found = stand_ins_named(PACKAGE)
+    assert not found, ("a runner standing in for another chosen outside cp_debug/bisect/stages/stand_in.py: "
+                       + ", ".join(found))
+
+
+def test_the_check_sees_a_stand_in_named_outside_its_place(tmp_path):
+    pkg = tmp_path / "pkg"
+    (pkg / "bisect" / "stages").mkdir(parents=True)
+    (pkg / "bisect" / "stages" / "stand_in.py").write_text("x = BackendSpec('ort', 'cpu', 'fp32')\n")
+    (pkg / "bisect" / "why.py").write_text("a = BackendSpec.parse('ort-cpu-fp16')\nb = BackendSpec('torch', 'cpu')\n"
+                                           "c = BackendSpec('ort', 'cuda', 'fp32')\nd = 'BackendSpec(\"ort\")'\n")
+    assert stand_ins_named(pkg) == ["pkg/bisect/why.py:1", "pkg/bisect/why.py:3"]

@@ -6,6 +6,8 @@ Each runner module is imported where its spec asks for it, so importing this one
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 from cp_debug.backends.base import Runner
@@ -69,32 +71,16 @@ def check_available(spec: BackendSpec, *, keep_fp32_nodes: bool = False) -> None
 
         cuda_driver.apply_sync()
     if spec.framework == "torch":
-        if spec.device != "cuda":  # found, not imported: torch is imported where it is used (the model's load)
-            _installed("torch", "torch backends need PyTorch: pip install torch")
-            return
-        try:
-            import torch
-        except ImportError as err:
-            raise BackendUnavailableError("torch backends need PyTorch: pip install torch") from err
-        if spec.device == "cuda":  # NVML's count: the driver starts on a helper thread (cuda_driver.py)
-            if torch.cuda.device_count() == 0:  # 0 for a CPU-only build too; a ROCm build counts its GPUs
-                from cp_debug.backends.pytorch.torch_runner import TORCH_CUDA_HINT
-
-                cpu_only = torch.version.cuda is None and getattr(torch.version, "hip", None) is None
-                why = "torch is a CPU-only build" if cpu_only else "no GPU visible to this process"
-                raise BackendUnavailableError(TORCH_CUDA_HINT.format(why=why))
-            from cp_debug import cuda_driver
+        _installed("torch", "torch backends need PyTorch: pip install torch")  # found, not imported (item 2, #118)
+        if spec.device == "cuda" and not _gpu_for_torch():
+            _torch_refuses_cuda()
+        if spec.device == "cuda" and "torch" in sys.modules:  # a library caller's torch is in: the driver starts
+            from cp_debug import cuda_driver  # on a helper thread (else once torch is imported: device_warm.py)
 
             cuda_driver.start()
     elif spec.framework == "ort":
-        if spec.device != "cuda":  # found, not imported: ONNX Runtime is imported where a session is made
-            _installed("onnxruntime", "ort backends need ONNX Runtime: pip install onnxruntime")
-            return
-        try:
-            import onnxruntime as ort
-        except ImportError as err:
-            raise BackendUnavailableError("ort backends need ONNX Runtime: pip install onnxruntime") from err
-        if spec.device == "cuda" and "CUDAExecutionProvider" not in ort.get_available_providers():
+        _installed("onnxruntime", "ort backends need ONNX Runtime: pip install onnxruntime")
+        if spec.device == "cuda" and not _ort_has_cuda():
             from cp_debug.backends.ort.ort_runner import ORT_CUDA_HINT
 
             raise BackendUnavailableError(ORT_CUDA_HINT)
@@ -107,6 +93,69 @@ def check_available(spec: BackendSpec, *, keep_fp32_nodes: bool = False) -> None
         from cp_debug.backends.trt.trt_plan import plan_build
 
         plan_build(spec, load_library(spec.framework).version, keep_fp32=keep_fp32_nodes)
+
+
+def _gpu_for_torch() -> bool:
+    """Whether torch-cuda can run here, told without importing torch (issue 118, item 2): the driver sees a GPU
+    (NVML: `cuda_driver.visible_gpus`) and the installed torch is a CUDA or ROCm build (its `version.py`, read as
+    text). False where either is not certain: `_torch_refuses_cuda` then asks torch itself."""
+    from cp_debug import cuda_driver
+
+    if "torch" in sys.modules:  # imported already (a library caller): its own answer costs nothing more
+        return sys.modules["torch"].cuda.device_count() > 0
+    if not cuda_driver.visible_gpus():
+        return False
+    build = _module_file("torch", "version.py")
+    if build is None:
+        return False
+    import re
+
+    none = re.findall(r"^(cuda|hip)\b[^=\n]*=\s*None\s*$", build.read_text(errors="replace"), re.M)
+    return not {"cuda", "hip"} <= set(none)
+
+
+def _torch_refuses_cuda() -> None:
+    """torch asked whether it has a GPU (the import the fast answer avoided): BackendUnavailableError with why,
+    or nothing where it has one after all (a ROCm build, GPUs NVML does not see)."""
+    try:
+        import torch
+    except ImportError as err:
+        raise BackendUnavailableError("torch backends need PyTorch: pip install torch") from err
+    if torch.cuda.device_count() > 0:  # NVML's count, as torch asks it; a ROCm build counts its GPUs
+        return
+    from cp_debug.backends.pytorch.torch_runner import TORCH_CUDA_HINT
+
+    cpu_only = torch.version.cuda is None and getattr(torch.version, "hip", None) is None
+    why = "torch is a CPU-only build" if cpu_only else "no GPU visible to this process"
+    raise BackendUnavailableError(TORCH_CUDA_HINT.format(why=why))
+
+
+def _ort_has_cuda() -> bool:
+    """Whether the installed ONNX Runtime has the CUDA execution provider: its provider library beside the package
+    (onnxruntime-gpu's `capi/libonnxruntime_providers_cuda.so`), found without importing it; where it is not there,
+    ONNX Runtime itself is asked (another packaging)."""
+    if _module_file("onnxruntime", "capi/libonnxruntime_providers_cuda.so"):
+        return True
+    try:
+        import onnxruntime as ort
+    except ImportError as err:
+        raise BackendUnavailableError("ort backends need ONNX Runtime: pip install onnxruntime") from err
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def _module_file(package: str, relative: str) -> Path | None:
+    """`relative` inside the installed `package`'s folder, where it is a file there; None else (found without
+    importing the package)."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+        if (Path(folder) / relative).is_file():
+            return Path(folder) / relative
+    return None
 
 
 def _installed(name: str, hint: str) -> None:

@@ -194,22 +194,11 @@ def run_bisect(request: BisectRequest, outputs: BisectOutputs, third_party: Thir
     pairs, subject_request, opts = list(request.pairs), request.subject, request.options
 
     progress = StepProgress(quiet=outputs.quiet, stream=third_party.terminal)
-    if any(spec.device == "cuda" for _, spec in pairs):  # the comparisons' first CUDA kernel, while the model loads
-        from cp_debug.compare.device_warm import warm_up_in_background
-
-        warm_up_in_background()
-        from cp_debug.backends.ort.ort_warm import warm_up_in_background as warm_up_ort
-        from cp_debug.determinism import Determinism
-
-        # ONNX Runtime's CUDA provider, cuDNN and cuBLAS loaded while the model loads (backends/ort/ort_warm.py)
-        warm_up_ort([spec for _, spec in pairs], Determinism(enabled=opts.deterministic, conv_algo=opts.cudnn_algo))
-    if any(spec.device != "cuda" for _, spec in pairs):  # host comparisons: numba's kernels, while the model loads
-        from cp_debug.compare import kernels
-
-        kernels.warm_up_in_background()
     from cp_debug.bisect.phases import Phases
 
     phases = phases or Phases()  # where the command's time goes (the report's settings.phases)
+    with phases.timed("libraries"):  # torch's import on CUDA (the check imports none), the warm-ups started
+        _warm_up(pairs, opts)
     notes = _lint_first(pairs, subject_request, progress)
     from cp_debug.api.bisect_run import start_engine
 
@@ -235,6 +224,24 @@ def run_bisect(request: BisectRequest, outputs: BisectOutputs, third_party: Thir
     if report.refusal is not None:  # the report is written: the run ends with the library's line (exit 3)
         raise report.refusal
     return int(code)
+
+
+def _warm_up(pairs, opts) -> None:
+    """What the backends' first work needs, started while the model loads: on CUDA, torch imported and the
+    comparisons' first kernels, ONNX Runtime's CUDA provider, cuDNN and cuBLAS (backends/ort/ort_warm.py); on the
+    host, numba's kernels."""
+    if any(spec.device == "cuda" for _, spec in pairs):
+        from cp_debug.compare.device_warm import warm_up_in_background
+
+        warm_up_in_background()
+        from cp_debug.backends.ort.ort_warm import warm_up_in_background as warm_up_ort
+        from cp_debug.determinism import Determinism
+
+        warm_up_ort([spec for _, spec in pairs], Determinism(enabled=opts.deterministic, conv_algo=opts.cudnn_algo))
+    if any(spec.device != "cuda" for _, spec in pairs):
+        from cp_debug.compare import kernels
+
+        kernels.warm_up_in_background()
 
 
 def _write_bundle(engine, caught, bundle, progress):

@@ -69,7 +69,7 @@ def leave(code: object) -> NoReturn:
     alone) and writes nothing. Under a tracer or a profiler (coverage, cProfile), which write their results at the
     interpreter's exit, it exits the usual way."""
     code = exit_status(code)  # sys.exit("text") prints it and exits 1, sys.exit(None) exits 0
-    if sys.gettrace() is not None or sys.getprofile() is not None:
+    if sys.gettrace() is not None or sys.getprofile() is not None or _monitored():
         flush()
         raise SystemExit(exit_code(code))
     import atexit
@@ -81,6 +81,16 @@ def leave(code: object) -> NoReturn:
     atexit._run_exitfuncs()
     flush()
     os._exit(exit_code(code))  # 141 where the output found no reader (cli/common/pipe.py)
+
+
+def _monitored() -> bool:
+    """Whether a profiler or coverage watches through `sys.monitoring` (Python 3.12+: cProfile does, and coverage's
+    sysmon core), which `sys.getprofile()` does not show: on the H200's Python 3.12 `python -m cProfile -o F -m
+    cp_debug.cli.main bisect …` wrote no F."""
+    monitoring = getattr(sys, "monitoring", None)
+    if monitoring is None:
+        return False
+    return any(monitoring.get_tool(tool) is not None for tool in (monitoring.PROFILER_ID, monitoring.COVERAGE_ID))
 
 
 if __name__ == "__main__":

@@ -54,10 +54,13 @@ def warm_up_in_background() -> list:
     (and the main thread's own first `import torch` beside them) can each be handed the other's half-initialized
     module — Python's import locks break such a wait cycle that way — and the caller's next `torch.cuda` then fails
     ("partially initialized module 'torch' has no attribute 'cuda'": `bisect --onnx … -b ort,ort-cuda-fp8`, exit 70
-    in 2 of 20 runs on an H200)."""
+    in 2 of 20 runs on an H200). Then the CUDA driver starts on its own helper thread (`cuda_driver.start`): the
+    backend check asks NVML and imports no torch (issue 118, item 2), so this is the process's first torch."""
     import torch  # noqa: F401 - see the docstring
 
     from cp_debug.parallel import in_background
+
+    cuda_driver.start()  # torch is in: the driver starts beside the main thread (the check no longer imports torch)
 
     return [in_background(_warm_up_torch_passes, "cpdebug-compare-warm-up-torch"),
             in_background(fused_diff.warm_up, "cpdebug-compare-warm-up")]

@@ -56,3 +56,28 @@ def test_without_a_gpu_the_backend_is_refused_in_one_line_and_no_driver_start_is
 def test_with_a_gpu_the_driver_starts_beside_the_main_thread_and_torch_uses_it():
     out = _run()
     assert out == ["available", "started by the check", "True", "tensor on cuda:0"], out
+
+
+def test_visible_devices_are_read_as_cuda_reads_them():
+    """`CUDA_VISIBLE_DEVICES` within NVML's count: indices below it or UUIDs, up to the first entry naming none."""
+    from cp_debug.cuda_driver import _within_visible
+
+    assert _within_visible(2, None) == 2
+    assert [_within_visible(2, v) for v in ("", "-1", "0", "1,0", "0,2,1", "GPU-1a2b,MIG-3c", "0,1,0,1")] == \
+        [0, 0, 1, 2, 1, 2, 2]
+    assert _within_visible(0, "0") == 0
+
+
+def test_the_check_asks_no_library_where_the_driver_answers():
+    """Issue 118, item 2: NVML's count through ctypes (None without an NVIDIA driver, never an error); the CUDA
+    provider found as ONNX Runtime's library file, and where it is not there, ONNX Runtime asked: the same answer
+    as `get_available_providers`. On a GPU host the CUDA pair is checked with neither torch nor onnxruntime in
+    (tests/test_imports.py's first-phase test runs it in a fresh process there)."""
+    import onnxruntime as ort
+
+    from cp_debug.backends.factory import _ort_has_cuda
+    from cp_debug.cuda_driver import visible_gpus
+
+    got = visible_gpus()
+    assert got is None or got >= 0
+    assert _ort_has_cuda() == ("CUDAExecutionProvider" in ort.get_available_providers())

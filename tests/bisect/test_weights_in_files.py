@@ -66,5 +66,6 @@ def test_a_model_whose_weights_are_kept_in_files_reports_what_it_reports_inline(
     assert "too large to dump" not in facts
     phases = stored["settings"]["phases"]  # where the time went: the main thread's phases add up to the total
     assert {"load", "export", "reference", "ort-cpu-fp16: run"} <= set(phases)
+    assert list(phases)[:3] == ["check", "libraries", "load"]  # the warm-ups' imports named, not left to `other`
     held = sum(v for k, v in phases.items() if k not in ("total", "other") and not k.endswith("(beside)"))
     assert abs(held + phases["other"] - phases["total"]) < 0.01

@@ -67,3 +67,17 @@ def test_the_entry_point_exits_through_leave_with_the_command_s_code(tmp_path):
     p = subprocess.run([sys.executable, "-m", "cp_debug.cli.main", "--version"], capture_output=True, text=True,
                        env=env, timeout=120, cwd=ROOT)
     assert p.returncode == 0 and p.stdout.startswith("cpdebug ")
+
+
+def test_a_command_under_cprofile_writes_its_profile(tmp_path):
+    """`python -m cProfile -o F -m cp_debug.cli.main …` writes F: on Python 3.12+ cProfile watches through
+    `sys.monitoring` (no `sys.getprofile()`), and `leave` leaves through the interpreter's exit there too
+    (`benchmarks/own_process.py --profile` on the H200's Python 3.12 wrote none before)."""
+    import pstats
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    prof = tmp_path / "p.prof"
+    p = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(prof), "-m", "cp_debug.cli.main", "--version"],
+                       capture_output=True, text=True, env=env, timeout=120, cwd=ROOT)
+    assert p.returncode == 0 and p.stdout.startswith("cpdebug "), p.stderr[-2000:]
+    assert pstats.Stats(str(prof)).total_calls > 0

@@ -43,7 +43,9 @@ class OrtFp32Reference:
     def __call__(self, names: Sequence[str]) -> dict[str, np.ndarray]:
         missing = [n for n in dict.fromkeys(names) if n not in self._values]
         if missing or not self._values:
-            runner = make_runner(BackendSpec.parse("ort-cpu-fp32"), onnx_model=self.model, extra_outputs=missing,
+            from cp_debug.bisect.stages.stand_in import plain_spec
+
+            runner = make_runner(plain_spec("cpu"), onnx_model=self.model, extra_outputs=missing,
                                  determinism=self.determinism, threads=self.threads)
             with runner:
                 self._values.update(runner.infer(self.feed))

@@ -55,7 +55,7 @@ class BlockWhy:
 def explain_block_segment(run: RunState, state: CandidateState, i: int, probe: str) -> BlockWhy | None:
     """The block-format why of `probe`'s segment for an ONNX Runtime NVFP4 / MXFP8 candidate, with the ladder
     tried on the segment; None where it does not apply or the segment has no GEMM of the format."""
-    from cp_debug.backends.spec import BackendSpec
+    from cp_debug.bisect.stages.stand_in import plain_spec
     from cp_debug.precision.block_quant import quantize_blocks
     from cp_debug.precision.fp8 import COMPUTE_OPS, quantize_fp8
 
@@ -67,7 +67,7 @@ def explain_block_segment(run: RunState, state: CandidateState, i: int, probe: s
         return None
     seg, feed, tensor = rs.model, rs.feed, rs.tensor
     nodes = [n for n in seg.graph.node if n.op_type in COMPUTE_OPS]
-    plain = BackendSpec("ort", state.spec.device, "fp32")  # the emulated graph runs as the lane runs it
+    plain = plain_spec(state.spec.device)  # the emulated graph runs as the lane runs it
     base = quantize_blocks(seg, fmt, [feed])
     quantized = {n.name for n in nodes if n.input and n.input[0] in base.tensor_map
                  and base.tensor_map[n.input[0]] != n.input[0]}

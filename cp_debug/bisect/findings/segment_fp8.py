@@ -94,7 +94,7 @@ class Fp8Why:
 def explain_fp8_segment(run: RunState, state: CandidateState, i: int, probe: str) -> Fp8Why | None:
     """The FP8 why of `probe`'s segment for an ONNX Runtime FP8 candidate quantized here, with the cure ladder tried
     on the segment; None where it does not apply (another precision, a given Q/DQ file) or nothing is quantized."""
-    from cp_debug.backends.spec import BackendSpec
+    from cp_debug.bisect.stages.stand_in import plain_spec
     from cp_debug.precision.fp8 import COMPUTE_OPS, quantize_fp8
 
     if state.spec.precision != "fp8" or not state.spec.can(Capability.ORT_SESSIONS):
@@ -107,7 +107,7 @@ def explain_fp8_segment(run: RunState, state: CandidateState, i: int, probe: str
     if not nodes:
         return None
     amax = {t: a for t, a in state.int8_amax.items() if a > 0}  # the run's calibration, where it has one
-    plain = BackendSpec("ort", state.spec.device, "fp32")  # a graph holding float8 runs as the lane runs it
+    plain = plain_spec(state.spec.device)  # a graph holding float8 runs as the lane runs it
 
     def run_as(spec=plain, **variant) -> np.ndarray:
         q = quantize_fp8(seg, [feed], amax=variant.pop("amax", amax), **variant)
@@ -117,7 +117,7 @@ def explain_fp8_segment(run: RunState, state: CandidateState, i: int, probe: str
     judge = run.tolerance(state, probe)
     ran = run_as()
     before = TensorDiff.from_arrays(probe, truth, ran, judge)
-    split = _split(truth, ran, run_as(BackendSpec("ort", "cpu", "fp32")) if plain.device != "cpu" else None)
+    split = _split(truth, ran, run_as(plain_spec("cpu")) if plain.device != "cpu" else None)
     finding = _finding(run, seg, feed, nodes, amax, rs.named)
     k, (cure, _, exclude), after, ok, budget = climb(run, state, probe, _ladder(finding, nodes, rs.named),
                                                       lambda step: run_as(**step[1]))

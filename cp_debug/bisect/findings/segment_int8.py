@@ -103,7 +103,7 @@ def explain_int8_segment(run: RunState, state: CandidateState, i: int, probe: st
     """The INT8 why of `probe`'s segment for an ONNX Runtime INT8 candidate quantized here, with the advice tried on
     the segment (`Int8Why`; a Clip ONNX Runtime's ClipQuantFusion drops: `clip_fusion.ClipFusionWhy`); None where it
     does not apply (another precision, a given Q/DQ graph) or nothing is quantized."""
-    from cp_debug.bisect.stages.kit_local import local_spec
+    from cp_debug.bisect.stages.stand_in import local_spec
     from cp_debug.precision.int8 import DEFAULT_OP_TYPES
 
     spec, _ = local_spec(state)
@@ -220,7 +220,7 @@ def calibration_fit(run: RunState, state: CandidateState, i: int, probe: str) ->
     input's (resolution lost), with the numbers; None where the fit is good or it does not apply. The local error
     recalibrates each segment on the input itself, so only this reading shows a calibration set drawn unlike it.
     FP8 (a float format: a range wider than the input costs it nothing until values flush) reads the first only."""
-    from cp_debug.bisect.stages.kit_local import local_spec
+    from cp_debug.bisect.stages.stand_in import local_spec
 
     spec, _ = local_spec(state)
     if spec.precision not in ("int8", "fp8") or not state.int8_amax:

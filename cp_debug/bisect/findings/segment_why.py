@@ -93,7 +93,7 @@ class RootSegment:
     model: Any  # onnx.ModelProto
     feed: dict
     tensor: str
-    spec: Any  # BackendSpec: the candidate's, or ONNX Runtime's standing in for a trt-*@KIT (kit_local.py)
+    spec: Any  # BackendSpec: the candidate's, or ONNX Runtime's standing in for a trt-*@KIT (stand_in.py)
     named: Any  # NamedStage
 
 
@@ -103,7 +103,7 @@ def root_segment(run: RunState, state: CandidateState, i: int, probe: str, throu
     `through` (a later probe of the same stage), the segment from the same known tensors on to that probe's tensor,
     the probes between computed inside it; `whole`: the probe's own children (a refinement measured them after its
     local error) computed inside it too, as its local error ran it before them."""
-    from cp_debug.bisect.stages.kit_local import local_spec
+    from cp_debug.bisect.stages.stand_in import local_spec
     from cp_debug.graph.plan import cut_segment, segment_model, tensor_types
 
     spec, _ = local_spec(state)  # trt-*@KIT: ONNX Runtime on the same segment, as its local errors
@@ -194,16 +194,11 @@ def explain_segment(run: RunState, state: CandidateState, i: int, probe: str) ->
     nothing (no value out of range, no NaN/Inf). A torch candidate (torch-cuda-fp16) is explained on the stage's
     exported segment: the FP32 values that leave float16's range are the reference's, whoever runs FP16; NaN/Inf
     and the cure are found with ONNX Runtime's float16 storage (ort-cpu-fp16), and the report says so."""
-    from cp_debug.backends.spec import BackendSpec
-    from cp_debug.bisect.stages.kit_local import local_spec
+    from cp_debug.bisect.stages.stand_in import explaining_spec
 
-    spec, _ = local_spec(state)
-    if spec.precision != "fp16" or not (spec.can(Capability.ORT_SESSIONS) or spec.is_torch):
+    spec, lane = explaining_spec(state)  # a torch candidate: ONNX Runtime's float16 storage on the CPU
+    if spec.precision != "fp16" or not spec.can(Capability.ORT_SESSIONS):
         return None
-    lane = None
-    if spec.is_torch:
-        spec = BackendSpec.parse("ort-cpu-fp16")
-        lane = str(spec)
     probe = _stand_in(run, state, i, probe) or probe
     through = _back_in_range(run, state, i, probe)
     rs = root_segment(run, state, i, probe, through) if through else None

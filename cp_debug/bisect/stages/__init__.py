@@ -2,18 +2,19 @@
 recorded as they come, local error on the reference's boundary, the screen of what outputs hide, whether a model fits
 the machine.
 
-Whether the model fits this machine, said before the work (`fits.py`: what a bisect holds for its backends against
-the host's available and the GPU's free memory, exit 3); stage execution (whole: `stage_whole.py`; lockstep:
+Whether the model fits this machine, said before the work (`fits.py`: what a bisect holds for its backends against the
+host's available and the GPU's free memory, exit 3); stage execution (whole: `stage_whole.py`; lockstep:
 `stage_lockstep.py`, `lockstep.py`, `lockstep_grouped.py`, below); where a whole-stage run's probe values lie
-(`placement.py`: the store's device tier, which side binds or compares on the device); the noise floor checked bit
-for bit on the device (`device_twins.py`); a stage's runner with its probes (`stage_runner.py`); candidates run ahead
-on helper threads (`ahead.py`); a candidate whose library builds but will not run here (`refused.py`); local error
+(`placement.py`: the store's device tier, which side binds or compares on the device); the noise floor checked bit for
+bit on the device (`device_twins.py`); a stage's runner with its probes (`stage_runner.py`); candidates run ahead on
+helper threads (`ahead.py`); a candidate whose library builds but will not run here (`refused.py`); local error
 (`local_error.py`; a quantized file's integer boundaries fed quantized by the file's own scale: `segment_held.py`; a
-kit's segments: `kit_local.py`); each comparison stored as it comes (`record.py`). NaN/Inf, all zeros or a large
-relative error that a stage's outputs hide (a guard, a residual) screened after an FP16/BF16 ONNX Runtime candidate
-found nothing, the modules on its path then measured (`screen.py`; the error read from random projections of every
-tensor, in the candidate's run and in FP32's: `screen_sketch.py`; for a CUDA candidate its runs started on a helper
-thread as soon as the stage's feeds are known, beside the stage's own: `screen_ahead.py`).
+kit's segments, and every runner standing in for another: `stand_in.py`); each comparison stored as it comes
+(`record.py`). NaN/Inf, all zeros or a large relative error that a stage's outputs hide (a guard, a residual) screened
+after an FP16/BF16 ONNX Runtime candidate found nothing, the modules on its path then measured (`screen.py`; the error
+read from random projections of every tensor, in the candidate's run and in FP32's: `screen_sketch.py`; for a CUDA
+candidate its runs started on a helper thread as soon as the stage's feeds are known, beside the stage's own:
+`screen_ahead.py`).
 
 Lockstep execution. Where the reference and a candidate both run in ONNX Runtime on the CPU, a stage runs in lockstep
 (on one CUDA device the pair runs whole stages instead, the probes compared on the GPU: `placement.device_whole`;

@@ -75,7 +75,7 @@ def segment_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeS
     `noise_known`, where the reference's noise run may still be going on, is waited for before the first value is
     measured (the noise floor widens each probe's tolerance): the segments are cut and run meanwhile."""
     from cp_debug.backends.factory import make_runner
-    from cp_debug.bisect.stages.kit_local import local_spec
+    from cp_debug.bisect.stages.stand_in import local_spec
     from cp_debug.bisect.stages.segment_held import held_boundaries
     from cp_debug.graph.plan import segment_model, tensor_types
 

@@ -204,7 +204,7 @@ def screen_runs(run: RunState, state: CandidateState, i: int, fp32: dict) -> Scr
     awml-base FP32 screen took 8.1 s on an H100 host's CPU, 0.6 s on its CUDA provider). `fp32`: the FP32 runs made
     so far, shared by the candidates of one device (the reference's feed is theirs too). Called on the engine's
     thread, or ahead on `screen_ahead.ScreenAhead`'s."""
-    from cp_debug.backends.spec import BackendSpec
+    from cp_debug.bisect.stages.stand_in import plain_spec
     from cp_debug.graph.grouped import shapes_of
 
     st = run.stage_of(state.label, i)
@@ -212,7 +212,7 @@ def screen_runs(run: RunState, state: CandidateState, i: int, fp32: dict) -> Scr
     concrete = shapes if shapes == shapes_of(run.ref_feeds[i]) else None
     model, keep = screen_model(st.onnx(), concrete)
     key = (i, id(st.onnx()), bool(keep), state.spec.device)
-    fp32_spec = BackendSpec("ort", state.spec.device, "fp32")
+    fp32_spec = plain_spec(state.spec.device)
     with ThreadPoolExecutor(1, thread_name_prefix="cpdebug-screen-fp32") as pool:
         beside = pool.submit(_screen_run, run, fp32_spec, model, run.ref_feeds[i]) if keep and key not in fp32 \
             else None
@@ -253,10 +253,10 @@ def hidden_fault(run: RunState, state: CandidateState, i: int, fp32: dict | None
     skip = run.mask_tensors(st) | set(st.output_names)  # a broken output is measured, and said
     ours, ours_zero, wrong, rel = broken - skip, zeros - skip, set(), {}
     if ours or ours_zero or made.keep:
-        from cp_debug.backends.spec import BackendSpec
+        from cp_debug.bisect.stages.stand_in import plain_spec
 
         if made.fp32 is None:  # no sketch: FP32's flags, wanted now that the candidate's show some
-            spec = BackendSpec("ort", state.spec.device, "fp32")
+            spec = plain_spec(state.spec.device)
             made.fp32 = fp32[made.key] if made.key in fp32 else _screen_run(run, spec, made.model, run.ref_feeds[i])
             fp32[made.key] = made.fp32
         fp32_broken, fp32_zeros, fp32_sketches = made.fp32
