@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from cp_debug.graph import onnx_files, weight_store
 from tests.cli_run import cpdebug
 
@@ -69,6 +70,7 @@ def _onnx_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*.onnx") if not p.name.startswith("."))
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_every_writer_writes_files_that_stand_on_their_own(tmp_path, monkeypatch):
     monkeypatch.setattr(onnx_files, "STORE_LIMIT", 64 << 10)  # every model here keeps its weights in files
     monkeypatch.setattr(weight_store, "STORE_MIN_BYTES", 16 << 10)

@@ -19,6 +19,7 @@ NETS = Path(nets.__file__)
 FIGURES = ("max_abs", "rel_rmse", "ref_absmax", "test_absmax", "local_rel_rmse", "noise_ratio")
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_the_library_report_is_the_commands_json_for_the_same_run(tmp_path):
     """The planted FP16 overflow, by `cpdebug bisect --torch nets.py:planted --json` and by `cp_debug.bisect` on the
     same module and arrays: the same outcome, first divergent probe, root cause, findings and probe rows."""

@@ -29,6 +29,7 @@ def test_the_planted_net_deploys_in_fp16(cpdebug):
 '''
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 @pytest.mark.slow  # a fresh interpreter: torch, ONNX Runtime and two exports (about 15 s on an idle 2-core machine)
 def test_a_users_pytest_file_passes_on_a_healthy_model_and_fails_with_the_summary_on_a_planted_one(tmp_path):
     (tmp_path / "test_numerics.py").write_text(USER_TESTS.format(folder=str(Path(__file__).parent)))

@@ -121,6 +121,7 @@ def test_the_tiny_centerpoint_pair_builds_with_every_probe(rtx, tiny_pair, tmp_p
             assert transform["fp32_nodes_user"] == len(keep) > 1
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 @pytest.mark.slow
 def test_a_bisect_against_tensorrt_rtx_builds_every_stage_then_ends_with_its_reason(rtx, tmp_path):
     """`cpdebug bisect --backends torch,trt-rtx-fp16` where TensorRT-RTX cannot run: the reference runs, both stages'
@@ -148,6 +149,7 @@ def test_a_bisect_against_tensorrt_rtx_builds_every_stage_then_ends_with_its_rea
     assert doc["results"]["trt-rtx-fp16"] == []
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 @pytest.mark.slow
 def test_a_sweep_against_tensorrt_rtx_that_cannot_run_here_ends_with_its_reason(rtx, tmp_path):
     """A library that will not run its engine here fails every frame alike: the sweep ends with its line, exit 3,

@@ -32,6 +32,7 @@ def one_error_line(proc) -> str:
     return lines[0]
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 @pytest.mark.slow
 def test_demo_prints_table_and_strict_json(tmp_path):
     proc = cpdebug("bisect", "--backends", "torch,ort", "--json", tmp_path / "run.json", "--csv", tmp_path / "run.csv")

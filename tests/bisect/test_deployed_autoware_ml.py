@@ -68,6 +68,7 @@ def subject(deployed):
     return centerpoint_subject(str(TINY), checkpoint=deployed[0], trace_side=32)
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_the_pair_is_what_autoware_ml_writes(deployed):
     _, folder, _ = deployed
     assert sorted(p.name for p in folder.iterdir()) == sorted(FILES)
@@ -97,6 +98,7 @@ def _fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     return convert_to_fp16(model, keep_io_types=True)  # explicit FP16 inside, FP32 at the inputs and outputs
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 @pytest.mark.slow  # one dynamo export (about 20 s on two cores) and a four-candidate bisect
 def test_the_dynamo_pair_maps_its_probes_and_bisects(deployed, subject, tmp_path):
     _, folder, _ = deployed

@@ -71,6 +71,7 @@ def test_spec_at_dir_grammar(tmp_path):
         BackendSpec.parse(f"ort@{tmp_path.parent}")
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 @pytest.mark.slow  # the torch reference runs the backbone three times: about 5 CPU s on the 40 x 40 grid
 def test_planted_layer_is_the_root_cause_through_scope_names(subject, tmp_path):
     folder = _write(tmp_path / "deploy", subject, {"pts_backbone_neck_head": [_plant]})

@@ -55,6 +55,7 @@ def reports(subject):
     return out
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 @pytest.mark.slow  # two tiny-preset bisects, noise floor and local errors: about 30 s on two shared cores
 def test_the_device_path_gives_the_host_paths_report(reports):
     host, dev = reports[0], reports[1024]
@@ -87,6 +88,7 @@ def test_the_device_path_gives_the_host_paths_report(reports):
             assert (k < n) if n > 1 else (k == n), (n, k)
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 @pytest.mark.slow  # three tiny-preset bisects of ORT stages (one of them read by the run-ahead test too)
 def test_an_onnx_runtime_reference_read_through_io_binding_gives_the_host_paths_report(ort_runs):
     """An ORT reference's stages run whole (`lockstep=False`; on CUDA `placement.device_whole` takes this path
@@ -235,6 +237,7 @@ def _ahead_pairs(subject, pairs, options: dict, min_runs: int = 2) -> None:
         _ahead_gives_the_serial_report(runs, ref, cand, min_runs)
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 @pytest.mark.slow  # three tiny-preset bisects (a fourth shared with the IO binding test): about 15 s on two cores
 def test_a_candidate_run_ahead_of_the_reference_gives_the_serial_report(subject, ort_runs):
     """With the reference's probes on the device tier, an ONNX Runtime candidate prepares, runs and measures its local

@@ -22,6 +22,7 @@ MODELS = Path(__file__).with_name("int8_mobilenet.py")
 CONV = "features.5.conv.1.1"  # the depthwise conv with its BatchNorm folded in (features.5.conv.1.0 + .1)
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 @pytest.mark.parametrize("level", ["block", "all"])
 def test_the_depthwise_plant_is_named_at_its_conv_at_every_level(tmp_path, level):
     proc = cpdebug("bisect", "--torch", f"{MODELS}:depthwise", "-b", "torch,ort-cpu-int8", "--level", level,
@@ -49,6 +50,7 @@ def _held_out(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 @pytest.mark.parametrize("level", ["block", "all"])
 def test_a_healthy_model_calibrated_on_held_out_samples_is_within_int8_s_noise_and_its_twin_is_named(
         tmp_path, level):
@@ -73,6 +75,7 @@ def test_a_healthy_model_calibrated_on_held_out_samples_is_within_int8_s_noise_a
         assert f"after {CONV}" in cause["hint"], cause["hint"]
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_issue_84_s_case_range_passes_its_segment_and_is_not_offered_where_the_outputs_get_worse(tmp_path):
     """The issue's MobileNetV2 (width 1.0, 96×96, one depthwise channel ×100) at `--level all`: the conv's output range
     is set by the planted channel (negative: the ReLU6 after it passes none of it) and rounds most of the others to
@@ -98,6 +101,7 @@ def test_issue_84_s_case_range_passes_its_segment_and_is_not_offered_where_the_o
     assert "'TensorQuantOverrides'" not in hint and "exclude this layer from INT8" not in hint, hint
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_one_planted_fault_has_one_verdict_at_every_level(tmp_path):
     """Issue 108, item 1: the depthwise plant of `depthwise_deep`, calibrated on held-out samples, exited 1
     ("diverged": features.17's block, its layers run whole, 4.7× INT8's budget, three times its siblings') at the

@@ -9,6 +9,7 @@ from cp_debug.backends.spec import BackendSpec
 from cp_debug.bisect.engine import BisectEngine, BisectOptions
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 @pytest.mark.slow  # one tiny-preset bisect at --level all: a few seconds on two cores
 def test_probes_of_one_tensor_share_one_segment_and_its_local_error():
     from cp_debug.recipes.centerpoint.subject import centerpoint_subject

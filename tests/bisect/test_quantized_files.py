@@ -175,6 +175,7 @@ def bert(tmp_path_factory) -> tuple[Path, Path, Path]:
     return _bert(tmp_path_factory.mktemp("bert"))
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_dynamic_int8_bert_maps_every_probe_shows_the_files_numbers_and_names_a_planted_layer(bert, tmp_path):
     fp32, inputs, folder = bert
     label = f"ort@{folder}"

@@ -103,6 +103,7 @@ def test_an_accumulated_fp16_error_gives_a_bundle_that_reproduces(tmp_path, back
         assert "as explicit Cast float32 → float16 → float32 pairs" in readme
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 @pytest.mark.slow
 def test_the_centerpoint_fp16_bundle_reproduces(tmp_path):
     """The `tiny` preset (the demo's modules and stages on a quarter of its grid, 32 nodes in the window here): the

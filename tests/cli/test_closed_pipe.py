@@ -63,6 +63,7 @@ def _served_with(sock: Path | None, command: str, code: int) -> None:
     assert "command(s) served" in status.stdout, status.stderr
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 @pytest.mark.parametrize(("args", "code"), [(["--help"], 0), (["export", "--help"], 0), (["backends"], 141),
                                           (["backends", "--json"], 141)], ids=["help", "export-help", "table", "json"])
 def test_a_closed_stdout_ends_the_command_quietly(way, args, code):

@@ -31,6 +31,7 @@ def _heard(text: str) -> list[str]:
     return [t for t in THIRD_PARTY if t in text] + RAW_WARNING.findall(text)
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_third_party_warnings_go_to_the_report_not_the_terminal(tmp_path):
     out = tmp_path / "run.json"
     html = tmp_path / "run.html"
@@ -71,6 +72,7 @@ def test_verbose_shows_them_as_they_come(tmp_path):
     assert not _heard(proc.stdout)
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 @pytest.mark.slow
 def test_the_centerpoint_int8_bisect_says_only_what_cp_debug_says(tmp_path):
     """The causes we own are fixed (the read-only feed torch warned about; the exporter's Identity-of-initializer

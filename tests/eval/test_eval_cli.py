@@ -232,6 +232,7 @@ def test_gates_exit_1_naming_the_broken_gate_with_both_figures(one_scene, tmp_pa
     assert r.returncode == 2 and "eval cannot measure max_head_error" in r.stderr
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 @pytest.mark.slow  # two eval runs (about 40 s of CPU)
 def test_verdicts_within_precision_degraded_and_diverged_give_the_exit_code(scene_dir, tmp_path):
     """The tiny model with the demo's trained weights: FP16 in ONNX Runtime keeps every box within FP16's noise

@@ -12,6 +12,7 @@ from tests.cli_run import cpdebug
 pytestmark = pytest.mark.needs("nuscenes-devkit")
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_tf_eval_scores_the_node_boxes_per_backend(tmp_path):
     """One scene: no check rests on their number (mAP 0.63 per lane on it, 0.47 on two)."""
     out = tmp_path / "eval.json"

@@ -52,6 +52,7 @@ def _heads(path_enc, path_bb, cfg, points):
     return run_pipeline(cfg, points, Session(path_enc), Session(path_bb), capture=False).head
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_fp16_fix_keeps_the_planted_node_in_fp32_and_matches_fp32_where_plain_fp16_does_not(written):
     import onnx
 
@@ -167,6 +168,7 @@ def deployed_fix(written, tmp_path_factory):
     return deploy, fixed, json.loads((tmp / "fix_run.json").read_text()), out
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_fix_of_a_deployed_pair_writes_that_pair_fixed_and_verifies_on_frames_it_did_not_search(deployed_fix):
     import onnx
     import onnx_graphsurgeon as gs

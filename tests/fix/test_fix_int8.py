@@ -13,6 +13,7 @@ from tests.fix.planted import INT8_HOSTILE_LAYER, int8_hostile_checkpoint
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_int8_fix_leaves_the_hostile_layer_out_of_the_qdq_pair(tmp_path):
     import onnx
 

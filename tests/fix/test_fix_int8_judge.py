@@ -29,6 +29,7 @@ def _held_out(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_a_healthy_model_calibrated_on_held_out_samples_is_within_in_bisect_and_nothing_to_cure_in_fix(tmp_path):
     calib = _held_out(tmp_path)
     proc = cpdebug("bisect", "--torch", f"{MODELS}:healthy", "-b", "torch,ort-cpu-int8", "--calib", calib,
@@ -50,6 +51,7 @@ def test_a_healthy_model_calibrated_on_held_out_samples_is_within_in_bisect_and_
     assert output_sources(model) == {model.graph.output[0].name: gemm.input[0]}  # the logits read the pooled maps
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_issue_84_s_case_is_cured_by_one_layer_found_first(tmp_path):
     """MobileNetV2 width 1.0, one depthwise channel ×100 (before: 69 runs, 11 of 53 layers left out of INT8, the
     verification failing): one layer, the conv behind a ReLU6 whose Clip ONNX Runtime's ClipQuantFusion drops, ranked

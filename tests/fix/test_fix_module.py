@@ -105,6 +105,7 @@ def test_a_dynamo_onnx_file_is_fixed_the_same(tmp_path):
     _check(tmp_path / "fix")
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_a_healthy_model_needs_nothing_and_is_still_verified(tmp_path):
     doc, shown = _fix(tmp_path / "fix", "--torch", f"{ZOO}:build_detr")
     assert doc["status"] == "not_needed" and doc["set"]["keep_fp32"] == [] and doc["verification"]["holds"]
@@ -112,6 +113,7 @@ def test_a_healthy_model_needs_nothing_and_is_still_verified(tmp_path):
     _check(tmp_path / "fix")
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_int8_leaves_the_outlier_convs_out_on_the_users_samples(tmp_path):
     net, (x,) = models.build_resnet_int8_planted()
     folder = tmp_path / "samples"

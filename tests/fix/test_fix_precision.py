@@ -15,6 +15,7 @@ from tests.fix.planted import LOCAL_OVERFLOW_NODES, local_overflow_checkpoint
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_the_planted_overflow_is_fixed_to_within_precision(tmp_path):
     ckpt = local_overflow_checkpoint(tmp_path / "planted.pth")
     out = tmp_path / "fix"
@@ -40,6 +41,7 @@ def test_the_planted_overflow_is_fixed_to_within_precision(tmp_path):
     assert check["holds"] and check["verification"]["outcome"] == "within_precision"
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_a_healthy_fp16_candidate_needs_no_fix(tmp_path):
     """The trained demo in FP16 is within FP16's noise (its worst head map at about a third of the budget).
 

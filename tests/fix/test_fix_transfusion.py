@@ -36,6 +36,7 @@ def planted(tmp_path_factory):
     return out, json.loads((tmp / "run.json").read_text())
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 @pytest.mark.slow
 def test_planted_cross_attention_is_fixed_and_the_written_graph_holds_where_plain_fp16_does_not(planted):
     out, doc = planted

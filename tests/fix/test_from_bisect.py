@@ -15,6 +15,7 @@ CP = catalog.recipe()  # the default recipe, CenterPoint: its bisect reports sta
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_request_and_ranking_from_a_bisect_report(tmp_path):
     import onnx
 

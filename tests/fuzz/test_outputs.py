@@ -54,6 +54,7 @@ def _one_error_line(p: subprocess.CompletedProcess) -> str:
     return last
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 @pytest.mark.slow
 def test_a_sweep_out_of_space_fails_in_one_line_and_resumes(tmp_path):
     out = tmp_path / "s"

@@ -73,6 +73,7 @@ def onnx_kits(samples, tmp_path_factory) -> tuple[Path, Path]:
     return kits[0], kits[1]
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_the_kit_carries_the_samples_and_trtexecs_shapes_over_the_range(onnx_kits, samples):
     from polygraphy.json import load_json
 

@@ -126,6 +126,7 @@ def test_the_scripts_parse_and_carry_the_nodes_profile_and_the_frames_shapes(tf_
     assert "--backends ort,trt-PRECISION@KIT" in trtexec and "--recipe" not in trtexec
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 @pytest.mark.needs("tensorrt-rtx")
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "fix"])
 def test_tensorrt_rtx_builds_the_kits_one_graph_over_the_nodes_profile(tf_kit, request, precision):

@@ -33,6 +33,7 @@ def written(tmp_path_factory):
     return kit, deployed, ckpt, points
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 @pytest.mark.slow
 def test_the_kit_holds_what_trtexec_and_polygraphy_read(written):
     from polygraphy.json import load_json

@@ -56,6 +56,7 @@ def convnext_backbone():
     return centerpoint_subject("convnextpc-demo").stages[1]
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_a_transpose_moved_across_a_module_boundary_leaves_it_unmapped(convnext_backbone):
     """LayerNorm2d permutes NCHW → NHWC, normalises, permutes back; the exporter cancels the permute back against
     the next Linear's permute, so the LayerNormalization output is NHWC. At the square example stage 1's 64

@@ -12,6 +12,7 @@ from cp_debug.cli.main import app
 runner = CliRunner()
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_quantize_writes_a_ptq_dir_that_loads(tmp_path, tiny_cfg):
     out = tmp_path / "ptq"
     res = runner.invoke(app, ["quantize", "--preset", "tiny", "--calib-n", "1", "--method", "percentile",

@@ -50,6 +50,7 @@ def test_map_table_lanes(demo_eval):
     assert table.to_json()["torch-fakequant"] == {"mAP": fq.mean_ap, "NDS": fq.nds, "drop": fq.drop}
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_map_judged_exclusion_search(demo_eval):
     from cp_debug.recipes.centerpoint.ptq.sensitivity import exclusion_search
 

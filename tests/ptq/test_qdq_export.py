@@ -19,6 +19,7 @@ def exported(tiny_cfg, tiny_ptq, tmp_path_factory):
     return export_qdq(tiny_ptq.model, tiny_cfg, tmp_path_factory.mktemp("qdq"))
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_qdq_structure_is_what_tensorrt_takes(exported, tiny_ptq):
     bb = exported.backbone
     assert bb.path.name == "pts_backbone_neck_head.onnx"

@@ -35,6 +35,7 @@ def hostile(tiny_ptq, tiny_spatial):
     return ev, base, layer_sensitivity(ev)
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_hostile_layers_rank_first(hostile):
     _, _, result = hostile
     assert len(result.rows) == 29

@@ -138,6 +138,7 @@ EXPECTED = {"clean": "none", "yaw": "yaw", "sigmoid": "sigmoid", "z": "z", "shuf
             "zero": "voxel features", "legacy": "voxel features"}
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 @pytest.mark.parametrize("fault,storage", [("clean", "sqlite3"), ("yaw", "mcap"), ("sigmoid", "sqlite3"), ("z", "mcap"),
                                            ("shuffle", "sqlite3"), ("zero", "mcap"), ("legacy", "sqlite3")])
 def test_replay_names_the_planted_fault(world, fault, storage):

@@ -32,6 +32,7 @@ def _sigmoid(x):
     return 1 / (1 + np.exp(-np.asarray(x, np.float64)))
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_the_report_keeps_the_scan_truth_and_every_sides_head_maps(report):
     scene = report.scene
     cfg = scene.config

@@ -139,6 +139,7 @@ def test_an_onnx_file_with_a_dynamic_batch_runs_on_the_samples_given(samples, tm
     assert sorted(f["token"] for f in frames[:3]) == list(LARGE)
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_a_sample_sweep_and_eval_of_a_calibrated_candidate_calibrate_on_the_set(tmp_path):
     """`sweep` / `eval` of any model with an INT8 or FP8 candidate (issue 85, item 2: "INT8 over many samples is
     impossible for any model", each said "pass --calib" and had none): calibrated on the set's first samples, said

@@ -65,6 +65,7 @@ def test_the_sweeps_own_imports_held_the_same_way_keep_rays_entry():
     assert got["said"] is None and got["ray_path"] and _from_rays_folder(got), got
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_opencv_on_a_helper_and_ray_side_by_side_many_times_in_a_row():
     """The race itself, nothing held, `RUNS` fresh processes in a row: OpenCV imported on a helper through the
     imports' lock (as the devkit's import is), Ray's on the main thread as soon as the helper starts OpenCV's. Every

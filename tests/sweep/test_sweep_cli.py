@@ -20,6 +20,7 @@ def cpdebug(*args: str) -> subprocess.CompletedProcess:
     return run_cli(*args, cwd=ROOT)
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_sweep_cli_bisects_the_worst_frame_and_resumes(tmp_path, monkeypatch):
     from cp_debug.data.scene_set import write_scene_set
     from cp_debug.data.scenes import heldout_seeds

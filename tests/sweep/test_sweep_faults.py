@@ -71,6 +71,7 @@ def swept(tmp_path_factory):
     return doc, cand, set(dense), tmp / "out", outcome, opts
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_planted_fault_frames_rank_first_classed_local_with_the_layer(swept):
     doc, cand, dense, *_ = swept
     top = doc["frames"][:2]

@@ -119,6 +119,7 @@ def test_the_pooled_bootstrap_ap_is_the_frames_ap_to_the_last_bit(ties):
         assert (math.isnan(ours) and math.isnan(theirs)) or ours == theirs, (idx, ours, theirs)
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_the_metrics_worked_out_in_processes_are_the_ones_worked_out_here(monkeypatch):
     """A host with cores to spare works the devkit's evaluation out frame by frame in a process pool (`devkit_lanes`:
     each frame matched there, each lane summed up after the last one) and the bootstrap's (lane, key) pairs there too:

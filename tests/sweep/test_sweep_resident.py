@@ -39,6 +39,7 @@ def test_resident_lanes_give_the_numpy_figures():
             assert x == y or math.isclose(x, y, rel_tol=1e-9) or (math.isnan(x) and math.isnan(y)), (p.probe, f, x, y)
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_frames_read_ahead_keep_their_order_and_results():
     """`run_frames` with three frames read ahead on helper threads (what a many-core GPU host does) gives the
     results of reading one at a time, in the frames' order; a frame that cannot be read fails alone."""
@@ -85,6 +86,7 @@ def test_onnx_runtime_lanes_beside_the_reference_give_the_same_results():
     assert [r.status == "failed" for r in results[True]] == [False, False, True, False, True, False]
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_one_front_for_the_lanes_on_a_device_gives_each_lane_s_own_results():
     """With `overlap`, the lanes whose glue runs on one device share the frame's voxels and features, made once
     (`pipeline.make_front`); without it each lane makes its own: every figure, box and verdict is the same. A frame

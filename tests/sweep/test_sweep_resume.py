@@ -44,6 +44,7 @@ class _Counting:
             yield self.run_frame(index, frame)
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_resume_after_interrupt_computes_each_frame_once(worker, tmp_path):
     frames = held_out(5)
     store = ShardStore(tmp_path)

@@ -24,6 +24,7 @@ def swept(tmp_path_factory):
     return res, out, json.loads((out / "sweep.json").read_text())
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_tf_sweep_ranks_the_node_boxes_and_bisects_the_worst(swept):
     res, out, doc = swept
     assert res.returncode == 1, res.stderr  # flagged frames: exit 1

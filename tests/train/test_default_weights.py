@@ -43,6 +43,7 @@ def test_demo_default_is_the_shipped_checkpoint(demo):
     _holds_the_shipped_weights(demo.model.state_dict())
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_random_weights_and_other_presets_keep_the_random_initialisation():
     rnd = load_model("demo", seed=3, random_weights=True)
     assert rnd.weights == "random (seed 3)"

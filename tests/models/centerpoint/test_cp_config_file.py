@@ -193,6 +193,7 @@ def test_cli_config_with_missing_base_exits_2(tmp_path):
     assert len(lines) == 1 and "nowhere/base.py" in lines[0] and "Traceback" not in proc.stderr
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_cli_bisect_of_a_config_file_names_convnext_probes_by_module(tmp_path):
     import json
 
@@ -207,6 +208,7 @@ def test_cli_bisect_of_a_config_file_names_convnext_probes_by_module(tmp_path):
     assert report["model_record"]["preset"] is None
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_convnext_blocks_local_errors_are_computed_for_every_layer(tmp_path):
     """A torch candidate's local error re-runs each module on its recorded positional inputs: the ConvNeXt block's
     LayerNorm must take its (N, C, H, W) map positionally (a channels_last keyword was lost, and the H100 run of

@@ -92,6 +92,7 @@ def test_rot_y_axis_reference_export(tmp_path, tiny_model, tiny_cfg, scene):
     np.testing.assert_allclose(got["rot"][:, 1], -ref["rot"][:, 0], atol=1e-3)
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 @pytest.mark.parametrize("base", ["awml-760", "awml-j6gen2"])
 def test_other_module_variants_on_a_small_grid(tmp_path, base):
     """The 760 neck (Conv k1, ConvT k2, ConvT k4; full-resolution heads) and the 11-channel J6Gen2 encoder,

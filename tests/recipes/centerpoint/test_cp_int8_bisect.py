@@ -46,6 +46,7 @@ def heads(report: dict, cand: str) -> dict[str, dict]:
     return {h: rows[f"pts_bbox_head.task_heads.0.{h}"] for h in ("heatmap", "reg", "height", "dim", "rot", "vel")}
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 @pytest.mark.slow
 def test_both_int8_candidates_have_results_and_say_what_ran(fp32_vs_int8, ptq_dir):
     r = fp32_vs_int8
@@ -69,6 +70,7 @@ def test_both_int8_candidates_have_results_and_say_what_ran(fp32_vs_int8, ptq_di
     assert 0 <= q[conv]["input"]["clipped"] <= 1 and 0 <= q[conv]["input"]["zeroed"] <= 1
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 @pytest.mark.slow
 def test_fake_quant_and_qdq_graph_agree_layer_by_layer(fakequant_vs_qdq, fp32_vs_int8):
     rows = fakequant_vs_qdq["results"]["ort-cpu-int8"]

@@ -56,6 +56,7 @@ def test_a_runner_without_tensors_is_fed_numpy_in_a_resident_run(tiny_cfg, tiny_
     _same(plain, kept)
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 @pytest.mark.slow
 def test_resident_run_with_the_demo_weights(tmp_path):
     """The demo preset's shipped weights and 0.32 m pillars, one held-out frame, ONNX Runtime: the same boundaries

@@ -37,6 +37,7 @@ def _heads(subject) -> dict[str, np.ndarray]:
     return {n: o.numpy() for n, o in zip(bb.output_names, outs)}
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_factory_equals_cp_debug_where_both_describe_the_tiny_network(subjects):
     ours, theirs = subjects
     assert SCAN_SEED == 3
@@ -92,6 +93,7 @@ def test_a_broken_contract_is_one_line_naming_stage_and_module(func, words):
     assert words in str(err.value) and "\n" not in str(err.value)
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_a_stage_that_does_not_export_is_named():
     from cp_debug.recipes.centerpoint.subject import factory_subject
 

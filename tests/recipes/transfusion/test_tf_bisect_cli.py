@@ -3,6 +3,8 @@ JSON report; CenterPoint's options refused."""
 
 from __future__ import annotations
 
+import pytest
+
 import json
 
 import numpy as np
@@ -27,6 +29,7 @@ def test_cli_bisect_names_the_decision(tmp_path):
     assert res.returncode == 2 and "not for --recipe transfusion" in res.stderr
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_params_give_the_verdict_the_node_s_post_process_and_lint_their_agreement_with_the_model(tmp_path):
     """`--params`: the node's transfusion.param.yaml sets the boxes' score threshold, NMS and yaw filters (recorded as
     `model.post_process`); its ml_package file, made for another grid, is linted against the model first — each

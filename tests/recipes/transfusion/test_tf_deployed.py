@@ -82,6 +82,7 @@ def test_an_fp16_file_cuts_through_its_casts(deployed):
     assert any(n.op_type == "Cast" for n in query.graph.node)
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_bisect_deployed_file_as_the_export(deployed, tmp_path):
     """The deployed FP32 file against torch: every probe mapped by scope, the same verdict and the same numbers
     (within FP32's rounding) as cp_debug's own export of the two stages, in one run."""

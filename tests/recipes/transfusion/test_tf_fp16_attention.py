@@ -3,9 +3,12 @@ the cross-attention, the QK^T logits beyond 65504 with their value, and a keep-f
 
 from __future__ import annotations
 
+import pytest
+
 from tests.recipes.transfusion.planted import ATTENTION, bisect_planted
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_cross_attention_logits_overflow_is_named_at_the_attention_with_a_verified_cure(tmp_path):
     doc = bisect_planted(tmp_path, "attention")
     root = doc["root_cause"]["ort-cpu-fp16"]

@@ -4,9 +4,12 @@ back in range and verifies the cure there; the decoder after it is not blamed.""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.recipes.transfusion.planted import BACKBONE, bisect_planted
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_backbone_overflow_is_named_at_its_block_and_the_cure_verified_where_values_are_back_in_range(tmp_path):
     doc = bisect_planted(tmp_path, "backbone")
     root = doc["root_cause"]["ort-cpu-fp16"]
