@@ -140,11 +140,12 @@ def _outcome(run: RunState, state: CandidateState, results: list[ProbeResult], r
     judge_boxes = getattr(state.detections, "judge", None)  # CenterPoint's BoxVerdict judges its boxes
     boxes = judge_boxes(prec) if judge_boxes is not None else None
     if bad and (fault := _local_fault(state, rc)) is not None:
-        if (within := _outputs_within(run, state)) is None:
-            return noise.Outcome.DIVERGED, fault
-        # the output decides (issue 115): a layer's own fault that does not reach the outputs is no divergence
-        return noise.Outcome.DEGRADED, (f"{fault}; its outputs within their budget ({within:.3g}×), no decision "
-                                        "flipped: the fault does not reach them")
+        # a layer's own fault stays one where it does not reach the outputs on this input (issue 117's hidden layer),
+        # and says so: the outputs' figure beside it, no intervention to confirm (issue 115: one story)
+        within = _outputs_within(run, state)
+        return noise.Outcome.DIVERGED, fault + (
+            "" if within is None else f"; its outputs within their budget on this input ({within:.3g}×), no decision "
+            "flipped: the fault does not reach them here")
     if bad:
         worst_r = max(bad, key=lambda r: r.judgement.noise_ratio if r.judgement else 0.0)
         why = (f"{len(bad)} probe(s) beyond {prec}'s expected rounding (worst {worst_r.probe}, "
