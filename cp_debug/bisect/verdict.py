@@ -15,7 +15,7 @@ from cp_debug.bisect.findings import catalog, decision_cause, owner_cause
 from cp_debug.bisect.findings import hints as hints_mod
 from cp_debug.bisect.findings.contract import Candidate, Role, Segment
 from cp_debug.bisect.findings.decisions import decided_outcome, shown
-from cp_debug.bisect.findings.intervention import confirmed_at
+from cp_debug.bisect.findings.intervention import confirmed_at, settle
 from cp_debug.bisect.findings.graph_blame import GraphBlame
 from cp_debug.bisect.findings.int8_story import merged
 from cp_debug.bisect.inconclusive import unstable_reference
@@ -72,6 +72,8 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
             (rc, path), owner = to, None
             results = ordered(state, [run.probes[n] for n in state.results])  # the owner's, measured now
             seg = seg.at(rc, tuple(results))
+    # one story: the keep sets the examiners tried at the outputs, and the root settled on, tried by the intervention
+    settle(run, state, rc, owner, [x for f in [placed, *whys.values()] if f is not None for x in f.restores])
     ran = catalog.findings(seg, Role.RUN)
     blame = ran["graph"].detail if "graph" in ran else GraphBlame()
     choice = placed.detail if placed is not None and placed.fault == "decision" else None
@@ -138,7 +140,12 @@ def _outcome(run: RunState, state: CandidateState, results: list[ProbeResult], r
     judge_boxes = getattr(state.detections, "judge", None)  # CenterPoint's BoxVerdict judges its boxes
     boxes = judge_boxes(prec) if judge_boxes is not None else None
     if bad and (fault := _local_fault(state, rc)) is not None:
-        return noise.Outcome.DIVERGED, fault
+        # a layer's own fault stays one where it does not reach the outputs on this input (issue 117's hidden layer),
+        # and says so: the outputs' figure beside it, no intervention to confirm (issue 115: one story)
+        within = _outputs_within(run, state)
+        return noise.Outcome.DIVERGED, fault + (
+            "" if within is None else f"; its outputs within their budget on this input ({within:.3g}×), no decision "
+            "flipped: the fault does not reach them here")
     if bad:
         worst_r = max(bad, key=lambda r: r.judgement.noise_ratio if r.judgement else 0.0)
         why = (f"{len(bad)} probe(s) beyond {prec}'s expected rounding (worst {worst_r.probe}, "
@@ -198,6 +205,18 @@ def _local_fault(state: CandidateState, rc: str | None) -> str | None:
     return (f"local fault at {rc}: its segment alone brings {lj.noise_ratio:.3g}× {state.judged_at}'s expected "
             f"rounding (budget {lj.expected_rel_rmse:.3g}), the median of the run's {len(others)} other segments "
             f"{median:.2g}×")
+
+
+def _outputs_within(run: RunState, state: CandidateState) -> float | None:
+    """The worst stage output's error ÷ budget where every output was judged within its budget and no decision its
+    outputs carry (or the --metric) flipped; else None."""
+    from cp_debug.bisect.findings.decisions import flipped
+
+    last = run.subject.stages[-1]
+    got = [state.results.get(n if n in state.results else last.output_aliases.get(n, n)) for n in last.output_names]
+    if not got or any(r is None or r.judgement is None or r.status != "ok" for r in got) or flipped(state):
+        return None
+    return max(r.judgement.noise_ratio for r in got)
 
 
 def _outputs_ok(run: RunState, state: CandidateState) -> bool:

@@ -106,3 +106,15 @@ def test_a_crop_box_rounded_across_a_half_pixel_is_the_index_flip_of_a_nearest_r
     # its cure, tried at the outputs: the Resize and the nodes computing its roi kept in FP32 together
     assert re.search(r"verified at the outputs: keeping pool, flat, box_proj, box_bias, box, box_flat, yx1, yx2, "
                      r"roi, crop in FP32 together brings them back \(", hint), hint
+    # one story (issue 115): the intervention takes the index flip's keep set in as a candidate restoration — the
+    # root, its reason, its cure and the confirmation name one module and one keep set (before: the same hint ended
+    # "confirmed by no intervention", the intervention having tried `crop`, `yx1`, `pooled4` alone: 15.3× each)
+    keep = ["pool", "flat", "box_proj", "box_bias", "box", "box_flat", "yx1", "yx2", "roi", "crop"]
+    found = root["intervention"]
+    assert root["confirmed"] is True and found["probe"] == "crop" and found["keep"] == keep, found
+    assert "confirmed by no intervention" not in hint, hint
+    m = re.search(r"confirmed by intervention: crop \(the index flip's keep set: 10 node\(s\) kept in FP32\) brings "
+                  rf"the outputs back within their budget \(worst output {NUMBER}× its budget → {NUMBER}×", hint)
+    assert m is not None and float(m.group(1)) > 5 and float(m.group(2)) < 0.5, hint
+    alone = [t for t in found["tried"] if t["candidate"] == "crop" and t["nodes"] == ["crop"]]
+    assert alone and not alone[0]["back"], found  # the Resize alone in FP32 reads its roi rounded: not back

@@ -97,3 +97,26 @@ def test_the_planted_depthwise_conv_is_named_not_the_output_s_clip(tmp_path):
     assert "features.5.conv.1.0.weight" in cause["hint"], cause["hint"]  # the file's weight, said as such
     own = {r["probe"]: r["local_noise_ratio"] for r in report["results"][label]}
     assert own[cause["probe"]] > 2 * own["output0"], own  # the sizes it was decided by, with a margin
+
+
+def test_a_root_look_inside_names_carries_the_intervention_s_words(tmp_path, monkeypatch):
+    """One story (issue 115): where look-inside replaces the unconfirmed proposal (`output0`) with the plant's layer,
+    the intervention restores that layer too and its words close the hint (before: none — they spoke of `output0`).
+    Run with the file's tensor candidates left out (`shared_scale.restorations`), as before they were tried: with
+    them, the graph output's Q/DQ pair removed brings the outputs back (0.85×) and nothing is looked into."""
+    import re
+
+    from cp_debug.bisect.cures import shared_scale
+
+    monkeypatch.setattr(shared_scale, "restorations", lambda run, state, stage: [])
+    _, _, planted = _files(tmp_path)
+    cpdebug("bisect", "--torch", f"{MODELS}:healthy", "-b", f"torch,ort@{planted}", "--json", tmp_path / "r.json",
+            "--quiet")
+    report = json.loads((tmp_path / "r.json").read_text())
+    cause = report["root_cause"][f"ort@{planted}"]
+    assert cause["probe"].startswith("features.5.conv.1"), cause
+    tried = {t["candidate"]: t for t in cause["intervention"]["tried"]}
+    assert cause["probe"] in tried and not tried[cause["probe"]]["back"], tried  # the output's clip stays
+    m = re.search(rf"confirmed by no intervention: .*; {re.escape(cause['probe'])} \(its tensor replaced by the "
+                  r"reference's\): ([\d.]+)×\)$", cause["hint"])
+    assert m is not None and float(m.group(1)) > 1, cause["hint"]

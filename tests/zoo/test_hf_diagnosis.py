@@ -133,6 +133,19 @@ def test_whispers_qk_softmax_flip_and_its_root_name_one_module(tmp_path):
     assert root["hint"].startswith(f"saturated softmax flip at {attn}: Softmax "), root["hint"]
     said = " ".join(proc.stdout.replace("│", " ").split())  # the summary box's lines joined
     assert f"root cause {attn} (its own code, before {attn}.out_proj): saturated softmax flip at {attn}" in said
+    # one story at the default level too (issue 115): the root names the attention, and the intervention confirms the
+    # attention restored — not the block that holds it (before: "confirmed by intervention: encoder.layers.1")
+    proc = cpdebug("bisect", "--torch", f"{HF}:build_whisper_planted", "--backends", "torch,ort-cpu-fp16", "--json",
+                   out)
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    root = json.loads(out.read_text())["root_cause"]["ort-cpu-fp16"]
+    assert root["module"] == attn and root["confirmed"] is True, root
+    found = root["intervention"]
+    assert found["probe"] == attn and found["how"] == "kept in FP32", found
+    assert f"confirmed by intervention: {attn} kept in FP32 brings the outputs back" in root["hint"], root["hint"]
+    mine = next(t for t in found["tried"] if t["candidate"] == attn)
+    assert mine["back"] and mine["output_error_after"]["ratio"] < 0.5 and set(mine["nodes"]) <= set(
+        next(t for t in found["tried"] if t["candidate"] == "encoder.layers.1")["nodes"]), found
 
 
 def test_a_sum_over_many_in_range_terms_is_named_with_its_length_and_largest_term(tmp_path):

@@ -39,8 +39,11 @@ class Restoration:
     tensor: str | None = None
     segment: bool = False  # its whole segment, not only its module's own nodes (`widened`)
     detail: object = field(default=None, compare=False)  # UNPAIRED: its `shared_scale.SharedScale`
+    source: str | None = None  # an examiner's keep set ("the index flip's keep set"), not the probe's own nodes
 
     def words(self) -> str:
+        if self.source:
+            return f"{self.probe} ({self.source}: {len(self.nodes)} node(s) {self.how})"
         if self.how == REPLACE:
             return f"{self.probe} ({self.how})"
         if self.how == UNPAIRED:
@@ -57,6 +60,9 @@ class OutputError:
     rel_rmse: float
     passes: bool
     flips: int = 0
+    # every output within its budget as the verdict judges it in model mode (`noise.status_of`: no element-wise
+    # tolerance): a run whose outputs are so, with no decision flipped, has nothing to confirm there
+    in_budget: bool = False
 
     @property
     def back(self) -> bool:
@@ -245,14 +251,15 @@ def output_error(run: "RunState", state: "CandidateState", stage: int, out: dict
     from cp_debug.compare import noise
 
     ref = run.ref_outputs.get(stage, {})
-    worst, worst_rel, passes = 0.0, 0.0, True
+    worst, worst_rel, passes, budget = 0.0, 0.0, True, True
     for name in run.subject.stages[stage].output_names:
         if name not in ref or name not in out:
             continue
         d = TensorDiff.from_arrays(name, np.asarray(ref[name]), out[name], run.tolerance(state, name))
         j = run.judge(state, name, d)
         passes = passes and noise.output_passes(d, state.judged_at, j)
+        budget = budget and noise.status_of(d, j) == "ok"
         ratio = j.noise_ratio if math.isfinite(j.noise_ratio) else math.inf
         if ratio >= worst:
             worst, worst_rel = ratio, d.rel_rmse
-    return OutputError(worst, worst_rel, passes, flips(run, stage, ref, out))
+    return OutputError(worst, worst_rel, passes, flips(run, stage, ref, out), budget)

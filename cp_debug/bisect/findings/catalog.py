@@ -38,6 +38,12 @@ def _own_status(r) -> str:
     return r.local.status if r.local is not None else r.status
 
 
+def _tried(found) -> tuple:
+    """The keep set `found` tried at the outputs, (Restoration, OutputError), as `Finding.restores` carries it."""
+    at = getattr(found, "at_outputs", None)
+    return (at,) if at is not None else ()
+
+
 # -- where ----------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class MeasuredChoice:
@@ -85,7 +91,7 @@ class NearTie:
         number = getattr(flip, "gap", None)
         return Finding(self.fault, self.role, flip.probe, flip.text(),
                        number if number is not None else getattr(flip, "step", None), replaces_hint=True,
-                       detail=flip)
+                       detail=flip, restores=_tried(flip))
 
 
 @dataclass(frozen=True)
@@ -230,7 +236,7 @@ class FlushBefore:
             return None
         found = flush_before(seg.run, seg.state, p.stage, p.name)
         return Finding(self.fault, self.role, p.name, found.text(), found.share, replaces_hint=True,
-                       detail=found) if found else None
+                       detail=found, restores=_tried(found)) if found else None
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,11 @@ segment: `examine(segment) -> Finding | None`, a finding carrying the number it 
   that computes otherwise, a Q/DQ file's scales, the calibration's fit. Each adds its sentence to the hint.
 - *run* (`Role.RUN`): what the candidate's run as a whole shows — the deployed graph's own nodes in the root cause's
   segment, a runtime that computes the user's file wrong at its default settings, the root cause restored and run to
-  the outputs (`intervention.py`: its words close the hint, `Finding.adds_to_hint`). A finding may decide the outcome
+  the outputs (`intervention.py`: its words close the hint, `Finding.adds_to_hint`). A finding whose examiner tried a
+  keep set at the outputs carries it (`Finding.restores`): the intervention takes it in as a candidate restoration
+  (`intervention.settle`) before it speaks, and tries the root the verdict settled on (a look-inside's layer, the
+  module the reason names) where it did not yet — one story: the root, its reason, its cure and the confirmation
+  name one module and one keep set, or the confirmation says which one holds and why. A finding may decide the outcome
   (`Finding.outcome`): the reducer takes the worst of those and the noise model's.
 
 The root cause itself is proposed by own error (`ranking.py`) and confirmed at the outputs by the intervention before
@@ -108,6 +112,10 @@ class Finding:
     owner: str | None = None  # the module whose own code holds what it names, where not the probe's
     detail: Any = field(default=None, compare=False)  # its typed object (a ChoiceFlip, a GraphBlame …)
     adds_to_hint: bool = False  # RUN: its words close the root cause's hint (an intervention's, at the outputs)
+    # the keep sets it tried at the outputs, each (`restore.Restoration`, `restore.OutputError`): candidate restorations
+    # the intervention takes in like a layer's (`intervention.settle`), so that the root, its cure and the confirmation
+    # name one keep set
+    restores: tuple = field(default=(), compare=False)
 
     def to_json(self) -> dict:
         """Its JSON: a number that is none (NaN: a runtime that refused the file measured nothing) is null."""

@@ -10,7 +10,7 @@ keep set — the producers and the op together — at the outputs (`cures/restor
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -32,6 +32,8 @@ class Flush:
     keep: tuple[str, ...]
     cured: float | None  # the outputs' error ÷ budget with `keep` kept, where tried
     back: bool | None
+    # (`restore.Restoration`, `restore.OutputError`) of `keep` run to the outputs: the intervention takes it in
+    at_outputs: tuple | None = field(default=None, compare=False)
 
     def text(self) -> str:
         eps = (f"adds eps {self.eps:g} (below float16's smallest subnormal {FP16_SUBNORMAL_MIN:.3g}: 0 in float16) to "
@@ -84,9 +86,9 @@ def flush_before(run, state, stage: int, probe: str) -> Flush | None:
         return None
     upto = chain.index(producer)
     keep = tuple(n.name for n in [*reversed(chain[:upto + 1 + (1 if upto + 1 < len(chain) else 0)]), target])
-    cured = back = None
+    cured = back = tried = None
     if state.spec.runs_onnx and state.spec.onnx_dir is None:
-        err = output_error(run, state, stage, run_restored(run, state, stage,
-                                                           [Restoration(probe, stage, KEEP, nodes=keep)]))
-        cured, back = err.ratio, err.back
-    return Flush(target.op_type, target.name, producer.name, producer.op_type, eps, share, keep, cured, back)
+        r = Restoration(probe, stage, KEEP, nodes=keep, source="the flush's keep set")
+        err = output_error(run, state, stage, run_restored(run, state, stage, [r]))
+        cured, back, tried = err.ratio, err.back, (r, err)
+    return Flush(target.op_type, target.name, producer.name, producer.op_type, eps, share, keep, cured, back, tried)

@@ -27,7 +27,7 @@ the format, against the nearest mode's boundary (a half-integer; an integer for 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -64,6 +64,8 @@ class IndexFlip:
     keep: tuple[str, ...] = ()  # a Resize: it and the nodes computing its roi / scales, kept in FP32 together
     cured: float | None = None  # the outputs' error ÷ budget with `keep` kept, where tried
     back: bool | None = None
+    # (`restore.Restoration`, `restore.OutputError`) of `keep` run to the outputs: the intervention takes it in
+    at_outputs: tuple | None = field(default=None, compare=False)
 
     def text(self) -> str:
         where = f"{self.module}: " if self.module else ""
@@ -184,9 +186,9 @@ def _with_keep(run: RunState, state: CandidateState, stage: int, probe: str, gra
     keep = sorted(keep, key=order.get)
     if not (state.spec.runs_onnx and state.spec.onnx_dir is None):
         return replace(flip, keep=tuple(keep))
-    err = output_error(run, state, stage, run_restored(run, state, stage,
-                                                       [Restoration(probe, stage, KEEP, nodes=tuple(keep))]))
-    return replace(flip, keep=tuple(keep), cured=err.ratio, back=err.back)
+    r = Restoration(probe, stage, KEEP, nodes=tuple(keep), source="the index flip's keep set")
+    err = output_error(run, state, stage, run_restored(run, state, stage, [r]))
+    return replace(flip, keep=tuple(keep), cured=err.ratio, back=err.back, at_outputs=(r, err))
 
 
 def _differs(run: RunState, rs, node) -> bool:

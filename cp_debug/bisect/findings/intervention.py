@@ -62,11 +62,15 @@ class Intervention:
     tried: tuple[Tried, ...]
     seconds: float
     stage: int
+    at: str | None = None  # the root the verdict names, where `settle` brought the intervention to it
 
     @property
     def cure(self) -> Tried | None:
-        """The run that brought the outputs back (a single candidate, or the set)."""
-        return next((t for t in self.tried if t.after.back and not t.hides), None)
+        """The run that brought the outputs back (the confirmed candidate's, else the first: a single one, or the
+        set)."""
+        back = [t for t in self.tried if t.after.back and not t.hides]
+        mine = [t for t in back if len(t.restored) == 1 and t.restored[0].probe == self.confirmed]
+        return (mine or back or [None])[0]
 
     @property
     def confirmed_set(self) -> tuple[str, ...]:
@@ -89,10 +93,25 @@ class Intervention:
             return (f"confirmed by no intervention: restoring each of the proposed causes leaves the outputs beyond "
                     f"{limit} (worst output {before}; {tried})")
         what = ("the set " + ", ".join(self.confirmed_set)) if self.confirmed_set else self.confirmed
-        flips = f", {self.before.flips} decision(s) flipped before" if self.before.flips else ""
         how = c.restored[0].how
-        return (f"confirmed by intervention: {what} {how} brings the outputs back within {limit} "
-                f"(worst output {before}{flips} → {c.after.ratio:.3g}×; tried {tried})")
+        if c.restored[0].source:  # an examiner's keep set: said with its nodes' count
+            what, how = c.restored[0].words(), ""
+        flips = f", {self.before.flips} decision(s) flipped before" if self.before.flips else ""
+        return (f"confirmed by intervention: {what}{' ' + how if how else ''} brings the outputs back within {limit} "
+                f"(worst output {before}{flips} → {c.after.ratio:.3g}×; tried {tried}){self._which()}")
+
+    def _which(self) -> str:
+        """Where the confirmation names another module than the root the verdict settled on (`at`): which holds."""
+        c, at = self.cure, self.at
+        if c is None or at is None or any(x.probe == at for x in c.restored):
+            return ""
+        own = [t for t in self.tried if len(t.restored) == 1 and t.restored[0].probe == at]
+        held = " (it holds the root cause)" if at.startswith(f"{c.restored[0].probe}.") else ""
+        if not own:
+            return (f"; the root cause {at} could not be restored alone (no node of its own in the graph): "
+                    f"the outputs come back with {c.restored[0].probe} restored{held}")
+        return (f"; the root cause {at} restored alone leaves the outputs at {own[-1].after.ratio:.3g}× their "
+                f"budget: they come back only with {c.restored[0].probe} restored{held}")
 
     def to_json(self) -> dict:
         c = self.cure
@@ -126,8 +145,8 @@ def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results
     with run.progress.step(f"{state.label}: the root cause confirmed at the outputs"), run.phases.timed(
             f"{state.label}: root cause confirmed"):
         before = output_error(run, state, stage, run_restored(run, state, stage, []))
-        if before.back:
-            return None
+        if before.back or (run.opts.tolerance_mode == "model" and before.in_budget and not before.flips):
+            return None  # the outputs as the verdict judges them (their budget; --atol/--rtol in fixed mode) are back
         tried: list[Tried] = []
         for r in restorable:
             tried.append(Tried((r,), output_error(run, state, stage, run_restored(run, state, stage, [r]))))
@@ -155,6 +174,55 @@ def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results
         confirmed = None
         tried = [Tried(t.restored, t.after, hides=t is cure) for t in tried]
     return Intervention(ranked[0], confirmed, before, tuple(tried), time.perf_counter() - t0, stage)
+
+
+def settle(run: "RunState", state: "CandidateState", root: str | None, module: str | None,
+           offered: list[tuple[Restoration, OutputError]]) -> None:
+    """The intervention brought to the root cause the verdict names (one story): the keep sets its examiners tried
+    at the outputs (`Finding.restores`, already run: no run here) are candidate restorations like a layer's, and
+    the root — the module its reason names (`module`), else its probe — is restored where nothing tried speaks of
+    it yet (a look-inside's layer, a decision's owner; one run of the stage). The first of these that brings the
+    outputs back is the confirmed cause — the root's, though a block holding it brought them back too —;
+    otherwise the confirmation stands and its words say which one holds (`Intervention._which`)."""
+    from dataclasses import replace
+
+    found = state.intervention
+    if found is None or root is None:
+        return
+    target = module or root
+    t0 = time.perf_counter()
+    seen = {t.restored for t in found.tried}
+    new = [Tried((r,), err) for r, err in offered if r.stage == found.stage and (r,) not in seen]
+    if not any(t.after.back for t in new) and not any(
+            len(t.restored) == 1 and t.restored[0].probe == target and (t.after.back or t.restored[0].segment)
+            for t in found.tried):
+        try:
+            r = _restoration_of(run, state, target, found.stage)
+            if r is not None and (r,) not in seen and (r,) not in {t.restored for t in new}:
+                new.append(Tried((r,), output_error(run, state, found.stage,
+                                                    run_restored(run, state, found.stage, [r]))))
+        except Exception as err:  # noqa: BLE001 - the confirmation stands where the root cannot be run restored
+            run.warnings.append(f"{state.label}: the root cause {target} was not restored at the outputs: {err}")
+    cure = next((t for t in new if t.after.back), None)
+    cured_at = found.cure is not None and any(x.probe in (target, root) for x in found.cure.restored)
+    confirmed = cure.restored[0].probe if cure is not None and not cured_at else found.confirmed
+    state.intervention = replace(found, tried=(*found.tried, *new), confirmed=confirmed, at=target,
+                                 seconds=found.seconds + time.perf_counter() - t0)
+
+
+def _restoration_of(run: "RunState", state: "CandidateState", name: str, stage: int) -> Restoration | None:
+    """`name` restored in the candidate's terms: a probe's (`restoration`), else a module with no probe of its own
+    (a decision's owner) by the nodes its scope created, for a built-in FP16 / BF16 / INT8 candidate."""
+    if name in run.probes:
+        return restoration(run, state, name)
+    how = KEEP if state.spec.precision in ("fp16", "bf16") else EXCLUDE if state.spec.precision in (
+        "int8", "fp8") else None
+    if how is None or state.spec.onnx_dir is not None or not state.spec.runs_onnx:
+        return None
+    from cp_debug.bisect.cures.restore import probe_nodes
+
+    nodes = probe_nodes(run.stage_of(state.label, stage), name, "\0", "module")  # no tensor: its scope's nodes
+    return Restoration(name, stage, how, nodes=nodes) if nodes else None
 
 
 def confirmed(run: "RunState", state: "CandidateState", ranked: list[str], results: list["ProbeResult"]
@@ -187,5 +255,7 @@ def about(found: Intervention | None, root: str | None) -> bool:
     """`found` speaks of `root`: the probe it confirmed or proposed, one inside it, or one holding it."""
     if found is None or root is None:
         return False
+    if found.at is not None:  # brought to the verdict's root (`settle`): it speaks of it, or says which one holds
+        return True
     probe = found.confirmed or (found.confirmed_set[0] if found.confirmed_set else found.proposed)
     return root == probe or root.startswith(f"{probe}.") or probe.startswith(f"{root}.")
