@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import onnx
 
 IDS = "input_ids"
+_MADE = (IDS, "attention_mask", "position_ids")  # besides the cache, the inputs decoder_feed makes
 _PAST = re.compile(r"^past_key_values\.(\d+)\.(key|value)$|^past_(key|value)_(\d+)$")
 PROMPT_LENGTH = 8
 
@@ -48,11 +49,11 @@ class DecoderInputs:
         inits = {i.name for i in model.graph.initializer}
         ins = [i for i in model.graph.input if i.name not in inits]
         names = tuple(i.name for i in ins)
-        if IDS not in names:
-            return None
+        past = tuple(n for n in names if _PAST.match(n))
+        if IDS not in names or any(n not in _MADE and n not in past for n in names):
+            return None  # not a decoder's inputs (a BERT's token_type_ids): the file's inputs are matched as any file's
         dims = {i.name: static_dims(i.type) or () for i in ins}
         dtypes = {i.name: np.dtype(onnx.helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type)) for i in ins}
-        past = tuple(n for n in names if _PAST.match(n))
         cfg = _genai_config(path)
         head = cfg.get("decoder", {}).get("head_size")
         return cls(names, past, {n: dims[n] for n in past}, dtypes, _vocab(model, cfg),
