@@ -88,7 +88,9 @@ def by_weights(a, b, ours: onnx.ModelProto, foreign: onnx.ModelProto, pair: dict
     fed = _fed_from(a, b, pair)
     alike = [(i, j) for i, x in wa.items() for j, y in wb.items()
              if x.shape == y.shape and a.signature(i) == b.signature(j) and fed(i, j)]
-    score = {(i, j): float(np.corrcoef(wa[i].ravel(), wb[j].ravel())[0, 1]) for i, j in alike}
+    za = {i: _unit(wa[i]) for i in {i for i, _ in alike}}  # each weight centred and scaled once
+    zb = {j: _unit(wb[j]) for j in {j for _, j in alike}}
+    score = {(i, j): float(np.dot(za[i], zb[j])) for i, j in alike}  # Pearson's correlation
     out = dict(pair)
     for i in {i for i, _ in score}:
         ranked = sorted(((s, j) for (k, j), s in score.items() if k == i), reverse=True)
@@ -116,3 +118,12 @@ def _fed_from(a, b, pair: dict[int, int]):
         return None in mine or mine == set(sources(b, memo_b, j))
 
     return fed
+
+
+def _unit(w):
+    """`w` flattened, centred and scaled to unit norm (float32): the dot of two is their Pearson correlation."""
+    import numpy as np
+
+    x = np.asarray(w, np.float64).ravel()
+    x = x - x.mean()
+    return (x / np.linalg.norm(x)).astype(np.float32)
