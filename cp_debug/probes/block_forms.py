@@ -78,19 +78,18 @@ def by_weights(a, b, ours: onnx.ModelProto, foreign: onnx.ModelProto, pair: dict
 
     na, nb, taken = a.model.graph.node, b.model.graph.node, set(pair.values())
     held = {i.name: i for i in ours.graph.initializer}
-    wa = {i: array(held[na[i].input[1]]) for i in a.anchors
+    # each weight as a unit vector, made once as it is read (the weights themselves not kept): (shape, vector)
+    wa = {i: _unit(array(held[na[i].input[1]])) for i in a.anchors
           if i not in pair and na[i].op_type == "MatMul" and na[i].input[1] in held}
     inits = {i.name: i for i in foreign.graph.initializer}
-    wb = {j: dequantize(nbits[nb[j].input[1]], inits) for j in b.anchors
+    wb = {j: _unit(dequantize(nbits[nb[j].input[1]], inits)) for j in b.anchors
           if j not in taken and nb[j].op_type == "MatMul" and nb[j].input[1] in nbits}
-    wa = {i: x for i, x in wa.items() if x is not None and x.std() > 0}
-    wb = {j: y for j, y in wb.items() if y is not None and y.std() > 0}
+    wa = {i: x for i, x in wa.items() if x is not None}
+    wb = {j: y for j, y in wb.items() if y is not None}
     fed = _fed_from(a, b, pair)
     alike = [(i, j) for i, x in wa.items() for j, y in wb.items()
-             if x.shape == y.shape and a.signature(i) == b.signature(j) and fed(i, j)]
-    za = {i: _unit(wa[i]) for i in {i for i, _ in alike}}  # each weight centred and scaled once
-    zb = {j: _unit(wb[j]) for j in {j for _, j in alike}}
-    score = {(i, j): float(np.dot(za[i], zb[j])) for i, j in alike}  # Pearson's correlation
+             if x[0] == y[0] and a.signature(i) == b.signature(j) and fed(i, j)]
+    score = {(i, j): float(np.dot(wa[i][1], wb[j][1])) for i, j in alike}  # Pearson's correlation
     out = dict(pair)
     for i in {i for i, _ in score}:
         ranked = sorted(((s, j) for (k, j), s in score.items() if k == i), reverse=True)
@@ -121,9 +120,16 @@ def _fed_from(a, b, pair: dict[int, int]):
 
 
 def _unit(w):
-    """`w` flattened, centred and scaled to unit norm (float32): the dot of two is their Pearson correlation."""
+    """(shape, `w` flattened, centred and scaled to unit norm in float32): the dot of two vectors is their Pearson
+    correlation; None for no weight or a constant one."""
     import numpy as np
 
-    x = np.asarray(w, np.float64).ravel()
-    x = x - x.mean()
-    return (x / np.linalg.norm(x)).astype(np.float32)
+    if w is None:
+        return None
+    x = np.array(w, np.float32).ravel()
+    x -= np.float32(np.mean(x, dtype=np.float64))
+    norm = float(np.sqrt(np.dot(x, x)))
+    if not norm > 0:
+        return None
+    x /= np.float32(norm)
+    return tuple(np.shape(w)), x
