@@ -176,8 +176,9 @@ def weight_unit(model: "onnx.ModelProto") -> float | None:
         if parts is None:
             continue
         q, scale, _, _ = parts
-        err += float(np.sum(scale.astype(np.float64) ** 2)) * q.shape[2] / 12.0
-        total += float(np.sum((q * scale[:, :, None]).astype(np.float64) ** 2))
+        s2 = scale.astype(np.float64) ** 2  # Σ w² per block is scale² · Σ q² (q: small integers, exact in float32)
+        err += float(np.sum(s2)) * q.shape[2] / 12.0
+        total += float(np.sum(s2 * np.einsum("nbk,nbk->nb", q, q)))
     for node in dq_weight_nodes(model):  # a blockwise DequantizeLinear's weight: the step is its element's scale
         parts = _dq_parts(node, inits)
         if parts is not None:

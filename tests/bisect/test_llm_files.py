@@ -246,3 +246,36 @@ def test_a_smaller_block_is_no_cure_of_the_rtn_flip():
     want = ANSWERS["models"]["qwen3_massive"]["files"]["rtn_int4_level4"]["first_flip"]
     assert at32 is not None and at32.step == want
     assert at16 is not None and at16.step > at32.step  # later, not cured
+
+
+def test_a_decode_against_the_reference_stops_at_its_first_flip():
+    """`greedy(..., against=ref.tokens)`: the massive-activation INT4 file's decode stops at the token that differs
+    (step 7), the steps before it the reference's — what each try of a level cure needs, not all 32 steps."""
+    ref = greedy(*_file("qwen3_massive/fp32"), PROMPT, N)
+    model, dec = _file("qwen3_massive/int4")
+    short = greedy(model, dec, PROMPT, N, ref.tokens)
+    step = ANSWERS["models"]["qwen3_massive"]["files"]["int4"]["first_flip"]
+    assert len(short.tokens) == step + 1 and short.tokens[:step] == ref.tokens[:step]
+    assert short.tokens[step] != ref.tokens[step]
+
+
+def test_twin_projections_are_scored_within_their_layer_only():
+    """`block_forms._fed_from`: the healthy Llama's gate and up projections of one layer read one input and are
+    scored against each other; a layer's against another layer's are not (a 0.5 B model's 48 × 48 correlations of
+    4.4 M values were minutes of its bisect)."""
+    from cp_debug.probes.block_forms import _fed_from
+    from cp_debug.probes.foreign import _Graph, align_anchors
+
+    ours, foreign = load_onnx(LLM / "llama/fp32/model.onnx"), load_onnx(LLM / "llama/int4/model.onnx")
+    a, b = _Graph.of(ours, foreign), _Graph.of(foreign, ours)
+    fed = _fed_from(a, b, align_anchors(a, b))
+
+    def node(g, name):
+        return next(i for i, n in enumerate(g.model.graph.node) if n.output[0] == f"/model/layers.{name}/MatMul/"
+                    "output_0")
+
+    for layer, other in ((0, 1), (1, 0)):
+        for proj in ("gate_proj", "up_proj"):
+            i = node(a, f"{layer}/mlp/{proj}")
+            assert fed(i, node(b, f"{layer}/mlp/gate_proj")) and fed(i, node(b, f"{layer}/mlp/up_proj"))
+            assert not fed(i, node(b, f"{other}/mlp/gate_proj")) and not fed(i, node(b, f"{other}/mlp/up_proj"))
