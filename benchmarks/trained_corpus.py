@@ -34,6 +34,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 ANSWERS = ROOT / "tests" / "data" / "trained_corpus.json"
+AT = [ROOT]  # the checkout whose cp_debug runs (`--at`: a commit's `git archive`, for the scorecard's before)
 sys.path.insert(0, str(ROOT))
 
 from tests.trained.corpus import MODELS, make, right_answer, session  # noqa: E402 - the corpus lives beside its tests
@@ -50,7 +51,7 @@ def bisect(spec, kind: str, model, feeds, sample: int, work: Path) -> dict:
     np.savez(work / "sample.npz", **feeds[sample])
     proc = subprocess.run([sys.executable, "-m", "cp_debug.cli.main", "bisect", "--onnx", str(work / "model.onnx"),
                            "--inputs", str(work / "sample.npz"), "-b", f"ort-cpu,ort@{work / 'cand'}", "--json",
-                           str(work / "r.json"), "--quiet"], capture_output=True, text=True, cwd=ROOT)
+                           str(work / "r.json"), "--quiet"], capture_output=True, text=True, cwd=AT[0])
     if not (work / "r.json").exists():
         return {"exit": proc.returncode, "outcome": "refused", "root_cause": None,
                 "said": (proc.stderr.strip().splitlines() or [""])[-1][:200]}
@@ -58,8 +59,10 @@ def bisect(spec, kind: str, model, feeds, sample: int, work: Path) -> dict:
     cand = rep["candidates"][0]
     root = (rep.get("root_cause") or {}).get(cand) or {}
     probe = root.get("probe") if isinstance(root, dict) else root
+    node = next((n.name for n in model.graph.node if probe in n.output), None)  # the node writing it (Paddle's names)
+    why = root.get("hint") if isinstance(root, dict) else None
     return {"exit": proc.returncode, "outcome": (rep.get("outcomes") or {}).get(cand), "root_cause": probe,
-            "said": (rep.get("outcome_reasons") or {}).get(cand, "")[:200]}
+            "node": node, "said": (why or (rep.get("outcome_reasons") or {}).get(cand, ""))[:240]}
 
 
 def one_story(model, feeds, sample: int, work: Path) -> tuple[str | None, str | None, str]:
@@ -79,7 +82,7 @@ def one_story(model, feeds, sample: int, work: Path) -> tuple[str | None, str | 
     proc = subprocess.run([sys.executable, "-m", "cp_debug.cli.main", "bisect", "--onnx", str(work / "model.onnx"),
                            "--inputs", str(work / "sample.npz"), "--calib", str(work / "calib.npz"), "-b",
                            f"ort-cpu,ort-cpu-int8,ort@{work / 'same'}", "--json", str(work / "r.json"), "--quiet"],
-                          capture_output=True, text=True, cwd=ROOT)
+                          capture_output=True, text=True, cwd=AT[0])
     if not (work / "r.json").exists():
         return None, None, f"exit {proc.returncode}: {(proc.stderr.strip().splitlines() or [''])[-1][:160]}"
     roots = json.loads((work / "r.json").read_text()).get("root_cause") or {}
@@ -87,13 +90,18 @@ def one_story(model, feeds, sample: int, work: Path) -> tuple[str | None, str | 
     return built, file, f"exit {proc.returncode}"
 
 
-def right(ans: dict, got: dict) -> bool:
+def grade(ans: dict, got: dict) -> str:
+    """right: a healthy candidate neither flagged nor refused, a broken one's root cause among the nodes that alone
+    bring its decisions back; partial: a broken one flagged at another root (or where none alone brings them
+    back); wrong: a false alarm, a refusal, a broken one passed."""
     if ans["healthy"]:
-        return got["outcome"] in ("within_precision", "degraded")
+        return "right" if got["outcome"] in ("within_precision", "degraded") else "wrong"
     if got["outcome"] in ("refused", "within_precision", "not_run_as_asked", None):
-        return False
+        return "wrong"
     probe = got.get("root_cause") or ""  # a node's output tensor (`<node>_output_0`, as exporters name them)
-    return any(probe == r or probe.startswith(f"{r}_output_") or probe == f"{r}_Output" for r in ans["restoring"])
+    hit = any(probe == r or probe.startswith(f"{r}_output_") or probe == f"{r}_Output" or got.get("node") == r
+              for r in ans["restoring"])
+    return "right" if hit else "partial"
 
 
 def main(argv=None) -> int:
@@ -102,10 +110,13 @@ def main(argv=None) -> int:
     ap.add_argument("--candidates", default="fp16,int8")
     ap.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "trained_corpus")
     ap.add_argument("--answers", type=Path, default=None, help="write the right answers found here")
+    ap.add_argument("--at", type=Path, default=ROOT, help="run the cp_debug of this checkout (its package's parent)")
+    ap.add_argument("--stored", action="store_true", help="take the right answers stored (no intervention run)")
     ap.add_argument("--no-cpdebug", action="store_true", help="the right answers only")
     args = ap.parse_args(argv)
+    AT[0] = args.at.resolve()
     known = json.loads(ANSWERS.read_text()) if ANSWERS.exists() else {}
-    found, rows = {}, []
+    found, rows, table = {}, [], []
     for name in args.models.split(","):
         spec = MODELS[name]
         model = spec.model()
@@ -113,7 +124,8 @@ def main(argv=None) -> int:
         feeds = spec.samples(ref_run)
         ref = spec.decisions(ref_run, feeds)
         for kind in args.candidates.split(","):
-            ans = right_answer(spec, kind, model, feeds, ref)
+            key = f"{name}/{kind}"
+            ans = known[key] if args.stored and key in known else right_answer(spec, kind, model, feeds, ref)
             found[f"{name}/{kind}"] = ans
             was = known.get(f"{name}/{kind}")
             same = "" if was is None else (" (as stored)" if was["healthy"] == ans["healthy"] else " (STORED DIFFERS)")
@@ -122,19 +134,26 @@ def main(argv=None) -> int:
             row = f"{name:11s} {kind:5s} right answer: {what}{same}"
             if not args.no_cpdebug:
                 got = bisect(spec, kind, model, feeds, ans["sample"], args.out / name / kind)
-                ok = right(ans, got)
+                mark = grade(ans, got)
                 row += (f"\n{'':17s} cp_debug: {got['outcome']} (exit {got['exit']}), root cause {got['root_cause']}"
-                        f" — {'RIGHT' if ok else 'WRONG'}\n{'':17s} {got['said']}")
-                rows.append(ok)
+                        f" — {mark.upper()}\n{'':17s} {got['said']}")
+                rows.append(mark == "right")
+                table.append(f"| {name} × {kind} | {what} | {got['outcome']}, exit {got['exit']}, root "
+                             f"`{got['root_cause']}` | {mark} |")
                 if kind == "int8":
                     built, file, code = one_story(model, feeds, ans["sample"], args.out / name / "one_story")
+                    same = built == file and code in ("exit 0", "exit 1")  # both refused is no story
                     row += (f"\n{'':17s} one story per quantization ({code}): built-in {built}, the same as a "
-                            f"file {file} — {'SAME' if built == file else 'DIFFERENT'}")
-                    rows.append(built == file)
+                            f"file {file} — {'SAME' if same else 'DIFFERENT'}")
+                    rows.append(same)
+                    table.append(f"| {name} × int8 one story | built-in and `ort@DIR` name one root | {built} / "
+                                 f"{file} ({code}) | {'right' if same else 'wrong'} |")
             print(row, flush=True)
     if args.answers:
-        args.answers.write_text(json.dumps(found, indent=1) + "\n")
+        args.answers.write_text(json.dumps({**known, **found}, indent=1) + "\n")  # the models not run stay as stored
     if rows:
+        print("\n| model × candidate | right answer (intervention) | cp_debug | |\n|---|---|---|---|")
+        print("\n".join(table))
         print(f"scorecard: {sum(rows)} of {len(rows)} right")
     return 0
 
