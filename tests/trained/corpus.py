@@ -197,6 +197,9 @@ class Boxes(tuple):
             left.remove(best)
         return True
 
+    def __ne__(self, other) -> bool:  # tuple's own __ne__ would compare the pixels
+        return not self == other
+
     __hash__ = tuple.__hash__
 
 
