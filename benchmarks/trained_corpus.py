@@ -1,9 +1,11 @@
 """Trained models whose weights ship in PyPI wheels, each judged at its application's decision, and cp_debug's
 answer on them against a right answer found without it, by intervention (issue 115, items 4 and 6).
 
-    pip install silero-vad nudenet            # 11 MB + 11 MB wheels; the weights load from the installed package
-    python benchmarks/trained_corpus.py [--models silero-vad,nudenet] [--candidates fp16,int8] [--out DIR]
+    pip install silero-vad nudenet rapidocr-onnxruntime   # 11 + 11 + 15 MB wheels; the weights are their files
+    python benchmarks/trained_corpus.py [--models silero-vad,nudenet,rapidocr-det,rapidocr-cls,rapidocr-rec]
+        [--candidates fp16,int8] [--out DIR]
         [--answers tests/data/trained_corpus.json]   # write the right answers found (else: read and check them)
+        [--stored] [--at DIR]   # the stored answers; the cp_debug of DIR (`git archive 9e2ea8b cp_debug | tar -x`)
 
 Per model × candidate (`fp16`: onnxconverter-common's float16 with its `node_block_list`; `int8`: ONNX Runtime's
 quantize_static, Q/DQ, its defaults, calibrated on the model's own samples, with `nodes_to_exclude`):
@@ -11,8 +13,10 @@ quantize_static, Q/DQ, its defaults, calibrated on the model's own samples, with
    `get_speech_timestamps` reads it); nudenet's boxes after its own post-processing (score ≥ 0.2, NMS 0.25 / 0.45:
    class and box rounded to 8 px);
 2. the right answer, by intervention: the candidate unchanged keeps every decision → "healthy"; else each node
-   the conversion touched is kept out of it alone (FP32 / not quantized) and the nodes that alone bring every
-   decision back are the answer ("none alone" where no single one does);
+   the conversion touched is kept out of it alone (FP32 with its own constants / not quantized) and the nodes that
+   alone bring every decision back are the answer ("none alone" where no single one does); over 64 nodes, by
+   halves (a half whose nodes kept out together bring nothing back holds none that does alone), each named one
+   checked alone; rapidocr's text boxes, orientation and text read are the decisions of its three PaddleOCR files;
 3. cp_debug: `cpdebug bisect --onnx MODEL --inputs SAMPLE -b ort-cpu,ort@DIR` on the candidate file, at the sample
    whose decision moves (else the first one), with its outcome, exit code and root cause;
 4. the scorecard: right where a healthy candidate is neither flagged nor refused, and a broken one's root cause

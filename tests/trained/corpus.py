@@ -345,12 +345,24 @@ def right_answer(spec, kind: str, model, feeds, ref) -> dict:
     moved = [k for k, (a, b) in enumerate(zip(ref, got)) if a != b]
     if not moved:
         return {"healthy": True, "moved": 0, "of": len(ref), "restoring": [], "sample": 0}
-    restoring = []
-    for name in touched(kind, model, cand):
+
+    def restores(names) -> bool:
         try:
-            fixed = spec.decisions(session(make(kind, model, calib, [name], cache)), feeds)
-        except Exception:  # noqa: BLE001 - a node the converter cannot keep apart: no intervention there
-            continue
-        if fixed == ref:
-            restoring.append(name)
+            return spec.decisions(session(make(kind, model, calib, list(names), cache)), feeds) == ref
+        except Exception:  # noqa: BLE001 - nodes the converter cannot keep apart: no intervention there
+            return False
+
+    def alone(names: list[str]) -> list[str]:
+        """The nodes of `names` that alone restore every decision, by halves: a half none of whose nodes kept out
+        together restores the decisions holds no node that does alone (keeping more out brings the candidate
+        nearer FP32); each one named is checked alone."""
+        if len(names) == 1:
+            return names if restores(names) else []
+        if not restores(names):
+            return []
+        half = len(names) // 2
+        return alone(names[:half]) + alone(names[half:])
+
+    names = touched(kind, model, cand)
+    restoring = alone(names) if len(names) > 64 else [n for n in names if restores([n])]
     return {"healthy": False, "moved": len(moved), "of": len(ref), "restoring": restoring, "sample": moved[0]}
