@@ -1,9 +1,11 @@
 """Trained models whose weights ship in PyPI wheels, each judged at its application's decision, and cp_debug's
 answer on them against a right answer found without it, by intervention (issue 115, items 4 and 6).
 
-    pip install silero-vad nudenet            # 11 MB + 11 MB wheels; the weights load from the installed package
-    python benchmarks/trained_corpus.py [--models silero-vad,nudenet] [--candidates fp16,int8] [--out DIR]
+    pip install silero-vad nudenet rapidocr-onnxruntime   # 11 + 11 + 15 MB wheels; the weights are their files
+    python benchmarks/trained_corpus.py [--models silero-vad,nudenet,rapidocr-det,rapidocr-cls,rapidocr-rec]
+        [--candidates fp16,int8] [--out DIR]
         [--answers tests/data/trained_corpus.json]   # write the right answers found (else: read and check them)
+        [--stored] [--at DIR]   # the stored answers; the cp_debug of DIR (`git archive 9e2ea8b cp_debug | tar -x`)
 
 Per model × candidate (`fp16`: onnxconverter-common's float16 with its `node_block_list`; `int8`: ONNX Runtime's
 quantize_static, Q/DQ, its defaults, calibrated on the model's own samples, with `nodes_to_exclude`):
@@ -11,8 +13,10 @@ quantize_static, Q/DQ, its defaults, calibrated on the model's own samples, with
    `get_speech_timestamps` reads it); nudenet's boxes after its own post-processing (score ≥ 0.2, NMS 0.25 / 0.45:
    class and box rounded to 8 px);
 2. the right answer, by intervention: the candidate unchanged keeps every decision → "healthy"; else each node
-   the conversion touched is kept out of it alone (FP32 / not quantized) and the nodes that alone bring every
-   decision back are the answer ("none alone" where no single one does);
+   the conversion touched is kept out of it alone (FP32 with its own constants / not quantized) and the nodes that
+   alone bring every decision back are the answer ("none alone" where no single one does); over 64 nodes, by
+   halves (a half whose nodes kept out together bring nothing back holds none that does alone), each named one
+   checked alone; rapidocr's text boxes, orientation and text read are the decisions of its three PaddleOCR files;
 3. cp_debug: `cpdebug bisect --onnx MODEL --inputs SAMPLE -b ort-cpu,ort@DIR` on the candidate file, at the sample
    whose decision moves (else the first one), with its outcome, exit code and root cause;
 4. the scorecard: right where a healthy candidate is neither flagged nor refused, and a broken one's root cause
@@ -34,6 +38,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 ANSWERS = ROOT / "tests" / "data" / "trained_corpus.json"
+AT = [ROOT]  # the checkout whose cp_debug runs (`--at`: a commit's `git archive`, for the scorecard's before)
 sys.path.insert(0, str(ROOT))
 
 from tests.trained.corpus import MODELS, make, right_answer, session  # noqa: E402 - the corpus lives beside its tests
@@ -50,7 +55,7 @@ def bisect(spec, kind: str, model, feeds, sample: int, work: Path) -> dict:
     np.savez(work / "sample.npz", **feeds[sample])
     proc = subprocess.run([sys.executable, "-m", "cp_debug.cli.main", "bisect", "--onnx", str(work / "model.onnx"),
                            "--inputs", str(work / "sample.npz"), "-b", f"ort-cpu,ort@{work / 'cand'}", "--json",
-                           str(work / "r.json"), "--quiet"], capture_output=True, text=True, cwd=ROOT)
+                           str(work / "r.json"), "--quiet"], capture_output=True, text=True, cwd=AT[0])
     if not (work / "r.json").exists():
         return {"exit": proc.returncode, "outcome": "refused", "root_cause": None,
                 "said": (proc.stderr.strip().splitlines() or [""])[-1][:200]}
@@ -58,8 +63,10 @@ def bisect(spec, kind: str, model, feeds, sample: int, work: Path) -> dict:
     cand = rep["candidates"][0]
     root = (rep.get("root_cause") or {}).get(cand) or {}
     probe = root.get("probe") if isinstance(root, dict) else root
+    node = next((n.name for n in model.graph.node if probe in n.output), None)  # the node writing it (Paddle's names)
+    why = root.get("hint") if isinstance(root, dict) else None
     return {"exit": proc.returncode, "outcome": (rep.get("outcomes") or {}).get(cand), "root_cause": probe,
-            "said": (rep.get("outcome_reasons") or {}).get(cand, "")[:200]}
+            "node": node, "said": (why or (rep.get("outcome_reasons") or {}).get(cand, ""))[:240]}
 
 
 def one_story(model, feeds, sample: int, work: Path) -> tuple[str | None, str | None, str]:
@@ -79,7 +86,7 @@ def one_story(model, feeds, sample: int, work: Path) -> tuple[str | None, str | 
     proc = subprocess.run([sys.executable, "-m", "cp_debug.cli.main", "bisect", "--onnx", str(work / "model.onnx"),
                            "--inputs", str(work / "sample.npz"), "--calib", str(work / "calib.npz"), "-b",
                            f"ort-cpu,ort-cpu-int8,ort@{work / 'same'}", "--json", str(work / "r.json"), "--quiet"],
-                          capture_output=True, text=True, cwd=ROOT)
+                          capture_output=True, text=True, cwd=AT[0])
     if not (work / "r.json").exists():
         return None, None, f"exit {proc.returncode}: {(proc.stderr.strip().splitlines() or [''])[-1][:160]}"
     roots = json.loads((work / "r.json").read_text()).get("root_cause") or {}
@@ -87,13 +94,18 @@ def one_story(model, feeds, sample: int, work: Path) -> tuple[str | None, str | 
     return built, file, f"exit {proc.returncode}"
 
 
-def right(ans: dict, got: dict) -> bool:
+def grade(ans: dict, got: dict) -> str:
+    """right: a healthy candidate neither flagged nor refused, a broken one's root cause among the nodes that alone
+    bring its decisions back; partial: a broken one flagged at another root (or where none alone brings them
+    back); wrong: a false alarm, a refusal, a broken one passed."""
     if ans["healthy"]:
-        return got["outcome"] in ("within_precision", "degraded")
+        return "right" if got["outcome"] in ("within_precision", "degraded") else "wrong"
     if got["outcome"] in ("refused", "within_precision", "not_run_as_asked", None):
-        return False
+        return "wrong"
     probe = got.get("root_cause") or ""  # a node's output tensor (`<node>_output_0`, as exporters name them)
-    return any(probe == r or probe.startswith(f"{r}_output_") or probe == f"{r}_Output" for r in ans["restoring"])
+    hit = any(probe == r or probe.startswith(f"{r}_output_") or probe == f"{r}_Output" or got.get("node") == r
+              for r in ans["restoring"])
+    return "right" if hit else "partial"
 
 
 def main(argv=None) -> int:
@@ -102,10 +114,13 @@ def main(argv=None) -> int:
     ap.add_argument("--candidates", default="fp16,int8")
     ap.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "trained_corpus")
     ap.add_argument("--answers", type=Path, default=None, help="write the right answers found here")
+    ap.add_argument("--at", type=Path, default=ROOT, help="run the cp_debug of this checkout (its package's parent)")
+    ap.add_argument("--stored", action="store_true", help="take the right answers stored (no intervention run)")
     ap.add_argument("--no-cpdebug", action="store_true", help="the right answers only")
     args = ap.parse_args(argv)
+    AT[0] = args.at.resolve()
     known = json.loads(ANSWERS.read_text()) if ANSWERS.exists() else {}
-    found, rows = {}, []
+    found, rows, table = {}, [], []
     for name in args.models.split(","):
         spec = MODELS[name]
         model = spec.model()
@@ -113,7 +128,8 @@ def main(argv=None) -> int:
         feeds = spec.samples(ref_run)
         ref = spec.decisions(ref_run, feeds)
         for kind in args.candidates.split(","):
-            ans = right_answer(spec, kind, model, feeds, ref)
+            key = f"{name}/{kind}"
+            ans = known[key] if args.stored and key in known else right_answer(spec, kind, model, feeds, ref)
             found[f"{name}/{kind}"] = ans
             was = known.get(f"{name}/{kind}")
             same = "" if was is None else (" (as stored)" if was["healthy"] == ans["healthy"] else " (STORED DIFFERS)")
@@ -122,19 +138,26 @@ def main(argv=None) -> int:
             row = f"{name:11s} {kind:5s} right answer: {what}{same}"
             if not args.no_cpdebug:
                 got = bisect(spec, kind, model, feeds, ans["sample"], args.out / name / kind)
-                ok = right(ans, got)
+                mark = grade(ans, got)
                 row += (f"\n{'':17s} cp_debug: {got['outcome']} (exit {got['exit']}), root cause {got['root_cause']}"
-                        f" — {'RIGHT' if ok else 'WRONG'}\n{'':17s} {got['said']}")
-                rows.append(ok)
+                        f" — {mark.upper()}\n{'':17s} {got['said']}")
+                rows.append(mark == "right")
+                table.append(f"| {name} × {kind} | {what} | {got['outcome']}, exit {got['exit']}, root "
+                             f"`{got['root_cause']}` | {mark} |")
                 if kind == "int8":
                     built, file, code = one_story(model, feeds, ans["sample"], args.out / name / "one_story")
+                    same = built == file and code in ("exit 0", "exit 1")  # both refused is no story
                     row += (f"\n{'':17s} one story per quantization ({code}): built-in {built}, the same as a "
-                            f"file {file} — {'SAME' if built == file else 'DIFFERENT'}")
-                    rows.append(built == file)
+                            f"file {file} — {'SAME' if same else 'DIFFERENT'}")
+                    rows.append(same)
+                    table.append(f"| {name} × int8 one story | built-in and `ort@DIR` name one root | {built} / "
+                                 f"{file} ({code}) | {'right' if same else 'wrong'} |")
             print(row, flush=True)
     if args.answers:
-        args.answers.write_text(json.dumps(found, indent=1) + "\n")
+        args.answers.write_text(json.dumps({**known, **found}, indent=1) + "\n")  # the models not run stay as stored
     if rows:
+        print("\n| model × candidate | right answer (intervention) | cp_debug | |\n|---|---|---|---|")
+        print("\n".join(table))
         print(f"scorecard: {sum(rows)} of {len(rows)} right")
     return 0
 

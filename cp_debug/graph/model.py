@@ -141,11 +141,13 @@ def cleanup(graph: "gs.Graph") -> "gs.Graph":
 
 
 def static_dims(ty: "onnx.TypeProto") -> tuple[int | None, ...] | None:
-    """A tensor type's dimensions, None for each one left open; None where the type has no shape at all."""
+    """A tensor type's dimensions, None for each one left open; None where the type has no shape at all. A
+    dim_value below 1 is open too: paddle2onnx and tf2onnx write a dynamic batch as -1 (ONNX Runtime runs any size
+    there; PaddleOCR's classifier's `x` is [-1, 3, ?, ?])."""
     tt = ty.tensor_type
     if not tt.HasField("shape"):
         return None
-    return tuple(d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim)
+    return tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tt.shape.dim)
 
 
 def infer_types(model: "onnx.ModelProto") -> "onnx.ModelProto":

@@ -134,7 +134,132 @@ class NudeNet:
         return tuple(sorted((int(cls[keep[k]]), *np.round(xywh[k] / 8).astype(int).tolist()) for k in chosen))
 
 
-MODELS = {m.name: m for m in (SileroVad(), NudeNet())}
+def _page(lines, size, font_size: int, at=(12, 14), step: int = 40):
+    """Printed text as a page (matplotlib's DejaVu Sans, the font its wheel ships, on an off-white page)."""
+    import matplotlib
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"), font_size)
+    im = Image.new("RGB", size, (250, 248, 240))
+    for k, line in enumerate(lines):
+        ImageDraw.Draw(im).text((at[0], at[1] + k * step), line, fill=(20, 20, 30), font=font)
+    x = (np.asarray(im, np.float32) / 255.0 - 0.5) / 0.5  # rapidocr's normalisation (mean 0.5, std 0.5)
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+
+
+OCR_WHEEL, OCR_LINES = "rapidocr-onnxruntime", ("Grace Hopper 1906", "COBOL compiler", "Navy 42.7 km", "FLOW-MATIC")
+
+
+@dataclass
+class RapidOcrDet:
+    """rapidocr-onnxruntime 1.4 (`models/ch_PP-OCRv4_det_infer.onnx`): PaddleOCR's PP-OCRv4 DB text detector
+    converted from Paddle (paddle2onnx). Decision: its text boxes (the probability map at 0.3, a region kept where
+    its mean score is ≥ 0.5 — rapidocr's thresh and box_thresh —, its bounding box rounded to 8 px)."""
+
+    name: str = "rapidocr-det"
+
+    def model(self):
+        import onnx
+
+        return onnx.load(wheel_file(OCR_WHEEL, "rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx"))
+
+    def samples(self, run) -> list[dict]:
+        return [{"x": _page(OCR_LINES[:3], (320, 160), 22)}, {"x": _page(OCR_LINES[1:], (320, 160), 26)}]
+
+    def decisions(self, run, feeds) -> list:
+        return [self.boxes(run(f)[0]) for f in feeds]
+
+    @staticmethod
+    def boxes(prob, thresh: float = 0.3, box_thresh: float = 0.5) -> Boxes:
+        from scipy import ndimage
+
+        p = np.asarray(prob, np.float32)[0, 0]
+        lab, _ = ndimage.label(p > thresh)
+        found = []
+        for k, sl in enumerate(ndimage.find_objects(lab), 1):
+            if min(s.stop - s.start for s in sl) >= 3 and float(p[lab == k].mean()) >= box_thresh:
+                found.append((sl[0].start, sl[1].start, sl[0].stop, sl[1].stop))
+        return Boxes(sorted(found))
+
+
+class Boxes(tuple):
+    """Text boxes (y0, x0, y1, x1), one decision: the same boxes where each matches one of the other's at IoU ≥ 0.7
+    (a box a pixel wider crops the same text for the recogniser; one lost, split or merged does not)."""
+
+    def __eq__(self, other) -> bool:
+        if len(self) != len(other):
+            return False
+        left = list(other)
+        for a in self:
+            best = max(left, key=lambda b: _iou(a, b))
+            if _iou(a, best) < 0.7:
+                return False
+            left.remove(best)
+        return True
+
+    def __ne__(self, other) -> bool:  # tuple's own __ne__ would compare the pixels
+        return not self == other
+
+    __hash__ = tuple.__hash__
+
+
+def _iou(a, b) -> float:
+    inter = max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    area = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / max(area, 1)
+
+
+@dataclass
+class RapidOcrCls:
+    """rapidocr-onnxruntime 1.4 (`models/ch_ppocr_mobile_v2.0_cls_infer.onnx`): PaddleOCR's text-orientation
+    classifier (MobileNetV3, BatchNorms kept), converted from Paddle. Decision: the crop is turned (label '180' at
+    a score above rapidocr's cls_thresh 0.9) or not."""
+
+    name: str = "rapidocr-cls"
+
+    def model(self):
+        import onnx
+
+        return onnx.load(wheel_file(OCR_WHEEL, "rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx"))
+
+    def samples(self, run) -> list[dict]:
+        lines = [_page([line], (192, 48), 20, at=(4, 12)) for line in OCR_LINES]
+        return [{"x": x} for line in lines for x in (line, np.ascontiguousarray(line[:, :, ::-1, ::-1]))]
+
+    def decisions(self, run, feeds) -> list:
+        out = []
+        for f in feeds:
+            p = np.asarray(run(f)[0])[0]
+            out.append(bool(p.argmax() == 1 and p[1] > 0.9))
+        return out
+
+
+@dataclass
+class RapidOcrRec:
+    """rapidocr-onnxruntime 1.4 (`models/ch_PP-OCRv4_rec_infer.onnx`): PaddleOCR's PP-OCRv4 SVTR text recogniser
+    converted from Paddle (convs, a transformer block with LayerNorms written as ops, CTC). Decision: the text read
+    (greedy CTC over the file's own character list, its metadata `character`)."""
+
+    name: str = "rapidocr-rec"
+
+    def model(self):
+        import onnx
+
+        return onnx.load(wheel_file(OCR_WHEEL, "rapidocr_onnxruntime/models/ch_PP-OCRv4_rec_infer.onnx"))
+
+    def samples(self, run) -> list[dict]:
+        return [{"x": _page([line], (320, 48), 24, at=(6, 10))} for line in OCR_LINES]
+
+    def decisions(self, run, feeds) -> list:
+        chars = [""] + next(p.value for p in self.model().metadata_props if p.key == "character").splitlines() + [" "]
+        out = []
+        for f in feeds:
+            idx = np.asarray(run(f)[0])[0].argmax(1)
+            out.append("".join(chars[i] for k, i in enumerate(idx) if i and (k == 0 or i != idx[k - 1])))
+        return out
+
+
+MODELS = {m.name: m for m in (SileroVad(), NudeNet(), RapidOcrDet(), RapidOcrCls(), RapidOcrRec())}
 
 
 # -- candidates and interventions -----------------------------------------------------------------------------
@@ -153,10 +278,31 @@ def fp16(model, keep=()):
     # the Casts kept as they are: the converter retypes a Cast's output without its `to` (onnxconverter-common's
     # "does not match expected type" on silero-vad's STFT), its documented cure
     casts = [n.name for n in model.graph.node if n.op_type == "Cast"]
-    return float16.convert_float_to_float16(model, keep_io_types=True, node_block_list=casts + list(keep))
+    out = float16.convert_float_to_float16(model, keep_io_types=True, node_block_list=casts + list(keep))
+    return _own_constants(model, out, keep)
 
 
-def int8(model, calib, keep=()):
+def _own_constants(model, out, keep):
+    """A node kept in FP32 keeps its own constants in FP32: the converter casts them back from float16 (clamped at
+    65504), so PaddleOCR's detector's BatchNorm kept out of FP16 still read its running variance 9.79e7 as 65504."""
+    from onnx import numpy_helper
+
+    consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    consts.update({n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in model.graph.node
+                   if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"})
+    was = {n.name: list(n.input) for n in model.graph.node if n.name in set(keep)}
+    for n in out.graph.node:
+        for k, name in enumerate(was.get(n.name, ())):
+            value = consts.get(name)
+            if value is not None and value.dtype == np.float32 and n.input[k] != name:
+                n.input[k] = f"{n.name}_own_fp32_{k}"
+                out.graph.initializer.append(numpy_helper.from_array(value, n.input[k]))
+    return out
+
+
+def int8(model, calib, keep=(), cache: Path | None = None):
+    """ORT's quantize_static, Q/DQ, its defaults; `cache` (ORT's calibration_cache_path) calibrates once for the
+    interventions: nodes_to_exclude does not change the ranges it measures."""
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
 
@@ -170,12 +316,13 @@ def int8(model, calib, keep=()):
     with tempfile.TemporaryDirectory() as d:
         src, dst = Path(d) / "fp32.onnx", Path(d) / "int8.onnx"
         onnx.save(model, src)
-        quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, nodes_to_exclude=list(keep))
+        quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, nodes_to_exclude=list(keep),
+                        **({} if cache is None else {"calibration_cache_path": str(cache)}))
         return onnx.load(dst)
 
 
-def make(kind: str, model, calib, keep=()):
-    return fp16(model, keep) if kind == "fp16" else int8(model, calib, keep)
+def make(kind: str, model, calib, keep=(), cache: Path | None = None):
+    return fp16(model, keep) if kind == "fp16" else int8(model, calib, keep, cache)
 
 
 def touched(kind: str, model, cand) -> list[str]:
@@ -192,17 +339,30 @@ def touched(kind: str, model, cand) -> list[str]:
 
 def right_answer(spec, kind: str, model, feeds, ref) -> dict:
     calib = feeds[:: max(1, len(feeds) // 8)]
-    cand = make(kind, model, calib)
+    cache = Path(tempfile.mkdtemp(prefix="trained_corpus.")) / "calib.json"
+    cand = make(kind, model, calib, cache=cache)
     got = spec.decisions(session(cand), feeds)
     moved = [k for k, (a, b) in enumerate(zip(ref, got)) if a != b]
     if not moved:
         return {"healthy": True, "moved": 0, "of": len(ref), "restoring": [], "sample": 0}
-    restoring = []
-    for name in touched(kind, model, cand):
+
+    def restores(names) -> bool:
         try:
-            fixed = spec.decisions(session(make(kind, model, calib, [name])), feeds)
-        except Exception:  # noqa: BLE001 - a node the converter cannot keep apart: no intervention there
-            continue
-        if fixed == ref:
-            restoring.append(name)
+            return spec.decisions(session(make(kind, model, calib, list(names), cache)), feeds) == ref
+        except Exception:  # noqa: BLE001 - nodes the converter cannot keep apart: no intervention there
+            return False
+
+    def alone(names: list[str]) -> list[str]:
+        """The nodes of `names` that alone restore every decision, by halves: a half none of whose nodes kept out
+        together restores the decisions holds no node that does alone (keeping more out brings the candidate
+        nearer FP32); each one named is checked alone."""
+        if len(names) == 1:
+            return names if restores(names) else []
+        if not restores(names):
+            return []
+        half = len(names) // 2
+        return alone(names[:half]) + alone(names[half:])
+
+    names = touched(kind, model, cand)
+    restoring = alone(names) if len(names) > 64 else [n for n in names if restores([n])]
     return {"healthy": False, "moved": len(moved), "of": len(ref), "restoring": restoring, "sample": moved[0]}

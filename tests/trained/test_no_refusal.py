@@ -85,3 +85,26 @@ def test_a_scalar_inputs_calibration_samples_stay_arrays(tmp_path):
     np.savez(tmp_path / "c.npz", x=np.ones((3, 1, 8), np.float32), sr=np.full(3, 16000, np.int64))
     feeds, _ = calibration_feeds([tmp_path / "c.npz"], one, "model.onnx", "model.onnx takes")
     assert len(feeds) == 3 and all(isinstance(f["sr"], np.ndarray) and f["sr"].shape == () for f in feeds)
+
+
+def test_a_dim_written_as_minus_one_is_open():
+    """paddle2onnx (and tf2onnx) write a dynamic batch as dim_value -1: PaddleOCR's classifier's `x` is
+    [-1, 3, ?, ?]. ONNX Runtime runs any batch there; a [1, 3, 48, 192] sample was refused, exit 2 ("input 'x' has
+    shape [1, 3, 48, 192], but model.onnx expects [-1, 3, '?', '?']")."""
+    from cp_debug.bisect.subjects.feeds import match_inputs
+    from cp_debug.errors import BadInputError
+    from cp_debug.graph.model import static_dims
+
+    model = conv_model()
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    dims[0].dim_value, dims[2].dim_param, dims[3].dim_param = -1, "h", "w"
+    want = static_dims(model.graph.input[0].type)
+    assert want == (None, 3, None, None)
+    x = np.zeros((1, 3, 48, 192), np.float32)
+    assert match_inputs({"x": x}, ("x",), {"x": want}, "model.onnx")["x"] is x
+    try:
+        match_inputs({"x": np.zeros((1, 4, 48, 192), np.float32)}, ("x",), {"x": want}, "model.onnx")
+    except BadInputError as e:  # a fixed dim that differs is still refused
+        assert "expects ['?', 3, '?', '?']" in str(e), e
+    else:
+        raise AssertionError("a sample of 4 channels for a model of 3 was accepted")

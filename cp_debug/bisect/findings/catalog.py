@@ -123,7 +123,7 @@ class ConstantRange:
     role: Role = Role.WHY
 
     def applies(self, c: Candidate) -> bool:
-        return c.ran and c.precision == "fp16" and c.spec.runs_onnx and not c.own_files
+        return c.ran and c.precision == "fp16" and c.spec.runs_onnx
 
     def examine(self, seg: Segment) -> Finding | None:
         from cp_debug.bisect.findings.constant_range import constant_out_of_range

@@ -10,7 +10,7 @@ FP32 — the keep set the intervention runs to the outputs (`intervention.py`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -30,11 +30,14 @@ class ConstantOutOfRange:
     role: str
     value: float  # its largest |x|
     count: int  # its elements beyond the range
+    index: int = -1  # the node's input it is
+    where: str | None = None  # read from the subject's graph: what a user's file holds in its place
 
     def text(self) -> str:
         stat = "a statistic" if "running" in self.role else "a constant"
         return (f"{stat} beyond float16's range at {self.op} '{self.node}': its {self.role} '{self.name}' reaches "
-                f"|x| = {self.value:.3g} > {FP16_MAX:g} ({self.count} element(s)): Inf in FP16, and what the node "
+                f"|x| = {self.value:.3g} > {FP16_MAX:g} ({self.count} element(s)): "
+                f"{'Inf in FP16' if self.where is None else self.where}, and what the node "
                 f"computes from it is no rounding; keep '{self.node}' in FP32 (--keep-fp32 {self.node}) or fold it "
                 "into its neighbour before the conversion")
 
@@ -42,12 +45,46 @@ class ConstantOutOfRange:
 def constant_out_of_range(run, state, stage: int, probe: str) -> ConstantOutOfRange | None:
     """The largest constant beyond float16's range that `probe`'s nodes read, else None."""
     from cp_debug.bisect.cures.restore import own_nodes
-    from onnx import numpy_helper
 
     own = own_nodes(run, state, probe)
     if own is None:
         return None
     model, mine = own
+    found = _largest(model, mine)
+    if state.label in getattr(run, "deployed", {}):
+        # a user's FP16 file holds the constant as its converter wrote it: onnxconverter-common clamps it to its
+        # max_finite_val (PaddleOCR's detector's running variance 9.79e7 → 1e4, no Inf to see): the subject's graph,
+        # whose nodes the file's keep by name, holds the value the training left
+        ref = _largest(run.subject.stages[stage].onnx(), mine)
+        held = _held(model, ref.node, ref.index) if ref is not None else None
+        if ref is not None and (found is None or ref.value > found.value) and not (held or 0) > FP16_MAX:
+            # (a file that keeps the value whole kept its node in FP32: not this cause)
+            found = replace(ref, where=None if held is None else "Inf in the file" if not np.isfinite(held) else
+                            f"the file holds it clamped to {held:.4g} (its converter's bound)")
+    return found
+
+
+def _held(model, node: str, k: int) -> float | None:
+    """The largest |x| a file's node `node` reads at input `k`, through the Casts a converter put before it."""
+    from onnx import numpy_helper
+
+    made = {o: n for n in model.graph.node for o in n.output}
+    inits = {i.name: i for i in model.graph.initializer}
+    at = next((n for n in model.graph.node if n.name == node), None)
+    if at is None or k < 0 or k >= len(at.input):
+        return None
+    name = at.input[k]
+    while name in made and made[name].op_type == "Cast":
+        name = made[name].input[0]
+    t = inits.get(name)
+    if t is None and name in made and made[name].op_type == "Constant":
+        t = next((a.t for a in made[name].attribute if a.name == "value"), None)
+    return None if t is None else float(np.abs(numpy_helper.to_array(t).astype(np.float64)).max())
+
+
+def _largest(model, mine: set[str]) -> ConstantOutOfRange | None:
+    from onnx import numpy_helper
+
     consts = {i.name: i for i in model.graph.initializer}
     consts.update({o: a.t for n in model.graph.node if n.op_type == "Constant" for a in n.attribute
                    if a.name == "value" for o in n.output})
@@ -66,5 +103,5 @@ def constant_out_of_range(run, state, stage: int, probe: str) -> ConstantOutOfRa
             if big.size and float(big.max()) > FP16_MAX and (found is None or big.max() > found.value):
                 role = "fill" if k == -1 else _ROLES.get(node.op_type, {}).get(k, f"input {k}")
                 found = ConstantOutOfRange(node.name, node.op_type, x if isinstance(x, str) else f"{node.name}.value",
-                                           role, float(big.max()), int((big > FP16_MAX).sum()))
+                                           role, float(big.max()), int((big > FP16_MAX).sum()), k)
     return found

@@ -111,12 +111,22 @@ def flips(run: "RunState", stage: int, ref: Mapping[str, np.ndarray], out: Mappi
 
 
 def decided_outputs(stage) -> dict[str, str]:
-    """A stage's (`subjects.subject.Stage`) outputs written by a Sigmoid or a Softmax node: output name -> op."""
+    """A stage's (`subjects.subject.Stage`) outputs written by a Sigmoid or a Softmax node, through Identities
+    (paddle2onnx writes PaddleOCR's classifier's `save_infer_model/scale_0.tmp_1` as an Identity of its Softmax):
+    output name -> op."""
     model = stage.onnx_model  # never exported for this: a torch-only run reads no op
     if model is None:
         return {}
-    writers = {t: n.op_type for n in model.graph.node for t in n.output}
-    return {n: writers[n] for n in stage.output_names if writers.get(n) in ("Sigmoid", "Softmax")}
+    writers = {t: n for n in model.graph.node for t in n.output}
+
+    def op(name: str) -> str | None:
+        seen = set()
+        while (n := writers.get(name)) is not None and n.op_type == "Identity" and name not in seen:
+            seen.add(name)
+            name = n.input[0]
+        return n.op_type if n is not None else None
+
+    return {n: o for n in stage.output_names if (o := op(n)) in ("Sigmoid", "Softmax")}
 
 
 def record_flips(run: "RunState", states: list, cand_up: Mapping[str, Mapping[str, np.ndarray]]) -> None:
