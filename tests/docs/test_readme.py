@@ -19,8 +19,11 @@ def test_the_readme_is_short_and_keeps_the_two_commands():
     # issue 117: without a GPU, the CPU-only torch comes first (PyPI's default wheel brings 4 GB of CUDA)
     cpu_first = README.index("--index-url https://download.pytorch.org/whl/cpu")
     assert cpu_first < README.index("pip install -e . && cpdebug")
-    assert ('pip install -e \'.[test,eval]\' && pip install --no-deps nuscenes-devkit==1.2.0 && python -m pytest -n 2 '
+    no_deps = "nuscenes-devkit==1.2.0 rapidocr-onnxruntime==1.4.4"
+    assert (f'pip install -e \'.[test,eval]\' && pip install --no-deps {no_deps} && python -m pytest -n 2 '
             '--dist loadfile -m "not gpu and not trt and not long"') in README
+    ci = (Path(__file__).parents[2] / ".ci" / "run").read_text()  # the CI installs what the README's command does
+    assert all(f"'{p}'" in ci for p in no_deps.split()), no_deps
 
 
 def test_the_readme_says_what_ran_where_first_and_shows_a_failing_run():
