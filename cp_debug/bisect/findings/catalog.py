@@ -44,6 +44,20 @@ def _tried(found) -> tuple:
     return (at,) if at is not None else ()
 
 
+def _verified_keep(seg: Segment, p, why) -> tuple:
+    """An FP16 / BF16 segment's keep set verified on its segment (`segment_why.SegmentWhy`), offered to the
+    intervention not yet run at the outputs — (Restoration, None): `intervention.settle` runs it where it could be
+    the smaller cure — so that the hint's verified keep set and the confirmation name one keep set."""
+    state = seg.state
+    if not (getattr(why, "verified", None) and getattr(why, "keep", ()) and state.spec.precision in ("fp16", "bf16")
+            and state.spec.runs_onnx and state.spec.onnx_dir is None and getattr(why, "lane", None) is None):
+        return ()
+    from cp_debug.bisect.cures.restore import KEEP, Restoration
+
+    source = "the overflow's keep set" if why.finding.kind == "overflow" else "the segment's verified keep set"
+    return ((Restoration(p.name, p.stage, KEEP, nodes=tuple(why.keep), source=source), None),)
+
+
 # -- where ----------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class MeasuredChoice:
@@ -172,7 +186,8 @@ class SegmentWhy:
             return None
         from cp_debug.bisect.findings.owner_cause import owner
 
-        return Finding(self.fault, self.role, p.name, why.text(), owner=owner(p.name, why), detail=why)
+        return Finding(self.fault, self.role, p.name, why.text(), owner=owner(p.name, why), detail=why,
+                       restores=_verified_keep(seg, p, why))
 
 
 @dataclass(frozen=True)

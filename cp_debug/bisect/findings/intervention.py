@@ -106,12 +106,16 @@ class Intervention:
         if c is None or at is None or any(x.probe == at for x in c.restored):
             return ""
         own = [t for t in self.tried if len(t.restored) == 1 and t.restored[0].probe == at]
-        held = " (it holds the root cause)" if at.startswith(f"{c.restored[0].probe}.") else ""
+        what = ", ".join(x.probe for x in c.restored)  # the cure: one restoration, or a set restored together
+        what = f"the set {what}" if len(c.restored) > 1 else what
+        holder = next((x.probe for x in c.restored if at.startswith(f"{x.probe}.")), None)
+        held = "" if holder is None else " (it holds the root cause)" if len(c.restored) == 1 else \
+            f" ({holder} holds the root cause)"
         if not own:
             return (f"; the root cause {at} could not be restored alone (no node of its own in the graph): "
-                    f"the outputs come back with {c.restored[0].probe} restored{held}")
+                    f"the outputs come back with {what} restored{held}")
         return (f"; the root cause {at} restored alone leaves the outputs at {own[-1].after.ratio:.3g}× their "
-                f"budget: they come back only with {c.restored[0].probe} restored{held}")
+                f"budget: they come back only with {what} restored{held}")
 
     def to_json(self) -> dict:
         c = self.cure
@@ -192,7 +196,18 @@ def settle(run: "RunState", state: "CandidateState", root: str | None, module: s
     target = module or root
     t0 = time.perf_counter()
     seen = {t.restored for t in found.tried}
-    new = [Tried((r,), err) for r, err in offered if r.stage == found.stage and (r,) not in seen]
+    new = [Tried((r,), err) for r, err in offered if err is not None and r.stage == found.stage and (r,) not in seen]
+    c = found.cure
+    size = len([n for x in c.restored for n in x.nodes]) if c is not None else None
+    for r, _ in (x for x in offered if x[1] is None and x[0].stage == found.stage and (x[0],) not in seen):
+        if c is not None and len(c.restored) == 1 and c.restored[0].probe == r.probe:
+            continue  # the confirmation restores this root already: one story
+        if size is None or len(r.nodes) < size:  # a keep set verified on its segment only: run where it could cure
+            try:                                 # with fewer nodes than the confirmation (one run of the stage)
+                new.append(Tried((r,), output_error(run, state, found.stage, run_restored(run, state, found.stage,
+                                                                                          [r]))))
+            except Exception as err:  # noqa: BLE001 - the confirmation stands where the keep set cannot be run
+                run.warnings.append(f"{state.label}: {r.words()} was not run at the outputs: {err}")
     if not any(t.after.back for t in new) and not any(
             len(t.restored) == 1 and t.restored[0].probe == target and (t.after.back or t.restored[0].segment)
             for t in found.tried):
