@@ -185,7 +185,7 @@ def _side_by_side(run: RunState, spec, model, types, inits, cuts: list, feed_of,
     # on the host, a share of the store's memory budget (--memory-budget 0: every segment alone, as it was)
     budget = (max(SIDE_BY_SIDE_MIN_BYTES, _device_share(run) // SIDE_BY_SIDE_SHARE) if on_device
               else run.store.budget // SIDE_BY_SIDE_SHARE)
-    for group in side_by_side_groups([c for _, _, c in cuts], sizes, budget):
+    for group in side_by_side_groups([c for _, _, c in cuts], sizes, budget, model):
         members = [by_index[seg.index] for seg in group]
         if len(members) == 1:
             alone += members
