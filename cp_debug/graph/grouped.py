@@ -168,7 +168,7 @@ def _computed_as(model: onnx.ModelProto | None, seg: Segment, table: dict) -> di
     nodes, boundary = model.graph.node, set(seg.inputs)
     made: dict[str, tuple[int, int]] = {}
     out: dict[int, int] = {}
-    for k in sorted(seg.nodes):  # graph order: a node's producers come first
+    for k in seg.nodes:  # in execution order: a node's producers come first
         reads = tuple(("cut", t) if t in boundary else made.get(t, ("outer", t)) for t in node_reads(nodes[k]))
         out[k] = table.setdefault((k, reads), len(table))
         made.update((t, (out[k], j)) for j, t in enumerate(nodes[k].output) if t)
