@@ -12,9 +12,11 @@ build on it. A user's repro script (`bugreport/_repro_template.py`) is written f
 
 from __future__ import annotations
 
+import os
 from typing import Any, Mapping, Sequence
 
 WEIGHTS_FOLDER = "session.model_external_initializers_file_folder_path"  # where relative external data is read
+_LOADED: dict[str, tuple[int, int]] = {}  # a file's real path → (size, mtime) when a CPU session of its path loaded
 
 
 def session_options(*, level: str | None = None, threads: int | None = None, inter_threads: int | None = None,
@@ -58,5 +60,28 @@ def open_session(src: bytes | str, so=None, providers: Sequence = ("CPUExecution
     user's model from the machine (`backends/ort/ort_session.ort_errors`)."""
     import onnxruntime as ort
 
-    return ort.InferenceSession(src, sess_options=so if so is not None else session_options(),
+    sess = ort.InferenceSession(src, sess_options=so if so is not None else session_options(),
                                 providers=list(providers), **kwargs)
+    if isinstance(src, (str, os.PathLike)) and all(_name(p) == "CPUExecutionProvider" for p in providers):
+        _LOADED[os.path.realpath(src)] = _stamp(src)
+    return sess
+
+
+def loaded_as_written(path: str | os.PathLike) -> bool:
+    """Did this process already make a CPU session from the file at `path` itself (its path: the bytes on disk,
+    external data beside them, nothing re-encoded), the file unchanged since? Then ONNX Runtime loads it as written,
+    and a load check (`backends/ort/ort_load.py`) need not make a second session of it (issue 116 item 5: the
+    `--generate` decodes load both files first)."""
+    try:
+        return _LOADED.get(os.path.realpath(path)) == _stamp(path)
+    except OSError:
+        return False
+
+
+def _stamp(path: str | os.PathLike) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns
+
+
+def _name(provider) -> str:
+    return provider if isinstance(provider, str) else provider[0]

@@ -134,23 +134,45 @@ def static_types(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> 
     return tensor_types(m)
 
 
-def side_by_side_groups(segments: list[Segment], sizes: dict[str, int], budget_bytes: int) -> list[list[Segment]]:
+def side_by_side_groups(segments: list[Segment], sizes: dict[str, int], budget_bytes: int,
+                        model: onnx.ModelProto | None = None) -> list[list[Segment]]:
     """`segments` (cuts of one graph, each from its own boundary) in groups that `side_by_side` can join, first fit
     in order: no node in two members of a group (cuts that share a node go to different groups), the members'
-    outputs within `budget_bytes` (`sizes`: bytes by tensor; a segment over the budget is a group of its own)."""
-    groups: list[tuple[list[Segment], set[int], list[int]]] = []  # members, their nodes, [bytes]
+    outputs within `budget_bytes` (`sizes`: bytes by tensor; a segment over the budget is a group of its own). With
+    `model` (the graph they are cut from), a node two members share computes the same in both where everything above
+    it in each is the same nodes from the same boundary tensors (`_computed_as`): it is run once for both, no
+    conflict (a decoder's mask subgraph, its residual chain of SkipLayerNorms, a GroupQueryAttention whose output and
+    KV cache are three probes: 72 sessions of a 24-layer LLM's local errors, one each, before)."""
+    table: dict = {}
+    groups: list[tuple[list[Segment], dict[int, int], list[int]]] = []  # members, their nodes' computations, [bytes]
     for seg in segments:
         b = sum(sizes.get(t, 0) for t in seg.outputs)
-        nodes = set(seg.nodes)
+        nodes = _computed_as(model, seg, table)
         for members, used, size in groups:
-            if size[0] + b <= budget_bytes and not used & nodes:
+            if size[0] + b <= budget_bytes and all(used.get(k, c) == c for k, c in nodes.items()):
                 members.append(seg)
-                used |= nodes
+                used.update(nodes)
                 size[0] += b
                 break
         else:
-            groups.append(([seg], nodes, [b]))
+            groups.append(([seg], dict(nodes), [b]))
     return [members for members, _, _ in groups]
+
+
+def _computed_as(model: onnx.ModelProto | None, seg: Segment, table: dict) -> dict[int, int]:
+    """Each node of `seg` → the id of what it computes there (`table`, shared by the segments of one graph: the node,
+    and for each tensor it reads, the boundary tensor, or the id of the node in `seg` making it, or the tensor from
+    outside: an initializer); without `model`, an id of its own per segment (a shared node always a conflict)."""
+    if model is None:
+        return {k: -1 - seg.index for k in seg.nodes}
+    nodes, boundary = model.graph.node, set(seg.inputs)
+    made: dict[str, tuple[int, int]] = {}
+    out: dict[int, int] = {}
+    for k in seg.nodes:  # in execution order: a node's producers come first
+        reads = tuple(("cut", t) if t in boundary else made.get(t, ("outer", t)) for t in node_reads(nodes[k]))
+        out[k] = table.setdefault((k, reads), len(table))
+        made.update((t, (out[k], j)) for j, t in enumerate(nodes[k].output) if t)
+    return out
 
 
 def side_by_side(model: onnx.ModelProto, members: list[Segment], inputs: dict, types: dict[str, onnx.TypeProto],
@@ -159,14 +181,19 @@ def side_by_side(model: onnx.ModelProto, members: list[Segment], inputs: dict, t
     tensor `t` reads the graph input `t::cut` (so a member never reads what another one computed, and one run on
     the reference's values gives every member's local value); outputs are the members' targets. `inputs` maps each
     boundary tensor to what will feed it (anything with a numpy `dtype` and a `shape`); output types come from
-    `types` (the whole graph's), else float32 of `output_shapes`. Members must share no node
-    (`side_by_side_groups`) and hold no subgraph reading a boundary tensor (renaming inputs cannot reach it)."""
+    `types` (the whole graph's), else float32 of `output_shapes`. Members share a node only where it computes the
+    same in each (`side_by_side_groups` with the model: it is run once) and hold no subgraph reading a boundary
+    tensor (renaming inputs cannot reach it)."""
     nodes = model.graph.node
     body: list[onnx.NodeProto] = []
     cut_inputs: list[str] = []
+    emitted: set[int] = set()  # a node members share (the same computation in each: side_by_side_groups) once
     for seg in members:
         boundary = set(seg.inputs)
         for k in seg.nodes:
+            if k in emitted:
+                continue
+            emitted.add(k)
             node = onnx.NodeProto()
             node.CopyFrom(nodes[k])
             if (set(node_reads(node)) - set(node.input)) & boundary:

@@ -279,3 +279,27 @@ def test_twin_projections_are_scored_within_their_layer_only():
             i = node(a, f"{layer}/mlp/{proj}")
             assert fed(i, node(b, f"{layer}/mlp/gate_proj")) and fed(i, node(b, f"{layer}/mlp/up_proj"))
             assert not fed(i, node(b, f"{other}/mlp/gate_proj")) and not fed(i, node(b, f"{other}/mlp/up_proj"))
+
+
+def test_a_decoded_file_is_not_loaded_a_second_time(tmp_path):
+    """`--generate`'s decodes make their sessions from the files themselves (issue 116 item 5): the same tokens as a
+    session of the model's bytes, and the run's load check of the file then takes that session as its proof (no
+    second one) — a session of the bytes proves nothing of the file, and neither does one of a file changed since."""
+    import os
+    import shutil
+
+    from cp_debug.backends.ort.ort_load import load_refusal
+    from cp_debug.ort_sessions import loaded_as_written
+
+    folder = tmp_path / "int4"
+    shutil.copytree(LLM / "llama/int4", folder)
+    path = folder / "model.onnx"
+    model = load_onnx(path)
+    dec = DecoderInputs.of(model, path)
+    by_bytes = greedy(model, dec, PROMPT, 4)
+    assert not loaded_as_written(path)
+    assert greedy(model, dec, PROMPT, 4, path=path) == by_bytes
+    assert loaded_as_written(path) and load_refusal(path) is None
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert not loaded_as_written(path)

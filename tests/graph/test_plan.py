@@ -72,3 +72,17 @@ def test_cuts_run_side_by_side_give_each_cut_alone():
     deep = cut_segment(model, ["c"], {"x"}, index=3)
     assert [len(g) for g in side_by_side_groups([cuts[0], deep, cuts[2]], sizes, 1 << 20)] == [2, 1]
     assert [len(g) for g in side_by_side_groups(cuts, sizes, 512)] == [2, 1]
+    # given the model, a node two cuts share that computes the same in both (conv_a from x) is run once for both;
+    # one that reads a boundary in one cut and its own node's tensor in the other (relu_b's a) still splits them
+    shared = [cuts[0], deep, cuts[2]]
+    (group,) = side_by_side_groups(shared, sizes, 1 << 20, model)
+    assert len(group) == 3
+    joined = side_by_side(model, group, {b: ref[b] for c in shared for b in c.inputs}, types, inits, {})
+    assert sum(n.name == "conv_a" for n in joined.graph.node) == 1
+    got = run_ort(joined, {b + CUT_SUFFIX: ref[b] for b in ("x", "a", "c")})
+    for cut in shared:
+        feed = {b: ref[b] for b in cut.inputs}
+        alone = run_ort(segment_model(model, cut, feed, types), feed)
+        for t in cut.outputs:
+            np.testing.assert_array_equal(got[t], alone[t])
+    assert [len(g) for g in side_by_side_groups([cuts[1], deep], sizes, 1 << 20, model)] == [1, 1]

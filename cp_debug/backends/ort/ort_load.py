@@ -45,8 +45,10 @@ def load_refusal(path: str | Path, shown: str | None = None, *, device: str = "c
     from cp_debug.backends.ort.ort_session import ort_errors
     from cp_debug.errors import first_line
 
-    from cp_debug.ort_sessions import open_session, session_options
+    from cp_debug.ort_sessions import loaded_as_written, open_session, session_options
 
+    if loaded_as_written(path):  # a CPU session of this very file already loaded in this run: no second one
+        return None
     try:
         open_session(str(path), session_options(level="ORT_DISABLE_ALL", quiet=True))
     except ort_errors("NotImplemented") as err:

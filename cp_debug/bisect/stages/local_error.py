@@ -185,7 +185,7 @@ def _side_by_side(run: RunState, spec, model, types, inits, cuts: list, feed_of,
     # on the host, a share of the store's memory budget (--memory-budget 0: every segment alone, as it was)
     budget = (max(SIDE_BY_SIDE_MIN_BYTES, _device_share(run) // SIDE_BY_SIDE_SHARE) if on_device
               else run.store.budget // SIDE_BY_SIDE_SHARE)
-    for group in side_by_side_groups([c for _, _, c in cuts], sizes, budget):
+    for group in side_by_side_groups([c for _, _, c in cuts], sizes, budget, _as_it_is(spec, model)):
         members = [by_index[seg.index] for seg in group]
         if len(members) == 1:
             alone += members
@@ -205,6 +205,17 @@ def _side_by_side(run: RunState, spec, model, types, inits, cuts: list, feed_of,
             measured(ps, cut, vals[tensor])
         del vals, feed
     return alone, joined
+
+
+def _as_it_is(spec, model):
+    """`model` where `spec` runs a graph as it is (no precision transform, no float16 storage emulated), else None:
+    then a node members share may be run once for them (`side_by_side_groups`); a transform decides per node from
+    its consumers (an FP16 conversion keeps a node feeding an index in FP32 alone, not beside a float path), so
+    joined through a node, a segment would not run as it does alone."""
+    from cp_debug.backends.graph_loader import PRECISION_TRANSFORMS
+    from cp_debug.precision.half_storage import holds_half_constants
+
+    return model if spec.precision not in PRECISION_TRANSFORMS and not holds_half_constants(model) else None
 
 
 def _session_kw(run: RunState, spec, model) -> dict:

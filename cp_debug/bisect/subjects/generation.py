@@ -49,7 +49,7 @@ def generation_subject(path: str | Path, inputs: str | Path | None, seed: int, n
                             f"{', '.join(given) or 'nothing'})")
     ids = given[IDS]
     ids = np.asarray(ids).reshape(1, -1)
-    ref = greedy(ref_model, dec, ids, n)
+    ref = greedy(ref_model, dec, ids, n, path=path)
     answer = decode_answer(ref, cand_model, cand_dec, cand_path, ids, n, f"the reference's tokens {list(ref.tokens)}")
     return answer.told(onnx_subject(path, None, seed, ids=answer.prefix))
 
@@ -78,7 +78,7 @@ def decode_answer(ref, cand_model, cand_dec, cand_path, ids: np.ndarray, n: int,
     MatMulNBits level that alone cures it (verified against `ref`'s tokens); `first`: the opening line's words."""
     from cp_debug.bisect.subjects.greedy import first_flip, greedy, level4_nodes, level_cures
 
-    flip = first_flip(ref, greedy(cand_model, cand_dec, ids, n))
+    flip = first_flip(ref, greedy(cand_model, cand_dec, ids, n, path=cand_path))
     lines = [f"--generate {n}: {first}"]
     if flip is None:
         lines.append(f"--generate {n}: the candidate ({cand_path}) decodes the same {n} tokens")

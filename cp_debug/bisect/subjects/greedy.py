@@ -23,6 +23,8 @@ import numpy as np
 from cp_debug.bisect.subjects.decoder_feed import IDS, DecoderInputs, decoder_feed
 
 if TYPE_CHECKING:  # pragma: no cover
+    from pathlib import Path
+
     import onnx
 
 INT8_LEVEL = 4  # MatMulNBits accuracy_level: 4 is INT8 activations, 1 FP32 (2 FP16, 3 BF16)
@@ -80,10 +82,12 @@ def _builder_name(node: str) -> str:
 
 
 def greedy(model: "onnx.ModelProto", dec: DecoderInputs, ids: np.ndarray, n: int,
-           against: Sequence[int] | None = None) -> Decode:
+           against: Sequence[int] | None = None, path: "str | Path | None" = None) -> Decode:
     """`n` greedy tokens after the prompt `ids` ([1, S] or [S]) in ONNX Runtime on the CPU; with `against` (the
-    reference's tokens) it stops at the first token that differs (the decode then holds fewer than `n`)."""
-    sess = _session(model)
+    reference's tokens) it stops at the first token that differs (the decode then holds fewer than `n`). `path`: the
+    file `model` was read from, unchanged: its session is made from the file itself, so the run's load check of it
+    (`backends/ort/ort_load.py`) makes no second one."""
+    sess = _session(model, path)
     outs = [o.name for o in sess.get_outputs()]
     prompt = [int(t) for t in np.asarray(ids).reshape(-1)]
     seq, step_ids, cache = list(prompt), list(prompt), None
@@ -172,11 +176,13 @@ def level_cures(model: "onnx.ModelProto", dec: DecoderInputs, ids: np.ndarray, r
     return LevelCure(nodes, tuple(sorted(curing, key=order.__getitem__)), True)
 
 
-def _session(model: "onnx.ModelProto"):
+def _session(model: "onnx.ModelProto", path: "str | Path | None" = None):
     from cp_debug.graph.session import point_at_weights, session_source
     from cp_debug.ort_sessions import open_session, session_options
 
     so = session_options(quiet=True)
+    if path is not None:  # the file as written (its external data read from beside it)
+        return open_session(str(path), so)
     point_at_weights(so, model)
     with session_source(model) as src:
         return open_session(src, so)
