@@ -339,3 +339,25 @@ def fold_initializer_identities(model: "onnx.ModelProto") -> "onnx.ModelProto":
             out.to_constant(np.array(src.values, copy=True))
     cleanup(graph)
     return export_like(graph, model)
+
+
+def constant_tensors(graph: "onnx.GraphProto") -> dict[str, "onnx.TensorProto"]:
+    """The graph's constant values by tensor name: its initializers and its `Constant` nodes' tensors (an
+    initializer's name first, as ONNX Runtime reads a name given twice)."""
+    values = {i.name: i for i in graph.initializer}
+    for n in graph.node:
+        if n.op_type == "Constant" and n.attribute and n.attribute[0].HasField("t"):
+            values.setdefault(n.output[0], n.attribute[0].t)
+    return values
+
+
+def wiring(nodes) -> tuple[dict[str, int], dict[str, list[int]]]:
+    """`nodes` (a graph's, in order) wired by tensor: the index of the node writing each tensor, and the indices of
+    the nodes reading it (an optional input's empty name left out)."""
+    producer = {t: i for i, n in enumerate(nodes) for t in n.output if t}
+    consumers: dict[str, list[int]] = {}
+    for i, n in enumerate(nodes):
+        for t in n.input:
+            if t:
+                consumers.setdefault(t, []).append(i)
+    return producer, consumers

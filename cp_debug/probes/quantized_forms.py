@@ -28,6 +28,7 @@ import onnx
 from onnx import helper
 
 from cp_debug.probes.block_forms import BLOCK_FORMS
+from cp_debug.graph.model import constant_tensors, wiring
 
 # QOperator ops: float op, the slots of their data inputs, the slots of the output's scale and zero point
 _QLINEAR = {
@@ -120,16 +121,8 @@ class _Rewrite:
         self.model = model
         g = model.graph
         self.nodes = list(g.node)
-        self.inits = {i.name: i for i in g.initializer}
-        for n in self.nodes:
-            if n.op_type == "Constant" and n.attribute and n.attribute[0].HasField("t"):
-                self.inits.setdefault(n.output[0], n.attribute[0].t)
-        self.producer = {t: i for i, n in enumerate(self.nodes) for t in n.output if t}
-        self.consumers: dict[str, list[int]] = {}
-        for i, n in enumerate(self.nodes):
-            for t in n.input:
-                if t:
-                    self.consumers.setdefault(t, []).append(i)
+        self.inits = constant_tensors(g)
+        self.producer, self.consumers = wiring(self.nodes)
         self.outputs = {o.name for o in g.output}
         self.drop: set[int] = set()
         self.put: dict[int, list[onnx.NodeProto]] = {}  # node index -> the nodes standing where it stood

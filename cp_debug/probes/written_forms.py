@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import onnx
 from onnx import helper
+from cp_debug.graph.model import constant_tensors, wiring
 
 _THROUGH = frozenset({"QuantizeLinear", "DequantizeLinear", "Cast"})
 
@@ -57,16 +58,8 @@ class _Written:
 class _Index:
     def __init__(self, model: onnx.ModelProto):
         self.nodes = list(model.graph.node)
-        self.producer = {t: i for i, n in enumerate(self.nodes) for t in n.output if t}
-        self.consumers: dict[str, list[int]] = {}
-        for i, n in enumerate(self.nodes):
-            for t in n.input:
-                if t:
-                    self.consumers.setdefault(t, []).append(i)
-        self.values = {i.name: i for i in model.graph.initializer}
-        for n in self.nodes:
-            if n.op_type == "Constant" and n.attribute and n.attribute[0].HasField("t"):
-                self.values[n.output[0]] = n.attribute[0].t
+        self.producer, self.consumers = wiring(self.nodes)
+        self.values = constant_tensors(model.graph)
         self.constant = set(self.values)
         for n in self.nodes:  # computed from constants only (a weight behind its DequantizeLinear)
             if n.op_type != "Constant" and n.input and all(t in self.constant for t in n.input if t):

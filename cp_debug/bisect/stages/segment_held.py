@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
+from cp_debug.graph.model import constant_tensors
 
 _INTEGER = {onnx.TensorProto.INT8: np.int8, onnx.TensorProto.UINT8: np.uint8, onnx.TensorProto.INT16: np.int16,
             onnx.TensorProto.UINT16: np.uint16}
@@ -46,10 +47,7 @@ def held_boundaries(model: onnx.ModelProto, types: dict, known: dict[str, str]) 
     """`known` (tensor -> store key) with each known tensor a DequantizeLinear writes from an integer activation
     also known as that integer tensor (fed quantized: the second dict), and the tensors the file types as integers
     with no way to quantize dropped."""
-    consts = {i.name: i for i in model.graph.initializer}
-    for n in model.graph.node:
-        if n.op_type == "Constant" and n.attribute and n.attribute[0].HasField("t"):
-            consts[n.output[0]] = n.attribute[0].t
+    consts = constant_tensors(model.graph)
     writer = {t: n for n in model.graph.node for t in n.output if t}
     out = {t: k for t, k in known.items() if not _integer(types.get(t))}
     quantize: dict[str, Quantize] = {}
