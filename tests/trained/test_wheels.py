@@ -5,7 +5,6 @@ without cp_debug; stored in tests/data/trained_corpus.json) checked again here."
 from __future__ import annotations
 
 import json
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -16,17 +15,9 @@ ANSWERS = Path(__file__).resolve().parents[1] / "data" / "trained_corpus.json"
 
 @pytest.fixture(scope="module")
 def vad():
-    try:
-        metadata.distribution("silero-vad")
-    except metadata.PackageNotFoundError:
-        pytest.skip("silero-vad is not installed (the test extra installs it)")
-    from tests.trained.corpus import SileroVad, session
+    from tests.trained.corpus import SileroVad, run_of
 
-    spec = SileroVad()
-    model = spec.model()
-    run = session(model)
-    feeds = spec.samples(run)
-    return spec, model, feeds, spec.decisions(run, feeds)
+    return run_of(SileroVad(), "silero-vad")
 
 
 def test_the_wheels_file_runs_as_its_taken_branch(vad):
