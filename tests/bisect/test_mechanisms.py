@@ -12,12 +12,17 @@ from tests.bisect.fp16_statistics import write
 from tests.cli_run import cpdebug
 
 
-def test_a_running_variance_beyond_float16_is_said_as_a_statistic_out_of_range(tmp_path):
-    model, inputs = write(tmp_path)
+def _diverged(tmp_path, model, inputs) -> dict:
+    """`bisect --onnx MODEL --inputs INPUTS -b ort,ort-cpu-fp16`'s JSON report, its exit 1 (diverged) checked."""
     proc = cpdebug("bisect", "--onnx", model, "--inputs", inputs, "-b", "ort,ort-cpu-fp16", "--json",
                    tmp_path / "r.json", "--quiet")
     report = json.loads((tmp_path / "r.json").read_text())
     assert proc.returncode == 1, report["outcome_reasons"]
+    return report
+
+
+def test_a_running_variance_beyond_float16_is_said_as_a_statistic_out_of_range(tmp_path):
+    report = _diverged(tmp_path, *write(tmp_path))
     cause = report["root_cause"]["ort-cpu-fp16"]
     assert cause["probe"] == "bn" and cause["confirmed"] is True, cause
     hint = cause["hint"]
@@ -33,11 +38,7 @@ def test_an_eps_flushed_before_the_log_is_named_at_its_producer_with_the_keep_se
     the Log; keeping the Log alone leaves the Infs (tried at the outputs), the producers with it cure them."""
     from tests.bisect.fp16_flush import write
 
-    model, inputs = write(tmp_path)
-    proc = cpdebug("bisect", "--onnx", model, "--inputs", inputs, "-b", "ort,ort-cpu-fp16", "--json",
-                   tmp_path / "r.json", "--quiet")
-    report = json.loads((tmp_path / "r.json").read_text())
-    assert proc.returncode == 1, report["outcome_reasons"]
+    report = _diverged(tmp_path, *write(tmp_path))
     cause = report["root_cause"]["ort-cpu-fp16"]
     hint = cause["hint"]
     assert hint.startswith("float16 flushes to zero before the Log 'log': its input's producer Add 'add_eps' adds "
