@@ -174,13 +174,15 @@ def resampled(npos: np.ndarray, lens: np.ndarray, scores: np.ndarray, tp: np.nda
 def chunks(sizes: dict, count: int, workers: int) -> list[tuple]:
     """(pair, lo, hi) parts of each pair's `count` resamples for a pool of `workers`, the largest first: a pair whose
     detections (`sizes`) are more than its share of the pool's work is cut into as many runs of resamples as that
-    share goes into it (issue 87: one class's 200 resamples were the metrics' tail after a sweep's frames)."""
+    share goes into it (issue 87: one class's 200 resamples were the metrics' tail after a sweep's frames); with
+    no resamples, one part (pair, 0, 0) for its AP over every frame."""
     total = sum(sizes.values()) or 1
     out = []
     for pair in sorted(sizes, key=lambda p: -sizes[p]):
         k = max(1, min(count, math.ceil(sizes[pair] * max(1, workers) / total)))
-        step = math.ceil(count / k)
-        out += [(pair, lo, min(count, lo + step)) for lo in range(0, count, step)]
+        step = max(1, math.ceil(count / k))
+        # no resamples (`--bootstrap 0`): one part still works out the pair's AP over every frame
+        out += [(pair, lo, min(count, lo + step)) for lo in range(0, max(count, 1), step)]
     return sorted(out, key=lambda part: -sizes[part[0]] * (part[2] - part[1]))
 
 

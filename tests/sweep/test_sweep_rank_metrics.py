@@ -172,6 +172,12 @@ def test_the_metrics_worked_out_in_processes_are_the_ones_worked_out_here(monkey
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
         apart = sweep_metrics(frames, settings, bootstrap=40, ahead=Ahead(pool, 64))
     assert json.dumps(apart, sort_keys=True) == json.dumps(here, sort_keys=True)
+    # no resamples (`--bootstrap 0`, a many-core host): the pool still works out each AP over every frame
+    # (range() with a step of 0 raised on a 16-core machine)
+    none_here = sweep_metrics(frames, settings, bootstrap=0, ahead=Ahead())
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        none_apart = sweep_metrics(frames, settings, bootstrap=0, ahead=Ahead(pool, 64))
+    assert json.dumps(none_apart, sort_keys=True) == json.dumps(none_here, sort_keys=True)
     # a sweep's `MetricsAhead` on such a host: each frame matched in the pool as it comes back (the last frame not
     # through it, as a resumed one: matched after), the same block again
     monkeypatch.setattr(metrics, "MATCH_BATCH", 4)
