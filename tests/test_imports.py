@@ -145,7 +145,7 @@ from cp_debug.cli.main import main
 main()
 """
 HEAVY = ("torch", "onnxruntime", "pandas", "polygraphy", "matplotlib", "numba", "onnx_graphsurgeon", "transformers",
-         "scipy", "tensorrt")
+         "scipy", "tensorrt", "numpy", "onnx")  # numpy and onnx too: the start stays light (issue 118, item 3)
 
 
 @pytest.mark.parametrize("backends", ["torch,ort", "torch,ort-cpu-fp16,ort-cpu-int8", pytest.param(

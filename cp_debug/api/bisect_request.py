@@ -120,7 +120,7 @@ def options_group(*, level: str | None = None, refine: bool = True, atol: float 
     algorithm, a lockstep mode); node lists as comma-separated text or a list; `metric` the application's decision
     (eval's `--metric NAME|FILE.py:FUNC`, or a function already read)."""
     from cp_debug.bisect.options import BisectOptions
-    from cp_debug.compare.noise import check_mode
+    from cp_debug.compare.modes import check_mode
     from cp_debug.determinism import check_conv_algo
 
     mode = check_mode(tolerance_mode, atol, rtol)

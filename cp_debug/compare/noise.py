@@ -93,7 +93,8 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from cp_debug.compare.diff import BROKEN, TensorDiff
-from cp_debug.errors import BadInputError, ExitCode
+from cp_debug.compare.modes import MODES, check_mode  # noqa: F401 - their home before; callers take them here
+from cp_debug.errors import ExitCode
 
 UNIT_ROUNDOFF: dict[str, float] = {"fp32": 2.0 ** -24, "tf32": 2.0 ** -11, "fp16": 2.0 ** -11, "bf16": 2.0 ** -8,
                                    "fp8": 2.0 ** -4, "nvfp4": 2.0 ** -2, "mxfp8": 2.0 ** -4}
@@ -110,7 +111,6 @@ DOMINANCE = 3.0  # a local error this many times its siblings' median stands out
 FAR = 10.0  # a local error this many times its precision's budget is a fault whatever its siblings do
 YAW_FACTOR = 8.0  # × the budget: the turn (radians) a precision explains for a well-defined yaw (`YawTurn`)
 NEIGHBOUR = 0.1  # a "matched" box this many cells or more away may be a neighbouring peak (scores tied)
-MODES = ("model", "fixed")
 
 
 class Outcome(enum.Enum):
@@ -152,17 +152,6 @@ def ran_none_asked(requested: str | None, effective: str | None) -> bool:
 def worst(outcomes: Iterable[Outcome]) -> Outcome:
     """The most severe of `outcomes` (within precision when there is none)."""
     return max(outcomes, key=lambda o: o.severity, default=Outcome.WITHIN_PRECISION)
-
-
-def check_mode(mode: str | None, atol: float | None = None, rtol: float | None = None) -> str:
-    """The tolerance mode a run judges by: the one given, else 'fixed' where an --atol/--rtol is given (a tolerance
-    the user sets is one to judge by, not to ignore), else 'model'."""
-    if mode is None:
-        return "fixed" if atol is not None or rtol is not None else "model"
-    if mode not in MODES:
-        raise BadInputError(f"--tolerance-mode {mode!r}: use 'model' (the precision's noise model) or 'fixed' "
-                            "(element-wise atol/rtol)")
-    return mode
 
 
 def unit_roundoff(precision: str, amax: float | None = None, ref_rms: float | None = None, unit=None) -> float:

@@ -85,7 +85,7 @@ class GroupedLockstep(Lockstep):
         ref_in = {t: ref_env[t] for t in seg.inputs}
         model = segment_model(self.model, seg, ref_in, self.types, self._inits)
         cuts = gg.inner_cuts(self.model, members)
-        with self._runner(self.reference, model, {}, None) as ref_runner:
+        with self._runner(self.reference, model, {}, None, facts=False) as ref_runner:
             ref_out = ref_runner.infer(ref_in)
             ref_env.update(ref_out)
             local: dict[str, dict | None] = {}

@@ -20,7 +20,7 @@ def lockstep_stage(run: RunState, i: int, sp: list[ProbeSpec], states: list[Cand
     segment's probes come out. Returns (reference outputs, {label: outputs})."""
     from cp_debug.bisect.stages import lockstep as ls_mod
     from cp_debug.bisect.stages.lockstep_grouped import GroupedLockstep, use_groups
-    from cp_debug.bisect.stages.unprobed import check_unprobed
+    from cp_debug.bisect.stages.unprobed import chain_is_deployed, check_unprobed
 
     st = run.subject.stages[i]
     by_tensor = _probes_by_tensor(run, i, sp, states)
@@ -65,8 +65,11 @@ def lockstep_stage(run: RunState, i: int, sp: list[ProbeSpec], states: list[Cand
     ref_out, outs = runner.run(run.ref_feeds[i], on_probe, label=f"{st.name}: ")
     _take_lanes(st.name, states, lanes, refine=refine)
     if not refine:
-        for s in states:  # the chain of segments' outputs against the candidate's whole graph (`unprobed.py`)
-            check_unprobed(run, s, i, outs.get(s.label), f"the stage cut into {len(plan.segments)} segments")
+        for s, lane in zip(states, lanes):  # the chain of segments' outputs against its whole graph (`unprobed.py`)
+            with run.phases.timed("graph as deployed"):
+                same = not grouped and chain_is_deployed(model, plan, lane, runner.types)
+            check_unprobed(run, s, i, outs.get(s.label), f"the stage cut into {len(plan.segments)} segments",
+                           same=same)
         run.execution[st.name] = (f"lockstep, {len(plan.segments)} segments in {len(runner.groups)} group sessions"
                                   if grouped else f"lockstep, {len(plan.segments)} segments")
     return ref_out, outs

@@ -13,10 +13,12 @@ from __future__ import annotations
 import ast
 import functools
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cp_debug.errors import BadInputError
-from cp_debug.models.centerpoint.config import CenterPointConfig
+
+if TYPE_CHECKING:  # pragma: no cover - the config (numpy) loads where a preset is read, not where its name is checked
+    from cp_debug.models.centerpoint.config import CenterPointConfig
 
 # The presets in the order people are shown them (help, errors); each is the file configs/NAME.py.
 PRESET_NAMES = ("awml-base", "awml-j6gen2", "awml-760", "demo", "tiny", "convnextpc-demo")
@@ -24,6 +26,8 @@ PRESET_NAMES = ("awml-base", "awml-j6gen2", "awml-760", "demo", "tiny", "convnex
 
 def as_config(preset: "str | CenterPointConfig") -> CenterPointConfig:
     """A CenterPointConfig as it is, else `get_preset(preset)` (a preset name or a config file)."""
+    from cp_debug.models.centerpoint.config import CenterPointConfig
+
     return preset if isinstance(preset, CenterPointConfig) else get_preset(preset)
 
 

@@ -24,9 +24,10 @@ def _check_model(model) -> None:
     config file and a model factory are read where they load)."""
     if model.factory is not None or model.config is not None:
         return
-    from cp_debug.models.centerpoint.presets import get_preset
+    from cp_debug.models.centerpoint.presets import PRESET_NAMES, get_preset
 
-    get_preset(model.model_name)
+    if model.model_name not in PRESET_NAMES:  # a shipped name is known as it is: its file is read where it loads
+        get_preset(model.model_name)
 
 
 def _box_cut(cfg) -> tuple[float, int | None]:
