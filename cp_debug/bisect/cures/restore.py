@@ -104,7 +104,7 @@ def _file_exclusion(run: "RunState", st, stage: int, tensor: str) -> str | None:
     of the file's quantization (`qdq_exclude.without_qdq`: its pairs removed, a weight stored quantized read as the
     reference's float weight of the same node); None where it reads none, or no float weight of the reference's is
     the one the file quantized (the tensor is then replaced by the reference's)."""
-    from cp_debug.bisect.cures.qdq_exclude import NoFloatWeight, without_qdq
+    from cp_debug.bisect.cures.qdq_removal import NoFloatWeight, without_qdq
 
     model = st.onnx()
     producer = {o: n for n in model.graph.node for o in n.output}
@@ -201,7 +201,7 @@ def run_restored(run: "RunState", state: "CandidateState", stage: int, restored:
         model = _without_pairs(model, set(unpaired))
     exclude = [n for r in restored if r.how == EXCLUDE for n in r.nodes]
     if exclude and spec.onnx_dir is not None:  # a user's file: the nodes' Q/DQ pairs removed (`_file_exclusion`)
-        from cp_debug.bisect.cures.qdq_exclude import without_qdq
+        from cp_debug.bisect.cures.qdq_removal import without_qdq
 
         model, exclude = without_qdq(model, list(dict.fromkeys(exclude)), run.subject.stages[stage].onnx()), []
     kw = {"determinism": run.det, "spinning": False, "graph_facts": False, **run.ort_kwargs(spec, model)}
