@@ -65,8 +65,10 @@ def bisect(spec, kind: str, model, feeds, sample: int, work: Path) -> dict:
     probe = root.get("probe") if isinstance(root, dict) else root
     node = next((n.name for n in model.graph.node if probe in n.output), None)  # the node writing it (Paddle's names)
     why = root.get("hint") if isinstance(root, dict) else None
+    found = (root.get("intervention") or {}) if isinstance(root, dict) else {}
     return {"exit": proc.returncode, "outcome": (rep.get("outcomes") or {}).get(cand), "root_cause": probe,
-            "node": node, "said": (why or (rep.get("outcome_reasons") or {}).get(cand, ""))[:240]}
+            "node": node, "said": (why or (rep.get("outcome_reasons") or {}).get(cand, ""))[:240],
+            "set": found.get("set") or [], "keep": found.get("keep") or []}
 
 
 def one_story(model, feeds, sample: int, work: Path) -> tuple[str | None, str | None, str]:
@@ -94,14 +96,18 @@ def one_story(model, feeds, sample: int, work: Path) -> tuple[str | None, str | 
     return built, file, f"exit {proc.returncode}"
 
 
-def grade(ans: dict, got: dict) -> str:
+def grade(ans: dict, got: dict, together: bool | None = None) -> str:
     """right: a healthy candidate neither flagged nor refused, a broken one's root cause among the nodes that alone
-    bring its decisions back; partial: a broken one flagged at another root (or where none alone brings them
-    back); wrong: a false alarm, a refusal, a broken one passed."""
+    bring its decisions back — or, where none alone does, a set named as the root whose nodes kept out of the
+    conversion together bring every decision back (`together`: the corpus's own intervention, without cp_debug);
+    partial: a broken one flagged at another root (or where none alone brings them back and no set is named);
+    wrong: a false alarm, a refusal, a broken one passed."""
     if ans["healthy"]:
         return "right" if got["outcome"] in ("within_precision", "degraded") else "wrong"
     if got["outcome"] in ("refused", "within_precision", "not_run_as_asked", None):
         return "wrong"
+    if not ans["restoring"] and together is not None:
+        return "right" if together else "partial"
     probe = got.get("root_cause") or ""  # a node's output tensor (`<node>_output_0`, as exporters name them)
     hit = any(probe == r or probe.startswith(f"{r}_output_") or probe == f"{r}_Output" or got.get("node") == r
               for r in ans["restoring"])
@@ -138,7 +144,12 @@ def main(argv=None) -> int:
             row = f"{name:11s} {kind:5s} right answer: {what}{same}"
             if not args.no_cpdebug:
                 got = bisect(spec, kind, model, feeds, ans["sample"], args.out / name / kind)
-                mark = grade(ans, got)
+                calib = feeds[:: max(1, len(feeds) // 8)]
+                together = (spec.decisions(session(make(kind, model, calib, got["keep"])), feeds) == ref
+                            if got["set"] and got["keep"] else None)  # the set named, checked without cp_debug
+                mark = grade(ans, got, together)
+                if got["set"]:
+                    row += f"\n{'':17s} the set named: {', '.join(got['set'])} (nodes {', '.join(got['keep'])})"
                 row += (f"\n{'':17s} cp_debug: {got['outcome']} (exit {got['exit']}), root cause {got['root_cause']}"
                         f" — {mark.upper()}\n{'':17s} {got['said']}")
                 rows.append(mark == "right")

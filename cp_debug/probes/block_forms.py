@@ -101,6 +101,23 @@ def by_weights(a, b, ours: onnx.ModelProto, foreign: onnx.ModelProto, pair: dict
     return out
 
 
+def by_names(a, b, pair: dict[int, int]) -> dict[int, int]:
+    """`pair` with the anchors its structural keys left unpaired paired by their node names where the file kept ours
+    (a quantizer's Q/DQ file, a converter's): one anchor of that name on each side, of one signature. Identical
+    parallel branches that merge again (two convs of one input summed) have no unique history or future."""
+    na, nb, taken = a.model.graph.node, b.model.graph.node, set(pair.values())
+    theirs: dict[str, list[int]] = {}
+    for j in b.anchors:
+        if j not in taken and nb[j].name:
+            theirs.setdefault(nb[j].name, []).append(j)
+    out = dict(pair)
+    for i in a.anchors:
+        js = theirs.get(na[i].name) if i not in pair and na[i].name else None
+        if js is not None and len(js) == 1 and a.signature(i) == b.signature(js[0]):
+            out[i] = js[0]
+    return out
+
+
 def _fed_from(a, b, pair: dict[int, int]):
     """(i, j) -> whether `a`'s anchor i and `b`'s anchor j read their input from the same place: the nearest anchors
     (or graph inputs) upstream of i's input, through `pair`, are those upstream of j's. True where one of i's is

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import onnx
 
 from cp_debug.graph.plan import tensor_types
-from cp_debug.probes.block_forms import by_weights
+from cp_debug.probes.block_forms import by_names, by_weights
 from cp_debug.probes.graph_diff import CANDIDATE, REFERENCE, GraphDifferences, unmatched_nodes, without_twins
 from cp_debug.probes.naming import ProbeMap, ScopeRename, map_modules_to_onnx, node_scopes
 from cp_debug.probes.node_pairs import align_nodes
@@ -91,7 +91,7 @@ def map_foreign(foreign: onnx.ModelProto, ours: onnx.ModelProto, our_map: ProbeM
 
     by_scope = map_modules_to_onnx(foreign, trace, rename, sized=sized, types=types(foreign))
     a, b = _Graph.of(ours, foreign), _Graph.of(foreign, ours)
-    pair = by_weights(a, b, ours, foreign, align_anchors(a, b))  # twin MatMulNBits by their weights' values
+    pair = by_names(a, b, by_weights(a, b, ours, foreign, align_anchors(a, b)))  # twins by weights', names
     matched, why_not = _match(a, b, pair, [our_map.tensors[q] for q in module_names if q in our_map.tensors])
     producers = {t: n.op_type for n in b.model.graph.node for t in n.output}
     index = {t: i for i, n in enumerate(foreign.graph.node) for t in n.output}

@@ -98,7 +98,7 @@ def test_the_planted_depthwise_conv_is_named_not_the_output_s_clip(tmp_path):
     # the plant's segment (features.4's output to features.5.conv.3: the depthwise conv is no probe at the default
     # level), not output0 / classifier.1 for its clip
     assert cause["probe"].startswith("features.5.conv"), cause
-    tried = {t["candidate"] for t in cause["intervention"]["tried"]}
+    tried = {t["candidate"] for t in cause["intervention"]["tried"] if isinstance(t["candidate"], str)}  # not sets
     assert {cause["probe"], "output0"} <= tried, tried  # both restored alone; neither brings the outputs back
     own = {r["probe"]: r["local_noise_ratio"] for r in report["results"][label]}
     assert own[cause["probe"]] > 2 * own["output0"], own  # the sizes it was decided by, with a margin

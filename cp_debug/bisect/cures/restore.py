@@ -40,6 +40,7 @@ class Restoration:
     segment: bool = False  # its whole segment, not only its module's own nodes (`widened`)
     detail: object = field(default=None, compare=False)  # UNPAIRED: its `shared_scale.SharedScale`
     source: str | None = None  # an examiner's keep set ("the index flip's keep set"), not the probe's own nodes
+    in_file: bool = False  # EXCLUDE in a user's Q/DQ file: its nodes' pairs removed (`_file_exclusion`)
 
     def words(self) -> str:
         if self.source:
@@ -85,7 +86,10 @@ def restoration(run: "RunState", state: "CandidateState", probe: str) -> Restora
         return None
     st, tensor, kind = held
     p = run.probes[probe]
-    if spec.onnx_dir is not None:
+    if spec.onnx_dir is not None:  # a user's Q/DQ file: its writer left out of the file's quantization, as the
+        writer = _file_exclusion(run, st, p.stage, tensor)  # built-in leaves it out of its own (one story)
+        if writer is not None:
+            return Restoration(probe, p.stage, EXCLUDE, nodes=(writer,), in_file=True)
         return Restoration(probe, p.stage, REPLACE, tensor=tensor) if probe in run.store else None
     how = KEEP if spec.precision in ("fp16", "bf16") else EXCLUDE if spec.precision in (
         "int8", "fp8", "nvfp4", "mxfp8") else None
@@ -95,11 +99,33 @@ def restoration(run: "RunState", state: "CandidateState", probe: str) -> Restora
     return Restoration(probe, p.stage, how, nodes=nodes) if nodes else None
 
 
+def _file_exclusion(run: "RunState", st, stage: int, tensor: str) -> str | None:
+    """The node writing `tensor` in a user's Q/DQ file where it reads through a DequantizeLinear and can be left out
+    of the file's quantization (`qdq_exclude.without_qdq`: its pairs removed, a weight stored quantized read as the
+    reference's float weight of the same node); None where it reads none, or no float weight of the reference's is
+    the one the file quantized (the tensor is then replaced by the reference's)."""
+    from cp_debug.bisect.cures.qdq_removal import NoFloatWeight, without_qdq
+
+    model = st.onnx()
+    producer = {o: n for n in model.graph.node for o in n.output}
+    writer = producer.get(tensor)
+    while writer is not None and writer.op_type in ("QuantizeLinear", "DequantizeLinear"):  # the probe's pair
+        writer = producer.get(writer.input[0])
+    dq = {o for o, n in producer.items() if n.op_type == "DequantizeLinear"}
+    if writer is None or not writer.name or not any(x in dq for x in writer.input):
+        return None
+    try:
+        without_qdq(model, [writer.name], run.subject.stages[stage].onnx())
+    except NoFloatWeight:
+        return None
+    return writer.name
+
+
 def widened(run: "RunState", state: "CandidateState", r: Restoration) -> Restoration | None:
     """`r` over the probe's whole segment — every node between the tensors whose reference value is known and the
     probe's tensor, as its local error ran it (code its parent runs between its children: an attention's QK^T and
     softmax before its `out` projection) — where that holds more than the module's own nodes; else None."""
-    if r.how == REPLACE:
+    if r.how == REPLACE or state.spec.onnx_dir is not None:  # a user's file: its writer's pairs only
         return None
     st = run.stage_of(state.label, r.stage)
     pm = st.probe_map()
@@ -173,9 +199,13 @@ def run_restored(run: "RunState", state: "CandidateState", stage: int, restored:
     unpaired = [n for r in restored if r.how == UNPAIRED for n in r.nodes]
     if unpaired:
         model = _without_pairs(model, set(unpaired))
+    exclude = [n for r in restored if r.how == EXCLUDE for n in r.nodes]
+    if exclude and spec.onnx_dir is not None:  # a user's file: the nodes' Q/DQ pairs removed (`_file_exclusion`)
+        from cp_debug.bisect.cures.qdq_removal import without_qdq
+
+        model, exclude = without_qdq(model, list(dict.fromkeys(exclude)), run.subject.stages[stage].onnx()), []
     kw = {"determinism": run.det, "spinning": False, "graph_facts": False, **run.ort_kwargs(spec, model)}
     keep = [n for r in restored if r.how == KEEP for n in r.nodes]
-    exclude = [n for r in restored if r.how == EXCLUDE for n in r.nodes]
     if keep:
         kw["keep_fp32_nodes"] = list(dict.fromkeys([*kw.get("keep_fp32_nodes", ()), *keep]))
     if exclude:
@@ -242,6 +272,17 @@ def _with_reference_inputs(model, tensors: list[str]):
             vi.type.tensor_type.elem_type = onnx.TensorProto.FLOAT
         m.graph.input.append(vi)
     return m
+
+
+def cure_words(restored: tuple[Restoration, ...]) -> str:
+    """The restorations as the user applies them: `--keep-fp32` / `--exclude-int8` with the nodes, or a user's
+    file re-quantized with them in `nodes_to_exclude`."""
+    nodes = list(dict.fromkeys(n for r in restored if r.how in (KEEP, EXCLUDE) for n in r.nodes))
+    if not nodes:
+        return ""
+    if any(r.in_file for r in restored):
+        return f"re-quantize with `nodes_to_exclude={nodes!r}`"
+    return f"--{'keep-fp32' if restored[0].how == KEEP else 'exclude-int8'} {','.join(nodes)}"
 
 
 def output_error(run: "RunState", state: "CandidateState", stage: int, out: dict[str, np.ndarray]) -> OutputError:

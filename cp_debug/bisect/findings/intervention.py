@@ -24,14 +24,16 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cp_debug.bisect.cures.restore import (EXCLUDE, KEEP, REPLACE, OutputError, Restoration, output_error,
-                                           restoration, run_restored, widened)
+from cp_debug.bisect.cures.restore import (EXCLUDE, KEEP, REPLACE, OutputError, Restoration, cure_words,
+                                           output_error, restoration, run_restored, widened)
 
 if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.bisect.result import ProbeResult
     from cp_debug.bisect.run_state import CandidateState, RunState
 
-TRIED = 3  # the proposed candidates restored one by one before the set of them
+TRIED = 3  # the proposed candidates restored one by one before a set of them
+SET_FROM = 6  # the ranked candidates a set is searched among where no one alone brings the outputs back
+SET_RUNS = 12  # the runs a set search makes at most (each one run of the stage)
 
 
 @dataclass(frozen=True)
@@ -63,14 +65,17 @@ class Intervention:
     seconds: float
     stage: int
     at: str | None = None  # the root the verdict names, where `settle` brought the intervention to it
+    chosen: tuple[str, ...] = ()  # the 1-minimal set of ranked candidates that brings the outputs back together
+    searched: int = 0  # how many ranked candidates that set was searched among
 
     @property
     def cure(self) -> Tried | None:
-        """The run that brought the outputs back (the confirmed candidate's, else the first: a single one, or the
-        set)."""
+        """The run that brought the outputs back (the confirmed candidate's, else the set the search chose, else the
+        first)."""
         back = [t for t in self.tried if t.after.back and not t.hides]
         mine = [t for t in back if len(t.restored) == 1 and t.restored[0].probe == self.confirmed]
-        return (mine or back or [None])[0]
+        chosen = [t for t in back if self.chosen and {x.probe for x in t.restored} == set(self.chosen)]
+        return (mine or chosen or back or [None])[0]
 
     @property
     def confirmed_set(self) -> tuple[str, ...]:
@@ -85,8 +90,11 @@ class Intervention:
     def text(self) -> str:
         c = self.cure
         before = f"{self.before.ratio:.3g}× its budget"
-        tried = "; ".join(f"{t.restored[0].words() if len(t.restored) == 1 else 'all of them'}: "
-                          f"{t.after.ratio:.3g}×" for t in self.tried)
+        sets = [t for t in self.tried if len(t.restored) > 1]
+        tried = "; ".join([f"{t.restored[0].words()}: {t.after.ratio:.3g}×" for t in self.tried
+                           if len(t.restored) == 1]
+                          + ([f"sets of the first {self.searched} ranked: {len(sets)} run(s), the best "
+                              f"{min(t.after.ratio for t in sets):.3g}×"] if sets and not self.chosen else []))
         # judged by --atol/--rtol (fixed mode) an output fails within its precision's budget: say which limit holds
         limit = "their budget" if self.before.ratio >= 1 or self.before.flips else "the run's tolerance"
         if c is None:
@@ -97,6 +105,13 @@ class Intervention:
         if c.restored[0].source:  # an examiner's keep set: said with its nodes' count
             what, how = c.restored[0].words(), ""
         flips = f", {self.before.flips} decision(s) flipped before" if self.before.flips else ""
+        if self.chosen and self.confirmed_set:  # no one alone: the 1-minimal set of the ranked, said as the root
+            return (f"confirmed by intervention: restored together: {', '.join(self.confirmed_set)} — no one of them "
+                    f"alone does ({len(self.keep())} node(s) {how}) — bring the outputs back within {limit} (worst "
+                    f"output {before}{flips} → {c.after.ratio:.3g}×; tried {tried}; the set searched among the first "
+                    f"{self.searched} ranked, added in rank order until they came back, then each one dropped whose "
+                    f"removal still brings them back: {len(sets)} run(s)); verified at the outputs: "
+                    f"{cure_words(c.restored)}{self._which()}")
         return (f"confirmed by intervention: {what}{' ' + how if how else ''} brings the outputs back within {limit} "
                 f"(worst output {before}{flips} → {c.after.ratio:.3g}×; tried {tried}){self._which()}")
 
@@ -122,6 +137,7 @@ class Intervention:
         return {"proposed": self.proposed, "confirmed": self.confirmed is not None or bool(self.confirmed_set),
                 "probe": self.confirmed, "set": list(self.confirmed_set), "keep": list(self.keep()),
                 "how": c.restored[0].how if c is not None else None, "output_error": self.before.to_json(),
+                "set_searched_among": self.searched,
                 "tried": [t.to_json(self.before) for t in self.tried]}  # its time: the report's phases
 
 
@@ -135,14 +151,15 @@ def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results
     if not ranked or state.refused is not None or not state.spec.can(Capability.ORT_SESSIONS):
         return None
     t0 = time.perf_counter()
-    restorable: list[Restoration] = []
+    pool: list[Restoration] = []  # the ranked candidates a set is searched among (`SET_FROM`)
     for name in ranked:
         r = restoration(run, state, name)
         if r is not None and all(r.stage == x.stage and (r.tensor, r.nodes) != (x.tensor, x.nodes)
-                                 for x in restorable):  # one probe a tensor: a module and its last child alike
-            restorable.append(r)
-        if len(restorable) == TRIED:
+                                 for x in pool):  # one probe a tensor: a module and its last child alike
+            pool.append(r)
+        if len(pool) == SET_FROM:
             break
+    restorable = pool[:TRIED]
     if not restorable:
         return None
     stage = restorable[0].stage
@@ -159,25 +176,64 @@ def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results
                 tried.append(Tried((wide,), output_error(run, state, stage, run_restored(run, state, stage, [wide]))))
             if tried[-1].after.back:
                 break
-        if not tried[-1].after.back and restorable[0].how == REPLACE:  # tensors as candidates: a file's shared scale
-            from cp_debug.bisect.cures.shared_scale import restorations
+        if not tried[-1].after.back and state.spec.onnx_dir is not None:  # tensors as candidates: a file's
+            from cp_debug.bisect.cures.shared_scale import restorations  # shared scale
 
             for r in restorations(run, state, stage):
                 tried.append(Tried((r,), output_error(run, state, stage, run_restored(run, state, stage, [r]))))
                 if tried[-1].after.back:
                     break
-        if not tried[-1].after.back and len(restorable) > 1 and restorable[0].how != REPLACE:  # a set of tensors
-            # replaced would hide what flows into its latest
-            group = tuple(restorable)
-            tried.append(Tried(group, output_error(run, state, stage, run_restored(run, state, stage, list(group)))))
-    cure = next((t for t in tried if t.after.back), None)
+        chosen: tuple[str, ...] = ()
+        if not tried[-1].after.back:  # no one alone: the smallest set of the ranked that does (a set of tensors
+            # replaced would hide what flows into its latest: never searched)
+            chosen = _set(run, state, stage, [r for r in pool if r.how != REPLACE and r.stage == stage], tried)
+    found = Intervention(ranked[0], None, before, tuple(tried), 0.0, stage, chosen=chosen)
+    cure = found.cure
     confirmed = cure.restored[0].probe if cure is not None and len(cure.restored) == 1 else None
     order = {r.probe: k for k, r in enumerate(results)}
     if confirmed is not None and cure.restored[0].how == REPLACE and order.get(confirmed, 0) > order.get(
             ranked[0], 0):  # a later tensor replaced hides every error that flowed into it: no cause of its own
         confirmed = None
         tried = [Tried(t.restored, t.after, hides=t is cure) for t in tried]
-    return Intervention(ranked[0], confirmed, before, tuple(tried), time.perf_counter() - t0, stage)
+    return Intervention(ranked[0], confirmed, before, tuple(tried), time.perf_counter() - t0, stage, chosen=chosen,
+                        searched=_searched(pool, tried))
+
+
+def _set(run: "RunState", state: "CandidateState", stage: int, pool: list[Restoration], tried: list[Tried]
+         ) -> tuple[str, ...]:
+    """The smallest set of `pool` (the ranked restorations, most first) whose restoration together brings the
+    outputs back, by `keep-fp32`'s search (`cures/search.KeepFp32Search`): added in rank order until they come back
+    (a binary search over the prefixes), then each one dropped whose removal still brings them back (ddmin: the set
+    ends 1-minimal). Every run is appended to `tried`; at most `SET_RUNS` runs (a set not yet run past them counts as
+    not back: the set found passed, its 1-minimality then unproven). () where even all of `pool` do not."""
+    from cp_debug.bisect.cures.search import KeepFp32Search, run_search
+
+    if len(pool) < 2:
+        return ()
+    by = {r.probe: r for r in pool}
+    seen = {frozenset(x.probe for x in t.restored): t.after.back for t in tried if set(t.restored) <= set(pool)}
+    seen[frozenset()] = False
+    runs = [0]
+
+    def bad(names: list[str]) -> bool:
+        key = frozenset(names)
+        if key not in seen:
+            if runs[0] >= SET_RUNS:
+                return True
+            runs[0] += 1
+            group = tuple(by[n] for n in names)
+            tried.append(Tried(group, output_error(run, state, stage, run_restored(run, state, stage, list(group)))))
+            seen[key] = tried[-1].after.back
+        return not seen[key]
+
+    trace = run_search(KeepFp32Search([r.probe for r in pool]), bad)
+    return tuple(trace.result) if trace.status == "found" and len(trace.result) > 1 else ()
+
+
+def _searched(pool: list[Restoration], tried: list[Tried]) -> int:
+    """How many ranked candidates the set search drew from (0: none searched)."""
+    sets = [t for t in tried if len(t.restored) > 1]
+    return len({x.probe for t in sets for x in t.restored}) if sets else 0
 
 
 def settle(run: "RunState", state: "CandidateState", root: str | None, module: str | None,
@@ -255,6 +311,8 @@ def confirmed(run: "RunState", state: "CandidateState", ranked: list[str], resul
     except Exception as err:  # noqa: BLE001 - the ranking's proposal stands where the check cannot run
         run.warnings.append(f"{state.label}: the root cause was not checked at the outputs: {err}")
     found = state.intervention
+    if found is not None and found.confirmed_set:  # a set that only together brings them back: its first ranked
+        return found.confirmed_set[0]
     return found.confirmed if found is not None and found.confirmed else (proposed[0] if proposed else None)
 
 

@@ -1,0 +1,127 @@
+"""A user's Q/DQ file with nodes left out of its quantization, as its quantizer's `nodes_to_exclude` leaves them
+(`cures/qdq_exclude.py` tries that cure; `cures/restore.py` restores a root cause so in the file): the Q/DQ pairs
+feeding the nodes removed, a weight stored quantized read as the reference's float weight of the same node, an
+activation read through the Relu a quantizer folded into its pair."""
+
+from __future__ import annotations
+
+import numpy as np
+
+FOLDED = ("Relu", "Clip")  # activations a quantizer folds into the range of the Q/DQ pair after them
+
+
+class NoFloatWeight(Exception):
+    """A node to leave out reads a weight the file stores quantized, and no FP32 weight of the reference's is it."""
+
+
+def without_qdq(model, nodes: list[str], reference=None):
+    """`model` with the Q/DQ pairs feeding `nodes` removed for them (module docstring). `reference`: the FP32 graph
+    whose node of the same name gives back a weight the file stores quantized, where that weight re-quantized with
+    the file's scale is the file's levels (`NoFloatWeight` where none is: a dequantized weight keeps the rounding
+    leaving the node out removes). An activation whose pair clips at 0 is read through the Relu a quantizer folds
+    into such a pair (the reference's Relu / Clip of that tensor where it has one)."""
+    import onnx_graphsurgeon as gs
+    from onnx import numpy_helper
+
+    from cp_debug.graph.model import cleanup, export_like
+    from cp_debug.graph.weight_store import import_graph
+
+    inits = {t.name: t for t in reference.graph.initializer} if reference is not None else {}
+    ref_nodes = {n.name: n for n in reference.graph.node} if reference is not None else {}
+    folded = {n.output[0]: n for n in ref_nodes.values() if n.op_type in FOLDED
+              and all(x in inits for x in n.input[1:] if x)}
+    graph = import_graph(model)
+    for node in (n for n in graph.nodes if n.name in nodes):
+        for k, x in enumerate(node.inputs):
+            dq = x.inputs[0] if len(x.inputs) == 1 else None
+            if dq is None or dq.op != "DequantizeLinear":
+                continue
+            src = dq.inputs[0]
+            q = src.inputs[0] if len(src.inputs) == 1 else None
+            if q is not None and q.op == "QuantizeLinear":
+                node.inputs[k] = _unfolded(graph, q, folded, inits)
+                continue
+            if not isinstance(src, gs.Constant) or not isinstance(dq.inputs[1], gs.Constant):
+                continue
+            ref = ref_nodes.get(node.name)
+            ref = inits.get(ref.input[k]) if ref is not None and k < len(ref.input) else None
+            value = numpy_helper.to_array(ref) if ref is not None else _same_levels(dq, src, inits)
+            if value is None or not _same_weight(dq, src, value):
+                raise NoFloatWeight(f"the file stores {node.name}'s input {k} quantized, and the FP32 graph holds no "
+                                    "float weight that quantizes to it (give the graph the tool quantized: --onnx)")
+            node.inputs[k] = gs.Constant(f"{x.name}_float", value.astype(np.float32 if x.dtype is None else x.dtype))
+    return export_like(cleanup(graph).toposort(), model)
+
+
+def _unfolded(graph, q, folded: dict, inits: dict):
+    """What entered QuantizeLinear `q` (an activation, or a float weight in ModelOpt's layout) as the node left out
+    reads it: through the activation the quantizer folded into the pair's range where the file computes none (ORT's
+    quantize_static drops a Relu whose output it quantizes as uint8): the reference's Relu / Clip of that tensor, else
+    a Relu where the pair clips at exactly 0 (a range calibrated on values never negative: a no-op otherwise)."""
+    import onnx_graphsurgeon as gs
+    from onnx import helper, numpy_helper
+
+    tensor = q.inputs[0]
+    made = tensor.inputs[0].op if len(tensor.inputs) == 1 else None
+    ref = folded.get(tensor.name)
+    if made in FOLDED or isinstance(tensor, gs.Constant) or (ref is None and not _clips_at_zero(q)):
+        return tensor
+    op = ref.op_type if ref is not None else "Relu"
+    consts = [gs.Constant(f"{x}_unfolded", numpy_helper.to_array(inits[x])) if x else gs.Variable.empty()
+              for x in (ref.input[1:] if ref is not None else ())]
+    attrs = {a.name: helper.get_attribute_value(a) for a in ref.attribute} if ref is not None else {}
+    out = gs.Variable(f"{tensor.name}_unfolded", dtype=tensor.dtype, shape=tensor.shape)
+    graph.nodes.append(gs.Node(op, f"{tensor.name}_unfolded_{op}", attrs, [tensor, *consts], [out]))
+    return out
+
+
+def _clips_at_zero(q) -> bool:
+    """Whether QuantizeLinear `q`'s range starts at exactly 0: its zero point at the format's lowest level."""
+    import onnx_graphsurgeon as gs
+
+    if len(q.inputs) < 3 or not isinstance(q.inputs[2], gs.Constant):
+        return False
+    zero = np.asarray(q.inputs[2].values)
+    lowest = {np.dtype(np.uint8): 0, np.dtype(np.int8): -128, np.dtype(np.uint16): 0,
+              np.dtype(np.int16): -32768}.get(zero.dtype)
+    return lowest is not None and bool(np.all(zero.astype(np.int64) == lowest))
+
+
+def _same_levels(dq, src, inits: dict) -> np.ndarray | None:
+    """The reference's float weight that quantizes to `src` (read by `dq`), found by its values where the reference
+    graph names its nodes otherwise (a `--torch` run's own export: `node_MatMul_89` for the file's
+    `/bert/encoder/layer.0/output/dense/MatMul`); None where none, or more than one, does."""
+    from onnx import numpy_helper
+
+    shape = tuple(np.asarray(src.values).shape)
+    found = [v for t in inits.values() if tuple(t.dims) == shape
+             and _same_weight(dq, src, v := numpy_helper.to_array(t))]
+    return found[0] if len(found) == 1 else None
+
+
+def _same_weight(dq, src, value: np.ndarray) -> bool:
+    """Whether `value` (a float weight) is the one stored quantized as `src` and read by `dq`: dequantized, the file's
+    levels lie within a level (integer formats) or E4M3's rounding (float8) of it, for 99 % of the elements."""
+    levels = np.asarray(src.values)
+    if tuple(value.shape) != tuple(levels.shape):
+        return False
+    got = _dequantized(dq, src)
+    scale = np.broadcast_to(_dequantized(dq, src, one=True), got.shape)
+    ref = np.asarray(value, np.float64)
+    step = (np.abs(ref) * 2.0 ** -3 + scale * 2.0 ** -9 if not np.issubdtype(levels.dtype, np.integer)
+            else scale * 1.01)
+    return bool(np.mean(np.abs(got - np.clip(ref, got.min() - step, got.max() + step)) <= step) >= 0.99)
+
+
+def _dequantized(dq, src, one: bool = False) -> np.ndarray:
+    """A weight stored quantized (`src`, a constant), dequantized by `dq`'s scale and zero point (along its axis);
+    `one`: the scale alone, shaped to broadcast against it."""
+    q = np.asarray(src.values).astype(np.float64)
+    scale = np.asarray(dq.inputs[1].values, np.float64)
+    zero = (np.asarray(dq.inputs[2].values).astype(np.float64) if len(dq.inputs) > 2
+            and getattr(dq.inputs[2], "values", None) is not None else np.zeros(()))
+    if scale.size > 1:
+        shape = [1] * q.ndim
+        shape[dq.attrs.get("axis", 1)] = -1
+        scale, zero = scale.reshape(shape), zero.reshape(shape) if zero.size > 1 else zero
+    return scale if one else (q - zero) * scale
