@@ -133,6 +133,7 @@ class RunState:
     # candidate label -> its stages over the user's deployed files (SPEC@DIR: a `deployed.DeployedStages`); others
     # run the subject's
     deployed: dict[str, object] = field(default_factory=dict)
+    lent: tuple | None = None  # the reference's stage-0 runner, active, made for the decode (`stages/lent.py`)
     phases: Phases = field(default_factory=Phases)  # where the command's time went (`phases.py`)
 
     def stage_of(self, label: str, i: int) -> Stage:

@@ -17,6 +17,7 @@ import numpy as np
 
 from cp_debug.backends.spec import BackendSpec, Capability
 from cp_debug.bisect.stages.ahead import Ahead
+from cp_debug.bisect.stages.lent import take_lent
 from cp_debug.bisect.stages.local_error import local_errors
 from cp_debug.bisect.stages.placement import (binds_on_device, compares_on_device, device_feed, free_gpu_memory,
     probe_bytes,
@@ -49,7 +50,8 @@ def reference_stage(run: RunState, i: int, sp: list[ProbeSpec], *, noise: bool, 
     modules = {p.name for p in sp if p.kind == "module"}
     streaming = run.ref_spec.can(Capability.STREAM_PROBES)
     with run.progress.step(f"reference {run.ref_label}: {st.name}"):
-        runner = make_stage_runner(run, run.ref_spec, st, sp, capture_inputs=capture, calib=run.calib(i))
+        runner = take_lent(run, i, sp, capture) or make_stage_runner(run, run.ref_spec, st, sp, capture_inputs=capture,
+                                                                      calib=run.calib(i))  # lent: the decode's
         twins = None
         on_device = (streaming or binds_on_device(run.ref_spec)) and use_device_tier(run)
         bound = on_device and not streaming  # ONNX Runtime read through IO binding
