@@ -95,8 +95,12 @@ print(json.dumps({"wall": time.perf_counter() - t0, "tokens": tokens}))
 '''
 
 
+CPU_S: dict[str, float] = {}  # a child's CPU seconds (user + system, from wait4) by its log's name
+
+
 def child(cmd: list[str], env: dict, log: Path) -> tuple[float, float, int, str]:
-    """(wall s, peak RSS GB from wait4, exit code, stdout) of `cmd` as a child process, its stderr into `log`."""
+    """(wall s, peak RSS GB from wait4, exit code, stdout) of `cmd` as a child process, its stderr into `log`; its CPU
+    seconds in `CPU_S` (on shared cores the wall moves with the others' load, the CPU seconds much less)."""
     t0 = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out, open(log, "w") as err:
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, text=True)
@@ -104,6 +108,7 @@ def child(cmd: list[str], env: dict, log: Path) -> tuple[float, float, int, str]
         wall = time.perf_counter() - t0
         out.seek(0)
         text = out.read()
+    CPU_S[log.name] = usage.ru_utime + usage.ru_stime
     return wall, usage.ru_maxrss / 1e6, os.waitstatus_to_exitcode(status), text
 
 
@@ -124,8 +129,10 @@ def measure(out: Path, n: int, step: str) -> None:
         fw, frss, fcode, fout = child(["nice", sys.executable, str(out / "floor.py"), str(out), str(n)], env,
                                       out / "floor.log")
         floor = json.loads(fout.strip().splitlines()[-1]) if fcode == 0 else {}
-        kept.write_text(json.dumps({**floor, "child_wall": fw, "rss": frss, "exit": fcode}))
-        print(f"floor   exit {fcode}  {fw:7.1f} s  {frss:6.2f} GB  tokens {floor.get('tokens')}", flush=True)
+        fcpu = CPU_S["floor.log"]
+        kept.write_text(json.dumps({**floor, "child_wall": fw, "rss": frss, "exit": fcode, "cpu": fcpu}))
+        print(f"floor   exit {fcode}  {fw:7.1f} s  {frss:6.2f} GB  cpu {fcpu:6.1f} s  tokens {floor.get('tokens')}",
+              flush=True)
         if step == "floor":
             return
     floor = json.loads(kept.read_text())
@@ -137,9 +144,11 @@ def measure(out: Path, n: int, step: str) -> None:
                                 f"ort,ort@{out / 'int4'}", "--inputs", str(out / "prompt.npz"), "--generate", str(n),
                                 "--json", str(report)], env, out / f"bisect_{n}.log")
     rep = json.loads(report.read_text()) if report.is_file() else {}
-    print(f"bisect  exit {bcode}  {bw:7.1f} s  {brss:6.2f} GB  outcome {rep.get('outcome')}  probes mapped "
-          f"{probes_mapped(rep)}", flush=True)
-    print(f"ratio bisect ÷ floor: wall {bw / fw:.2f}x, peak RSS {brss / frss:.2f}x (target ≤ 1.5x)")
+    bcpu = CPU_S[f"bisect_{n}.log"]
+    print(f"bisect  exit {bcode}  {bw:7.1f} s  {brss:6.2f} GB  cpu {bcpu:6.1f} s  outcome {rep.get('outcome')}  "
+          f"probes mapped {probes_mapped(rep)}", flush=True)
+    cpu = f", cpu {bcpu / floor['cpu']:.2f}x" if floor.get("cpu") else ""
+    print(f"ratio bisect ÷ floor: wall {bw / fw:.2f}x, peak RSS {brss / frss:.2f}x{cpu} (target ≤ 1.5x)")
 
 
 def main() -> int:

@@ -44,7 +44,8 @@ def load_subject(request: SubjectRequest, specs: list[BackendSpec]) -> Subject:
             subject = generation_subject(request.onnx_model, request.inputs, request.seed, request.generate, specs)
         else:
             subject = onnx_subject(request.onnx_model, request.inputs, seed=request.seed)  # a broken file: exit 2
-        refuse_unloadable_given(request.onnx_model, specs)  # then the file as ONNX Runtime takes it (exit 3)
+        if subject.pending_decode is None:  # else checked where its session cannot be made
+            refuse_unloadable_given(request.onnx_model, specs)  # then the file as ONNX Runtime takes it (exit 3)
         return subject
     from cp_debug.recipes.catalog import recipe
 

@@ -115,6 +115,11 @@ class Runner(abc.ABC):
         run's outputs are then the graph as deployed's), False where it changed some, None where it cannot tell."""
         return None
 
+    def infer_unprobed(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+        """The graph's outputs without its probes, from the session `probes_left_kernels` made to read its kernels
+        where they differ from the probed one's (run once, then let go); None where no such session is held."""
+        return None
+
     def infer_deployed(self, feed: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], PrecisionReport] | None:
         """The graph's outputs as deployed (no probe exposed) and the precision that graph ran, where exposing the
         probes changed its kernels (ONNX Runtime's INT8 fusion); None where the probed run's outputs are the

@@ -31,6 +31,7 @@ from cp_debug.bisect.stages.ahead import Ahead, runs_ahead
 from cp_debug.bisect.stages.placement import device_whole
 from cp_debug.bisect.findings.contribution import judge_small_terms
 from cp_debug.bisect.stages.fits import check_fits, subject_weights
+from cp_debug.bisect.stages.lent import lend_reference, release_lent
 from cp_debug.bisect.findings.decisions import record_flips
 from cp_debug.bisect.findings.intervention import confirmed
 from cp_debug.bisect.ranking import beyond_locally, causes, first_divergent, root_cause
@@ -115,6 +116,8 @@ class BisectEngine:
             self._check_node_lists()
         states = [self._new_state(label, spec) for label, spec in self.candidates]
         ref_up, cand_up = {}, {s.label: {} for s in states}
+        # --generate on an --onnx file: the reference's decode on its probed session, before stage 0's feed
+        lend_reference(rs, first, any(s.spec.can(Capability.RUN_SUBMODULE) for s in states))
         with ScreenAhead(rs) as screens:  # a stage's screen made while it runs, where the device has room
             for i, st in enumerate(rs.subject.stages):
                 sp = [p for p in first if p.stage == i]
@@ -136,6 +139,7 @@ class BisectEngine:
                 ref_up.update(rs.ref_outputs[i])
             self._detection_verdicts(states, cand_up)
             record_flips(rs, states, cand_up)  # the decisions the outputs carry (`findings/decisions.py`)
+            release_lent(rs)  # where no stage took it
             with rs.phases.timed("screen"):
                 screened = screen_candidates(rs, states, self._measure, screens)  # NaN/Inf the outputs hide
         with rs.phases.timed("graph as deployed"):
@@ -265,6 +269,7 @@ class BisectEngine:
     def close(self) -> None:
         """Drop the reference tensors (kept after run() for bundles); also done when the engine is collected."""
         rs = self.run_state
+        release_lent(rs)
         rs.store.close()
         rs.lockstep_runs.clear()
         rs.ref_cache.clear()

@@ -68,6 +68,8 @@ class CandidateState:
     # probes, one session): {"measured": how, "outputs": [{output, rel_rmse, budget, ratio, beyond}]} (`unprobed.py`)
     unprobed: dict[str, dict] = field(default_factory=dict)
     unprobed_later: dict[int, tuple] = field(default_factory=dict)  # stage -> (measured outputs, how): run after
+    # stage -> the graph as deployed's outputs on `feeds` (that check's): the intervention's outputs before a restore
+    as_deployed: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # stage -> the runner's settings (JSON)
     # probe -> its plots; on a device, `compare.device_plots.DevicePlots` (the same attributes, made when asked)
     plots: dict[str, Any] = field(default_factory=dict)
@@ -131,6 +133,7 @@ class RunState:
     # candidate label -> its stages over the user's deployed files (SPEC@DIR: a `deployed.DeployedStages`); others
     # run the subject's
     deployed: dict[str, object] = field(default_factory=dict)
+    lent: tuple | None = None  # the reference's stage-0 runner, active, made for the decode (`stages/lent.py`)
     phases: Phases = field(default_factory=Phases)  # where the command's time went (`phases.py`)
 
     def stage_of(self, label: str, i: int) -> Stage:

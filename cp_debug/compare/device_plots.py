@@ -65,6 +65,8 @@ class DevicePlots:
         from cp_debug.compare import plot_data
 
         todo = [p for p in plots if p._made is None]
+        if not todo:  # nothing on a device: torch is not imported for it (2.4 s of a CPU-only LLM bisect)
+            return
         firsts = []
         for p in todo:
             firsts += [_head(p._errors)] + ([p._pooled] if p._pooled is not None else [])

@@ -136,14 +136,22 @@ def _fed_from(a, b, pair: dict[int, int]):
     return fed
 
 
+_SAMPLED = 1 << 19  # values of a weight correlated at most: its rows at a stride beyond that (`_unit`)
+
+
 def _unit(w):
     """(shape, `w` flattened, centred and scaled to unit norm in float32): the dot of two vectors is their Pearson
-    correlation; None for no weight or a constant one."""
+    correlation; None for no weight or a constant one. A weight of more than `_SAMPLED` values is read at every k-th
+    row (the same rows of two weights of one shape: a correlation of ~0.5 M values, ±0.002, where the pairing asks
+    > 0.9 and 0.1 clear of the next); the rows read only (a file's stored weight is mapped: its pages read as touched)
+    and copied once, in row order (a dequantized weight is a transposed view: `np.array` kept its layout and `ravel`
+    copied it again: 6 of the 7 s a 0.5 B model's 96 MLP weights took)."""
     import numpy as np
 
     if w is None:
         return None
-    x = np.array(w, np.float32).ravel()
+    step = max(1, int(np.size(w)) // _SAMPLED) if np.ndim(w) else 1
+    x = np.array(w[::step], np.float32, order="C").ravel()  # a copy: centred in place below
     x -= np.float32(np.mean(x, dtype=np.float64))
     norm = float(np.sqrt(np.dot(x, x)))
     if not norm > 0:

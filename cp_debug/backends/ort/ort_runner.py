@@ -117,6 +117,7 @@ class OrtRunner(Runner):
         self._deployed = None  # (session, facts) of the graph without probes, where probes kept INT8 kernels unfused
         self._made_from = None  # (the model the session was made from, its live nodes) where probes are exposed
         self._left_kernels: list = []  # `probes_left_kernels`' answer once asked (kept with the session in a server)
+        self._unprobed = None  # the session it made where the kernels differ, until `infer_unprobed` runs it
         self._providers: list = []
         self._held_half, self._held_fp8 = False, None
         self._held: ort_kept.Held | None = None  # kept in a server between commands (ort_kept.py)
@@ -231,7 +232,8 @@ class OrtRunner(Runner):
     def probes_left_kernels(self) -> bool | None:
         """Whether ORT's optimised graph without the probe outputs computes the graph's outputs with the probed
         session's nodes (`ort_unprobed.py`): one session made and not run, once (a server's kept session keeps the
-        answer); None where it cannot tell."""
+        answer); None where it cannot tell. Where not True, that session is held for one run (`infer_unprobed`):
+        the graph as deployed, not made a second time to be run."""
         if self._made_from is None:
             return None
         if not self._left_kernels:
@@ -239,9 +241,21 @@ class OrtRunner(Runner):
 
             model, nodes = self._made_from
             outputs = self._graph.graph_outputs
-            _, facts = make_session(without_probes(model, outputs), self._providers, False, self._how(), outputs)
+            sess, facts = make_session(without_probes(model, outputs), self._providers, False, self._how(), outputs)
             self._left_kernels.append(facts.nodes == nodes if facts.nodes else None)
+            self._unprobed = None if self._left_kernels[0] else sess
         return self._left_kernels[0]
+
+    def infer_unprobed(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+        sess, self._unprobed = self._unprobed, None
+        if sess is None:
+            return None
+        names = [o.name for o in sess.get_outputs()]
+        fed = check_feed(feed, self._inputs)
+        by_name = dict(zip(names, self._run(fed, "unprobed", lambda: sess.run(names, fed))))
+        out = {k: np.asarray(by_name[t]) for k, t in self._graph.out_map.items() if t in by_name}
+        return {k: v.astype(np.float32, copy=False) if np.issubdtype(v.dtype, np.floating) else v
+                for k, v in out.items()}
 
     def infer_deployed(self, feed: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], PrecisionReport] | None:
         if self._deployed is None:
@@ -292,7 +306,7 @@ class OrtRunner(Runner):
         if self._held is not None:  # kept for the server's next command (ort_kept.py)
             ort_kept.put(self._held)
             self._held = None
-        self._sess = None  # what was learnt (precision facts, amax, names) stays readable after deactivate
+        self._sess = self._unprobed = None  # what was learnt (precision facts, amax, names) stays readable after
 
     # -- information -------------------------------------------------------------------------------------
     @property

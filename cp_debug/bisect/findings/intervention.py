@@ -165,7 +165,7 @@ def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results
     stage = restorable[0].stage
     with run.progress.step(f"{state.label}: the root cause confirmed at the outputs"), run.phases.timed(
             f"{state.label}: root cause confirmed"):
-        before = output_error(run, state, stage, run_restored(run, state, stage, []))
+        before = output_error(run, state, stage, _as_deployed(run, state, stage))
         if before.back or (run.opts.tolerance_mode == "model" and before.in_budget and not before.flips):
             return None  # the outputs as the verdict judges them (their budget; --atol/--rtol in fixed mode) are back
         tried: list[Tried] = []
@@ -234,6 +234,18 @@ def _searched(pool: list[Restoration], tried: list[Tried]) -> int:
     """How many ranked candidates the set search drew from (0: none searched)."""
     sets = [t for t in tried if len(t.restored) > 1]
     return len({x.probe for t in sets for x in t.restored}) if sets else 0
+
+
+def _as_deployed(run: "RunState", state: "CandidateState", stage: int) -> dict:
+    """The candidate's stage outputs as deployed on the reference's stage inputs: those the probing check ran
+    (`CandidateState.as_deployed`) where its feed was the reference's, value for value, else run here."""
+    import numpy as np
+
+    out, fed, ref = state.as_deployed.get(stage), state.feeds.get(stage), run.ref_feeds.get(stage)
+    if out is None or fed is None or ref is None or fed.keys() != ref.keys() or not all(
+            np.asarray(fed[k]).dtype == np.asarray(ref[k]).dtype and np.array_equal(fed[k], ref[k]) for k in fed):
+        return run_restored(run, state, stage, [])
+    return out
 
 
 def settle(run: "RunState", state: "CandidateState", root: str | None, module: str | None,

@@ -17,6 +17,7 @@ import numpy as np
 
 from cp_debug.backends.spec import BackendSpec, Capability
 from cp_debug.bisect.stages.ahead import Ahead
+from cp_debug.bisect.stages.lent import take_lent
 from cp_debug.bisect.stages.local_error import local_errors
 from cp_debug.bisect.stages.placement import (binds_on_device, compares_on_device, device_feed, free_gpu_memory,
     probe_bytes,
@@ -49,7 +50,8 @@ def reference_stage(run: RunState, i: int, sp: list[ProbeSpec], *, noise: bool, 
     modules = {p.name for p in sp if p.kind == "module"}
     streaming = run.ref_spec.can(Capability.STREAM_PROBES)
     with run.progress.step(f"reference {run.ref_label}: {st.name}"):
-        runner = make_stage_runner(run, run.ref_spec, st, sp, capture_inputs=capture, calib=run.calib(i))
+        runner = take_lent(run, i, sp, capture) or make_stage_runner(run, run.ref_spec, st, sp, capture_inputs=capture,
+                                                                      calib=run.calib(i))  # lent: the decode's
         twins = None
         on_device = (streaming or binds_on_device(run.ref_spec)) and use_device_tier(run)
         bound = on_device and not streaming  # ONNX Runtime read through IO binding
@@ -281,14 +283,19 @@ def _deployed(run: RunState, state: CandidateState, st: Stage, sp: list[ProbeSpe
 def _first_run(run: RunState, state: CandidateState, i: int, sp: list[ProbeSpec], runner, feed: dict, *,
                beside: bool, device: bool) -> tuple[dict | None, bool | None]:
     """After the first run of stage i: the runner described; the graph as deployed run where the probes changed its
-    kernels (`_deployed`), else asked whether they changed none (`unprobed.same_kernels`). `beside`: its run and
-    local errors went beside the reference's (said in the report's settings)."""
+    kernels (`_deployed`), else asked whether they changed none (`unprobed.same_kernels`); where they did, or it
+    cannot tell, the session that check made runs the graph as deployed here (`infer_unprobed`: not made again
+    after the stages). `beside`: its run and local errors went beside the reference's (said in the settings)."""
     st = run.stage_of(state.label, i)
     _describe(run, state, st, runner)
     plain = _deployed(run, state, st, sp, runner, feed) if not device and not beside else None
     if beside:
         state.settings[st.name]["ran_beside_reference"] = True
-    return plain, (same_kernels(run, state, i, runner) if plain is None else None)
+    same = same_kernels(run, state, i, runner) if plain is None else None
+    if plain is None and not same and not beside and not device:
+        with run.phases.timed("graph as deployed"), contextlib.suppress(Exception):  # else run after the stages
+            plain = runner.infer_unprobed(feed)
+    return plain, same
 
 
 def _describe(run: RunState, state: CandidateState, st: Stage, runner) -> None:

@@ -10,7 +10,10 @@ Where the graph as deployed already ran beside the probed one (`state.deployed`:
 are taken, not run again; where ORT's optimised graph without the probes computes the stage's outputs with the
 probed session's own nodes (`same_kernels`, `backends/ort/ort_unprobed.py`: one session made, never run), the
 probed run's outputs are the graph as deployed's and the check costs no run (issue 118: it took 4.0 s of the CPU
-FP16 demo's 29.7 s); the record says so (`same_kernels`). Alike in the lockstep (`chain_is_deployed`): a CPU FP16
+FP16 demo's 29.7 s); the record says so (`same_kernels`). Where the kernels differ (or it cannot tell), the session
+that check made is the one run, right after the probed run (`infer_unprobed`; a 0.5 B LLM's INT4 file: one load
+of the file, not two), and the outputs as deployed are kept for the intervention's "before" (`as_deployed`: not
+run a third time where the feeds are the reference's). Alike in the lockstep (`chain_is_deployed`): a CPU FP16
 lane whose every float tensor crosses a cut, rounded to float16 there, with ORT's float32 kernels between Casts in
 every segment, computes what the emulated graph as deployed computes (float32 kernels, float16 storage after every
 node: `precision.half_storage`), so its chain's outputs are taken (on the CPU awml-base FP16 `--level all`, the
@@ -30,6 +33,8 @@ from cp_debug.backends.spec import Capability
 from cp_debug.precision.fp16_keep import FP32_ONLY_OPS, FP32_ONLY_SLOTS
 from cp_debug.bisect.run_state import CandidateState, RunState
 from cp_debug.bisect.subjects.subject import Stage
+
+KEPT_BYTES = 1 << 28  # a stage's outputs as deployed kept for the intervention (`CandidateState.as_deployed`) at most
 
 
 def check_unprobed(run: RunState, state: CandidateState, i: int, measured: dict | None, how: str,
@@ -128,7 +133,10 @@ def _record(run: RunState, state: CandidateState, i: int, measured: dict, how: s
     `state.unprobed` and, beyond the budget, a warning; where that fails, a warning and no record."""
     st = run.stage_of(state.label, i)
     try:
-        rows = _compare(state, st, measured, plain if plain is not None else _run_plain(run, state, i, st))
+        plain = plain if plain is not None else _run_plain(run, state, i, st)
+        rows = _compare(state, st, measured, plain)
+        if sum(np.asarray(v).nbytes for v in plain.values()) <= KEPT_BYTES:
+            state.as_deployed[i] = plain
     except Exception as err:  # noqa: BLE001 - the check is extra; the run's verdict stands without it
         run.warnings.append(f"{state.label}: {st.name}'s graph as deployed (no probes) was not run to check that "
                             f"probing left its outputs as they are: {err}")

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -49,9 +49,52 @@ def generation_subject(path: str | Path, inputs: str | Path | None, seed: int, n
                             f"{', '.join(given) or 'nothing'})")
     ids = given[IDS]
     ids = np.asarray(ids).reshape(1, -1)
-    ref = greedy(ref_model, dec, ids, n, path=path)
-    answer = decode_answer(ref, cand_model, cand_dec, cand_path, ids, n, f"the reference's tokens {list(ref.tokens)}")
-    return answer.told(onnx_subject(path, None, seed, ids=answer.prefix))
+    cand = greedy(cand_model, cand_dec, ids, n, path=cand_path)  # its file loaded as written: its load check's proof
+
+    def answer(run=None) -> DecodeAnswer:
+        ref = greedy(ref_model, dec, ids, n, path=None if run else path, run=run)
+        return decode_answer(ref, cand_model, cand_dec, cand_path, ids, n, f"the reference's tokens "
+                             f"{list(ref.tokens)}", cand=cand)
+
+    if cand_path != path and _on_probed_session(specs, ref_model):
+        from cp_debug.bisect.subjects.decoder_feed import decoder_feed
+        from cp_debug.bisect.subjects.deployed import refuse_unloadable_given
+
+        subject = onnx_subject(path, None, seed, ids=ids)
+
+        def decode(run) -> DecodeAnswer:
+            found = answer(run)
+            subject.inputs = decoder_feed(dec, {IDS: found.prefix})
+            found.told(subject)  # its verdict (the lines: `lent.py` says them)
+            return found
+
+        subject.pending_decode = PendingDecode(decode, lambda: refuse_unloadable_given(path, specs))
+        return subject
+    found = answer()
+    return found.told(onnx_subject(path, None, seed, ids=found.prefix))
+
+
+@dataclass(frozen=True)
+class PendingDecode:
+    """The reference's decode, left for the engine to run on the reference's probed session once it is made
+    (`stages/lent.py`): the FP32 file loaded once (a 0.5 B builder file: 2 GB, 5 s a load), not once to decode and
+    again to be probed. `decode(run)`: the decode with `run` the session's forward (logits and cache only), the
+    subject fed the step's prefix, its answer (lines said then); `check()`: the file's load check as written (exit
+    3 where ONNX Runtime refuses it), run where that session cannot be made."""
+
+    decode: Callable
+    check: Callable[[], None]
+
+
+def _on_probed_session(specs: Sequence, model) -> bool:
+    """Whether the reference runs the --onnx file as it is (ONNX Runtime, FP32, CPU: no precision transform, so its
+    probed session computes the file's outputs) and the file's graph is fed the same whatever the prompt (no If,
+    whose taken branch `onnx_subject` inlines from the feed)."""
+    from cp_debug.backends.spec import Capability
+
+    ref = list(specs)[0] if specs else None
+    return (ref is not None and ref.can(Capability.ORT_SESSIONS) and ref.onnx_dir is None and ref.precision == "fp32"
+            and ref.device == "cpu" and not any(node.op_type == "If" for node in model.graph.node))
 
 
 @dataclass(frozen=True)
@@ -73,12 +116,16 @@ class DecodeAnswer:
         return subject
 
 
-def decode_answer(ref, cand_model, cand_dec, cand_path, ids: np.ndarray, n: int, first: str) -> DecodeAnswer:
-    """The candidate file's decode against the reference's (`ref`, a greedy.Decode): the first flipped step and the
-    MatMulNBits level that alone cures it (verified against `ref`'s tokens); `first`: the opening line's words."""
+def decode_answer(ref, cand_model, cand_dec, cand_path, ids: np.ndarray, n: int, first: str,
+                  cand=None) -> DecodeAnswer:
+    """The candidate file's decode (`cand`, else made here) against the reference's (`ref`, a greedy.Decode): the
+    first flipped step and the MatMulNBits level that alone cures it (verified against `ref`'s tokens); `first`: the
+    opening line's words."""
     from cp_debug.bisect.subjects.greedy import first_flip, greedy, level4_nodes, level_cures
 
-    flip = first_flip(ref, greedy(cand_model, cand_dec, ids, n, path=cand_path))
+    if cand is None:
+        cand = greedy(cand_model, cand_dec, ids, n, path=cand_path)
+    flip = first_flip(ref, cand)
     lines = [f"--generate {n}: {first}"]
     if flip is None:
         lines.append(f"--generate {n}: the candidate ({cand_path}) decodes the same {n} tokens")

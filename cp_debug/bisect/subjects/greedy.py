@@ -16,7 +16,7 @@ reference's tokens back. A decode checked against the reference's tokens stops a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
@@ -82,13 +82,19 @@ def _builder_name(node: str) -> str:
 
 
 def greedy(model: "onnx.ModelProto", dec: DecoderInputs, ids: np.ndarray, n: int,
-           against: Sequence[int] | None = None, path: "str | Path | None" = None) -> Decode:
+           against: Sequence[int] | None = None, path: "str | Path | None" = None,
+           run: "Callable[[dict], dict] | None" = None) -> Decode:
     """`n` greedy tokens after the prompt `ids` ([1, S] or [S]) in ONNX Runtime on the CPU; with `against` (the
     reference's tokens) it stops at the first token that differs (the decode then holds fewer than `n`). `path`: the
     file `model` was read from, unchanged: its session is made from the file itself, so the run's load check of it
-    (`backends/ort/ort_load.py`) makes no second one."""
-    sess = _session(model, path)
-    outs = [o.name for o in sess.get_outputs()]
+    (`backends/ort/ort_load.py`) makes no second one. `run`: a forward of the file already loaded (feed → its
+    outputs by name, the logits and the cache among them): no session made here."""
+    if run is None:
+        sess = _session(model, path)
+        outs = [o.name for o in sess.get_outputs()]
+
+        def run(feed: dict) -> dict:
+            return dict(zip(outs, sess.run(outs, feed)))
     prompt = [int(t) for t in np.asarray(ids).reshape(-1)]
     seq, step_ids, cache = list(prompt), list(prompt), None
     tokens, margins = [], []
@@ -105,7 +111,7 @@ def greedy(model: "onnx.ModelProto", dec: DecoderInputs, ids: np.ndarray, n: int
                     feed["position_ids"].dtype)
         else:
             feed = decoder_feed(dec, {IDS: np.array([seq])})
-        res = dict(zip(outs, sess.run(outs, feed)))
+        res = run(feed)
         logits = np.asarray(res["logits"])[0, -1].astype(np.float64)
         t = int(np.argmax(logits))
         top2 = np.partition(logits, -2)[-2:]

@@ -215,6 +215,9 @@ class Subject:
     # at the stages' interfaces), which a SPEC@DIR candidate runs in place of per-stage files
     # (`bisect/subjects/deployed.py`)
     deployed_split: Callable[[Any, str], tuple[Any, tuple[onnx.ModelProto, ...]]] | None = None
+    # `--generate` on an --onnx file: the reference's decode, run by the engine on the reference's probed session
+    # before stage 0's feed is made (`generation.PendingDecode`, `stages/lent.py`); None: decoded already
+    pending_decode: Any = None
 
     def feed(self, index: int, upstream: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Stage `index`'s feed, from the outputs of earlier stages of the same backend."""

@@ -1,0 +1,71 @@
+"""`--generate` on an ONNX file (issue 116 item 5): the reference's file loaded once, for its decode and its probes.
+
+The reference's decode says which forward the bisect compares (the prompt and the reference's tokens before the
+first flipped step), so it must come before stage 0's feed; its probed run needs a session of the file with every
+probe exposed. A 0.5 B builder file's FP32 weights are 2 GB, and each ONNX Runtime session of it took 5 s to make
+(as long as the whole floor's decode of it): the decode had its own, the probed run another. Now the engine makes the
+reference's stage-0 runner first (`lend_reference`: the same runner `stage_whole.reference_stage` would make, the
+same probes, options and determinism) and the decode runs on its session, asking ONNX Runtime for the logits and
+the cache only (the probes' tensors are computed, not copied out); the reference stage then takes that runner,
+still active (`take_lent`), and runs the step's forward with its probes on it.
+
+The decode is then the reference's as the bisect measures it (its probes exposed, its session options), the values
+the candidate is compared with; the reference is ONNX Runtime running the file as it is at FP32 on the CPU (no
+precision transform: `generation._on_probed_session`), else it decodes on its own session of the file as before.
+The file's load check as written (`deployed.refuse_unloadable_given`, exit 3) is made where that runner's session
+cannot be made, not beforehand: it loaded the whole file again (ORT_DISABLE_ALL: 5.9 s).
+"""
+
+from __future__ import annotations
+
+from cp_debug.bisect.run_state import RunState
+
+
+def lend_reference(run: RunState, probes: list, capture: bool) -> None:
+    """Where the subject's decode is pending: the reference's stage-0 runner made (its probes: those of `probes` in
+    stage 0; `capture`: as the reference stage asks), the decode run on it, its lines said and put first among the
+    run's warnings, the runner kept active in `run.lent`."""
+    from cp_debug.bisect.stages.stage_runner import make_stage_runner
+
+    pending = run.subject.pending_decode
+    if pending is None:
+        return
+    run.subject.pending_decode = None
+    sp = [p for p in probes if p.stage == 0]
+    runner = make_stage_runner(run, run.ref_spec, run.subject.stages[0], sp, capture_inputs=capture)
+    with run.progress.step(f"reference {run.ref_label}: the decode (--generate, on its probed session)"), \
+            run.phases.timed("decode"):
+        try:
+            runner.activate()
+        except Exception:
+            pending.check()  # the file as written refused: ONNX Runtime's own line, exit 3
+            raise
+        try:
+            answer = pending.decode(lambda feed: runner.infer_some(feed, ()))
+        except BaseException:
+            runner.deactivate()
+            raise
+    for line in answer.lines:
+        run.progress.warn(line)
+    run.warnings[:0] = answer.lines
+    run.lent = (runner, tuple(p.name for p in sp), capture)
+
+
+def take_lent(run: RunState, index: int, sp: list, capture: bool):
+    """The runner `lend_reference` made, active, where stage `index` with probes `sp` and `capture` is what it was
+    made for (taken once); None otherwise (one made for something else is let go)."""
+    lent, run.lent = run.lent, None
+    if lent is None:
+        return None
+    runner, names, captured = lent
+    if index == 0 and names == tuple(p.name for p in sp) and captured == capture:
+        return runner
+    runner.deactivate()
+    return None
+
+
+def release_lent(run: RunState) -> None:
+    """A lent runner no stage took, let go (the engine's close)."""
+    lent, run.lent = run.lent, None
+    if lent is not None:
+        lent[0].deactivate()
