@@ -31,13 +31,16 @@ def _run(model, feed):
 
 def test_a_builder_file_fixed_to_its_prefill_computes_as_fed():
     """The file with its mask, positions and empty cache held as constants (input_ids → logits, as a causal LM's
-    export): the same logits as the file fed those inputs by decoder_feed; its cache outputs left inside."""
+    export): the same logits as the file fed those inputs by decoder_feed; its cache outputs left inside, the final
+    norm's residual sum (the last layer's output) written."""
     path = LLM / "qwen3_massive/int4/model.onnx"
     model = load_onnx(path)
     dec = DecoderInputs.of(model, path)
     ids = np.array([ANSWERS["prompt"] + [5, 9]])
     fixed = prefilled(model, dec, ids.shape[1], [IDS], ["logits"])
-    assert [i.name for i in fixed.graph.input] == [IDS] and [o.name for o in fixed.graph.output] == ["logits"]
+    # the last layer's output written too: the final norm's residual sum, which the builder leaves unwritten
+    assert [i.name for i in fixed.graph.input] == [IDS] and [o.name for o in fixed.graph.output] == \
+        ["logits", "/model/layers.2/final_norm_layernorm/output_3"]
     dims = [d.dim_value for d in fixed.graph.input[0].type.tensor_type.shape.dim]
     assert dims == [1, 10]
     np.testing.assert_allclose(_run(fixed, {IDS: ids}), _run(model, decoder_feed(dec, {IDS: ids}))[:, :, :],
