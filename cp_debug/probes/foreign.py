@@ -33,6 +33,7 @@ import onnx
 
 from cp_debug.graph.plan import tensor_types
 from cp_debug.probes.block_forms import by_weights
+from cp_debug.probes.constant_values import same_constants
 from cp_debug.probes.fused_parts import fused_views
 from cp_debug.probes.graph_diff import CANDIDATE, REFERENCE, GraphDifferences, unmatched_nodes, without_twins
 from cp_debug.probes.naming import ProbeMap, ScopeRename, map_modules_to_onnx, node_scopes
@@ -69,10 +70,8 @@ class ForeignMap:
     fused: dict[str, tuple] = field(default_factory=dict)  # a fused projection's part: fused_parts.FusedViews.views
 
     def counts(self) -> dict[str, int]:
-        out = {"scope": 0, "structure": 0}
-        for way in self.how.values():
-            out[way] += 1
-        return out
+        ways = list(self.how.values())
+        return {"scope": ways.count("scope"), "structure": ways.count("structure")}
 
 
 def map_foreign(foreign: onnx.ModelProto, ours: onnx.ModelProto, our_map: ProbeMap,
@@ -339,7 +338,7 @@ def _unique(keys: dict[int, int], taken: set[int]) -> dict[int, int]:
 def _follow(a: _Graph, b: _Graph, pair: dict[int, int], t: str) -> str | tuple[str]:
     """Walk back from our tensor `t` to its anchor (or a graph input), then the same ops forward in the foreign
     graph. Returns the foreign tensor, or (reason,) where the way is missing or not unique."""
-    steps: list[tuple[str, int, int, bool]] = []  # (op type, input slot taken, output slot, rest constant), back
+    steps: list[tuple[str, int, int, bool, int]] = []  # (op type, input slot, output slot, rest constant, node)
     cur = t
     for _ in range(MAX_CHAIN + 1):
         if cur in a.inputs:
@@ -362,13 +361,14 @@ def _follow(a: _Graph, b: _Graph, pair: dict[int, int], t: str) -> str | tuple[s
         slot = next((k for k, x in enumerate(node.input) if a.computed(x)), None)
         if slot is None:
             return ("it is computed from constants only",)
-        steps.append((node.op_type, slot, out_slot, not any(a.computed(x) for x in node.input[slot + 1:])))
+        steps.append((node.op_type, slot, out_slot, not any(a.computed(x) for x in node.input[slot + 1:]), i))
         cur = node.input[slot]
     else:
         return (f"more than {MAX_CHAIN} ops from the nearest weighted node",)
     cur = start
-    for op, slot, out_slot, rest_constant in reversed(steps):
+    for op, slot, out_slot, rest_constant, i in reversed(steps):
         fits, cur = _step(b, cur, op, slot, rest_constant)
+        fits = fits and same_constants(a, i, b, fits)  # rotate_half's two Slices, told apart by their bounds
         if fits is None:
             continue  # the step's op folded into what the deployment holds
         if len(set(fits)) != 1:
