@@ -116,6 +116,87 @@ def make_qwen3_massive(folder: Path, seed: int = 1, block_gain: float = 0.25) ->
     _tokenizer(folder, cfg.vocab_size)
 
 
+# -- other architectures: the builder's other model types (issue 116: probes mapped, healthy within precision) -------
+OTHER = {  # name -> (transformers config and model class names, the config's extra fields)
+    "qwen2": ("Qwen2Config", "Qwen2ForCausalLM", {}),  # attention biases
+    "phi3": ("Phi3Config", "Phi3ForCausalLM", {"original_max_position_embeddings": 256}),  # fused qkv / gate_up
+    "gemma": ("GemmaConfig", "GemmaForCausalLM", {"head_dim": 16}),  # scaled embeddings, norms of (1 + w)
+    "gemma2": ("Gemma2Config", "Gemma2ForCausalLM", {"head_dim": 16}),  # 4 norms a layer, sliding window, softcap
+    "mistral": ("MistralConfig", "MistralForCausalLM", {"sliding_window": None}),
+}
+SMALL = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+         "num_key_value_heads": 2, "vocab_size": 256, "max_position_embeddings": 256, "tie_word_embeddings": False,
+         "bos_token_id": 2, "eos_token_id": 1, "pad_token_id": 0}
+
+
+def make_other(name: str, folder: Path, seed: int = 3, massive: bool = False) -> None:
+    """A tiny model of another architecture the builder supports (`OTHER`), random weights (biases and Gemma's norm
+    offsets drawn too, so that they matter), lm_head leaning towards a next-token permutation as the corpus's;
+    `massive`: its residual stream carrying the massive channel as `make_qwen3_massive`'s (Llama-like norms:
+    input_layernorm and post_attention_layernorm; a Gemma norm's weight is an offset from 1)."""
+    import torch
+    import transformers
+
+    config_cls, model_cls, extra = OTHER[name]
+    torch.manual_seed(seed)
+    cfg = getattr(transformers, config_cls)(**SMALL, **extra)
+    model = getattr(transformers, model_cls)(cfg).eval()
+    offset = 1.0 if name.startswith("gemma") else 0.0  # Gemma's RMSNorm multiplies by (1 + w)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if n.endswith("bias"):
+                p.normal_(0, 0.05)
+            elif "norm" in n and offset:
+                p.normal_(0, 0.1)
+        if massive:
+            _massive(model, offset)
+        else:
+            _bigram(model, torch.Generator().manual_seed(seed), ALPHA)
+    model.save_pretrained(folder)
+    _tokenizer(folder, cfg.vocab_size)
+
+
+def _massive(model, offset: float, block_gain: float = 0.25) -> None:
+    """`make_qwen3_massive`'s massive channel in any Llama-like model (norm weights less `offset`)."""
+    import torch
+
+    c, h = MASSIVE_CHANNEL, model.config.hidden_size
+    scale = h ** 0.5 if offset else 1.0  # Gemma multiplies its embeddings by √hidden
+    emb = model.model.embed_tokens.weight
+    emb.normal_(0.0, 0.25 / scale)
+    rms = 250.0 / h ** 0.5
+    for layer in model.model.layers:
+        for norm in (layer.input_layernorm, layer.post_attention_layernorm):
+            norm.weight.fill_(rms * 4.0 - offset)
+            norm.weight[c] = -offset
+    fin = model.model.norm.weight
+    fin.fill_(rms)
+    lo = (c // 32) * 32
+    fin[lo:lo + 32] *= block_gain
+    fin[c] = 512.0 / h ** 0.5
+    fin -= offset
+    _bigram(model, torch.Generator().manual_seed(1), ALPHA)
+    emb[:, c] = 250.0 / scale
+    model.lm_head.weight[:, c] = 0.0
+
+
+def make_others(out: Path, n: int) -> dict:
+    """Every `OTHER` model (and Qwen2 and Gemma with the massive channel) as the builder's FP32 and INT4 files and
+    an RTN INT4 file (level 4) of its plain export, with the right answers as `make_corpus` finds them."""
+    answers: dict = {"versions": versions(), "prompt": PROMPT, "tokens": n, "models": {}}
+    for name, massive in [*((k, False) for k in OTHER), ("qwen2", True), ("gemma", True)]:
+        tag = f"{name}_massive" if massive else name
+        hf = out / tag / "hf"
+        if not (hf / "config.json").is_file():
+            make_other(name, hf, massive=massive)
+        plain = export_plain(hf, out / tag / "plain" / "model.onnx")
+        files = {"fp32": build(hf, out / tag / "fp32", "fp32"), "int4": build(hf, out / tag / "int4", "int4"),
+                 "rtn_int4_level4": rtn_int4(plain, out / tag / "rtn_int4_level4" / "model.onnx", 4)}
+        answers["models"][tag] = _answers(hf, {**files, "plain_fp32": plain}, n, out)
+    _write_answers(out, answers)
+    return answers
+
+
 # -- the tools --------------------------------------------------------------------------------------------------
 def build(hf: Path, out: Path, precision: str, extra: dict[str, str] | None = None) -> Path:
     """ONNX Runtime GenAI's model builder, as a user runs it (a folder built already is kept)."""
@@ -211,7 +292,8 @@ def ort_greedy(model, n: int, folder: Path | None = None) -> list[int]:
     ids = list(PROMPT)
     toks: list[int] = []
     where = folder or Path(model).parent
-    cache = {k: np.zeros((1, ins[k].shape[1], 0, _head_size(ins[k].shape[3], where)), np.float32) for k in past}
+    cache = {k: np.zeros((1, ins[k].shape[1], _window(ins[k].shape[2], where), _head_size(ins[k].shape[3], where)),
+                         np.float32) for k in past}
     step_ids = list(PROMPT)
     for _ in range(n):
         if past:
@@ -230,6 +312,15 @@ def ort_greedy(model, n: int, folder: Path | None = None) -> list[int]:
         step_ids = [t]
         cache = {k: res[k.replace("past_key_values", "present")] for k in past}
     return toks
+
+
+def _window(dim, folder: Path) -> int:
+    """A cache input's capacity at the prefill: 0, or a sliding-window layer's window (Gemma 2's `past_sliding_length`:
+    ONNX Runtime's GroupQueryAttention wants the window's capacity there, as GenAI allocates it)."""
+    if dim != "past_sliding_length":
+        return 0
+    cfg = json.loads((folder / "genai_config.json").read_text())
+    return int(cfg["model"]["decoder"]["sliding_window"]["window_size"])
 
 
 def _head_size(dim, folder: Path) -> int:
@@ -308,7 +399,6 @@ def make_corpus(out: Path, n: int) -> dict:
         hf = out / name / "hf"
         if not (hf / "config.json").is_file():
             maker(hf)
-        ref, margins = torch_greedy(hf, n)
         files = {
             "int4": build(hf, out / name / "int4", "int4"),
             "int4_level1": build(hf, out / name / "int4_level1", "int4", {"accuracy_level": "1"}),
@@ -321,20 +411,30 @@ def make_corpus(out: Path, n: int) -> dict:
         files["plain_fp32"] = plain
         files["rtn_int4"] = rtn_int4(plain, out / name / "rtn_int4" / "model.onnx", None)
         files["rtn_int4_level4"] = rtn_int4(plain, out / name / "rtn_int4_level4" / "model.onnx", 4)
-        entry: dict = {"torch_tokens": ref, "files": {}}
-        for kind, path in files.items():
-            toks = ort_greedy(path, n)
-            step = first_flip(toks, ref)
-            rec = {"path": str(path.relative_to(out)), "tokens": toks, "first_flip": step}
-            if step is not None:
-                rec.update(torch_token=ref[step], file_token=toks[step], torch_margin=margins[step])
-                rec.update(node_answers(path, ref, n))
-            entry["files"][kind] = rec
-        answers["models"][name] = entry
+        answers["models"][name] = _answers(hf, files, n, out)
+    _write_answers(out, answers)
+    return answers
+
+
+def _answers(hf: Path, files: dict, n: int, out: Path) -> dict:
+    """The torch model's greedy tokens, and each file's: its first flipped step and, where one flips, the nodes."""
+    ref, margins = torch_greedy(hf, n)
+    entry: dict = {"torch_tokens": ref, "files": {}}
+    for kind, path in files.items():
+        toks = ort_greedy(path, n)
+        step = first_flip(toks, ref)
+        rec = {"path": str(path.relative_to(out)), "tokens": toks, "first_flip": step}
+        if step is not None:
+            rec.update(torch_token=ref[step], file_token=toks[step], torch_margin=margins[step])
+            rec.update(node_answers(path, ref, n))
+        entry["files"][kind] = rec
+    return entry
+
+
+def _write_answers(out: Path, answers: dict) -> None:
     tmp = out / "answers.json.tmp"
     tmp.write_text(json.dumps(answers, indent=1))
     os.replace(tmp, out / "answers.json")
-    return answers
 
 
 def scorecard(answers: dict) -> str:
@@ -357,8 +457,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", type=Path)
     ap.add_argument("--tokens", type=int, default=32)
+    ap.add_argument("--others", action="store_true", help="the other architectures (OTHER) instead of the corpus")
     args = ap.parse_args()
-    print(scorecard(make_corpus(args.out, args.tokens)))
+    args.out.mkdir(parents=True, exist_ok=True)
+    print(scorecard((make_others if args.others else make_corpus)(args.out, args.tokens)))
 
 
 if __name__ == "__main__":

@@ -225,11 +225,14 @@ def _sweep_prompts(torch_model, onnx_model, backends, generate: int, inputs, n: 
         raise BadInputError("--generate sweeps a decoder LLM over prompts: give --onnx FILE or --torch FILE.py:FUNC, "
                             "and the candidate as ort@DIR")
     from cp_debug.backends.spec import NOISE_CHECK, parse_backends
+    from cp_debug.api.prompt_bisect import bisect_flip
     from cp_debug.bisect.subjects.prompt_sweep import sweep_prompts, write_prompt_sweep
 
-    specs = [spec for _, spec in parse_backends(backends or "ort", rule=NOISE_CHECK)]
+    pairs = parse_backends(backends or "ort", rule=NOISE_CHECK)
     with ThirdParty(verbose=False):
-        result = sweep_prompts(torch_model or str(onnx_model), bool(torch_model), specs, generate, inputs, n, seed)
+        result = sweep_prompts(torch_model or str(onnx_model), bool(torch_model), [s for _, s in pairs], generate,
+                               inputs, n, seed)
+        result = bisect_flip(result, bool(torch_model), pairs, seed, out)  # as `bisect --generate` on that prompt
         path = write_prompt_sweep(result, out)
     if not quiet:
         for line in result.lines():

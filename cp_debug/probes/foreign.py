@@ -33,6 +33,8 @@ import onnx
 
 from cp_debug.graph.plan import tensor_types
 from cp_debug.probes.block_forms import by_names, by_weights
+from cp_debug.probes.constant_values import same_constants
+from cp_debug.probes.fused_parts import fused_views
 from cp_debug.probes.graph_diff import CANDIDATE, REFERENCE, GraphDifferences, unmatched_nodes, without_twins
 from cp_debug.probes.naming import ProbeMap, ScopeRename, map_modules_to_onnx, node_scopes
 from cp_debug.probes.node_pairs import align_nodes
@@ -65,12 +67,11 @@ class ForeignMap:
     # the dequantized views the probes read (a QOperator file's integer-only tensors): tensor -> (integer tensor,
     # scale, zero point), each a DequantizeLinear to add to the file (`quantized_forms.with_dequantized`)
     views: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    fused: dict[str, tuple] = field(default_factory=dict)  # a fused projection's part: fused_parts.FusedViews.views
 
     def counts(self) -> dict[str, int]:
-        out = {"scope": 0, "structure": 0}
-        for way in self.how.values():
-            out[way] += 1
-        return out
+        ways = list(self.how.values())
+        return {"scope": ways.count("scope"), "structure": ways.count("structure")}
 
 
 def map_foreign(foreign: onnx.ModelProto, ours: onnx.ModelProto, our_map: ProbeMap,
@@ -93,9 +94,13 @@ def map_foreign(foreign: onnx.ModelProto, ours: onnx.ModelProto, our_map: ProbeM
     a, b = _Graph.of(ours, foreign), _Graph.of(foreign, ours)
     pair = by_names(a, b, by_weights(a, b, ours, foreign, align_anchors(a, b)))  # twins by weights', names
     matched, why_not = _match(a, b, pair, [our_map.tensors[q] for q in module_names if q in our_map.tensors])
+    fused = fused_views(a, b, pair, ours, foreign, list(why_not), _follow)  # q, k, v of one qkv_proj MatMul
+    matched.update(fused.tensors)
     producers = {t: n.op_type for n in b.model.graph.node for t in n.output}
+    producers.update({v: view[0] for v, view in fused.views.items()})
     index = {t: i for i, n in enumerate(foreign.graph.node) for t in n.output}
     index.update({v: index.get(t, -1) for v, (t, _, _) in b.views.items()})
+    index.update({v: max(index.get(t, -1) for t in view[1:] if isinstance(t, str)) for v, view in fused.views.items()})
     tensors: dict[str, str] = {}
     op_types: dict[str, str] = {}
     unmapped: dict[str, str] = {}
@@ -128,7 +133,8 @@ def map_foreign(foreign: onnx.ModelProto, ours: onnx.ModelProto, our_map: ProbeM
         unmatched_nodes(a.model, a.unpaired(set(nodes) | _folded_into_q(a, b, nodes)), our_map, REFERENCE, stage,
                         node_scopes(a.model, names), types), fused=(ours, foreign))
     views = {t: b.views[t] for t in tensors.values() if t in b.views}
-    return ForeignMap(their_map, how, differences, views)
+    return ForeignMap(their_map, how, differences, views, {t: fused.views[t] for t in tensors.values()
+                                                           if t in fused.views})
 
 
 def _with_scopes(a: "_Graph", b: "_Graph", pair: dict[int, int], our_map: ProbeMap, theirs: dict[str, str],
@@ -288,13 +294,6 @@ class _Graph:
         return memo[t]
 
 
-def match_tensors(ours: onnx.ModelProto, foreign: onnx.ModelProto,
-                  wanted: list[str]) -> tuple[dict[str, str], dict[str, str]]:
-    """Our tensors `wanted` → the foreign graph's corresponding tensors, by structure; and, for the rest, why not."""
-    a, b = _Graph.of(ours, foreign), _Graph.of(foreign, ours)
-    return _match(a, b, align_anchors(a, b), wanted)
-
-
 def _match(a: "_Graph", b: "_Graph", pair: dict[int, int], wanted: list[str]) -> tuple[dict[str, str], dict[str, str]]:
     found: dict[str, str] = {}
     why: dict[str, str] = {}
@@ -339,7 +338,7 @@ def _unique(keys: dict[int, int], taken: set[int]) -> dict[int, int]:
 def _follow(a: _Graph, b: _Graph, pair: dict[int, int], t: str) -> str | tuple[str]:
     """Walk back from our tensor `t` to its anchor (or a graph input), then the same ops forward in the foreign
     graph. Returns the foreign tensor, or (reason,) where the way is missing or not unique."""
-    steps: list[tuple[str, int, int, bool]] = []  # (op type, input slot taken, output slot, rest constant), back
+    steps: list[tuple[str, int, int, bool, int]] = []  # (op type, input slot, output slot, rest constant, node)
     cur = t
     for _ in range(MAX_CHAIN + 1):
         if cur in a.inputs:
@@ -362,13 +361,14 @@ def _follow(a: _Graph, b: _Graph, pair: dict[int, int], t: str) -> str | tuple[s
         slot = next((k for k, x in enumerate(node.input) if a.computed(x)), None)
         if slot is None:
             return ("it is computed from constants only",)
-        steps.append((node.op_type, slot, out_slot, not any(a.computed(x) for x in node.input[slot + 1:])))
+        steps.append((node.op_type, slot, out_slot, not any(a.computed(x) for x in node.input[slot + 1:]), i))
         cur = node.input[slot]
     else:
         return (f"more than {MAX_CHAIN} ops from the nearest weighted node",)
     cur = start
-    for op, slot, out_slot, rest_constant in reversed(steps):
+    for op, slot, out_slot, rest_constant, i in reversed(steps):
         fits, cur = _step(b, cur, op, slot, rest_constant)
+        fits = fits and same_constants(a, i, b, fits)  # rotate_half's two Slices, told apart by their bounds
         if fits is None:
             continue  # the step's op folded into what the deployment holds
         if len(set(fits)) != 1:

@@ -22,12 +22,14 @@ The view is for alignment only: it is never run.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import onnx
 from onnx import helper
 
 from cp_debug.probes.block_forms import BLOCK_FORMS
+from cp_debug.probes.constant_values import SMALL
 from cp_debug.graph.model import constant_tensors, wiring
 
 # QOperator ops: float op, the slots of their data inputs, the slots of the output's scale and zero point
@@ -411,7 +413,8 @@ class _Rewrite:
 
 
 def _shell(model: onnx.ModelProto) -> onnx.ModelProto:
-    """`model` without its nodes and initializers' data: the initializers keep name, type and dims only."""
+    """`model` without its nodes and initializers' data: the initializers keep name, type and dims only (a small one,
+    a Slice's bounds or an axis, its values too: `constant_values.py` tells alike nodes apart by them)."""
     out = onnx.ModelProto()
     out.ir_version = model.ir_version
     out.opset_import.extend(model.opset_import)
@@ -421,7 +424,8 @@ def _shell(model: onnx.ModelProto) -> onnx.ModelProto:
     g.output.extend(model.graph.output)
     g.value_info.extend(model.graph.value_info)
     for init in model.graph.initializer:
-        g.initializer.append(_stand_in(init.name, init.data_type, init.dims))
+        small = math.prod(init.dims) <= SMALL and init.data_location != onnx.TensorProto.EXTERNAL
+        g.initializer.append(init if small else _stand_in(init.name, init.data_type, init.dims))
     return out
 
 

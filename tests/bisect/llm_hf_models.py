@@ -17,3 +17,11 @@ def qwen3_massive():
     prompt = json.loads((LLM / "answers.json").read_text())["prompt"]
     return AutoModelForCausalLM.from_pretrained(LLM / "qwen3_massive" / "hf").eval(), \
         {"input_ids": torch.tensor([prompt])}
+
+
+def qwen2():
+    """The Qwen2 of tests/data/llm/qwen2 (attention biases; `benchmarks/llm_files.py --others`) and the prompt."""
+    from transformers import AutoModelForCausalLM
+
+    prompt = json.loads((LLM / "answers_others.json").read_text())["prompt"]
+    return AutoModelForCausalLM.from_pretrained(LLM / "qwen2" / "hf").eval(), {"input_ids": torch.tensor([prompt])}

@@ -31,13 +31,16 @@ def _run(model, feed):
 
 def test_a_builder_file_fixed_to_its_prefill_computes_as_fed():
     """The file with its mask, positions and empty cache held as constants (input_ids → logits, as a causal LM's
-    export): the same logits as the file fed those inputs by decoder_feed; its cache outputs left inside."""
+    export): the same logits as the file fed those inputs by decoder_feed; its cache outputs left inside, the final
+    norm's residual sum (the last layer's output) written."""
     path = LLM / "qwen3_massive/int4/model.onnx"
     model = load_onnx(path)
     dec = DecoderInputs.of(model, path)
     ids = np.array([ANSWERS["prompt"] + [5, 9]])
     fixed = prefilled(model, dec, ids.shape[1], [IDS], ["logits"])
-    assert [i.name for i in fixed.graph.input] == [IDS] and [o.name for o in fixed.graph.output] == ["logits"]
+    # the last layer's output written too: the final norm's residual sum, which the builder leaves unwritten
+    assert [i.name for i in fixed.graph.input] == [IDS] and [o.name for o in fixed.graph.output] == \
+        ["logits", "/model/layers.2/final_norm_layernorm/output_3"]
     dims = [d.dim_value for d in fixed.graph.input[0].type.tensor_type.shape.dim]
     assert dims == [1, 10]
     np.testing.assert_allclose(_run(fixed, {IDS: ids}), _run(model, decoder_feed(dec, {IDS: ids}))[:, :, :],
@@ -113,7 +116,8 @@ def _prompts(tmp_path, rows: int = 4):
 def test_sweep_over_prompts_gives_the_share_that_flips_and_where(tmp_path):
     """`sweep --generate 32` over 4 prompts (input_ids rows): the massive-activation INT4 file flips every one (the
     corpus prompt at step 7, answers.json), lm_head's level 1 (the first prompt's cure) gives all four back (exit 4);
-    its level-1 file flips none (exit 0). OUT/generate.json holds each prompt's step (its schema checked)."""
+    its level-1 file flips none (exit 0). OUT/generate.json holds each prompt's step (its schema checked), and the
+    first flipped prompt's step bisected (lm_head's logits, the setting in the builder's terms)."""
     prompts = _prompts(tmp_path)
     fp32 = LLM / "qwen3_massive/fp32/model.onnx"
     res = cpdebug("sweep", "--onnx", fp32, "-b", f"ort,ort@{LLM / 'qwen3_massive/int4'}", "--inputs", prompts,
@@ -126,10 +130,19 @@ def test_sweep_over_prompts_gives_the_share_that_flips_and_where(tmp_path):
     assert doc["steps"] == [p["flip"]["step"] for p in doc["prompts"]]
     assert doc["cure"]["curing"] == ["/lm_head/MatMul_Q4"] and doc["cure"]["verified"] == 4
     assert "4 of 4 prompts flip (100%)" in res.stdout
+    # the first flipped prompt's step bisected as `bisect --generate` bisects it: lm_head's logits, a local fault,
+    # and the setting that alone flips it, in the builder's terms (answers.json's)
+    b = doc["bisect"]
+    assert (b["prompt"], b["step"], b["root_cause"], b["exit_code"]) == (0, 7, "logits", 1), b
+    assert "local fault at logits" in b["verdict"] and "nodes_to_exclude=/lm_head/MatMul" in b["setting"]
+    assert "prompt 0's greedy step 7 bisected" in res.stdout and "root cause logits" in res.stdout
+    rerun = np.load(b["inputs"])["input_ids"]
+    assert rerun.tolist() == [ANSWERS["prompt"]]
     res = cpdebug("sweep", "--onnx", fp32, "-b", f"ort,ort@{LLM / 'qwen3_massive/int4_level1'}", "--inputs",
                   prompts, "--generate", ANSWERS["tokens"], "--out", tmp_path / "level1")
     assert res.returncode == 0 and "0 of 4 prompts flip" in res.stdout, res.stdout + res.stderr
-    assert json.loads((tmp_path / "level1" / "generate.json").read_text())["cure"] is None
+    doc = json.loads((tmp_path / "level1" / "generate.json").read_text())
+    assert doc["cure"] is None and doc["bisect"] is None and "bisected" not in res.stdout
 
 
 @pytest.mark.long

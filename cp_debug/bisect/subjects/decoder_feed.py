@@ -3,7 +3,8 @@ taking `input_ids`, `attention_mask`, `position_ids` (some) and a KV cache (`pas
 [batch, kv_heads, past, head_dim]); a user has token ids, or nothing.
 
 `decoder_feed(model, ids)` fills in the rest for a first forward (prefill): the mask all ones over the prompt, the
-positions 0…S-1, the cache empty (past length 0). Without ids, `seeded_ids` draws a prompt from the vocabulary
+positions 0…S-1, the cache empty (past length 0; a sliding-window layer's cache of the window's capacity, zeros,
+as GenAI allocates it: Gemma 2's). Without ids, `seeded_ids` draws a prompt from the vocabulary
 (`genai_config.json` beside the file says its size, else the logits' last dimension). A file without `input_ids`
 is no decoder here (None).
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
@@ -39,6 +40,10 @@ class DecoderInputs:
     dtypes: Mapping[str, np.dtype]
     vocab: int | None
     head_size: int | None = None  # genai_config.json's, where the file leaves the cache's last dimension open
+    # the cache inputs of sliding-window layers (Gemma 2's local attention) and their window: ONNX Runtime's
+    # GroupQueryAttention with a local_window_size wants a cache of that capacity ("KV cache capacity (0) must be at
+    # least local_window_size"), as GenAI allocates it; the past lengths then come from the mask
+    sliding: Mapping[str, int] = field(default_factory=dict)
 
     @classmethod
     def of(cls, model: "onnx.ModelProto", path: str | Path | None = None) -> "DecoderInputs | None":
@@ -57,7 +62,26 @@ class DecoderInputs:
         cfg = _genai_config(path)
         head = cfg.get("decoder", {}).get("head_size")
         return cls(names, past, {n: dims[n] for n in past}, dtypes, _vocab(model, cfg),
-                   int(head) if isinstance(head, int) else None)
+                   int(head) if isinstance(head, int) else None, _sliding(ins, past, cfg))
+
+
+def _sliding(ins, past: tuple[str, ...], cfg: dict) -> dict[str, int]:
+    """The cache inputs of the sliding-window layers → the window: genai_config.json's `sliding_window` (its
+    `window_size` and `layers`), else the inputs whose past dimension the builder names `past_sliding_length`."""
+    window = (cfg.get("decoder", {}).get("sliding_window") or {})
+    size = window.get("window_size") if isinstance(window, dict) else None
+    if not isinstance(size, int) or size <= 0:
+        return {}
+    layers = window.get("layers")
+    named = {i.name for i in ins if len(i.type.tensor_type.shape.dim) > 2
+             and i.type.tensor_type.shape.dim[2].dim_param == "past_sliding_length"}
+    out = {}
+    for name in past:
+        m = _PAST.match(name)
+        index = int(m.group(1) if m.group(1) is not None else m.group(4))
+        if name in named or (isinstance(layers, list) and index in layers):
+            out[name] = size
+    return out
 
 
 def _genai_config(path: str | Path | None) -> dict:
@@ -111,11 +135,38 @@ def decoder_feed(dec: DecoderInputs, given: Mapping[str, np.ndarray]) -> dict[st
         elif name == "position_ids":
             feed[name] = np.broadcast_to(np.arange(length), (batch, length)).astype(dec.dtypes[name])
         elif name in dec.past:
-            feed[name] = np.zeros(_past_shape(name, dec.past_dims[name], batch, dec.head_size), dec.dtypes[name])
+            shape = _past_shape(name, dec.past_dims[name], batch, dec.head_size)
+            feed[name] = np.zeros((*shape[:2], dec.sliding.get(name, 0), shape[3]), dec.dtypes[name])
         elif name != IDS:
             raise BadInputError(f"the decoder file's input {name!r} is none cp_debug makes (input_ids, attention_mask, "
                                 "position_ids, past_key_values.*): give it in --inputs FILE.npz")
     return feed
+
+
+def without_sliding_presents(model: "onnx.ModelProto", dec: DecoderInputs) -> tuple["onnx.ModelProto", list[str]]:
+    """`model` without the cache outputs of its sliding-window layers (a copy; the model itself where it has none),
+    and a line saying so: their buffer holds the window's capacity, of which a prefill writes its own tokens only;
+    the rest is memory ONNX Runtime leaves unwritten (two runs of one file differ there)."""
+    import onnx
+
+    cut = {present_of(n) for n in dec.sliding}
+    if not cut & {o.name for o in model.graph.output}:
+        return model, []
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    kept = [o for o in copy.graph.output if o.name not in cut]
+    del copy.graph.output[:]
+    copy.graph.output.extend(kept)
+    shown = sorted(cut)
+    return copy, [f"{', '.join(shown[:2])}{' …' if len(shown) > 2 else ''}: the cache of a sliding-window layer "
+                  f"(capacity {max(dec.sliding.values())}, of which the prefill writes its tokens only, the rest "
+                  "unwritten memory) left out of the comparison"]
+
+
+def present_of(past: str) -> str:
+    """The cache output a cache input is fed from (`past_key_values.0.key` → `present.0.key`)."""
+    return past.replace("past_key_values", "present") if past.startswith("past_key_values") else \
+        past.replace("past_", "present_")
 
 
 def _past_shape(name: str, dims: tuple, batch: int, head_size: int | None) -> tuple[int, ...]:
@@ -158,30 +209,65 @@ def prefilled(model: "onnx.ModelProto", dec: DecoderInputs, length: int, keep_in
     if outs:
         del graph.output[:]
         graph.output.extend(outs)
+    _last_residual_sum(graph, length)
     return copy
 
 
-_BUILDER_LAYER = re.compile(r"^model\.layers\.(\d+)(\.(attn|final_norm_layernorm))?(\..*)?$")
+def _last_residual_sum(graph, length: int) -> None:
+    """The last decoder layer's output, written: the builder's final norm (a SkipSimplifiedLayerNormalization adding
+    the last MLP's output to the residual) leaves its residual sum (output 3) unwritten, the only tensor holding that
+    layer's output; named here (`…/final_norm_layernorm/output_3`) and made a graph output, as every other layer's
+    norm writes it (`probes/naming._residual_sums` reads it as the layer's). The file computes the same."""
+    import onnx
+
+    norms = [n for n in graph.node if n.op_type in ("SkipSimplifiedLayerNormalization", "SkipLayerNormalization")]
+    if not norms or (len(norms[-1].output) > 3 and norms[-1].output[3]):
+        return
+    node = norms[-1]
+    name = node.output[0].rpartition("/")[0] + "/output_3" if "/" in node.output[0] else node.output[0] + "_sum"
+    while len(node.output) < 4:
+        node.output.append("")
+    node.output[3] = name
+    graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, [1, length, None]))
 
 
-def builder_scope(name: str, layers: int) -> str | None:
+_BUILDER_LAYER = re.compile(r"^model\.layers\.(\d+)(\..*)?$")
+# the builder's scope components (its own words, one for every model type) → the HF modules' names for them, the
+# first that the model has taken; the first one where the model's names are not known
+_SYNONYMS = {"attn": ("self_attn", "attn", "self_attention", "attention"),
+             "act_fn": ("act_fn", "activation_fn", "act")}
+_FINAL_NORMS = ("norm", "final_layernorm", "final_norm", "ln_f")  # model.<one of these>: the builder's final norm
+
+
+def builder_scope(name: str, layers: int, names: "frozenset[str] | set[str] | None" = None) -> str | None:
     """ONNX Runtime GenAI's builder's scope (its node names, `/model/layers.0/attn/o_proj/MatMul`) as the HF
-    model's module: `model.layers.N.attn` is `model.layers.N.self_attn`, the final norm it names
-    `model.layers.L.final_norm_layernorm` (L: the number of layers) is `model.norm`, that `model.layers.L` no module
-    (None); any other name unchanged."""
+    model's module, `names` (the model's module names) deciding among the HF words for one part: `attn` is
+    `self_attn`, `act_fn` `activation_fn` where the model says so (Phi-3), the final norm the builder names
+    `model.layers.L.final_norm_layernorm` (L: the number of layers) `model.norm` (or `model.final_layernorm`…), that
+    `model.layers.L` no module (None); any other name unchanged."""
     m = _BUILDER_LAYER.match(name)
     if m is None:
         return name
-    index, part, rest = int(m.group(1)), m.group(3), m.group(4) or ""
+    index, parts = int(m.group(1)), (m.group(2) or "").split(".")[1:]
     if index == layers:
-        return "model.norm" + rest if part == "final_norm_layernorm" else None
-    return f"model.layers.{index}.self_attn{rest}" if part == "attn" else name
+        if not parts or parts[0] != "final_norm_layernorm":
+            return None
+        return _first([f"model.{w}" + "".join("." + p for p in parts[1:]) for w in _FINAL_NORMS], names)
+    options = [[f"model.layers.{index}"]]
+    for part in parts:
+        options = [[f"{o}.{w}" for o in options[0] for w in _SYNONYMS.get(part, (part,))]]
+    return _first(options[0], names)
 
 
-def builder_scopes(path: str | Path | None):
-    """`builder_scope` for the file at `path` (its layer count from genai_config.json beside it); None: no such
-    file (not the builder's)."""
+def _first(options: list[str], names) -> str:
+    """The first of `options` among `names` (the first of all where `names` is not given or holds none)."""
+    return next((o for o in options if names is not None and o in names), options[0])
+
+
+def builder_scopes(path: str | Path | None, names: "frozenset[str] | set[str] | None" = None):
+    """`builder_scope` for the file at `path` (its layer count from genai_config.json beside it), read against the
+    model's module names `names`; None: no such file (not the builder's)."""
     from functools import partial
 
     layers = (_genai_config(path).get("decoder") or {}).get("num_hidden_layers")
-    return partial(builder_scope, layers=layers) if isinstance(layers, int) else None
+    return partial(builder_scope, layers=layers, names=names) if isinstance(layers, int) else None

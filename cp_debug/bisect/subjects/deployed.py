@@ -94,6 +94,7 @@ def deployed_stages(spec: BackendSpec, subject: Subject, level_probes: dict[int,
     from cp_debug.graph.model import load_onnx
     from cp_debug.lint.weights import check_weights
     from cp_debug.probes.foreign import map_foreign
+    from cp_debug.probes.fused_parts import with_views
     from cp_debug.probes.quantized_forms import with_dequantized
     from cp_debug.probes.sized_shapes import sized_shapes
     from cp_debug.probes.interface import adopt_output_names, check_interface
@@ -128,6 +129,7 @@ def deployed_stages(spec: BackendSpec, subject: Subject, level_probes: dict[int,
                  if st.module is not None else None)
         found = map_foreign(model, st.onnx(), st.probe_map(), st.trace(), st.name, st.foreign_names, sized=sized)
         model = with_dequantized(model, found.views)  # a QOperator file's integer-only tensors the probes read
+        model = with_views(model, found.fused)  # a fused projection's parts (q of qkv_proj) the probes read
         files.append(path)
         how.append(dict(found.how))
         differences.append(found.differences)
@@ -179,7 +181,7 @@ def _as_prefill(model, path: Path, stage: Stage, subject: Subject, notes: list[s
     if fixed is None:
         return model
     if stage.foreign_names is None:  # ONNX Runtime GenAI's builder's scope names read as the HF model's
-        stage.foreign_names = builder_scopes(path)
+        stage.foreign_names = builder_scopes(path, frozenset(stage.trace().call_counts))
     made = [n for n in dec.names if n not in ours]
     notes.append(f"{label}: a decoder file: its {', '.join(made[:3])}{' …' if len(made) > 3 else ''} made by "
                  f"cp_debug for the {length}-token prefill (mask ones, positions 0…{length - 1}, the cache empty)")

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
-from cp_debug.bisect.subjects.decoder_feed import IDS, DecoderInputs, decoder_feed
+from cp_debug.bisect.subjects.decoder_feed import IDS, DecoderInputs, present_of, decoder_feed
 
 if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path
@@ -121,13 +121,8 @@ def greedy(model: "onnx.ModelProto", dec: DecoderInputs, ids: np.ndarray, n: int
             break
         seq.append(t)
         step_ids = [t]
-        cache = {k: res[_present(k)] for k in dec.past}
+        cache = {k: res[present_of(k)] for k in dec.past}
     return Decode(tuple(tokens), tuple(margins))
-
-
-def _present(past: str) -> str:
-    return past.replace("past_key_values", "present") if past.startswith("past_key_values") else \
-        past.replace("past_", "present_")
 
 
 def first_flip(ref: Decode, cand: Decode) -> Flip | None:

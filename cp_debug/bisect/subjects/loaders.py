@@ -9,7 +9,7 @@ import sys
 import sysconfig
 import types
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,7 +18,7 @@ import onnx
 
 from cp_debug.bisect.subjects.feeds import cast_inputs, load_npz_inputs, match_inputs
 from cp_debug.bisect.subjects.model_facts import OnnxFacts, TorchFacts
-from cp_debug.bisect.subjects.subject import Stage, Subject
+from cp_debug.bisect.subjects.subject import Stage, Subject, onnx_only_tables
 from cp_debug.errors import BadInputError, UserCodeError, first_line, note_user_file
 from cp_debug.export.dynamic import FROM_SAMPLES, said_of
 from cp_debug.files import sha256_file
@@ -220,7 +220,8 @@ def onnx_subject(path: str | Path, inputs: str | Path | None = None, seed: int =
     feed at all, for a caller that brings its own samples (a graph with dynamic axes needs no fixed shape then).
     A decoder LLM file (decoder_feed.py) is fed its token ids (`ids`, else --inputs' input_ids, else seeded) with the
     mask, positions and empty cache made."""
-    from cp_debug.bisect.subjects.decoder_feed import IDS, DecoderInputs, decoder_feed, seeded_ids
+    from cp_debug.bisect.subjects.decoder_feed import (IDS, DecoderInputs, decoder_feed, present_of, seeded_ids,
+                                                       without_sliding_presents)
     from cp_debug.graph.model import load_onnx, static_dims
 
     model = load_onnx(path)
@@ -228,12 +229,14 @@ def onnx_subject(path: str | Path, inputs: str | Path | None = None, seed: int =
     ins = [i for i in model.graph.input if i.name not in inits]
     names = tuple(i.name for i in ins)
     shapes = {i.name: static_dims(i.type) or () for i in ins}
-    said = []
+    said, unwritten = [], set()
     dec = DecoderInputs.of(model, path)
     if dec is not None and seeded:  # a decoder LLM: the mask, positions and empty cache made from its token ids
         given = {IDS: ids} if ids is not None else given_inputs(inputs)[0] if inputs is not None else \
             {IDS: seeded_ids(dec, seed)}
         feed = decoder_feed(dec, given)
+        model, said = without_sliding_presents(model, dec)
+        unwritten = {present_of(n) for n in dec.sliding}
     elif inputs is not None:
         given, given_name = given_inputs(inputs)
         feed = match_inputs(given, names, shapes, os.path.basename(str(path)))
@@ -256,6 +259,10 @@ def onnx_subject(path: str | Path, inputs: str | Path | None = None, seed: int =
         model, said = inlined.model, [*said, *inlined.said]
     stage = Stage(name=Path(path).stem, input_names=names, output_names=tuple(o.name for o in model.graph.output),
                   onnx_model=model, exporter="given")
+    if unwritten:  # no probe either: a sliding-window layer's cache buffer (decoder_feed.without_sliding_presents)
+        stage._trace, stage._map = onnx_only_tables(model)
+        stage._trace = replace(stage._trace, order=tuple(p for p in stage._trace.order
+                                                         if stage._map.tensors.get(p) not in unwritten))
     return Subject(name=str(path), stages=[stage], inputs=feed,
                    facts=OnnxFacts(str(path), None if inputs is None else "<arrays>" if isinstance(inputs, Mapping)
                                    else str(inputs), seed),

@@ -7,6 +7,12 @@ the first flipped step, the tokens and margins are kept per prompt. The first fl
 accuracy_level=4 are set to level 1 one at a time (`greedy.level_cures`), and the nodes that cure it are then verified
 on every prompt: with them at level 1, does each prompt decode the reference's N tokens?
 
+Then the first flipped prompt's flipped step is bisected as `bisect --generate N` does it, by the same request
+(`api/prompt_bisect.py` → `api/bisect_run.run_request`: the decode, the level-1 cure, that step's forward): the
+prompt written to
+OUT/flipped_prompt.npz (what `cpdebug bisect … --inputs OUT/flipped_prompt.npz --generate N` reruns), its outcome,
+first divergent probe and root cause said with the setting that cures it.
+
 Written whole to OUT/generate.json (docs/schemas/generate.schema.json); exit 0 where no prompt flips or none that one
 setting cures, 4 (degraded) where a prompt flips and a verified setting cures every prompt's decode — the bisect's
 `generation.TokenVerdict` rule.
@@ -42,6 +48,7 @@ class PromptSweep:
     tokens: int
     prompts: tuple[PromptDecode, ...]
     cure: dict | None = None
+    bisect: dict | None = None  # the first flipped prompt's flipped step bisected (`api/prompt_bisect.py`)
 
     @property
     def flipped(self) -> list[PromptDecode]:
@@ -70,6 +77,14 @@ class PromptSweep:
                            f"cure) gives the reference's tokens back on {c['verified']} of {total} prompts")
             else:
                 out.append(f"--generate {n}: no single MatMulNBits at accuracy_level=1 cures the first flipped prompt")
+        if self.bisect is not None:
+            b = self.bisect
+            out.append(f"--generate {n}: prompt {b['prompt']}'s greedy step {b['step']} bisected (the prompt and the "
+                       f"reference's {b['step']} tokens before it fed to both; exit {b['exit_code']}): first divergent "
+                       f"{b['first_divergent'] or 'none'}, root cause {b['root_cause'] or 'none'} — {b['verdict']}")
+            if b.get("setting"):
+                out.append(f"--generate {n}: the setting: {b['setting']}")
+            out.append(f"--generate {n}: cpdebug bisect … --inputs {b['inputs']} --generate {n} reruns it")
         return out
 
     def to_json(self) -> dict:
@@ -78,7 +93,7 @@ class PromptSweep:
                 "tokens": self.tokens,
                 "prompts": [asdict(p) | {"input_ids": list(p.input_ids)} for p in self.prompts],
                 "flipped": len(steps), "share": len(steps) / len(self.prompts), "steps": steps, "cure": self.cure,
-                "exit_code": self.exit_code}
+                "bisect": self.bisect, "exit_code": self.exit_code}
 
 
 def prompt_rows(inputs: Path | None, n: int, seed: int, dec) -> list[np.ndarray]:
@@ -102,7 +117,8 @@ def prompt_rows(inputs: Path | None, n: int, seed: int, dec) -> list[np.ndarray]
 def sweep_prompts(reference: str, torch_model: bool, specs: Sequence, n_tokens: int, inputs: Path | None, n: int,
                   seed: int) -> PromptSweep:
     """Decode every prompt with the reference (`reference`: an --onnx file, or --torch's FILE.py:FUNC) and the
-    candidate; the first flipped prompt's cure verified on all."""
+    candidate; the first flipped prompt's cure verified on all (its flipped step is bisected by
+    `api/prompt_bisect.bisect_flip`, above the engine)."""
     from cp_debug.bisect.subjects.decoder_feed import DecoderInputs
     from cp_debug.bisect.subjects.greedy import first_flip, greedy, level4_nodes, level_cures, with_levels
     from cp_debug.bisect.subjects.torch_generation import candidate_decoder_file

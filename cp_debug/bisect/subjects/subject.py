@@ -58,7 +58,7 @@ class Stage:
                 # read back where a run made it
                 self._trace = traced(self.module, self.example_inputs, extra=self.code_key)
             else:
-                self._trace, self._map = _onnx_only_tables(self.onnx())
+                self._trace, self._map = onnx_only_tables(self.onnx())
         return self._trace
 
     def onnx(self) -> onnx.ModelProto:
@@ -258,7 +258,7 @@ def _probe_chains(stage: "Stage", tr: ModuleTrace) -> dict[str, tuple[str, ...]]
     return {p: chains.get(pm.tensors.get(p, ""), ()) for p in tr.order} if pm is not None else {}
 
 
-def _onnx_only_tables(model: onnx.ModelProto) -> tuple[ModuleTrace, ProbeMap]:
+def onnx_only_tables(model: onnx.ModelProto) -> tuple[ModuleTrace, ProbeMap]:
     """For an ONNX file without its PyTorch module: probes are the node outputs, named by `readable_probe_names`
     (`module/Op` where the graph says the module, else the tensor)."""
     from cp_debug.probes.node_names import readable_probe_names

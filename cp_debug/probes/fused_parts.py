@@ -1,0 +1,218 @@
+"""Fused projections, matched by computation (issue 116): a deployed file that computes several of the model's
+projections in one MatMul, or one of them in several.
+
+ONNX Runtime GenAI's model builder writes an attention's q, k and v projections as one `qkv_proj` MatMul (or
+MatMulNBits) of the three weights side by side, [K, q + k + v] (every model type it builds); a model whose own
+module is fused where the file splits it (Phi-3's `gate_up_proj`, which the builder writes as `gate_proj` and
+`up_proj`) is the mirror case. No tensor of the file holds q alone, so the structural alignment
+(`foreign.align_anchors`) leaves those projections unpaired and their probes missing.
+
+`fused_views` pairs them by their weights' values: our MatMuls that read one tensor, against one deployed MatMul
+fed from the same place whose weight has their columns side by side (or the mirror), each block's correlation with
+our weight above 0.9 (the blocks' order tried, the first that fits every block taken; a MatMulNBits weight
+dequantized with the file's own numbers, `precision/nbits.py`). A probe of ours then reads a view added to the
+deployed file (`with_views`): a Slice of the fused output's last axis (q: its first q columns), or the Concat of the
+split outputs; the chain from the projection to the probe (a bias Add, a Cast) followed as any other, element-wise
+only. Nothing is paired where no order fits: two tensors that do not correspond are never compared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import permutations
+from typing import Callable
+
+import onnx
+
+MIN_CORRELATION = 0.9
+MAX_PARTS = 4  # blocks tried in every order: 24 orders at most
+# ops between a projection and its probe that keep the last axis's columns where they are
+_ELEMENTWISE = frozenset({"Add", "Mul", "Cast", "Identity", "QuantizeLinear", "DequantizeLinear"})
+
+
+@dataclass(frozen=True)
+class FusedViews:
+    """Our tensor → the view's name in the deployed file; each view: ("Slice", source, start, stop) or
+    ("Concat", sources…)."""
+
+    tensors: dict[str, str] = field(default_factory=dict)
+    views: dict[str, tuple] = field(default_factory=dict)
+
+
+def fused_views(a, b, pair: dict[int, int], ours: onnx.ModelProto, foreign: onnx.ModelProto, wanted: list[str],
+                follow: Callable) -> FusedViews:
+    """Views for our tensors `wanted` (those the structure left unmatched) computed from a fused projection: `a`,
+    `b` the graphs (`foreign._Graph`, ours and the deployed one), `pair` their anchors' pairs, `follow` the chain
+    walk (`foreign._follow`)."""
+    parts, joins = _parts(a, b, pair, ours, foreign)
+    if not parts and not joins:
+        return FusedViews()
+    out = FusedViews()
+    for t in wanted:
+        found = _anchor_of(a, t)
+        if found is None:
+            continue
+        i, ops = found
+        if i in parts and ops <= _ELEMENTWISE:
+            j, start, stop = parts[i]
+            got = follow(a, b, {**pair, i: j}, t)
+            if isinstance(got, str):
+                name = f"{got}::cols[{start}:{stop}]"
+                out.tensors[t] = name
+                out.views[name] = ("Slice", got, start, stop)
+        elif i in joins and not ops:  # the fused module's own output: the split outputs side by side
+            outs = tuple(b.model.graph.node[j].output[0] for j in joins[i])
+            name = "::concat(" + ",".join(outs) + ")"
+            out.tensors[t] = name
+            out.views[name] = ("Concat", *outs)
+    return out
+
+
+def _anchor_of(a, t: str) -> tuple[int, frozenset] | None:
+    """The anchor our tensor `t` is computed from through a chain (its first computed input each step), and the
+    chain's ops; None where it starts at a graph input or is longer than 8 ops."""
+    ops = set()
+    for _ in range(8):
+        made = a.producer.get(t)
+        if made is None:
+            return None
+        i = made[0]
+        node = a.model.graph.node[i]
+        if i in a._anchor_set:
+            return i, frozenset(ops)
+        ops.add(node.op_type)
+        t = next((x for x in node.input if a.computed(x)), "")
+    return None
+
+
+def _parts(a, b, pair, ours, foreign) -> tuple[dict[int, tuple[int, int, int]], dict[int, tuple[int, ...]]]:
+    """(our anchor → (the deployed fused anchor, first column, end column)) and (our fused anchor → the deployed
+    anchors that split it, in column order), each verified on the weights."""
+    from cp_debug.probes.block_forms import _fed_from
+
+    ua = _unpaired_matmuls(a, set(pair))
+    ub = _unpaired_matmuls(b, set(pair.values()))
+    if not ua or not ub:
+        return {}, {}
+    weights = _Weights(a, b, ours, foreign)
+    fed = _fed_from(a, b, pair)
+    parts: dict[int, tuple[int, int, int]] = {}
+    joins: dict[int, tuple[int, ...]] = {}
+    for mine, theirs, many_ours in ((_groups(a, ua), ub, True), (_groups(b, ub), ua, False)):
+        side, whole = (a, b) if many_ours else (b, a)
+        for group in mine:
+            width = sum(_dims(side, x)[1] for x in group)
+            for other in theirs:
+                if _dims(whole, other) != (_dims(side, group[0])[0], width):
+                    continue
+                if not all(fed(i, other) if many_ours else fed(other, i) for i in group):
+                    continue
+                order = weights.order(group, other, many_ours)
+                if order is None:
+                    continue
+                start = 0
+                for x in order:
+                    n = _dims(side, x)[1]
+                    if many_ours:
+                        parts[x] = (other, start, start + n)
+                    start += n
+                if not many_ours:
+                    joins[other] = tuple(order)
+                break
+    return parts, joins
+
+
+def _unpaired_matmuls(g, taken: set[int]) -> list[int]:
+    """The MatMul anchors not in `taken` whose weight is a [K, N] constant."""
+    nodes = g.model.graph.node
+    return [i for i in g.anchors if i not in taken and nodes[i].op_type == "MatMul" and len(nodes[i].input) > 1
+            and len(g.constants.get(nodes[i].input[1], ())) == 2]
+
+
+def _dims(g, i: int) -> tuple[int, int]:
+    return tuple(int(d) for d in g.constants[g.model.graph.node[i].input[1]])
+
+
+def _groups(g, anchors: list[int]) -> list[tuple[int, ...]]:
+    """The anchors reading one input tensor with one K, two to MAX_PARTS of them."""
+    by: dict[tuple, list[int]] = {}
+    for i in anchors:
+        by.setdefault((g.model.graph.node[i].input[0], _dims(g, i)[0]), []).append(i)
+    return [tuple(v) for v in by.values() if 2 <= len(v) <= MAX_PARTS]
+
+
+class _Weights:
+    """Each side's float weights (a MatMulNBits one dequantized), read once, and the column order that fits."""
+
+    def __init__(self, a, b, ours: onnx.ModelProto, foreign: onnx.ModelProto):
+        self.a, self.b = a, b
+        self.held = {
+            id(a): {i.name: i for i in ours.graph.initializer},
+            id(b): {i.name: i for i in foreign.graph.initializer},
+        }
+        self.nbits = {n.input[1] + "::float": n for n in foreign.graph.node
+                      if n.op_type == "MatMulNBits" and len(n.input) > 1}
+        self.memo: dict[tuple[int, int], object] = {}
+
+    def value(self, g, i: int):
+        key = (id(g), i)
+        if key not in self.memo:
+            from cp_debug.precision.nbits import array, dequantize
+
+            name = g.model.graph.node[i].input[1]
+            held = self.held[id(g)]
+            if g is self.b and name in self.nbits:
+                w = dequantize(self.nbits[name], self.held[id(g)])
+            else:
+                w = array(held[name]) if name in held else None
+            self.memo[key] = w
+        return self.memo[key]
+
+    def order(self, group: tuple[int, ...], other: int, many_ours: bool) -> tuple[int, ...] | None:
+        """`group`'s anchors in the column order of `other`'s weight where every block correlates above
+        MIN_CORRELATION with its own weight; None where no order fits or a weight is not readable."""
+        import numpy as np
+
+        from cp_debug.probes.block_forms import _unit
+
+        side, whole = (self.a, self.b) if many_ours else (self.b, self.a)
+        big = self.value(whole, other)
+        blocks = {i: self.value(side, i) for i in group}
+        if big is None or any(w is None for w in blocks.values()):
+            return None
+        for order in permutations(group):
+            start, fits = 0, True
+            for i in order:
+                w = np.asarray(blocks[i])
+                part = np.asarray(big)[:, start:start + w.shape[1]]
+                start += w.shape[1]
+                x, y = _unit(w), _unit(part)
+                if x is None or y is None or x[0] != y[0] or float(np.dot(x[1], y[1])) <= MIN_CORRELATION:
+                    fits = False
+                    break
+            if fits:
+                return order
+        return None
+
+
+def with_views(model: onnx.ModelProto, views: dict[str, tuple]) -> onnx.ModelProto:
+    """`model` (a copy) with a node writing each view: a Slice of its source's last axis, or a Concat of its
+    sources along it. The views are read by the probes only; nothing of the file's own computation changes."""
+    if not views:
+        return model
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    graph = copy.graph
+    for k, (name, view) in enumerate(sorted(views.items())):
+        if view[0] == "Slice":
+            _, src, start, stop = view
+            consts = {f"{name}::{what}": np.array([v], np.int64) for what, v in
+                      (("starts", start), ("ends", stop), ("axes", -1))}
+            graph.initializer.extend(numpy_helper.from_array(v, n) for n, v in consts.items())
+            graph.node.append(helper.make_node("Slice", [src, *consts], [name], name=f"cp_debug_view_{k}"))
+        else:
+            graph.node.append(helper.make_node("Concat", list(view[1:]), [name], name=f"cp_debug_view_{k}", axis=-1))
+    return copy

@@ -1,0 +1,113 @@
+"""LLM files of other architectures than the corpus's Llama and Qwen3 (tests/data/llm/qwen2, gemma2: ONNX Runtime
+GenAI's model builder, `benchmarks/llm_files.py --others`; answers_others.json): the builder's fused `qkv_proj`
+matched to the model's q, k and v projections by their weights (Qwen2's attention biases after it), Gemma 2's
+sliding-window layers decoded with their cache at the window's capacity, and a `--torch` run mapping every
+projection of the HF model onto the builder's INT4 file, within its precision."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cp_debug.bisect.subjects.decoder_feed import DecoderInputs, decoder_feed
+from cp_debug.bisect.subjects.greedy import greedy
+from cp_debug.graph.model import load_onnx
+from tests.cli_run import cpdebug
+
+LLM = Path(__file__).resolve().parents[1] / "data" / "llm"
+ANSWERS = json.loads((LLM / "answers_others.json").read_text())
+PROMPT = np.array([ANSWERS["prompt"]])
+HERE = Path(__file__).resolve().parent
+
+
+def _run(model, feed: dict, names: list[str]) -> dict:
+    import onnxruntime as ort
+
+    from cp_debug.graph.session import session_source
+
+    with session_source(model) as src:
+        sess = ort.InferenceSession(src, providers=["CPUExecutionProvider"])
+        return dict(zip(names, sess.run(names, feed)))
+
+
+def _with_outputs(model, names):
+    import onnx
+
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    copy.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names)
+    return copy
+
+
+def test_a_fused_qkv_proj_is_matched_to_q_k_v_by_their_weights():
+    """The plain export's q, k and v projections (MatMul + bias Add each) against the builder's INT4 file, whose
+    one `qkv_proj` MatMulNBits (+ Add) computes them side by side: each matched to its columns (q 0:64, k 64:96,
+    v 96:128, verified on the dequantized weights), and the view's values are the projection's, at INT4's error
+    (rel. RMS ~0.1), where another part's columns are not (above 1)."""
+    from cp_debug.probes.foreign import _Graph, _follow, align_anchors
+    from cp_debug.probes.fused_parts import fused_views, with_views
+
+    plain, int4 = load_onnx(LLM / "qwen2/plain/model.onnx"), load_onnx(LLM / "qwen2/int4/model.onnx")
+    a, b = _Graph.of(plain, int4), _Graph.of(int4, plain)
+    pair = align_anchors(a, b)
+    adds = [n.output[0] for n in a.model.graph.node if n.op_type == "Add" and n.input[0] in a.producer
+            and a.model.graph.node[a.producer[n.input[0]][0]].op_type == "MatMul"
+            and a.constants.get(n.input[1], ()) in ((64,), (32,))]
+    found = fused_views(a, b, pair, plain, int4, adds, _follow)
+    assert len(found.tensors) == 6, found.tensors  # q, k, v of both layers
+    bounds = sorted({view[2:] for view in found.views.values()})
+    assert bounds == [(0, 64), (64, 96), (96, 128)]
+    assert {view[1] for view in found.views.values()} == {"/model/layers.0/attn/qkv_proj/Add/output_0",
+                                                          "/model/layers.1/attn/qkv_proj/Add/output_0"}
+    ours = _run(_with_outputs(plain, adds), {"input_ids": PROMPT}, adds)
+    viewed = with_views(int4, found.views)
+    dec = DecoderInputs.of(int4, LLM / "qwen2/int4/model.onnx")
+    theirs = _run(_with_outputs(viewed, list(found.views)), decoder_feed(dec, {"input_ids": PROMPT}),
+                  list(found.views))
+    def rel(x, y):
+        return float(np.sqrt(np.mean((x - y) ** 2) / np.mean(x ** 2)))
+
+    for t, v in found.tensors.items():
+        assert rel(ours[t].reshape(-1), theirs[v].reshape(-1)) < 0.2, t
+    k_view = next(v for v in found.views.values() if v[2:] == (64, 96))
+    v_view = next(v for v in found.views.values() if v[1] == k_view[1] and v[2:] == (96, 128))
+    k_tensor = next(t for t, v in found.tensors.items() if found.views[v] == k_view)
+    wrong = theirs[next(name for name, v in found.views.items() if v == v_view)]
+    assert rel(ours[k_tensor].reshape(-1), wrong.reshape(-1)) > 1.0  # v's columns are not k's value
+
+
+def test_gemma2_sliding_window_layers_decode_with_the_windows_cache():
+    """Gemma 2's first layer attends in a sliding window: ONNX Runtime's GroupQueryAttention refuses an empty cache
+    there ("KV cache capacity (0) must be at least local_window_size (4096)"); cp_debug feeds that layer's cache at
+    the window's capacity (genai_config.json), and the builder's FP32 file decodes the HF model's tokens."""
+    path = LLM / "gemma2/fp32/model.onnx"
+    model = load_onnx(path)
+    dec = DecoderInputs.of(model, path)
+    assert dec.sliding == {"past_key_values.0.key": 4096, "past_key_values.0.value": 4096}
+    feed = decoder_feed(dec, {"input_ids": PROMPT})
+    assert feed["past_key_values.0.key"].shape == (1, 2, 4096, 16) and feed["past_key_values.1.key"].shape[2] == 0
+    want = ANSWERS["models"]["gemma2"]["torch_tokens"][:8]
+    assert list(greedy(model, dec, PROMPT, 8).tokens) == want
+
+
+@pytest.mark.long
+def test_the_hf_qwen2_against_the_builders_int4_file(tmp_path):
+    """`bisect --torch` (the HF Qwen2) `-b torch,ort@qwen2/int4 --generate 16 --level all`: the same 16 tokens, every
+    module probe mapped (q/k/v by the fused projection's columns, the last layer by the final norm's residual sum),
+    within int4w-a8's precision (exit 0)."""
+    out = tmp_path / "report.json"
+    res = cpdebug("bisect", "--torch", f"{HERE / 'llm_hf_models.py'}:qwen2", "-b", f"torch,ort@{LLM / 'qwen2/int4'}",
+                  "--generate", 16, "--level", "all", "--json", out)
+    said = " ".join((res.stdout + res.stderr).split())
+    assert res.returncode == 0, said
+    assert "decodes the same 16 tokens" in said and "within precision" in said
+    report = json.loads(out.read_text())
+    stage = next(iter(next(iter(report["settings"]["deployed"].values())).values()))
+    mapped = {q: v["tensor"] for q, v in stage["mapped"].items()}
+    modules = [q for q in mapped] + [q for q in stage["unmapped"] if "rotary_emb" not in q]
+    assert len(mapped) >= 0.9 * len(modules), stage["unmapped"]
+    assert mapped["model.layers.1.self_attn.k_proj"] == "/model/layers.1/attn/qkv_proj/Add/output_0::cols[64:96]"
+    assert mapped["model.layers.1"] == "/model/layers.2/final_norm_layernorm/output_3"
