@@ -119,7 +119,8 @@ def make_qwen3_massive(folder: Path, seed: int = 1, block_gain: float = 0.25) ->
 # -- other architectures: the builder's other model types (issue 116: probes mapped, healthy within precision) -------
 OTHER = {  # name -> (transformers config and model class names, the config's extra fields)
     "qwen2": ("Qwen2Config", "Qwen2ForCausalLM", {}),  # attention biases
-    "phi3": ("Phi3Config", "Phi3ForCausalLM", {"original_max_position_embeddings": 256}),  # fused qkv / gate_up
+    # fused qkv / gate_up, gate_up's width not the vocabulary's (the builder takes a Linear of vocab outputs as lm_head)
+    "phi3": ("Phi3Config", "Phi3ForCausalLM", {"original_max_position_embeddings": 256, "intermediate_size": 96}),
     "gemma": ("GemmaConfig", "GemmaForCausalLM", {"head_dim": 16}),  # scaled embeddings, norms of (1 + w)
     "gemma2": ("Gemma2Config", "Gemma2ForCausalLM", {"head_dim": 16}),  # 4 norms a layer, sliding window, softcap
     "mistral": ("MistralConfig", "MistralForCausalLM", {"sliding_window": None}),
@@ -139,7 +140,7 @@ def make_other(name: str, folder: Path, seed: int = 3, massive: bool = False) ->
 
     config_cls, model_cls, extra = OTHER[name]
     torch.manual_seed(seed)
-    cfg = getattr(transformers, config_cls)(**SMALL, **extra)
+    cfg = getattr(transformers, config_cls)(**(SMALL | extra))
     model = getattr(transformers, model_cls)(cfg).eval()
     offset = 1.0 if name.startswith("gemma") else 0.0  # Gemma's RMSNorm multiplies by (1 + w)
     with torch.no_grad():
