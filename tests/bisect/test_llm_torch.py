@@ -153,13 +153,17 @@ def test_sweep_over_prompts_gives_the_share_that_flips_and_where(tmp_path):
 @pytest.mark.long
 def test_sweep_over_seeded_prompts_with_the_torch_model(tmp_path):
     """`sweep --torch … --n 3 --generate 32`: the HF model as the reference over 3 seeded prompts against the
-    builder's INT4 file; every prompt flips and lm_head's level 1 gives all three back."""
+    builder's INT4 file; every prompt flips and lm_head's level 1 gives all three back; the first prompt's flipped step
+    bisected names lm_head."""
     res = cpdebug("sweep", "--torch", f"{HERE / 'llm_hf_models.py'}:qwen3_massive", "-b",
                   f"torch,ort@{LLM / 'qwen3_massive/int4'}", "--n", "3", "--generate", ANSWERS["tokens"], "--out",
                   tmp_path / "s")
     assert res.returncode == 4, res.stdout + res.stderr
     doc = json.loads((tmp_path / "s" / "generate.json").read_text())
     assert len(doc["prompts"]) == 3 and doc["flipped"] == 3 and doc["cure"]["verified"] == 3
+    b = doc["bisect"]  # the first prompt's flipped step, bisected with the HF model as the reference
+    assert b["prompt"] == 0 and b["exit_code"] in (1, 4) and "lm_head" in b["verdict"], b
+    assert "nodes_to_exclude=/lm_head/MatMul" in b["setting"]
 
 
 def test_sweep_generate_wants_a_decoder_model(tmp_path):
