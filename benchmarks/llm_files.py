@@ -119,7 +119,13 @@ def make_qwen3_massive(folder: Path, seed: int = 1, block_gain: float = 0.25) ->
 # -- other architectures: the builder's other model types (issue 116: probes mapped, healthy within precision) -------
 OTHER = {  # name -> (transformers config and model class names, the config's extra fields)
     "qwen2": ("Qwen2Config", "Qwen2ForCausalLM", {}),  # attention biases
-    "phi3": ("Phi3Config", "Phi3ForCausalLM", {"original_max_position_embeddings": 256}),  # fused qkv / gate_up
+    # fused qkv / gate_up, gate_up's width not the vocabulary's (the builder takes a Linear of vocab outputs as lm_head)
+    "phi3": ("Phi3Config", "Phi3ForCausalLM", {"original_max_position_embeddings": 256, "intermediate_size": 96}),
+    # Phi-3.5-mini's LongRoPE: the builder's If between its short and long rotary caches (past 64 positions)
+    "phi35": ("Phi3Config", "Phi3ForCausalLM", {
+        "original_max_position_embeddings": 64, "intermediate_size": 96, "rope_parameters": {
+            "rope_type": "longrope", "rope_theta": 10000.0, "original_max_position_embeddings": 64,
+            "long_factor": [1.0 + 0.3 * i for i in range(8)], "short_factor": [1.0 + 0.05 * i for i in range(8)]}}),
     "gemma": ("GemmaConfig", "GemmaForCausalLM", {"head_dim": 16}),  # scaled embeddings, norms of (1 + w)
     "gemma2": ("Gemma2Config", "Gemma2ForCausalLM", {"head_dim": 16}),  # 4 norms a layer, sliding window, softcap
     "mistral": ("MistralConfig", "MistralForCausalLM", {"sliding_window": None}),
@@ -139,7 +145,7 @@ def make_other(name: str, folder: Path, seed: int = 3, massive: bool = False) ->
 
     config_cls, model_cls, extra = OTHER[name]
     torch.manual_seed(seed)
-    cfg = getattr(transformers, config_cls)(**SMALL, **extra)
+    cfg = getattr(transformers, config_cls)(**(SMALL | extra))
     model = getattr(transformers, model_cls)(cfg).eval()
     offset = 1.0 if name.startswith("gemma") else 0.0  # Gemma's RMSNorm multiplies by (1 + w)
     with torch.no_grad():
@@ -154,6 +160,11 @@ def make_other(name: str, folder: Path, seed: int = 3, massive: bool = False) ->
             _bigram(model, torch.Generator().manual_seed(seed), ALPHA)
     model.save_pretrained(folder)
     _tokenizer(folder, cfg.vocab_size)
+    if "rope_parameters" in extra:  # builder 0.18.0 reads the legacy key: config.rope_parameters["type"]
+        path = Path(folder) / "config.json"
+        saved = json.loads(path.read_text())
+        saved["rope_parameters"]["type"] = saved["rope_parameters"]["rope_type"]
+        path.write_text(json.dumps(saved, indent=2))
 
 
 def _massive(model, offset: float, block_gain: float = 0.25) -> None:

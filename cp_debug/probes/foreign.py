@@ -1,15 +1,13 @@
 """A foreign ONNX (the user's own deployed file) mapped onto our probe names: by scope names, else by structure.
 
-The user's exporter, simplifier or hand edits decide the file's node and tensor names, so our own module ↔ tensor
-table (`naming.py`) does not carry over by name. Two ways in, tried per probe:
+The user's exporter, simplifier or hand edits decide the file's names, so our own module ↔ tensor table (`naming.py`)
+does not carry over by name. Two ways in, tried per probe:
 1. **scope names**: the file's nodes carry the exporter's scopes (`/pts_backbone/blocks.1/blocks.1.0/Conv`, or
-   `pkg.torch.onnx.name_scopes` metadata): `map_modules_to_onnx` reads them exactly as for our own export, and,
-   where the stage knows another module tree of the same network (autoware-ml's: `Stage.foreign_names`), that
-   tree's scopes under our names;
-2. **structure**: the compute nodes (Conv, ConvTranspose, Gemm, MatMul, …) of our export and of the file are
-   paired by op type, weight shapes and where they sit between the graph's inputs and outputs (`align_anchors`);
-   a probe tensor of ours is reached from its nearest compute node (or graph input) by a chain of ops, and the
-   same chain is followed in the file.
+   `pkg.torch.onnx.name_scopes` metadata), read as for our own export (`map_modules_to_onnx`), and under our names
+   where the stage knows another module tree of the same network (`Stage.foreign_names`: autoware-ml's, the builder's);
+2. **structure**: the compute nodes (Conv, Gemm, MatMul, …) of both are paired by op type, weight shapes and place
+   (`align_anchors`); a probe tensor of ours is reached from its nearest compute node (or graph input) by a chain of
+   ops, followed in the file (a fused projection's part through a Slice view: `fused_parts.py`).
 A quantized file is read as the float computation it stands for (`quantized_forms.float_view`: dynamic INT8, ORT's
 fused forms, QOperator, a quantized embedding act as the op they replace); an integer tensor no float tensor holds is
 read through a DequantizeLinear added to the file (`ForeignMap.views`); a constant-only tensor is no counterpart.
@@ -34,7 +32,7 @@ import onnx
 from cp_debug.graph.plan import tensor_types
 from cp_debug.probes.block_forms import by_names, by_weights
 from cp_debug.probes.constant_values import same_constants
-from cp_debug.probes.fused_parts import fused_views
+from cp_debug.probes.fused_parts import fused_views, read_reshaped
 from cp_debug.probes.graph_diff import CANDIDATE, REFERENCE, GraphDifferences, unmatched_nodes, without_twins
 from cp_debug.probes.naming import ProbeMap, ScopeRename, map_modules_to_onnx, node_scopes
 from cp_debug.probes.node_pairs import align_nodes
@@ -124,17 +122,19 @@ def map_foreign(foreign: onnx.ModelProto, ours: onnx.ModelProto, our_map: ProbeM
         op_types[q] = producers.get(tensors[q], "Input")
     same_shapes(ours, foreign, our_map, tensors, how, op_types, unmapped, types)
     one_value_one_probe(our_map, tensors, how, op_types, unmapped)
+    names = set(trace.call_counts) | {trace.scope_of(p)[0] for p in trace.order}
+    fused.views.update(read_reshaped(foreign, trace, node_scopes(foreign, names, rename), types(foreign), tensors, how,
+                                     op_types, unmapped, index))  # Qwen3's q_norm, [1, S, 64] in the builder's file
     their_map = ProbeMap(tensors, op_types, unmapped, {t: index.get(t, -1) for t in tensors.values()})
     nodes = align_nodes(a, b, _with_scopes(a, b, pair, our_map, tensors, how))
-    names = set(trace.call_counts) | {trace.scope_of(p)[0] for p in trace.order}
     differences = without_twins(
         unmatched_nodes(b.model, b.unpaired(set(nodes.values())), their_map, CANDIDATE, stage,
                         node_scopes(b.model, names, rename), types),
         unmatched_nodes(a.model, a.unpaired(set(nodes) | _folded_into_q(a, b, nodes)), our_map, REFERENCE, stage,
                         node_scopes(a.model, names), types), fused=(ours, foreign))
-    views = {t: b.views[t] for t in tensors.values() if t in b.views}
-    return ForeignMap(their_map, how, differences, views, {t: fused.views[t] for t in tensors.values()
-                                                           if t in fused.views})
+    held = set(tensors.values())
+    return ForeignMap(their_map, how, differences, {t: b.views[t] for t in held if t in b.views},
+                      {t: v for t, v in fused.views.items() if t in held})
 
 
 def _with_scopes(a: "_Graph", b: "_Graph", pair: dict[int, int], our_map: ProbeMap, theirs: dict[str, str],

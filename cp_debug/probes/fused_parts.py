@@ -196,8 +196,9 @@ class _Weights:
 
 
 def with_views(model: onnx.ModelProto, views: dict[str, tuple]) -> onnx.ModelProto:
-    """`model` (a copy) with a node writing each view: a Slice of its source's last axis, or a Concat of its
-    sources along it. The views are read by the probes only; nothing of the file's own computation changes."""
+    """`model` (a copy) with a node writing each view: a Slice of its source's last axis, a Concat of its sources
+    along it, or a Reshape of its source to a module's shape. The views are read by the probes only; nothing of the
+    file's own computation changes."""
     if not views:
         return model
     import numpy as np
@@ -207,7 +208,11 @@ def with_views(model: onnx.ModelProto, views: dict[str, tuple]) -> onnx.ModelPro
     copy.CopyFrom(model)
     graph = copy.graph
     for k, (name, view) in enumerate(sorted(views.items())):
-        if view[0] == "Slice":
+        if view[0] == "Reshape":
+            shape = f"{name}::shape"
+            graph.initializer.append(numpy_helper.from_array(np.array(view[2], np.int64), shape))
+            graph.node.append(helper.make_node("Reshape", [view[1], shape], [name], name=f"cp_debug_view_{k}"))
+        elif view[0] == "Slice":
             _, src, start, stop = view
             consts = {f"{name}::{what}": np.array([v], np.int64) for what, v in
                       (("starts", start), ("ends", stop), ("axes", -1))}
@@ -216,3 +221,53 @@ def with_views(model: onnx.ModelProto, views: dict[str, tuple]) -> onnx.ModelPro
         else:
             graph.node.append(helper.make_node("Concat", list(view[1:]), [name], name=f"cp_debug_view_{k}", axis=-1))
     return copy
+
+
+def reshaped_views(foreign: onnx.ModelProto, trace, wanted: list[str], scopes: list[tuple[str, ...]],
+                   shapes: dict[str, tuple | None]) -> tuple[dict[str, str], dict[str, tuple]]:
+    """Probes `wanted` whose module's scope in `foreign` (`scopes`: each node's chain, `naming.node_scopes`) ends in a
+    Reshape writing its values in another shape: Qwen3's q_norm, whose module gives [1, S, heads, 16] where the
+    builder's `…/attn/q_norm/Reshape_2` writes [1, S, 64] — the same values in the same order (a Reshape merges or
+    splits neighbouring axes only), the leading axes the same and the rest of one size. Returns (probe → view name,
+    view → ("Reshape", tensor, shape)): the probe reads the file's tensor reshaped to the module's shape."""
+    import math
+
+    leaving: dict[str, str] = {}  # module -> the last Reshape output of its scope read outside it
+    readers = {}
+    for k, node in enumerate(foreign.graph.node):
+        for t in node.input:
+            readers.setdefault(t, set()).add(k)
+    outputs = {o.name for o in foreign.graph.output}
+    for k, node in enumerate(foreign.graph.node):
+        q = scopes[k][-1] if scopes[k] else None
+        if q in wanted and node.op_type == "Reshape" and node.output and (
+                node.output[0] in outputs or any(not scopes[r] or scopes[r][-1] != q
+                                                 for r in readers.get(node.output[0], ()))):
+            leaving[q] = node.output[0]
+    tensors, views = {}, {}
+    for q, t in leaving.items():
+        want, got = trace.shapes.get(q), shapes.get(t)
+        if not want or not got or None in want or len(want) == len(got):
+            continue
+        # the leading axes alike (an axis inference left open taken as alike), the rest known and of one size
+        lead = next((i for i, (x, y) in enumerate(zip(want, got)) if y is not None and x != y),
+                    min(len(want), len(got)))
+        if lead == 0 or None in got[lead:] or math.prod(want[lead:]) != math.prod(got[lead:]):
+            continue
+        name = f"{t}::as{list(want)}"
+        tensors[q], views[name] = name, ("Reshape", t, tuple(int(d) for d in want))
+    return tensors, views
+
+
+def read_reshaped(foreign: onnx.ModelProto, trace, scopes, types: dict, tensors: dict, how: dict, op_types: dict,
+                  unmapped: dict, index: dict) -> dict[str, tuple]:
+    """`reshaped_views` for the probes still unmapped, adopted into the map (`foreign.map_foreign`'s tables: found by
+    scope, the view's node index its source's); returns the views to add to the file."""
+    from cp_debug.probes.naming import static_shapes
+
+    found, views = reshaped_views(foreign, trace, list(unmapped), scopes, static_shapes(foreign, types))
+    for q, name in found.items():
+        tensors[q], how[q], op_types[q] = name, "scope", "Reshape"
+        unmapped.pop(q, None)
+        index[name] = index.get(views[name][1], -1)
+    return views

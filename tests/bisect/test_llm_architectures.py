@@ -111,3 +111,17 @@ def test_the_hf_qwen2_against_the_builders_int4_file(tmp_path):
     assert len(mapped) >= 0.9 * len(modules), stage["unmapped"]
     assert mapped["model.layers.1.self_attn.k_proj"] == "/model/layers.1/attn/qkv_proj/Add/output_0::cols[64:96]"
     assert mapped["model.layers.1"] == "/model/layers.2/final_norm_layernorm/output_3"
+
+
+def test_a_gemma2_file_against_itself_is_within_precision(tmp_path):
+    """`bisect --onnx gemma2/fp32 -b ort,ort --generate 4`: the sliding-window layer's cache output keeps the window's
+    capacity, of which the prefill writes 8 rows, the rest memory ONNX Runtime leaves unwritten — two runs of one
+    file differed there ("the reference is not stable", exit 6; before the capacity, exit 70). It is left out of the
+    comparison, said; the file against itself is within precision."""
+    out = tmp_path / "report.json"
+    res = cpdebug("bisect", "--onnx", LLM / "gemma2/fp32/model.onnx", "-b", "ort,ort", "--generate", 4, "--json", out)
+    said = " ".join((res.stdout + res.stderr).split())
+    assert res.returncode == 0, said
+    assert "the cache of a sliding-window layer (capacity 4096" in said
+    names = {p["onnx_tensor"] for p in json.loads(out.read_text())["probes"]}
+    assert "present.1.key" in names and not {"present.0.key", "present.0.value"} & names

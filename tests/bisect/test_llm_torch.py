@@ -72,7 +72,12 @@ def test_generate_with_the_torch_model_as_reference(tmp_path):
     assert mapped["model.norm"].startswith("/model/layers.2/final_norm_layernorm/")  # the builder's scope, read
     assert mapped["model.layers.0.self_attn.o_proj"] == "/model/layers.0/attn/o_proj/MatMul/output_0"
     assert mapped["model.layers.0"] == "/model/layers.1/input_layernorm/output_3"  # the residual sum: layer 0's out
-    assert mapped["lm_head"] == "logits" and len(mapped) >= 19
+    assert mapped["lm_head"] == "logits" and len(mapped) >= 31
+    # the fused qkv_proj's columns (probes/fused_parts.py), Qwen3's q_norm in the builder's [1, S, 64] reshaped to the
+    # module's [1, S, heads, 16], and the last layer's output: the final norm's residual sum the prefill copy writes
+    assert mapped["model.layers.0.self_attn.k_proj"] == "/model/layers.0/attn/qkv_proj/MatMul/output_0::cols[64:96]"
+    assert mapped["model.layers.1.self_attn.q_norm"].startswith("/model/layers.1/attn/q_norm/Reshape_2/output_0::as")
+    assert mapped["model.layers.1"] == "/model/layers.2/final_norm_layernorm/output_3"
     first = [line for line in res.stdout.splitlines() if "◀ first" in line]
     assert first and "lm_head" in first[0]
     assert "root cause: lm_head" in said and "local fault at lm_head" in said and "only in the deployed" not in said
@@ -148,13 +153,17 @@ def test_sweep_over_prompts_gives_the_share_that_flips_and_where(tmp_path):
 @pytest.mark.long
 def test_sweep_over_seeded_prompts_with_the_torch_model(tmp_path):
     """`sweep --torch … --n 3 --generate 32`: the HF model as the reference over 3 seeded prompts against the
-    builder's INT4 file; every prompt flips and lm_head's level 1 gives all three back."""
+    builder's INT4 file; every prompt flips and lm_head's level 1 gives all three back; the first prompt's flipped step
+    bisected names lm_head."""
     res = cpdebug("sweep", "--torch", f"{HERE / 'llm_hf_models.py'}:qwen3_massive", "-b",
                   f"torch,ort@{LLM / 'qwen3_massive/int4'}", "--n", "3", "--generate", ANSWERS["tokens"], "--out",
                   tmp_path / "s")
     assert res.returncode == 4, res.stdout + res.stderr
     doc = json.loads((tmp_path / "s" / "generate.json").read_text())
     assert len(doc["prompts"]) == 3 and doc["flipped"] == 3 and doc["cure"]["verified"] == 3
+    b = doc["bisect"]  # the first prompt's flipped step, bisected with the HF model as the reference
+    assert b["prompt"] == 0 and b["exit_code"] in (1, 4) and "lm_head" in b["verdict"], b
+    assert "nodes_to_exclude=/lm_head/MatMul" in b["setting"]
 
 
 def test_sweep_generate_wants_a_decoder_model(tmp_path):
