@@ -16,6 +16,7 @@ fault at lm_head's logits already; the RTN file's flipped step (9) has logits at
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -49,7 +50,8 @@ def generation_subject(path: str | Path, inputs: str | Path | None, seed: int, n
                             f"{', '.join(given) or 'nothing'})")
     ids = given[IDS]
     ids = np.asarray(ids).reshape(1, -1)
-    cand = greedy(cand_model, cand_dec, ids, n, path=cand_path)  # its file loaded as written: its load check's proof
+    with _refused_said(cand_path, path, specs):  # its file loaded as written: its load check's proof
+        cand = greedy(cand_model, cand_dec, ids, n, path=cand_path)
 
     def answer(run=None) -> DecodeAnswer:
         ref = greedy(ref_model, dec, ids, n, path=None if run else path, run=run)
@@ -70,8 +72,25 @@ def generation_subject(path: str | Path, inputs: str | Path | None, seed: int, n
 
         subject.pending_decode = PendingDecode(decode, lambda: refuse_unloadable_given(path, specs))
         return subject
-    found = answer()
+    with _refused_said(path, path, specs):
+        found = answer()
     return found.told(onnx_subject(path, None, seed, ids=found.prefix))
+
+
+@contextmanager
+def _refused_said(file: Path, path: Path, specs: Sequence):
+    """A decode of `file` (the --onnx `path`, or the candidate's) whose session ONNX Runtime refuses: the file's load
+    check says so (its own line, exit 3) in place of the session's error (an internal error, exit 70, before)."""
+    from cp_debug.bisect.subjects.deployed import refuse_unloadable, refuse_unloadable_given
+
+    try:
+        yield
+    except Exception:
+        if file == path:
+            refuse_unloadable_given(path, specs)
+        else:
+            refuse_unloadable(list(specs)[1], [file])
+        raise
 
 
 @dataclass(frozen=True)
