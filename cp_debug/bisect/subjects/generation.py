@@ -7,6 +7,12 @@ a token differs, the step, both tokens and margins are said, each MatMulNBits at
 the reference's tokens before the flip fed to both as one prefill, so the last position's logits are the step's.
 Where none differs, the bisect runs the prompt's forward, as without --generate.
 
+Each file is loaded as few times as that needs (issue 116 item 5): the candidate decodes on a session of its file as
+written (the file's load check then makes no other); the reference, where it runs the file as it is (ONNX Runtime,
+FP32, CPU), decodes on the session the engine makes for its probed run, before stage 0's feed (`PendingDecode`,
+`stages/lent.py`): its tokens are then the probed session's, the values the bisect compares with. A decode whose
+session ONNX Runtime refuses is that file's load check's line (exit 3).
+
 A flipped token that a runtime setting alone causes (its level-1 cure verified on the decode) is beyond what the
 file's precision explains, whatever that step's forward says: the subject's decision verdict (`TokenVerdict`, the
 hook a detector's boxes use) makes the candidate degraded at least. The builder's Qwen3 file at level 4 is a local
