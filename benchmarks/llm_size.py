@@ -11,12 +11,13 @@ project's Python:
 builder's files `fp32/` (`-p fp32 -e cpu`) and `int4/` (`-p int4 -e cpu`: MatMulNBits at accuracy_level 4), and
 `prompt.npz` (8 token ids). A folder made already is kept. The files stay out of the repository (under OUT).
 
-`measure`: two child processes on these files, one after the other (each row: wall, peak RSS from wait4, exit):
+`measure`: two child processes on these files, one after the other (each row: wall, peak RSS and CPU seconds from
+wait4, exit; on shared cores the CPU seconds move less with the others' load than the wall):
   floor   what any tool must do at least: load each file in ONNX Runtime, one forward of the prompt with each and
           N greedy steps each with its KV cache (N = the bisect's --generate);
   bisect  `cpdebug bisect --onnx OUT/fp32/model.onnx -b ort,ort@OUT/int4 --inputs OUT/prompt.npz --generate N
           --json OUT/bisect.json` with a fresh cache folder;
-then the ratios bisect ÷ floor (wall and RSS), the bisect's outcome and the probes mapped.
+then the ratios bisect ÷ floor (wall, RSS and CPU), the bisect's outcome and the probes mapped.
 """
 
 from __future__ import annotations

@@ -136,7 +136,7 @@ def _fed_from(a, b, pair: dict[int, int]):
     return fed
 
 
-_SAMPLED = 1 << 19  # values of a weight correlated at most: its rows at a stride beyond that (`_unit`)
+_SAMPLED = 1 << 19  # values of a weight correlated at most (a row more): its rows at a stride beyond that (`_unit`)
 
 
 def _unit(w):
@@ -150,7 +150,7 @@ def _unit(w):
 
     if w is None:
         return None
-    step = max(1, int(np.size(w)) // _SAMPLED) if np.ndim(w) else 1
+    step = -(-int(np.size(w)) // _SAMPLED) if np.ndim(w) else 1
     x = np.array(w[::step], np.float32, order="C").ravel()  # a copy: centred in place below
     x -= np.float32(np.mean(x, dtype=np.float64))
     norm = float(np.sqrt(np.dot(x, x)))

@@ -7,6 +7,12 @@ a token differs, the step, both tokens and margins are said, each MatMulNBits at
 the reference's tokens before the flip fed to both as one prefill, so the last position's logits are the step's.
 Where none differs, the bisect runs the prompt's forward, as without --generate.
 
+Each file is loaded as few times as that needs (issue 116 item 5): the candidate decodes on a session of its file as
+written (the file's load check then makes no other); the reference, where it runs the file as it is (ONNX Runtime,
+FP32, CPU), decodes on the session the engine makes for its probed run, before stage 0's feed (`PendingDecode`,
+`stages/lent.py`): its tokens are then the probed session's, the values the bisect compares with. A decode whose
+session ONNX Runtime refuses is that file's load check's line (exit 3).
+
 A flipped token that a runtime setting alone causes (its level-1 cure verified on the decode) is beyond what the
 file's precision explains, whatever that step's forward says: the subject's decision verdict (`TokenVerdict`, the
 hook a detector's boxes use) makes the candidate degraded at least. The builder's Qwen3 file at level 4 is a local
@@ -16,6 +22,7 @@ fault at lm_head's logits already; the RTN file's flipped step (9) has logits at
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -49,7 +56,8 @@ def generation_subject(path: str | Path, inputs: str | Path | None, seed: int, n
                             f"{', '.join(given) or 'nothing'})")
     ids = given[IDS]
     ids = np.asarray(ids).reshape(1, -1)
-    cand = greedy(cand_model, cand_dec, ids, n, path=cand_path)  # its file loaded as written: its load check's proof
+    with _refused_said(cand_path, path, specs):  # its file loaded as written: its load check's proof
+        cand = greedy(cand_model, cand_dec, ids, n, path=cand_path)
 
     def answer(run=None) -> DecodeAnswer:
         ref = greedy(ref_model, dec, ids, n, path=None if run else path, run=run)
@@ -70,8 +78,25 @@ def generation_subject(path: str | Path, inputs: str | Path | None, seed: int, n
 
         subject.pending_decode = PendingDecode(decode, lambda: refuse_unloadable_given(path, specs))
         return subject
-    found = answer()
+    with _refused_said(path, path, specs):
+        found = answer()
     return found.told(onnx_subject(path, None, seed, ids=found.prefix))
+
+
+@contextmanager
+def _refused_said(file: Path, path: Path, specs: Sequence):
+    """A decode of `file` (the --onnx `path`, or the candidate's) whose session ONNX Runtime refuses: the file's load
+    check says so (its own line, exit 3) in place of the session's error (an internal error, exit 70, before)."""
+    from cp_debug.bisect.subjects.deployed import refuse_unloadable, refuse_unloadable_given
+
+    try:
+        yield
+    except Exception:
+        if file == path:
+            refuse_unloadable_given(path, specs)
+        else:
+            refuse_unloadable(list(specs)[1], [file])
+        raise
 
 
 @dataclass(frozen=True)
