@@ -42,8 +42,12 @@ budget and its own segment within its own.
 budget that rounding carries (`carried`, bisect's `record.depth_carry`): gain (its error ÷ its input probe's) × its
 input probe's budget, carried in turn (a budget grows with depth, as the rounding does), where its own segment is
 within its own budget, its input within its budget and the gain ≤ `DOMINANCE`. An own error beyond its budget is
-never carried; INT8 is not carried in turn (`int8_carry`). JSON: `expected_rel_rmse`, `carried_from`,
-`carried_reason`. Measured (a healthy 32-layer Llama, degraded before, within after): docs/measurements.md, issue 108.
+never carried; INT8 is not carried in turn (`int8_carry`). A weight-only format (int4w, int8w, "-a8") is carried
+alike: its unit is a matmul's own weight rounding, and those of matmuls in series add up in quadrature (Gemma 2's
+post-branch norms hand the next layer a branch's whole error, undiluted: 3.6 units at layer 1's MLP after 8 matmuls
+of 0.8-1.1 units each), where its own error is its roundings' (≤ `WEIGHT_ONLY_OWN`; a massive channel's INT8 block 2.8).
+JSON: `expected_rel_rmse`, `carried_from`, `carried_reason`. Measured (a healthy 32-layer Llama, degraded before,
+within after): docs/measurements.md, issue 108.
 
 **Outcomes.** *Diverged*: a local fault — NaN/Inf where the reference is finite (a value beyond FP16's range
 becomes Inf where it is stored in FP16; a finite one was kept in FP32, and is judged as any other), a shape mix-up,
@@ -106,6 +110,7 @@ INT8_GROWTH = 8.0  # INT8's unit is already per tensor (amax/rms); calibrated on
 FP8_GROWTH = 8.0  # FP8 E4M3: 3 mantissa bits, u = 2^-4; GROWTH's 64 u would be 4 (any answer passes); see the note
 NVFP4_GROWTH = 3.0  # NVFP4 E2M1: 1 mantissa bit, u = 2^-2, per-16 block scales; see the note
 WEIGHT_ONLY_UNIT, WEIGHT_ONLY_GROWTH = {"int4w": .09, "int8w": .0055, "int4w-a8": .09, "int8w-a8": .0078}, 3.0  # nbits
+WEIGHT_ONLY_OWN = 2.0  # a segment's own error, in units, that its weight-only roundings explain (carried: "Depth")
 FLOOR_FACTOR = 4.0  # × the reference's own noise (its second run), as bisect's run_state widens tolerances
 DOMINANCE = 3.0  # a local error this many times its siblings' median stands out (bisect's "no single layer")
 FAR = 10.0  # a local error this many times its precision's budget is a fault whatever its siblings do
@@ -169,6 +174,11 @@ def budget(precision: str, amax: float | None = None, ref_rms: float | None = No
     """GROWTH · u: the rel. RMS error a healthy `precision` reaches at a probe; ≥ FLOOR_FACTOR × its noise `floor`."""
     u = unit_roundoff(precision, amax, ref_rms, unit)
     return max(growth(precision) * u, FLOOR_FACTOR * floor if math.isfinite(floor) else 0.0)
+
+
+def own_roundings(own: float, precision: str, unit=None) -> bool:
+    """A segment's own rel. RMS error `own` is its weight-only roundings' (≤ `WEIGHT_ONLY_OWN` units; "Depth")."""
+    return math.isfinite(own) and own <= WEIGHT_ONLY_OWN * unit_roundoff(precision, unit=unit)
 
 
 def growth(precision: str) -> float:

@@ -237,3 +237,14 @@ def test_a_centre_the_graph_itself_computes_moves_by_one_rounding_of_its_coordin
     assert noise.judge_boxes("int8", graph_span_m=184.32, **int8) == noise.judge_boxes("int8", **int8)
     bound = noise.unit_roundoff("fp16") * 184.32
     assert 0.0625 * 0.96 < bound < 0.1  # float16's half spacing at 128-256 cells, in metres, is within it
+
+
+def test_a_weight_only_segment_is_carried_by_its_own_roundings_only():
+    """A MatMulNBits segment's own error of one or two roundings (Gemma 2's builder INT4 file: 0.8-1.1 units; two in
+    series √2) is carried by depth; a massive channel's INT8 activation block (the corpus's lm_head: 2.8 units) is
+    not."""
+    unit = 0.0863
+    assert noise.own_roundings(0.093, "int4w-a8", unit) and noise.own_roundings(0.121, "int4w-a8", unit)
+    assert not noise.own_roundings(2.8 * unit, "int4w-a8", unit)
+    assert not noise.own_roundings(float("nan"), "int4w", None)
+    assert noise.own_roundings(0.09, "int4w", None)  # the nominal unit where the file's own is not read

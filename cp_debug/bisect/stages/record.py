@@ -155,13 +155,23 @@ def depth_carry(run: RunState, s: CandidateState, name: str, upstream) -> None:
     bounds does: see compare/noise.py, "Depth"), the gain at most `noise.DOMINANCE`. Not the scaled formats (INT8,
     FP8, NVFP4, MXFP8): a scale's misfit brings a share of their few-unit budget in one step, which is no rounding
     accumulated (an FP8 input clipped at its calibrated range carried 0.66 of it at once), and their budgets were
-    measured on whole networks already."""
+    measured on whole networks already. A weight-only format (int4w, int8w, "-a8": MatMulNBits) is carried too: its
+    unit is each matmul's own weight rounding, measured from the file, which adds up along the matmuls in series as
+    a float format's does — where its segment's own error is at most `noise.WEIGHT_ONLY_OWN` of its units (a
+    segment's matmuls: one rounding each, 0.8-1.1 units, two in series √2; an INT8 activation block's misfit, a
+    massive channel's, brings 2.8 in one matmul and is never carried).
+    """
     from cp_debug.compare import noise
 
     r = s.results.get(name)
-    if (s.judged_at not in ("fp16", "bf16", "tf32", "fp32") or run.opts.tolerance_mode != "model" or r is None
-            or r.judgement is None or r.judgement.outcome is not noise.Outcome.DEGRADED or r.local_judgement is None
-            or r.local_judgement.beyond or r.diff is None or not math.isfinite(r.diff.rel_rmse)):
+    weight_only = s.judged_at in noise.WEIGHT_ONLY_UNIT
+    if ((s.judged_at not in ("fp16", "bf16", "tf32", "fp32") and not weight_only) or run.opts.tolerance_mode != "model"
+            or r is None or r.judgement is None or r.judgement.outcome is not noise.Outcome.DEGRADED
+            or r.local_judgement is None or r.local_judgement.beyond or r.diff is None
+            or not math.isfinite(r.diff.rel_rmse)):
+        return
+    own = r.local.rel_rmse if r.local is not None else math.inf
+    if weight_only and not noise.own_roundings(own, s.judged_at, s.judged_unit):
         return
     ins = [s.results[u] for u in upstream if u in s.results and s.results[u].diff is not None
            and s.results[u].judgement is not None and math.isfinite(s.results[u].diff.rel_rmse)

@@ -64,7 +64,7 @@ def generation_subject(path: str | Path, inputs: str | Path | None, seed: int, n
         return decode_answer(ref, cand_model, cand_dec, cand_path, ids, n, f"the reference's tokens "
                              f"{list(ref.tokens)}", cand=cand)
 
-    if cand_path != path and _on_probed_session(specs, ref_model):
+    if cand_path != path and _on_probed_session(specs, ref_model) and not dec.sliding:
         from cp_debug.bisect.subjects.decoder_feed import decoder_feed
         from cp_debug.bisect.subjects.deployed import refuse_unloadable_given
 
@@ -114,7 +114,8 @@ class PendingDecode:
 def _on_probed_session(specs: Sequence, model) -> bool:
     """Whether the reference runs the --onnx file as it is (ONNX Runtime, FP32, CPU: no precision transform, so its
     probed session computes the file's outputs) and the file's graph is fed the same whatever the prompt (no If,
-    whose taken branch `onnx_subject` inlines from the feed)."""
+    whose taken branch `onnx_subject` inlines from the feed). A file with sliding-window layers is decoded on a
+    session of its own (the caller): the probed graph drops their cache outputs (`without_sliding_presents`)."""
     from cp_debug.backends.spec import Capability
 
     ref = list(specs)[0] if specs else None
