@@ -3,10 +3,14 @@
 A probe is restored in the candidate's own terms: a built-in FP16 / BF16 candidate keeps the probe's nodes (every
 ONNX node its module created, else the node that writes its tensor) in FP32 — the `--keep-fp32` cure itself —, a
 built-in INT8 / FP8 candidate leaves them out of its quantisation (`--exclude-int8`), and a candidate running the
-user's own files (`SPEC@DIR`, whose precision is in the file) has the probe's tensor replaced by the reference's
-value (its consumers read a new graph input fed with it). The stage then runs whole, as the candidate runs it, on the
-reference's stage inputs, and each stage output is judged against the reference's by the rule every cure shares
-(`noise.output_passes`), with the decisions its outputs carry (`findings/decisions.py`) compared too.
+user's own files (`SPEC@DIR`, whose precision is in the file) has the node writing the probe's tensor left out of the
+file's quantization where it reads through a Q/DQ pair (`qdq_removal.without_qdq`: what `nodes_to_exclude` does, the
+built-in's restoration in the file's terms), else the probe's tensor replaced by the reference's value (its consumers
+read a new graph input fed with it). Tensors are candidates too: a file's shared scale (`UNPAIRED`,
+`shared_scale.py`) and a file's constant off the reference's (`CONSTANT`, `constants.py`). The stage then runs
+whole, as the candidate runs it, on the reference's stage inputs, and each stage output is judged against the
+reference's by the rule every cure shares (`noise.output_passes`), with the decisions its outputs carry
+(`findings/decisions.py`) compared too.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 KEEP, EXCLUDE, REPLACE = "kept in FP32", "left out of INT8", "its tensor replaced by the reference's"
 UNPAIRED = "its scale's Q/DQ pairs removed"  # a tensor candidate: a user's file's shared scale (cures/shared_scale)
+CONSTANT = "its constant replaced by the reference's"  # a tensor candidate: a user's file's constant (cures/constants)
 _REF_INPUT = "{}__cpdebug_reference"
 
 
@@ -47,7 +52,7 @@ class Restoration:
             return f"{self.probe} ({self.source}: {len(self.nodes)} node(s) {self.how})"
         if self.how == REPLACE:
             return f"{self.probe} ({self.how})"
-        if self.how == UNPAIRED:
+        if self.how in (UNPAIRED, CONSTANT):
             return f"{self.probe} ({self.detail.words() if self.detail is not None else self.how})"
         return f"{self.probe} ({len(self.nodes)} node(s){' of its segment' if self.segment else ''} {self.how})"
 
@@ -199,6 +204,9 @@ def run_restored(run: "RunState", state: "CandidateState", stage: int, restored:
     unpaired = [n for r in restored if r.how == UNPAIRED for n in r.nodes]
     if unpaired:
         model = _without_pairs(model, set(unpaired))
+    for r in restored:
+        if r.how == CONSTANT:  # its `constants.ConstantOff` puts the reference's value in
+            model = r.detail.put(model)
     exclude = [n for r in restored if r.how == EXCLUDE for n in r.nodes]
     if exclude and spec.onnx_dir is not None:  # a user's file: the nodes' Q/DQ pairs removed (`_file_exclusion`)
         from cp_debug.bisect.cures.qdq_removal import without_qdq

@@ -24,8 +24,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cp_debug.bisect.cures.restore import (EXCLUDE, KEEP, REPLACE, OutputError, Restoration, cure_words,
-                                           output_error, restoration, run_restored, widened)
+from cp_debug.bisect.cures.restore import (CONSTANT, EXCLUDE, KEEP, REPLACE, OutputError, Restoration,
+                                           cure_words, output_error, restoration, run_restored, widened)
 
 if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.bisect.result import ProbeResult
@@ -102,7 +102,7 @@ class Intervention:
                     f"{limit} (worst output {before}; {tried})")
         what = ("the set " + ", ".join(self.confirmed_set)) if self.confirmed_set else self.confirmed
         how = c.restored[0].how
-        if c.restored[0].source:  # an examiner's keep set: said with its nodes' count
+        if c.restored[0].source or c.restored[0].how == CONSTANT:  # a keep set with its nodes' count; a constant
             what, how = c.restored[0].words(), ""
         flips = f", {self.before.flips} decision(s) flipped before" if self.before.flips else ""
         if self.chosen and self.confirmed_set:  # no one alone: the 1-minimal set of the ranked, said as the root
@@ -146,6 +146,7 @@ def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results
     """The intervention over `ranked` (`ranking.causes`, most first) for `state`, or None where nothing is tried: no
     candidate, a runner that takes no restoration, or outputs already within budget with no decision flipped."""
     from cp_debug.backends.spec import Capability
+    from cp_debug.bisect.cures import constants, shared_scale
 
     # ONNX Runtime sessions only: a TensorRT engine built per restoration would cost minutes each
     if not ranked or state.refused is not None or not state.spec.can(Capability.ORT_SESSIONS):
@@ -169,24 +170,22 @@ def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results
         if before.back or (run.opts.tolerance_mode == "model" and before.in_budget and not before.flips):
             return None  # the outputs as the verdict judges them (their budget; --atol/--rtol in fixed mode) are back
         tried: list[Tried] = []
-        for r in restorable:
+        own = state.spec.onnx_dir is not None  # a user's file: its constants off the reference's, one by one
+        back = own and _until_back(run, state, stage, constants.restorations(run, state, stage), tried)
+        for r in restorable if not back else ():
             tried.append(Tried((r,), output_error(run, state, stage, run_restored(run, state, stage, [r]))))
             wide = widened(run, state, r) if not tried[-1].after.back else None
             if wide is not None:  # the module's own nodes are not its whole segment: the segment restored
                 tried.append(Tried((wide,), output_error(run, state, stage, run_restored(run, state, stage, [wide]))))
-            if tried[-1].after.back:
+            back = tried[-1].after.back
+            if back:
                 break
-        if not tried[-1].after.back and state.spec.onnx_dir is not None:  # tensors as candidates: a file's
-            from cp_debug.bisect.cures.shared_scale import restorations  # shared scale
-
-            for r in restorations(run, state, stage):
-                tried.append(Tried((r,), output_error(run, state, stage, run_restored(run, state, stage, [r]))))
-                if tried[-1].after.back:
-                    break
-        chosen: tuple[str, ...] = ()
-        if not tried[-1].after.back:  # no one alone: the smallest set of the ranked that does (a set of tensors
-            # replaced would hide what flows into its latest: never searched)
-            chosen = _set(run, state, stage, [r for r in pool if r.how != REPLACE and r.stage == stage], tried)
+        # tensors as candidates: a file's shared scales
+        back = back or (own and _until_back(run, state, stage, shared_scale.restorations(run, state, stage), tried))
+        # no one alone: the smallest set of the ranked that does (a set of tensors replaced would hide what flows
+        # into its latest: never searched)
+        chosen = () if back else _set(run, state, stage, [r for r in pool if r.how != REPLACE and r.stage == stage],
+                                      tried)
     found = Intervention(ranked[0], None, before, tuple(tried), 0.0, stage, chosen=chosen)
     cure = found.cure
     confirmed = cure.restored[0].probe if cure is not None and len(cure.restored) == 1 else None
@@ -197,6 +196,16 @@ def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results
         tried = [Tried(t.restored, t.after, hides=t is cure) for t in tried]
     return Intervention(ranked[0], confirmed, before, tuple(tried), time.perf_counter() - t0, stage, chosen=chosen,
                         searched=_searched(pool, tried))
+
+
+def _until_back(run: "RunState", state: "CandidateState", stage: int, candidates: list[Restoration],
+                tried: list[Tried]) -> bool:
+    """Each of `candidates` restored alone and run at the outputs (appended to `tried`) until one brings them back."""
+    for r in candidates:
+        tried.append(Tried((r,), output_error(run, state, stage, run_restored(run, state, stage, [r]))))
+        if tried[-1].after.back:
+            return True
+    return False
 
 
 def _set(run: "RunState", state: "CandidateState", stage: int, pool: list[Restoration], tried: list[Tried]
