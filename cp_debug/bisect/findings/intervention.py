@@ -4,16 +4,22 @@
 beyond their budget or a decision they carry flips, the top `TRIED` candidates are each restored in the candidate's
 own terms (`cures/restore.py`: its nodes kept in FP32 / left out of INT8, or its tensor replaced by the reference's)
 and the stage run to its outputs: the first whose restoration brings every output back within its budget and no
-decision flipped is the root cause, confirmed; where none alone does, all of them together are tried (a set). What
-was tried is said (`Intervention.to_json`: each candidate's output error ÷ budget before and after). A user's file
-is restored by a tensor replaced with the reference's, which hides every error that flowed into it: a tensor later
-than the proposal that brings the outputs back is said (`hides_upstream`), never named in its place. An overflow its
+decision flipped is the root cause, confirmed; where none alone does, the smallest set of the first `SET_FROM`
+ranked that does (`_set`: keep-fp32's 1-minimal search, each run at the outputs, at most `SET_RUNS`), named as the
+root ("restored together: A, B — no one of them alone does") with its nodes the cure verified at the outputs. What
+was tried is said (`Intervention.to_json`: each candidate's output error ÷ budget before and after). A user's Q/DQ
+file's node is left out of the file's quantization, as the built-in's is left out of its own; a tensor replaced with
+the reference's (a node that reads no Q/DQ pair) hides every error that flowed into it: a tensor later than the
+proposal that brings the outputs back is said (`hides_upstream`), never named in its place. A user's file's constants
+off the reference's are tried first, each replaced alone (`cures/constants.py`), its shared scales after the
+ranked (`cures/shared_scale.py`). An overflow its
 consumer saturates (a tanh-GELU's x³) is proposed first and let go: restoring it changes nothing at the output.
 
 A candidate whose module's own nodes are not its whole segment (code its parent runs between its children) is tried
 again over its segment, as its local error ran it (`restore.widened`).
 
-Cost: one run of the stage, without probes, per restoration tried (at most 2 × `TRIED` + 2), only for a candidate whose
+Cost: one run of the stage, without probes, per restoration tried (at most 2 × `TRIED` + `SET_RUNS` + a file's
+constants and shared scales), only for a candidate whose
 outputs are wrong, and only on ONNX Runtime (`Capability.ORT_SESSIONS`: a TensorRT engine is not rebuilt per
 restoration); a candidate with no divergent probe runs nothing here.
 """
