@@ -16,7 +16,7 @@ reference's by the rule every cure shares (`noise.output_passes`), with the deci
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -46,8 +46,11 @@ class Restoration:
     detail: object = field(default=None, compare=False)  # UNPAIRED: its `shared_scale.SharedScale`
     source: str | None = None  # an examiner's keep set ("the index flip's keep set"), not the probe's own nodes
     in_file: bool = False  # EXCLUDE in a user's Q/DQ file: its nodes' pairs removed (`_file_exclusion`)
+    alone: bool = False  # the probe's nodes alone in the candidate's precision: `nodes` are every other one (`alone`)
 
     def words(self) -> str:
+        if self.alone:
+            return f"{self.probe} alone in {'FP16' if self.how == KEEP else 'INT8'} (every other node {self.how})"
         if self.source:
             return f"{self.probe} ({self.source}: {len(self.nodes)} node(s) {self.how})"
         if self.how == REPLACE:
@@ -149,6 +152,18 @@ def widened(run: "RunState", state: "CandidateState", r: Restoration) -> Restora
         todo += [x for x in n.input if x and x not in known]
     nodes = tuple(n.name for n in model.graph.node if n.name in seen or n.name in r.nodes)
     return Restoration(r.probe, r.stage, r.how, nodes=nodes, segment=True) if set(nodes) > set(r.nodes) else None
+
+
+def alone(run: "RunState", state: "CandidateState", r: Restoration) -> Restoration | None:
+    """`r`'s nodes alone left in the candidate's precision: every other node of its stage kept in FP32 / left out of
+    INT8 (a user's file: every other node's Q/DQ pairs removed) — whether that layer alone breaks the outputs; None
+    for a restoration of another kind."""
+    if r.how not in (KEEP, EXCLUDE) or r.alone:
+        return None
+    model = run.stage_of(state.label, r.stage).onnx()
+    skip = {"Constant", "QuantizeLinear", "DequantizeLinear"}
+    others = tuple(n.name for n in model.graph.node if n.name and n.op_type not in skip and n.name not in r.nodes)
+    return replace(r, nodes=others, alone=True, segment=False, source=None) if others else None
 
 
 def probe_tensor(run: "RunState", state: "CandidateState", probe: str) -> tuple[object, str, str] | None:

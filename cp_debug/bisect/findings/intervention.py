@@ -55,8 +55,9 @@ class Tried:
         return {"candidate": r[0].probe if len(r) == 1 else [x.probe for x in r],
                 "how": sorted({x.how for x in r}), "nodes": [n for x in r for n in x.nodes],
                 "tensors": [x.tensor for x in r if x.tensor], "output_error_before": before.to_json(),
-                "output_error_after": self.after.to_json(), "back": self.after.back and not self.hides,
-                "hides_upstream": self.hides}
+                "output_error_after": self.after.to_json(),
+                "back": self.after.back and not self.hides and not r[0].alone, "hides_upstream": self.hides,
+                "alone": r[0].alone}  # alone: its nodes alone in the candidate's precision, every other restored
 
 
 @dataclass(frozen=True)
@@ -73,12 +74,14 @@ class Intervention:
     at: str | None = None  # the root the verdict names, where `settle` brought the intervention to it
     chosen: tuple[str, ...] = ()  # the 1-minimal set of ranked candidates that brings the outputs back together
     searched: int = 0  # how many ranked candidates that set was searched among
+    breaks: str | None = None  # where nothing brings them back: the ranked candidate that alone breaks them most
+    spent: bool = False  # the set search's runs spent before every drop was tried: `chosen` not proven 1-minimal
 
     @property
     def cure(self) -> Tried | None:
         """The run that brought the outputs back (the confirmed candidate's, else the set the search chose, else the
         first)."""
-        back = [t for t in self.tried if t.after.back and not t.hides]
+        back = [t for t in self.tried if t.after.back and not t.hides and not t.restored[0].alone]
         mine = [t for t in back if len(t.restored) == 1 and t.restored[0].probe == self.confirmed]
         chosen = [t for t in back if self.chosen and {x.probe for x in t.restored} == set(self.chosen)]
         return (mine or chosen or back or [None])[0]
@@ -105,21 +108,32 @@ class Intervention:
         limit = "their budget" if self.before.ratio >= 1 or self.before.flips else "the run's tolerance"
         if c is None:
             return (f"confirmed by no intervention: restoring each of the proposed causes leaves the outputs beyond "
-                    f"{limit} (worst output {before}; {tried})")
+                    f"{limit} (worst output {before}; {tried}){self._alone()}")
         what = ("the set " + ", ".join(self.confirmed_set)) if self.confirmed_set else self.confirmed
         how = c.restored[0].how
         if c.restored[0].source or c.restored[0].how == CONSTANT:  # a keep set with its nodes' count; a constant
             what, how = c.restored[0].words(), ""
         flips = f", {self.before.flips} decision(s) flipped before" if self.before.flips else ""
         if self.chosen and self.confirmed_set:  # no one alone: the 1-minimal set of the ranked, said as the root
+            spent = (f"; the budget of {SET_RUNS} run(s) spent before each one was dropped: not proven 1-minimal"
+                     if self.spent else "")
             return (f"confirmed by intervention: restored together: {', '.join(self.confirmed_set)} — no one of them "
                     f"alone does ({len(self.keep())} node(s) {how}) — bring the outputs back within {limit} (worst "
                     f"output {before}{flips} → {c.after.ratio:.3g}×; tried {tried}; the set searched among the first "
                     f"{self.searched} ranked, added in rank order until they came back, then each one dropped whose "
-                    f"removal still brings them back: {len(sets)} run(s)); verified at the outputs: "
+                    f"removal still brings them back: {len(sets)} run(s){spent}); verified at the outputs: "
                     f"{cure_words(c.restored)}{self._which()}")
         return (f"confirmed by intervention: {what}{' ' + how if how else ''} brings the outputs back within {limit} "
                 f"(worst output {before}{flips} → {c.after.ratio:.3g}×; tried {tried}){self._which()}")
+
+    def _alone(self) -> str:
+        """Where nothing brings the outputs back: the layer that alone, in the candidate's precision, breaks them."""
+        t = next((t for t in self.tried if t.restored[0].alone and t.restored[0].probe == self.breaks), None)
+        if t is None:
+            return ""
+        flips = f", {t.after.flips} decision(s) flipped" if t.after.flips else ""
+        return (f"; {t.restored[0].words()} breaks them alone: {t.after.ratio:.3g}× their budget{flips} — the layer "
+                "that alone breaks them, with others beside it (no one restored alone brings them back)")
 
     def _which(self) -> str:
         """Where the confirmation names another module than the root the verdict settled on (`at`): which holds."""
@@ -143,7 +157,7 @@ class Intervention:
         return {"proposed": self.proposed, "confirmed": self.confirmed is not None or bool(self.confirmed_set),
                 "probe": self.confirmed, "set": list(self.confirmed_set), "keep": list(self.keep()),
                 "how": c.restored[0].how if c is not None else None, "output_error": self.before.to_json(),
-                "set_searched_among": self.searched,
+                "set_searched_among": self.searched, "set_runs_spent": self.spent, "alone_breaks": self.breaks,
                 "tried": [t.to_json(self.before) for t in self.tried]}  # its time: the report's phases
 
 
@@ -190,9 +204,10 @@ def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results
         back = back or (own and _until_back(run, state, stage, shared_scale.restorations(run, state, stage), tried))
         # no one alone: the smallest set of the ranked that does (a set of tensors replaced would hide what flows
         # into its latest: never searched)
-        chosen = () if back else _set(run, state, stage, [r for r in pool if r.how != REPLACE and r.stage == stage],
-                                      tried)
-    found = Intervention(ranked[0], None, before, tuple(tried), 0.0, stage, chosen=chosen)
+        chosen, spent = ((), False) if back else _set(
+            run, state, stage, [r for r in pool if r.how != REPLACE and r.stage == stage], tried)
+        breaks = None if back or chosen else _breaks(run, state, stage, restorable, tried)
+    found = Intervention(ranked[0], None, before, tuple(tried), 0.0, stage, chosen=chosen, spent=spent)
     cure = found.cure
     confirmed = cure.restored[0].probe if cure is not None and len(cure.restored) == 1 else None
     order = {r.probe: k for k, r in enumerate(results)}
@@ -201,7 +216,30 @@ def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results
         confirmed = None
         tried = [Tried(t.restored, t.after, hides=t is cure) for t in tried]
     return Intervention(ranked[0], confirmed, before, tuple(tried), time.perf_counter() - t0, stage, chosen=chosen,
-                        searched=_searched(pool, tried))
+                        searched=_searched(pool, tried), breaks=breaks, spent=spent)
+
+
+def _breaks(run: "RunState", state: "CandidateState", stage: int, restorable: list[Restoration], tried: list[Tried]
+            ) -> str | None:
+    """Each of the ranked candidates alone in the candidate's precision, every other node restored (`restore.alone`),
+    run at the outputs (appended to `tried`): the one that breaks them most (most decisions flipped, then the worst
+    output's error ÷ budget), None where none alone does."""
+    from cp_debug.bisect.cures.restore import alone
+
+    broken = []
+    for r in restorable:
+        a = alone(run, state, r)
+        if a is None:
+            continue
+        try:
+            tried.append(Tried((a,), output_error(run, state, stage, run_restored(run, state, stage, [a]))))
+        except Exception as err:  # noqa: BLE001 - a layer that cannot be run alone is said, the rest stands
+            run.warnings.append(f"{state.label}: {a.words()} was not run: {err}")
+            continue
+        if not tried[-1].after.back:
+            broken.append(tried[-1])
+    best = max(broken, key=lambda t: (t.after.flips, t.after.ratio), default=None)
+    return best.restored[0].probe if best is not None else None
 
 
 def _until_back(run: "RunState", state: "CandidateState", stage: int, candidates: list[Restoration],
@@ -215,16 +253,17 @@ def _until_back(run: "RunState", state: "CandidateState", stage: int, candidates
 
 
 def _set(run: "RunState", state: "CandidateState", stage: int, pool: list[Restoration], tried: list[Tried]
-         ) -> tuple[str, ...]:
+         ) -> tuple[tuple[str, ...], bool]:
     """The smallest set of `pool` (the ranked restorations, most first) whose restoration together brings the
     outputs back, by `keep-fp32`'s search (`cures/search.KeepFp32Search`): added in rank order until they come back
     (a binary search over the prefixes), then each one dropped whose removal still brings them back (ddmin: the set
     ends 1-minimal). Every run is appended to `tried`; at most `SET_RUNS` runs (a set not yet run past them counts as
-    not back: the set found passed, its 1-minimality then unproven). () where even all of `pool` do not."""
+    not back: the set found passed, its 1-minimality then unproven: said, `spent`). () where even all of `pool` do
+    not."""
     from cp_debug.bisect.cures.search import KeepFp32Search, run_search
 
     if len(pool) < 2:
-        return ()
+        return (), False
     by = {r.probe: r for r in pool}
     seen = {frozenset(x.probe for x in t.restored): t.after.back for t in tried if set(t.restored) <= set(pool)}
     seen[frozenset()] = False
@@ -242,7 +281,8 @@ def _set(run: "RunState", state: "CandidateState", stage: int, pool: list[Restor
         return not seen[key]
 
     trace = run_search(KeepFp32Search([r.probe for r in pool]), bad)
-    return tuple(trace.result) if trace.status == "found" and len(trace.result) > 1 else ()
+    found = tuple(trace.result) if trace.status == "found" and len(trace.result) > 1 else ()
+    return found, bool(found) and runs[0] >= SET_RUNS
 
 
 def _searched(pool: list[Restoration], tried: list[Tried]) -> int:
