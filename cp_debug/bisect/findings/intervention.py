@@ -140,7 +140,7 @@ class Intervention:
         c, at = self.cure, self.at
         if c is None or at is None or any(x.probe == at for x in c.restored):
             return ""
-        own = [t for t in self.tried if len(t.restored) == 1 and t.restored[0].probe == at]
+        own = [t for t in self.tried if len(t.restored) == 1 and t.restored[0].probe == at and not t.restored[0].alone]
         what = ", ".join(x.probe for x in c.restored)  # the cure: one restoration, or a set restored together
         what = f"the set {what}" if len(c.restored) > 1 else what
         holder = next((x.probe for x in c.restored if at.startswith(f"{x.probe}.")), None)
@@ -320,7 +320,8 @@ def settle(run: "RunState", state: "CandidateState", root: str | None, module: s
             except Exception as err:  # noqa: BLE001 - the confirmation stands where the keep set cannot be run
                 run.warnings.append(f"{state.label}: {r.words()} was not run at the outputs: {err}")
     if not any(t.after.back for t in new) and not any(
-            len(t.restored) == 1 and t.restored[0].probe == target and (t.after.back or t.restored[0].segment)
+            len(t.restored) == 1 and t.restored[0].probe == target and not t.restored[0].alone
+            and (t.after.back or t.restored[0].segment)
             for t in found.tried):
         try:
             r = _restoration_of(run, state, target, found.stage)
