@@ -3,9 +3,9 @@ alone breaks its decision"): PaddleOCR's PP-OCRv4 recogniser (rapidocr-onnxrunti
 (`quantize_static`, its defaults, as users make it) loses its spaces on all four printed lines, and no node left out
 of INT8 alone brings them back (the stored answer), nor the top-ranked ones together: the error is spread. Before,
 the root `conv2d_203.tmp_0` was "confirmed by replacing its tensor" (which hides every error that flowed into it);
-now each ranked layer is also run alone in INT8 (every other node left out of the file's quantization) and the one
-that breaks the outputs most is named — checked here without cp_debug: that node alone quantized (ONNX Runtime's
-`nodes_to_exclude` holding every other one) moves the lines read."""
+now the ranked layers, most first, are also run alone in INT8 (every other node left out of the file's
+quantization) and the first that breaks the outputs is named — checked here without cp_debug: that node alone
+quantized (ONNX Runtime's `nodes_to_exclude` holding every other one) moves the lines read."""
 
 from __future__ import annotations
 

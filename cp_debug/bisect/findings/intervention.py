@@ -74,7 +74,7 @@ class Intervention:
     at: str | None = None  # the root the verdict names, where `settle` brought the intervention to it
     chosen: tuple[str, ...] = ()  # the 1-minimal set of ranked candidates that brings the outputs back together
     searched: int = 0  # how many ranked candidates that set was searched among
-    breaks: str | None = None  # where nothing brings them back: the ranked candidate that alone breaks them most
+    breaks: str | None = None  # where nothing brings them back: the first ranked candidate that alone breaks them
     spent: bool = False  # the set search's runs spent before every drop was tried: `chosen` not proven 1-minimal
 
     @property
@@ -127,13 +127,13 @@ class Intervention:
                 f"(worst output {before}{flips} → {c.after.ratio:.3g}×; tried {tried}){self._which()}")
 
     def _alone(self) -> str:
-        """Where nothing brings the outputs back: the layer that alone, in the candidate's precision, breaks them."""
+        """Where nothing brings the outputs back: the first ranked layer that alone, in its precision, breaks them."""
         t = next((t for t in self.tried if t.restored[0].alone and t.restored[0].probe == self.breaks), None)
         if t is None:
             return ""
         flips = f", {t.after.flips} decision(s) flipped" if t.after.flips else ""
-        return (f"; {t.restored[0].words()} breaks them alone: {t.after.ratio:.3g}× their budget{flips} — the layer "
-                "that alone breaks them, with others beside it (no one restored alone brings them back)")
+        return (f"; {t.restored[0].words()} breaks them alone: {t.after.ratio:.3g}× their budget{flips} — the first "
+                "ranked layer that alone breaks them, with others beside it (no one restored alone brings them back)")
 
     def _which(self) -> str:
         """Where the confirmation names another module than the root the verdict settled on (`at`): which holds."""
@@ -221,12 +221,11 @@ def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results
 
 def _breaks(run: "RunState", state: "CandidateState", stage: int, restorable: list[Restoration], tried: list[Tried]
             ) -> str | None:
-    """Each of the ranked candidates alone in the candidate's precision, every other node restored (`restore.alone`),
-    run at the outputs (appended to `tried`): the one that breaks them most (most decisions flipped, then the worst
-    output's error ÷ budget), None where none alone does."""
+    """The ranked candidates, most first, each alone in the candidate's precision, every other node restored
+    (`restore.alone`), run at the outputs (appended to `tried`) until one breaks them: that one (the proposal kept
+    where it alone breaks them, whichever door the candidate came through), None where none alone does."""
     from cp_debug.bisect.cures.restore import alone
 
-    broken = []
     for r in restorable:
         a = alone(run, state, r)
         if a is None:
@@ -237,9 +236,8 @@ def _breaks(run: "RunState", state: "CandidateState", stage: int, restorable: li
             run.warnings.append(f"{state.label}: {a.words()} was not run: {err}")
             continue
         if not tried[-1].after.back:
-            broken.append(tried[-1])
-    best = max(broken, key=lambda t: (t.after.flips, t.after.ratio), default=None)
-    return best.restored[0].probe if best is not None else None
+            return r.probe
+    return None
 
 
 def _until_back(run: "RunState", state: "CandidateState", stage: int, candidates: list[Restoration],
