@@ -41,7 +41,7 @@ ANSWERS = ROOT / "tests" / "data" / "trained_corpus.json"
 AT = [ROOT]  # the checkout whose cp_debug runs (`--at`: a commit's `git archive`, for the scorecard's before)
 sys.path.insert(0, str(ROOT))
 
-from tests.trained.corpus import MODELS, make, right_answer, session  # noqa: E402 - the corpus lives beside its tests
+from tests.trained.corpus import MODELS, make, right_answer, session, touched  # noqa: E402 - the corpus lives beside its tests
 
 
 # -- cp_debug on the candidate file ----------------------------------------------------------------------------
@@ -68,7 +68,7 @@ def bisect(spec, kind: str, model, feeds, sample: int, work: Path) -> dict:
     found = (root.get("intervention") or {}) if isinstance(root, dict) else {}
     return {"exit": proc.returncode, "outcome": (rep.get("outcomes") or {}).get(cand), "root_cause": probe,
             "node": node, "said": (why or (rep.get("outcome_reasons") or {}).get(cand, ""))[:240],
-            "set": found.get("set") or [], "keep": found.get("keep") or []}
+            "set": found.get("set") or [], "keep": found.get("keep") or [], "alone_breaks": found.get("alone_breaks")}
 
 
 def one_story(model, feeds, sample: int, work: Path) -> tuple[str | None, str | None, str]:
@@ -99,7 +99,8 @@ def one_story(model, feeds, sample: int, work: Path) -> tuple[str | None, str | 
 def grade(ans: dict, got: dict, together: bool | None = None) -> str:
     """right: a healthy candidate neither flagged nor refused, a broken one's root cause among the nodes that alone
     bring its decisions back — or, where none alone does, a set named as the root whose nodes kept out of the
-    conversion together bring every decision back (`together`: the corpus's own intervention, without cp_debug);
+    conversion together bring every decision back, or the layer named as the one that alone breaks them whose node
+    alone converted moves its decisions (`together`: the corpus's own intervention, without cp_debug);
     partial: a broken one flagged at another root (or where none alone brings them back and no set is named);
     wrong: a false alarm, a refusal, a broken one passed."""
     if ans["healthy"]:
@@ -147,6 +148,10 @@ def main(argv=None) -> int:
                 calib = feeds[:: max(1, len(feeds) // 8)]
                 together = (spec.decisions(session(make(kind, model, calib, got["keep"])), feeds) == ref
                             if got["set"] and got["keep"] else None)  # the set named, checked without cp_debug
+                if together is None and got["node"] and got["alone_breaks"] == got["root_cause"]:
+                    cand = make(kind, model, calib)  # the root's node alone converted: do its decisions move?
+                    rest = [n for n in touched(kind, model, cand) if n != got["node"]]
+                    together = spec.decisions(session(make(kind, model, calib, rest)), feeds) != ref
                 mark = grade(ans, got, together)
                 if got["set"]:
                     row += f"\n{'':17s} the set named: {', '.join(got['set'])} (nodes {', '.join(got['keep'])})"
@@ -157,7 +162,7 @@ def main(argv=None) -> int:
                              f"`{got['root_cause']}` | {mark} |")
                 if kind == "int8":
                     built, file, code = one_story(model, feeds, ans["sample"], args.out / name / "one_story")
-                    same = built == file and code in ("exit 0", "exit 1")  # both refused is no story
+                    same = built == file and code in ("exit 0", "exit 1", "exit 4")  # both refused is no story
                     row += (f"\n{'':17s} one story per quantization ({code}): built-in {built}, the same as a "
                             f"file {file} — {'SAME' if same else 'DIFFERENT'}")
                     rows.append(same)

@@ -58,6 +58,10 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
     if placed is not None and placed.probe != rc:
         rc, path = placed.probe, [placed.probe]
         seg = seg.at(rc)
+    found = state.intervention
+    if placed is None and rc and found is not None and found.cure is None and found.breaks not in (None, rc):
+        rc, path = found.breaks, [found.breaks]  # nothing brings the outputs back and no finding places the root:
+        seg = seg.at(rc)  # the first ranked layer that alone, in the candidate's precision, breaks them
     whys = catalog.findings(seg, Role.WHY) if rc and not (placed is not None and placed.replaces_hint) else {}
     if placed is not None and placed.replaces_hint:  # a decision: the choice made the error, no layer's rounding
         # the probe measured stays (every probe computed from the choice reads its other one), the module whose own

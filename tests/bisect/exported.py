@@ -1,17 +1,22 @@
-"""Planted models exported once per test session, through the loader `--torch FILE:FUNC` uses."""
+"""A built model (`build() -> (net, (x,))`) exported as its users export it (torch.onnx's TorchScript exporter, one
+input 'x'), with frames to calibrate on (the input itself and three random ones of its shape): the Q/DQ files of
+test_root_set.py and test_constant_candidate.py are quantized from it."""
 
 from __future__ import annotations
 
-import functools
+import warnings
 from pathlib import Path
 
-HERE = Path(__file__).parent
+import numpy as np
 
 
-@functools.lru_cache(maxsize=None)
-def exported(file: str, func: str):
-    """(ONNX model, feed) of `FUNC` in tests/bisect/`file`, exported with the TorchScript exporter (fast)."""
-    from cp_debug.bisect.subjects.loaders import torch_subject
+def exported(build, path: Path, output: str) -> tuple[np.ndarray, list[np.ndarray]]:
+    """`build`'s model written to `path`; (its input, the calibration frames)."""
+    import torch
 
-    subject = torch_subject(f"{HERE / file}:{func}", exporter="torchscript")
-    return subject.stages[0].onnx(), subject.inputs
+    net, (x,) = build()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (x,), str(path), input_names=["x"], output_names=[output], dynamo=False)
+    rng = np.random.default_rng(0)
+    return x.numpy(), [x.numpy()] + [rng.standard_normal(tuple(x.shape)).astype(np.float32) for _ in range(3)]

@@ -15,7 +15,6 @@ no intervention"."""
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,18 +27,12 @@ pytestmark = pytest.mark.long  # an export, three quantizations and a bisect of 
 
 def _model_and_feeds(tmp_path: Path):
     import onnx
-    import torch
 
+    from tests.bisect.exported import exported
     from tests.bisect.int8_two_branches import build
 
-    net, (x,) = build()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, (x,), str(tmp_path / "model.onnx"), input_names=["x"], output_names=["y"],
-                          dynamo=False)
-    rng = np.random.default_rng(0)
-    calib = [{"x": x.numpy()}] + [{"x": rng.standard_normal((1, 3, 16, 16)).astype(np.float32)} for _ in range(3)]
-    return onnx.load(tmp_path / "model.onnx"), x.numpy(), calib
+    x, frames = exported(build, tmp_path / "model.onnx", "y")
+    return onnx.load(tmp_path / "model.onnx"), x, [{"x": f} for f in frames]
 
 
 def _error(model, x: np.ndarray, ref: np.ndarray) -> float:

@@ -3,16 +3,20 @@
 A probe is restored in the candidate's own terms: a built-in FP16 / BF16 candidate keeps the probe's nodes (every
 ONNX node its module created, else the node that writes its tensor) in FP32 — the `--keep-fp32` cure itself —, a
 built-in INT8 / FP8 candidate leaves them out of its quantisation (`--exclude-int8`), and a candidate running the
-user's own files (`SPEC@DIR`, whose precision is in the file) has the probe's tensor replaced by the reference's
-value (its consumers read a new graph input fed with it). The stage then runs whole, as the candidate runs it, on the
-reference's stage inputs, and each stage output is judged against the reference's by the rule every cure shares
-(`noise.output_passes`), with the decisions its outputs carry (`findings/decisions.py`) compared too.
+user's own files (`SPEC@DIR`, whose precision is in the file) has the node writing the probe's tensor left out of the
+file's quantization where it reads through a Q/DQ pair (`qdq_removal.without_qdq`: what `nodes_to_exclude` does, the
+built-in's restoration in the file's terms), else the probe's tensor replaced by the reference's value (its consumers
+read a new graph input fed with it). Tensors are candidates too: a file's shared scale (`UNPAIRED`,
+`shared_scale.py`) and a file's constant off the reference's (`CONSTANT`, `constants.py`). The stage then runs
+whole, as the candidate runs it, on the reference's stage inputs, and each stage output is judged against the
+reference's by the rule every cure shares (`noise.output_passes`), with the decisions its outputs carry
+(`findings/decisions.py`) compared too.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -24,6 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 KEEP, EXCLUDE, REPLACE = "kept in FP32", "left out of INT8", "its tensor replaced by the reference's"
 UNPAIRED = "its scale's Q/DQ pairs removed"  # a tensor candidate: a user's file's shared scale (cures/shared_scale)
+CONSTANT = "its constant replaced by the reference's"  # a tensor candidate: a user's file's constant (cures/constants)
 _REF_INPUT = "{}__cpdebug_reference"
 
 
@@ -41,13 +46,16 @@ class Restoration:
     detail: object = field(default=None, compare=False)  # UNPAIRED: its `shared_scale.SharedScale`
     source: str | None = None  # an examiner's keep set ("the index flip's keep set"), not the probe's own nodes
     in_file: bool = False  # EXCLUDE in a user's Q/DQ file: its nodes' pairs removed (`_file_exclusion`)
+    alone: bool = False  # the probe's nodes alone in the candidate's precision: `nodes` are every other one (`alone`)
 
     def words(self) -> str:
+        if self.alone:
+            return f"{self.probe} alone in {'FP16' if self.how == KEEP else 'INT8'} (every other node {self.how})"
         if self.source:
             return f"{self.probe} ({self.source}: {len(self.nodes)} node(s) {self.how})"
         if self.how == REPLACE:
             return f"{self.probe} ({self.how})"
-        if self.how == UNPAIRED:
+        if self.how in (UNPAIRED, CONSTANT):
             return f"{self.probe} ({self.detail.words() if self.detail is not None else self.how})"
         return f"{self.probe} ({len(self.nodes)} node(s){' of its segment' if self.segment else ''} {self.how})"
 
@@ -146,6 +154,18 @@ def widened(run: "RunState", state: "CandidateState", r: Restoration) -> Restora
     return Restoration(r.probe, r.stage, r.how, nodes=nodes, segment=True) if set(nodes) > set(r.nodes) else None
 
 
+def alone(run: "RunState", state: "CandidateState", r: Restoration) -> Restoration | None:
+    """`r`'s nodes alone left in the candidate's precision: every other node of its stage kept in FP32 / left out of
+    INT8 (a user's file: every other node's Q/DQ pairs removed) — whether that layer alone breaks the outputs; None
+    for a restoration of another kind."""
+    if r.how not in (KEEP, EXCLUDE) or r.alone:
+        return None
+    model = run.stage_of(state.label, r.stage).onnx()
+    skip = {"Constant", "QuantizeLinear", "DequantizeLinear"}
+    others = tuple(n.name for n in model.graph.node if n.name and n.op_type not in skip and n.name not in r.nodes)
+    return replace(r, nodes=others, alone=True, segment=False, source=None) if others else None
+
+
 def probe_tensor(run: "RunState", state: "CandidateState", probe: str) -> tuple[object, str, str] | None:
     """(its stage in `state`'s terms, the tensor that holds `probe`, its kind), or None where it has none."""
     p = run.probes.get(probe)
@@ -199,6 +219,9 @@ def run_restored(run: "RunState", state: "CandidateState", stage: int, restored:
     unpaired = [n for r in restored if r.how == UNPAIRED for n in r.nodes]
     if unpaired:
         model = _without_pairs(model, set(unpaired))
+    for r in restored:
+        if r.how == CONSTANT:  # its `constants.ConstantOff` puts the reference's value in
+            model = r.detail.put(model)
     exclude = [n for r in restored if r.how == EXCLUDE for n in r.nodes]
     if exclude and spec.onnx_dir is not None:  # a user's file: the nodes' Q/DQ pairs removed (`_file_exclusion`)
         from cp_debug.bisect.cures.qdq_removal import without_qdq

@@ -4,16 +4,22 @@
 beyond their budget or a decision they carry flips, the top `TRIED` candidates are each restored in the candidate's
 own terms (`cures/restore.py`: its nodes kept in FP32 / left out of INT8, or its tensor replaced by the reference's)
 and the stage run to its outputs: the first whose restoration brings every output back within its budget and no
-decision flipped is the root cause, confirmed; where none alone does, all of them together are tried (a set). What
-was tried is said (`Intervention.to_json`: each candidate's output error ÷ budget before and after). A user's file
-is restored by a tensor replaced with the reference's, which hides every error that flowed into it: a tensor later
-than the proposal that brings the outputs back is said (`hides_upstream`), never named in its place. An overflow its
+decision flipped is the root cause, confirmed; where none alone does, the smallest set of the first `SET_FROM`
+ranked that does (`_set`: keep-fp32's 1-minimal search, each run at the outputs, at most `SET_RUNS`), named as the
+root ("restored together: A, B — no one of them alone does") with its nodes the cure verified at the outputs. What
+was tried is said (`Intervention.to_json`: each candidate's output error ÷ budget before and after). A user's Q/DQ
+file's node is left out of the file's quantization, as the built-in's is left out of its own; a tensor replaced with
+the reference's (a node that reads no Q/DQ pair) hides every error that flowed into it: a tensor later than the
+proposal that brings the outputs back is said (`hides_upstream`), never named in its place. A user's file's constants
+off the reference's are tried first, each replaced alone (`cures/constants.py`), its shared scales after the
+ranked (`cures/shared_scale.py`). An overflow its
 consumer saturates (a tanh-GELU's x³) is proposed first and let go: restoring it changes nothing at the output.
 
 A candidate whose module's own nodes are not its whole segment (code its parent runs between its children) is tried
 again over its segment, as its local error ran it (`restore.widened`).
 
-Cost: one run of the stage, without probes, per restoration tried (at most 2 × `TRIED` + 2), only for a candidate whose
+Cost: one run of the stage, without probes, per restoration tried (at most 2 × `TRIED` + `SET_RUNS` + a file's
+constants and shared scales), only for a candidate whose
 outputs are wrong, and only on ONNX Runtime (`Capability.ORT_SESSIONS`: a TensorRT engine is not rebuilt per
 restoration); a candidate with no divergent probe runs nothing here.
 """
@@ -24,8 +30,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cp_debug.bisect.cures.restore import (EXCLUDE, KEEP, REPLACE, OutputError, Restoration, cure_words,
-                                           output_error, restoration, run_restored, widened)
+from cp_debug.bisect.cures.restore import (CONSTANT, EXCLUDE, KEEP, REPLACE, OutputError, Restoration,
+                                           cure_words, output_error, restoration, run_restored, widened)
 
 if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.bisect.result import ProbeResult
@@ -49,8 +55,9 @@ class Tried:
         return {"candidate": r[0].probe if len(r) == 1 else [x.probe for x in r],
                 "how": sorted({x.how for x in r}), "nodes": [n for x in r for n in x.nodes],
                 "tensors": [x.tensor for x in r if x.tensor], "output_error_before": before.to_json(),
-                "output_error_after": self.after.to_json(), "back": self.after.back and not self.hides,
-                "hides_upstream": self.hides}
+                "output_error_after": self.after.to_json(),
+                "back": self.after.back and not self.hides and not r[0].alone, "hides_upstream": self.hides,
+                "alone": r[0].alone}  # alone: its nodes alone in the candidate's precision, every other restored
 
 
 @dataclass(frozen=True)
@@ -67,12 +74,14 @@ class Intervention:
     at: str | None = None  # the root the verdict names, where `settle` brought the intervention to it
     chosen: tuple[str, ...] = ()  # the 1-minimal set of ranked candidates that brings the outputs back together
     searched: int = 0  # how many ranked candidates that set was searched among
+    breaks: str | None = None  # where nothing brings them back: the first ranked candidate that alone breaks them
+    spent: bool = False  # the set search's runs spent before every drop was tried: `chosen` not proven 1-minimal
 
     @property
     def cure(self) -> Tried | None:
         """The run that brought the outputs back (the confirmed candidate's, else the set the search chose, else the
         first)."""
-        back = [t for t in self.tried if t.after.back and not t.hides]
+        back = [t for t in self.tried if t.after.back and not t.hides and not t.restored[0].alone]
         mine = [t for t in back if len(t.restored) == 1 and t.restored[0].probe == self.confirmed]
         chosen = [t for t in back if self.chosen and {x.probe for x in t.restored} == set(self.chosen)]
         return (mine or chosen or back or [None])[0]
@@ -99,28 +108,39 @@ class Intervention:
         limit = "their budget" if self.before.ratio >= 1 or self.before.flips else "the run's tolerance"
         if c is None:
             return (f"confirmed by no intervention: restoring each of the proposed causes leaves the outputs beyond "
-                    f"{limit} (worst output {before}; {tried})")
+                    f"{limit} (worst output {before}; {tried}){self._alone()}")
         what = ("the set " + ", ".join(self.confirmed_set)) if self.confirmed_set else self.confirmed
         how = c.restored[0].how
-        if c.restored[0].source:  # an examiner's keep set: said with its nodes' count
+        if c.restored[0].source or c.restored[0].how == CONSTANT:  # a keep set with its nodes' count; a constant
             what, how = c.restored[0].words(), ""
         flips = f", {self.before.flips} decision(s) flipped before" if self.before.flips else ""
         if self.chosen and self.confirmed_set:  # no one alone: the 1-minimal set of the ranked, said as the root
+            spent = (f"; the budget of {SET_RUNS} run(s) spent before each one was dropped: not proven 1-minimal"
+                     if self.spent else "")
             return (f"confirmed by intervention: restored together: {', '.join(self.confirmed_set)} — no one of them "
                     f"alone does ({len(self.keep())} node(s) {how}) — bring the outputs back within {limit} (worst "
                     f"output {before}{flips} → {c.after.ratio:.3g}×; tried {tried}; the set searched among the first "
                     f"{self.searched} ranked, added in rank order until they came back, then each one dropped whose "
-                    f"removal still brings them back: {len(sets)} run(s)); verified at the outputs: "
+                    f"removal still brings them back: {len(sets)} run(s){spent}); verified at the outputs: "
                     f"{cure_words(c.restored)}{self._which()}")
         return (f"confirmed by intervention: {what}{' ' + how if how else ''} brings the outputs back within {limit} "
                 f"(worst output {before}{flips} → {c.after.ratio:.3g}×; tried {tried}){self._which()}")
+
+    def _alone(self) -> str:
+        """Where nothing brings the outputs back: the first ranked layer that alone, in its precision, breaks them."""
+        t = next((t for t in self.tried if t.restored[0].alone and t.restored[0].probe == self.breaks), None)
+        if t is None:
+            return ""
+        flips = f", {t.after.flips} decision(s) flipped" if t.after.flips else ""
+        return (f"; {t.restored[0].words()} breaks them alone: {t.after.ratio:.3g}× their budget{flips} — the first "
+                "ranked layer that alone breaks them, with others beside it (no one restored alone brings them back)")
 
     def _which(self) -> str:
         """Where the confirmation names another module than the root the verdict settled on (`at`): which holds."""
         c, at = self.cure, self.at
         if c is None or at is None or any(x.probe == at for x in c.restored):
             return ""
-        own = [t for t in self.tried if len(t.restored) == 1 and t.restored[0].probe == at]
+        own = [t for t in self.tried if len(t.restored) == 1 and t.restored[0].probe == at and not t.restored[0].alone]
         what = ", ".join(x.probe for x in c.restored)  # the cure: one restoration, or a set restored together
         what = f"the set {what}" if len(c.restored) > 1 else what
         holder = next((x.probe for x in c.restored if at.startswith(f"{x.probe}.")), None)
@@ -137,7 +157,7 @@ class Intervention:
         return {"proposed": self.proposed, "confirmed": self.confirmed is not None or bool(self.confirmed_set),
                 "probe": self.confirmed, "set": list(self.confirmed_set), "keep": list(self.keep()),
                 "how": c.restored[0].how if c is not None else None, "output_error": self.before.to_json(),
-                "set_searched_among": self.searched,
+                "set_searched_among": self.searched, "set_runs_spent": self.spent, "alone_breaks": self.breaks,
                 "tried": [t.to_json(self.before) for t in self.tried]}  # its time: the report's phases
 
 
@@ -146,6 +166,7 @@ def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results
     """The intervention over `ranked` (`ranking.causes`, most first) for `state`, or None where nothing is tried: no
     candidate, a runner that takes no restoration, or outputs already within budget with no decision flipped."""
     from cp_debug.backends.spec import Capability
+    from cp_debug.bisect.cures import constants, shared_scale
 
     # ONNX Runtime sessions only: a TensorRT engine built per restoration would cost minutes each
     if not ranked or state.refused is not None or not state.spec.can(Capability.ORT_SESSIONS):
@@ -169,25 +190,24 @@ def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results
         if before.back or (run.opts.tolerance_mode == "model" and before.in_budget and not before.flips):
             return None  # the outputs as the verdict judges them (their budget; --atol/--rtol in fixed mode) are back
         tried: list[Tried] = []
-        for r in restorable:
+        own = state.spec.onnx_dir is not None  # a user's file: its constants off the reference's, one by one
+        back = own and _until_back(run, state, stage, constants.restorations(run, state, stage), tried)
+        for r in restorable if not back else ():
             tried.append(Tried((r,), output_error(run, state, stage, run_restored(run, state, stage, [r]))))
             wide = widened(run, state, r) if not tried[-1].after.back else None
             if wide is not None:  # the module's own nodes are not its whole segment: the segment restored
                 tried.append(Tried((wide,), output_error(run, state, stage, run_restored(run, state, stage, [wide]))))
-            if tried[-1].after.back:
+            back = tried[-1].after.back
+            if back:
                 break
-        if not tried[-1].after.back and state.spec.onnx_dir is not None:  # tensors as candidates: a file's
-            from cp_debug.bisect.cures.shared_scale import restorations  # shared scale
-
-            for r in restorations(run, state, stage):
-                tried.append(Tried((r,), output_error(run, state, stage, run_restored(run, state, stage, [r]))))
-                if tried[-1].after.back:
-                    break
-        chosen: tuple[str, ...] = ()
-        if not tried[-1].after.back:  # no one alone: the smallest set of the ranked that does (a set of tensors
-            # replaced would hide what flows into its latest: never searched)
-            chosen = _set(run, state, stage, [r for r in pool if r.how != REPLACE and r.stage == stage], tried)
-    found = Intervention(ranked[0], None, before, tuple(tried), 0.0, stage, chosen=chosen)
+        # tensors as candidates: a file's shared scales
+        back = back or (own and _until_back(run, state, stage, shared_scale.restorations(run, state, stage), tried))
+        # no one alone: the smallest set of the ranked that does (a set of tensors replaced would hide what flows
+        # into its latest: never searched)
+        chosen, spent = ((), False) if back else _set(
+            run, state, stage, [r for r in pool if r.how != REPLACE and r.stage == stage], tried)
+        breaks = None if back or chosen else _breaks(run, state, stage, restorable, tried)
+    found = Intervention(ranked[0], None, before, tuple(tried), 0.0, stage, chosen=chosen, spent=spent)
     cure = found.cure
     confirmed = cure.restored[0].probe if cure is not None and len(cure.restored) == 1 else None
     order = {r.probe: k for k, r in enumerate(results)}
@@ -196,20 +216,52 @@ def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results
         confirmed = None
         tried = [Tried(t.restored, t.after, hides=t is cure) for t in tried]
     return Intervention(ranked[0], confirmed, before, tuple(tried), time.perf_counter() - t0, stage, chosen=chosen,
-                        searched=_searched(pool, tried))
+                        searched=_searched(pool, tried), breaks=breaks, spent=spent)
+
+
+def _breaks(run: "RunState", state: "CandidateState", stage: int, restorable: list[Restoration], tried: list[Tried]
+            ) -> str | None:
+    """The ranked candidates, most first, each alone in the candidate's precision, every other node restored
+    (`restore.alone`), run at the outputs (appended to `tried`) until one breaks them: that one (the proposal kept
+    where it alone breaks them, whichever door the candidate came through), None where none alone does."""
+    from cp_debug.bisect.cures.restore import alone
+
+    for r in restorable:
+        a = alone(run, state, r)
+        if a is None:
+            continue
+        try:
+            tried.append(Tried((a,), output_error(run, state, stage, run_restored(run, state, stage, [a]))))
+        except Exception as err:  # noqa: BLE001 - a layer that cannot be run alone is said, the rest stands
+            run.warnings.append(f"{state.label}: {a.words()} was not run: {err}")
+            continue
+        if not tried[-1].after.back:
+            return r.probe
+    return None
+
+
+def _until_back(run: "RunState", state: "CandidateState", stage: int, candidates: list[Restoration],
+                tried: list[Tried]) -> bool:
+    """Each of `candidates` restored alone and run at the outputs (appended to `tried`) until one brings them back."""
+    for r in candidates:
+        tried.append(Tried((r,), output_error(run, state, stage, run_restored(run, state, stage, [r]))))
+        if tried[-1].after.back:
+            return True
+    return False
 
 
 def _set(run: "RunState", state: "CandidateState", stage: int, pool: list[Restoration], tried: list[Tried]
-         ) -> tuple[str, ...]:
+         ) -> tuple[tuple[str, ...], bool]:
     """The smallest set of `pool` (the ranked restorations, most first) whose restoration together brings the
     outputs back, by `keep-fp32`'s search (`cures/search.KeepFp32Search`): added in rank order until they come back
     (a binary search over the prefixes), then each one dropped whose removal still brings them back (ddmin: the set
     ends 1-minimal). Every run is appended to `tried`; at most `SET_RUNS` runs (a set not yet run past them counts as
-    not back: the set found passed, its 1-minimality then unproven). () where even all of `pool` do not."""
+    not back: the set found passed, its 1-minimality then unproven: said, `spent`). () where even all of `pool` do
+    not."""
     from cp_debug.bisect.cures.search import KeepFp32Search, run_search
 
     if len(pool) < 2:
-        return ()
+        return (), False
     by = {r.probe: r for r in pool}
     seen = {frozenset(x.probe for x in t.restored): t.after.back for t in tried if set(t.restored) <= set(pool)}
     seen[frozenset()] = False
@@ -227,7 +279,8 @@ def _set(run: "RunState", state: "CandidateState", stage: int, pool: list[Restor
         return not seen[key]
 
     trace = run_search(KeepFp32Search([r.probe for r in pool]), bad)
-    return tuple(trace.result) if trace.status == "found" and len(trace.result) > 1 else ()
+    found = tuple(trace.result) if trace.status == "found" and len(trace.result) > 1 else ()
+    return found, bool(found) and runs[0] >= SET_RUNS
 
 
 def _searched(pool: list[Restoration], tried: list[Tried]) -> int:
@@ -277,7 +330,8 @@ def settle(run: "RunState", state: "CandidateState", root: str | None, module: s
             except Exception as err:  # noqa: BLE001 - the confirmation stands where the keep set cannot be run
                 run.warnings.append(f"{state.label}: {r.words()} was not run at the outputs: {err}")
     if not any(t.after.back for t in new) and not any(
-            len(t.restored) == 1 and t.restored[0].probe == target and (t.after.back or t.restored[0].segment)
+            len(t.restored) == 1 and t.restored[0].probe == target and not t.restored[0].alone
+            and (t.after.back or t.restored[0].segment)
             for t in found.tried):
         try:
             r = _restoration_of(run, state, target, found.stage)

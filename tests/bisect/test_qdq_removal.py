@@ -1,0 +1,66 @@
+"""A user's Q/DQ file with nodes left out of its quantization (`cures/qdq_removal.without_qdq`, what the file's
+`nodes_to_exclude` does: the intervention's restoration of a user's file, the exclusion cure's trial) where ONNX
+Runtime's quantizer folded a Clip into its uint8 pair: paddle2onnx writes a hard-swish as `x · Clip(x + 3, 0, 6) / 6`
+with the Clip's bounds as Constant nodes, and `quantize_static` (its defaults) drops the Clip, its range held by the
+pair. Left out of the quantization, the node must read the tensor through the Clip again: before, the bounds (no
+initializers) were not found, a Relu stood in for the Clip and the values above 6 passed (PP-OCRv4's recogniser with
+every node left out: 21 of 40 CTC steps flipped against its FP32 file; after, none)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+
+def _hard_swish_model() -> onnx.ModelProto:
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w")
+
+    def const(name: str, v: float):
+        return helper.make_node("Constant", [], [name], name=f"{name}_node",
+                                value=numpy_helper.from_array(np.array(v, np.float32), name))
+
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             const("three", 3.0), const("lo", 0.0), const("hi", 6.0), const("six", 6.0),
+             helper.make_node("Add", ["c", "three"], ["a"], name="add"),
+             helper.make_node("Clip", ["a", "lo", "hi"], ["clipped"], name="clip"),
+             helper.make_node("Mul", ["c", "clipped"], ["m"], name="mul"),
+             helper.make_node("Div", ["m", "six"], ["y"], name="div")]
+    graph = helper.make_graph(nodes, "hard_swish",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], [w])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_a_clip_the_quantizer_folded_is_read_through_again(tmp_path):
+    import onnxruntime as ort
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+
+    from cp_debug.bisect.cures.qdq_removal import without_qdq
+
+    model = _hard_swish_model()
+    onnx.save(model, tmp_path / "fp32.onnx")
+    rng = np.random.default_rng(1)
+    frames = [{"x": 2 * rng.standard_normal((1, 3, 8, 8)).astype(np.float32)} for _ in range(4)]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(frames)
+
+        def get_next(self):
+            return next(self.it, None)
+
+    quantize_static(str(tmp_path / "fp32.onnx"), str(tmp_path / "int8.onnx"), Reader(), quant_format=QuantFormat.QDQ)
+    file = onnx.load(tmp_path / "int8.onnx")
+    assert "Clip" not in {n.op_type for n in file.graph.node}  # folded into the uint8 pair's range
+
+    def run(m) -> np.ndarray:
+        sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+        return sess.run(None, frames[0])[0]
+
+    ref = run(model)
+    assert ref.max() > 3  # some c + 3 > 6: values the Clip bounds
+    every = [n.name for n in file.graph.node if n.op_type not in ("QuantizeLinear", "DequantizeLinear", "Constant")]
+    got = run(without_qdq(file, every, model))
+    assert np.abs(got - ref).max() < 1e-4 * np.abs(ref).max(), np.abs(got - ref).max()
