@@ -65,3 +65,16 @@ def test_a_re_quantization_that_leaves_the_outputs_worse_is_not_offered(tmp_path
     m = re.search(r"its outputs within their budget on this input \(([\d.e+-]+)×\), no decision flipped", reason)
     assert m is not None and float(m.group(1)) < 0.5, reason
     assert "intervention" not in report["root_cause"]["ort-cpu-int8"] and "run's tolerance" not in hint, hint
+
+
+def test_a_rung_nearer_but_not_back_at_the_outputs_is_said_as_a_step_not_the_cure():
+    """Issue 115 (every cure offered holds at the output): a rung verified on its segment whose outputs come nearer
+    but not back within their budget is said as a step toward the cure, with the outputs' figures."""
+    from cp_debug.bisect.cures.at_outputs import held
+    from cp_debug.bisect.cures.restore import OutputError
+
+    before = OutputError(ratio=3.2, rel_rmse=0.4, passes=False, flips=2)
+    text = held(before, OutputError(ratio=1.6, rel_rmse=0.2, passes=False, flips=1))
+    assert text.startswith("at the outputs not back: worst output 3.2× → 1.6× its budget, 2 → 1 decision(s)")
+    assert text.endswith("a step toward the cure, not the cure")
+    assert held(before, OutputError(ratio=0.5, rel_rmse=0.05, passes=True)).endswith("back within it")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +85,9 @@ def test_int8_hostile_layer_is_the_root_cause(bisected):
     assert rc.local.rel_rmse > 5 * max(others)
     # a weight outlier (per channel), no activation range at fault: the layer's advice is tried on its segment
     assert "verified: within precision with body.2" in cand.root_cause.hint, cand.root_cause.hint
+    # issue 115: a cure offered holds at the outputs, and says so with the outputs' figures
+    assert re.search(r"at the outputs: worst output [0-9.]+× → [0-9.]+× its budget, back within it",
+                     cand.root_cause.hint), cand.root_cause.hint
 
 
 def test_error_introduced_early_is_blamed_where_introduced_not_where_it_crosses():

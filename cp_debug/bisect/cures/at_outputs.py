@@ -44,6 +44,17 @@ class Worse:
                 f"{self.before.rel_rmse:.3g} → {self.after.rel_rmse:.3g}{flips}): not offered")
 
 
+def held(before: OutputError, after: OutputError) -> str:
+    """What a rung verified on its segment does at the outputs, in the words that close its advice: back within
+    their budget, or nearer but not back (then it is a step toward the cure, not the cure: issue 115, every cure
+    offered holds at the output)."""
+    figures = f"worst output {before.ratio:.3g}× → {after.ratio:.3g}× its budget"
+    flips = f", {before.flips} → {after.flips} decision(s) flipped" if before.flips or after.flips else ""
+    if after.back:
+        return f"at the outputs: {figures}{flips}, back within it"
+    return f"at the outputs not back: {figures}{flips} — a step toward the cure, not the cure"
+
+
 def worse(before: OutputError, after: OutputError) -> bool:
     """`after` (a rung's outputs) is worse than `before` (the uncured candidate's): a larger worst error ÷ budget, or
     more decisions flipped."""

@@ -12,13 +12,14 @@ from cp_debug.compare.diff import TensorDiff
 
 
 def climb(run: RunState, state: CandidateState, probe: str, steps: list, values_of, seen: list | None = None,
-          outputs=None, worse: list | None = None) -> tuple:
+          outputs=None, worse: list | None = None, judged_at_outputs: dict | None = None) -> tuple:
     """A cure ladder walked on `probe`'s segment, smallest change first: each step's values (`values_of(step)`)
     judged as the segment's local error is (`within`), up to the first within the precision or the last step.
     Returns (its 1-based rank, the step, its TensorDiff, within, the budget) — INT8's range and sets left out, FP8's
     and the block formats' rungs (segment_fp8.py, segment_blocks.py); `seen` gets (step, TensorDiff, within) of each.
     `outputs` (`at_outputs.OutputsJudge`): a step its segment passes is judged at the stage outputs too, and one that
-    leaves them worse than the uncured candidate's is no cure (`worse` gets its `at_outputs.Worse`): the next step."""
+    leaves them worse than the uncured candidate's is no cure (`worse` gets its `at_outputs.Worse`): the next step;
+    `judged_at_outputs` gets each judged step's (before, after) `OutputError`s by `id(step)`."""
     from cp_debug.bisect.cures.at_outputs import Worse
     from cp_debug.bisect.cures.at_outputs import worse as is_worse
 
@@ -27,6 +28,8 @@ def climb(run: RunState, state: CandidateState, probe: str, steps: list, values_
         after = TensorDiff.from_arrays(probe, truth, values_of(step), judge)
         ok, budget = within(run, state, probe, after)
         judged = outputs(step) if ok and outputs is not None else None
+        if judged is not None and judged_at_outputs is not None:
+            judged_at_outputs[id(step)] = judged
         if judged is not None and is_worse(*judged):
             ok = False
             if worse is not None:

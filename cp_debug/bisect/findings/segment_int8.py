@@ -73,6 +73,7 @@ class Int8Why:
     rungs: tuple[str, ...] = ()  # the rungs tried before the last, each with its figure (`int8_range_rung`)
     ranged: RangeRung | None = None  # the last rung, where it is the range's, not a set left out
     worse: bool = False  # the last rung passes its segment and leaves the outputs worse (`at_outputs.py`): none offered
+    at_outputs: tuple | None = None  # the last rung's (before, after) `OutputError`s where it was judged there
 
     def text(self) -> str:
         why = (self.finding.text() if self.finding is not None
@@ -87,13 +88,18 @@ class Int8Why:
         limit = f", int8's budget {self.budget:.3g}" if self.budget is not None else ""
         numbers = f"local rel. RMSE {self.before:.3g} → {self.after:.3g}{limit}"
         flag = f"--exclude-int8 {','.join(self.exclude)}"
+        held = ""
+        if self.verified and self.at_outputs is not None:
+            from cp_debug.bisect.cures.at_outputs import held as held_at
+
+            held = f"; {held_at(*self.at_outputs)}"
         if self.ranged is not None:
             from cp_debug.bisect.cures.ladder import ladder_text
 
             return ladder_text(why, self.ranged.text(), "int8", self.before, self.after, self.budget, (),
-                               self.verified, self.tried) + f"; {self.ranged.how_to()}"
+                               self.verified, self.tried) + f"{held}; {self.ranged.how_to()}"
         if self.verified:
-            return f"{why}; verified: within precision with {self.names} left out of INT8 ({flag}; {numbers})"
+            return f"{why}; verified: within precision with {self.names} left out of INT8 ({flag}; {numbers}){held}"
         sets = f"; {self.tried} sets tried, the widest shown" if self.tried > 1 else ""
         return (f"{why}; leaving {self.names} out of INT8 does not cure this segment ({flag}; {numbers}{sets}); "
                 "`cpdebug fix` searches the smallest set of layers to leave out of INT8 that does")
@@ -156,9 +162,9 @@ def explain_int8_segment(run: RunState, state: CandidateState, i: int, probe: st
 
     from cp_debug.bisect.cures.at_outputs import OutputsJudge
 
-    seen, worse = [], []
+    seen, worse, judged = [], [], {}
     k, last, after, ok, budget = climb(run, state, probe, [rung, *sets] if rung else sets, values_of, seen,
-                                       OutputsJudge(run, state, i), worse)
+                                       OutputsJudge(run, state, i), worse, judged)
     bad = {id(w.step): w for w in worse}  # within on the segment, worse at the outputs: tried, not offered
 
     def said(step) -> str:
@@ -170,9 +176,11 @@ def explain_int8_segment(run: RunState, state: CandidateState, i: int, probe: st
     if id(last) in bad:
         rungs += (bad[id(last)].text(said(last)),)
     if isinstance(last, RangeRung):
-        return Int8Why(finding, (), "", ok, before.rel_rmse, after.rel_rmse, budget, k, rungs, last, id(last) in bad)
+        return Int8Why(finding, (), "", ok, before.rel_rmse, after.rel_rmse, budget, k, rungs, last, id(last) in bad,
+                       judged.get(id(last)))
     return Int8Why(finding, last, ", ".join(_named(by_name[n], rs.named) for n in last), ok,
-                   before.rel_rmse, after.rel_rmse, budget, k, rungs, worse=id(last) in bad)
+                   before.rel_rmse, after.rel_rmse, budget, k, rungs, worse=id(last) in bad,
+                   at_outputs=judged.get(id(last)))
 
 
 def _range_finding(tensor: str, value, amax: float, axis: int = -1):
