@@ -1,13 +1,14 @@
 """The lockstep's graph as deployed at no extra run (issue 118, item 2; `unprobed.chain_is_deployed`): a CPU FP16 lane
-whose every float tensor crosses a cut computes what its graph as deployed (the emulated FP16 pipeline, one session)
-computes, so its chain's outputs stand for that graph's; where a tensor stays inside a segment, or the lane runs
-otherwise (native float16, nodes kept in FP32, INT8), the graph as deployed is still run and compared. Real ONNX
-Runtime runs."""
+computes what its graph as deployed (the emulated FP16 pipeline, one session) computes, every tensor rounded after its
+node inside a segment as at a cut, so its chain's outputs stand for that graph's; where the lane runs otherwise
+(native float16, nodes kept in FP32, INT8) or the conversion may differ (a Cast), the graph as deployed is still run
+and compared. Real ONNX Runtime runs."""
 
 from __future__ import annotations
 
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper
 
 from cp_debug.backends.factory import make_runner
@@ -32,9 +33,12 @@ def _chain(model, probes, spec="ort-cpu-fp16", **kw):
     return x, plan, lane, ls, outs[spec]
 
 
-def test_a_lane_cut_after_every_node_computes_its_graph_as_deployed_bit_for_bit():
+@pytest.mark.parametrize("probes", [EVERY, ["b"]])
+def test_a_lane_computes_its_graph_as_deployed_bit_for_bit(probes):
+    """Cut after every node, or with `a`, `c0` and `c` inside segments (before, a tensor read inside its segment
+    stayed float32 between ORT's Casts: the chain was not the graph as deployed)."""
     model = residual_model()
-    x, plan, lane, ls, out = _chain(model, EVERY)
+    x, plan, lane, ls, out = _chain(model, probes)
     assert chain_is_deployed(model, plan, lane, ls.types)
     with make_runner(BackendSpec.parse("ort-cpu-fp16"), onnx_model=model) as r:  # the graph as deployed
         deployed = r.infer({"x": x})
@@ -44,8 +48,6 @@ def test_a_lane_cut_after_every_node_computes_its_graph_as_deployed_bit_for_bit(
 
 def test_where_the_chain_may_differ_the_graph_as_deployed_is_run(monkeypatch):
     model = residual_model()
-    _, plan, lane, ls, _ = _chain(model, ["b"])  # `a` read by relu_b inside its own segment: float32 there
-    assert not chain_is_deployed(model, plan, lane, ls.types)
     _, plan, lane, ls, _ = _chain(model, EVERY, keep_fp32_nodes=["conv_c"])  # a node kept in FP32
     assert not chain_is_deployed(model, plan, lane, ls.types)
     _, plan, lane, ls, _ = _chain(model, EVERY, spec="ort-cpu-int8")
@@ -62,15 +64,16 @@ def test_where_the_chain_may_differ_the_graph_as_deployed_is_run(monkeypatch):
     assert not chain_is_deployed(with_cast, plan, lane, ls.types)
 
 
-def test_the_engine_takes_the_chain_where_it_computes_the_graph_as_deployed(tmp_path):
+@pytest.mark.parametrize("mode", ["segments", "grouped"])
+def test_the_engine_takes_the_chain_where_it_computes_the_graph_as_deployed(tmp_path, mode):
     """`--level all` on an ONNX stage cuts after every node: the chain's outputs stand for the graph as deployed
-    (`same_kernels`, rel. RMS 0). Where a stage's modules hold several nodes the graph as deployed still runs:
-    `test_lockstep.test_fp16_overflow_in_lockstep_and_its_bundle_reproduces`."""
+    (`same_kernels`, rel. RMS 0), by segments as in groups of them."""
     path = tmp_path / "residual.onnx"
     onnx.save(residual_model(), path)
     np.savez(tmp_path / "x.npz", x=np.random.default_rng(4).normal(size=(1, 4, 8, 8)).astype(np.float32))
     engine = BisectEngine(onnx_subject(path, tmp_path / "x.npz"), ("ort", BackendSpec.parse("ort")),
-                          [("ort-cpu-fp16", BackendSpec.parse("ort-cpu-fp16"))], BisectOptions(level="all"))
+                          [("ort-cpu-fp16", BackendSpec.parse("ort-cpu-fp16"))],
+                          BisectOptions(level="all", lockstep_mode=mode))
     report = engine.run()
     engine.close()
     effect = report.candidates[0].probe_effect["residual"]

@@ -7,8 +7,9 @@ what ran (`ort_precision.py` reads the facts and writes the report; this module 
 
 On the CPU a graph holding float16 tensors (an FP16 conversion, a deployed FP16 file) is by default run as a GPU
 runs it: `precision.half_storage` rounds every float16 tensor after its node in a float32 graph, since the CPU
-provider drops the Cast pairs it inserts and keeps activations in float32 (no overflow, no rounding). The
-lockstep's float16 segments (`fp16_io`) are left alone: the lockstep rounds at its cuts itself.
+provider drops the Cast pairs it inserts and keeps activations in float32 (no overflow, no rounding). The lockstep's
+float16 segments (`fp16_io`) alike: float16 in and out, every tensor inside rounded after its node, so that a chain of
+segments computes what the whole graph as deployed computes (`bisect/stages/unprobed.chain_is_deployed`).
 `CPDEBUG_ORT_CPU_HALF=native` runs ONNX Runtime's own CPU float16. A user's file ONNX Runtime refuses as it is written
 never gets here, where its float32-widened twin would load: it stops the run first (`ort_load.py`, exit 3).
 """
@@ -353,9 +354,9 @@ class OrtRunner(Runner):
 
     # -- internals ---------------------------------------------------------------------------------------
     def _emulates_half(self, model) -> bool:
-        """CPU, not a lockstep float16 segment, not INT8, the mode not native, and an FP16 graph (converted here, or
-        holding float16 weights or Casts itself)."""
-        if self.spec.device != "cpu" or self.fp16_io or self.spec.precision == "int8" or half_mode() == "native":
+        """CPU, not INT8, the mode not native, and an FP16 graph (converted here, or holding float16 weights or Casts
+        itself); a lockstep float16 segment (`fp16_io`) too: its inner tensors rounded as the whole graph's are."""
+        if self.spec.device != "cpu" or self.spec.precision == "int8" or half_mode() == "native":
             return False
         from cp_debug.precision.half_storage import holds_half_constants
 
