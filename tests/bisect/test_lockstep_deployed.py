@@ -14,7 +14,7 @@ from onnx import TensorProto, helper
 from cp_debug.backends.factory import make_runner
 from cp_debug.backends.spec import BackendSpec
 from cp_debug.bisect.engine import BisectEngine, BisectOptions
-from cp_debug.bisect.stages.lockstep import Lane, Lockstep
+from cp_debug.bisect.stages.lockstep import Lane, Lockstep, lane_transform
 from cp_debug.bisect.stages.unprobed import chain_is_deployed
 from cp_debug.bisect.subjects.loaders import onnx_subject
 from cp_debug.determinism import Determinism
@@ -40,6 +40,8 @@ def test_a_lane_computes_its_graph_as_deployed_bit_for_bit(probes):
     model = residual_model()
     x, plan, lane, ls, out = _chain(model, probes)
     assert chain_is_deployed(model, plan, lane, ls.types)
+    # the five tensors its nodes compute (a, b, c0, c, y), each rounded once, wherever the cuts lie
+    assert lane_transform(lane).half_storage["rounded_tensors"] == 5
     with make_runner(BackendSpec.parse("ort-cpu-fp16"), onnx_model=model) as r:  # the graph as deployed
         deployed = r.infer({"x": x})
     assert r.transform.half_storage  # float16 storage after every node, as the deployed graph holds it

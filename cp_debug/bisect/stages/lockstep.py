@@ -273,7 +273,8 @@ def lane_precision(lane: Lane):
         # what the lane computed is float16 storage: ORT's float32 kernels are its arithmetic (as a GPU accumulates),
         # every value rounded to float16 after its node, inside a segment and where the lockstep cuts the graph
         # (tests/bisect/test_lockstep_deployed.py holds the chain equal to the emulated FP16 pipeline)
-        kernels = [n for n in report.notes if "nodes in float32" not in n and "other float ops" not in n]
+        kernels = [n for n in report.notes if "nodes in float32" not in n and "other float ops" not in n
+                   and not n.startswith("float16 storage emulated")]  # said once, for the whole lane, below
         return replace(report, effective="fp16", notes=(
             "float16 storage emulated on the CPU: every value rounded to float16 after its node, float32 arithmetic "
             f"(as a GPU accumulates); {HALF_ENV}=native runs ONNX Runtime's own CPU float16", *kernels))
