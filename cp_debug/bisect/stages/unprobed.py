@@ -72,8 +72,9 @@ def chain_is_deployed(model, plan, lane, types: dict) -> bool:
     outputs stand for that graph's with no run (`check_unprobed`'s `same`). That graph, an ONNX Runtime CPU FP16
     candidate's (`CPDEBUG_ORT_CPU_HALF` emulated), runs float32 kernels and rounds every float16 tensor to float16
     after its node (`precision.half_storage`); each of the lane's segments does the same on the CPU (`ort_runner`:
-    `fp16_io` segments emulated alike; a group of them, `lockstep_grouped.py`, rounded at its cuts), and the values
-    crossing a cut are float16. The chain computes the
+    `fp16_io` segments emulated alike, a group of them rounded at its cuts, `lockstep_grouped.py`; a segment of one
+    node wrapped in ORT's own Casts, checked in its graph facts to run float32 kernels), and the values crossing a
+    cut are float16. The chain computes the
     same where, besides: the lane keeps no node in FP32 and runs the run's own conversion (not a user's file); the
     stage holds no op after which the whole graph's conversion could keep float32 where a segment's rounds
     (`_NOT_PLAIN_FP16`: float32-only ops and slots, Casts, control flow); every tensor's type is known."""
@@ -86,8 +87,12 @@ def chain_is_deployed(model, plan, lane, types: dict) -> bool:
     nodes = model.graph.node
     if any(n.op_type in _NOT_PLAIN_FP16 for n in nodes) or not lane.transforms:
         return False
-    if any(t.kind != "fp16" for t in lane.transforms):  # every segment (or group of them) converted here
-        return False
+    if any(t.kind != "fp16" for t in lane.transforms) or len(lane.facts) != len(lane.transforms):
+        return False  # every segment (or group of them) converted here, its facts read
+    for facts, transform in zip(lane.facts, lane.transforms):
+        if transform.half_storage is None and (facts.error or {*facts.compute_dtypes, *facts.other_float_dtypes}
+                                               - {"float32"}):
+            return False  # a segment of one node left to ORT's Casts: a float16 kernel there computes otherwise
     return all(t in types for seg in plan.segments for t in seg.outputs)
 
 
