@@ -117,3 +117,4 @@ def test_an_int8_candidate_calibrated_on_the_judged_sample_says_so_and_its_segme
     assert "calibrated on 1 sample;" in " ".join(proc.stdout.split()) + ";"
     effect = report["probe_effect"]["ort-cpu-int8"]["cnn"]
     assert effect["measured"].startswith("the stage cut into ") and not effect["outputs"][0]["beyond"], effect
+    assert "same_kernels" not in effect  # INT8 calibrated per segment: the graph as deployed is run, not assumed

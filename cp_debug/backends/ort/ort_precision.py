@@ -233,9 +233,10 @@ def merge_graph_facts(all_facts: Sequence[GraphFacts]) -> GraphFacts:
 
 
 def merge_transforms(transforms: Sequence[PrecisionTransform]) -> PrecisionTransform:
-    """One precision transform for several segments: counts summed, FP8's flushed weights joined, the calibration
-    samples the most any segment took (each segment calibrates on the same samples' values at its cut: a sum said
-    "calibrated on 8 samples" of one sample cut in 8 segments); other facts are the first segment's."""
+    """One precision transform for several segments: counts summed (emulated float16 storage's too), FP8's flushed
+    weights joined, the calibration samples the most any segment took (each segment calibrates on the same samples'
+    values at its cut: a sum said "calibrated on 8 samples" of one sample cut in 8 segments); other facts are the
+    first segment's."""
     if not transforms:
         return PrecisionTransform()
     first = transforms[0]
@@ -243,6 +244,9 @@ def merge_transforms(transforms: Sequence[PrecisionTransform]) -> PrecisionTrans
     for key in ("weights_flushed", "blocks_flushed"):
         if any(getattr(t, key) for t in transforms):
             sums[key] = {k: v for t in transforms for k, v in (getattr(t, key) or {}).items()}
+    if any(t.half_storage for t in transforms):  # emulated float16 storage: its counts summed over the segments
+        sums["half_storage"] = {k: sum((t.half_storage or {}).get(k, 0) for t in transforms)
+                                for k in next(t.half_storage for t in transforms if t.half_storage)}
     for f in fields(first):
         v = getattr(first, f.name)
         if f.name == "calibration_feeds" and v is not None:

@@ -6,7 +6,8 @@ candidate runs on *its* upstream values (propagated error) and, where those diff
 on the reference's (local error: the segment alone, on the reference's boundary). Every probe is handed to
 the caller as soon as its segment has run, and a tensor is dropped once no later segment reads it.
 An FP16 candidate's values cross every cut in float16, as the deployed graph holds them: its segments take
-and return float16 (`fp16_io`) and its chain holds float16 arrays (half the memory and half the transfers, no
+and return float16 (`fp16_io`; on the CPU every tensor inside a segment rounded after its node, as the whole graph's
+emulation rounds it: `ort_runner`) and its chain holds float16 arrays (half the memory and half the transfers, no
 rounding pass). Only a lane with nodes kept in FP32 keeps float32 edges, rounded at the cut (`as_stored`) except
 the kept nodes' own outputs: a kept node's float32 output reaches its consumers unrounded, as in the deployed
 graph (on the CPU and on CUDA alike). Host memory of every
@@ -269,14 +270,14 @@ def lane_precision(lane: Lane):
     from cp_debug.backends.ort.ort_runner import half_mode
 
     if lane.spec.device == "cpu" and lane.spec.precision == "fp16" and half_mode() == "emulated":
-        # what the lane computed is float16 storage: ORT's float32 kernels inside a segment are its arithmetic
-        # (as a GPU accumulates), every value crossing a cut rounded to float16 (tests/bisect/test_lockstep.py
-        # holds it equal to the emulated FP16 pipeline probe by probe)
-        kernels = [n for n in report.notes if "nodes in float32" not in n and "other float ops" not in n]
+        # what the lane computed is float16 storage: ORT's float32 kernels are its arithmetic (as a GPU accumulates),
+        # every value rounded to float16 after its node, inside a segment and where the lockstep cuts the graph
+        # (tests/bisect/test_lockstep_deployed.py holds the chain equal to the emulated FP16 pipeline)
+        kernels = [n for n in report.notes if "nodes in float32" not in n and "other float ops" not in n
+                   and not n.startswith("float16 storage emulated")]  # said once, for the whole lane, below
         return replace(report, effective="fp16", notes=(
-            "float16 storage emulated on the CPU: every value rounded to float16 where the lockstep cuts the graph, "
-            f"float32 arithmetic inside (as a GPU accumulates); {HALF_ENV}=native runs ONNX Runtime's own CPU "
-            "float16", *kernels))
+            "float16 storage emulated on the CPU: every value rounded to float16 after its node, float32 arithmetic "
+            f"(as a GPU accumulates); {HALF_ENV}=native runs ONNX Runtime's own CPU float16", *kernels))
     return report
 
 

@@ -67,7 +67,7 @@ def lockstep_stage(run: RunState, i: int, sp: list[ProbeSpec], states: list[Cand
     if not refine:
         for s, lane in zip(states, lanes):  # the chain of segments' outputs against its whole graph (`unprobed.py`)
             with run.phases.timed("graph as deployed"):
-                same = not grouped and chain_is_deployed(model, plan, lane, runner.types)
+                same = chain_is_deployed(model, plan, lane, runner.types)
             check_unprobed(run, s, i, outs.get(s.label), f"the stage cut into {len(plan.segments)} segments",
                            same=same)
         run.execution[st.name] = (f"lockstep, {len(plan.segments)} segments in {len(runner.groups)} group sessions"

@@ -14,8 +14,7 @@ FP16 demo's 29.7 s); the record says so (`same_kernels`). Where the kernels diff
 that check made is the one run, right after the probed run (`infer_unprobed`; a 0.5 B LLM's INT4 file: one load
 of the file, not two), and the outputs as deployed are kept for the intervention's "before" (`as_deployed`: not
 run a third time where the feeds are the reference's). Alike in the lockstep (`chain_is_deployed`): a CPU FP16
-lane whose every float tensor crosses a cut, rounded to float16 there, with ORT's float32 kernels between Casts in
-every segment, computes what the emulated graph as deployed computes (float32 kernels, float16 storage after every
+lane's segments compute what the emulated graph as deployed computes (float32 kernels, float16 storage after every
 node: `precision.half_storage`), so its chain's outputs are taken (on the CPU awml-base FP16 `--level all`, the
 rerun took 6.2 s of 33.8 s). Said in the report: `probe_effect` per candidate (JSON:
 each stage's outputs, rel. RMS difference, budget, ratio) and, beyond the budget, a warning with the numbers. Torch
@@ -71,20 +70,19 @@ def same_kernels(run: RunState, state: CandidateState, i: int, runner) -> bool |
 # ops after which an FP16 conversion of the whole graph may keep float32 where a segment's keeps float16 (float32-only
 # ops and slots, the float arithmetic in front of a Cast to an integer type) or that it does not convert (control flow)
 _NOT_PLAIN_FP16 = FP32_ONLY_OPS | frozenset(FP32_ONLY_SLOTS) | {"Cast", "CastLike", "If", "Loop", "Scan"}
-_FLOATS = (1, 10, 11, 16)  # onnx.TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16
 
 
 def chain_is_deployed(model, plan, lane, types: dict) -> bool:
     """Whether a lockstep lane's chain of segments computed its graph as deployed's values, so that its final
     outputs stand for that graph's with no run (`check_unprobed`'s `same`). That graph, an ONNX Runtime CPU FP16
     candidate's (`CPDEBUG_ORT_CPU_HALF` emulated), runs float32 kernels and rounds every float16 tensor to float16
-    after its node. The lane's segments take and return float16 (`lockstep.py`, `fp16_io`); it computes the same
-    where: the lane is such a candidate with no node kept in FP32; the stage holds no op after which the whole
-    graph's conversion could keep float32 where a segment's rounds (`_NOT_PLAIN_FP16`); every segment's session ran
-    its float arithmetic in float32 (its graph facts: no float16 kernel, which would compute otherwise) and every
-    float tensor a segment computes is read by later segments only (rounded at the cut, as after its node: a tensor
-    read inside its segment stays float32 between ORT's Casts). `--level all` on an ONNX stage cuts after every node."""
-    from cp_debug.backends.ort.ort_precision import merge_graph_facts
+    after its node (`precision.half_storage`); each of the lane's segments does the same on the CPU (`ort_runner`:
+    `fp16_io` segments emulated alike, a group of them rounded at its cuts, `lockstep_grouped.py`; a segment of one
+    node wrapped in ORT's own Casts, checked in its graph facts to run float32 kernels), and the values crossing a
+    cut are float16. The chain computes the
+    same where, besides: the lane keeps no node in FP32 and runs the run's own conversion (not a user's file); the
+    stage holds no op after which the whole graph's conversion could keep float32 where a segment's rounds
+    (`_NOT_PLAIN_FP16`: float32-only ops and slots, Casts, control flow); every tensor's type is known."""
     from cp_debug.backends.ort.ort_runner import half_mode
 
     spec, kw = lane.spec, lane.runner_kwargs
@@ -92,25 +90,15 @@ def chain_is_deployed(model, plan, lane, types: dict) -> bool:
             or kw.get("keep_fp32_nodes") or kw.get("keep_fp32_op_types")):
         return False
     nodes = model.graph.node
-    if any(n.op_type in _NOT_PLAIN_FP16 for n in nodes) or len(lane.facts) != len(plan.segments):
+    if any(n.op_type in _NOT_PLAIN_FP16 for n in nodes) or not lane.transforms:
         return False
-    facts = merge_graph_facts(lane.facts)
-    if facts.error or {*facts.compute_dtypes, *facts.other_float_dtypes} - {"float32"}:
-        return False
-    for seg in plan.segments:
-        made: set[str] = set()
-        for k in seg.nodes:
-            n = nodes[k]
-            if any(t in made and _float(types.get(t)) for t in n.input):
-                return False
-            if n.op_type != "Constant":
-                made.update(t for t in n.output if t)
-    return True
-
-
-def _float(t) -> bool:
-    """A float tensor, or one of no known type."""
-    return t is None or t.tensor_type.elem_type in _FLOATS
+    if any(t.kind != "fp16" for t in lane.transforms) or len(lane.facts) != len(lane.transforms):
+        return False  # every segment (or group of them) converted here, its facts read
+    for facts, transform in zip(lane.facts, lane.transforms):
+        if transform.half_storage is None and (facts.error or {*facts.compute_dtypes, *facts.other_float_dtypes}
+                                               - {"float32"}):
+            return False  # a segment of one node left to ORT's Casts: a float16 kernel there computes otherwise
+    return all(t in types for seg in plan.segments for t in seg.outputs)
 
 
 def _wanted(run: RunState, state: CandidateState, i: int) -> bool:
