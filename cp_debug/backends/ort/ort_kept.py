@@ -356,3 +356,21 @@ def _room() -> bool:
     """Whether `_FREE_SHARE` of the host's memory is free (/proc/meminfo); True where it cannot be told."""
     free, total = meminfo("MemAvailable"), meminfo("MemTotal")
     return free is None or total is None or free >= _FREE_SHARE * total
+
+
+def shrinker(held: Held):
+    """What gives a kept CUDA runner's arenas back to the card once the server idles (`ort_kept.shrink_kept`): each
+    of its sessions that ran, once more on zeros of an input shape it ran (`ort_session.shrink_arena`)."""
+    def shrink() -> None:
+        from cp_debug.backends.ort.ort_session import shrink_arena
+
+        deployed = held.state.get("_deployed")
+        sessions = {"run": held.state.get("_sess"), "bound": held.state.get("_sess"),
+                    "deployed": deployed[0] if deployed else None}
+        done: set[int] = set()
+        for where, *signature in list(held.runs):
+            sess = sessions.get(where)
+            if sess is not None and id(sess) not in done:
+                shrink_arena(sess, tuple(signature))
+                done.add(id(sess))
+    return shrink

@@ -154,7 +154,7 @@ class OrtRunner(Runner):
             self._held = ort_kept.Held(key, {n: getattr(self, n) for n in _MADE}, said.to_json(),
                                         device=self.spec.device)
             if self.spec.device == "cuda":
-                self._held.shrink = _shrinker(self._held)
+                self._held.shrink = ort_kept.shrinker(self._held)
 
     def _make(self) -> None:
         """Prepare the graph and make the sessions."""
@@ -397,6 +397,7 @@ class OrtRunner(Runner):
             return [("CUDAExecutionProvider", opts), ("CPUExecutionProvider", {})]
         return [("CPUExecutionProvider", {})]
 
+
 def _reads_inside(model: "onnx.ModelProto") -> bool:
     """Whether a node of `model` reads a tensor another of its nodes computes (a Constant's value aside)."""
     made = {t for n in model.graph.node if n.op_type not in ("Constant", "ConstantOfShape") for t in n.output if t}
@@ -433,21 +434,3 @@ def _ort_version() -> str | None:
         return ort.__version__
     except Exception:  # noqa: BLE001
         return None
-
-
-def _shrinker(held: ort_kept.Held):
-    """What gives a kept CUDA runner's arenas back to the card once the server idles (`ort_kept.shrink_kept`): each
-    of its sessions that ran, once more on zeros of an input shape it ran (`ort_session.shrink_arena`)."""
-    def shrink() -> None:
-        from cp_debug.backends.ort.ort_session import shrink_arena
-
-        deployed = held.state.get("_deployed")
-        sessions = {"run": held.state.get("_sess"), "bound": held.state.get("_sess"),
-                    "deployed": deployed[0] if deployed else None}
-        done: set[int] = set()
-        for where, *signature in list(held.runs):
-            sess = sessions.get(where)
-            if sess is not None and id(sess) not in done:
-                shrink_arena(sess, tuple(signature))
-                done.add(id(sess))
-    return shrink
