@@ -7,10 +7,14 @@ from __future__ import annotations
 from cp_debug.errors import BadInputError
 
 # Ops whose float inputs ONNX allows as float32 only (no float16 type in the op schema), or whose float input is
-# an int8 scale (Q/DQ before opset 19). Kept in FP32 whole.
+# an int8 scale (Q/DQ before opset 19), and ONNX Runtime's quantized contrib ops (com.microsoft: float32 only, as
+# `quantize_dynamic` writes an LSTM: ddddocr's captcha reader ships one). Kept in FP32 whole.
 FP32_ONLY_OPS = frozenset({
     "Range", "NonMaxSuppression", "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear",
     "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger",
+    "DynamicQuantizeLSTM", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "QGemm", "QAttention",
+    "QLinearAdd", "QLinearMul", "QLinearSigmoid", "QLinearLeakyRelu", "QLinearSoftmax", "QLinearConcat",
+    "QLinearAveragePool", "QLinearGlobalAveragePool", "QLinearWhere", "QEmbedLayerNormalization",
 })
 # Input slots that must be float32 whatever the node computes in: (op type → slot indices).
 FP32_ONLY_SLOTS: dict[str, tuple[int, ...]] = {

@@ -238,3 +238,28 @@ def test_overflow_and_flush_counts_are_read_on_float16_bits():
             expected += int(((values != 0) & (half == 0)).sum())
     assert summary["constants_overflowing_fp16"] == ["o"]
     assert summary["constant_values_flushed_to_zero"] == expected == 2 + 3  # ±1e-9; 1e-30 (3 times in o)
+
+
+def test_an_lstm_quantized_by_ort_stays_float32_and_the_fp16_model_runs(tmp_path):
+    """ORT's `quantize_dynamic` writes an LSTM as com.microsoft's DynamicQuantizeLSTM (float32 inputs only; ddddocr's
+    captcha reader ships one): its inputs made float16, ONNX Runtime refused the candidate ("Type 'tensor(float16)'
+    of input parameter … of operator (DynamicQuantizeLSTM) … is invalid", exit 2 on a valid file)."""
+    from onnxruntime.quantization import quantize_dynamic
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.normal(size=(1, 32, 4)).astype(np.float32), "W")
+    r = numpy_helper.from_array(rng.normal(size=(1, 32, 8)).astype(np.float32), "R")
+    m = _model([helper.make_node("LSTM", ["x", "W", "R"], ["y", "yh", "yc"], hidden_size=8, name="lstm"),
+                helper.make_node("Sigmoid", ["yh"], ["out"], name="sig")],
+               [helper.make_tensor_value_info("x", F32, [5, 1, 4])],
+               [helper.make_tensor_value_info("out", F32, [1, 1, 8])], [w, r])
+    onnx.save(m, tmp_path / "f.onnx")
+    quantize_dynamic(str(tmp_path / "f.onnx"), str(tmp_path / "q.onnx"))
+    q = onnx.load(tmp_path / "q.onnx")
+    assert "DynamicQuantizeLSTM" in {n.op_type for n in q.graph.node}
+    half = convert_to_fp16(q)
+    x = {"x": rng.normal(size=(5, 1, 4)).astype(np.float32)}
+    got = ort.InferenceSession(half.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, x)[0]
+    want = ort.InferenceSession(q.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, x)[0]
+    np.testing.assert_allclose(got, want, atol=2e-2)
+    assert "DynamicQuantizeLSTM" in {n.op_type for n in half.graph.node}
