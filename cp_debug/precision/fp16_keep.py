@@ -66,6 +66,19 @@ def fp32_nodes(graph, keep_nodes: set[str], keep_ops: set[str]) -> tuple[set[int
     return user_kept, auto_kept
 
 
+def dequantizing_nodes(model) -> list[str]:
+    """The names of `model`'s nodes `_dequantized_accumulators` keeps in FP32, found on the whole graph: a lockstep
+    segment converted alone holds a Cast or Mul whose accumulator is another segment's, so it is told them by name
+    (and their outputs cross a cut unrounded)."""
+    if not any(n.op_type in _INT_ACCUMULATORS for n in model.graph.node):
+        return []
+    import onnx_graphsurgeon as gs
+
+    graph = gs.import_onnx(model)
+    kept = _dequantized_accumulators(graph, _consumer_map(graph))
+    return [n.name for n in graph.nodes if id(n) in kept and n.name]
+
+
 def _dequantized_accumulators(graph, consumers: dict[int, list]) -> set[int]:
     """The Cast of an integer op's int32 accumulator to float and the Mul by its scale after it (ORT's
     `quantize_dynamic` writes ConvInteger → Add(int32 bias) → Cast → Mul(input scale × weight scale)): the
