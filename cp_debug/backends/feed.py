@@ -23,10 +23,21 @@ def check_feed(feed: dict[str, np.ndarray], inputs: Mapping[str, tuple[np.dtype 
     out = {}
     for name, value in feed.items():
         want, dims = inputs[name]
-        arr = _cast(name, np.asarray(value), want, what)
+        arr = _one_shape(_cast(name, np.asarray(value), want, what), dims)
         check_shape(name, tuple(arr.shape), dims, what)
         out[name] = np.require(arr, requirements="C")  # np.ascontiguousarray makes a scalar 1-D
     return out
+
+
+def _one_shape(arr: np.ndarray, dims: Sequence) -> np.ndarray:
+    """A 0-d value for a 1-element input of rank 1, or a 1-element value for a 0-d input, given the input's rank:
+    one shape (`compare.diff.one_shape`). ONNX Runtime gives a scalar where a file's value_info says [1] (ddddocr's
+    DynamicQuantizeLinear scales): a lockstep segment fed it was refused, exit 2, on a valid file."""
+    if arr.size != 1 or arr.ndim == len(dims) or len(dims) > 1 or arr.ndim > 1:
+        return arr
+    if dims and isinstance(dims[0], int) and dims[0] not in (1, -1):
+        return arr
+    return arr.reshape((1,) * len(dims))
 
 
 def check_names(feed: dict, inputs: Mapping, what: str = "the model") -> None:

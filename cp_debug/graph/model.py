@@ -180,6 +180,12 @@ def import_typed(model: "onnx.ModelProto") -> "gs.Graph":
     from cp_debug.graph.weight_store import import_graph
 
     graph = import_graph(model)
+    # a graph output's own declaration wins over a stale value_info of its name, as ONNX Runtime reads the file
+    # (onnxconverter-common's float16 with keep_io_types leaves value_info '387' float16 on ddddocr's float output)
+    declared = {o.name: o for o in model.graph.output if o.type.tensor_type.elem_type}
+    for t in graph.outputs:
+        if t.name in declared and isinstance(t, gs.Variable):
+            t.dtype = get_onnx_tensor_dtype(declared[t.name])
     inferred = _inferred_without_weights(model)
     if inferred is None:
         return graph

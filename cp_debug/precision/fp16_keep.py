@@ -7,10 +7,14 @@ from __future__ import annotations
 from cp_debug.errors import BadInputError
 
 # Ops whose float inputs ONNX allows as float32 only (no float16 type in the op schema), or whose float input is
-# an int8 scale (Q/DQ before opset 19). Kept in FP32 whole.
+# an int8 scale (Q/DQ before opset 19), and ONNX Runtime's quantized contrib ops (com.microsoft: float32 only, as
+# `quantize_dynamic` writes an LSTM: ddddocr's captcha reader ships one). Kept in FP32 whole.
 FP32_ONLY_OPS = frozenset({
     "Range", "NonMaxSuppression", "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear",
     "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger",
+    "DynamicQuantizeLSTM", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "QGemm", "QAttention",
+    "QLinearAdd", "QLinearMul", "QLinearSigmoid", "QLinearLeakyRelu", "QLinearSoftmax", "QLinearConcat",
+    "QLinearAveragePool", "QLinearGlobalAveragePool", "QLinearWhere", "QEmbedLayerNormalization",
 })
 # Input slots that must be float32 whatever the node computes in: (op type → slot indices).
 FP32_ONLY_SLOTS: dict[str, tuple[int, ...]] = {
@@ -21,6 +25,8 @@ FP32_ONLY_SLOTS: dict[str, tuple[int, ...]] = {
 ANY_DTYPE_SLOTS: dict[str, tuple[int, ...]] = {
     "Cast": (0,), "CastLike": (0,), "Shape": (0,), "Size": (0,),
 }
+# Integer ops whose int32 output is an accumulator, dequantized by a Cast and a Mul (`_dequantized_accumulators`).
+_INT_ACCUMULATORS = frozenset({"ConvInteger", "MatMulInteger"})
 # Ops with control-flow subgraphs are not converted (see convert_to_fp16).
 _CONTROL_FLOW = frozenset({"If", "Loop", "Scan"})
 
@@ -42,22 +48,58 @@ def check_convertible(graph, keep_nodes: set[str]) -> None:
 
 def fp32_nodes(graph, keep_nodes: set[str], keep_ops: set[str]) -> tuple[set[int], set[int]]:
     """The ids of the nodes that compute in FP32: (the user's nodes and op types, the rest). The rest are FP32-only
-    ops and (walking backwards) every node whose float outputs feed only FP32-only slots, FP32 nodes or Casts to an
-    integer type."""
+    ops, the Cast and Mul dequantizing an integer op's accumulator, and (walking backwards) every node whose float
+    outputs feed only FP32-only slots, FP32 nodes or Casts to an integer type."""
     import numpy as np
 
     f32 = np.dtype(np.float32)
     consumers = _consumer_map(graph)
     user_kept = {id(n) for n in graph.nodes if n.name in keep_nodes or n.op in keep_ops}
-    auto_kept: set[int] = set()
+    auto_kept = _dequantized_accumulators(graph, consumers) - user_kept
     for node in reversed(graph.nodes):
-        if id(node) in user_kept:
+        if id(node) in user_kept or id(node) in auto_kept:
             continue
         if node.op in FP32_ONLY_OPS or node.op == "Constant":  # Constant nodes left by step 1 stay as they are
             auto_kept.add(id(node))
         elif _feeds_only_fp32(node, consumers, auto_kept, f32):
             auto_kept.add(id(node))
     return user_kept, auto_kept
+
+
+def dequantizing_nodes(model) -> list[str]:
+    """The names of `model`'s nodes `_dequantized_accumulators` keeps in FP32, found on the whole graph: a lockstep
+    segment converted alone holds a Cast or Mul whose accumulator is another segment's, so it is told them by name
+    (and their outputs cross a cut unrounded)."""
+    if not any(n.op_type in _INT_ACCUMULATORS for n in model.graph.node):
+        return []
+    import onnx_graphsurgeon as gs
+
+    graph = gs.import_onnx(model)
+    kept = _dequantized_accumulators(graph, _consumer_map(graph))
+    return [n.name for n in graph.nodes if id(n) in kept and n.name]
+
+
+def _dequantized_accumulators(graph, consumers: dict[int, list]) -> set[int]:
+    """The Cast of an integer op's int32 accumulator to float and the Mul by its scale after it (ORT's
+    `quantize_dynamic` writes ConvInteger → Add(int32 bias) → Cast → Mul(input scale × weight scale)): the
+    accumulator passes 65504 (ddddocr's captcha reader: 6.7e4) and the scale product lies near or below float16's
+    smallest subnormal (6.6e-8, 1.3e-9), so in float16 its output is inf or 0. The scale's own arithmetic follows
+    them into FP32 by the backward walk."""
+    producer = {id(t): n for n in graph.nodes for t in n.outputs}
+
+    def accumulated(t, depth: int = 0) -> bool:
+        n = producer.get(id(t))
+        if n is None or depth > 4:
+            return False
+        return n.op in _INT_ACCUMULATORS or (n.op in ("Add", "Sub", "Mul", "Reshape", "Identity") and any(
+            accumulated(i, depth + 1) for i in n.inputs if i is not None))
+
+    kept: set[int] = set()
+    for node in graph.nodes:
+        if node.op == "Cast" and node.inputs and node.outputs and accumulated(node.inputs[0]):
+            kept.add(id(node))
+            kept.update(id(c) for c, _ in consumers.get(id(node.outputs[0]), ()) if c.op == "Mul")
+    return kept
 
 
 def _feeds_only_fp32(node, consumers: dict[int, list], auto_kept: set[int], f32) -> bool:

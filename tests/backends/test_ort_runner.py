@@ -260,3 +260,13 @@ def test_a_scalar_input_stays_a_scalar(tmp_path):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9), path)
     with OrtRunner(path, BackendSpec.parse("ort")) as r:
         assert r.infer({"n": np.array(16)})["y"].tolist() == [16, -1]
+
+
+def test_probe_effect_says_only_what_exposing_probes_blocked():
+    """ORT's plain graph of ddddocr's quantize_dynamic file runs one int8 kernel fewer than the probed one (it fuses
+    one into float): "exposing probes kept ORT from fusing -1 of 21 int8 kernels" was said; nothing was blocked."""
+    from cp_debug.backends.ort.ort_precision import GraphFacts, probe_effect
+
+    plain, probed = GraphFacts(compute_dtypes={"uint8": 21, "float32": 2}), GraphFacts(compute_dtypes={"uint8": 22})
+    assert probe_effect(plain, probed) is None
+    assert "fusing 5 of 21" in probe_effect(plain, GraphFacts(compute_dtypes={"uint8": 16, "float32": 7}))

@@ -238,3 +238,54 @@ def test_overflow_and_flush_counts_are_read_on_float16_bits():
             expected += int(((values != 0) & (half == 0)).sum())
     assert summary["constants_overflowing_fp16"] == ["o"]
     assert summary["constant_values_flushed_to_zero"] == expected == 2 + 3  # ±1e-9; 1e-30 (3 times in o)
+
+
+def test_an_lstm_quantized_by_ort_stays_float32_and_the_fp16_model_runs(tmp_path):
+    """ORT's `quantize_dynamic` writes an LSTM as com.microsoft's DynamicQuantizeLSTM (float32 inputs only; ddddocr's
+    captcha reader ships one): its inputs made float16, ONNX Runtime refused the candidate ("Type 'tensor(float16)'
+    of input parameter … of operator (DynamicQuantizeLSTM) … is invalid", exit 2 on a valid file)."""
+    from onnxruntime.quantization import quantize_dynamic
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.normal(size=(1, 32, 4)).astype(np.float32), "W")
+    r = numpy_helper.from_array(rng.normal(size=(1, 32, 8)).astype(np.float32), "R")
+    m = _model([helper.make_node("LSTM", ["x", "W", "R"], ["y", "yh", "yc"], hidden_size=8, name="lstm"),
+                helper.make_node("Sigmoid", ["yh"], ["out"], name="sig")],
+               [helper.make_tensor_value_info("x", F32, [5, 1, 4])],
+               [helper.make_tensor_value_info("out", F32, [1, 1, 8])], [w, r])
+    onnx.save(m, tmp_path / "f.onnx")
+    quantize_dynamic(str(tmp_path / "f.onnx"), str(tmp_path / "q.onnx"))
+    q = onnx.load(tmp_path / "q.onnx")
+    assert "DynamicQuantizeLSTM" in {n.op_type for n in q.graph.node}
+    half = convert_to_fp16(q)
+    x = {"x": rng.normal(size=(5, 1, 4)).astype(np.float32)}
+    got = ort.InferenceSession(half.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, x)[0]
+    want = ort.InferenceSession(q.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, x)[0]
+    np.testing.assert_allclose(got, want, atol=2e-2)
+    assert "DynamicQuantizeLSTM" in {n.op_type for n in half.graph.node}
+
+
+def test_a_conv_quantized_dynamically_keeps_its_accumulator_and_scale_in_float32(tmp_path):
+    """ORT's `quantize_dynamic` writes a Conv as ConvInteger → Cast(int32 → float) → Mul(input × weight scale): the
+    accumulator (here 2.3e5) passes 65504 and the scale product lies near float16's smallest subnormal. Cast and
+    Mul made float16, ddddocr's captcha reader read inf at 20 of its convs ("values beyond the FP16 range …
+    6.72e+04") where its users' FP16 file (onnxconverter-common, the Casts kept) reads every captcha as FP32 does."""
+    from onnxruntime.quantization import quantize_dynamic
+    from onnxruntime.quantization.quant_utils import QuantType
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.normal(size=(8, 16, 3, 3)).astype(np.float32), "w")
+    m = _model([helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+                helper.make_node("Relu", ["c"], ["out"], name="relu")],
+               [helper.make_tensor_value_info("x", F32, [1, 16, 6, 6])],
+               [helper.make_tensor_value_info("out", F32, [1, 8, 6, 6])], [w])
+    onnx.save(m, tmp_path / "f.onnx")
+    quantize_dynamic(str(tmp_path / "f.onnx"), str(tmp_path / "q.onnx"), weight_type=QuantType.QUInt8)
+    q = onnx.load(tmp_path / "q.onnx")
+    assert "ConvInteger" in {n.op_type for n in q.graph.node}
+    half = convert_to_fp16(q)
+    x = {"x": rng.uniform(0, 4, size=(1, 16, 6, 6)).astype(np.float32)}
+    # float16 as a GPU stores it (ONNX's reference): ORT's CPU folds the Cast int32 → float16 → float32 it inserts
+    got, want = ReferenceEvaluator(half).run(None, x)[0], ReferenceEvaluator(q).run(None, x)[0]
+    assert np.isfinite(got).all() and np.abs(want).max() > 1
+    np.testing.assert_allclose(got, want, rtol=1e-2, atol=1e-2 * np.abs(want).max())

@@ -383,7 +383,7 @@ def probe_effect(plain: GraphFacts, probed: GraphFacts) -> str | None:
 
     a, b = int8(plain), int8(probed)
     total = sum(plain.compute_dtypes.values())
-    if a == b:
+    if a <= b:  # none blocked (ddddocr's quantize_dynamic file: ORT's plain graph fuses one int8 kernel into float)
         return None
     return (f"exposing probes kept ORT from fusing {a - b} of {a} int8 kernels (ran as float on dequantized "
             f"inputs, {total} compute nodes): probe values may differ from the deployed graph by int8 rounding")

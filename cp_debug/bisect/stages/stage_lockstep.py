@@ -30,7 +30,7 @@ def lockstep_stage(run: RunState, i: int, sp: list[ProbeSpec], states: list[Cand
         for p in by_tensor.pop(t):
             for s in states:
                 s.results[p.name] = ProbeResult(p.name, "missing", note="no ONNX node computes this tensor")
-    lanes = [ls_mod.Lane(s.label, s.spec, dict(s.feeds[i]), run.ort_kwargs(s.spec)) for s in states]
+    lanes = [ls_mod.Lane(s.label, s.spec, dict(s.feeds[i]), _lane_kwargs(run, s.spec, model)) for s in states]
     grouped = use_groups(run.opts.lockstep_mode, plan, lanes)
     runner = (GroupedLockstep if grouped else ls_mod.Lockstep)(
         model, plan, run.ref_spec, lanes, determinism=run.det, noise=run.opts.noise_floor, local=run.opts.local,
@@ -120,3 +120,16 @@ def _take_lanes(stage: str, states: list[CandidateState], lanes: list, *, refine
                                           "precision_transform": ls_mod.lane_transform(lane).to_json()})
         s.int8_amax.update(lane.amax)
         s.seconds += lane.seconds
+
+
+def _lane_kwargs(run, spec, model) -> dict:
+    """The run's node lists for `spec`'s lane, an FP16 lane's with the nodes the whole graph's conversion keeps in
+    FP32 for a reason a segment alone cannot see (`precision.fp16_keep.dequantizing_nodes`)."""
+    kw = run.ort_kwargs(spec)
+    if spec.precision == "fp16" and spec.onnx_dir is None:
+        from cp_debug.precision.fp16_keep import dequantizing_nodes
+
+        more = [n for n in dequantizing_nodes(model) if n not in set(kw.get("keep_fp32_nodes", ()))]
+        if more:
+            kw["keep_fp32_nodes"] = [*kw.get("keep_fp32_nodes", ()), *more]
+    return kw
