@@ -208,7 +208,10 @@ def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results
         # into its latest: never searched)
         chosen, spent = ((), False) if back else _set(
             [r for r in pool if r.how != REPLACE and r.stage == stage], tried, measure)
-        breaks = None if back or chosen else _breaks(run, state, restorable, tried, measure)
+        # the first ranked that alone breaks them, where nothing restores: judged at the outputs' budget (in fixed
+        # mode any one layer alone in the format may miss a tight --atol/--rtol: that names no cause)
+        breaks = None if back or chosen or run.opts.tolerance_mode == "fixed" else _breaks(
+            run, state, restorable, tried, measure)
     found = Intervention(ranked[0], None, before, tuple(tried), 0.0, stage, chosen=chosen, spent=spent)
     cure = found.cure
     confirmed = cure.restored[0].probe if cure is not None and len(cure.restored) == 1 else None
@@ -224,7 +227,8 @@ def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results
 def _breaks(run: "RunState", state: "CandidateState", restorable: list[Restoration], tried: list[Tried],
             measure) -> str | None:
     """The ranked candidates, most first, each alone in the candidate's precision, every other node restored
-    (`restore.alone`), run at the outputs (appended to `tried`) until one breaks them: that one (the proposal kept
+    (`restore.alone`), run at the outputs (appended to `tried`) until one breaks them — a decision they carry
+    flipped by it alone: that one (the proposal kept
     where it alone breaks them, whichever door the candidate came through), None where none alone does."""
     from cp_debug.bisect.cures.restore import alone
 
@@ -237,8 +241,8 @@ def _breaks(run: "RunState", state: "CandidateState", restorable: list[Restorati
         except Exception as err:  # noqa: BLE001 - a layer that cannot be run alone is said, the rest stands
             run.warnings.append(f"{state.label}: {a.words()} was not run: {err}")
             continue
-        if not tried[-1].after.back:
-            return r.probe
+        if tried[-1].after.flips:  # a decision moved by it alone (the issue's "the layer that alone breaks its
+            return r.probe  # decision"); outputs off by its error alone are the own-error ranking's to weigh
     return None
 
 
