@@ -1,17 +1,30 @@
-"""A built model (`build() -> (net, (x,))`) exported as its users export it (torch.onnx's TorchScript exporter, one
-input 'x'), with frames to calibrate on (the input itself and three random ones of its shape): the Q/DQ files of
-test_root_set.py and test_constant_candidate.py are quantized from it."""
+"""Planted models exported once per test session, through the loader `--torch FILE:FUNC` uses (`exported`); a built
+model (`build() -> (net, (x,))`) written as its users export it, with frames to calibrate on (`written`: the Q/DQ
+files of test_root_set.py and test_constant_candidate.py are quantized from it)."""
 
 from __future__ import annotations
 
+import functools
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+HERE = Path(__file__).parent
 
-def exported(build, path: Path, output: str) -> tuple[np.ndarray, list[np.ndarray]]:
-    """`build`'s model written to `path`; (its input, the calibration frames)."""
+
+@functools.lru_cache(maxsize=None)
+def exported(file: str, func: str):
+    """(ONNX model, feed) of `FUNC` in tests/bisect/`file`, exported with the TorchScript exporter (fast)."""
+    from cp_debug.bisect.subjects.loaders import torch_subject
+
+    subject = torch_subject(f"{HERE / file}:{func}", exporter="torchscript")
+    return subject.stages[0].onnx(), subject.inputs
+
+
+def written(build, path: Path, output: str) -> tuple[np.ndarray, list[np.ndarray]]:
+    """`build`'s model written to `path` (torch.onnx's TorchScript exporter, one input 'x'); (its input, the
+    calibration frames: the input itself and three random ones of its shape)."""
     import torch
 
     net, (x,) = build()

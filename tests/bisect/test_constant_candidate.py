@@ -28,10 +28,10 @@ def _files(tmp_path: Path):
     from onnx import numpy_helper
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
 
-    from tests.bisect.exported import exported
+    from tests.bisect.exported import written
     from tests.bisect.int8_proposals import build
 
-    x, frames = exported(build, tmp_path / "model.onnx", "scores")
+    x, frames = written(build, tmp_path / "model.onnx", "scores")
 
     class Reader(CalibrationDataReader):
         def __init__(self):

@@ -28,10 +28,10 @@ pytestmark = pytest.mark.long  # an export, three quantizations and a bisect of 
 def _model_and_feeds(tmp_path: Path):
     import onnx
 
-    from tests.bisect.exported import exported
+    from tests.bisect.exported import written
     from tests.bisect.int8_two_branches import build
 
-    x, frames = exported(build, tmp_path / "model.onnx", "y")
+    x, frames = written(build, tmp_path / "model.onnx", "y")
     return onnx.load(tmp_path / "model.onnx"), x, [{"x": f} for f in frames]
 
 
