@@ -76,6 +76,7 @@ def test_llama_torchscript_export_cured_by_module_names_copied_from_the_keep_fp3
     assert rc == 0 and report["outcome"] == "within_precision", report["outcome_reasons"]
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_a_dynamo_onnx_file_the_names_its_table_and_hint_show_are_a_cure_bisect_confirms(tmp_path):
     """timm's ResNet as a dynamo ONNX file: the lockstep run (one segment per node) names the conv, its hint's set
     is verified by the run's judge, and the names the table shows (`module/Op`) are taken by keep-fp32 and

@@ -24,6 +24,7 @@ MODELS = Path(__file__).with_name("diffusers_models.py")
 CONV = "vae.decoder.up_blocks.1.resnets.0.conv1"
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_a_diffusers_vae_fp16_file_names_its_overflowing_conv(tmp_path):
     pytest.importorskip("diffusers")
     pytest.importorskip("onnxconverter_common.float16")

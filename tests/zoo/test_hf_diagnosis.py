@@ -162,6 +162,7 @@ def test_a_sum_over_many_in_range_terms_is_named_with_its_length_and_largest_ter
     assert "verified: keeping node_sum" in root["hint"]
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_hf_detr_healthy_within_precision_and_its_planted_encoder_overflow_blamed_on_the_attention(tmp_path):
     """HF DETR: at the default level the attention's own output is no probe, the LayerNorm after it is where its
     NaN is first seen; the root cause names the attention whose code holds the QK^T (issue 69's "the same on HF

@@ -24,6 +24,7 @@ def _bisect(tmp_path: Path, build: str, backends: str = "torch,ort-cpu-fp16", *e
     return proc, json.loads(out.read_text())
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_an_attention_overflow_is_named_at_its_logits_with_the_number_and_a_verified_cure(tmp_path):
     proc, report = _bisect(tmp_path, "build_detr_planted", "torch,ort-cpu-fp16", "--bundle", tmp_path / "bundle")
     assert proc.returncode == 1
@@ -57,6 +58,7 @@ def test_an_mlp_overflow_is_named_at_its_layer_with_the_reference_value(tmp_path
     assert "FP16 overflow at blocks.0.mlp.0" in rc["hint"] and "verified" in rc["hint"]
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_a_healthy_transformer_is_within_fp16_precision_at_level_all(tmp_path):
     proc, report = _bisect(tmp_path, "build_detr", "torch,ort-cpu-fp16", "--level", "all")
     assert proc.returncode == 0, proc.stdout[-2000:]

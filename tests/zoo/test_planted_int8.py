@@ -35,6 +35,7 @@ def _repro_imports(bundle: Path) -> set[str]:
     return {n.split(".")[0] for n in names}
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 @pytest.mark.slow
 @pytest.mark.parametrize("build, module, op, others, ranged", [
     # conv2, its BatchNorm folded in: bn2's row; the ladder's calibration rung cures it (int8_range_rung.py): its
@@ -86,6 +87,7 @@ def _calib(tmp_path: Path, name: str, scale: float) -> Path:
     return path
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 @pytest.mark.slow
 def test_one_outlier_channel_is_named_at_the_default_level_with_the_share_rounded_to_zero(tmp_path):
     """Issue 69: one channel ×100 leaves a third of the values, not most, below half a step; the default level
@@ -102,6 +104,7 @@ def test_one_outlier_channel_is_named_at_the_default_level_with_the_share_rounde
     assert "calibration set" not in hint  # calibrated on the input itself: its fit is exact
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 @pytest.mark.slow
 @pytest.mark.parametrize("twin, scale, said", [
     # the root cause is the layer whose own error stands furthest beyond its budget (the outlier channel's conv): the
