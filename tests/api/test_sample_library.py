@@ -18,6 +18,7 @@ def _samples(n: int = 3) -> list[tuple[np.ndarray]]:
     return [(rng.standard_normal((1, 3, 16, 16)).astype(np.float32),) for _ in range(n)]
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 @pytest.mark.slow  # two sweeps of 3 samples, each bisecting its worst
 def test_the_library_sweep_is_the_commands_sweep_json(tmp_path):
     import cp_debug

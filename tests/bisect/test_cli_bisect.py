@@ -60,6 +60,7 @@ def test_demo_prints_table_and_strict_json(tmp_path):
     assert "detections: no box changed on this scan" in proc.stdout
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 @pytest.mark.slow
 def test_bundle_of_a_planted_fault_reproduces_in_a_fresh_process(tmp_path):
     out = tmp_path / "bundle"

@@ -61,6 +61,7 @@ def test_every_cli_test_validates_the_reports_its_run_wrote(tmp_path, argv, file
     assert written_reports(["bisect", "--json", "absent.json"], tmp_path) == []
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_the_reports_a_failing_bisect_writes_validate(tmp_path):
     """A failing run (◀ and ★ filled) through tests/cli_run.py, which validates its --json on the way out."""
     run = cpdebug("bisect", "--preset", "tiny", "--backends", "torch,ort-cpu-fp16", "--atol", "1e-4", "--rtol", "1e-4",

@@ -30,6 +30,7 @@ def test_no_set_found_is_exit_1_and_writes_nothing(tmp_path):
     assert doc["status"] == "impossible" and doc["out"] is None and doc["verification"] is None
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_written_but_not_verified_is_exit_5_and_check_agrees(tmp_path):
     """The deblock's output peaks at 52000 on the search's frame (held-out scene 5): FP16 holds it, so the plain
     FP16 pair meets the target there and is written; on the verification's frame (scene 6) it peaks 1.42x higher

@@ -130,6 +130,7 @@ def test_min_match_gates_on_the_agreement_with_the_reference(tmp_path):
     assert r.returncode == 0 and "gate" not in r.stderr, r.stderr
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 @pytest.mark.slow  # one replay of the demo preset: three engine runs of its 320 x 320 grid (about 15 s of CPU)
 def test_cli_warns_of_the_demo_preset_gates_on_min_match_and_needs_cuda_for_device_cuda(tmp_path):
     """The demo preset (no --config) warns that its boxes are not the deployment's, next to the bag's own warning

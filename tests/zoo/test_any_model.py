@@ -109,6 +109,7 @@ def test_a_vit_at_block_level_gives_each_encoder_layer_its_probe():
         [p for p in probes if p.startswith("encoder.layers")]
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_a_dynamo_onnx_file_names_its_probes_by_module_and_op(tmp_path):
     module, (x,) = models.build_detr()
     path = tmp_path / "detr.onnx"

@@ -45,6 +45,7 @@ def _bisect(tmp_path: Path, *args: str, tag: str) -> tuple[int, dict]:
     return proc.returncode, _json(out)
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_bert_default_exporter_bisect_keep_fp32_and_the_set_confirmed(tmp_path):
     model = ("--torch", f"{HF}:build_bert_planted")
     rc, report = _bisect(tmp_path, *model, "--backends", FP16, tag="before")

@@ -31,6 +31,7 @@ def test_a_healthy_bert_onnx_file_with_a_padding_mask_is_within_precision_at_lev
     assert masked and all(r["status"] == "ok" for r in masked)  # the fill saturated to -inf, said, and harmless
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 @pytest.mark.parametrize("build, module", [("build_llama_planted", "layers.1.self_attn"),
                                            ("build_bert_planted", "encoder.layer.1.attention.self")])
 def test_a_planted_qk_overflow_is_named_in_its_layer_not_at_another_layers_mask(tmp_path, build, module):
@@ -45,6 +46,7 @@ def test_a_planted_qk_overflow_is_named_in_its_layer_not_at_another_layers_mask(
         assert root["probe"] == f"{module}[0]"
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 @pytest.mark.parametrize("level", ["all", None])
 def test_a_qk_overflow_behind_sdpas_nan_guard_is_blamed_on_its_attention_at_every_level(tmp_path, level):
     """Issue 84: SDPA's exported IsNaN/Where guard turns the overflowed softmax's NaN rows into zeros — the

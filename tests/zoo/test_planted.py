@@ -42,6 +42,7 @@ def test_an_attention_overflow_is_named_at_its_logits_with_the_number_and_a_veri
     assert "verified: keeping" in hint and "Softmax" in hint and "LayerNorm" not in hint
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_a_hand_written_attention_overflow_is_named_in_its_block_and_cured(tmp_path):
     proc, report = _bisect(tmp_path, "build_text_planted")
     assert proc.returncode == 1

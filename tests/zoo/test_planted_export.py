@@ -46,6 +46,7 @@ def test_the_healthy_twins_are_within_precision(tmp_path, exporter):
     assert proc.returncode == 0, report["outcome_reasons"]
 
 
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
 def test_convnext_layer_scale_lost_in_fp16_is_judged_by_its_share_of_the_residual_sum(tmp_path):
     pytest.importorskip("timm")
     path, feeds = planted_export.onnx_with_inputs(*planted_export.build_convnext(), tmp_path)
