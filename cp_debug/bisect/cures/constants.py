@@ -63,11 +63,10 @@ def constants_off(model, reference) -> list[ConstantOff]:
     """The constants of `model` (a user's file) off `reference`'s (module docstring), most off first."""
     from onnx import numpy_helper
 
+    from cp_debug.graph.model import constant_tensors
+
     def values(m) -> dict[str, np.ndarray]:
-        out = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
-        out.update({n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in m.graph.node
-                    if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"})
-        return out
+        return {name: numpy_helper.to_array(t) for name, t in constant_tensors(m.graph).items()}
 
     held, ref = values(model), values(reference)
     dq = {n.output[0]: n for n in model.graph.node if n.op_type == "DequantizeLinear"}

@@ -23,13 +23,12 @@ def without_qdq(model, nodes: list[str], reference=None):
     import onnx_graphsurgeon as gs
     from onnx import numpy_helper
 
-    from cp_debug.graph.model import cleanup, export_like
+    from cp_debug.graph.model import cleanup, constant_tensors, export_like
     from cp_debug.graph.weight_store import import_graph
 
-    inits = {t.name: t for t in reference.graph.initializer} if reference is not None else {}
-    inits.update({n.output[0]: n.attribute[0].t for n in (reference.graph.node if reference is not None else ())
-                  if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"})  # paddle2onnx's
-    # Clip bounds are Constant nodes: a Clip ONNX Runtime folded into its pair is read through again with them
+    # paddle2onnx's Clip bounds are Constant nodes: a Clip ONNX Runtime folded into its pair is read through again
+    # with them
+    inits = constant_tensors(reference.graph) if reference is not None else {}
     ref_nodes = {n.name: n for n in reference.graph.node} if reference is not None else {}
     folded = {n.output[0]: n for n in ref_nodes.values() if n.op_type in FOLDED
               and all(x in inits for x in n.input[1:] if x)}

@@ -85,9 +85,9 @@ def _held(model, node: str, k: int) -> float | None:
 def _largest(model, mine: set[str]) -> ConstantOutOfRange | None:
     from onnx import numpy_helper
 
-    consts = {i.name: i for i in model.graph.initializer}
-    consts.update({o: a.t for n in model.graph.node if n.op_type == "Constant" for a in n.attribute
-                   if a.name == "value" for o in n.output})
+    from cp_debug.graph.model import constant_tensors
+
+    consts = constant_tensors(model.graph)
     found = None
     for node in model.graph.node:
         if node.name not in mine:
