@@ -75,6 +75,7 @@ class GraphFacts:
     half_fed: int = 0  # float32 compute nodes whose data input is Cast up from float16 (ORT CPU's float16, as it runs)
 
 
+_CAST_BACK = "FusedBack_"  # ORT CPU's float16 initializer Cast up at load (insert_cast_transformer.cc)
 HALF_ENV = "CPDEBUG_ORT_CPU_HALF"  # "native": ORT's CPU float16 as it is; default "emulated" (see ort_runner)
 
 
@@ -295,11 +296,15 @@ def _fed_from(opt: "onnx.ModelProto", dtypes: dict[str, int], kinds) -> int:
 
 
 def _half_fed(opt: "onnx.ModelProto", dtypes: dict[str, int]) -> int:
-    """Compute nodes whose data input is a Cast to float32 of a float16 tensor (ORT CPU's Casts around a float16
-    Conv it has no kernel for: float16 values in, float32 arithmetic)."""
+    """Compute nodes that read float16 values in float32 arithmetic: a data input Cast to float32 from a float16
+    tensor (ORT CPU's Casts around a float16 Conv it has no kernel for), or a weight stored as float16 that ORT's CPU
+    Cast up once, at load (its InsertCastTransformer names such an initializer `FusedBack_…`: an FP16 MLP's Gemms
+    read float16-rounded weights in float32 arithmetic — ORT's own float16 on the CPU, judged as it ran, where it
+    was "ran fp32", exit 3)."""
     up = {n.output[0] for n in opt.graph.node if n.op_type == "Cast" and n.input and dtypes.get(n.input[0]) == 10
           and any(a.name == "to" and a.i == 1 for a in n.attribute)}
-    return sum(1 for n in opt.graph.node if n.op_type in COMPUTE_OPS and n.input and n.input[0] in up)
+    return sum(1 for n in opt.graph.node if n.op_type in COMPUTE_OPS and n.input
+               and (n.input[0] in up or any(name.startswith(_CAST_BACK) for name in n.input[1:])))
 
 
 def _block_fed(opt: "onnx.ModelProto") -> int:
