@@ -367,3 +367,22 @@ def wiring(nodes) -> tuple[dict[str, int], dict[str, list[int]]]:
             if t:
                 consumers.setdefault(t, []).append(i)
     return producer, consumers
+
+
+def at_opset(model: "onnx.ModelProto", version: int, needs: str) -> "onnx.ModelProto":
+    """`model` at ONNX opset `version` or later: as it is where it is there already, else converted by onnx's version
+    converter (every tensor keeps its name; an attribute that became an input is a new constant). `needs` says what
+    asks for the opset, for the one line of a BadInputError where onnx cannot convert the model."""
+    import onnx
+
+    from cp_debug.errors import BadInputError
+
+    have = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if have >= version:
+        return model
+    try:
+        return onnx.version_converter.convert_version(model, version)
+    except Exception as err:  # noqa: BLE001 - the converter's errors are of many types
+        raise BadInputError(f"{needs} needs opset {version} or later and onnx could not convert this opset {have} "
+                            f"model ({type(err).__name__}: {str(err).splitlines()[0][:200]}); export it at opset "
+                            f"{version}+") from err

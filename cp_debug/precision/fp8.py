@@ -139,17 +139,10 @@ def to_e4m3(values: np.ndarray, scale) -> np.ndarray:
 
 
 def at_fp8_opset(model: "onnx.ModelProto") -> "onnx.ModelProto":
-    import onnx
+    """`model` at the opset of float8 QuantizeLinear (19), converted where it is older."""
+    from cp_debug.graph.model import at_opset
 
-    version = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-    if version >= FP8_OPSET:
-        return model
-    try:
-        return onnx.version_converter.convert_version(model, FP8_OPSET)
-    except Exception as err:  # noqa: BLE001 - the converter's errors are of many types
-        raise BadInputError(f"FP8 Q/DQ needs opset {FP8_OPSET} or later and onnx could not convert this opset "
-                            f"{version} model ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
-                            f"export it at opset {FP8_OPSET}+") from err
+    return at_opset(model, FP8_OPSET, "FP8 Q/DQ")
 
 
 def _quantized_inputs(graph, exclude: set[str]) -> tuple[dict, list[str]]:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 import numpy as np
 
 from cp_debug.errors import BadInputError
-from cp_debug.graph.model import fold_initializer_identities
+from cp_debug.graph.model import at_opset, fold_initializer_identities
 from cp_debug.graph.onnx_files import fits_inline, holds_stored, keep, save_onnx
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -51,6 +51,9 @@ class QuantizedModel:
 
     def mapped(self, name: str) -> str | None:
         return self.tensor_map.get(name)
+
+
+PER_CHANNEL_OPSET = 13  # QuantizeLinear / DequantizeLinear take `axis` (per-channel scales) from opset 13
 
 
 def quantize_int8(model: "onnx.ModelProto", calib_feeds: Sequence[dict[str, np.ndarray]], *,
@@ -105,6 +108,8 @@ def quantize_int8(model: "onnx.ModelProto", calib_feeds: Sequence[dict[str, np.n
         tmap, amax = read_qdq(model, original)
         return QuantizedModel(model, tmap, amax, method)
     model = fold_initializer_identities(model)  # the exporter's do this already; a user's ONNX may not
+    if per_channel:  # ORT's quantizer writes a per-channel QuantizeLinear's `axis` at any opset; it has one from 13
+        model = at_opset(model, PER_CHANNEL_OPSET, "per-channel INT8 Q/DQ")  # (ddddocr's opset-11 YOLO: exit 2)
     big = not fits_inline(model) or holds_stored(model)  # past 2 GiB: files with external data both ways
     with tempfile.TemporaryDirectory(prefix="cpdebug_int8_") as tmp, _quiet_quantizer():
         src = Path(tmp) / "model.onnx"

@@ -129,3 +129,25 @@ def test_a_cached_quantization_is_read_back_and_other_feeds_or_settings_quantize
     monkeypatch.setenv(NO_CACHE_ENV, "1")  # off: quantized, nothing written
     quantize_int8_cached(model, feeds, method="entropy")
     assert len(list(folder.glob("*.onnx"))) == 4
+
+
+def test_an_opset_11_model_is_quantized_per_channel_at_opset_13():
+    """ORT's quantizer writes a per-channel QuantizeLinear's `axis` whatever the model's opset, and opset 11's
+    QuantizeLinear has none: ddddocr's opset-11 YOLO detector (pytorch 1.9's export) got an INT8 candidate ONNX
+    Runtime refused ("Unrecognized attribute: axis", exit 2). The model is converted to opset 13 first; every
+    original tensor keeps its name."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(),
+                              torch.nn.Upsample(scale_factor=2.0, mode="nearest"), torch.nn.Conv2d(8, 4, 1)).eval()
+    buf = io.BytesIO()
+    torch.onnx.export(net, (torch.randn(1, 3, 8, 8),), buf, input_names=["x"], output_names=["y"], dynamo=False,
+                      opset_version=11)
+    model = onnx.load_from_string(buf.getvalue())
+    feeds = [{"x": np.random.RandomState(k).randn(1, 3, 8, 8).astype(np.float32)} for k in range(3)]
+    q = quantize_int8(model, feeds)
+    assert next(o.version for o in q.model.opset_import if o.domain in ("", "ai.onnx")) == 13
+    assert any(a.name == "axis" for n in q.model.graph.node if n.op_type == "DequantizeLinear" for a in n.attribute)
+    ref = _run(model, ["y"], feeds[0])["y"]
+    got = ort.InferenceSession(q.model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds[0])
+    assert np.abs(got[0] - ref).max() < 0.1 * np.abs(ref).max()  # INT8's numbers of the same network
+    assert set(q.tensor_map) >= {n.output[0] for n in model.graph.node if n.op_type == "Conv"}
