@@ -51,7 +51,7 @@ _ORT_TYPES = {
 
 # what an activation makes: kept whole in a server between commands (ort_kept.py)
 _MADE = ("_sess", "_inputs", "_graph", "_transform", "_facts", "_probe_effect", "_deployed", "_made_from",
-         "_left_kernels", "_providers", "_held_half", "_held_fp8", "determinism")
+         "_left_kernels", "_providers", "_held_half", "_held_quant", "determinism")
 
 
 class OrtRunner(Runner):
@@ -120,7 +120,7 @@ class OrtRunner(Runner):
         self._left_kernels: list = []  # `probes_left_kernels`' answer once asked (kept with the session in a server)
         self._unprobed = None  # the session it made where the kernels differ, until `infer_unprobed` runs it
         self._providers: list = []
-        self._held_half, self._held_fp8 = False, None
+        self._held_half, self._held_quant = False, None
         self._held: ort_kept.Held | None = None  # kept in a server between commands (ort_kept.py)
         self._spoken: set = set()  # the input shapes run so far (what a kept session's first runs said)
 
@@ -164,8 +164,9 @@ class OrtRunner(Runner):
 
         qdq, held = graph.transform.kind == "qdq_model", file_precision(model)
         self._held_half = self.spec.precision != "fp16" and not qdq and holds_half_constants(model)
-        self._held_fp8 = held if held in FLOAT8_GRAPHS else None  # `ort-*-fp8` / -nvfp4 / -mxfp8, a deployed FP8 file
-        if self._held_fp8:  # why: FP8_ORT_OPT_LEVEL; the settings' graph_optimization_level says it
+        # `ort-*-fp8` / -nvfp4 / -mxfp8, a deployed FP8 file; a deployed INT8 Q/DQ file (`ort@DIR`) reports at int8 too
+        self._held_quant = held if held in FLOAT8_GRAPHS or (held == "int8" and self.spec.precision == "fp32") else None
+        if self._held_quant in FLOAT8_GRAPHS:  # why: FP8_ORT_OPT_LEVEL; the settings' graph_optimization_level says it
             self.determinism = replace(self.determinism, ort_opt_level=FP8_ORT_OPT_LEVEL)
         self._providers = self._provider_list(model)
         declared = None  # emulated float16 storage: the facts are the float16 graph's, not its float32 emulation's
@@ -351,7 +352,7 @@ class OrtRunner(Runner):
         if self._facts is None:  # never activated
             return None
         # a file that holds float16 (float8 Q/DQ) itself, a deployed pair run as `ort@DIR`, asked for fp16 (fp8)
-        held = self._held_fp8 or ("fp16" if self._held_half else None)
+        held = self._held_quant or ("fp16" if self._held_half else None)
         spec = replace(self.spec, precision=held) if held else self.spec
         return precision_report_from_facts(spec, self._facts, self._transform, self.missing_outputs,
                                            self._probe_effect)
