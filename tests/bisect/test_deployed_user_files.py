@@ -130,7 +130,7 @@ def test_int8_qdq_file_of_quantize_static_maps_every_probe(tmp_path):
     assert report["judged_at"][label] == "int8"
     # what ran is said at the precision the file holds: INT8's numbers (Q/DQ), not "ran fp32" (ddddocr's detector)
     ran = report["precision"][label]  # its first conv the quantizer left float: "mixed"
-    assert ran["effective"] == "mixed" and "2 in float arithmetic on int8-dequantized inputs" in ran["notes"][0], ran
+    assert ran["effective"] == "mixed" and any("on int8-dequantized inputs" in n for n in ran["notes"]), ran
     assert report["root_cause"][label]["probe"] == "body.4/Conv", report["root_cause"]
     hint = report["root_cause"][label]["hint"]  # its levels are no rounding of the model's weight at its scale
     assert "dequantizes to values 1.5× the reference's" in hint and "not this model's" in hint, hint
