@@ -100,8 +100,9 @@ def emulate_half_storage(model: "onnx.ModelProto", rounding: bool = True) -> Hal
             _set_attr(node, "to", fp32)
             casts += 1
         nodes.append(node)
-        if node.op_type in ("Constant", "ConstantOfShape"):
-            continue  # its value is a float16 value already: exact in float32, nothing to round
+        if node.op_type in ("Constant", "ConstantOfShape") and not graph_outputs.intersection(node.output):
+            continue  # its value is a float16 value already: exact in float32, nothing to round (as a graph output
+            # it is Cast back to the float16 its output is declared: a segment ending at ddddocr's LSTM's zeros)
         for k, t in enumerate(node.output):
             if t not in half or not rounding:
                 continue

@@ -103,3 +103,21 @@ def test_the_cpu_runner_emulates_by_default_and_says_so(monkeypatch):
     monkeypatch.setenv("CPDEBUG_ORT_CPU_HALF", "sometimes")
     with pytest.raises(Exception, match="CPDEBUG_ORT_CPU_HALF"):
         OrtRunner(_chain(), spec).activate()
+
+
+def test_a_constant_of_shape_that_is_a_graph_output_stays_float16():
+    """A lockstep segment that ends at a ConstantOfShape's float16 zeros (ddddocr's recogniser: the LSTM's initial
+    state) is a graph output declared float16; its value widened to float32 made ONNX Runtime refuse the emulating
+    graph ("Type (tensor(float16)) of output arg … does not match", exit 2)."""
+    value = numpy_helper.from_array(np.array([1.5], np.float16), "value")
+    graph = helper.make_graph(
+        [helper.make_node("Shape", ["x"], ["s"], name="shape"),
+         helper.make_node("ConstantOfShape", ["s"], ["y"], name="fill", value=value),
+         helper.make_node("Relu", ["x"], ["z"], name="relu")],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT16, [2, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT16, [2, 3]),
+         helper.make_tensor_value_info("z", TensorProto.FLOAT16, [2, 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    emulated = emulate_half_storage(model).model
+    y, z = ort.InferenceSession(emulated.SerializeToString()).run(None, {"x": -np.ones((2, 3), np.float16)})
+    assert y.dtype == np.float16 and (y == 1.5).all() and (z == 0).all()
