@@ -104,7 +104,7 @@ def quantize_int8(model: "onnx.ModelProto", calib_feeds: Sequence[dict[str, np.n
         # building a calibration session for nothing (whose unused initializer ORT then warns about)
         tmap, amax = read_qdq(model, original)
         return QuantizedModel(model, tmap, amax, method)
-    model = fold_initializer_identities(model)  # the exporter's do this already; a user's ONNX may not
+    model = own_shared_biases(fold_initializer_identities(model))  # the exporter's do the first; a user's ONNX may not
     big = not fits_inline(model) or holds_stored(model)  # past 2 GiB: files with external data both ways
     with tempfile.TemporaryDirectory(prefix="cpdebug_int8_") as tmp, _quiet_quantizer():
         src = Path(tmp) / "model.onnx"
@@ -120,6 +120,39 @@ def quantize_int8(model: "onnx.ModelProto", calib_feeds: Sequence[dict[str, np.n
         qmodel = keep(onnx.load(str(dst), load_external_data=True))  # past 2 GiB: into the weights folder
     tmap, amax = read_qdq(qmodel, original)
     return QuantizedModel(qmodel, tmap, amax, method)
+
+
+def own_shared_biases(model: "onnx.ModelProto") -> "onnx.ModelProto":
+    """A bias initializer read by several Conv / ConvTranspose / Gemm nodes copied, one for each reader, under a
+    name no tensor has. ORT's quantizer copies a shared bias itself as `name` + a number, checked against the
+    initializers only: basic-pitch's tf2onnx file shares the bias `…conv1d_25` among 16 convs and one of them
+    writes `…conv1d_252`, so the quantized file defines that name twice and ONNX Runtime cannot load it."""
+    import onnx
+
+    readers: dict[str, list] = {}
+    for n in model.graph.node:
+        if n.op_type in ("Conv", "ConvTranspose", "Gemm") and len(n.input) > 2 and n.input[2]:
+            readers.setdefault(n.input[2], []).append(n)
+    inits = {i.name: i for i in model.graph.initializer}
+    shared = {b: ns for b, ns in readers.items() if len(ns) > 1 and b in inits}
+    if not shared:
+        return model
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    taken = {t for n in out.graph.node for t in (*n.input, *n.output)} | set(inits) | {
+        i.name for i in out.graph.input}
+    nodes = {id(n): k for k, n in enumerate(model.graph.node)}
+    for bias, ns in shared.items():
+        for j, n in enumerate(ns[1:], 1):
+            name = f"{bias}__own{j}"
+            while name in taken:
+                name += "_"
+            taken.add(name)
+            copy = out.graph.initializer.add()
+            copy.CopyFrom(inits[bias])
+            copy.name = name
+            out.graph.node[nodes[id(n)]].input[2] = name
+    return out
 
 
 def check_calib_feeds(model: "onnx.ModelProto", feeds: Sequence[dict[str, np.ndarray]]) -> None:

@@ -134,7 +134,17 @@ def record_flips(run: "RunState", states: list, cand_up: Mapping[str, Mapping[st
     i = len(run.subject.stages) - 1
     for s in states:
         if s.refused is None and cand_up.get(s.label) and i in run.ref_outputs:
-            s.decisions += [d for d in output_decisions(run, i, run.ref_outputs[i], cand_up[s.label]) if d.changed]
+            found = output_decisions(run, i, run.ref_outputs[i], cand_up[s.label])
+            s.decisions += [d for d in found if d.changed]
+            held = [d for d in found if d.rule == "metric" and not d.changed]
+            s.metric_held = held[0].summary if held and len(held) == len(found) else None
+
+
+def held_decision(state) -> str | None:
+    """The declared `--metric`'s words where it was read on the candidate's outputs and its value is the
+    reference's: the application's decision holds (a layer's fault then degrades the outputs, it does not break
+    the decision: basic-pitch's notes under onnxconverter-common's float16, 4.4× the outputs' budget)."""
+    return getattr(state, "metric_held", None)
 
 
 def decided_outcome(state, outcome, reason: str | None):
