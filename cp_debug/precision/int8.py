@@ -118,8 +118,43 @@ def quantize_int8(model: "onnx.ModelProto", calib_feeds: Sequence[dict[str, np.n
             use_external_data_format=big, extra_options=extra, calibration_providers=["CPUExecutionProvider"],
         )
         qmodel = keep(onnx.load(str(dst), load_external_data=True))  # past 2 GiB: into the weights folder
+    out_of_int8(qmodel, set(exclude))
     tmap, amax = read_qdq(qmodel, original)
     return QuantizedModel(qmodel, tmap, amax, method)
+
+
+def out_of_int8(qmodel: "onnx.ModelProto", excluded: set[str]) -> None:
+    """The excluded nodes read float: ORT's `nodes_to_exclude` leaves a node reading a tensor's Q/DQ pair that a
+    quantized reader of the same tensor asked for (MTCNN's PNet: `conv4_1` left out still read `prelu3`'s INT8
+    rounding through `conv4_2`'s pair), so "left out of INT8" was not out of it; as a user's file's exclusion
+    (`bisect/cures/qdq_removal.py`) does, each such input is read before its pair, and a pair no node reads any more
+    is dropped (in place)."""
+    if not excluded:
+        return
+    g = qmodel.graph
+    writer = {o: n for n in g.node for o in n.output}
+
+    def before(t: str) -> str | None:
+        dq = writer.get(t)
+        q = writer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+        return q.input[0] if q is not None and q.op_type == "QuantizeLinear" else None
+
+    for n in g.node:
+        if n.name in excluded:
+            for k, t in enumerate(n.input):
+                if (src := before(t)) is not None:
+                    n.input[k] = src
+    gone: set[str] = set()
+    for _ in range(2):  # a DequantizeLinear no one reads, then its QuantizeLinear
+        read = {t for n in g.node for t in n.input} | {o.name for o in g.output}
+        dead = [n for n in g.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")
+                and not any(o in read for o in n.output)]
+        for n in dead:
+            gone.update(n.input[1:])
+            g.node.remove(n)
+    read = {t for n in g.node for t in n.input} | {o.name for o in g.output}
+    for i in [i for i in g.initializer if i.name in gone - read]:  # their scales and zero points
+        g.initializer.remove(i)
 
 
 def own_shared_biases(model: "onnx.ModelProto") -> "onnx.ModelProto":

@@ -152,3 +152,33 @@ class MtcnnONet:
 
 
 MORE = {m.name: m for m in (BasicPitch(), MtcnnPNet(), MtcnnONet())}
+
+
+# -- the decisions as `--metric FILE.py:FUNC` reads them (each output by name; 1.0 where the reference's hold) ------
+def _jaccard(a, b) -> float:
+    a, b = set(a), set(b)
+    return len(a & b) / max(1, len(a | b))
+
+
+def notes_metric(outputs, reference, label=None) -> float:
+    """basic-pitch: the notes decoded from the candidate's onset and note maps against the reference's."""
+    def notes(o):
+        return BasicPitch.notes(o["StatefulPartitionedCall:2"], o["StatefulPartitionedCall:1"])
+
+    return _jaccard(notes(outputs), notes(reference))
+
+
+def proposals_metric(outputs, reference, label=None) -> float:
+    """MTCNN's PNet: the cells proposed at 0.6, the candidate's against the reference's."""
+    def cells(o):
+        return map(tuple, np.argwhere(np.asarray(o["prob"])[0, 1] >= 0.6).tolist())
+
+    return _jaccard(cells(outputs), cells(reference))
+
+
+def faces_metric(outputs, reference, label=None) -> float:
+    """MTCNN's ONet: the share of crops whose face / no face at 0.7 is the reference's."""
+    return float(np.mean((np.asarray(outputs["prob"])[:, 1] >= 0.7) == (np.asarray(reference["prob"])[:, 1] >= 0.7)))
+
+
+METRICS = {"basic-pitch": "notes_metric", "mtcnn-pnet": "proposals_metric", "mtcnn-onet": "faces_metric"}

@@ -81,3 +81,33 @@ def test_a_qdq_file_exact_products_cannot_load_is_judged(tmp_path):
     notes = " ".join(rep["precision"]["ort-cpu-int8"].get("notes", []))
     assert ("cannot load this Q/DQ file with exact integer products" in notes) == refused, notes
     assert rep["precision"]["ort-cpu-int8"]["effective"] == "int8"
+
+
+def test_a_node_left_out_of_int8_reads_float_where_a_sibling_is_quantized():
+    """MTCNN's PNet: its score conv and its box conv read one tensor; ORT's `nodes_to_exclude` left the score conv
+    reading the pair the box conv asked for, so "left out of INT8" still moved its face proposals."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from cp_debug.precision.int8 import quantize_int8
+
+    rng = np.random.default_rng(1)
+    inits = [numpy_helper.from_array(0.3 * rng.standard_normal((4, 4, 3, 3)).astype(np.float32), f"w{k}")
+             for k in range(3)]
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["h"], name="trunk", pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["h", "w1"], ["score"], name="score", pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["h", "w2"], ["box"], name="box", pads=[1, 1, 1, 1])]
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 4, 8, 8]) for n in ("x", "score", "box")]
+    model = helper.make_model(helper.make_graph(nodes, "g", io[:1], io[1:], inits),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    feeds = [{"x": rng.standard_normal((1, 4, 8, 8)).astype(np.float32)} for _ in range(3)]
+    q = quantize_int8(model, feeds, exclude_nodes=["trunk", "score"]).model
+    writer = {o: n.op_type for n in q.graph.node for o in n.output}
+    score = next(n for n in q.graph.node if n.name == "score")
+    box = next(n for n in q.graph.node if n.name == "box")
+    assert list(score.input) == ["h", "w1"]  # float, as in the model
+    assert writer[box.input[0]] == "DequantizeLinear"  # the box conv still in INT8
+    import onnxruntime as ort
+
+    got = ort.InferenceSession(q.SerializeToString(), providers=["CPUExecutionProvider"]).run(["score"], feeds[0])
+    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(["score"], feeds[0])
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-5, atol=1e-5)  # the score: FP32's, no INT8 rounding
