@@ -2,7 +2,9 @@
 answer on them against a right answer found without it, by intervention (issue 115, items 4 and 6).
 
     pip install silero-vad nudenet rapidocr-onnxruntime   # 11 + 11 + 15 MB wheels; the weights are their files
-    python benchmarks/trained_corpus.py [--models silero-vad,nudenet,rapidocr-det,rapidocr-cls,rapidocr-rec]
+    pip install --no-deps basic-pitch facenet-pytorch     # basic-pitch's nmp.onnx, MTCNN's pnet.pt / onet.pt
+    python benchmarks/trained_corpus.py [--models silero-vad,nudenet,rapidocr-det,rapidocr-cls,rapidocr-rec,
+        basic-pitch,mtcnn-pnet,mtcnn-onet]
         [--candidates fp16,int8] [--out DIR]
         [--answers tests/data/trained_corpus.json]   # write the right answers found (else: read and check them)
         [--stored] [--at DIR]   # the stored answers; the cp_debug of DIR (`git archive 9e2ea8b cp_debug | tar -x`)
@@ -12,6 +14,8 @@ quantize_static, Q/DQ, its defaults, calibrated on the model's own samples, with
 1. the decision: silero-vad's speech flag per 32 ms frame (probability ≥ 0.5, the state carried frame to frame, as
    `get_speech_timestamps` reads it); nudenet's boxes after its own post-processing (score ≥ 0.2, NMS 0.25 / 0.45:
    class and box rounded to 8 px);
+   basic-pitch's notes (key, onset); MTCNN's PNet face proposals (score ≥ 0.6) and ONet faces (≥ 0.7), these
+   three also given to cp_debug as `--metric tests/trained/more_wheels.py:FUNC`;
 2. the right answer, by intervention: the candidate unchanged keeps every decision → "healthy"; else each node
    the conversion touched is kept out of it alone (FP32 with its own constants / not quantized) and the nodes that
    alone bring every decision back are the answer ("none alone" where no single one does); over 64 nodes, by
@@ -42,6 +46,21 @@ AT = [ROOT]  # the checkout whose cp_debug runs (`--at`: a commit's `git archive
 sys.path.insert(0, str(ROOT))
 
 from tests.trained.corpus import MODELS, make, right_answer, session, touched  # noqa: E402 - the corpus lives beside its tests
+from tests.trained.more_wheels import METRICS, MORE  # noqa: E402
+
+MODELS = {**MODELS, **MORE}
+
+
+def metric_args(spec) -> list[str]:
+    """`--metric FILE.py:FUNC` where the model's decision is written as one (tests/trained/more_wheels.py)."""
+    fn = METRICS.get(spec.name)
+    return ["--metric", f"{ROOT / 'tests' / 'trained' / 'more_wheels.py'}:{fn}"] if fn else []
+
+
+def alike(feeds, sample: int) -> list[dict]:
+    """The feeds of the judged sample's shapes (a `--calib` file stacks them: MTCNN's pyramid levels differ)."""
+    shape = {k: np.shape(v) for k, v in feeds[sample].items()}
+    return [f for f in feeds if {k: np.shape(v) for k, v in f.items()} == shape]
 
 
 # -- cp_debug on the candidate file ----------------------------------------------------------------------------
@@ -55,7 +74,8 @@ def bisect(spec, kind: str, model, feeds, sample: int, work: Path) -> dict:
     np.savez(work / "sample.npz", **feeds[sample])
     proc = subprocess.run([sys.executable, "-m", "cp_debug.cli.main", "bisect", "--onnx", str(work / "model.onnx"),
                            "--inputs", str(work / "sample.npz"), "-b", f"ort-cpu,ort@{work / 'cand'}", "--json",
-                           str(work / "r.json"), "--quiet"], capture_output=True, text=True, cwd=AT[0])
+                           str(work / "r.json"), "--quiet", *metric_args(spec)], capture_output=True, text=True,
+                          cwd=AT[0])
     if not (work / "r.json").exists():
         return {"exit": proc.returncode, "outcome": "refused", "root_cause": None,
                 "said": (proc.stderr.strip().splitlines() or [""])[-1][:200]}
@@ -71,7 +91,7 @@ def bisect(spec, kind: str, model, feeds, sample: int, work: Path) -> dict:
             "set": found.get("set") or [], "keep": found.get("keep") or [], "alone_breaks": found.get("alone_breaks")}
 
 
-def one_story(model, feeds, sample: int, work: Path) -> tuple[str | None, str | None, str]:
+def one_story(spec, model, feeds, sample: int, work: Path) -> tuple[str | None, str | None, str]:
     """Item 5: the built-in `ort-cpu-int8` and the same quantization written as a user's file (cp_debug's own
     quantizer settings through ORT's quantize_static, the same calibration samples) given as `ort@DIR`: their
     root causes (the built-in's, the file's) and the exit code."""
@@ -79,7 +99,7 @@ def one_story(model, feeds, sample: int, work: Path) -> tuple[str | None, str | 
 
     from cp_debug.precision.int8 import quantize_int8
 
-    calib = feeds[:: max(1, len(feeds) // 8)]
+    calib = alike(feeds[:: max(1, len(feeds) // 8)], sample) or [feeds[sample]]
     (work / "same").mkdir(parents=True, exist_ok=True)
     onnx.save(model, work / "model.onnx")
     onnx.save(quantize_int8(model, calib).model, work / "same" / "model.onnx")
@@ -87,8 +107,8 @@ def one_story(model, feeds, sample: int, work: Path) -> tuple[str | None, str | 
     np.savez(work / "calib.npz", **{k: np.stack([f[k] for f in calib]) for k in calib[0]})
     proc = subprocess.run([sys.executable, "-m", "cp_debug.cli.main", "bisect", "--onnx", str(work / "model.onnx"),
                            "--inputs", str(work / "sample.npz"), "--calib", str(work / "calib.npz"), "-b",
-                           f"ort-cpu,ort-cpu-int8,ort@{work / 'same'}", "--json", str(work / "r.json"), "--quiet"],
-                          capture_output=True, text=True, cwd=AT[0])
+                           f"ort-cpu,ort-cpu-int8,ort@{work / 'same'}", "--json", str(work / "r.json"), "--quiet",
+                           *metric_args(spec)], capture_output=True, text=True, cwd=AT[0])
     if not (work / "r.json").exists():
         return None, None, f"exit {proc.returncode}: {(proc.stderr.strip().splitlines() or [''])[-1][:160]}"
     roots = json.loads((work / "r.json").read_text()).get("root_cause") or {}
@@ -161,7 +181,7 @@ def main(argv=None) -> int:
                 table.append(f"| {name} × {kind} | {what} | {got['outcome']}, exit {got['exit']}, root "
                              f"`{got['root_cause']}` | {mark} |")
                 if kind == "int8":
-                    built, file, code = one_story(model, feeds, ans["sample"], args.out / name / "one_story")
+                    built, file, code = one_story(spec, model, feeds, ans["sample"], args.out / name / "one_story")
                     same = built == file and code in ("exit 0", "exit 1", "exit 4")  # both refused is no story
                     row += (f"\n{'':17s} one story per quantization ({code}): built-in {built}, the same as a "
                             f"file {file} — {'SAME' if same else 'DIFFERENT'}")

@@ -79,6 +79,7 @@ class CandidateState:
     lockstep: bool = False  # stages run segment by segment with the reference (see lockstep.py)
     detections: DetectionVerdict | None = None  # the subject's detection verdict on this input
     decisions: list = field(default_factory=list)  # subject.Decision per decided stage feed (`Subject.decide`)
+    metric_held: str | None = None  # the declared --metric's words where it was read and held (`findings/decisions.py`)
     judged_at: str = "fp32"  # the precision its noise is judged at (a deployed folder: what its files hold)
     judged_unit: float | None = None  # a weight-only precision's unit, its files' own (`DeployedStages.unit`)
     notes: dict[str, str] = field(default_factory=dict)  # probe -> what its comparison said (a mask's saturated fill)

@@ -14,7 +14,7 @@ import numpy as np
 from cp_debug.bisect.findings import catalog, decision_cause, owner_cause
 from cp_debug.bisect.findings import hints as hints_mod
 from cp_debug.bisect.findings.contract import Candidate, Role, Segment
-from cp_debug.bisect.findings.decisions import decided_outcome, shown
+from cp_debug.bisect.findings.decisions import decided_outcome, held_decision, shown
 from cp_debug.bisect.findings.intervention import confirmed_at, settle
 from cp_debug.bisect.findings.graph_blame import GraphBlame
 from cp_debug.bisect.findings.int8_story import merged
@@ -147,6 +147,8 @@ def _outcome(run: RunState, state: CandidateState, results: list[ProbeResult], r
         # a layer's own fault stays one where it does not reach the outputs on this input (issue 117's hidden layer),
         # and says so: the outputs' figure beside it, no intervention to confirm (issue 115: one story)
         within = _outputs_within(run, state)
+        if within is None and (held := held_decision(state)) is not None:  # the outputs beyond, the decision not
+            return noise.Outcome.DEGRADED, f"{fault}; the decision holds ({held}): its outputs degraded, not broken"
         return noise.Outcome.DIVERGED, fault + (
             "" if within is None else f"; its outputs within their budget on this input ({within:.3g}×), no decision "
             "flipped: the fault does not reach them here")

@@ -107,7 +107,7 @@ def quantize_int8(model: "onnx.ModelProto", calib_feeds: Sequence[dict[str, np.n
         # building a calibration session for nothing (whose unused initializer ORT then warns about)
         tmap, amax = read_qdq(model, original)
         return QuantizedModel(model, tmap, amax, method)
-    model = fold_initializer_identities(model)  # the exporter's do this already; a user's ONNX may not
+    model = own_shared_biases(fold_initializer_identities(model))  # the exporter's do the first; a user's ONNX may not
     if per_channel:  # ORT's quantizer writes a per-channel QuantizeLinear's `axis` at any opset; it has one from 13
         model = at_opset(model, PER_CHANNEL_OPSET, "per-channel INT8 Q/DQ")  # (ddddocr's opset-11 YOLO: exit 2)
     big = not fits_inline(model) or holds_stored(model)  # past 2 GiB: files with external data both ways
@@ -123,8 +123,76 @@ def quantize_int8(model: "onnx.ModelProto", calib_feeds: Sequence[dict[str, np.n
             use_external_data_format=big, extra_options=extra, calibration_providers=["CPUExecutionProvider"],
         )
         qmodel = keep(onnx.load(str(dst), load_external_data=True))  # past 2 GiB: into the weights folder
+    out_of_int8(qmodel, set(exclude))
     tmap, amax = read_qdq(qmodel, original)
     return QuantizedModel(qmodel, tmap, amax, method)
+
+
+def out_of_int8(qmodel: "onnx.ModelProto", excluded: set[str]) -> None:
+    """The excluded nodes read float: ORT's `nodes_to_exclude` leaves a node reading a tensor's Q/DQ pair that a
+    quantized reader of the same tensor asked for (MTCNN's PNet: `conv4_1` left out still read `prelu3`'s INT8
+    rounding through `conv4_2`'s pair), so "left out of INT8" was not out of it; as a user's file's exclusion
+    (`bisect/cures/qdq_removal.py`) does, each such input is read before its pair, and a pair no node reads any more
+    is dropped (in place)."""
+    if not excluded:
+        return
+    g = qmodel.graph
+    writer = {o: n for n in g.node for o in n.output}
+
+    def before(t: str) -> str | None:
+        dq = writer.get(t)
+        q = writer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+        return q.input[0] if q is not None and q.op_type == "QuantizeLinear" else None
+
+    for n in g.node:
+        if n.name in excluded:
+            for k, t in enumerate(n.input):
+                if (src := before(t)) is not None:
+                    n.input[k] = src
+    gone: set[str] = set()
+    for _ in range(2):  # a DequantizeLinear no one reads, then its QuantizeLinear
+        read = {t for n in g.node for t in n.input} | {o.name for o in g.output}
+        dead = [n for n in g.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")
+                and not any(o in read for o in n.output)]
+        for n in dead:
+            gone.update(n.input[1:])
+            g.node.remove(n)
+    read = {t for n in g.node for t in n.input} | {o.name for o in g.output}
+    for i in [i for i in g.initializer if i.name in gone - read]:  # their scales and zero points
+        g.initializer.remove(i)
+
+
+def own_shared_biases(model: "onnx.ModelProto") -> "onnx.ModelProto":
+    """A bias initializer read by several Conv / ConvTranspose / Gemm nodes copied, one for each reader, under a
+    name no tensor has. ORT's quantizer copies a shared bias itself as `name` + a number, checked against the
+    initializers only: basic-pitch's tf2onnx file shares the bias `…conv1d_25` among 16 convs and one of them
+    writes `…conv1d_252`, so the quantized file defines that name twice and ONNX Runtime cannot load it."""
+    import onnx
+
+    readers: dict[str, list] = {}
+    for n in model.graph.node:
+        if n.op_type in ("Conv", "ConvTranspose", "Gemm") and len(n.input) > 2 and n.input[2]:
+            readers.setdefault(n.input[2], []).append(n)
+    inits = {i.name: i for i in model.graph.initializer}
+    shared = {b: ns for b, ns in readers.items() if len(ns) > 1 and b in inits}
+    if not shared:
+        return model
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    taken = {t for n in out.graph.node for t in (*n.input, *n.output)} | set(inits) | {
+        i.name for i in out.graph.input}
+    nodes = {id(n): k for k, n in enumerate(model.graph.node)}
+    for bias, ns in shared.items():
+        for j, n in enumerate(ns[1:], 1):
+            name = f"{bias}__own{j}"
+            while name in taken:
+                name += "_"
+            taken.add(name)
+            copy = out.graph.initializer.add()
+            copy.CopyFrom(inits[bias])
+            copy.name = name
+            out.graph.node[nodes[id(n)]].input[2] = name
+    return out
 
 
 def check_calib_feeds(model: "onnx.ModelProto", feeds: Sequence[dict[str, np.ndarray]]) -> None:

@@ -278,8 +278,24 @@ def fp16(model, keep=()):
     # the Casts kept as they are: the converter retypes a Cast's output without its `to` (onnxconverter-common's
     # "does not match expected type" on silero-vad's STFT), its documented cure
     casts = [n.name for n in model.graph.node if n.op_type == "Cast"]
-    out = float16.convert_float_to_float16(model, keep_io_types=True, node_block_list=casts + list(keep))
-    return _own_constants(model, out, keep)
+    block = casts + list(keep)
+    while True:  # the node ONNX Runtime names in a type error blocked too, as a user gets the file to load
+        out = float16.convert_float_to_float16(model, keep_io_types=True, node_block_list=block)
+        wrong = _type_error(out)  # basic-pitch's: an Unsqueeze that reads a graph output (kept float32)
+        if wrong is None or wrong in block:
+            return _own_constants(model, out, keep)
+        block.append(wrong)
+
+
+def _type_error(model) -> str | None:
+    import re
+
+    try:
+        session(model)
+    except Exception as err:  # noqa: BLE001 - ONNX Runtime's own words, read for the node it names
+        found = re.search(r"of node \((.*?)\) does not match expected type", str(err))
+        return found.group(1) if found else None
+    return None
 
 
 def _own_constants(model, out, keep):
@@ -313,9 +329,11 @@ def int8(model, calib, keep=(), cache: Path | None = None):
         def get_next(self):
             return next(self.it, None)
 
+    from cp_debug.precision.int8 import own_shared_biases
+
     with tempfile.TemporaryDirectory() as d:
         src, dst = Path(d) / "fp32.onnx", Path(d) / "int8.onnx"
-        onnx.save(model, src)
+        onnx.save(own_shared_biases(model), src)  # ORT's copies of a shared bias can take a tensor's name
         quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, nodes_to_exclude=list(keep),
                         **({} if cache is None else {"calibration_cache_path": str(cache)}))
         return onnx.load(dst)

@@ -73,6 +73,7 @@ class GraphFacts:
     nodes: tuple = field(default=(), compare=False, repr=False)
     int8_fed: int = 0  # float compute nodes whose data input is dequantized from int8 / uint8 (INT8's values)
     half_fed: int = 0  # float32 compute nodes whose data input is Cast up from float16 (ORT CPU's float16, as it runs)
+    note: str | None = None  # how the session was made, where not as asked (said in the precision line's notes)
 
 
 _CAST_BACK = "FusedBack_"  # ORT CPU's float16 initializer Cast up at load (insert_cast_transformer.cc)
@@ -83,7 +84,7 @@ def precision_report_from_facts(spec: BackendSpec, facts: GraphFacts, transform:
                                 missing: Sequence[str] = (), probe_effect: str | None = None) -> PrecisionReport:
     """What precision ORT really ran, from the facts read off its optimised graph (one session's or merged)."""
     req = spec.precision
-    notes: list[str] = []
+    notes: list[str] = [facts.note] if facts.note else []
     if facts.error:
         notes.append(f"could not read ORT's optimised graph ({facts.error}): precision unverified")
         return PrecisionReport(req, "unknown", tuple(notes))

@@ -78,20 +78,33 @@ def make_session(model: "onnx.ModelProto", providers: list, record: bool, how: S
         # past 2 GiB: made from a path or from the weights folder, and its optimised graph not written again
         big = model_nbytes(model) + stored_nbytes(model) >= INLINE_LIMIT
         dump = None if big or not (how.dump_facts or live_for is not None) else str(opt_path)
-        try:
+        inexact = None
+
+        def opened(int8: bool):
             try:
                 so = det.ort_session_options(threads=how.threads, optimized_model_filepath=dump,
                                              record_assignment=record, spinning=how.spinning)
                 if dump is not None:  # the facts read no weights: ORT writes them aside, not into the proto
                     so.add_session_config_entry(_DUMP_WEIGHTS, "weights.bin")  # parsed again (tiny: 25 ms)
-                _configure(so, model, how)
-                sess = open_session(src, so, providers, **det.ort_session_kwargs())
+                _configure(so, model, replace(how, int8=int8))
+                return open_session(src, so, providers, **det.ort_session_kwargs())
             except ort_errors():  # saving the optimised graph can fail (fused EP nodes): retry without
                 if dump is None:
                     raise
                 so = det.ort_session_options(threads=how.threads, record_assignment=record, spinning=how.spinning)
-                _configure(so, model, how)
-                sess = open_session(src, so, providers, **det.ort_session_kwargs())
+                _configure(so, model, replace(how, int8=int8))
+                return open_session(src, so, providers, **det.ort_session_kwargs())
+
+        try:
+            try:
+                sess = opened(how.int8)
+            except ort_errors(*_BAD_MODEL) as err:
+                if not how.int8:
+                    raise
+                # ONNX Runtime's exact integer products cannot load it (their transformer adds an initializer
+                # twice where a tf2onnx file shares one weight among several convs: basic-pitch's): the file's
+                # own INT8 through ORT's default kernels, said in the precision line, not a refusal
+                sess, inexact = opened(False), INEXACT_INT8.format(err=_reason(err))
         except ort_errors("NotImplemented") as err:
             raise BackendUnavailableError(
                 f"{how.label}: ONNX Runtime has no kernel for a node of this model at this "
@@ -112,7 +125,18 @@ def make_session(model: "onnx.ModelProto", providers: list, record: bool, how: S
             except Exception as err:  # noqa: BLE001
                 facts = GraphFacts(error=first_line(err))
         fallback = cpu_fallback(sess) if record else None
-    return sess, replace(facts, cpu_fallback=None if fallback is None else tuple(fallback))
+    return sess, replace(facts, cpu_fallback=None if fallback is None else tuple(fallback), note=inexact)
+
+
+def _reason(err: BaseException) -> str:
+    """ONNX Runtime's own words after its last `FAIL :` (its source location chain before them)."""
+    said = [p.strip() for p in str(err).split("FAIL :") if p.strip()]
+    return (said[-1] if said else first_line(err))[:160]
+
+
+INEXACT_INT8 = ("ONNX Runtime cannot load this Q/DQ file with exact integer products (session.x64quantprecision: "
+                "{err}): run with its default INT8 kernels, whose float arithmetic around the integer sums differs by "
+                "instruction set")
 
 
 def _configure(so, model: "onnx.ModelProto", how: SessionSettings) -> None:

@@ -49,6 +49,7 @@ class Tried:
     restored: tuple[Restoration, ...]
     after: OutputError
     hides: bool = False  # a tensor after the proposal replaced: back, but by hiding what flowed into it
+    whole: bool = False  # a set restoring every compute node: back, by not converting the model (`_whole`)
 
     def to_json(self, before: OutputError) -> dict:
         r = self.restored
@@ -56,7 +57,8 @@ class Tried:
                 "how": sorted({x.how for x in r}), "nodes": [n for x in r for n in x.nodes],
                 "tensors": [x.tensor for x in r if x.tensor], "output_error_before": before.to_json(),
                 "output_error_after": self.after.to_json(),
-                "back": self.after.back and not self.hides and not r[0].alone, "hides_upstream": self.hides,
+                "back": self.after.back and not self.hides and not self.whole and not r[0].alone,
+                "hides_upstream": self.hides,
                 "alone": r[0].alone}  # alone: its nodes alone in the candidate's precision, every other restored
 
 
@@ -81,7 +83,7 @@ class Intervention:
     def cure(self) -> Tried | None:
         """The run that brought the outputs back (the confirmed candidate's, else the set the search chose, else the
         first)."""
-        back = [t for t in self.tried if t.after.back and not t.hides and not t.restored[0].alone]
+        back = [t for t in self.tried if t.after.back and not t.hides and not t.whole and not t.restored[0].alone]
         mine = [t for t in back if len(t.restored) == 1 and t.restored[0].probe == self.confirmed]
         chosen = [t for t in back if self.chosen and {x.probe for x in t.restored} == set(self.chosen)]
         return (mine or chosen or back or [None])[0]
@@ -208,6 +210,11 @@ def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results
         # into its latest: never searched)
         chosen, spent = ((), False) if back else _set(
             [r for r in pool if r.how != REPLACE and r.stage == stage], tried, measure)
+        # every compute node restored: the conversion itself, no cause (MTCNN's PNet)
+        tried[:] = [replace(t, whole=True) if len(t.restored) > 1 and _whole(run, state, stage, t.restored) else t
+                    for t in tried]
+        if chosen and any(t.whole and {x.probe for x in t.restored} == set(chosen) for t in tried):
+            chosen, spent = (), False
         # the first ranked that alone breaks them, where nothing restores: judged at the outputs' budget (in fixed
         # mode any one layer alone in the format may miss a tight --atol/--rtol: that names no cause)
         breaks = None if back or chosen or run.opts.tolerance_mode == "fixed" else _breaks(
@@ -244,6 +251,18 @@ def _breaks(run: "RunState", state: "CandidateState", restorable: list[Restorati
         if tried[-1].after.flips:  # a decision moved by it alone (the issue's "the layer that alone breaks its
             return r.probe  # decision"); outputs off by its error alone are the own-error ranking's to weigh
     return None
+
+
+def _whole(run: "RunState", state: "CandidateState", stage: int, chosen) -> bool:
+    """`chosen` (a set that brings the outputs back) restores every Conv / ConvTranspose / Gemm / MatMul of the
+    stage: what it says is "do not convert the model" — no layer named (facenet-pytorch's MTCNN proposal net in
+    INT8: its 5 convs left out together bring its face proposals back, each one alone in INT8 moves them)."""
+    model = run.stage_of(state.label, stage).onnx_model
+    if model is None:
+        return False
+    compute = {n.name for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul")}
+    restored = {n for r in chosen if r.how in (KEEP, EXCLUDE) and not r.alone for n in r.nodes}
+    return bool(compute) and compute <= restored
 
 
 def _until_back(candidates: list[Restoration], tried: list[Tried], measure) -> bool:
@@ -397,7 +416,10 @@ def confirmed(run: "RunState", state: "CandidateState", ranked: list[str], resul
     found = state.intervention
     if found is not None and found.confirmed_set:  # a set that only together brings them back: its first ranked
         return found.confirmed_set[0]
-    return found.confirmed if found is not None and found.confirmed else (proposed[0] if proposed else None)
+    if found is not None and found.confirmed:
+        return found.confirmed
+    # no probe beyond its budget and a decision moved: the first ranked that alone breaks it is the root
+    return proposed[0] if proposed else (found.breaks if found is not None else None)
 
 
 def confirmed_at(state: "CandidateState", root: str | None) -> bool:
