@@ -96,14 +96,37 @@ def _dq_parts(node, inits: dict):
     return x, np.broadcast_to(zp.reshape(shape), x.shape), np.broadcast_to(scale.reshape(shape), x.shape)
 
 
-def dequantize(node, inits: dict) -> "np.ndarray | None":
+def dequantize(node, inits: dict, step: int = 1) -> "np.ndarray | None":
     """The float weight [K, N] a MatMulNBits node stands for (its packed B, scales and zero points dequantized);
-    None where a part is not an initializer or the layout is not the one ONNX Runtime documents."""
+    None where a part is not an initializer or the layout is not the one ONNX Runtime documents. `step` > 1: its
+    every step-th row only (`w[::step]`, the same values: each element is (q − zp) · scale alone), read from the
+    packed bytes of those rows (a 0.5 B model's twin projections: 48 whole weights were dequantized to sample them)."""
+    if step > 1:
+        return _rows(node, inits, step)
     w = _blocks(node, inits)
     if w is None:
         return None
     q, scale, k, n = w
     return (q * scale[:, :, None]).reshape(n, -1)[:, :k].T
+
+
+def _rows(node, inits: dict, step: int) -> "np.ndarray | None":
+    """`dequantize(node, inits)[::step]`, computed for those rows of K only."""
+    import numpy as np
+
+    parts = _packed(node, inits)
+    if parts is None:
+        return None
+    packed, scale, zp, k, _, bits, block = parts
+    kk = np.arange(0, k, step)
+    blk, pos = kk // block, kk % block
+    if bits == 8:
+        q = packed[:, blk, pos]
+    else:  # the low nibble first (`_unpack`)
+        byte = packed[:, blk, pos // 2]
+        q = np.where(pos % 2 == 0, byte & 0x0F, byte >> 4)
+    q = q.astype(np.float32) - (zp[:, blk] if np.ndim(zp) else zp)
+    return (q * scale[:, blk]).T
 
 
 def array(t) -> "np.ndarray | None":

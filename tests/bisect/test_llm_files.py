@@ -303,3 +303,38 @@ def test_a_decoded_file_is_not_loaded_a_second_time(tmp_path):
     stat = path.stat()
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     assert not loaded_as_written(path)
+
+
+def test_a_decodes_session_kept_for_the_graph_as_deployed_only_as_made(tmp_path):
+    """`greedy(…, hold=True)` keeps its session of the file as written (`ort_sessions.hold`) for the candidate's graph
+    as deployed (`unprobed.as_written`): the same tokens as without; taken once, and only with the options' key it was
+    made with (`Determinism.numbers_key`) and the file unchanged since — else nothing, the session let go."""
+    import os
+    import shutil
+
+    from cp_debug.determinism import Determinism
+    from cp_debug.ort_sessions import _HELD, let_go, take
+
+    folder = tmp_path / "int4"
+    shutil.copytree(LLM / "llama/int4", folder)
+    path = folder / "model.onnx"
+    model = load_onnx(path)
+    dec = DecoderInputs.of(model, path)
+    plain = greedy(model, dec, PROMPT, 4, path=path)
+    assert not _HELD
+    key = Determinism().numbers_key()
+    try:
+        assert greedy(model, dec, PROMPT, 4, path=path, hold=True) == plain
+        assert take(path, Determinism(enabled=False).numbers_key()) is None  # made otherwise: not it
+        assert take(path, key) is None  # and let go of
+        greedy(model, dec, PROMPT, 4, path=path, hold=True)
+        assert take(path, Determinism().numbers_key(threads=1)) is None
+        greedy(model, dec, PROMPT, 4, path=path, hold=True)
+        sess = take(path, key)
+        assert sess is not None and {o.name for o in sess.get_outputs()} >= {"logits"} and not _HELD
+        greedy(model, dec, PROMPT, 4, path=path, hold=True)
+        stat = path.stat()
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+        assert take(path, key) is None  # the file changed since
+    finally:
+        let_go()

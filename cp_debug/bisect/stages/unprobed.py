@@ -67,6 +67,22 @@ def same_kernels(run: RunState, state: CandidateState, i: int, runner) -> bool |
             return None
 
 
+def as_written(run: RunState, state: CandidateState, i: int, runner, feed: dict) -> dict | None:
+    """Stage i's graph as deployed from the session of the candidate's file as written that this process kept (a
+    `--generate` candidate's decode: `ort_sessions.hold`), run on `feed`, where that session computes what the runner's
+    graph as deployed would (`infer_as_written`); None otherwise (then `same_kernels` and `infer_unprobed` as before).
+    No other session of the file is made to read its kernels or to run it (issue 116 item 5: a 0.5 B LLM's INT4 file
+    was loaded a fifth time for that). Timed as the check's phase."""
+    found = run.deployed.get(state.label)
+    if found is None or i >= len(found.files) or not _wanted(run, state, i):
+        return None
+    with run.phases.timed("graph as deployed"):
+        try:
+            return runner.infer_as_written(found.files[i], feed)
+        except Exception:  # noqa: BLE001 - the check is extra: the graph as deployed is run as before
+            return None
+
+
 # ops after which an FP16 conversion of the whole graph may keep float32 where a segment's keeps float16 (float32-only
 # ops and slots, the float arithmetic in front of a Cast to an integer type) or that it does not convert (control flow)
 _NOT_PLAIN_FP16 = FP32_ONLY_OPS | frozenset(FP32_ONLY_SLOTS) | {"Cast", "CastLike", "If", "Loop", "Scan"}

@@ -57,7 +57,7 @@ def generation_subject(path: str | Path, inputs: str | Path | None, seed: int, n
     ids = given[IDS]
     ids = np.asarray(ids).reshape(1, -1)
     with _refused_said(cand_path, path, specs):  # its file loaded as written: its load check's proof
-        cand = greedy(cand_model, cand_dec, ids, n, path=cand_path)
+        cand = greedy(cand_model, cand_dec, ids, n, path=cand_path, hold=cand_path != path and _cpu_ort(specs, 1))
 
     def answer(run=None) -> DecodeAnswer:
         ref = greedy(ref_model, dec, ids, n, path=None if run else path, run=run)
@@ -109,6 +109,14 @@ class PendingDecode:
 
     decode: Callable
     check: Callable[[], None]
+
+
+def _cpu_ort(specs: Sequence, k: int) -> bool:
+    """Whether the run's k-th backend (0: the reference) is ONNX Runtime on the CPU."""
+    from cp_debug.backends.spec import Capability
+
+    spec = list(specs)[k] if len(specs) > k else None
+    return spec is not None and spec.can(Capability.ORT_SESSIONS) and spec.device == "cpu"
 
 
 def _on_probed_session(specs: Sequence, model) -> bool:
