@@ -205,11 +205,15 @@ def _square_sums(node, inits: dict):
         table = (lo - z) ** 2 + ((hi - z) ** 2 if hi is not None else 0)
     else:  # a byte's Σq² (low 32 bits) and Σq (high), summed together
         table = lo * lo + (hi * hi if hi is not None else 0) + ((lo + (hi if hi is not None else 0)) << 32)
-    top = int(table.max())  # gathered: the fewer bytes the better (4 bits at the middle level: ≤ 128, one byte)
-    table = table.astype(np.uint8 if top < 1 << 8 else np.uint16 if top < 1 << 16 else np.uint64)
     width = block * bits // 8
+    if width % 2 == 0 and packed.shape[2] == width and packed.flags.c_contiguous:  # two bytes a lookup: half as many
+        table = (table[:, None] + table[None, :]).reshape(-1)  # [hi byte · 256 + lo byte] on a little-endian view
+        packed = packed.view("<u2")
+        width //= 2
+    top = int(table.max())  # gathered: the fewer bytes the better (4 bits at the middle level: ≤ 128 a byte)
+    table = table.astype(np.uint8 if top < 1 << 8 else np.uint16 if top < 1 << 16 else np.uint64)
     sums = np.empty(scale.shape, np.uint64)
-    step = max(1, (1 << 22) // max(1, scale.shape[1] * width))  # rows of ~4 M bytes a band
+    step = max(1, (1 << 22) // max(1, scale.shape[1] * width))  # rows of ~4 M lookups a band
     for r in range(0, n, step):
         sums[r:r + step] = table[packed[r:r + step, :, :width]].sum(axis=-1, dtype=np.uint32 if top < 1 << 16 else
                                                                     np.uint64)
