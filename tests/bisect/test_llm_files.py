@@ -84,6 +84,29 @@ def test_the_flipped_token_and_its_cure():
     assert first_flip(ref, greedy(*_file("qwen3_massive/int4_level1"), PROMPT, N)) is None
 
 
+def test_a_level_set_on_the_named_nodes_alone():
+    """`with_levels` (each level search's decode) copies the file's message and sets the named nodes' accuracy_level:
+    every other field as the file has it, the file's own message unchanged; its decode is the builder's level-1
+    file's where every level-4 node is named (the same graph but for the attribute)."""
+    import onnx
+
+    from cp_debug.bisect.subjects.greedy import with_levels
+
+    model, dec = _file("qwen3_massive/int4")
+    before = model.SerializeToString()
+    one = with_levels(model, ["/lm_head/MatMul_Q4"])
+    assert model.SerializeToString() == before
+    changed = [(a, b) for a, b in zip(model.graph.node, one.graph.node) if a != b]
+    assert len(one.graph.node) == len(model.graph.node) and [a.name for a, _ in changed] == ["/lm_head/MatMul_Q4"]
+    assert {a.name: a.i for a in changed[0][1].attribute}["accuracy_level"] == 1
+    rest = onnx.ModelProto()
+    rest.CopyFrom(one)
+    rest.graph.node[list(one.graph.node).index(changed[0][1])].CopyFrom(changed[0][0])
+    assert rest.SerializeToString() == before
+    level1 = _file("qwen3_massive/int4_level1")
+    assert greedy(with_levels(model, level4_nodes(model)), dec, PROMPT, N) == greedy(*level1, PROMPT, N)
+
+
 @pytest.mark.slow
 def test_bisect_runs_a_builder_file_against_its_fp32_file():
     """`--onnx FP32FILE -b ort,ort@INT4DIR`: the builder's files run side by side, the inputs made by cp_debug."""

@@ -13,10 +13,12 @@ probed run's outputs are the graph as deployed's and the check costs no run (iss
 FP16 demo's 29.7 s); the record says so (`same_kernels`). Where the kernels differ (or it cannot tell), the session
 that check made is the one run, right after the probed run (`infer_unprobed`; a 0.5 B LLM's INT4 file: one load
 of the file, not two), and the outputs as deployed are kept for the intervention's "before" (`as_deployed`: not
-run a third time where the feeds are the reference's). Alike in the lockstep (`chain_is_deployed`): a CPU FP16
-lane's segments compute what the emulated graph as deployed computes (float32 kernels, float16 storage after every
-node: `precision.half_storage`), so its chain's outputs are taken (on the CPU awml-base FP16 `--level all`, the
-rerun took 6.2 s of 33.8 s). Said in the report: `probe_effect` per candidate (JSON:
+run a third time where the feeds are the reference's). Where a `--generate` candidate's decode kept its session of
+the file as written, made with options of the runner's numbers (`as_written`), that session runs the graph as
+deployed: no other session of the file is made, neither to read its kernels nor to run it. Alike in the lockstep
+(`chain_is_deployed`): a CPU FP16 lane's segments compute what the emulated graph as deployed computes (float32
+kernels, float16 storage after every node: `precision.half_storage`), so its chain's outputs are taken (on the CPU
+awml-base FP16 `--level all`, the rerun took 6.2 s of 33.8 s). Said in the report: `probe_effect` per candidate (JSON:
 each stage's outputs, rel. RMS difference, budget, ratio) and, beyond the budget, a warning with the numbers. Torch
 candidates' hooks read tensors without changing them; TensorRT's debug tensors are left to the engine's own build
 (not run twice).

@@ -8,7 +8,9 @@ the reference's tokens before the flip fed to both as one prefill, so the last p
 Where none differs, the bisect runs the prompt's forward, as without --generate.
 
 Each file is loaded as few times as that needs (issue 116 item 5): the candidate decodes on a session of its file as
-written (the file's load check then makes no other); the reference, where it runs the file as it is (ONNX Runtime,
+written (the file's load check then makes no other), kept where the candidate is ONNX Runtime on the CPU: it runs the
+candidate's graph as deployed on the step's feed (`unprobed.as_written`; no session of the file made for that); the
+reference, where it runs the file as it is (ONNX Runtime,
 FP32, CPU), decodes on the session the engine makes for its probed run, before stage 0's feed (`PendingDecode`,
 `stages/lent.py`): its tokens are then the probed session's, the values the bisect compares with. A decode whose
 session ONNX Runtime refuses is that file's load check's line (exit 3).

@@ -148,16 +148,22 @@ def level4_nodes(model: "onnx.ModelProto") -> tuple[str, ...]:
 
 
 def with_levels(model: "onnx.ModelProto", nodes: Sequence[str], level: int = CURE_LEVEL) -> "onnx.ModelProto":
-    """A copy of `model` with the named MatMulNBits nodes at `level` (graphsurgeon's edit cycle)."""
-    from cp_debug.graph.model import export_like
-    from cp_debug.graph.weight_store import import_graph
+    """A copy of `model` with the named MatMulNBits nodes at `level`: the message copied and their attribute set,
+    nothing else of it touched (graphsurgeon's import and export took 0.7 s of a 0.5 B INT4 file's level-1 decode)."""
+    import onnx
+    from onnx import helper
 
-    graph = import_graph(model)
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
     names = set(nodes)
-    for node in graph.nodes:
+    for node in out.graph.node:
         if node.name in names:
-            node.attrs["accuracy_level"] = level
-    return export_like(graph, model)
+            attr = next((a for a in node.attribute if a.name == "accuracy_level"), None)
+            if attr is None:
+                node.attribute.append(helper.make_attribute("accuracy_level", level))
+            else:
+                attr.i = level
+    return out
 
 
 def level_cures(model: "onnx.ModelProto", dec: DecoderInputs, ids: np.ndarray, ref: Decode) -> LevelCure:
