@@ -158,6 +158,12 @@ class Determinism:
         so.log_severity_level = 3  # errors only: ORT's warnings (e.g. node placement) are read from the session
         return so
 
+    def numbers_key(self, threads: int | None = None, int8: bool = False) -> tuple:
+        """What of the ONNX Runtime session options `ort_session_options(threads=…)` makes (with INT8's exact integer
+        products where `int8`) can change a CPU session's numbers: two sessions of one file with equal keys compute
+        the same (`ort_sessions.hold` / `take`). Spinning, arenas and the optimised graph's dump are left out."""
+        return (self.enabled, self.ort_opt_level, tuple(self.ort_disabled_optimizers), threads, bool(int8))
+
     def ort_session_kwargs(self) -> dict:
         """InferenceSession's keyword arguments beyond its options: the optimisers left out, where any are."""
         return {"disabled_optimizers": list(self.ort_disabled_optimizers)} if self.ort_disabled_optimizers else {}

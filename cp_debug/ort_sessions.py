@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 
 WEIGHTS_FOLDER = "session.model_external_initializers_file_folder_path"  # where relative external data is read
 _LOADED: dict[str, tuple[int, int]] = {}  # a file's real path → (size, mtime) when a CPU session of its path loaded
+_HELD: dict[str, tuple[tuple, tuple[int, int], Any]] = {}  # real path → (options' key, stamp, session): `hold`
 
 
 def session_options(*, level: str | None = None, threads: int | None = None, inter_threads: int | None = None,
@@ -76,6 +77,31 @@ def loaded_as_written(path: str | os.PathLike) -> bool:
         return _LOADED.get(os.path.realpath(path)) == _stamp(path)
     except OSError:
         return False
+
+
+def hold(path: str | os.PathLike, sess, key: tuple) -> None:
+    """Keep `sess`, a CPU session made from the file at `path` itself with options `key` (what of them can change its
+    numbers: `Determinism.numbers_key`), for one later `take` (issue 116 item 5: the `--generate` candidate's decode
+    session runs that file's graph as deployed, so no other session of it is made for that); `let_go` drops it."""
+    _HELD[os.path.realpath(path)] = (tuple(key), _stamp(path), sess)
+
+
+def take(path: str | os.PathLike, key: tuple):
+    """The session `hold` kept for the file at `path`, where it was made with options `key` and the file is unchanged
+    since; None otherwise. Taken once: not kept here after this, whatever the answer."""
+    try:
+        made_with, stamp, sess = _HELD.pop(os.path.realpath(path))
+    except KeyError:
+        return None
+    try:
+        return sess if made_with == tuple(key) and stamp == _stamp(path) else None
+    except OSError:
+        return None
+
+
+def let_go() -> None:
+    """Drop every session `hold` kept (a run's end)."""
+    _HELD.clear()
 
 
 def _stamp(path: str | os.PathLike) -> tuple[int, int]:

@@ -120,6 +120,12 @@ class Runner(abc.ABC):
         where they differ from the probed one's (run once, then let go); None where no such session is held."""
         return None
 
+    def infer_as_written(self, path, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+        """The graph's outputs from the session of its file as written at `path` that this process kept
+        (`ort_sessions.hold`: a `--generate` candidate's decode) where it computes what this runner's graph as
+        deployed would (the file run as it is, with options of the same numbers); taken once; None otherwise."""
+        return None
+
     def infer_deployed(self, feed: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], PrecisionReport] | None:
         """The graph's outputs as deployed (no probe exposed) and the precision that graph ran, where exposing the
         probes changed its kernels (ONNX Runtime's INT8 fusion); None where the probed run's outputs are the

@@ -268,8 +268,11 @@ class BisectEngine:
 
     def close(self) -> None:
         """Drop the reference tensors (kept after run() for bundles); also done when the engine is collected."""
+        from cp_debug.ort_sessions import let_go
+
         rs = self.run_state
         release_lent(rs)
+        let_go()  # a file's session kept for its graph as deployed (`ort_sessions.hold`) that no stage took
         rs.store.close()
         rs.lockstep_runs.clear()
         rs.ref_cache.clear()

@@ -74,7 +74,7 @@ def by_weights(a, b, ours: onnx.ModelProto, foreign: onnx.ModelProto, pair: dict
         return pair
     import numpy as np
 
-    from cp_debug.precision.nbits import array, dequantize
+    from cp_debug.precision.nbits import array
 
     na, nb, taken = a.model.graph.node, b.model.graph.node, set(pair.values())
     held = {i.name: i for i in ours.graph.initializer}
@@ -82,7 +82,7 @@ def by_weights(a, b, ours: onnx.ModelProto, foreign: onnx.ModelProto, pair: dict
     wa = {i: _unit(array(held[na[i].input[1]])) for i in a.anchors
           if i not in pair and na[i].op_type == "MatMul" and na[i].input[1] in held}
     inits = {i.name: i for i in foreign.graph.initializer}
-    wb = {j: _unit(dequantize(nbits[nb[j].input[1]], inits)) for j in b.anchors
+    wb = {j: _nbits_unit(nbits[nb[j].input[1]], inits) for j in b.anchors
           if j not in taken and nb[j].op_type == "MatMul" and nb[j].input[1] in nbits}
     wa = {i: x for i, x in wa.items() if x is not None}
     wb = {j: y for j, y in wb.items() if y is not None}
@@ -139,22 +139,39 @@ def _fed_from(a, b, pair: dict[int, int]):
 _SAMPLED = 1 << 19  # values of a weight correlated at most (a row more): its rows at a stride beyond that (`_unit`)
 
 
-def _unit(w):
+def _nbits_unit(node, inits: dict):
+    """`_unit` of a MatMulNBits node's dequantized weight [K, N], only the rows `_unit` reads dequantized."""
+    from cp_debug.precision.nbits import dequantize
+
+    a = {x.name: x.i for x in node.attribute}
+    shape = (int(a.get("K", 0)), int(a.get("N", 0)))
+    return _unit(dequantize(node, inits, _stride(shape)), shape)
+
+
+def _stride(shape) -> int:
+    """The row stride `_unit` reads a weight of `shape` at (1: every row)."""
+    import numpy as np
+
+    return -(-int(np.prod(shape)) // _SAMPLED) if len(shape) else 1
+
+
+def _unit(w, shape=None):
     """(shape, `w` flattened, centred and scaled to unit norm in float32): the dot of two vectors is their Pearson
     correlation; None for no weight or a constant one. A weight of more than `_SAMPLED` values is read at every k-th
     row (the same rows of two weights of one shape: a correlation of ~0.5 M values, ±0.002, where the pairing asks
     > 0.9 and 0.1 clear of the next); the rows read only (a file's stored weight is mapped: its pages read as touched)
     and copied once, in row order (a dequantized weight is a transposed view: `np.array` kept its layout and `ravel`
-    copied it again: 6 of the 7 s a 0.5 B model's 96 MLP weights took)."""
+    copied it again: 6 of the 7 s a 0.5 B model's 96 MLP weights took). `shape`: the whole weight's, where `w` holds
+    only its rows at `_stride` already (`_nbits_unit`)."""
     import numpy as np
 
     if w is None:
         return None
-    step = -(-int(np.size(w)) // _SAMPLED) if np.ndim(w) else 1
+    step = _stride(np.shape(w)) if shape is None else 1  # `shape`: `w` is the whole weight's rows read already
     x = np.array(w[::step], np.float32, order="C").ravel()  # a copy: centred in place below
     x -= np.float32(np.mean(x, dtype=np.float64))
     norm = float(np.sqrt(np.dot(x, x)))
     if not norm > 0:
         return None
     x /= np.float32(norm)
-    return tuple(np.shape(w)), x
+    return tuple(np.shape(w) if shape is None else shape), x

@@ -72,3 +72,33 @@ def test_without_probes_or_facts_it_cannot_tell():
         assert r.probes_left_kernels() is None  # nothing exposed: nothing to compare
     with OrtRunner(_conv_relu_conv(), BackendSpec.parse("ort"), extra_outputs=["r"], graph_facts=False) as r:
         assert r.probes_left_kernels() is None  # no optimised graph read
+
+
+def test_optimised_graph_read_with_its_weights_written_nowhere(tmp_path, monkeypatch):
+    """A session's facts come from ORT's optimised graph, its weights (a 64 × 64 MatMul's: 16 KB, past ORT's 1 KB
+    threshold for writing them aside) written to a link to the null device (`ort_session._discarded`): the graph read
+    is the one ORT writes with its weights in a file — the same nodes, the same compute dtypes — and nothing is left
+    behind."""
+    import os
+    import tempfile
+
+    from cp_debug.backends.ort import ort_session
+    from cp_debug.backends.ort.ort_session import SessionSettings, make_session
+    from cp_debug.determinism import Determinism
+
+    w = numpy_helper.from_array(np.random.default_rng(1).standard_normal((64, 64)).astype(np.float32), "w")
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["m"]), helper.make_node("Relu", ["m"], ["y"])],
+                          "mm", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 64])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 64])], [w])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    how = SessionSettings("ort-cpu-fp32", Determinism())
+    seen = []
+    real = ort_session._discarded
+    monkeypatch.setattr(ort_session, "_discarded", lambda path: (real(path), seen.append(os.path.islink(path))))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    _, linked = make_session(model, ["CPUExecutionProvider"], False, how, ["y"])
+    assert seen == [True] and not list(tmp_path.iterdir())
+    monkeypatch.setattr(ort_session, "_discarded", lambda path: None)  # written to a file, as before
+    _, written = make_session(model, ["CPUExecutionProvider"], False, how, ["y"])
+    assert linked.error is None and linked.nodes and linked.nodes == written.nodes
+    assert linked.compute_dtypes == written.compute_dtypes

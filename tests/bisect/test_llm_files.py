@@ -84,6 +84,29 @@ def test_the_flipped_token_and_its_cure():
     assert first_flip(ref, greedy(*_file("qwen3_massive/int4_level1"), PROMPT, N)) is None
 
 
+def test_a_level_set_on_the_named_nodes_alone():
+    """`with_levels` (each level search's decode) copies the file's message and sets the named nodes' accuracy_level:
+    every other field as the file has it, the file's own message unchanged; its decode is the builder's level-1
+    file's where every level-4 node is named (the same graph but for the attribute)."""
+    import onnx
+
+    from cp_debug.bisect.subjects.greedy import with_levels
+
+    model, dec = _file("qwen3_massive/int4")
+    before = model.SerializeToString()
+    one = with_levels(model, ["/lm_head/MatMul_Q4"])
+    assert model.SerializeToString() == before
+    changed = [(a, b) for a, b in zip(model.graph.node, one.graph.node) if a != b]
+    assert len(one.graph.node) == len(model.graph.node) and [a.name for a, _ in changed] == ["/lm_head/MatMul_Q4"]
+    assert {a.name: a.i for a in changed[0][1].attribute}["accuracy_level"] == 1
+    rest = onnx.ModelProto()
+    rest.CopyFrom(one)
+    rest.graph.node[list(one.graph.node).index(changed[0][1])].CopyFrom(changed[0][0])
+    assert rest.SerializeToString() == before
+    level1 = _file("qwen3_massive/int4_level1")
+    assert greedy(with_levels(model, level4_nodes(model)), dec, PROMPT, N) == greedy(*level1, PROMPT, N)
+
+
 @pytest.mark.slow
 def test_bisect_runs_a_builder_file_against_its_fp32_file():
     """`--onnx FP32FILE -b ort,ort@INT4DIR`: the builder's files run side by side, the inputs made by cp_debug."""
@@ -303,3 +326,38 @@ def test_a_decoded_file_is_not_loaded_a_second_time(tmp_path):
     stat = path.stat()
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     assert not loaded_as_written(path)
+
+
+def test_a_decodes_session_kept_for_the_graph_as_deployed_only_as_made(tmp_path):
+    """`greedy(…, hold=True)` keeps its session of the file as written (`ort_sessions.hold`) for the candidate's graph
+    as deployed (`unprobed.as_written`): the same tokens as without; taken once, and only with the options' key it was
+    made with (`Determinism.numbers_key`) and the file unchanged since — else nothing, the session let go."""
+    import os
+    import shutil
+
+    from cp_debug.determinism import Determinism
+    from cp_debug.ort_sessions import _HELD, let_go, take
+
+    folder = tmp_path / "int4"
+    shutil.copytree(LLM / "llama/int4", folder)
+    path = folder / "model.onnx"
+    model = load_onnx(path)
+    dec = DecoderInputs.of(model, path)
+    plain = greedy(model, dec, PROMPT, 4, path=path)
+    assert not _HELD
+    key = Determinism().numbers_key()
+    try:
+        assert greedy(model, dec, PROMPT, 4, path=path, hold=True) == plain
+        assert take(path, Determinism(enabled=False).numbers_key()) is None  # made otherwise: not it
+        assert take(path, key) is None  # and let go of
+        greedy(model, dec, PROMPT, 4, path=path, hold=True)
+        assert take(path, Determinism().numbers_key(threads=1)) is None
+        greedy(model, dec, PROMPT, 4, path=path, hold=True)
+        sess = take(path, key)
+        assert sess is not None and {o.name for o in sess.get_outputs()} >= {"logits"} and not _HELD
+        greedy(model, dec, PROMPT, 4, path=path, hold=True)
+        stat = path.stat()
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+        assert take(path, key) is None  # the file changed since
+    finally:
+        let_go()

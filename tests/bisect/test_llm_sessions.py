@@ -1,9 +1,10 @@
 """`bisect --generate` loads each file as few times as its answer needs (issue 116 item 5; docs/llm.md "Size"): the
 reference's file once — its decode runs on the reference's probed session (`bisect/stages/lent.py`), not on a session
-of its own — and the candidate's graph as deployed once — the kernel check's session runs it (`infer_unprobed`) and
-its outputs are the intervention's "before" (`CandidateState.as_deployed`) — with the answer of the corpus file
-unchanged (step 7's flip, lm_head's level-1 cure, the root at the logits). Every session the run makes is counted
-where ONNX Runtime is asked for it (`ort_sessions.open_session`, the one door), each told by its graph."""
+of its own — and the candidate's graph as deployed once — its decode's session of the file as written runs it
+(`unprobed.as_written`) and its outputs are the intervention's "before" (`CandidateState.as_deployed`) — with the
+answer of the corpus file unchanged (step 7's flip, lm_head's level-1 cure, the root at the logits). Every session
+the run makes is counted where ONNX Runtime is asked for it (`ort_sessions.open_session`, the one door), each told by
+its graph."""
 
 from __future__ import annotations
 
@@ -53,10 +54,15 @@ def test_generate_loads_the_reference_once_and_the_graph_as_deployed_once(tmp_pa
     assert cand.root_cause is not None and cand.root_cause.probe == "logits"
     # the reference's file: one session, its probed one (the decode's and the probed run's), none of the file itself
     assert [how for which, how in made if which == "fp32"] == ["probed"]
-    # the candidate's graph as deployed (the file's inputs, outputs and levels, from bytes): the kernel check's
-    # session alone, which also ran it (not a second for the probing check, nor a third for the intervention)
-    assert made.count(("int4", "as deployed")) == 1
-    assert made.count(("int4", "path")) == 1  # its decode: the file as written (its load check's proof)
+    # the candidate's graph as deployed: its decode's session of the file as written (its load check's proof), kept
+    # and run on the step's feed (`unprobed.as_written`): no session of it from bytes (a kernel check's, made to run
+    # it), not a second for the probing check, nor a third for the intervention
+    assert made.count(("int4", "path")) == 1
+    assert made.count(("int4", "as deployed")) == 0
+    assert cand.probe_effect["model"]["outputs"]  # the graph as deployed ran, compared with the probed
+    from cp_debug.ort_sessions import _HELD
+
+    assert not _HELD  # taken, and let go of
 
 
 def test_twin_weights_correlated_on_every_kth_row():

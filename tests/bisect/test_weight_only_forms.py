@@ -164,3 +164,54 @@ def test_weight_only_files_judged_at_int4w_every_probe_mapped(files, tmp_path):
     for stages in report["settings"]["deployed"].values():
         stage = next(iter(stages.values()))
         assert not stage["unmapped"] and len(stage["mapped"]) >= 3, stage
+
+
+def _eight_bit_node(k: int, n: int, block: int = BLOCK):
+    """A MatMulNBits of 8 bits with zero points, K not a multiple of the block (its last block padded), and its
+    initializers by name."""
+    rng = np.random.default_rng(1)
+    blocks = -(-k // block)
+    b = numpy_helper.from_array(rng.integers(0, 256, (n, blocks, block), dtype=np.uint8), "w_q8")
+    s = numpy_helper.from_array(rng.random(n * blocks, dtype=np.float32) + 0.01, "w_scales")
+    z = numpy_helper.from_array(rng.integers(0, 256, (n, blocks), dtype=np.uint8), "w_zp")
+    node = helper.make_node("MatMulNBits", ["x", "w_q8", "w_scales", "w_zp"], ["y"], domain="com.microsoft",
+                            K=k, N=n, bits=8, block_size=block)
+    return node, {t.name: t for t in (b, s, z)}
+
+
+def _nbits_cases(files, k: int) -> list:
+    """(node, initializers) of MatMulNBits: 4 bits with zero points (the quantizer's), without (the builder's Qwen2
+    file: the middle level), and 8 bits with zero points of K = `k`."""
+    cases = []
+    for path in (files["zero_points"], "tests/data/llm/qwen2/int4/model.onnx"):
+        model = onnx.load(str(path))
+        inits = {i.name: i for i in model.graph.initializer}
+        cases += [(node, inits) for node in model.graph.node if node.op_type == "MatMulNBits"][:4]
+    return [*cases, _eight_bit_node(k, 24)]
+
+
+@pytest.mark.parametrize("step", [2, 3, 7])
+def test_matmulnbits_rows_at_a_stride_equal_the_whole_weights_rows(files, step):
+    """`dequantize(node, inits, step)` (the rows the twin pairing samples, read from their packed bytes alone) is the
+    whole dequantized weight's `[::step]` to the last bit: 4 bits with zero points (the quantizer's), without (the
+    builder's Qwen2 file, the middle level), 8 bits with zero points and a padded last block."""
+    for node, inits in _nbits_cases(files, 70):
+        whole = dequantize(node, inits)
+        assert whole is not None
+        rows = dequantize(node, inits, step)
+        assert rows.shape == whole[::step].shape and rows.dtype == whole.dtype
+        assert np.array_equal(rows, whole[::step]), node.name
+
+
+def test_matmulnbits_square_sums_from_the_packed_bytes_exact(files):
+    """The weights' own rounding reads Σ (q − zp)² per block from the packed bytes through a table of two bytes at a
+    time (`nbits._square_sums`): exactly the sum over the unpacked integers, for 4 bits with zero points, at the
+    middle level, and 8 bits with zero points."""
+    from cp_debug.precision.nbits import _blocks, _square_sums
+
+    for node, inits in _nbits_cases(files, 64):
+        q, scale, _, _ = _blocks(node, inits)
+        sums, read_scale = _square_sums(node, inits)
+        q = q.astype(np.float64)
+        assert np.array_equal(sums, np.einsum("nbk,nbk->nb", q, q)), node.name
+        assert np.array_equal(read_scale, scale)

@@ -250,8 +250,20 @@ class OrtRunner(Runner):
 
     def infer_unprobed(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
         sess, self._unprobed = self._unprobed, None
-        if sess is None:
+        return None if sess is None else self._plain_run(sess, feed)
+
+    def infer_as_written(self, path, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+        from cp_debug.ort_sessions import take
+
+        sess = take(path, self.determinism.numbers_key(self.threads, self._how().int8))
+        if (sess is None or self.spec.device != "cpu" or self._transform.kind != "none" or self._held_fp8
+                or self._transform.half_storage is not None or self._graph is None
+                or {i.name for i in sess.get_inputs()} != set(self._inputs)
+                or not set(self._graph.graph_outputs) <= {o.name for o in sess.get_outputs()}):
             return None
+        return self._plain_run(sess, feed)
+
+    def _plain_run(self, sess, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [o.name for o in sess.get_outputs()]
         fed = check_feed(feed, self._inputs)
         by_name = dict(zip(names, self._run(fed, "unprobed", lambda: sess.run(names, fed))))

@@ -27,7 +27,7 @@ from cp_debug.bisect.stages.record import (amplification, carried_deployed, carr
 from cp_debug.bisect.result import ProbeResult
 from cp_debug.bisect.run_state import CandidateState, ProbeSpec, RunState, unmapped_note
 from cp_debug.bisect.stages.stage_runner import make_stage_runner, probe_values
-from cp_debug.bisect.stages.unprobed import check_unprobed, same_kernels
+from cp_debug.bisect.stages.unprobed import as_written, check_unprobed, same_kernels
 from cp_debug.bisect.subjects.subject import Stage
 from cp_debug.compare.diff import TensorDiff
 
@@ -283,7 +283,8 @@ def _deployed(run: RunState, state: CandidateState, st: Stage, sp: list[ProbeSpe
 def _first_run(run: RunState, state: CandidateState, i: int, sp: list[ProbeSpec], runner, feed: dict, *,
                beside: bool, device: bool) -> tuple[dict | None, bool | None]:
     """After the first run of stage i: the runner described; the graph as deployed run where the probes changed its
-    kernels (`_deployed`), else asked whether they changed none (`unprobed.same_kernels`); where they did, or it
+    kernels (`_deployed`), else on the session of the file as written its decode kept (`unprobed.as_written`), else
+    asked whether they changed none (`unprobed.same_kernels`); where they did, or it
     cannot tell, the session that check made runs the graph as deployed here (`infer_unprobed`: not made again
     after the stages). `beside`: its run and local errors went beside the reference's (said in the settings)."""
     st = run.stage_of(state.label, i)
@@ -291,6 +292,8 @@ def _first_run(run: RunState, state: CandidateState, i: int, sp: list[ProbeSpec]
     plain = _deployed(run, state, st, sp, runner, feed) if not device and not beside else None
     if beside:
         state.settings[st.name]["ran_beside_reference"] = True
+    if plain is None and not beside and not device:  # the file as written's session its decode kept, if any
+        plain = as_written(run, state, i, runner, feed)
     same = same_kernels(run, state, i, runner) if plain is None else None
     if plain is None and not same and not beside and not device:
         with run.phases.timed("graph as deployed"), contextlib.suppress(Exception):  # else run after the stages

@@ -13,10 +13,12 @@ probed run's outputs are the graph as deployed's and the check costs no run (iss
 FP16 demo's 29.7 s); the record says so (`same_kernels`). Where the kernels differ (or it cannot tell), the session
 that check made is the one run, right after the probed run (`infer_unprobed`; a 0.5 B LLM's INT4 file: one load
 of the file, not two), and the outputs as deployed are kept for the intervention's "before" (`as_deployed`: not
-run a third time where the feeds are the reference's). Alike in the lockstep (`chain_is_deployed`): a CPU FP16
-lane's segments compute what the emulated graph as deployed computes (float32 kernels, float16 storage after every
-node: `precision.half_storage`), so its chain's outputs are taken (on the CPU awml-base FP16 `--level all`, the
-rerun took 6.2 s of 33.8 s). Said in the report: `probe_effect` per candidate (JSON:
+run a third time where the feeds are the reference's). Where a `--generate` candidate's decode kept its session of
+the file as written, made with options of the runner's numbers (`as_written`), that session runs the graph as
+deployed: no other session of the file is made, neither to read its kernels nor to run it. Alike in the lockstep
+(`chain_is_deployed`): a CPU FP16 lane's segments compute what the emulated graph as deployed computes (float32
+kernels, float16 storage after every node: `precision.half_storage`), so its chain's outputs are taken (on the CPU
+awml-base FP16 `--level all`, the rerun took 6.2 s of 33.8 s). Said in the report: `probe_effect` per candidate (JSON:
 each stage's outputs, rel. RMS difference, budget, ratio) and, beyond the budget, a warning with the numbers. Torch
 candidates' hooks read tensors without changing them; TensorRT's debug tensors are left to the engine's own build
 (not run twice).
@@ -64,6 +66,22 @@ def same_kernels(run: RunState, state: CandidateState, i: int, runner) -> bool |
         try:
             return runner.probes_left_kernels()
         except Exception:  # noqa: BLE001 - the check is extra: the graph as deployed is run instead
+            return None
+
+
+def as_written(run: RunState, state: CandidateState, i: int, runner, feed: dict) -> dict | None:
+    """Stage i's graph as deployed from the session of the candidate's file as written that this process kept (a
+    `--generate` candidate's decode: `ort_sessions.hold`), run on `feed`, where that session computes what the runner's
+    graph as deployed would (`infer_as_written`); None otherwise (then `same_kernels` and `infer_unprobed` as before).
+    No other session of the file is made to read its kernels or to run it (issue 116 item 5: a 0.5 B LLM's INT4 file
+    was loaded a fifth time for that). Timed as the check's phase."""
+    found = run.deployed.get(state.label)
+    if found is None or i >= len(found.files) or not _wanted(run, state, i):
+        return None
+    with run.phases.timed("graph as deployed"):
+        try:
+            return runner.infer_as_written(found.files[i], feed)
+        except Exception:  # noqa: BLE001 - the check is extra: the graph as deployed is run as before
             return None
 
 

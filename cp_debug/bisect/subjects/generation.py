@@ -8,7 +8,9 @@ the reference's tokens before the flip fed to both as one prefill, so the last p
 Where none differs, the bisect runs the prompt's forward, as without --generate.
 
 Each file is loaded as few times as that needs (issue 116 item 5): the candidate decodes on a session of its file as
-written (the file's load check then makes no other); the reference, where it runs the file as it is (ONNX Runtime,
+written (the file's load check then makes no other), kept where the candidate is ONNX Runtime on the CPU: it runs the
+candidate's graph as deployed on the step's feed (`unprobed.as_written`; no session of the file made for that); the
+reference, where it runs the file as it is (ONNX Runtime,
 FP32, CPU), decodes on the session the engine makes for its probed run, before stage 0's feed (`PendingDecode`,
 `stages/lent.py`): its tokens are then the probed session's, the values the bisect compares with. A decode whose
 session ONNX Runtime refuses is that file's load check's line (exit 3).
@@ -57,7 +59,7 @@ def generation_subject(path: str | Path, inputs: str | Path | None, seed: int, n
     ids = given[IDS]
     ids = np.asarray(ids).reshape(1, -1)
     with _refused_said(cand_path, path, specs):  # its file loaded as written: its load check's proof
-        cand = greedy(cand_model, cand_dec, ids, n, path=cand_path)
+        cand = greedy(cand_model, cand_dec, ids, n, path=cand_path, hold=cand_path != path and _cpu_ort(specs, 1))
 
     def answer(run=None) -> DecodeAnswer:
         ref = greedy(ref_model, dec, ids, n, path=None if run else path, run=run)
@@ -109,6 +111,14 @@ class PendingDecode:
 
     decode: Callable
     check: Callable[[], None]
+
+
+def _cpu_ort(specs: Sequence, k: int) -> bool:
+    """Whether the run's k-th backend (0: the reference) is ONNX Runtime on the CPU."""
+    from cp_debug.backends.spec import Capability
+
+    spec = list(specs)[k] if len(specs) > k else None
+    return spec is not None and spec.can(Capability.ORT_SESSIONS) and spec.device == "cpu"
 
 
 def _on_probed_session(specs: Sequence, model) -> bool:
