@@ -256,8 +256,8 @@ class OrtRunner(Runner):
         from cp_debug.ort_sessions import take
 
         sess = take(path, self.determinism.numbers_key(self.threads, self._how().int8))
-        if (sess is None or self.spec.device != "cpu" or self._transform.kind != "none" or self._held_fp8
-                or self._transform.half_storage is not None or self._graph is None
+        if (sess is None or self.spec.device != "cpu" or self._transform.kind != "none"
+                or self._held_quant in FLOAT8_GRAPHS or self._transform.half_storage is not None or self._graph is None
                 or {i.name for i in sess.get_inputs()} != set(self._inputs)
                 or not set(self._graph.graph_outputs) <= {o.name for o in sess.get_outputs()}):
             return None
