@@ -3,7 +3,8 @@
 The reference (the `--onnx` file) and the candidate (its `ort@DIR` file of the same name, else the same file)
 each decode N tokens from the prompt (`--inputs` input_ids, else seeded ids) with their KV cache (greedy.py). Where
 a token differs, the step, both tokens and margins are said, each MatMulNBits at accuracy_level=4 is tried at level
-1 alone (the setting that cures it, verified on the decode), and the bisect runs that step's forward: the prompt and
+1 alone (the setting that cures it, verified on the decode; a QDQ file's 4-bit MatMuls, which ONNX Runtime fuses at
+level 4, each unfused alone: `fused_dq.py`), and the bisect runs that step's forward: the prompt and
 the reference's tokens before the flip fed to both as one prefill, so the last position's logits are the step's.
 Where none differs, the bisect runs the prompt's forward, as without --generate.
 
@@ -158,7 +159,13 @@ def decode_answer(ref, cand_model, cand_dec, cand_path, ids: np.ndarray, n: int,
         return DecodeAnswer(tuple(lines), ids)
     lines.append(f"--generate {n}: the first token that differs: {flip.line()}; bisecting that step's "
                  f"forward (the prompt and the reference's {flip.step} tokens before it fed to both)")
-    cure = level_cures(cand_model, cand_dec, ids, ref) if level4_nodes(cand_model) else None
+    if level4_nodes(cand_model):
+        builder = (Path(cand_path).parent / "genai_config.json").is_file()
+        cure = level_cures(cand_model, cand_dec, ids, ref, builder)
+    else:  # a QDQ file's 4-bit weights, which ONNX Runtime fuses into MatMulNBits at level 4 as it loads them
+        from cp_debug.bisect.subjects.fused_dq import dq_cures
+
+        cure = dq_cures(cand_model, cand_dec, ids, ref)
     if cure is not None:
         lines.append(f"--generate {n}: {cure.line()} (verified on the {n}-token decode)")
     prefix = np.concatenate([ids, np.asarray([ref.tokens[:flip.step]], ids.dtype)], axis=1)
