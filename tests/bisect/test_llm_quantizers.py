@@ -165,3 +165,83 @@ def test_an_hqq_lm_head_is_confirmed_by_restoring_the_logits(tmp_path, hqq):
     assert res.returncode == 1, res.stderr
     root = json.loads(out.read_text())["root_cause"][f"ort@{path.parent}"]
     assert root["probe"] == "m.lm_head/MatMul" and root["confirmed"] is True
+
+
+def test_an_hqq_lm_head_weight_is_named_with_nodes_to_exclude(hqq):
+    """HQQ's lm_head (no accuracy_level in the file: the weights' doing) flips greedy step 0 (154 → 232, PyTorch's
+    margin 2.02): lm_head's weight, matched to the plain export's by its values, alone in float32 gives the tokens
+    back — the quantizer's `nodes_to_exclude=['node_linear_14']` (found without cp_debug likewise)."""
+    from cp_debug.bisect.subjects.weight_cures import float_arrays, matched, weight_cures
+
+    plain = load_onnx(PLAIN)
+    ref = greedy(plain, DecoderInputs.of(plain, PLAIN), PROMPT, N)
+    model = load_onnx(hqq)
+    dec = DecoderInputs.of(model, hqq)
+    flip = first_flip(ref, greedy(model, dec, PROMPT, N, path=hqq))
+    assert flip is not None and (flip.step, flip.ref_token, flip.cand_token) == (0, 154, 232)
+    assert len(matched(model, float_arrays(plain))) == 15  # every projection and lm_head
+    cure = weight_cures(model, float_arrays(plain), dec, PROMPT, ref, builder=False)
+    assert cure is not None and cure.curing == ("node_linear_14_Q4",)
+    assert "nodes_to_exclude=['node_linear_14']" in cure.line()
+
+
+def _gathered(model, name: str) -> np.ndarray:
+    """The table ONNX Runtime's GatherBlockQuantized node `name` gives for every row (all ids gathered)."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper
+
+    node = next(n for n in model.graph.node if n.name == name)
+    inits = {i.name: i for i in model.graph.initializer}
+    rows = inits[node.input[2]].dims[0]
+    one = helper.make_node("GatherBlockQuantized", [node.input[0], "ids", *node.input[2:]], ["Y"],
+                           domain="com.microsoft")
+    one.attribute.extend(node.attribute)
+    graph = helper.make_graph([one], "g", [helper.make_tensor_value_info("ids", onnx.TensorProto.INT64, [rows])],
+                              [helper.make_tensor_value_info("Y", 1, None)],
+                              [inits[x] for x in node.input if x in inits])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid("com.microsoft", 1)])
+    return ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {"ids": np.arange(rows, dtype=np.int64)})[0]
+
+
+def test_quantized_embeddings_and_lm_heads_level_flip_it_together():
+    """The builder's INT4 file with `op_types_to_quantize=MatMul/Gather` (tests/data/llm/qwen3_massive/int4_gather:
+    GatherBlockQuantized embeddings, whose 32-value block holding the massive channel rounds the rest) flips greedy
+    step 9 (86 → 207). Found without cp_debug: no single node's level 1 cures it (every one at level 1 neither), the
+    builder's file with the embeddings left in float flips at step 7 (its lm_head at level 4), at level 1 with them
+    in float none flips. Here: the embedding table dequantized with the file's own numbers, and the 1-minimal cure
+    the embedding's float weight with lm_head at level 1, verified on the decode."""
+    from cp_debug.bisect.subjects.greedy import level_cures
+    from cp_debug.bisect.subjects.weight_cures import FLOAT, LEVEL, float_arrays, quantized_weights, weight_cures
+
+    fp32 = load_onnx(LLM / "qwen3_massive/fp32/model.onnx")
+    ref = greedy(fp32, DecoderInputs.of(fp32, LLM / "qwen3_massive/fp32/model.onnx"), PROMPT, N)
+    path = LLM / "qwen3_massive/int4_gather/model.onnx"
+    model = load_onnx(path)
+    dec = DecoderInputs.of(model, path)
+    flip = first_flip(ref, greedy(model, dec, PROMPT, N, path=path))
+    assert flip is not None and (flip.step, flip.ref_token, flip.cand_token) == (9, 86, 207)
+    table = quantized_weights(model)["/model/embed_tokens/Gather_Q4"]
+    np.testing.assert_allclose(table, _gathered(model, "/model/embed_tokens/Gather_Q4"), atol=1e-6)
+    theirs = next(w for w in float_arrays(fp32) if w.shape == (256, 64))
+    assert np.abs(table[:, 32:] - theirs[:, 32:]).max() < 0.1  # the other block: rounded
+    assert (table[:, :32][:, np.arange(32) != 5] == 0).mean() > 0.9  # the massive channel's block: ~all zero
+    assert not level_cures(model, dec, PROMPT, ref).all_at_level1
+    cure = weight_cures(model, float_arrays(fp32), dec, PROMPT, ref, builder=True)
+    assert cure is not None and cure.curing == ()
+    assert set(cure.together) == {(FLOAT, "/model/embed_tokens/Gather_Q4"), (LEVEL, "/lm_head/MatMul_Q4")}
+    assert "nodes_to_exclude=/model/embed_tokens/Gather accuracy_level=1" in cure.line()
+
+
+@pytest.mark.long
+def test_torch_given_the_hf_folder(tmp_path):
+    """`--torch HF_FOLDER -b torch,ort@QDQDIR --generate 16`: the folder the files were made from, read as the
+    builder reads it (before: "--torch wants FILE.py:FUNC"); the flip and the fused MatMul's cure as with --onnx."""
+    path = _quantized(tmp_path, "qdq", qdq=True)
+    np.savez(tmp_path / "prompt.npz", input_ids=PROMPT)
+    res = cpdebug("bisect", "--torch", LLM / "qwen3_massive/hf", "-b", f"torch,ort@{path.parent}", "--inputs",
+                  tmp_path / "prompt.npz", "--generate", N)
+    assert res.returncode in (1, 4), res.stderr
+    text = " ".join(res.stdout.split())
+    assert "greedy step 7: token 23 → 225" in text and "node_linear_14_matmul_Q4 alone unfused" in text
