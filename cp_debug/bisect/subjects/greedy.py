@@ -97,6 +97,12 @@ def greedy(model: "onnx.ModelProto", dec: DecoderInputs, ids: np.ndarray, n: int
     (`backends/ort/ort_load.py`) makes no second one. `run`: a forward of the file already loaded (feed → its
     outputs by name, the logits and the cache among them): no session made here. `config`: session config entries
     of its session."""
+    if "logits" not in {o.name for o in model.graph.output}:
+        from cp_debug.errors import BadInputError
+
+        raise BadInputError(f"--generate decodes a file's logits: {path or 'the file'} has none (outputs "
+                            f"{', '.join(o.name for o in model.graph.output)[:120]}; the builder's exclude_lm_head "
+                            "writes hidden states)")
     if run is None:
         sess = _session(model, path, config)
         outs = [o.name for o in sess.get_outputs()]
@@ -119,7 +125,7 @@ def greedy(model: "onnx.ModelProto", dec: DecoderInputs, ids: np.ndarray, n: int
                     feed["position_ids"].dtype)
         else:
             feed = decoder_feed(dec, {IDS: np.array([seq])})
-        res = run(feed)
+        res = _ran(run, feed, len(tokens), path)
         logits = np.asarray(res["logits"])[0, -1].astype(np.float64)
         t = int(np.argmax(logits))
         top2 = np.partition(logits, -2)[-2:]
@@ -131,6 +137,26 @@ def greedy(model: "onnx.ModelProto", dec: DecoderInputs, ids: np.ndarray, n: int
         step_ids = [t]
         cache = {k: res[present_of(k)] for k in dec.past}
     return Decode(tuple(tokens), tuple(margins))
+
+
+def _ran(run: "Callable[[dict], dict]", feed: dict, step: int, path) -> dict:
+    """`run(feed)`; ONNX Runtime failing on a file it loaded (the builder's FP16 CPU file at the first step with a
+    cache: "Shape mismatch attempting to re-use buffer") is the backend's failure, said with the step (exit 3)."""
+    try:
+        return run(feed)
+    except Exception as err:
+        if not type(err).__module__.startswith("onnxruntime"):
+            raise
+        from cp_debug.errors import BackendRuntimeError, first_line
+
+        import re
+
+        text = first_line(err, None)
+        node = re.search(r"Name:'([^']+)'", text)
+        said = (f"node {node.group(1)}: " if node else "") + text.rsplit(" : ", 1)[-1].strip()[:240]
+        when = "the prompt's prefill" if step == 0 else (f"greedy step {step} (with the KV cache of the steps "
+                                                          "before; without --generate the prompt's forward runs)")
+        raise BackendRuntimeError(f"ONNX Runtime fails running {path or 'the file'} at {when}: {said}") from err
 
 
 def first_flip(ref: Decode, cand: Decode) -> Flip | None:
