@@ -245,3 +245,16 @@ def test_torch_given_the_hf_folder(tmp_path):
     assert res.returncode in (1, 4), res.stderr
     text = " ".join(res.stdout.split())
     assert "greedy step 7: token 23 → 225" in text and "node_linear_14_matmul_Q4 alone unfused" in text
+
+
+def test_the_builders_qkv_proj_holds_the_models_weights():
+    """The weights check of the builder's FP32 file against the HF model: its one `qkv_proj` MatMul per layer is the
+    model's q_proj, k_proj and v_proj stacked (before: "2 of 12 weights differ", qkv_proj [64, 128], beside the MLP's
+    up_proj of that shape — said on OLMo's `--torch` run as if the file held other weights)."""
+    from transformers import AutoModelForCausalLM
+
+    from cp_debug.lint.weights import check_weights
+
+    module = AutoModelForCausalLM.from_pretrained(LLM / "qwen3_massive/hf")
+    check = check_weights(module, load_onnx(LLM / "qwen3_massive/fp32/model.onnx"), "model.onnx")
+    assert check.compared >= 12 and check.differ == 0, check.line()
