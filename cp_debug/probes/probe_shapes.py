@@ -51,3 +51,16 @@ def one_value_one_probe(our_map: ProbeMap, tensors: dict[str, str], how: dict[st
                 unmapped[q] = (f"its tensor in the file, {t!r}, is {', '.join(x for x in qs if x != q)}'s too, "
                                "where cp_debug's export holds two values: the file's scope names end early")
                 del tensors[q], how[q], op_types[q]
+
+
+def scoped_or_matched(a, ours: str | None, scoped: str, matched: dict[str, str],
+                      producers: dict[str, str]) -> str:
+    """The module's tensor in the foreign file: its scope's last one, unless the structural match of our tensor is
+    another of the op that makes ours where the scope's is not — a step the file folded into the module's scope
+    after its output (the builder's Granite embedding × 12 under /model/embed_tokens/, Mul after the Gather)."""
+    theirs = matched.get(ours or "")
+    made = a.producer.get(ours or "")
+    if theirs is None or theirs == scoped or made is None:
+        return scoped
+    op = a.model.graph.node[made[0]].op_type
+    return theirs if producers.get(theirs) == op != producers.get(scoped) else scoped

@@ -258,3 +258,19 @@ def test_the_builders_qkv_proj_holds_the_models_weights():
     module = AutoModelForCausalLM.from_pretrained(LLM / "qwen3_massive/hf")
     check = check_weights(module, load_onnx(LLM / "qwen3_massive/fp32/model.onnx"), "model.onnx")
     assert check.compared >= 12 and check.differ == 0, check.line()
+
+
+@pytest.mark.long
+def test_granites_scaled_embedding_is_mapped_to_its_gather(tmp_path):
+    """`--torch granite/hf -b torch,ort@granite/int4 --generate 4` (the builder's Granite: embedding_multiplier 12
+    as a Mul under the /model/embed_tokens/ scope; the HF folder stored in float16, read as float32): the model's
+    embed_tokens is the file's Gather, not the × 12 after it (before: "diverged from model.embed_tokens", 42× its
+    budget, on a file that decodes PyTorch's tokens), and the file is within its precision."""
+    out = tmp_path / "run.json"
+    res = cpdebug("bisect", "--torch", LLM / "granite/hf", "-b", f"torch,ort@{LLM / 'granite/int4'}", "--generate", 4,
+                  "--json", out)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr
+    report = json.loads(out.read_text())
+    (mapped,) = report["settings"]["deployed"].values()
+    (stage,) = mapped.values()
+    assert stage["mapped"]["model.embed_tokens"]["tensor"] == "/model/embed_tokens/Gather/output_0"

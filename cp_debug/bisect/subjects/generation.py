@@ -178,9 +178,8 @@ def decode_answer(ref, cand_model, cand_dec, cand_path, ids: np.ndarray, n: int,
         weights = weight_cures(cand_model, reference_weights(), cand_dec, ids, ref, builder)
         if weights is not None:
             lines.append(f"--generate {n}: {weights.line()} (verified on the {n}-token decode)")
-            cure = weights
-            cured_by = weights.curing if len(weights.curing) == 1 else ()  # one weight's doing, not a thin margin
-            cured_by = cured_by or tuple(n for _, n in weights.together)  # a set no part of which cures alone
+            cure = weights  # the verdict left to the step's forward: a weight's rounding is the file's precision
+            # (a healthy OLMo's RTN file: one weight in float gives a 0.495-logit margin back), unless it is beyond
     prefix = np.concatenate([ids, np.asarray([ref.tokens[:flip.step]], ids.dtype)], axis=1)
     verdict = TokenVerdict(True, f"--generate {n}: {flip.line()}" + (f"; {cure.line()}" if cure else ""),
                            cured_by)

@@ -169,7 +169,7 @@ class WeightCure:
             return (f"each of {', '.join(self.curing)} alone with the reference's float weight gives its tokens back "
                     f"(of {len(self.nodes)} quantized weights): a thin margin, the weights' rounding together")
         return (f"{self.curing[0]} alone with the reference's float weight gives its tokens back (of "
-                f"{len(self.nodes)} quantized weights: its 4-bit blocks flip the token); {terms}")
+                f"{len(self.nodes)} quantized weights); {terms}")
 
 
 FLOAT, LEVEL = "float", "level"
