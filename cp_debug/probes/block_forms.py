@@ -49,11 +49,11 @@ def block_gather(rw, i: int, n: onnx.NodeProto) -> None:
     """GatherBlockQuantized(data [vocab, hidden (packed for 4 bits)], ids, scales, …) → Gather(W [vocab, hidden],
     ids): the embedding it stands for (the hidden size from the scales' blocks × block_size)."""
     attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
-    data, scales = rw.inits.get(n.input[0]), rw.inits.get(n.input[2]) if len(n.input) > 2 else None
-    if data is None or scales is None or len(data.dims) != 2 or attrs.get("gather_axis", 0) != 0:
-        return
-    hidden = int(scales.dims[-1]) * int(attrs.get("block_size", 128))
-    w = _stand_in_weight(rw, n.input[0], [int(data.dims[0]), hidden])
+    scales = rw.inits.get(n.input[2]) if len(n.input) > 2 else None
+    if scales is None or len(scales.dims) != 2 or attrs.get("gather_axis", 0) != 0:
+        return  # the table's shape from its scales: [rows, blocks × block_size] (the data may be a Reshape of
+    hidden = int(scales.dims[-1]) * int(attrs.get("block_size", 128))  # lm_head's packed weight: tied embeddings)
+    w = _stand_in_weight(rw, n.input[0], [int(scales.dims[0]), hidden])
     rw.put[i] = [helper.make_node("Gather", [w, n.input[1]], [n.output[0]], name=n.name or n.output[0])]
 
 

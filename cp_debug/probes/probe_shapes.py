@@ -64,3 +64,19 @@ def scoped_or_matched(a, ours: str | None, scoped: str, matched: dict[str, str],
         return scoped
     op = a.model.graph.node[made[0]].op_type
     return theirs if producers.get(theirs) == op != producers.get(scoped) else scoped
+
+
+def constant_shape(node, constants: dict, through: frozenset) -> tuple:
+    """The shape of a node's output computed from constants only: its input's where the op keeps the values
+    (`through`), transposed by a Transpose (the builder's tied embeddings gather from lm_head's weight transposed),
+    else () (unknown)."""
+    from onnx import helper
+
+    shape = constants.get(node.input[0], ())
+    if node.op_type in through:
+        return shape
+    if node.op_type == "Transpose" and shape:
+        perm = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "perm"),
+                    list(range(len(shape)))[::-1])
+        return tuple(shape[k] for k in perm)
+    return ()

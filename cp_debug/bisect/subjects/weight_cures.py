@@ -27,19 +27,25 @@ if TYPE_CHECKING:  # pragma: no cover
 MATCH = 0.9  # the least correlation of a dequantized weight with the reference's it is matched to
 
 
-def gather_weight(node, inits: dict) -> "np.ndarray | None":
+def gather_weight(node, inits: dict, shared: "dict | None" = None) -> "np.ndarray | None":
     """The float table [rows, cols] a GatherBlockQuantized (gather_axis 0, blocks along the last axis) stands for:
-    (q − zp) · scale, the zero point the type's middle level where none is given (0 for INT4); None otherwise."""
+    (q − zp) · scale, the zero point the type's middle level where none is given (0 for INT4); None otherwise.
+    `shared`: a Reshape's output -> the initializer it reshapes (tied embeddings: the builder gathers from lm_head's
+    packed MatMulNBits weight reshaped to [rows, bytes])."""
+    shared = shared or {}
     from onnx import helper
 
     from cp_debug.precision.nbits import FOUR_BITS, _unpack, array
 
     a = {x.name: helper.get_attribute_value(x) for x in node.attribute}
     names = list(node.input) + [""] * 4
-    if a.get("gather_axis", 0) != 0 or names[0] not in inits or names[2] not in inits:
+    data = inits.get(names[0]) or shared.get(names[0])
+    if a.get("gather_axis", 0) != 0 or data is None or names[2] not in inits:
         return None
-    t, scale = inits[names[0]], array(inits[names[2]])
+    t, scale = data, array(inits[names[2]])
     q = array(t)
+    if q is not None and names[0] in shared:  # lm_head's packed [N, blocks, bytes], the rows of the table
+        q = q.reshape(q.shape[0], -1)
     if q is None or scale is None or len(q.shape) != 2 or scale.ndim != 2:
         return None
     bits, block = int(a.get("bits", 4)), int(a.get("block_size", 128))
@@ -64,9 +70,11 @@ def quantized_weights(model: "onnx.ModelProto") -> dict[str, np.ndarray]:
     from cp_debug.precision.nbits import dequantize
 
     inits = {i.name: i for i in model.graph.initializer}
+    shared = {n.output[0]: inits[n.input[0]] for n in model.graph.node
+              if n.op_type == "Reshape" and n.input and n.input[0] in inits}
     out = {}
     for n in model.graph.node:
-        w = dequantize(n, inits) if n.op_type == "MatMulNBits" else gather_weight(n, inits) \
+        w = dequantize(n, inits) if n.op_type == "MatMulNBits" else gather_weight(n, inits, shared) \
             if n.op_type == "GatherBlockQuantized" else None
         if w is not None and n.name:
             out[n.name] = w
@@ -202,7 +210,14 @@ def weight_cures(model: "onnx.ModelProto", reference: Sequence[np.ndarray], dec:
     singles = halved(floats, lambda group: cures(group)) if cures(floats) else ()
     if singles:
         return WeightCure(nodes, tuple(n for _, n in singles), builder)
-    return WeightCure(nodes, (), builder, tuple(minimal(items, cures)))
+    chosen = minimal(items, cures)
+    levels = set(level4_nodes(model))
+    for k, (kind, node) in enumerate(chosen):  # a setting rather than a weight where it does as well (the
+        if kind == FLOAT and node in levels:  # builder's accuracy_level, not the weight left unquantized)
+            trial = [*chosen[:k], (LEVEL, node), *chosen[k + 1:]]
+            if cures(trial):
+                chosen = trial
+    return WeightCure(nodes, (), builder, tuple(chosen))
 
 
 def minimal(items: Sequence, cures) -> list:
