@@ -25,6 +25,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.bisect.subjects.greedy import Decode
 
 MATCH = 0.9  # the least correlation of a dequantized weight with the reference's it is matched to
+MAX_DECODES = 40  # the search's decodes at most (each a session of a float copy of the file): none said past it
+
+
+class _Spent(Exception):
+    """The search ran MAX_DECODES decodes without an answer."""
 
 
 def gather_weight(node, inits: dict, shared: "dict | None" = None) -> "np.ndarray | None":
@@ -187,21 +192,35 @@ def weight_cures(model: "onnx.ModelProto", reference: Sequence[np.ndarray], dec:
                  ref: "Decode", builder: bool) -> WeightCure | None:
     """The quantized nodes whose float weight alone gives `ref`'s tokens back (see the module); where none does, a
     1-minimal set of float weights and level-1 nodes that together does (a massive channel's embedding block and
-    lm_head's INT8 activations: neither alone); None where no node is matched or all of them in float (and every
-    node at level 1) do not give the tokens back."""
-    from cp_debug.bisect.subjects.greedy import greedy, halved, level4_nodes, with_levels
+    lm_head's INT8 activations: neither alone); None where no node is matched, all of them in float (and every
+    node at level 1) do not give the tokens back, or the search would take more than MAX_DECODES decodes."""
+    from cp_debug.bisect.subjects.greedy import greedy, with_levels
 
     weights = matched(model, reference)
     if not weights:
         return None
     nodes = tuple(n.name for n in model.graph.node if n.name in weights)
 
+    spent = [0]
+
     def cures(items: Sequence) -> bool:
+        spent[0] += 1
+        if spent[0] > MAX_DECODES:
+            raise _Spent
         chosen = {n: weights[n] for k, n in items if k == FLOAT}
         m = with_float(model, chosen)
         levels = [n for k, n in items if k == LEVEL and n not in chosen]
         m = with_levels(m, levels) if levels else m
         return greedy(m, dec, ids, len(ref.tokens), ref.tokens).tokens == ref.tokens
+
+    try:
+        return _search(model, nodes, cures, builder)
+    except _Spent:  # a large file whose flip many weights share: no answer rather than minutes of sessions
+        return None
+
+
+def _search(model: "onnx.ModelProto", nodes: tuple[str, ...], cures, builder: bool) -> WeightCure | None:
+    from cp_debug.bisect.subjects.greedy import halved, level4_nodes
 
     floats = [(FLOAT, n) for n in nodes]
     items = floats + [(LEVEL, n) for n in level4_nodes(model)]
