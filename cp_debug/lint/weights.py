@@ -2,7 +2,8 @@
 
 An exporter writes a layer's weight as it is (ConvTranspose, the head's last convs), transposed (a Linear as MatMul),
 packed or split (nn.MultiheadAttention's in_proj_weight: one MatMul where query, key and value are one tensor, k and v
-packed where only they are, q, k and v apart otherwise), or folded with the BatchNorm after it (TorchScript's eval
+packed where only they are, q, k and v apart otherwise; an LLM's q_proj, k_proj and v_proj Linears as one qkv_proj:
+ONNX Runtime GenAI's model builder), or folded with the BatchNorm after it (TorchScript's eval
 peephole: W·γ/√(σ²+ε) along the output channels, which is axis 1 for a ConvTranspose). Every such form is computed from
 the module's parameters and buffers; a file tensor of two or more dimensions (at least 16 values) is *held* when one
 form of the same shape equals it within the file's precision (FP16 files: float16 rounding), and *differs* when forms of
@@ -94,6 +95,11 @@ def _forms(module) -> dict[tuple[int, ...], list[tuple[str, np.ndarray]]]:
             a = part.detach().double().cpu().numpy()
             add(a, f"{qual}.in_proj_weight")
             add(a.T, f"{qual}.in_proj_weight")
+        linears = [getattr(getattr(m, f"{x}_proj", None), "weight", None) for x in "qkv"]
+        if all(isinstance(w, torch.Tensor) and w.dim() == 2 for w in linears):  # an LLM's q, k, v Linears: the
+            a = torch.cat(linears, dim=0).detach().double().cpu().numpy()  # builder's one qkv_proj MatMul
+            add(a, f"{qual}.q_proj/k_proj/v_proj")
+            add(a.T, f"{qual}.q_proj/k_proj/v_proj")
     for k, (qual, m) in enumerate(mods):
         w = getattr(m, "weight", None)
         if not isinstance(w, torch.Tensor) or w.dim() < 2 or isinstance(m, torch.nn.modules.batchnorm._BatchNorm):

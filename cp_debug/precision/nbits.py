@@ -154,12 +154,15 @@ def _blocks(node, inits: dict):
         return None
     packed, scale, zp, k, n, bits, block = parts
     q = _unpack(packed.reshape(n, -1), bits).reshape(n, scale.shape[1], -1)[:, :, :block]
-    return q.astype(np.float32) - (zp[:, :, None] if np.ndim(zp) else zp), scale, k, n
+    q = q.astype(np.float32) - (zp[:, :, None] if np.ndim(zp) else zp)
+    q.reshape(n, -1)[:, k:] = 0.0  # the last block's padding past K (a block wider than K: 128 of a 64-wide layer)
+    return q, scale, k, n
 
 
 def _packed(node, inits: dict):
-    """(its packed B as bytes [N, blocks, bytes a block], scales [N, blocks], zero points (float [N, blocks], else the
-    middle level), K, N, bits, block_size) of a MatMulNBits node, or None (not the layout ONNX Runtime documents)."""
+    """(its packed B as bytes [N, blocks, bytes a block], scales [N, blocks], zero points (float [N, blocks]: packed
+    `bits`-bit levels, or HQQ's float ones as they are; else the middle level), K, N, bits, block_size) of a
+    MatMulNBits node, or None (not the layout ONNX Runtime documents)."""
     import numpy as np
 
     a = _attrs(node)
@@ -177,9 +180,16 @@ def _packed(node, inits: dict):
     scale = scale.reshape(n, blocks)
     if names[3] and names[3] in inits:
         zp = array(inits[names[3]])
-        if zp is None or zp.dtype != np.uint8:  # float zero points (HQQ): on the float scale already
+        if zp is None:
             return None
-        zp = _unpack(zp.reshape(n, -1), bits).reshape(n, -1)[:, :blocks].astype(np.float32)
+        if zp.dtype.kind == "f":  # HQQ's: unpacked, one float level a block, w = (q − zp) · scale all the same
+            if zp.size != n * blocks:
+                return None
+            zp = zp.astype(np.float32).reshape(n, blocks)
+        elif zp.dtype == np.uint8:
+            zp = _unpack(zp.reshape(n, -1), bits).reshape(n, -1)[:, :blocks].astype(np.float32)
+        else:
+            return None
     else:
         zp = np.float32(2 ** (bits - 1))
     return packed, scale, zp, k, n, bits, block
@@ -194,8 +204,8 @@ def _square_sums(node, inits: dict):
     parts = _packed(node, inits)
     if parts is None:
         return None
-    packed, scale, zp, _, n, bits, block = parts
-    if block * bits % 8:
+    packed, scale, zp, k, n, bits, block = parts
+    if block * bits % 8 or k % block:  # the last block padded past K: its padding left out, through the floats
         q, scale, _, _ = _blocks(node, inits)
         return np.einsum("nbk,nbk->nb", q, q).astype(np.float64), scale
     byte = np.arange(256, dtype=np.int64)
@@ -250,7 +260,11 @@ def weight_unit(model: "onnx.ModelProto") -> float | None:
             continue
         sums, scale = parts
         s2 = scale.astype(np.float64) ** 2  # Σ w² per block is scale² · Σ (q − zp)² (integers: exact)
-        err += float(np.sum(s2)) * int(_attrs(node).get("block_size", 0)) / 12.0
+        a = _attrs(node)
+        block, k = int(a.get("block_size", 0)), int(a.get("K", 0))
+        real = np.full(s2.shape[1], block, np.float64)  # the values of each block within K (the last one's fewer)
+        real[-1] = k - block * (s2.shape[1] - 1)
+        err += float(np.sum(s2 * real)) / 12.0
         total += float(np.sum(s2 * sums))
     for node in dq_weight_nodes(model):  # a blockwise DequantizeLinear's weight: the step is its element's scale
         parts = _dq_parts(node, inits)

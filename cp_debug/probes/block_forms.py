@@ -49,11 +49,11 @@ def block_gather(rw, i: int, n: onnx.NodeProto) -> None:
     """GatherBlockQuantized(data [vocab, hidden (packed for 4 bits)], ids, scales, …) → Gather(W [vocab, hidden],
     ids): the embedding it stands for (the hidden size from the scales' blocks × block_size)."""
     attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
-    data, scales = rw.inits.get(n.input[0]), rw.inits.get(n.input[2]) if len(n.input) > 2 else None
-    if data is None or scales is None or len(data.dims) != 2 or attrs.get("gather_axis", 0) != 0:
-        return
-    hidden = int(scales.dims[-1]) * int(attrs.get("block_size", 128))
-    w = _stand_in_weight(rw, n.input[0], [int(data.dims[0]), hidden])
+    scales = rw.inits.get(n.input[2]) if len(n.input) > 2 else None
+    if scales is None or len(scales.dims) != 2 or attrs.get("gather_axis", 0) != 0:
+        return  # the table's shape from its scales: [rows, blocks × block_size] (the data may be a Reshape of
+    hidden = int(scales.dims[-1]) * int(attrs.get("block_size", 128))  # lm_head's packed weight: tied embeddings)
+    w = _stand_in_weight(rw, n.input[0], [int(scales.dims[0]), hidden])
     rw.put[i] = [helper.make_node("Gather", [w, n.input[1]], [n.output[0]], name=n.name or n.output[0])]
 
 
@@ -64,17 +64,24 @@ def by_weights(a, b, ours: onnx.ModelProto, foreign: onnx.ModelProto, pair: dict
     """`pair` (anchor of `a`, our float view → anchor of `b`, the foreign one: `foreign.align_anchors`; `ours` and
     `foreign` the models themselves, whose initializers hold the values the views leave out) with the MatMuls its
     structural keys left alike paired by their weights' values: twins of one input and one weight shape (an MLP's gate
-    and up projections) whose foreign weight is a MatMulNBits one, dequantized (`precision/nbits.py`) and matched to
+    and up projections) whose foreign weight is a MatMulNBits one or a 4-bit DequantizeLinear's, dequantized
+    (`precision/nbits.py`) and matched to
     our initializer it correlates with best (above 0.9, no other within 0.1 of it, and each the other's best). Only
     MatMuls read from the same place are scored (`_fed_from`): an LLM's gate and up projections of one layer, not
     every layer's against every other's (24 × 2 of them on each side of a 0.5 B model: 2304 correlations of 4.4 M
     values, minutes, where 96 are needed)."""
+    from cp_debug.precision.nbits import dq_weight_nodes
+
     nbits = {n.input[1] + "::float": n for n in foreign.graph.node if n.op_type == "MatMulNBits" and len(n.input) > 1}
-    if not nbits:
+    dq = {n.output[0]: n for n in dq_weight_nodes(foreign)}  # MatMulNBitsQuantizer's QDQ form: blockwise 4-bit DQ
+    if not nbits and not dq:
         return pair
     import numpy as np
 
-    from cp_debug.precision.nbits import array
+    from cp_debug.precision.nbits import array, dequantize_dq
+
+    def theirs(name: str):  # `_unit` of the file's weight: a MatMulNBits one's rows at `_unit`'s stride only
+        return _nbits_unit(nbits[name], inits) if name in nbits else _unit(dequantize_dq(dq[name], inits))
 
     na, nb, taken = a.model.graph.node, b.model.graph.node, set(pair.values())
     held = {i.name: i for i in ours.graph.initializer}
@@ -82,8 +89,8 @@ def by_weights(a, b, ours: onnx.ModelProto, foreign: onnx.ModelProto, pair: dict
     wa = {i: _unit(array(held[na[i].input[1]])) for i in a.anchors
           if i not in pair and na[i].op_type == "MatMul" and na[i].input[1] in held}
     inits = {i.name: i for i in foreign.graph.initializer}
-    wb = {j: _nbits_unit(nbits[nb[j].input[1]], inits) for j in b.anchors
-          if j not in taken and nb[j].op_type == "MatMul" and nb[j].input[1] in nbits}
+    wb = {j: theirs(nb[j].input[1]) for j in b.anchors
+          if j not in taken and nb[j].op_type == "MatMul" and (nb[j].input[1] in nbits or nb[j].input[1] in dq)}
     wa = {i: x for i, x in wa.items() if x is not None}
     wb = {j: y for j, y in wb.items() if y is not None}
     fed = _fed_from(a, b, pair)

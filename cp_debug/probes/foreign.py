@@ -36,7 +36,7 @@ from cp_debug.probes.fused_parts import fused_views, read_reshaped
 from cp_debug.probes.graph_diff import CANDIDATE, REFERENCE, GraphDifferences, unmatched_nodes, without_twins
 from cp_debug.probes.naming import ProbeMap, ScopeRename, map_modules_to_onnx, node_scopes
 from cp_debug.probes.node_pairs import align_nodes
-from cp_debug.probes.probe_shapes import one_value_one_probe, same_shapes
+from cp_debug.probes.probe_shapes import constant_shape, one_value_one_probe, same_shapes, scoped_or_matched
 from cp_debug.probes.qdq_pairs import MAX_CHAIN, dequantized, only_consumer, past_inserted, quantized
 from cp_debug.probes.quantized_forms import float_view
 from cp_debug.probes.sized_shapes import SizedShapes
@@ -110,7 +110,7 @@ def map_foreign(foreign: onnx.ModelProto, ours: onnx.ModelProto, our_map: ProbeM
             if folded and isinstance(why := _as_computed(a, b, our_map.tensors[q], scoped), tuple):
                 unmapped[q] = f"not found in the deployed graph: {why[0]}"
                 continue
-            tensors[q], how[q] = scoped, "scope"
+            tensors[q], how[q] = scoped_or_matched(a, our_map.tensors.get(q), scoped, matched, producers), "scope"
         elif q not in our_map.tensors:
             unmapped[q] = our_map.unmapped.get(q, "no tensor in cp_debug's own export either")
             continue
@@ -187,7 +187,7 @@ class _Graph:
                 # computed from constants only: a weight behind DequantizeLinear (an int8 initializer, or
                 # QuantizeLinear of a float one), a Cast or an Identity (TorchScript's shared weights) is still
                 # that weight, of the initializer's shape; anything else a constant of unknown shape
-                shape = g.constants[node.input[0]] if node.op_type in _THROUGH | {"Identity"} else ()
+                shape = constant_shape(node, g.constants, _THROUGH | {"Identity"})
                 for t in node.output:
                     if t:
                         g.constants[t] = shape

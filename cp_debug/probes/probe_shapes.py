@@ -51,3 +51,32 @@ def one_value_one_probe(our_map: ProbeMap, tensors: dict[str, str], how: dict[st
                 unmapped[q] = (f"its tensor in the file, {t!r}, is {', '.join(x for x in qs if x != q)}'s too, "
                                "where cp_debug's export holds two values: the file's scope names end early")
                 del tensors[q], how[q], op_types[q]
+
+
+def scoped_or_matched(a, ours: str | None, scoped: str, matched: dict[str, str],
+                      producers: dict[str, str]) -> str:
+    """The module's tensor in the foreign file: its scope's last one, unless the structural match of our tensor is
+    another of the op that makes ours where the scope's is not — a step the file folded into the module's scope
+    after its output (the builder's Granite embedding × 12 under /model/embed_tokens/, Mul after the Gather)."""
+    theirs = matched.get(ours or "")
+    made = a.producer.get(ours or "")
+    if theirs is None or theirs == scoped or made is None:
+        return scoped
+    op = a.model.graph.node[made[0]].op_type
+    return theirs if producers.get(theirs) == op != producers.get(scoped) else scoped
+
+
+def constant_shape(node, constants: dict, through: frozenset) -> tuple:
+    """The shape of a node's output computed from constants only: its input's where the op keeps the values
+    (`through`), transposed by a Transpose (the builder's tied embeddings gather from lm_head's weight transposed),
+    else () (unknown)."""
+    from onnx import helper
+
+    shape = constants.get(node.input[0], ())
+    if node.op_type in through:
+        return shape
+    if node.op_type == "Transpose" and shape:
+        perm = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "perm"),
+                    list(range(len(shape)))[::-1])
+        return tuple(shape[k] for k in perm)
+    return ()

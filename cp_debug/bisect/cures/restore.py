@@ -274,7 +274,8 @@ def _without_pairs(model, nodes: set[str]):
 
 
 def _with_reference_inputs(model, tensors: list[str]):
-    """`model` with every reader of `tensors` reading a new float input of the same shape instead."""
+    """`model` with every reader of `tensors` reading a new float input of the same shape instead (a graph output
+    among them: the output itself that input's)."""
     import onnx
 
     from cp_debug.graph.plan import tensor_types
@@ -288,7 +289,12 @@ def _with_reference_inputs(model, tensors: list[str]):
             for k, x in enumerate(node.input):
                 if x == t:
                     node.input[k] = name
-        vi = onnx.ValueInfoProto(name=name)  # a graph output keeps its producer; only its readers read the reference
+        if t in {o.name for o in m.graph.output}:  # a graph output (a plain export's logits: lm_head's product) is
+            # the reference's too: its producer writes a tensor of its own, an Identity the output from the input
+            for node in m.graph.node:
+                node.output[:] = [x + "::deployed" if x == t else x for x in node.output]
+            m.graph.node.append(onnx.helper.make_node("Identity", [name], [t], name=t + "::reference"))
+        vi = onnx.ValueInfoProto(name=name)
         if t in types:
             vi.type.CopyFrom(types[t])
         else:

@@ -3,7 +3,8 @@
 The reference (the `--onnx` file) and the candidate (its `ort@DIR` file of the same name, else the same file)
 each decode N tokens from the prompt (`--inputs` input_ids, else seeded ids) with their KV cache (greedy.py). Where
 a token differs, the step, both tokens and margins are said, each MatMulNBits at accuracy_level=4 is tried at level
-1 alone (the setting that cures it, verified on the decode), and the bisect runs that step's forward: the prompt and
+1 alone (the setting that cures it, verified on the decode; a QDQ file's 4-bit MatMuls, which ONNX Runtime fuses at
+level 4, each unfused alone: `fused_dq.py`), and the bisect runs that step's forward: the prompt and
 the reference's tokens before the flip fed to both as one prefill, so the last position's logits are the step's.
 Where none differs, the bisect runs the prompt's forward, as without --generate.
 
@@ -62,9 +63,11 @@ def generation_subject(path: str | Path, inputs: str | Path | None, seed: int, n
         cand = greedy(cand_model, cand_dec, ids, n, path=cand_path, hold=cand_path != path and _cpu_ort(specs, 1))
 
     def answer(run=None) -> DecodeAnswer:
+        from cp_debug.bisect.subjects.weight_cures import float_arrays
+
         ref = greedy(ref_model, dec, ids, n, path=None if run else path, run=run)
         return decode_answer(ref, cand_model, cand_dec, cand_path, ids, n, f"the reference's tokens "
-                             f"{list(ref.tokens)}", cand=cand)
+                             f"{list(ref.tokens)}", cand=cand, reference_weights=lambda: float_arrays(ref_model))
 
     if cand_path != path and _on_probed_session(specs, ref_model) and not dec.sliding:
         from cp_debug.bisect.subjects.decoder_feed import decoder_feed
@@ -153,10 +156,11 @@ class DecodeAnswer:
 
 
 def decode_answer(ref, cand_model, cand_dec, cand_path, ids: np.ndarray, n: int, first: str,
-                  cand=None) -> DecodeAnswer:
+                  cand=None, reference_weights: Callable[[], list] | None = None) -> DecodeAnswer:
     """The candidate file's decode (`cand`, else made here) against the reference's (`ref`, a greedy.Decode): the
-    first flipped step and the MatMulNBits level that alone cures it (verified against `ref`'s tokens); `first`: the
-    opening line's words."""
+    first flipped step and the MatMulNBits level that alone cures it (verified against `ref`'s tokens); where no
+    setting does, the quantized weight whose float values (`reference_weights()`: the reference's float weights)
+    alone do (`weight_cures.py`); `first`: the opening line's words."""
     from cp_debug.bisect.subjects.greedy import first_flip, greedy, level4_nodes, level_cures
 
     if cand is None:
@@ -168,12 +172,27 @@ def decode_answer(ref, cand_model, cand_dec, cand_path, ids: np.ndarray, n: int,
         return DecodeAnswer(tuple(lines), ids)
     lines.append(f"--generate {n}: the first token that differs: {flip.line()}; bisecting that step's "
                  f"forward (the prompt and the reference's {flip.step} tokens before it fed to both)")
-    cure = level_cures(cand_model, cand_dec, ids, ref) if level4_nodes(cand_model) else None
+    builder = (Path(cand_path).parent / "genai_config.json").is_file()
+    if level4_nodes(cand_model):
+        cure = level_cures(cand_model, cand_dec, ids, ref, builder)
+    else:  # a QDQ file's 4-bit weights, which ONNX Runtime fuses into MatMulNBits at level 4 as it loads them
+        from cp_debug.bisect.subjects.fused_dq import dq_cures
+
+        cure = dq_cures(cand_model, cand_dec, ids, ref)
     if cure is not None:
         lines.append(f"--generate {n}: {cure.line()} (verified on the {n}-token decode)")
+    cured_by = cure.curing if cure is not None else ()
+    if (cure is None or not cure.all_at_level1) and reference_weights is not None:
+        from cp_debug.bisect.subjects.weight_cures import weight_cures
+
+        weights = weight_cures(cand_model, reference_weights(), cand_dec, ids, ref, builder)
+        if weights is not None:
+            lines.append(f"--generate {n}: {weights.line()} (verified on the {n}-token decode)")
+            cure = weights  # the verdict left to the step's forward: a weight's rounding is the file's precision
+            # (a healthy OLMo's RTN file: one weight in float gives a 0.495-logit margin back), unless it is beyond
     prefix = np.concatenate([ids, np.asarray([ref.tokens[:flip.step]], ids.dtype)], axis=1)
     verdict = TokenVerdict(True, f"--generate {n}: {flip.line()}" + (f"; {cure.line()}" if cure else ""),
-                           cure.curing if cure is not None else ())
+                           cured_by)
     return DecodeAnswer(tuple(lines), prefix, verdict)
 
 

@@ -62,8 +62,14 @@ class LevelCure:
     nodes: tuple[str, ...]
     curing: tuple[str, ...] = field(default_factory=tuple)
     all_at_level1: bool = False
+    builder: bool = True  # the file is the model builder's (genai_config.json beside it), else MatMulNBitsQuantizer's
 
     def line(self) -> str:
+        if self.curing and not self.builder:
+            return (f"accuracy_level={CURE_LEVEL} on {', '.join(self.curing)} alone gives the reference's tokens back "
+                    f"(of {len(self.nodes)} MatMulNBits at level {INT8_LEVEL}); in the quantizer's terms "
+                    f"MatMulNBitsQuantizer(..., accuracy_level={CURE_LEVEL}) or nodes_to_exclude="
+                    f"{[_builder_name(n) for n in self.curing]!r}")
         if self.curing:
             return (f"accuracy_level={CURE_LEVEL} on {', '.join(self.curing)} alone gives the reference's tokens back "
                     f"(of {len(self.nodes)} MatMulNBits at level {INT8_LEVEL}); in the builder's terms "
@@ -74,8 +80,9 @@ class LevelCure:
 
 
 def _builder_name(node: str) -> str:
-    """The builder's MatMul a MatMulNBits node was made of (`/lm_head/MatMul_Q4` → `/lm_head/MatMul`)."""
-    for tail in ("_Q4", "_Q8"):
+    """The MatMul a quantizer's node was made of (the builder's `/lm_head/MatMul_Q4` → `/lm_head/MatMul`;
+    MatMulNBitsQuantizer's QDQ `node_linear_14_matmul_Q4` → `node_linear_14`): the name its nodes_to_exclude takes."""
+    for tail in ("_matmul_Q4", "_matmul_Q8", "_Q4", "_Q8"):
         if node.endswith(tail):
             return node[: -len(tail)]
     return node
@@ -83,20 +90,28 @@ def _builder_name(node: str) -> str:
 
 def greedy(model: "onnx.ModelProto", dec: DecoderInputs, ids: np.ndarray, n: int,
            against: Sequence[int] | None = None, path: "str | Path | None" = None,
-           run: "Callable[[dict], dict] | None" = None, hold: bool = False) -> Decode:
+           run: "Callable[[dict], dict] | None" = None, hold: bool = False,
+           config: "dict[str, str] | None" = None) -> Decode:
     """`n` greedy tokens after the prompt `ids` ([1, S] or [S]) in ONNX Runtime on the CPU; with `against` (the
     reference's tokens) it stops at the first token that differs (the decode then holds fewer than `n`). `path`: the
     file `model` was read from, unchanged: its session is made from the file itself, so the run's load check of it
     (`backends/ort/ort_load.py`) makes no second one. `run`: a forward of the file already loaded (feed → its
     outputs by name, the logits and the cache among them): no session made here. `hold` (with `path`): the session
     is made with the run's default determinism's options and kept once the decode is done (`ort_sessions.hold`): the
-    candidate's graph as deployed is then run on it (`unprobed.as_written`), the file not loaded again for that."""
+    candidate's graph as deployed is then run on it (`unprobed.as_written`), the file not loaded again for that.
+    `config`: session config entries of its session."""
+    if "logits" not in {o.name for o in model.graph.output}:
+        from cp_debug.errors import BadInputError
+
+        raise BadInputError(f"--generate decodes a file's logits: {path or 'the file'} has none (outputs "
+                            f"{', '.join(o.name for o in model.graph.output)[:120]}; the builder's exclude_lm_head "
+                            "writes hidden states)")
     sess = det = None
     if run is None:
         from cp_debug.determinism import Determinism
 
         det = Determinism() if hold and path is not None else None
-        sess = _session(model, path, det)
+        sess = _session(model, path, det, config)
         outs = [o.name for o in sess.get_outputs()]
 
         def run(feed: dict) -> dict:
@@ -117,7 +132,7 @@ def greedy(model: "onnx.ModelProto", dec: DecoderInputs, ids: np.ndarray, n: int
                     feed["position_ids"].dtype)
         else:
             feed = decoder_feed(dec, {IDS: np.array([seq])})
-        res = run(feed)
+        res = _ran(run, feed, len(tokens), path)
         logits = np.asarray(res["logits"])[0, -1].astype(np.float64)
         t = int(np.argmax(logits))
         top2 = np.partition(logits, -2)[-2:]
@@ -133,6 +148,26 @@ def greedy(model: "onnx.ModelProto", dec: DecoderInputs, ids: np.ndarray, n: int
 
         keep(path, sess, det.numbers_key())
     return Decode(tuple(tokens), tuple(margins))
+
+
+def _ran(run: "Callable[[dict], dict]", feed: dict, step: int, path) -> dict:
+    """`run(feed)`; ONNX Runtime failing on a file it loaded (the builder's FP16 CPU file at the first step with a
+    cache: "Shape mismatch attempting to re-use buffer") is the backend's failure, said with the step (exit 3)."""
+    try:
+        return run(feed)
+    except Exception as err:
+        if not type(err).__module__.startswith("onnxruntime"):
+            raise
+        from cp_debug.errors import BackendRuntimeError, first_line
+
+        import re
+
+        text = first_line(err, None)
+        node = re.search(r"Name:'([^']+)'", text)
+        said = (f"node {node.group(1)}: " if node else "") + text.rsplit(" : ", 1)[-1].strip()[:240]
+        when = "the prompt's prefill" if step == 0 else (f"greedy step {step} (with the KV cache of the steps "
+                                                          "before; without --generate the prompt's forward runs)")
+        raise BackendRuntimeError(f"ONNX Runtime fails running {path or 'the file'} at {when}: {said}") from err
 
 
 def first_flip(ref: Decode, cand: Decode) -> Flip | None:
@@ -166,19 +201,27 @@ def with_levels(model: "onnx.ModelProto", nodes: Sequence[str], level: int = CUR
     return out
 
 
-def level_cures(model: "onnx.ModelProto", dec: DecoderInputs, ids: np.ndarray, ref: Decode) -> LevelCure:
+def level_cures(model: "onnx.ModelProto", dec: DecoderInputs, ids: np.ndarray, ref: Decode,
+                builder: bool = True) -> LevelCure:
     """The level-4 MatMulNBits whose level 1 alone gives `ref`'s tokens back: none where the whole file at level 1
     does not (one decode, where a node at a time was one per node: 121 on a 0.5 B builder file), else found by
-    halving (a half at level 1 that does not give them back is dropped; each node named is verified alone)."""
+    halving (a half at level 1 that does not give them back is dropped; each node named is verified alone).
+    `builder`: the cure said in the model builder's terms, else in MatMulNBitsQuantizer's."""
     nodes = level4_nodes(model)
     if not nodes:
-        return LevelCure(nodes)
+        return LevelCure(nodes, builder=builder)
 
     def cures(group: Sequence[str]) -> bool:
         return greedy(with_levels(model, group), dec, ids, len(ref.tokens), ref.tokens).tokens == ref.tokens
 
     if not cures(nodes):
-        return LevelCure(nodes)
+        return LevelCure(nodes, builder=builder)
+    return LevelCure(nodes, halved(nodes, cures), True, builder)
+
+
+def halved(nodes: Sequence[str], cures: Callable[[Sequence[str]], bool]) -> tuple[str, ...]:
+    """The nodes of `nodes` (all of which together `cures`) that cure alone, found by halving: a half that does not
+    cure is dropped, each node named is verified alone (a file of one node: verified already)."""
     curing: list[str] = []
     pending = [nodes]
     while pending:
@@ -190,14 +233,18 @@ def level_cures(model: "onnx.ModelProto", dec: DecoderInputs, ids: np.ndarray, r
         half = len(group) // 2
         pending.extend(part for part in (group[:half], group[half:]) if len(part) == 1 or cures(part))
     order = {name: i for i, name in enumerate(nodes)}
-    return LevelCure(nodes, tuple(sorted(curing, key=order.__getitem__)), True)
+    return tuple(sorted(curing, key=order.__getitem__))
 
 
-def _session(model: "onnx.ModelProto", path: "str | Path | None" = None, det=None):
+def _session(model: "onnx.ModelProto", path: "str | Path | None" = None, det=None,
+             config: "dict[str, str] | None" = None):
     from cp_debug.graph.session import point_at_weights, session_source
     from cp_debug.ort_sessions import open_session, session_options
 
-    so = session_options(quiet=True) if det is None else det.ort_session_options()
+    so = session_options(quiet=True, config=config) if det is None else det.ort_session_options()
+    if det is not None:
+        for key, value in (config or {}).items():
+            so.add_session_config_entry(str(key), str(value))
     if path is not None:  # the file as written (its external data read from beside it)
         return open_session(str(path), so, **(det.ort_session_kwargs() if det is not None else {}))
     point_at_weights(so, model)

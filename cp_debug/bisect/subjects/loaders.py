@@ -38,6 +38,9 @@ def user_function(target: str, option: str = "--torch", seed: int = 0):
 
     file, _, func = target.rpartition(":")
     if not file or not func:
+        if option == "--torch" and (Path(target) / "config.json").is_file():
+            raise BadInputError(f"--torch {target}: a Hugging Face folder is read with --generate N (its causal LM "
+                                "decoded against the deployed file); without it give FILE.py:FUNC")
         raise BadInputError(f"{option} wants FILE.py:FUNC (got {target!r})")
     path = Path(file)
     if not path.is_file():

@@ -77,23 +77,31 @@ def torch_generation_subject(target: str, inputs, seed: int, n: int, specs: Sequ
     ids = np.asarray(ids).reshape(1, -1).astype(np.int64)
     ref = torch_greedy(module, ids, n)
     answer = decode_answer(ref, cand_model, dec, cand_path, ids, n,
-                           f"the reference's tokens (PyTorch, {type(module).__name__}) {list(ref.tokens)}")
+                           f"the reference's tokens (PyTorch, {type(module).__name__}) {list(ref.tokens)}",
+                           reference_weights=lambda: [p.detach().float().cpu().numpy()
+                                                      for p in module.state_dict().values() if p.ndim == 2])
     subject = torch_subject(GivenModule(module, {IDS: torch.from_numpy(answer.prefix)}), exporter=exporter, seed=seed)
     subject.name = target
     return answer.told(subject)
 
 
 def causal_lm(target: str, seed: int):
-    """FUNC()'s (module, example), the module's cache off (a transformers model then returns the logits alone)."""
+    """FUNC()'s (module, example), the module's cache off (a transformers model then returns the logits alone); a
+    Hugging Face model's folder (config.json in it: what the builder was given) is read as the builder reads it,
+    `AutoModelForCausalLM.from_pretrained(folder)`, with no example (the prompt from --inputs, else seeded ids)."""
     import torch
 
     from cp_debug.bisect.subjects.loaders import _call_user as call_user
     from cp_debug.bisect.subjects.loaders import user_function
     from cp_debug.determinism import seed_all
 
-    fn = user_function(target, "--torch", seed=seed)
     seed_all(seed)
-    got = call_user(fn, f"in {target.rpartition(':')[2]}()")
+    if hf_folder(target):
+        got = (_from_pretrained(Path(target)), None)
+    else:
+        fn = user_function(target, "--torch", seed=seed)
+        seed_all(seed)
+        got = call_user(fn, f"in {target.rpartition(':')[2]}()")
     if not (isinstance(got, tuple) and len(got) == 2 and isinstance(got[0], torch.nn.Module)):
         raise BadInputError(f"{target}() must return (module, example_inputs): a causal LM and its input_ids")
     module, example = got
@@ -102,6 +110,24 @@ def causal_lm(target: str, seed: int):
         config.use_cache = False
     module.eval()
     return module, example
+
+
+def hf_folder(target: str) -> bool:
+    """`target` is a Hugging Face model's folder (its config.json in it)."""
+    return Path(target).is_dir() and (Path(target) / "config.json").is_file()
+
+
+def _from_pretrained(folder: Path):
+    try:
+        from transformers import AutoModelForCausalLM
+    except ImportError as err:
+        raise BadInputError(f"--torch {folder}: a Hugging Face folder is read by transformers, which is not "
+                            "installed (pip install transformers), or give FILE.py:FUNC") from err
+    try:
+        return AutoModelForCausalLM.from_pretrained(folder).eval()
+    except Exception as err:  # the folder's config or weights transformers cannot read: the user's input
+        raise BadInputError(f"--torch {folder}: transformers cannot load it as a causal LM: "
+                            f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from err
 
 
 def candidate_decoder_file(specs: Sequence) -> Path:
