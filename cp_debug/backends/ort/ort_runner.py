@@ -234,7 +234,7 @@ class OrtRunner(Runner):
         """Whether ORT's optimised graph without the probe outputs computes the graph's outputs with the probed
         session's nodes (`ort_unprobed.py`): one session made and not run, once (a server's kept session keeps the
         answer); None where it cannot tell. Where not True, that session is held for one run (`infer_unprobed`):
-        the graph as deployed, not made a second time to be run."""
+        the graph as deployed, not made a second time to be run (but where it was made not to run: see below)."""
         if self._made_from is None:
             return None
         if not self._left_kernels:
@@ -242,15 +242,25 @@ class OrtRunner(Runner):
 
             model, nodes = self._made_from
             outputs = self._graph.graph_outputs
-            sess, facts = make_session(without_probes(model, outputs), self._providers, False, self._how(), outputs)
+            plain = without_probes(model, outputs)
+            # cp_debug's FP16 conversion run as float16 storage emulated (float32 kernels, a Cast pair after every
+            # node: a probe blocks no fusion the Casts did not) is all but never run again: its session made only to
+            # read the optimised graph, its weights not prepacked (the kernels' own copy of them, made once the graph
+            # is optimised: 2.1 → 0.9 CPU s for a 136 M model); where it must run, one is made as the probed one was
+            light = self._transform.kind == "fp16" and self._transform.half_storage is not None
+            how = replace(self._how(), prepack=False) if light else self._how()
+            sess, facts = make_session(plain, self._providers, False, how, outputs)
             self._left_kernels.append(facts.nodes == nodes if facts.nodes else None)
-            self._unprobed = None if self._left_kernels[0] else sess
+            self._unprobed = None if self._left_kernels[0] else (
+                (lambda: make_session(plain, self._providers, False, self._how())[0]) if light else sess)
         return self._left_kernels[0]
 
     def infer_unprobed(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
         sess, self._unprobed = self._unprobed, None
         if sess is None:
             return None
+        if callable(sess):  # the check's session was made not to run (`probes_left_kernels`): one that may
+            sess = sess()
         names = [o.name for o in sess.get_outputs()]
         fed = check_feed(feed, self._inputs)
         by_name = dict(zip(names, self._run(fed, "unprobed", lambda: sess.run(names, fed))))
