@@ -147,9 +147,9 @@ _KEPT = threading.local()
 @contextmanager
 def digests_kept() -> Iterator[None]:
     """Within: `weights_digest` kept for each module while its weights are unchanged, so that one bisect's export key
-    and module trace key hash its weights once (a 136 M model's 547 MB: ~1 CPU s a hash on the CPU machine). Only
-    for the span of one command: a change made through `.data` is not counted (see `weights_digest`), and a user's
-    code may make one between two calls of the library."""
+    and module trace key hash its weights once (a 136 M model's 547 MB: 0.5 CPU s, 2 s of wall under load, a hash on
+    the CPU machine). Only for the span of one command: a change made through `.data` is not counted (see
+    `weights_digest`), and a user's code may make one between two calls of the library."""
     outer = getattr(_KEPT, "digests", None)
     if outer is None:
         _KEPT.digests = weakref.WeakKeyDictionary()
