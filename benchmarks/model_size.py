@@ -138,9 +138,10 @@ CPDEBUG = [sys.executable, "-m", "cp_debug.cli.main"]  # the console script, whe
 TIMEOUT = 3600.0
 
 
-def child(cmd: list[str], env: dict, log: Path) -> tuple[float, float, int, str]:
-    """(wall s, peak RSS GB from wait4, exit code, stdout) of `cmd` as a child process; its stderr into `log`; killed
-    past `TIMEOUT` seconds (exit -9)."""
+def child(cmd: list[str], env: dict, log: Path) -> tuple[float, float, int, str, float]:
+    """(wall s, peak RSS GB from wait4, exit code, stdout, CPU s user+sys from wait4) of `cmd` as a child process;
+    its stderr into `log`; killed past `TIMEOUT` seconds (exit -9). On a machine shared with other work the CPU
+    seconds move less than the wall does."""
     import threading
 
     t0 = time.perf_counter()
@@ -153,7 +154,7 @@ def child(cmd: list[str], env: dict, log: Path) -> tuple[float, float, int, str]
         wall = time.perf_counter() - t0
         out.seek(0)
         text = out.read()
-    return wall, usage.ru_maxrss / 1e6, os.waitstatus_to_exitcode(status), text
+    return wall, usage.ru_maxrss / 1e6, os.waitstatus_to_exitcode(status), text, usage.ru_utime + usage.ru_stime
 
 
 def main() -> int:
@@ -176,7 +177,7 @@ def main() -> int:
     card = _card() if args.device == "cuda" else os.uname().machine
     print(f"device {args.device} ({card}), pair {pair}, {os.cpu_count()} cores")
     print(f"{'size':>6} {'params':>8} {'floor s':>8} {'bisect s':>9} {'ratio':>6} {'floor GB':>9} {'bisect GB':>10} "
-          f"{'RSS ratio':>9} {'floor GPU GB':>12} exit outcome")
+          f"{'RSS ratio':>9} {'floor GPU GB':>12} exit outcome  (CPU s user+sys: floor, bisect, ratio; load)")
     for size in args.sizes.split(","):
         model = root / f"model_{size}.py"
         model.write_text(MODEL_FILE.format(size=size, llama=LLAMA.get(size)))
@@ -186,24 +187,27 @@ def main() -> int:
         if args.step != "bisect":
             floor_script = root / "floor.py"
             floor_script.write_text(FLOOR.format())
-            fw, frss, fcode, fout = child([sys.executable, str(floor_script), str(model), args.device], env,
-                                          root / f"floor_{size}.log")
+            fw, frss, fcode, fout, fcpu = child([sys.executable, str(floor_script), str(model), args.device], env,
+                                                root / f"floor_{size}.log")
             floor = json.loads(fout.strip().splitlines()[-1]) if fcode == 0 else {}
-            kept.write_text(json.dumps({**floor, "child_wall": fw, "rss": frss, "exit": fcode}))
-            print(f"  floor: exit {fcode}, {fw:.1f} s, {frss:.2f} GB", flush=True)
+            kept.write_text(json.dumps({**floor, "child_wall": fw, "rss": frss, "exit": fcode, "cpu": fcpu}))
+            print(f"  floor: exit {fcode}, {fw:.1f} s, {frss:.2f} GB, {fcpu:.1f} CPU s, load "
+                  f"{os.getloadavg()[0]:.1f}", flush=True)
             if args.step == "floor":
                 continue
         else:
             floor = json.loads(kept.read_text()) if kept.is_file() else {}
             fw, frss = floor.get("child_wall", float("nan")), floor.get("rss", float("nan"))
+            fcpu = floor.get("cpu", float("nan"))
         report = root / f"bisect_{size}.json"
-        bw, brss, bcode, _ = child([*CPDEBUG, "bisect", "--torch", f"{model}:build", "-b", pair, "--json",
+        bw, brss, bcode, _, bcpu = child([*CPDEBUG, "bisect", "--torch", f"{model}:build", "-b", pair, "--json",
                                     str(report), "-q"], env, root / f"bisect_{size}.log")
         outcome = json.loads(report.read_text()).get("outcome") if report.is_file() else None
         gpu = floor.get("gpu_gb")
         gpu_text = "-" if gpu is None else f"{gpu:.2f}"
         print(f"{size:>6} {floor.get('params', 0) / 1e6:>7.0f}M {fw:>8.1f} {bw:>9.1f} {bw / fw:>5.2f}x {frss:>9.2f} "
-              f"{brss:>10.2f} {brss / frss:>8.2f}x {gpu_text:>12} {bcode:>4} {outcome}", flush=True)
+              f"{brss:>10.2f} {brss / frss:>8.2f}x {gpu_text:>12} {bcode:>4} {outcome}  ({fcpu:.1f}, {bcpu:.1f}, "
+              f"{bcpu / fcpu:.2f}x; load {os.getloadavg()[0]:.1f})", flush=True)
     if not args.keep and not args.out:
         shutil.rmtree(root, ignore_errors=True)
     return 0
@@ -238,7 +242,7 @@ def run_path(root: Path) -> int:
     env = {**os.environ, "CPDEBUG_CACHE_DIR": str(root / "cache_path")}
     (root / "user").mkdir(exist_ok=True)
     (root / "export_user.py").write_text(EXPORT_USER_FILE)
-    wall, rss, code, _ = child([sys.executable, str(root / "export_user.py"), str(model), str(root / "user"),
+    wall, rss, code, _, _ = child([sys.executable, str(root / "export_user.py"), str(model), str(root / "user"),
                                 str(root / "x.npz")], env, root / "export_user.log")
     print(f"{'the user file: torch.onnx.export(external_data=True)':<44} exit {code}  {wall:7.1f} s  {rss:6.2f} GB")
     failed = 0
@@ -249,7 +253,7 @@ def run_path(root: Path) -> int:
         args = [a.format(model="\0", out=root, python=sys.executable, keep=keep) for a in argv]
         cmd = args if name == "repro.py" else [*CPDEBUG, *args]
         cmd = [x for a in cmd for x in (["--torch", f"{model}:build"] if a == "\0" else [a])]
-        wall, rss, code, _ = child(cmd, env, root / f"{name.split()[0].replace('.', '_')}.log")
+        wall, rss, code, _, _ = child(cmd, env, root / f"{name.split()[0].replace('.', '_')}.log")
         ok = code in expected
         failed += not ok
         print(f"{name:<44} exit {code}{'' if ok else ' (expected ' + str(expected) + ')'}  {wall:7.1f} s  "

@@ -173,7 +173,7 @@ class Determinism:
         HEURISTIC, DEFAULT or EXHAUSTIVE) and, for a float16 graph of convolutions (`half`: the backbone/neck/head)
         under the heuristic choice, `prefer_nhwc=1` (NHWC convs on the tensor cores; ONNX Runtime >= 1.20). Not for a
         graph without convs, nor for one with a BatchNormalization that does not read a conv's 4-D output (the caller
-        says so with `half`: `backends.ort.ort_runner._nhwc_safe`): on the H100 (onnxruntime-gpu 1.31.1, 2026-11-25,
+        says so with `half`: `backends.ort.ort_graphs.nhwc_safe`): on the H100 (onnxruntime-gpu 1.31.1, 2026-11-25,
         `benchmarks/ort_cuda_nhwc_abort.py`) a float16 BatchNormalization on a [N, C, P] input (the pillar encoder's
         BatchNorm1d) under prefer_nhwc aborts the process (`terminate called without an active exception`), with or
         without convs beside it; float32, or float16 without prefer_nhwc, runs. So CenterPoint's pillar encoder and

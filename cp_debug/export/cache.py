@@ -21,9 +21,12 @@ import hashlib
 import inspect
 import json
 import os
+import threading
 import time
+import weakref
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from cp_debug.errors import plain
 from cp_debug.export.said import Said, say_again
@@ -37,7 +40,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from cp_debug.export.dynamic import DynamicAxes
 
-__all__ = ["CACHE_ENV", "NO_CACHE_ENV", "export_cached", "export_key", "file_export_cached"]
+__all__ = ["CACHE_ENV", "NO_CACHE_ENV", "digests_kept", "export_cached", "export_key", "file_export_cached",
+           "weights_digest"]
 
 # /2: what the export said (`said.Said`: log records, fd 2) is kept and said again on a hit
 SCHEMA = "cp_debug.export_cache/2"
@@ -99,22 +103,24 @@ def file_export_cached(module, example_inputs: tuple, settings: dict,
 
 
 def export_key(module, example_inputs: Iterable, settings: dict, *, schema: str = SCHEMA,
-               code: Iterable[str] | None = None, start: "hashlib._Hash | None" = None) -> str:
+               code: Iterable[str] | None = None, start: "hashlib._Hash | None" = None, fresh: bool = False) -> str:
     """The content hash an export is stored under (hex sha256). Another entry made by running a module on example
     inputs is keyed here too, with its own `schema` and `code` (the files of the code that makes it, in place of
     the exporter's): the module trace (`probes/trace_cache.py`). `start`: `key_start(module, settings, schema=,
-    code=)` of the same arguments, hashed once for several inputs (the inputs come last: the key is the same)."""
-    h = (start or key_start(module, settings, schema=schema, code=code)).copy()
+    code=)` of the same arguments, hashed once for several inputs (the inputs come last: the key is the same).
+    `fresh`: the weights hashed again, whatever `weights_digest` holds (see there)."""
+    h = (start or key_start(module, settings, schema=schema, code=code, fresh=fresh)).copy()
     for i, x in enumerate(example_inputs):
         _add_tensor(h, f"input{i}", x)
     return h.hexdigest()
 
 
-def key_start(module, settings: dict, *, schema: str = SCHEMA, code: Iterable[str] | None = None) -> "hashlib._Hash":
+def key_start(module, settings: dict, *, schema: str = SCHEMA, code: Iterable[str] | None = None,
+              fresh: bool = False) -> "hashlib._Hash":
     """`export_key`'s hash up to the example inputs: the schema, the versions, `settings`, the module's structure,
     the plain attributes of its submodules, the source files of their classes and of `code`, every parameter and
-    buffer. Valid while the module is unchanged: a forward pass may change it (an observer), so a caller that runs
-    one makes it again (`trace_cache.traced`)."""
+    buffer (their digest: `weights_digest`, hashed again where `fresh`). Valid while the module is unchanged: a
+    forward pass may change it (an observer), so a caller that runs one makes it again (`trace_cache.traced`)."""
     import onnx
     import torch
 
@@ -130,9 +136,50 @@ def key_start(module, settings: dict, *, schema: str = SCHEMA, code: Iterable[st
             sorted((k, v) for k, v in vars(m).items() if _plain(v)), default=str))
     for path in _source_files(module, code):
         _add(h, "source", path.read_bytes())
-    for name, t in [*module.named_parameters(), *module.named_buffers()]:
-        _add_tensor(h, name, t)
+    _add(h, "weights", weights_digest(module, fresh=fresh))
     return h
+
+
+# within `digests_kept()`, on this thread: module -> (the stamp of its weights, their digest)
+_KEPT = threading.local()
+
+
+@contextmanager
+def digests_kept() -> Iterator[None]:
+    """Within: `weights_digest` kept for each module while its weights are unchanged, so that one bisect's export key
+    and module trace key hash its weights once (a 136 M model's 547 MB: 0.5 CPU s, 2 s of wall under load, a hash on
+    the CPU machine). Only for the span of one command: a change made through `.data` is not counted (see
+    `weights_digest`), and a user's code may make one between two calls of the library."""
+    outer = getattr(_KEPT, "digests", None)
+    if outer is None:
+        _KEPT.digests = weakref.WeakKeyDictionary()
+    try:
+        yield
+    finally:
+        if outer is None:
+            _KEPT.digests = None
+
+
+def weights_digest(module, *, fresh: bool = False) -> bytes:
+    """The sha256 of every parameter and buffer of `module` (name, dtype, shape, bytes). Within `digests_kept()`,
+    kept for the module while each tensor is the same storage at the same version: torch counts every in-place change
+    of a tensor (`_version`), and a tensor replaced is another storage; a change made through `.data` is not counted,
+    so `fresh` hashes again whatever is kept (`trace_cache.traced`'s check after its pass, which must see any change
+    the pass made)."""
+    tensors = [*module.named_parameters(), *module.named_buffers()]
+    digests = getattr(_KEPT, "digests", None)
+    stamp = None if digests is None else tuple((name, t.data_ptr(), t._version, t.dtype, tuple(t.shape), str(t.device))
+                                               for name, t in tensors)
+    kept = None if digests is None or fresh else digests.get(module)
+    if kept is not None and kept[0] == stamp:
+        return kept[1]
+    h = hashlib.sha256()
+    for name, t in tensors:
+        _add_tensor(h, name, t)
+    digest = h.digest()
+    if digests is not None:
+        digests[module] = (stamp, digest)
+    return digest
 
 
 def _add(h, tag: str, data: "bytes | str | np.ndarray") -> None:

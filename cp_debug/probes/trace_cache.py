@@ -100,11 +100,11 @@ def traced(module, example_inputs: tuple, *, prefix: str = "", extra=None,
             trace = trace_module(module, example_inputs, prefix=prefix)
     except Exception as err:
         if remember_failure and not _memory_error(err) and _rng_states(torch) == before \
-                and _key(module, example_inputs, prefix, extra) == key:
+                and _key(module, example_inputs, prefix, extra, fresh=True) == key:
             store_json_entry(folder, key, {"schema": SCHEMA, "said": said.to_json(),
                                            "failed": f"{type(err).__name__}: {err}"})
         raise
-    if _rng_states(torch) != before or _key(module, example_inputs, prefix, extra) != key:
+    if _rng_states(torch) != before or _key(module, example_inputs, prefix, extra, fresh=True) != key:
         return trace  # the pass changed state the run may read later: the next run must run it too
     try:
         data = trace.to_json()
@@ -139,7 +139,8 @@ def _cacheable(module, example_inputs: tuple) -> bool:
     return not any(m.training or m._forward_hooks or m._forward_pre_hooks for m in module.modules())
 
 
-def _key(module, example_inputs: tuple, prefix: str, extra, held: HeldKey | None = None) -> str:
+def _key(module, example_inputs: tuple, prefix: str, extra, held: HeldKey | None = None, fresh: bool = False) -> str:
+    """The trace's key; `fresh`: every weight hashed again (after a pass: `export.cache.weights_digest`)."""
     import inspect
 
     from cp_debug import sites
@@ -150,7 +151,7 @@ def _key(module, example_inputs: tuple, prefix: str, extra, held: HeldKey | None
     code = (__file__, inspect.getsourcefile(torch_trace), inspect.getsourcefile(sites))
     settings = {"prefix": prefix, "skipped": skipped, "extra": repr(extra)}
     if held is None:
-        return export_key(module, example_inputs, settings, schema=SCHEMA, code=code)
+        return export_key(module, example_inputs, settings, schema=SCHEMA, code=code, fresh=fresh)
     start = held.start_for(module, prefix, repr(extra), lambda: key_start(module, settings, schema=SCHEMA, code=code))
     return export_key(module, example_inputs, settings, schema=SCHEMA, code=code, start=start)
 

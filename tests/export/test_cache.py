@@ -146,3 +146,27 @@ def test_a_file_export_is_read_back_whole_with_its_warnings_and_a_changed_weight
         net.lin.bias[0] += 1.0
     third, _ = export("c")
     assert third != first and len(list(cache.glob("*.onnx"))) == 2
+
+
+def test_one_commands_keys_hash_the_weights_once_and_see_every_counted_change():
+    """`digests_kept`: within one command the weights' digest is kept while torch counts no change of them (the export's
+    key and the trace's hash 547 MB once, not twice); the key is the one hashed afresh; an in-place change is seen;
+    a change through `.data` (not counted) is seen by `fresh` and by every key outside the span."""
+    from cp_debug.export.cache import digests_kept, export_key, weights_digest
+
+    net, x = _net(), torch.zeros(1, 4, 16, 16)
+    plain = export_key(net, (x,), {"a": 1})
+    with digests_kept():
+        assert export_key(net, (x,), {"a": 1}) == plain
+        kept = weights_digest(net)
+        assert weights_digest(net) is kept  # not hashed again
+        with torch.no_grad():
+            net.c2.weight[0, 0, 0, 0] += 1e-3  # counted (`_version`)
+        counted = export_key(net, (x,), {"a": 1})
+        assert counted != plain and counted == export_key(copy.deepcopy(net), (x,), {"a": 1})
+        net.c2.weight.data[0, 0, 0, 0] += 1e-3  # not counted: the kept digest stands, a fresh one sees it
+        assert export_key(net, (x,), {"a": 1}) == counted
+        assert export_key(net, (x,), {"a": 1}, fresh=True) != counted
+    net.c2.weight.data[0, 0, 0, 0] += 1e-3
+    assert export_key(net, (x,), {"a": 1}) == export_key(copy.deepcopy(net), (x,), {"a": 1})  # outside: always hashed
+

@@ -24,6 +24,7 @@ import numpy as np
 
 from cp_debug.backends.base import PrecisionReport, Runner
 from cp_debug.backends.ort import ort_kept
+from cp_debug.backends.ort.ort_graphs import nhwc_safe, reads_inside
 from cp_debug.backends.feed import check_feed
 from cp_debug.backends.graph_loader import PRECISION_TRANSFORMS, PrecisionTransform, PreparedGraph, PrepareGraph
 from cp_debug.backends.ort.ort_precision import (FP8_ORT_OPT_LEVEL, HALF_ENV, GraphFacts, graph_facts,
@@ -235,7 +236,7 @@ class OrtRunner(Runner):
         """Whether ORT's optimised graph without the probe outputs computes the graph's outputs with the probed
         session's nodes (`ort_unprobed.py`): one session made and not run, once (a server's kept session keeps the
         answer); None where it cannot tell. Where not True, that session is held for one run (`infer_unprobed`):
-        the graph as deployed, not made a second time to be run."""
+        the graph as deployed, not made a second time to be run (but where it was made not to run: see below)."""
         if self._made_from is None:
             return None
         if not self._left_kernels:
@@ -243,13 +244,23 @@ class OrtRunner(Runner):
 
             model, nodes = self._made_from
             outputs = self._graph.graph_outputs
-            sess, facts = make_session(without_probes(model, outputs), self._providers, False, self._how(), outputs)
+            plain = without_probes(model, outputs)
+            # cp_debug's FP16 conversion run as float16 storage emulated (float32 kernels, a Cast pair after every
+            # node: a probe blocks no fusion the Casts did not) is all but never run again: its session made only to
+            # read the optimised graph, its weights not prepacked (the kernels' own copy of them, made once the graph
+            # is optimised: 2.1 → 0.9 CPU s for a 136 M model); where it must run, one is made as the probed one was
+            light = self._transform.kind == "fp16" and self._transform.half_storage is not None
+            how = replace(self._how(), prepack=False) if light else self._how()
+            sess, facts = make_session(plain, self._providers, False, how, outputs)
             self._left_kernels.append(facts.nodes == nodes if facts.nodes else None)
-            self._unprobed = None if self._left_kernels[0] else sess
+            self._unprobed = None if self._left_kernels[0] else (
+                (lambda: make_session(plain, self._providers, False, self._how())[0]) if light else sess)
         return self._left_kernels[0]
 
     def infer_unprobed(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
         sess, self._unprobed = self._unprobed, None
+        if callable(sess):  # the check's session was made not to run (`probes_left_kernels`): one that may
+            sess = sess()
         return None if sess is None else self._plain_run(sess, feed)
 
     def infer_as_written(self, path, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
@@ -388,7 +399,7 @@ class OrtRunner(Runner):
         and 0.23 GB more peak memory for the same values)."""
         if self.spec.device != "cpu" or self.spec.precision == "int8" or half_mode() == "native":
             return False
-        if self.fp16_io and not _reads_inside(model):
+        if self.fp16_io and not reads_inside(model):
             return False
         from cp_debug.precision.half_storage import holds_half_constants
 
@@ -404,30 +415,11 @@ class OrtRunner(Runner):
 
     def _provider_list(self, model: "onnx.ModelProto | None" = None) -> list:
         if self.spec.device == "cuda":
-            nhwc_safe = model is not None and _nhwc_safe(model)
+            nhwc = model is not None and nhwc_safe(model)
             opts = self.determinism.ort_cuda_provider_options(tf32=self.spec.precision == "tf32",
-                                                              half=self.spec.precision == "fp16" and nhwc_safe)
+                                                              half=self.spec.precision == "fp16" and nhwc)
             return [("CUDAExecutionProvider", opts), ("CPUExecutionProvider", {})]
         return [("CPUExecutionProvider", {})]
-
-
-def _reads_inside(model: "onnx.ModelProto") -> bool:
-    """Whether a node of `model` reads a tensor another of its nodes computes (a Constant's value aside)."""
-    made = {t for n in model.graph.node if n.op_type not in ("Constant", "ConstantOfShape") for t in n.output if t}
-    return any(t in made for n in model.graph.node for t in n.input)
-
-
-def _nhwc_safe(model: "onnx.ModelProto") -> bool:
-    """Whether a float16 graph may run ONNX Runtime's NHWC convs (`prefer_nhwc`): it has convs, and every
-    BatchNormalization reads a Conv's or ConvTranspose's output (a 4-D map: the neck's ConvTranspose → BN, which
-    the exporter does not fold). On the H100 (onnxruntime-gpu 1.31.1) a float16 BatchNormalization over [N, C, P]
-    (the pillar encoder's BatchNorm1d after its Linear) under prefer_nhwc aborts the process
-    (`benchmarks/ort_cuda_nhwc_abort.py`)."""
-    producer = {t: n.op_type for n in model.graph.node for t in n.output}
-    ops = {n.op_type for n in model.graph.node}
-    bn_inputs = [n.input[0] for n in model.graph.node if n.op_type == "BatchNormalization"]
-    return bool(ops & {"Conv", "ConvTranspose"}) and all(producer.get(t) in ("Conv", "ConvTranspose")
-                                                          for t in bn_inputs)
 
 
 def half_mode() -> str:

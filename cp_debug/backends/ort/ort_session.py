@@ -45,7 +45,8 @@ _BAD_MODEL = ("Fail", "InvalidArgument", "InvalidGraph", "InvalidProtobuf", "NoM
 class SessionSettings:
     """What a runner's sessions are made with: `label` names the backend in messages; `int8` sets exact integer
     products; `shared_arena` takes host memory from the process's one arena; `dump_facts` writes ORT's optimised graph
-    and reads its facts back (False: none)."""
+    and reads its facts back (False: none); `prepack` False: the kernels do not copy the weights into their own
+    layout (a session made only to read its optimised graph, which is made before)."""
 
     label: str
     determinism: Determinism
@@ -54,6 +55,7 @@ class SessionSettings:
     shared_arena: bool = False
     int8: bool = False
     dump_facts: bool = True
+    prepack: bool = True
 
 
 def exact_int8(so) -> None:
@@ -163,6 +165,8 @@ def _configure(so, model: "onnx.ModelProto", how: SessionSettings) -> None:
         so.add_session_config_entry("session.use_env_allocators", "1")
     if how.int8:
         exact_int8(so)
+    if not how.prepack:
+        so.add_session_config_entry("session.disable_prepacking", "1")
 
 
 _ENV_ARENA = False
