@@ -1,0 +1,255 @@
+"""A Q/DQ pair that rounds to zero before a Log / Div / Sqrt / Pow, named at its tensor (issue 115, item 2): the
+INT8 / FP8 counterpart of `flush_why.py`.
+
+An audio model's log-power in a user's per-tensor INT8 file: `Log(Max(Sqrt(re² + im²)², 1e-12))`, each of `re²`,
+`im²` and their sum read through a Q/DQ pair whose scale (0.75–0.92, zero point -128) is set by the loudest bins:
+every power below half a step rounds to exactly 0, and the Log turns it into log(1e-12) = -27.6. The pairs' own error
+is small (rel. RMSE 0.03: the quiet bins are small), so no own-error ranking sees it; the Log's error is 6.5 — far
+beyond its input's, with no local error of its own. The finding walks back from the op needing a positive input
+through element-wise and layout nodes to the Q/DQ pairs on that chain, reads the reference's values of the tensors
+they quantize (one FP32 run of the stage, those tensors exposed), and says the share of nonzero values that
+quantize-dequantize to 0 at each pair's scale and zero point. The pairs that flush (`MIN_SHARE`) are removed — those
+tensors kept float, what the quantizer's `nodes_to_exclude` of their producers writes — and the stage run to its
+outputs; where that does not bring them back, every activation pair upstream of the op too (the front end). The
+*where* finding places the root cause at the flushing tensor nearest the op, with the numbers and the outcome.
+
+Only for a candidate running the user's own Q/DQ file on ONNX Runtime (its pairs are in the file; the built-in
+candidate's quantized graph is made inside its runner).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cp_debug.bisect.findings.flush_why import NEEDS_POSITIVE, PRODUCERS
+
+ELEMENTWISE = PRODUCERS | {"Sqrt", "Max", "Min", "Clip", "Relu", "Neg", "Reciprocal"}
+LAYOUT = frozenset({"Transpose", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Cast", "Flatten", "Expand"})
+QDQ = ("QuantizeLinear", "DequantizeLinear")
+MIN_SHARE = 0.05  # a pair flushes where this share of its tensor's nonzero values reads 0
+BEYOND = 4.0  # the op's error this many times the worst of its chain's
+_NODES = 48  # nodes walked back at most
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One Q/DQ pair on the chain: the float tensor it quantizes, its scale and zero point, its nodes, the share of
+    the reference's nonzero values that read 0 through it, and the probe that holds the tensor (None: none)."""
+
+    tensor: str
+    scale: float
+    zero: int
+    nodes: tuple[str, ...]  # the QuantizeLinear and the DequantizeLinear(s) reading it
+    share: float
+    probe: str | None
+
+
+@dataclass(frozen=True)
+class QdqFlush:
+    op: str
+    node: str
+    pairs: tuple[Pair, ...]  # those that flush, nearest the op first
+    rel: float  # the op's probe's rel. RMSE
+    chain_rel: float | None  # the worst rel. RMSE of the probes on its chain (None: none measured)
+    producer: str  # "Add 'name'": the node writing the flushing tensor nearest the op
+    probe: str  # where the root is placed: the flushing tensor's probe nearest the op (its producer), else the op's
+    before: float | None = None  # the outputs' error ÷ budget as deployed
+    cured: float | None = None  # with the flushing pairs removed
+    back: bool | None = None
+    front: tuple[str, ...] = ()  # every activation pair's tensor upstream of the op, tried where `back` is not
+    front_cured: float | None = None
+    front_back: bool | None = None
+    # (`restore.Restoration`, `restore.OutputError`) of the cure run to the outputs: the intervention takes it in
+    at_outputs: tuple | None = field(default=None, compare=False)
+
+    @property
+    def share(self) -> float:
+        return max(p.share for p in self.pairs)
+
+    def words(self, front: bool = False) -> str:
+        if front:
+            return f"every activation Q/DQ pair before the {self.op} removed: {len(self.front)} tensor(s) kept float"
+        return f"the Q/DQ pairs of {', '.join(repr(p.tensor) for p in self.pairs)} removed (kept float)"
+
+    def text(self) -> str:
+        first, rest = self.pairs[0], self.pairs[1:]
+        more = ("; on its chain also " + ", ".join(f"{p.tensor!r} {p.share:.0%} (scale {p.scale:.3g}, zero point "
+                                                    f"{p.zero})" for p in rest)) if rest else ""
+        chain = f", its chain's worst {self.chain_rel:.3g}" if self.chain_rel is not None else ""
+        head = (f"INT8 flushes to zero before the {self.op} '{self.node}': its input's producer {self.producer} "
+                f"writes {first.tensor!r}, whose Q/DQ pair (scale {first.scale:.3g}, zero point {first.zero}) rounds "
+                f"{first.share:.0%} of the reference's nonzero values to 0 (|x| below half a step){more}; the "
+                f"{self.op} of those zeros makes its error (rel. RMSE {self.rel:.3g}{chain}), which no pair's own "
+                "error shows")
+        names = ", ".join(repr(p.tensor) for p in self.pairs)
+        if self.back is None:
+            return f"{head}; keep {names} float (leave their producers out of the file's quantization)"
+        if self.back:
+            return (f"{head}; verified at the outputs: keeping {names} float (their Q/DQ pairs removed) brings them "
+                    f"back ({self.before:.3g}× → {self.cured:.3g}× their budget)")
+        tail = (f"; keeping {names} float moves the outputs {self.before:.3g}× → {self.cured:.3g}× their budget, not "
+                "back")
+        if self.front_back is not None:
+            tail += (f"; with every activation pair before the {self.op} removed too ({len(self.front)} tensors: "
+                     f"{', '.join(self.front[:6])}{' …' if len(self.front) > 6 else ''}) "
+                     + (f"they come back ({self.front_cured:.3g}×)" if self.front_back
+                        else f"{self.front_cured:.3g}×, not back"))
+        return head + tail
+
+
+def qdq_flush(run, state, results, first_divergent: str | None, root: str | None) -> QdqFlush | None:
+    """The flush before an op needing a positive input at the first divergent probe (else the root), or None."""
+    from cp_debug.bisect.cures.restore import own_nodes
+
+    by = {r.probe: r for r in results}
+    for probe in dict.fromkeys(x for x in (first_divergent, root) if x):
+        own = own_nodes(run, state, probe)
+        r = by.get(probe)
+        if own is None or r is None or r.diff is None:
+            continue
+        model, mine = own
+        writer = {t: n for n in model.graph.node for t in n.output}
+        target = next((n for n in model.graph.node if n.name in mine and n.op_type in NEEDS_POSITIVE), None)
+        if target is None:  # the probe's tensor read through its own pair
+            n = next((n for n in model.graph.node if n.name in mine), None)
+            while n is not None and n.op_type in QDQ:
+                n = writer.get(n.input[0])
+            target = n if n is not None and n.op_type in NEEDS_POSITIVE else None
+        if target is not None:
+            found = _examined(run, state, by, probe, model, writer, target)
+            if found is not None:
+                return found
+    return None
+
+
+def _examined(run, state, by: dict, probe: str, model, writer: dict, target) -> QdqFlush | None:
+    from cp_debug.bisect.cures.experiment import OrtFp32Reference
+
+    p = run.probes[probe]
+    inits = {t.name: t for t in model.graph.initializer}
+    readers: dict[str, list] = {}
+    for n in model.graph.node:
+        for x in n.input:
+            readers.setdefault(x, []).append(n)
+    pairs, walked = _walk(writer, inits, target)
+    if not pairs:
+        return None
+    pm = run.stage_of(state.label, p.stage).probe_map()
+    probe_of = {t: name for name, t in (pm.tensors.items() if pm is not None else ()) if name in by}
+    for q in pairs:  # a probe of a quantized tensor maps onto its pair's DequantizeLinear output
+        for t in (q.output[0], *(d.output[0] for d in readers.get(q.output[0], ()))):
+            if t in probe_of:
+                probe_of.setdefault(q.input[0], probe_of[t])
+    chain = [by[probe_of[t]].diff.rel_rmse for t in [*walked, *(q.input[0] for q in pairs)] if t in probe_of
+             and probe_of[t] != probe and by[probe_of[t]].diff is not None]
+    rel = by[probe].diff.rel_rmse
+    chain_rel = max(chain) if chain else None
+    if chain_rel is not None and not rel >= BEYOND * chain_rel:
+        return None
+    reference = run.subject.stages[p.stage].onnx()
+    known = {t for n in reference.graph.node for t in n.output}
+    tensors = [q.input[0] for q in pairs if q.input[0] in known]
+    if not tensors:
+        return None
+    ref = OrtFp32Reference(reference, run.ref_feeds[p.stage], determinism=run.det)(tensors)
+    flushing = [x for x in (_pair(q, ref, inits, readers, probe_of) for q in pairs) if x is not None]
+    if not flushing:
+        return None
+    at = next((x.probe for x in flushing if x.probe is not None), probe)
+    made = writer.get(flushing[0].tensor)
+    producer = f"{made.op_type} '{made.name}'" if made is not None else f"'{flushing[0].tensor}'"
+    found = QdqFlush(target.op_type, target.name, tuple(flushing), rel, chain_rel, producer, at)
+    return _tried(run, state, p.stage, found, model, writer, target, inits)
+
+
+def _walk(writer: dict, inits: dict, target) -> tuple[list, list[str]]:
+    """Back from `target`'s input (a Div's divisor) through element-wise and layout nodes and the Q/DQ pairs between
+    them: the pairs' QuantizeLinear nodes, nearest first, and the tensors the other nodes write."""
+    start = target.input[1] if target.op_type == "Div" and len(target.input) > 1 else target.input[0]
+    pairs, seen, todo, walked = [], set(), [start], []
+    while todo and len(seen) < _NODES:
+        n = writer.get(todo.pop(0))
+        if n is None or n.name in seen:
+            continue
+        seen.add(n.name)
+        if n.op_type == "DequantizeLinear":
+            q = writer.get(n.input[0])
+            if q is not None and q.op_type == "QuantizeLinear" and q.input[0] not in inits:
+                pairs.append(q)
+                todo.append(q.input[0])
+        elif n.op_type in ELEMENTWISE or n.op_type in LAYOUT:
+            walked.append(n.output[0])
+            todo += [x for x in n.input if x and x not in inits and x in writer]
+    return pairs, walked
+
+
+def _pair(q, ref: dict, inits: dict, readers: dict, probe_of: dict) -> Pair | None:
+    """QuantizeLinear `q`'s pair where it flushes `MIN_SHARE` of the reference's nonzero values (per tensor), else
+    None."""
+    from onnx import numpy_helper
+
+    if q.input[0] not in ref or q.input[1] not in inits:
+        return None
+    scale = numpy_helper.to_array(inits[q.input[1]]).astype(np.float64)
+    zp = numpy_helper.to_array(inits[q.input[2]]) if len(q.input) > 2 and q.input[2] in inits else None
+    share = _share(np.asarray(ref[q.input[0]], np.float64), scale, zp)
+    if share < MIN_SHARE or scale.size != 1:
+        return None
+    dqs = tuple(d.name for d in readers.get(q.output[0], ()) if d.op_type == "DequantizeLinear")
+    zero = int(np.asarray(zp, np.float64).reshape(-1)[0]) if zp is not None else 0
+    return Pair(q.input[0], float(scale.reshape(-1)[0]), zero, (q.name, *dqs), share, probe_of.get(q.input[0]))
+
+
+def _share(x: np.ndarray, scale: np.ndarray, zp) -> float:
+    """The share of `x`'s nonzero values that quantize-dequantize to exactly 0 at `scale` / `zp` (per tensor)."""
+    nonzero = x[x != 0]
+    if nonzero.size == 0 or scale.size != 1:
+        return 0.0
+    s = float(scale.reshape(-1)[0])
+    if zp is None or np.issubdtype(np.asarray(zp).dtype, np.integer):
+        z = int(np.asarray(zp).reshape(-1)[0]) if zp is not None else 0
+        lo, hi = (np.iinfo(np.asarray(zp).dtype).min, np.iinfo(np.asarray(zp).dtype).max) if zp is not None else (
+            -128, 127)
+        q = np.clip(np.rint(nonzero / s) + z, lo, hi)
+        return float(np.mean(q == z))
+    # float8: its smallest subnormal is 2^-9; below half of it (times the scale) reads 0
+    return float(np.mean(np.abs(nonzero) < s * 2.0 ** -10))
+
+
+def _tried(run, state, stage: int, found: QdqFlush, model, writer: dict, target, inits) -> QdqFlush:
+    """`found` with its pairs removed and run at the outputs; where not back, every activation pair upstream too."""
+    from dataclasses import replace
+
+    from cp_debug.bisect.cures.restore import KEPT_FLOAT, Restoration, output_error, run_restored
+
+    r = Restoration(found.probe, stage, KEPT_FLOAT, nodes=tuple(n for x in found.pairs for n in x.nodes),
+                    detail=found)
+    before = output_error(run, state, stage, run_restored(run, state, stage, []))
+    err = output_error(run, state, stage, run_restored(run, state, stage, [r]))
+    if not err.ratio < before.ratio and not err.back:  # a removal that leaves the outputs worse is no cure
+        return replace(found, before=before.ratio, cured=err.ratio, back=False)
+    found = replace(found, before=before.ratio, cured=err.ratio, back=err.back)
+    if err.back:
+        r = replace(r, detail=found)
+        return replace(found, at_outputs=(r, err))
+    # the front end: every activation pair upstream of the op
+    seen, todo, nodes, tensors = set(), list(target.input), [], []
+    while todo:
+        n = writer.get(todo.pop())
+        if n is None or n.name in seen:
+            continue
+        seen.add(n.name)
+        if n.op_type == "QuantizeLinear" and n.input[0] not in inits:
+            tensors.append(n.input[0])
+            nodes += [n.name, *(d.name for d in model.graph.node if d.op_type == "DequantizeLinear"
+                                and d.input[0] == n.output[0])]
+        todo += [x for x in n.input if x and x not in inits]
+    if not set(nodes) > set(r.nodes):
+        return found
+    wide = replace(r, nodes=tuple(dict.fromkeys(nodes)), segment=True)
+    werr = output_error(run, state, stage, run_restored(run, state, stage, [wide]))
+    found = replace(found, front=tuple(tensors), front_cured=werr.ratio, front_back=werr.back)
+    best = (replace(wide, detail=found), werr) if werr.back else (replace(r, detail=found), err)
+    return replace(found, at_outputs=best)
