@@ -58,9 +58,11 @@ class QdqFlush:
     before: float | None = None  # the outputs' error ÷ budget as deployed
     cured: float | None = None  # with the flushing pairs removed
     back: bool | None = None
+    flips: int = 0  # the decisions still flipped with them removed
     front: tuple[str, ...] = ()  # every activation pair's tensor upstream of the op, tried where `back` is not
     front_cured: float | None = None
     front_back: bool | None = None
+    front_flips: int = 0
     # (`restore.Restoration`, `restore.OutputError`) of the cure run to the outputs: the intervention takes it in
     at_outputs: tuple | None = field(default=None, compare=False)
 
@@ -89,14 +91,18 @@ class QdqFlush:
         if self.back:
             return (f"{head}; verified at the outputs: keeping {names} float (their Q/DQ pairs removed) brings them "
                     f"back ({self.before:.3g}× → {self.cured:.3g}× their budget)")
-        tail = (f"; keeping {names} float moves the outputs {self.before:.3g}× → {self.cured:.3g}× their budget, not "
-                "back")
+        tail = (f"; keeping {names} float moves the outputs {self.before:.3g}× → {self.cured:.3g}× their budget, "
+                f"{_not_back(self.flips)}")
         if self.front_back is not None:
             tail += (f"; with every activation pair before the {self.op} removed too ({len(self.front)} tensors: "
                      f"{', '.join(self.front[:6])}{' …' if len(self.front) > 6 else ''}) "
                      + (f"they come back ({self.front_cured:.3g}×)" if self.front_back
-                        else f"{self.front_cured:.3g}×, not back"))
+                        else f"{self.front_cured:.3g}×, {_not_back(self.front_flips)}"))
         return head + tail
+
+
+def _not_back(flips: int) -> str:
+    return f"not back ({flips} decision(s) still flipped)" if flips else "not back"
 
 
 def qdq_flush(run, state, results, first_divergent: str | None, root: str | None) -> QdqFlush | None:
@@ -230,7 +236,7 @@ def _tried(run, state, stage: int, found: QdqFlush, model, writer: dict, target,
     err = output_error(run, state, stage, run_restored(run, state, stage, [r]))
     if not err.ratio < before.ratio and not err.back:  # a removal that leaves the outputs worse is no cure
         return replace(found, before=before.ratio, cured=err.ratio, back=False)
-    found = replace(found, before=before.ratio, cured=err.ratio, back=err.back)
+    found = replace(found, before=before.ratio, cured=err.ratio, back=err.back, flips=err.flips)
     if err.back:
         r = replace(r, detail=found)
         return replace(found, at_outputs=(r, err))
@@ -250,6 +256,7 @@ def _tried(run, state, stage: int, found: QdqFlush, model, writer: dict, target,
         return found
     wide = replace(r, nodes=tuple(dict.fromkeys(nodes)), segment=True)
     werr = output_error(run, state, stage, run_restored(run, state, stage, [wide]))
-    found = replace(found, front=tuple(tensors), front_cured=werr.ratio, front_back=werr.back)
+    found = replace(found, front=tuple(tensors), front_cured=werr.ratio, front_back=werr.back,
+                    front_flips=werr.flips)
     best = (replace(wide, detail=found), werr) if werr.back else (replace(r, detail=found), err)
     return replace(found, at_outputs=best)
