@@ -130,15 +130,16 @@ class RangeLoss:
 
 @dataclass(frozen=True)
 class QdqFlushBefore:
-    """A user's Q/DQ file whose pairs round to zero the values an op needing a positive input (Log / Div / Sqrt / Pow)
-    reads, placed at the flushing tensor with the share and its removal tried at the outputs (`qdq_flush.py`)."""
+    """A user's Q/DQ file (or the built-in INT8's quantized graph) whose pairs round to zero the values an op needing a
+    positive input (Log / Div / Sqrt / Pow) reads, placed at the flushing tensor with the share and its removal tried
+    at the outputs (`qdq_flush.py`)."""
 
     fault: str = "qdq flush"
     role: Role = Role.WHERE
 
     def applies(self, c: Candidate) -> bool:
-        return (c.ran and c.precision in QUANTIZED and c.own_files and c.spec.runs_onnx
-                and c.spec.can(Capability.ORT_SESSIONS))
+        return (c.ran and c.precision in QUANTIZED and (c.own_files or c.spec.precision == "int8")
+                and c.spec.runs_onnx and c.spec.can(Capability.ORT_SESSIONS))
 
     def examine(self, seg: Segment) -> Finding | None:
         from cp_debug.bisect.findings.qdq_flush import qdq_flush
@@ -149,6 +150,10 @@ class QdqFlushBefore:
         if found is None or (found.cured is not None and not found.cured < found.before):
             return None  # its removal leaves the outputs no better: no cure offered, no root placed
         back = bool(found.back or found.front_back)
+        within = min(x for x in (found.cured, found.front_cured, float("inf")) if x is not None) < 1
+        tried = seg.state.intervention
+        if not back and (not within or (tried is not None and tried.cure is not None)):
+            return None  # the outputs not within their budget with it removed, or another cause brings them back
         return Finding(self.fault, self.role, found.probe, found.text(), found.share, detail=found,
                        restores=_tried(found), measured=back)
 

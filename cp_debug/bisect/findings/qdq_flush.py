@@ -13,8 +13,9 @@ tensors kept float, what the quantizer's `nodes_to_exclude` of their producers w
 outputs; where that does not bring them back, every activation pair upstream of the op too (the front end). The
 *where* finding places the root cause at the flushing tensor nearest the op, with the numbers and the outcome.
 
-Only for a candidate running the user's own Q/DQ file on ONNX Runtime (its pairs are in the file; the built-in
-candidate's quantized graph is made inside its runner).
+A candidate running the user's own Q/DQ file on ONNX Runtime reads its pairs in the file, its cure the pairs removed;
+the built-in INT8 candidate reads them in the graph its runner quantizes (`quantize_int8_cached`, the same cached
+graph), its cure the pairs' writers and readers left out of INT8 (`--exclude-int8`).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class QdqFlush:
     cured: float | None = None  # with the flushing pairs removed
     back: bool | None = None
     flips: int = 0  # the decisions still flipped with them removed
+    excluded: tuple[str, ...] = ()  # the built-in: the nodes left out of INT8 to keep them float
     front: tuple[str, ...] = ()  # every activation pair's tensor upstream of the op, tried where `back` is not
     front_cured: float | None = None
     front_back: bool | None = None
@@ -89,7 +91,8 @@ class QdqFlush:
         if self.back is None:
             return f"{head}; keep {names} float (leave their producers out of the file's quantization)"
         if self.back:
-            return (f"{head}; verified at the outputs: keeping {names} float (their Q/DQ pairs removed) brings them "
+            how = f"--exclude-int8 {','.join(self.excluded)}" if self.excluded else "their Q/DQ pairs removed"
+            return (f"{head}; verified at the outputs: keeping {names} float ({how}) brings them "
                     f"back ({self.before:.3g}× → {self.cured:.3g}× their budget)")
         tail = (f"; keeping {names} float moves the outputs {self.before:.3g}× → {self.cured:.3g}× their budget, "
                 f"{_not_back(self.flips)}")
@@ -99,6 +102,24 @@ class QdqFlush:
                      + (f"they come back ({self.front_cured:.3g}×)" if self.front_back
                         else f"{self.front_cured:.3g}×, {_not_back(self.front_flips)}"))
         return head + tail
+
+
+def _around(model, writer: dict, pairs, quantize: bool = False) -> tuple[str, ...]:
+    """The built-in's nodes to leave out of INT8 so that `pairs`' tensors stay float: each tensor's writer and the
+    nodes reading its pair (`int8.out_of_int8` has them read the float tensor)."""
+    qs = pairs if quantize else [_quantize_of(model, p.tensor) for p in pairs]
+    out = []
+    for q in (q for q in qs if q is not None):
+        made = writer.get(q.input[0])
+        if made is not None and made.op_type not in QDQ and made.name:
+            out.append(made.name)
+        dqs = {d.output[0] for d in model.graph.node if d.op_type == "DequantizeLinear" and d.input[0] == q.output[0]}
+        out += [n.name for n in model.graph.node if n.name and n.op_type not in QDQ and set(n.input) & dqs]
+    return tuple(dict.fromkeys(out))
+
+
+def _quantize_of(model, tensor: str):
+    return next((n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == tensor), None)
 
 
 def _not_back(flips: int) -> str:
@@ -116,6 +137,10 @@ def qdq_flush(run, state, results, first_divergent: str | None, root: str | None
         if own is None or r is None or r.diff is None:
             continue
         model, mine = own
+        if state.spec.onnx_dir is None:  # the built-in INT8 / FP8: the graph its runner quantized
+            model = _quantized(run, state, run.probes[probe].stage, model)
+            if model is None:
+                return None
         writer = {t: n for n in model.graph.node for t in n.output}
         target = next((n for n in model.graph.node if n.name in mine and n.op_type in NEEDS_POSITIVE), None)
         if target is None:  # the probe's tensor read through its own pair
@@ -168,6 +193,17 @@ def _examined(run, state, by: dict, probe: str, model, writer: dict, target) -> 
     producer = f"{made.op_type} '{made.name}'" if made is not None else f"'{flushing[0].tensor}'"
     found = QdqFlush(target.op_type, target.name, tuple(flushing), rel, chain_rel, producer, at)
     return _tried(run, state, p.stage, found, model, writer, target, inits)
+
+
+def _quantized(run, state, stage: int, model):
+    """The built-in INT8 candidate's quantized graph of `model` (its stage), as its runner makes it (cached), else
+    None (FP8, block formats)."""
+    if state.spec.precision != "int8":
+        return None
+    from cp_debug.precision.int8_cache import quantize_int8_cached
+
+    method = run.ort_kwargs(state.spec, model).get("calib_method", "minmax")
+    return quantize_int8_cached(model, run.calib(stage), method=method).model
 
 
 def _walk(writer: dict, inits: dict, target) -> tuple[list, list[str]]:
@@ -228,15 +264,18 @@ def _tried(run, state, stage: int, found: QdqFlush, model, writer: dict, target,
     """`found` with its pairs removed and run at the outputs; where not back, every activation pair upstream too."""
     from dataclasses import replace
 
-    from cp_debug.bisect.cures.restore import KEPT_FLOAT, Restoration, output_error, run_restored
+    from cp_debug.bisect.cures.restore import EXCLUDE, KEPT_FLOAT, Restoration, output_error, run_restored
 
-    r = Restoration(found.probe, stage, KEPT_FLOAT, nodes=tuple(n for x in found.pairs for n in x.nodes),
-                    detail=found)
+    own = state.spec.onnx_dir is not None
+    r = (Restoration(found.probe, stage, KEPT_FLOAT, nodes=tuple(n for x in found.pairs for n in x.nodes), detail=found)
+         if own else Restoration(found.probe, stage, EXCLUDE, nodes=_around(model, writer, found.pairs),
+                                 source="the flush's pairs' nodes"))
     before = output_error(run, state, stage, run_restored(run, state, stage, []))
     err = output_error(run, state, stage, run_restored(run, state, stage, [r]))
     if not err.ratio < before.ratio and not err.back:  # a removal that leaves the outputs worse is no cure
         return replace(found, before=before.ratio, cured=err.ratio, back=False)
-    found = replace(found, before=before.ratio, cured=err.ratio, back=err.back, flips=err.flips)
+    found = replace(found, before=before.ratio, cured=err.ratio, back=err.back, flips=err.flips,
+                    excluded=() if own else r.nodes)
     if err.back:
         r = replace(r, detail=found)
         return replace(found, at_outputs=(r, err))
@@ -252,9 +291,13 @@ def _tried(run, state, stage: int, found: QdqFlush, model, writer: dict, target,
             nodes += [n.name, *(d.name for d in model.graph.node if d.op_type == "DequantizeLinear"
                                 and d.input[0] == n.output[0])]
         todo += [x for x in n.input if x and x not in inits]
+    if not own:  # the built-in: every node reading or writing them left out of INT8
+        nodes = list(_around(model, writer, [x for x in model.graph.node if x.name in nodes
+                                               and x.op_type == "QuantizeLinear"], quantize=True))
     if not set(nodes) > set(r.nodes):
         return found
-    wide = replace(r, nodes=tuple(dict.fromkeys(nodes)), segment=True)
+    wide = replace(r, nodes=tuple(dict.fromkeys(nodes)), segment=True,
+                   source=None if own else f"every pair before the {found.op}: its nodes")
     werr = output_error(run, state, stage, run_restored(run, state, stage, [wide]))
     found = replace(found, front=tuple(tensors), front_cured=werr.ratio, front_back=werr.back,
                     front_flips=werr.flips)
