@@ -51,7 +51,8 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
     seg = Segment(Candidate(run, state), tuple(results), fd, rc)
     placed = catalog.where(seg) if rc else None
     confirmed = confirmed_at(state, rc)
-    if placed is not None and confirmed and not placed.replaces_hint and not _within(placed.probe, rc):
+    if placed is not None and confirmed and not (placed.replaces_hint or placed.measured) \
+            and not _within(placed.probe, rc):
         # the output decides: a range's kind does not outrank a cause the intervention confirmed (a decision, measured
         # on the reference's choice, is an intervention of its own)
         placed = None

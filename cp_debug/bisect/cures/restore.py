@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
 KEEP, EXCLUDE, REPLACE = "kept in FP32", "left out of INT8", "its tensor replaced by the reference's"
 UNPAIRED = "its scale's Q/DQ pairs removed"  # a tensor candidate: a user's file's shared scale (cures/shared_scale)
 CONSTANT = "its constant replaced by the reference's"  # a tensor candidate: a user's file's constant (cures/constants)
+KEPT_FLOAT = "kept float (its Q/DQ pairs removed)"  # a file's pairs that flush before a Log (findings/qdq_flush)
 _REF_INPUT = "{}__cpdebug_reference"
 
 
@@ -57,6 +58,8 @@ class Restoration:
             return f"{self.probe} ({self.how})"
         if self.how in (UNPAIRED, CONSTANT):
             return f"{self.probe} ({self.detail.words() if self.detail is not None else self.how})"
+        if self.how == KEPT_FLOAT:
+            return f"{self.probe} ({self.detail.words(self.segment) if self.detail is not None else self.how})"
         return f"{self.probe} ({len(self.nodes)} node(s){' of its segment' if self.segment else ''} {self.how})"
 
 
@@ -216,7 +219,7 @@ def run_restored(run: "RunState", state: "CandidateState", stage: int, restored:
         dtypes = {i.name: np.float16 if i.type.tensor_type.elem_type == 10 else np.float32 for i in model.graph.input}
         feed.update({(n := _REF_INPUT.format(r.tensor)): np.asarray(run.store.get(r.probe)).astype(dtypes[n])
                      for r in replaced})
-    unpaired = [n for r in restored if r.how == UNPAIRED for n in r.nodes]
+    unpaired = [n for r in restored if r.how in (UNPAIRED, KEPT_FLOAT) for n in r.nodes]
     if unpaired:
         model = _without_pairs(model, set(unpaired))
     for r in restored:

@@ -2,7 +2,8 @@
 
 The order is the story's. *Where*: a decision measured (the stage run again on the reference's choice,
 `choice_flip.py`), a near tie at a TopK / ArgMax / saturated Softmax (`flip_why.py`), an index a float rounds across
-(`index_why.py`), the tensor whose INT8 / FP8 range loses its values (`int8_story.py`). *Why*, at the root cause:
+(`index_why.py`), the tensor whose INT8 / FP8 range loses its values (`int8_story.py`), a user's Q/DQ file's pairs
+that round to zero before a Log / Div / Sqrt / Pow (`qdq_flush.py`). *Why*, at the root cause:
 a constant or statistic beyond float16's range (`constant_range.py`), a flush to zero before a Log / Div / Sqrt / Pow
 named at its producer (`flush_why.py`) — each in place of the rounding hint —, the op-level why of its segment by
 format (`segment_why.py` FP16/BF16, `segment_int8.py`, `segment_fp8.py`, `segment_blocks.py`), a user's Q/DQ file's
@@ -125,6 +126,36 @@ class RangeLoss:
         if moved is None:
             return None
         return Finding(self.fault, self.role, moved[0], moved[1])
+
+
+@dataclass(frozen=True)
+class QdqFlushBefore:
+    """A user's Q/DQ file (or the built-in INT8's quantized graph) whose pairs round to zero the values an op needing a
+    positive input (Log / Div / Sqrt / Pow) reads, placed at the flushing tensor with the share and its removal tried
+    at the outputs (`qdq_flush.py`)."""
+
+    fault: str = "qdq flush"
+    role: Role = Role.WHERE
+
+    def applies(self, c: Candidate) -> bool:
+        return (c.ran and c.precision in QUANTIZED and (c.own_files or c.spec.precision == "int8")
+                and c.spec.runs_onnx and c.spec.can(Capability.ORT_SESSIONS))
+
+    def examine(self, seg: Segment) -> Finding | None:
+        from cp_debug.bisect.findings.qdq_flush import qdq_flush
+
+        if seg.root is None:
+            return None
+        found = qdq_flush(seg.run, seg.state, seg.results, seg.first_divergent, seg.root)
+        if found is None or (found.cured is not None and not found.cured < found.before):
+            return None  # its removal leaves the outputs no better: no cure offered, no root placed
+        back = bool(found.back or found.front_back)
+        within = min(x for x in (found.cured, found.front_cured, float("inf")) if x is not None) < 1
+        tried = seg.state.intervention
+        if not back and (not within or (tried is not None and tried.cure is not None)):
+            return None  # the outputs not within their budget with it removed, or another cause brings them back
+        return Finding(self.fault, self.role, found.probe, found.text(), found.share, detail=found,
+                       restores=_tried(found), measured=back)
 
 
 # -- why ------------------------------------------------------------------------------------------------------------
@@ -379,7 +410,8 @@ class Intervened:
                        cure.after.ratio if cure is not None else tried.before.ratio, detail=tried, adds_to_hint=True)
 
 
-EXAMINERS: tuple[Examiner, ...] = (MeasuredChoice(), NearTie(), RangeLoss(), ConstantRange(), FlushBefore(),
+EXAMINERS: tuple[Examiner, ...] = (MeasuredChoice(), NearTie(), RangeLoss(), QdqFlushBefore(), ConstantRange(),
+                                   FlushBefore(),
                                    SegmentWhy(), SharedScaleWhy(), QdqFile(), Eps(), Export(), CalibrationFit(),
                                    GraphDifference(),
                                    RuntimeDefaults(), Intervened())

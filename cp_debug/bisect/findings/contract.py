@@ -116,6 +116,9 @@ class Finding:
     # the intervention takes in like a layer's (`intervention.settle`), so that the root, its cure and the confirmation
     # name one keep set
     restores: tuple = field(default=(), compare=False)
+    # WHERE: its own restoration brought the outputs back (an intervention of its own, as a decision measured on the
+    # reference's choice is): it is not given way to a cause the ranking's intervention confirmed elsewhere
+    measured: bool = False
 
     def to_json(self) -> dict:
         """Its JSON: a number that is none (NaN: a runtime that refused the file measured nothing) is null."""

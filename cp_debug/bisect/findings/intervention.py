@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from cp_debug.bisect.cures.restore import (CONSTANT, EXCLUDE, KEEP, REPLACE, OutputError, Restoration,
+from cp_debug.bisect.cures.restore import (CONSTANT, EXCLUDE, KEEP, KEPT_FLOAT, REPLACE, OutputError, Restoration,
                                            cure_words, output_error, restoration, run_restored, widened)
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -113,7 +113,8 @@ class Intervention:
                     f"{limit} (worst output {before}; {tried}){self._alone()}")
         what = ("the set " + ", ".join(self.confirmed_set)) if self.confirmed_set else self.confirmed
         how = c.restored[0].how
-        if c.restored[0].source or c.restored[0].how == CONSTANT:  # a keep set with its nodes' count; a constant
+        # a keep set with its nodes' count; a constant; a file's pairs kept float
+        if c.restored[0].source or c.restored[0].how in (CONSTANT, KEPT_FLOAT):
             what, how = c.restored[0].words(), ""
         flips = f", {self.before.flips} decision(s) flipped before" if self.before.flips else ""
         if self.chosen and self.confirmed_set:  # no one alone: the 1-minimal set of the ranked, said as the root
