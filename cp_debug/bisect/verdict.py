@@ -69,7 +69,7 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
         # code makes the choice named with it (issue 115: the root and its reason name one module)
         hint, owner = placed.text, owner_cause.owner(rc, placed.detail) if placed.detail is not None else None
     else:
-        hint, owner = _hint(run, state, rc, whys) if rc else (None, None)
+        hint, owner = _hint(run, state, rc, whys, placed is not None and placed.measured) if rc else (None, None)
         if placed is not None and placed.text:
             hint = merged(placed.text, hint)
         to = owner_cause.moved(run, state, rc, owner, path, measure) if owner else None
@@ -232,9 +232,11 @@ def _outputs_ok(run: RunState, state: CandidateState) -> bool:
     return all(state.results[n].status == "ok" for n in names if n in state.results)
 
 
-def _hint(run: RunState, state: CandidateState, name: str, whys: dict) -> tuple[str | None, str | None]:
+def _hint(run: RunState, state: CandidateState, name: str, whys: dict,
+          measured: bool = False) -> tuple[str | None, str | None]:
     """The root cause's hint from its *why* findings (by fault class), and the module whose own code holds the op
-    its segment's why names where that is another module than the probe's (`owner_cause.owner`), else None."""
+    its segment's why names where that is another module than the probe's (`owner_cause.owner`), else None.
+    `measured`: a *where* finding placed it by its own restoration at the outputs (no accumulation said)."""
     r = state.results.get(name)
     if r is None:
         return None, None
@@ -277,7 +279,8 @@ def _hint(run: RunState, state: CandidateState, name: str, whys: dict) -> tuple[
         calib_fit=said.get("calibration"))
     hint = hints_mod.hint_for(r, ctx)
     # a calibration that misses tells its own story; a cause confirmed at the outputs is no accumulation
-    spread = _dominance(run, state, name) if not ctx.calib_fit and not confirmed_at(state, name) else None
+    spread = (_dominance(run, state, name) if not ctx.calib_fit and not measured and not confirmed_at(state, name)
+              else None)
     if spread is not None:
         hint = (hint + "; " if hint else "") + spread
     return hint, why.owner if why is not None else None

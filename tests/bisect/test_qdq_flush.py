@@ -124,6 +124,7 @@ def test_the_pairs_that_flush_before_the_log_are_the_root_cause_with_their_share
                            "'power_eps'"), hint
     assert f"rounds {share:.0%} of the reference's nonzero values to 0" in hint, hint
     assert "'power'" in hint and "they come back" in hint, hint
+    assert "no single layer dominates" not in hint, hint  # a mechanism restored at the outputs: no accumulation said
     cure = next(t for t in cause["intervention"]["tried"] if t["how"] == ["kept float (its Q/DQ pairs removed)"]
                 and t["back"])
     assert {"power_eps_QuantizeLinear", "power_QuantizeLinear", "x_QuantizeLinear"} <= set(cure["nodes"]), cure
