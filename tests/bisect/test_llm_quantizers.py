@@ -329,3 +329,31 @@ def test_tied_embeddings_gathered_from_lm_heads_packed_weight_are_mapped(tmp_pat
     missing = [line for line in res.stdout.splitlines() if line.rstrip().endswith("missing")]
     assert not missing, missing
     assert json.loads(out.read_text())["outcome"] == "within_precision"
+
+
+def test_no_weight_search_past_its_size(monkeypatch):
+    """The weight search decodes up to 40 float copies of the candidate's file: on the 0.5 B pair of
+    `benchmarks/llm_size.py` (a 296 MB INT4 file) it filled 29 GB of /tmp and ended exit 2 after 379 s. Past
+    `WEIGHT_SEARCH_BYTES` it is not run, and said; below it (the stored file) it finds the embedding and lm_head."""
+    from cp_debug.bisect.subjects import generation
+    from cp_debug.bisect.subjects.weight_cures import float_arrays
+
+    fp32 = load_onnx(LLM / "qwen3_massive/fp32/model.onnx")
+    ref = greedy(fp32, DecoderInputs.of(fp32, LLM / "qwen3_massive/fp32/model.onnx"), PROMPT, N)
+    path = LLM / "qwen3_massive/int4_gather/model.onnx"
+    model = load_onnx(path)
+    asked = []
+
+    def weights():
+        asked.append(1)
+        return float_arrays(fp32)
+
+    monkeypatch.setattr(generation, "WEIGHT_SEARCH_BYTES", 1 << 10)
+    said = generation.decode_answer(ref, model, DecoderInputs.of(model, path), path, PROMPT, N, "ref",
+                                    reference_weights=weights).lines
+    assert any("no weight search past 0 MB of weights" in line for line in said), said
+    assert not asked  # the reference's float weights not even read
+    monkeypatch.undo()
+    said = generation.decode_answer(ref, model, DecoderInputs.of(model, path), path, PROMPT, N, "ref",
+                                    reference_weights=weights).lines
+    assert any("accuracy_level=1" in line and "Gather" in line for line in said), said
