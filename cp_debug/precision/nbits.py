@@ -65,12 +65,14 @@ def dequantize_dq(node, inits: dict) -> "np.ndarray | None":
     """The float weight a DequantizeLinear of an initializer stands for, with the file's own numbers: (x − zero
     point) × scale, per tensor, per axis (`axis`) or per block of `block_size` along `axis` (opset 21); None where a
     part is not an initializer or the shapes do not fit."""
-    parts = _dq_parts(node, inits)
+    parts = dq_parts(node, inits)
     return None if parts is None else (parts[0] - parts[1]) * parts[2]
 
 
-def _dq_parts(node, inits: dict):
-    """(x, zero point, scale) of a DequantizeLinear of initializers, each float32 of x's shape; or None."""
+def dq_parts(node, inits: dict, dtype=None):
+    """(x, zero point, scale) of a DequantizeLinear of initializers (`inits`: name → TensorProto), each of x's shape
+    in `dtype` (float32 by default; float64 keeps an int32 bias's levels past 2^24 exact) — per tensor, per axis or
+    per block, with the file's own numbers; or None."""
     import numpy as np
 
     names = list(node.input) + [""] * 3
@@ -80,8 +82,9 @@ def _dq_parts(node, inits: dict):
     zp = array(inits[names[2]]) if names[2] and names[2] in inits else None
     if x is None or scale is None or (names[2] and zp is None):
         return None
-    x, scale = x.astype(np.float32), scale.astype(np.float32)
-    zp = np.zeros_like(scale) if zp is None else zp.astype(np.float32)
+    dtype = dtype or np.float32
+    x, scale = x.astype(dtype), scale.astype(dtype)
+    zp = np.zeros_like(scale) if zp is None else zp.astype(dtype)
     if scale.size == 1:
         return x, np.broadcast_to(zp.reshape(()), x.shape), np.broadcast_to(scale.reshape(()), x.shape)
     a = _attrs(node)
@@ -267,7 +270,7 @@ def weight_unit(model: "onnx.ModelProto") -> float | None:
         err += float(np.sum(s2 * real)) / 12.0
         total += float(np.sum(s2 * sums))
     for node in dq_weight_nodes(model):  # a blockwise DequantizeLinear's weight: the step is its element's scale
-        parts = _dq_parts(node, inits)
+        parts = dq_parts(node, inits)
         if parts is not None:
             x, zp, step = (t.astype(np.float64) for t in parts)
             err += float(np.sum(step ** 2)) / 12.0

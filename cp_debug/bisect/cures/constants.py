@@ -65,10 +65,11 @@ def constants_off(model, reference) -> list[ConstantOff]:
 
     from cp_debug.graph.model import constant_tensors
 
-    def values(m) -> dict[str, np.ndarray]:
-        return {name: numpy_helper.to_array(t) for name, t in constant_tensors(m.graph).items()}
+    def values(tensors) -> dict[str, np.ndarray]:
+        return {name: numpy_helper.to_array(t) for name, t in tensors.items()}
 
-    held, ref = values(model), values(reference)
+    protos = constant_tensors(model.graph)
+    held, ref = values(protos), values(constant_tensors(reference.graph))
     dq = {n.output[0]: n for n in model.graph.node if n.op_type == "DequantizeLinear"}
     theirs = {n.name: n for n in reference.graph.node if n.name}
     found = []
@@ -80,7 +81,7 @@ def constants_off(model, reference) -> list[ConstantOff]:
             want = ref.get(y)
             if want is None or not np.issubdtype(want.dtype, np.floating):
                 continue
-            got, step = _read(x, held, dq)
+            got, step = _read(x, held, dq, protos)
             if got is None or got.shape != want.shape:
                 continue
             name = dq[x].input[0] if x in dq else x  # a weight stored quantized: its integer initializer
@@ -92,23 +93,19 @@ def constants_off(model, reference) -> list[ConstantOff]:
     return sorted((c for c in found if c.rel >= SMALL), key=lambda c: -c.rel)
 
 
-def _read(x: str, held: dict, dq: dict) -> tuple[np.ndarray | None, object]:
+def _read(x: str, held: dict, dq: dict, protos: dict) -> tuple[np.ndarray | None, object]:
     """The file's value of input `x` as its node reads it (float64), and its rounding: 'f16' / 'f32' for a float
-    constant, the scale (broadcast to the value) for a dequantized one; (None, None) for a computed input."""
+    constant, the scale (broadcast to the value) for a dequantized one (`nbits.dq_parts`: per tensor, axis or block);
+    (None, None) for a computed input."""
+    from cp_debug.precision.nbits import dq_parts
+
     if x in held and np.issubdtype(held[x].dtype, np.floating):
         return held[x].astype(np.float64), "f16" if held[x].dtype == np.float16 else "f32"
-    n = dq.get(x)
-    if n is None or n.input[0] not in held or n.input[1] not in held:
+    parts = dq_parts(dq[x], protos, np.float64) if x in dq else None
+    if parts is None:
         return None, None
-    q = held[n.input[0]].astype(np.float64)
-    scale = held[n.input[1]].astype(np.float64)
-    zero = held[n.input[2]].astype(np.float64) if len(n.input) > 2 and n.input[2] in held else np.zeros(())
-    if scale.size > 1:
-        shape = [1] * q.ndim
-        axis = next((a.i for a in n.attribute if a.name == "axis"), 1)
-        shape[axis] = -1
-        scale, zero = scale.reshape(shape), zero.reshape(shape) if zero.size > 1 else zero
-    return (q - zero) * scale, np.broadcast_to(scale, q.shape)
+    q, zero, scale = parts
+    return (q - zero) * scale, scale
 
 
 def _off(got: np.ndarray, want: np.ndarray, step) -> np.ndarray:
