@@ -372,6 +372,11 @@ def stored_nbytes(model: "onnx.ModelProto") -> int:
     return sum(weight_store.span(t)[2] for t in all_tensors(model) if weight_store.is_stored(t))
 
 
+def total_nbytes(model: "onnx.ModelProto") -> int:
+    """The bytes of all of `model`'s tensors, in memory (`model_nbytes`) and kept in files (`stored_nbytes`)."""
+    return model_nbytes(model) + stored_nbytes(model)
+
+
 def store_array(array: "np.ndarray", name: str) -> "onnx.TensorProto":
     """`array` written into a new file of the weights folder, as the stored tensor `name` pointing there."""
     import numpy as np

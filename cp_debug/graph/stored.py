@@ -67,9 +67,9 @@ def store_entry(folder: Path, key: str, model: "onnx.ModelProto", meta: dict) ->
     full: the caller runs on without the cache) or the graph is larger than the whole cache may be."""
     from cp_debug.errors import BadInputError
     from cp_debug.files import cache_limit, prune_after_write, write_json
-    from cp_debug.graph.onnx_files import holds_stored, model_nbytes, save_onnx, stored_nbytes
+    from cp_debug.graph.onnx_files import holds_stored, save_onnx, total_nbytes
 
-    if model_nbytes(model) + stored_nbytes(model) > cache_limit():  # it would go at once, every other entry with it
+    if total_nbytes(model) > cache_limit():  # it would go at once, every other entry with it
         return False
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -71,7 +71,7 @@ def make_session(model: "onnx.ModelProto", providers: list, record: bool, how: S
     are read into `facts.nodes`, the optimised graph dumped for them even where `how` asks for no facts)."""
     import onnx
 
-    from cp_debug.graph.onnx_files import model_nbytes, stored_nbytes
+    from cp_debug.graph.onnx_files import total_nbytes
     from cp_debug.graph.session import session_source
     from cp_debug.ort_sessions import open_session
 
@@ -79,7 +79,7 @@ def make_session(model: "onnx.ModelProto", providers: list, record: bool, how: S
     with tempfile.TemporaryDirectory(prefix="cpdebug_ort_") as tmp, session_source(model, tmp) as src:
         opt_path = Path(tmp) / "optimized.onnx"
         # past 2 GiB: made from a path or from the weights folder, and its optimised graph not written again
-        big = model_nbytes(model) + stored_nbytes(model) >= INLINE_LIMIT
+        big = total_nbytes(model) >= INLINE_LIMIT
         dump = None if big or not (how.dump_facts or live_for is not None) else str(opt_path)
         inexact = None
 

@@ -38,7 +38,7 @@ def subject_weights(subject) -> tuple[int, bool]:
     """(the bytes of a subject's weights, whether a torch module holds them in host memory): its stages' modules'
     parameters and buffers, else their ONNX graphs' tensors (inline or stored)."""
     from cp_debug.export.torch_export import weight_bytes
-    from cp_debug.graph.onnx_files import model_nbytes, stored_nbytes
+    from cp_debug.graph.onnx_files import total_nbytes
 
     total, resident = 0, False
     for st in subject.stages:
@@ -46,7 +46,7 @@ def subject_weights(subject) -> tuple[int, bool]:
             resident = True
             total += weight_bytes(st.module)
         elif st.onnx_model is not None:
-            total += model_nbytes(st.onnx_model) + stored_nbytes(st.onnx_model)
+            total += total_nbytes(st.onnx_model)
     return total, resident
 
 

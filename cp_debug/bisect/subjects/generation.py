@@ -183,10 +183,13 @@ def decode_answer(ref, cand_model, cand_dec, cand_path, ids: np.ndarray, n: int,
         lines.append(f"--generate {n}: {cure.line()} (verified on the {n}-token decode)")
     cured_by = cure.curing if cure is not None else ()
     searched = (cure is None or not cure.all_at_level1) and reference_weights is not None
-    if searched and _file_bytes(cand_model) > WEIGHT_SEARCH_BYTES:
+    from cp_debug.graph.onnx_files import total_nbytes
+
+    size = total_nbytes(cand_model) if searched else 0
+    if size > WEIGHT_SEARCH_BYTES:
         searched = False  # each of its decodes is a float copy of the file: a 0.5 B model's filled 29 GB of disk
         lines.append(f"--generate {n}: no weight search past {WEIGHT_SEARCH_BYTES >> 20} MB of weights (its file "
-                     f"{_file_bytes(cand_model) / 2**20:.0f} MB; each try decodes a float copy of it): name a node "
+                     f"{size / 2**20:.0f} MB; each try decodes a float copy of it): name a node "
                      "for the quantizer's nodes_to_exclude and bisect that file")
     if searched:
         from cp_debug.bisect.subjects.weight_cures import weight_cures
@@ -203,12 +206,6 @@ def decode_answer(ref, cand_model, cand_dec, cand_path, ids: np.ndarray, n: int,
 
 
 WEIGHT_SEARCH_BYTES = 256 << 20  # the weights a file may hold for `weight_cures`' search (up to 40 float copies)
-
-
-def _file_bytes(model) -> int:
-    from cp_debug.graph.onnx_files import model_nbytes, stored_nbytes
-
-    return model_nbytes(model) + stored_nbytes(model)
 
 
 def _candidate_file(path: Path, specs: Sequence) -> Path:
