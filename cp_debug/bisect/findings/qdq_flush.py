@@ -137,7 +137,9 @@ def qdq_flush(run, state, results, first_divergent: str | None, root: str | None
         if own is None or r is None or r.diff is None:
             continue
         model, mine = own
-        if state.spec.onnx_dir is None:  # the built-in INT8 / FP8: the graph its runner quantized
+        if state.spec.onnx_dir is None:  # the built-in INT8 / FP8: the graph its runner quantized (its node names),
+            if not any(n.name in mine and n.op_type in NEEDS_POSITIVE for n in model.graph.node):
+                continue  # quantized only where the float graph's probe holds such an op
             model = _quantized(run, state, run.probes[probe].stage, model)
             if model is None:
                 return None
