@@ -11,7 +11,7 @@ does not carry over by name. Two ways in, tried per probe:
 A quantized file is read as the float computation it stands for (`quantized_forms.float_view`: dynamic INT8, ORT's
 fused forms, QOperator, a quantized embedding act as the op they replace); an integer tensor no float tensor holds is
 read through a DequantizeLinear added to the file (`ForeignMap.views`); a constant-only tensor is no counterpart.
-What a deployment inserts is looked through (`_THROUGH`): a weight behind DequantizeLinear (an int8 or float8
+What a deployment inserts is looked through (`PRECISION_STEPS`): a weight behind DequantizeLinear (an int8 or float8
 initializer, or QuantizeLinear of a float one; onnxruntime.quantization's `quantize_static`) or a Cast is that weight,
 of the quantized initializer's shape; a chain is followed past onnxconverter-common's Casts and the Q/DQ pairs on
 activations, a probe tensor quantized in the file maps to the dequantized tensor (what the deployment computes), and
@@ -37,7 +37,8 @@ from cp_debug.probes.graph_diff import CANDIDATE, REFERENCE, GraphDifferences, u
 from cp_debug.probes.naming import ProbeMap, ScopeRename, map_modules_to_onnx, node_scopes
 from cp_debug.probes.node_pairs import align_nodes
 from cp_debug.probes.probe_shapes import constant_shape, one_value_one_probe, same_shapes, scoped_or_matched
-from cp_debug.probes.qdq_pairs import MAX_CHAIN, dequantized, only_consumer, past_inserted, quantized
+from cp_debug.probes.qdq_pairs import (MAX_CHAIN, PRECISION_STEPS, dequantized, only_consumer, past_inserted,
+                                       quantized)
 from cp_debug.probes.quantized_forms import float_view
 from cp_debug.probes.sized_shapes import SizedShapes
 from cp_debug.probes.torch_trace import ModuleTrace
@@ -45,10 +46,10 @@ from cp_debug.probes.torch_trace import ModuleTrace
 # Nodes whose weights make them recognisable: the anchors of the structural alignment (and a Gather of a weight)
 ANCHOR_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "LayerNormalization", "BatchNormalization",
                         "InstanceNormalization", "GroupNormalization"})
-# Ops a deployment inserts that leave a value what it was, up to its precision: onnxconverter-common's Casts around
-# the ops it keeps in float32, onnxruntime.quantization's QuantizeLinear -> DequantizeLinear pairs. A chain of ours
-# is followed through them in the deployed graph, and a probe tensor quantized there maps to the dequantized tensor.
-_THROUGH = frozenset({"Cast", "QuantizeLinear", "DequantizeLinear"})
+# `PRECISION_STEPS` (qdq_pairs.py), the ops a deployment inserts that leave a value what it was, up to its precision:
+# onnxconverter-common's Casts around the ops it keeps in float32, onnxruntime.quantization's QuantizeLinear ->
+# DequantizeLinear pairs. A chain of ours is followed through them in the deployed graph, and a probe tensor
+# quantized there maps to the dequantized tensor.
 _COMMUTATIVE, _SHAPE_OF = frozenset({"Add", "Mul"}), frozenset({"Shape", "Size"})  # the latter read shapes, not values
 # ops the quantizer folds into the QuantizeLinear after them (its range clips what they clip)
 _FOLDED_INTO_Q = frozenset({"Relu", "Clip"})
@@ -187,7 +188,7 @@ class _Graph:
                 # computed from constants only: a weight behind DequantizeLinear (an int8 initializer, or
                 # QuantizeLinear of a float one), a Cast or an Identity (TorchScript's shared weights) is still
                 # that weight, of the initializer's shape; anything else a constant of unknown shape
-                shape = constant_shape(node, g.constants, _THROUGH | {"Identity"})
+                shape = constant_shape(node, g.constants, PRECISION_STEPS | {"Identity"})
                 for t in node.output:
                     if t:
                         g.constants[t] = shape
@@ -221,7 +222,7 @@ class _Graph:
         for _ in range(MAX_CHAIN):
             made = self.producer.get(t)
             node = self.model.graph.node[made[0]] if made else None
-            if node is None or node.op_type not in _THROUGH or not self.computed(node.input[0]):
+            if node is None or node.op_type not in PRECISION_STEPS or not self.computed(node.input[0]):
                 return t
             t = node.input[0]
         return t
@@ -232,7 +233,7 @@ class _Graph:
         out = []
         for j, slot in self.consumers.get(t, []):
             node = self.model.graph.node[j]
-            if node.op_type in _THROUGH and slot == 0 and depth < MAX_CHAIN:
+            if node.op_type in PRECISION_STEPS and slot == 0 and depth < MAX_CHAIN:
                 out += [x for o in node.output if o for x in self.sinks(o, depth + 1)]
             else:
                 out.append((j, slot))
@@ -385,7 +386,7 @@ def _step(b: _Graph, cur: str, op: str, slot: int, rest_constant: bool) -> tuple
     """The nodes of `b` after `cur` that fit our chain's next step (None: the step's op is folded away, `cur` stays
     the value), and the tensor they read — past what a deployment or simplifier puts in between."""
     fits = _fitting(b, cur, op, slot, rest_constant)
-    if not fits and op not in _THROUGH:
+    if not fits and op not in PRECISION_STEPS:
         past = past_inserted(b, cur)  # through the deployment's Casts and Q/DQ pairs
         fits = _fitting(b, past, op, slot, rest_constant)
         # no ReLU after the pair: ONNX Runtime's INT8 quantizer dropped it, the pair clips as it did (its FP8

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from cp_debug.probes.naming import ProbeMap, static_shapes
+from cp_debug.probes.qdq_pairs import PRECISION_STEPS
 
 
 def same_shapes(ours, foreign, our_map: ProbeMap, tensors: dict[str, str], how: dict[str, str],
@@ -53,9 +54,6 @@ def one_value_one_probe(our_map: ProbeMap, tensors: dict[str, str], how: dict[st
                 del tensors[q], how[q], op_types[q]
 
 
-_PRECISION_STEPS = frozenset({"QuantizeLinear", "DequantizeLinear", "Cast", "CastLike"})
-
-
 def scoped_or_matched(a, ours: str | None, scoped: str, matched: dict[str, str],
                       producers: dict[str, str]) -> str:
     """The module's tensor in the foreign file: its scope's last one, unless the structural match of our tensor is
@@ -63,7 +61,7 @@ def scoped_or_matched(a, ours: str | None, scoped: str, matched: dict[str, str],
     after its output (the builder's Granite embedding × 12 under /model/embed_tokens/, Mul after the Gather)."""
     theirs = matched.get(ours or "")
     made = a.producer.get(ours or "")
-    if theirs is None or theirs == scoped or made is None or producers.get(scoped) in _PRECISION_STEPS:
+    if theirs is None or theirs == scoped or made is None or producers.get(scoped) in PRECISION_STEPS:
         return scoped  # a Q/DQ pair or a Cast after the module's output is the file's precision, read as it is
     op = a.model.graph.node[made[0]].op_type
     return theirs if producers.get(theirs) == op != producers.get(scoped) else scoped

@@ -5,6 +5,8 @@ deployment quantizes maps to the dequantized tensor, the value the file computes
 from __future__ import annotations
 
 MAX_CHAIN = 12  # ops between a probe tensor and its anchor, at most
+# what a deployment inserts after a value, changing its precision only: a mapping looks through them
+PRECISION_STEPS = frozenset({"Cast", "QuantizeLinear", "DequantizeLinear"})
 
 
 def only_consumer(g, t: str, op: str) -> str | None:

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 import onnx
 from onnx import helper
 from cp_debug.graph.model import constant_tensors, wiring
-
-_THROUGH = frozenset({"QuantizeLinear", "DequantizeLinear", "Cast"})
+from cp_debug.probes.qdq_pairs import PRECISION_STEPS
 
 
 def fuse_written_layernorms(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -67,7 +66,7 @@ class _Index:
 
     def origin(self, t: str, seen: set[int]) -> str:
         """`t` traced back through Q/DQ pairs and Casts to the tensor they carry."""
-        while t in self.producer and self.nodes[self.producer[t]].op_type in _THROUGH:
+        while t in self.producer and self.nodes[self.producer[t]].op_type in PRECISION_STEPS:
             seen.add(self.producer[t])
             t = self.nodes[self.producer[t]].input[0]
         return t
@@ -78,7 +77,7 @@ class _Index:
         while todo:
             for k in self.consumers.get(todo.pop(), []):
                 n = self.nodes[k]
-                if n.op_type in _THROUGH:
+                if n.op_type in PRECISION_STEPS:
                     seen.add(k)
                     todo.extend(n.output[:1])
                 else:
@@ -142,7 +141,7 @@ class _Index:
             if add is not None and (b := self._other(add, out)) is not None:
                 seen.add(add)
                 out, bias = self.nodes[add].output[0], b
-        seen = {k for k in seen if self.nodes[k].op_type not in _THROUGH or self._inner(k, seen)}
+        seen = {k for k in seen if self.nodes[k].op_type not in PRECISION_STEPS or self._inner(k, seen)}
         return _Written(self.nodes[r1].input[0], weight, bias, self._eps(eps), out, frozenset(seen))
 
     def _inner(self, k: int, nodes: set[int]) -> bool:
