@@ -46,10 +46,8 @@ from cp_debug.probes.torch_trace import ModuleTrace
 # Nodes whose weights make them recognisable: the anchors of the structural alignment (and a Gather of a weight)
 ANCHOR_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "LayerNormalization", "BatchNormalization",
                         "InstanceNormalization", "GroupNormalization"})
-# `PRECISION_STEPS` (qdq_pairs.py), the ops a deployment inserts that leave a value what it was, up to its precision:
-# onnxconverter-common's Casts around the ops it keeps in float32, onnxruntime.quantization's QuantizeLinear ->
-# DequantizeLinear pairs. A chain of ours is followed through them in the deployed graph, and a probe tensor
-# quantized there maps to the dequantized tensor.
+# `PRECISION_STEPS` (qdq_pairs.py: onnxconverter-common's Casts, onnxruntime.quantization's Q -> DQ pairs): a chain of
+# ours is followed through them in the deployed graph, a probe tensor quantized there maps to the dequantized tensor.
 _COMMUTATIVE, _SHAPE_OF = frozenset({"Add", "Mul"}), frozenset({"Shape", "Size"})  # the latter read shapes, not values
 # ops the quantizer folds into the QuantizeLinear after them (its range clips what they clip)
 _FOLDED_INTO_Q = frozenset({"Relu", "Clip"})
