@@ -149,7 +149,8 @@ class RayExecutor:
                 own = ({"_system_config": {"worker_niceness": 0, "prestart_worker_first_driver": False}}
                        if self.address == "local" else {})
                 before = dict(os.environ)
-                ray.init(address=self.address, log_to_driver=False, include_dashboard=False, **own)
+                ray.init(address=self.address, log_to_driver=False, include_dashboard=False,
+                         configure_logging=False, **own)
                 kept.ray_set(before)
             except (ConnectionError, RuntimeError, ValueError) as err:
                 if self.address == "auto":
@@ -368,9 +369,20 @@ def _items(tasks: list[ShardTask]) -> list:
 def ray_module():
     """Ray, imported through `imports.optional` (never beside an import that edits `sys.path`, issue 87): the hint
     where it is not installed, its own error where it fails to import (exit 3 either way)."""
+    import logging
+
     from cp_debug.imports import optional
 
-    return optional("ray", RAY_HINT, label="Ray")
+    ray = optional("ray", RAY_HINT, label="Ray")
+    # Ray's records through Python's logging, not its own handler on fd 2: a record carries its thread, so an
+    # export capturing fd 2 on the driver lane's thread (`export.said.Said`, stored beside a cached graph and said
+    # again by every later run of that graph) no longer keeps "Started a local Ray instance" written meanwhile by
+    # `ray.init` on the main thread; the command's third-party report still takes Ray's warnings
+    own = logging.getLogger("ray")
+    for handler in list(own.handlers):
+        own.removeHandler(handler)
+    own.propagate = True
+    return ray
 
 
 def _through_client(ray) -> bool:
