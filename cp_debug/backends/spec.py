@@ -171,12 +171,15 @@ _DEPLOYED = ("the deployed ONNX file(s): the model's own file for --torch / --on
 
 def _onnx_dir(text: str, head: str, where: str) -> Path:
     """The DIR of `SPEC@DIR`: an existing folder holding ONNX files (which file each stage takes is checked when
-    the subject's stages are known)."""
+    the subject's stages are known), or a one-stage model's .onnx file itself (`SPEC@FILE.onnx`)."""
     if not head.strip() or not where.strip():
         raise BadInputError(f"bad backend spec {text!r}: write SPEC@DIR, e.g. ort@deploy/onnx or trt-fp16@deploy/onnx")
     path = Path(where.strip()).expanduser()
+    if path.is_file() and path.suffix.lower() == ".onnx":  # a one-stage model's file itself (`ort@model_int8.onnx`)
+        return path
     if not path.is_dir():
-        raise BadInputError(f"bad backend spec {text!r}: {path} is not a folder (it should hold {_DEPLOYED})")
+        raise BadInputError(f"bad backend spec {text!r}: {path} is neither an .onnx file nor a folder (a folder "
+                            f"should hold {_DEPLOYED})")
     if not any(path.glob("*.onnx")):
         raise BadInputError(f"bad backend spec {text!r}: {path} holds no .onnx file (it should hold {_DEPLOYED})")
     return path

@@ -52,6 +52,11 @@ def tokens():
     return Tokens().eval(), (torch.tensor([[1, 2, 3, 4]]),)
 
 
+def trained():
+    torch.manual_seed(0)
+    return Net().eval()  # a trained model alone, as a wheel ships it: its sample comes from --inputs
+
+
 def missing_checkpoint():
     net = Net()
     net.load_state_dict(torch.load("ckpt.pth"))
@@ -184,3 +189,29 @@ def test_onnx_input_in_another_dtype_is_cast(tmp_path):
     assert proc.returncode in (0, 4), proc.stderr[-2000:]
     assert "input 'x' is float64 in x.npz; cast to float32 as model.onnx takes" in \
         json.loads((tmp_path / "r.json").read_text())["warnings"]
+
+
+def test_a_module_alone_takes_its_example_from_the_inputs_and_a_candidate_may_be_the_file_itself(model, tmp_path):
+    """FUNC() returning the module alone (no example): the sample given is its example (`loaders._example_of`); and
+    `ort@FILE.onnx`, a one-stage model's own file as the candidate, beside others in one folder (refused as "not a
+    folder" before). The file is the same net with its head's weights doubled: the head is named."""
+    import torch
+
+    x = save(tmp_path / "x.npz", x=np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32))
+    alone = bisect(model, "trained")
+    assert alone.returncode == 2 and "returned a module and no example inputs" in error_line(alone)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("my_model_t", model)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    net = mod.trained()
+    with torch.no_grad():
+        net.head.weight.mul_(2.0)
+    deployed = tmp_path / "deployed_fp32.onnx"
+    torch.onnx.export(net, (torch.zeros(2, 3, 8, 8),), str(deployed), input_names=["x"], dynamo=False)
+    (tmp_path / "other.onnx").write_bytes(deployed.read_bytes())  # the folder holds more than the candidate
+    proc = bisect(model, "trained", "--inputs", x, "--json", tmp_path / "r.json", backends=f"torch,ort@{deployed}")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    roots = json.loads((tmp_path / "r.json").read_text())["root_cause"]
+    assert list(roots) == [f"ort@{deployed}"] and roots[f"ort@{deployed}"]["probe"] == "head", roots

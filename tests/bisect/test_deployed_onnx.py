@@ -65,8 +65,13 @@ def test_spec_at_dir_grammar(tmp_path):
     assert [s.onnx_dir for _, s in pairs] == [None, tmp_path, tmp_path]
     with pytest.raises(BadInputError, match="torch cannot run"):
         BackendSpec.parse(f"torch@{tmp_path}")
-    with pytest.raises(BadInputError, match="is not a folder"):
+    with pytest.raises(BadInputError, match="is neither an .onnx file nor a folder"):
         BackendSpec.parse(f"ort@{tmp_path / 'nowhere'}")
+    file = tmp_path / "pts_voxel_encoder.onnx"  # a one-stage model's file itself; a recipe of two refuses it later
+    assert BackendSpec.parse(f"ort-cpu-fp16@{file}").onnx_dir == file
+    (tmp_path / "notes.txt").write_text("")
+    with pytest.raises(BadInputError, match="is neither an .onnx file nor a folder"):
+        BackendSpec.parse(f"ort@{tmp_path / 'notes.txt'}")
     with pytest.raises(BadInputError, match="holds no .onnx"):
         BackendSpec.parse(f"ort@{tmp_path.parent}")
 

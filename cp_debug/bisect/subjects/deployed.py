@@ -73,10 +73,15 @@ class DeployedStages:
 def stage_file(spec: BackendSpec, subject: Subject, stage: Stage) -> Path:
     """The user's file for `stage` (`data/model_folder.py`: a manifest's name, `DIR/<stage>.onnx` or Autoware's and
     autoware-ml's `DIR/<stage>_<model>.onnx`, e.g. `pts_voxel_encoder_centerpoint.onnx`); a one-stage subject also
-    takes DIR's only .onnx file."""
+    takes DIR's only .onnx file, or the file given itself (`SPEC@FILE.onnx`)."""
     from cp_debug.data.model_folder import expected_names
 
     assert spec.onnx_dir is not None
+    if spec.onnx_dir.is_file():  # SPEC@FILE.onnx
+        if len(subject.stages) == 1:
+            return spec.onnx_dir
+        raise BadInputError(f"{spec}: one file for a model of {len(subject.stages)} stages: give the folder holding "
+                            f"{expected_names([s.name for s in subject.stages])}")
     path = deployed_file(spec.onnx_dir, stage.name, what=str(spec))
     if path is not None:
         return path

@@ -119,11 +119,27 @@ def given_inputs(inputs: "str | Path | Mapping[str, np.ndarray] | None") -> tupl
     return load_npz_inputs(inputs), Path(inputs).name
 
 
+def _example_of(module, given: "dict | None", who: str):
+    """The example inputs of a module returned alone: the sample given (`--inputs`), by the forward's parameter names
+    where its keys are among them, else in the file's order."""
+    import inspect
+
+    import torch
+
+    if given is None:
+        raise BadInputError(f"{who} returned a module and no example inputs: return (module, example_inputs_tuple), "
+                            "or give --inputs FILE.npz")
+    names = inspect.signature(module.forward).parameters
+    tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in given.items()}
+    return dict(tensors) if set(tensors) <= set(names) else tuple(tensors.values())
+
+
 def torch_subject(target: "str | GivenModule", inputs: "str | Path | Mapping[str, np.ndarray] | None" = None,
                   exporter: str = "auto", seed: int = 0, *,
                   dynamic: "DynamicAxes | None" = None, shapes: Sequence[Mapping[str, tuple]] = (),
                   ranged: "DynamicAxes | None" = None) -> Subject:
-    """`FILE.py:FUNC` where FUNC() returns (module, example_inputs_tuple). FUNC() runs with the random generators
+    """`FILE.py:FUNC` where FUNC() returns (module, example_inputs_tuple), or the module alone where `inputs` are
+    given (`_example_of`). FUNC() runs with the random generators
     seeded from `seed` (`--seed`), as the file's import does: a build() that draws random weights or example inputs
     (`torch.randn`) gives the same model on every run, and the same graph, so a repeat hits the export cache.
     Its inputs' dynamic axes (`export/dynamic.py`) are `dynamic` (`--dynamic`), else what the file's `dynamic()`
@@ -146,6 +162,8 @@ def torch_subject(target: "str | GivenModule", inputs: "str | Path | Mapping[str
         path = Path(file)
         seed_all(seed)  # FUNC() draws from the seed itself, whatever the file drew while it imported
         got = _call_user(fn, f"in {func}()")
+    if isinstance(got, torch.nn.Module):  # a trained model alone: the sample given is its example
+        got = (got, _example_of(got, given_inputs(inputs)[0], f"{target}()"))
     if not (isinstance(got, tuple) and len(got) == 2 and isinstance(got[0], torch.nn.Module)):
         raise BadInputError(f"{target}() must return (module, example_inputs_tuple)")
     module, (args, keywords) = got[0], _split_example(got[1])
