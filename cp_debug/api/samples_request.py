@@ -58,7 +58,7 @@ def load(run: SampleRun, steps, stream, samples: bool = True, ranged: "DynamicAx
     with steps.step("loading the model"):
         model = of_any_model().load_module(run.torch, run.onnx, exporter=run.exporter, seed=run.seed, need_feed=False,
                                            dynamic=run.dynamic, shapes=npz_shapes(run.inputs) if run.torch else (),
-                                           ranged=ranged)
+                                           ranged=ranged, example_at=run.inputs if run.torch else None)
     for line in said_of(model.source.get("dynamic")):
         steps.note(line)
     if run.onnx is not None:

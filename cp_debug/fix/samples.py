@@ -129,7 +129,8 @@ def prepare(g: Mapping, seed: int, backends: Sequence[BackendSpec], recipe: "Rec
             raise BadInputError(f"--{option} not found: {g[option]}")
     given = g["inputs"] is not None or g["data"] is not None
     profile = _profile(g.get("range"))
-    shapes = {"dynamic": g.get("dynamic"), "shapes": npz_shapes(g["inputs"])} if g["torch"] else {}
+    shapes = ({"dynamic": g.get("dynamic"), "shapes": npz_shapes(g["inputs"]), "example_at": g["inputs"]}
+              if g["torch"] else {})
     if g["torch"] and profile is not None:
         from cp_debug.export.dynamic import of_range
 

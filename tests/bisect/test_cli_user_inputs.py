@@ -215,3 +215,7 @@ def test_a_module_alone_takes_its_example_from_the_inputs_and_a_candidate_may_be
     assert proc.returncode == 1, proc.stderr[-2000:]
     roots = json.loads((tmp_path / "r.json").read_text())["root_cause"]
     assert list(roots) == [f"ort@{deployed}"] and roots[f"ort@{deployed}"]["probe"] == "head", roots
+    # the commands over samples take the module alone too: its example is the samples' first
+    ev = cpdebug("eval", "--torch", f"{model}:trained", "--inputs", x, "--backends", "torch,ort", "--exporter",
+                 "torchscript", "--metric", "cosine", "--quiet", cwd=model.parent)
+    assert ev.returncode == 0, ev.stderr[-2000:]

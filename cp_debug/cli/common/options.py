@@ -115,7 +115,8 @@ ModelFactory = Annotated[Optional[str], option(
     "cp_debug hooks those modules under their own names, exports them as the deployment does and runs its voxelize/"
     "scatter/decode around them. Replaces --preset/--config/--checkpoint.")]
 TorchModel = Annotated[Optional[str], option(
-    "--torch", help="FILE.py:FUNC returning (module, example_inputs); exported to ONNX for ONNX backends.")]
+    "--torch", help="FILE.py:FUNC returning (module, example_inputs), or the module alone with --inputs; exported to "
+    "ONNX for ONNX backends.")]
 OnnxModel = Annotated[Optional[Path], option("--onnx", help="An ONNX model (FP32; ONNX backends only).")]
 Dynamic = Annotated[Optional[list[str]], option(
     "--dynamic", metavar="NAME:AXIS[,AXIS]", help="With --torch: these axes of input NAME are dynamic in the export "

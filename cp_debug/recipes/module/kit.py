@@ -31,7 +31,8 @@ def content(req: "KitRequest") -> "KitContent":
     if g.torch:
         lo, hi = g.ranges.get("min") or {}, g.ranges.get("max") or {}
         dynamic = {"shapes": [s for p in g.inputs for s in npz_shapes(p)],
-                   "ranged": of_range(lo, {n: hi.get(n, s) for n, s in lo.items()})}
+                   "ranged": of_range(lo, {n: hi.get(n, s) for n, s in lo.items()}),
+                   "example_at": g.inputs[0] if g.inputs else None}
     loaded = load_module_model(g.torch, g.onnx, exporter=g.exporter, seed=req.model.seed, need_feed=not g.inputs,
                                **dynamic)
     return graph_content(req, loaded.subject)

@@ -75,13 +75,15 @@ class ModuleModel:
 def load_module_model(torch_target: str | None, onnx_path: Path | None, *, exporter: str = "auto",
                       seed: int = 0, need_feed: bool = True, backends: "Sequence[BackendSpec]" = (),
                       dynamic: "DynamicAxes | None" = None, shapes: Sequence[Mapping[str, tuple]] = (),
-                      ranged: "DynamicAxes | None" = None) -> ModuleModel:
+                      ranged: "DynamicAxes | None" = None, example_at: "str | Path | None" = None) -> ModuleModel:
     """`--torch FILE.py:FUNC` (FUNC runs: the user's code) or `--onnx FILE.onnx`: one graph, exported once.
     `need_feed=False`: the caller brings its samples, so an ONNX file gets no seeded inputs (nor needs fixed
     shapes for them). `backends`: what the caller will run it on — a model too big for the machine with them is one
     line (exit 3) before the export (`bisect.stages.fits`). `dynamic` (`--dynamic`) and `shapes` (the samples'
     input shapes) and `ranged` (the axes a declared range moves): a `--torch` model's dynamic axes, as
-    `bisect.subjects.loaders.torch_subject` takes them; the model's `source` says them where it has any."""
+    `bisect.subjects.loaders.torch_subject` takes them; the model's `source` says them where it has any.
+    `example_at`: the samples (an .npz or a folder) whose first is the example of a FUNC() returning its module
+    alone."""
     from cp_debug.bisect.subjects.loaders import onnx_subject, torch_subject
 
     if bool(torch_target) == bool(onnx_path):
@@ -97,7 +99,7 @@ def load_module_model(torch_target: str | None, onnx_path: Path | None, *, expor
         return ModuleModel(subject, graph_inputs(subject.stages[0].onnx(), Path(onnx_path).name),
                            {"onnx": str(onnx_path)})
     subject = torch_subject(torch_target, None, exporter=exporter, seed=seed, dynamic=dynamic, shapes=shapes,
-                            ranged=ranged)
+                            ranged=ranged, example_at=example_at)
     if len(subject.stages) != 1:
         raise BadInputError(f"{subject.name} has {len(subject.stages)} stages: a sample run takes one graph")
     _check_fits(subject, backends)
