@@ -55,6 +55,11 @@ def test_basic_pitch_int8_is_judged_and_its_fp16_notes_hold(tmp_path):
     assert rep["outcomes"]["ort-cpu-int8"] == "diverged"  # its notes move (the stored answer: every sample's)
     assert [d["changed"] for d in rep["decisions"]["ort-cpu-int8"]] == [True]
     assert rep["precision"]["ort-cpu-int8"]["effective"] == "int8"
+    # no layer alone, no set of the ranked brings the notes back: the halves of the graph say where the error
+    # accumulates (`cures/spread.py`), said, never offered as the cure
+    found = rep["root_cause"]["ort-cpu-int8"]["intervention"]
+    assert not found["confirmed"] and found["spread"] is not None, found
+    assert "no single layer: the error accumulates" in rep["root_cause"]["ort-cpu-int8"]["hint"]
     label = f"ort@{tmp_path / 'half'}"
     assert rep["outcomes"][label] == "degraded", rep["outcome_reasons"][label]
     assert "the decision holds" in rep["outcome_reasons"][label]
