@@ -129,3 +129,9 @@ def test_the_pairs_that_flush_before_the_log_are_the_root_cause_with_their_share
                 and t["back"])
     assert {"power_eps_QuantizeLinear", "power_QuantizeLinear", "x_QuantizeLinear"} <= set(cure["nodes"]), cure
     assert cause["confirmed"], cause
+    # one story: the mechanism and its verified keep set, the intervention confirming that keep set; no older words
+    # beside it (the file's re-quantization "tried and not enough", a layer's INT8 rounding)
+    assert cause["intervention"]["probe"] == "power_eps" and not cause["intervention"]["set"], cause["intervention"]
+    assert "confirmed by intervention: power_eps (every activation Q/DQ pair before the Log removed" in hint, hint
+    assert "tried and not enough" not in hint and "quantisation error of this layer" not in hint, hint
+    assert [f["fault"] for f in report["findings"][label] if f["role"] == "why"] == [], report["findings"][label]

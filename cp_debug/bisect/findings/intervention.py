@@ -385,9 +385,11 @@ def settle(run: "RunState", state: "CandidateState", root: str | None, module: s
             run.warnings.append(f"{state.label}: the root cause {target} was not restored at the outputs: {err}")
     cure = next((t for t in new if t.after.back), None)
     cured_at = found.cure is not None and any(x.probe in (target, root) for x in found.cure.restored)
-    confirmed = cure.restored[0].probe if cure is not None and not cured_at else found.confirmed
+    # the root's own verified keep set over a set the search assembled around it (a Q/DQ flush's pairs: one story)
+    mine = cure is not None and cure.restored[0].probe == root and found.confirmed is None and bool(found.chosen)
+    confirmed = cure.restored[0].probe if cure is not None and (mine or not cured_at) else found.confirmed
     state.intervention = replace(found, tried=(*found.tried, *new), confirmed=confirmed, at=target,
-                                 seconds=found.seconds + time.perf_counter() - t0)
+                                 seconds=found.seconds + time.perf_counter() - t0, chosen=() if mine else found.chosen)
 
 
 def _restoration_of(run: "RunState", state: "CandidateState", name: str, stage: int) -> Restoration | None:
