@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from tests.bisect.test_qdq_flush import logpow
 from tests.cli_run import cpdebug
 
 
@@ -24,28 +25,6 @@ def _frame(rng) -> np.ndarray:
     x = rng.standard_normal((1, 2, 16, 32)).astype(np.float32) * 0.02
     x[..., :2] = rng.standard_normal((1, 2, 16, 2)) * 5  # a few loud columns set the ranges
     return x
-
-
-def _model() -> onnx.ModelProto:
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(0)
-    inits = [numpy_helper.from_array((rng.standard_normal((8, 2, 3, 3)) * 0.3).astype(np.float32), "w1"),
-             numpy_helper.from_array((rng.standard_normal((4, 8, 1, 1)) * 0.3).astype(np.float32), "w2"),
-             numpy_helper.from_array(np.array(1e-8, np.float32), "eps"),
-             numpy_helper.from_array(np.array(1e-12, np.float32), "floor")]
-    nodes = [helper.make_node("Conv", ["x", "w1"], ["y"], "conv1", pads=[1, 1, 1, 1]),
-             helper.make_node("Mul", ["y", "y"], ["power"], "square"),
-             helper.make_node("Add", ["power", "eps"], ["power_eps"], "add_eps"),
-             helper.make_node("Sqrt", ["power_eps"], ["mag"], "sqrt"),
-             helper.make_node("Max", ["mag", "floor"], ["floored"], "floor_max"),
-             helper.make_node("Log", ["floored"], ["logmag"], "log"),
-             helper.make_node("Conv", ["logmag", "w2"], ["out"], "conv2")]
-    graph = helper.make_graph(nodes, "logpow", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 16, 32])],
-                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 4, 16, 32])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
-    model.ir_version = 9
-    return model
 
 
 def _run(model: onnx.ModelProto, feed: dict, extra=()) -> list[np.ndarray]:
@@ -62,7 +41,7 @@ def _files(tmp_path: Path):
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
 
-    model = _model()
+    model = logpow(19)
     onnx.save(model, tmp_path / "m.onnx")
     x = _frame(np.random.default_rng(1))
     np.savez(tmp_path / "x.npz", x=x)
