@@ -12,8 +12,9 @@ file's node is left out of the file's quantization, as the built-in's is left ou
 the reference's (a node that reads no Q/DQ pair) hides every error that flowed into it: a tensor later than the
 proposal that brings the outputs back is said (`hides_upstream`), never named in its place. A user's file's constants
 off the reference's are tried first, each replaced alone (`cures/constants.py`), its shared scales after the
-ranked (`cures/shared_scale.py`). An overflow its
-consumer saturates (a tanh-GELU's x³) is proposed first and let go: restoring it changes nothing at the output.
+ranked (`cures/shared_scale.py`). An overflow its consumer saturates (a tanh-GELU's x³) is proposed first and let
+go: restoring it changes nothing at the output. Where nothing brings them back, the graph's halves say where the
+error accumulates (`cures/spread.py`: evidence, never the cure).
 
 A candidate whose module's own nodes are not its whole segment (code its parent runs between its children) is tried
 again over its segment, as its local error ran it (`restore.widened`).
