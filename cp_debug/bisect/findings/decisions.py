@@ -11,9 +11,10 @@ flips is not within precision (`verdict.py`); a restored candidate (`cures/resto
 A map of many decisions (a Sigmoid per frame and key, per pixel) whose flips are at most `SCATTERED` of its elements
 flips no decision of the map: its near ties at the threshold, listed (`scattered`), not counted as a flip (basic-pitch's
 note and onset maps under onnxconverter-common's float16: 10 of 75,680 elements cross 0.5, the reference 0.003–0.08
-from it, every note kept). Where a run declares no metric and every output is such a decided output whose decisions
-hold, they are the decision that holds (`held_decision`): a layer's fault then degrades the outputs, as a declared
-metric that holds does. A row's label, a classifier's argmax, is never scattered (one flip of a few rows is > 0.1 %).
+from it, every note kept). Where a run declares no metric and every output is such a map (≥ 1,000 decisions) whose
+decisions hold, they are the decision that holds (`held_decision`): a layer's fault then degrades the outputs, as a
+declared metric that holds does. A row's label, a classifier's argmax, is never scattered (one flip of a few rows is
+> 0.1 %), and a few rows never hold a decision for the application.
 """
 
 from __future__ import annotations
@@ -179,13 +180,16 @@ def record_flips(run: "RunState", states: list, cand_up: Mapping[str, Mapping[st
 
 def _held(found: list[OutputDecision], outputs) -> str | None:
     """The words of the decisions `found` where they hold: the declared metric's, or — no metric — every output of
-    `outputs` a Sigmoid / Softmax read whose decisions hold (none flips, or a map's scattered near ties only)."""
+    `outputs` a Sigmoid / Softmax map of many decisions (≥ 1 / `SCATTERED` read: a threshold sampled that densely
+    is the map's own) whose decisions hold (none flips, or its scattered near ties only). A few scores or rows read
+    at 0.5 / argmax say little of the application's threshold (proposals decided at 0.6, a ×4 weight scale moving
+    them by 0.06, none across 0.5): they are reported, never the decision that holds."""
     if any(d.decisive for d in found) or not found:
         return None
     if found[0].rule == "metric":
         return found[0].summary
-    if {d.name for d in found} != set(outputs):  # an output that decides nothing known: no decision to hold
-        return None
+    if {d.name for d in found} != set(outputs) or any(d.total * SCATTERED < 1 for d in found):
+        return None  # an output that decides nothing known, or a few scores read at 0.5: no decision known to hold
     few = [d for d in found if d.changed]
     flipped = sum(d.flipped for d in few)
     return (f"every output read at its {' / '.join(dict.fromkeys(d.rule for d in found))}: "
