@@ -88,7 +88,8 @@ def bisect(spec, kind: str, model, feeds, sample: int, work: Path) -> dict:
     found = (root.get("intervention") or {}) if isinstance(root, dict) else {}
     return {"exit": proc.returncode, "outcome": (rep.get("outcomes") or {}).get(cand), "root_cause": probe,
             "node": node, "said": (why or (rep.get("outcome_reasons") or {}).get(cand, ""))[:240],
-            "set": found.get("set") or [], "keep": found.get("keep") or [], "alone_breaks": found.get("alone_breaks")}
+            "set": found.get("set") or [], "keep": found.get("keep") or [], "alone_breaks": found.get("alone_breaks"),
+            "spread": found.get("spread")}
 
 
 def one_story(spec, model, feeds, sample: int, work: Path) -> tuple[str | None, str | None, str]:
@@ -120,7 +121,9 @@ def grade(ans: dict, got: dict, together: bool | None = None) -> str:
     """right: a healthy candidate neither flagged nor refused, a broken one's root cause among the nodes that alone
     bring its decisions back — or, where none alone does, a set named as the root whose nodes kept out of the
     conversion together bring every decision back, or the layer named as the one that alone breaks them whose node
-    alone converted moves its decisions (`together`: the corpus's own intervention, without cp_debug);
+    alone converted moves its decisions, or "the error accumulates" said where neither half of the nodes the
+    conversion touched kept out together brings them back (the block it names instead: kept out, it does)
+    (`together`: the corpus's own intervention, without cp_debug);
     partial: a broken one flagged at another root (or where none alone brings them back and no set is named);
     wrong: a false alarm, a refusal, a broken one passed."""
     if ans["healthy"]:
@@ -133,6 +136,17 @@ def grade(ans: dict, got: dict, together: bool | None = None) -> str:
     hit = any(probe == r or probe.startswith(f"{r}_output_") or probe == f"{r}_Output" or got.get("node") == r
               for r in ans["restoring"])
     return "right" if hit else "partial"
+
+
+def _spread_holds(spec, kind: str, model, calib, feeds, ref, spread: dict) -> bool:
+    """cp_debug's "the error accumulates" checked without it: neither half of the nodes the conversion touched, kept
+    out of it together, brings every decision back; the block it names instead: kept out, it does."""
+    def back(names) -> bool:
+        return spec.decisions(session(make(kind, model, calib, list(names))), feeds) == ref
+    if not spread["accumulates"]:
+        return back(spread["within"])
+    names = touched(kind, model, make(kind, model, calib))
+    return not any(back(part) for part in (names[: len(names) // 2], names[len(names) // 2:]))
 
 
 def main(argv=None) -> int:
@@ -172,6 +186,8 @@ def main(argv=None) -> int:
                     cand = make(kind, model, calib)  # the root's node alone converted: do its decisions move?
                     rest = [n for n in touched(kind, model, cand) if n != got["node"]]
                     together = spec.decisions(session(make(kind, model, calib, rest)), feeds) != ref
+                if together is None and got["spread"]:  # "the error accumulates": no half brings them back
+                    together = _spread_holds(spec, kind, model, calib, feeds, ref, got["spread"])
                 mark = grade(ans, got, together)
                 if got["set"]:
                     row += f"\n{'':17s} the set named: {', '.join(got['set'])} (nodes {', '.join(got['keep'])})"

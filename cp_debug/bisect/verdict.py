@@ -63,8 +63,11 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
     if placed is None and rc and found is not None and found.cure is None and found.breaks not in (None, rc):
         rc, path = found.breaks, [found.breaks]  # nothing brings the outputs back and no finding places the root:
         seg = seg.at(rc)  # the first ranked layer that alone, in the candidate's precision, breaks them
-    whys = catalog.findings(seg, Role.WHY) if rc and not (placed is not None and placed.replaces_hint) else {}
-    if placed is not None and placed.replaces_hint:  # a decision: the choice made the error, no layer's rounding
+    said = placed is not None and (placed.replaces_hint or placed.mechanism)  # its words the whole reason
+    whys = catalog.findings(seg, Role.WHY) if rc and not said else {}
+    if placed is not None and placed.mechanism:  # a mechanism with its keep set tried at the outputs: one story
+        hint, owner = placed.text, None
+    elif placed is not None and placed.replaces_hint:  # a decision: the choice made the error, no layer's rounding
         # the probe measured stays (every probe computed from the choice reads its other one), the module whose own
         # code makes the choice named with it (issue 115: the root and its reason name one module)
         hint, owner = placed.text, owner_cause.owner(rc, placed.detail) if placed.detail is not None else None

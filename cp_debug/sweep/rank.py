@@ -142,7 +142,8 @@ def verdict(c: CandidateFrame, spread: dict[tuple[str, str], ProbeSpread], facto
     if klass == "local" and outcome is not Outcome.DIVERGED:
         outcome = Outcome.DIVERGED
         reason = f"layer-local: {local} at {dict(ratios)[local]:.3g}× its median over the frames; {reason}"
-    flips = d.flips + sum(x.flipped for x in c.decisions if x.changed)  # a decision flipped ranks before an error
+    # a decision flipped ranks before an error (a map's scattered near ties at its threshold are none: decisions.py)
+    flips = d.flips + sum(x.flipped for x in c.decisions if getattr(x, "decisive", x.changed))
     return CandidateVerdict(c.candidate, klass, worst[0], float(worst[1]), local, first, d.lost, d.added, d.changed,
                             c.diverged, outcome, reason, flips)
 

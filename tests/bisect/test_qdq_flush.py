@@ -28,9 +28,9 @@ def _frame(rng) -> np.ndarray:
     return x
 
 
-def _files(tmp_path: Path) -> tuple[Path, Path, np.ndarray]:
+def logpow(opset: int = 17) -> onnx.ModelProto:
+    """The log-magnitude front end at `opset` (float8's Q/DQ asks 19: tests/bisect/test_qdq_flush_fp8.py)."""
     from onnx import TensorProto, helper, numpy_helper
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     rng = np.random.default_rng(0)
     inits = [numpy_helper.from_array((rng.standard_normal((8, 2, 3, 3)) * 0.3).astype(np.float32), "w1"),
@@ -46,8 +46,15 @@ def _files(tmp_path: Path) -> tuple[Path, Path, np.ndarray]:
              helper.make_node("Conv", ["logmag", "w2"], ["out"], "conv2")]
     graph = helper.make_graph(nodes, "logpow", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 16, 32])],
                               [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 4, 16, 32])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8 if opset < 19 else 9
+    return model
+
+
+def _files(tmp_path: Path) -> tuple[Path, Path, np.ndarray]:
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    model = logpow()
     onnx.save(model, tmp_path / "m.onnx")
     x = _frame(np.random.default_rng(1))
     np.savez(tmp_path / "x.npz", x=x)
@@ -129,3 +136,9 @@ def test_the_pairs_that_flush_before_the_log_are_the_root_cause_with_their_share
                 and t["back"])
     assert {"power_eps_QuantizeLinear", "power_QuantizeLinear", "x_QuantizeLinear"} <= set(cure["nodes"]), cure
     assert cause["confirmed"], cause
+    # one story: the mechanism and its verified keep set, the intervention confirming that keep set; no older words
+    # beside it (the file's re-quantization "tried and not enough", a layer's INT8 rounding)
+    assert cause["intervention"]["probe"] == "power_eps" and not cause["intervention"]["set"], cause["intervention"]
+    assert "confirmed by intervention: power_eps (every activation Q/DQ pair before the Log removed" in hint, hint
+    assert "tried and not enough" not in hint and "quantisation error of this layer" not in hint, hint
+    assert [f["fault"] for f in report["findings"][label] if f["role"] == "why"] == [], report["findings"][label]

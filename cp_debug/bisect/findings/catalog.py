@@ -155,7 +155,7 @@ class QdqFlushBefore:
         if not back and (not within or (tried is not None and tried.cure is not None)):
             return None  # the outputs not within their budget with it removed, or another cause brings them back
         return Finding(self.fault, self.role, found.probe, found.text(), found.share, detail=found,
-                       restores=_tried(found), measured=back)
+                       restores=_tried(found), measured=back, mechanism=True)
 
 
 # -- why ------------------------------------------------------------------------------------------------------------

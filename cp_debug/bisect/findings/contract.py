@@ -119,6 +119,10 @@ class Finding:
     # WHERE: its own restoration brought the outputs back (an intervention of its own, as a decision measured on the
     # reference's choice is): it is not given way to a cause the ranking's intervention confirmed elsewhere
     measured: bool = False
+    # WHERE: its words are the whole reason — the mechanism with the keep set it tried at the outputs; the probe's own
+    # precision hint and the why findings (the same quantization read as a layer's rounding, a file's re-quantization)
+    # are not said beside it
+    mechanism: bool = False
 
     def to_json(self) -> dict:
         """Its JSON: a number that is none (NaN: a runtime that refused the file measured nothing) is null."""

@@ -7,6 +7,14 @@ one, an output written by a Sigmoid is read at 0.5 and one written by a Softmax 
 decision of the report (`decisions`, Decision's protocol: `subjects/subject.py`) with its margin — the reference's
 distance to the threshold, or between its two top classes, at the element that flips —, and a run whose decision
 flips is not within precision (`verdict.py`); a restored candidate (`cures/restore.py`) is back only where none flips.
+
+A map of many decisions (a Sigmoid per frame and key, per pixel) whose flips are at most `SCATTERED` of its elements
+flips no decision of the map: its near ties at the threshold, listed (`scattered`), not counted as a flip (basic-pitch's
+note and onset maps under onnxconverter-common's float16: 10 of 75,680 elements cross 0.5, the reference 0.003–0.08
+from it, every note kept). Where a run declares no metric and every output is such a map (≥ 1,000 decisions) whose
+decisions hold, they are the decision that holds (`held_decision`): a layer's fault then degrades the outputs, as a
+declared metric that holds does. A row's label, a classifier's argmax, is never scattered (one flip of a few rows is
+> 0.1 %), and a few rows never hold a decision for the application.
 """
 
 from __future__ import annotations
@@ -21,6 +29,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.bisect.run_state import RunState
 
 THRESHOLD = 0.5
+SCATTERED = 1e-3  # the share of a map's elements whose flips are near ties, not its decision (fp16's element-wise
+# tolerance lets as many elements through: `compare/diff.DEFAULT`)
 
 
 @dataclass(frozen=True)
@@ -37,19 +47,31 @@ class OutputDecision:
     candidate: float | None = None
 
     @property
+    def scattered(self) -> bool:
+        """A map's few near ties (≤ `SCATTERED` of its elements flip): no decision of the map changes."""
+        return self.rule != "metric" and 0 < self.flipped <= SCATTERED * self.total
+
+    @property
+    def decisive(self) -> bool:
+        """The decision changes (a metric's value, or more of an output than its near ties)."""
+        return self.changed and not self.scattered
+
+    @property
     def summary(self) -> str:
         if self.rule == "metric":
             return (f"--metric {self.name}: {self.candidate:.6g} where the reference gives {self.reference:.6g}"
                     + (" (changed)" if self.changed else ""))
         at = f", the reference's margin there {self.margin:.3g}" if self.margin is not None else ""
+        few = (f" (≤ {SCATTERED:.1%} of its elements: the map's near ties at its threshold, no decision of the map)"
+               if self.scattered else "")
         return (f"{self.name} read at its {self.rule}: {self.flipped} of {self.total} decide otherwise than the "
-                f"reference{at}")
+                f"reference{at}{few}")
 
     def to_json(self) -> dict:
         def num(x):
             return x if x is None or math.isfinite(x) else None
         return {"name": self.name, "kind": "output", "rule": self.rule, "changed": self.changed,
-                "flipped": self.flipped, "total": self.total, "margin": num(self.margin),
+                "flipped": self.flipped, "total": self.total, "scattered": self.scattered, "margin": num(self.margin),
                 "reference": num(self.reference), "candidate": num(self.candidate), "summary": self.summary}
 
 
@@ -109,14 +131,16 @@ def read_decisions(decided: Mapping[str, str], ref: Mapping[str, np.ndarray], ou
 
 
 def flips(run: "RunState", stage: int, ref: Mapping[str, np.ndarray], out: Mapping[str, np.ndarray]) -> int:
-    """How many of the decisions `out` carries flip against `ref` (`output_decisions`)."""
-    return sum(d.flipped for d in output_decisions(run, stage, ref, out) if d.changed)
+    """How many of the decisions `out` carries flip against `ref` (`output_decisions`; a map's scattered near ties
+    are none)."""
+    return sum(d.flipped for d in output_decisions(run, stage, ref, out) if d.decisive)
 
 
 def decided_outputs(stage) -> dict[str, str]:
     """A stage's (`subjects.subject.Stage`) outputs written by a Sigmoid or a Softmax node, through Identities
-    (paddle2onnx writes PaddleOCR's classifier's `save_infer_model/scale_0.tmp_1` as an Identity of its Softmax):
-    output name -> op."""
+    (paddle2onnx writes PaddleOCR's classifier's `save_infer_model/scale_0.tmp_1` as an Identity of its Softmax) and,
+    for a Sigmoid (element-wise: no axis to lose), the ops that only reshape it (tf2onnx writes basic-pitch's note
+    maps as a Reshape of their Sigmoid): output name -> op."""
     model = stage.onnx_model  # never exported for this: a torch-only run reads no op
     if model is None:
         return {}
@@ -126,16 +150,22 @@ def decided_outputs(stage) -> dict[str, str]:
 
     def op(name: str) -> str | None:
         seen = set()
-        while (n := writers.get(name)) is not None and n.op_type == "Identity" and name not in seen:
+        shaped = False
+        while (n := writers.get(name)) is not None and n.op_type in _SHAPE_ONLY and name not in seen:
             seen.add(name)
-            name = n.input[0]
+            shaped, name = shaped or n.op_type != "Identity", n.input[0]
         if n is None or n.op_type != "Softmax":
             return n.op_type if n is not None else None
+        if shaped:  # a Softmax's classes reshaped: its axis no longer known
+            return None
         axis = next((a.i for a in n.attribute if a.name == "axis"), -1 if opset >= 13 else 1)
         return "Softmax" if axis == -1 else f"Softmax@{axis}"  # the classes on that axis, read at its argmax
 
     return {n: o for n in stage.output_names if (o := op(n)) is not None and o.split("@")[0] in (
         "Sigmoid", "Softmax")}
+
+
+_SHAPE_ONLY = ("Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze")
 
 
 def record_flips(run: "RunState", states: list, cand_up: Mapping[str, Mapping[str, np.ndarray]]) -> None:
@@ -145,14 +175,33 @@ def record_flips(run: "RunState", states: list, cand_up: Mapping[str, Mapping[st
         if s.refused is None and cand_up.get(s.label) and i in run.ref_outputs:
             found = output_decisions(run, i, run.ref_outputs[i], cand_up[s.label])
             s.decisions += [d for d in found if d.changed]
-            held = [d for d in found if d.rule == "metric" and not d.changed]
-            s.metric_held = held[0].summary if held and len(held) == len(found) else None
+            s.metric_held = _held(found, run.subject.stages[i].output_names)
+
+
+def _held(found: list[OutputDecision], outputs) -> str | None:
+    """The words of the decisions `found` where they hold: the declared metric's, or — no metric — every output of
+    `outputs` a Sigmoid / Softmax map of many decisions (≥ 1 / `SCATTERED` read: a threshold sampled that densely
+    is the map's own) whose decisions hold (none flips, or its scattered near ties only). A few scores or rows read
+    at 0.5 / argmax say little of the application's threshold (proposals decided at 0.6, a ×4 weight scale moving
+    them by 0.06, none across 0.5): they are reported, never the decision that holds."""
+    if any(d.decisive for d in found) or not found:
+        return None
+    if found[0].rule == "metric":
+        return found[0].summary
+    if {d.name for d in found} != set(outputs) or any(d.total * SCATTERED < 1 for d in found):
+        return None  # an output that decides nothing known, or a few scores read at 0.5: no decision known to hold
+    few = [d for d in found if d.changed]
+    flipped = sum(d.flipped for d in few)
+    return (f"every output read at its {' / '.join(dict.fromkeys(d.rule for d in found))}: "
+            + (f"{flipped} of {sum(d.total for d in few)} elements of {len(few)} map(s) flip, scattered near ties "
+               f"(≤ {SCATTERED:.1%} of each)" if few else "none decides otherwise than the reference"))
 
 
 def held_decision(state) -> str | None:
-    """The declared `--metric`'s words where it was read on the candidate's outputs and its value is the
-    reference's: the application's decision holds (a layer's fault then degrades the outputs, it does not break
-    the decision: basic-pitch's notes under onnxconverter-common's float16, 4.4× the outputs' budget)."""
+    """The words of the decision that holds where it was read on the candidate's outputs: the declared `--metric`'s
+    value the reference's, or without one every output a Sigmoid / Softmax whose decisions hold (`_held`); the
+    application's decision holds (a layer's fault then degrades the outputs, it does not break the decision:
+    basic-pitch's notes under onnxconverter-common's float16, 4.4× the outputs' budget)."""
     return getattr(state, "metric_held", None)
 
 
@@ -176,8 +225,9 @@ def outcome_with(decisions, outcome, reason: str | None):
 
 
 def flipped(state, metric_only: bool = False) -> list[OutputDecision]:
-    """The candidate's output decisions that flip (`metric_only`: its `--metric`'s)."""
-    return [d for d in state.decisions if isinstance(d, OutputDecision) and d.changed
+    """The candidate's output decisions that flip (`metric_only`: its `--metric`'s; a map's scattered near ties are
+    no flip)."""
+    return [d for d in state.decisions if isinstance(d, OutputDecision) and d.decisive
             and (d.rule == "metric" or not metric_only)]
 
 

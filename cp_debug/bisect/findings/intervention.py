@@ -12,8 +12,9 @@ file's node is left out of the file's quantization, as the built-in's is left ou
 the reference's (a node that reads no Q/DQ pair) hides every error that flowed into it: a tensor later than the
 proposal that brings the outputs back is said (`hides_upstream`), never named in its place. A user's file's constants
 off the reference's are tried first, each replaced alone (`cures/constants.py`), its shared scales after the
-ranked (`cures/shared_scale.py`). An overflow its
-consumer saturates (a tanh-GELU's x³) is proposed first and let go: restoring it changes nothing at the output.
+ranked (`cures/shared_scale.py`). An overflow its consumer saturates (a tanh-GELU's x³) is proposed first and let
+go: restoring it changes nothing at the output. Where nothing brings them back, the graph's halves say where the
+error accumulates (`cures/spread.py`: evidence, never the cure).
 
 A candidate whose module's own nodes are not its whole segment (code its parent runs between its children) is tried
 again over its segment, as its local error ran it (`restore.widened`).
@@ -30,6 +31,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from cp_debug.bisect.cures import spread
 from cp_debug.bisect.cures.restore import (CONSTANT, EXCLUDE, KEEP, KEPT_FLOAT, REPLACE, OutputError, Restoration,
                                            cure_words, output_error, restoration, run_restored, widened)
 
@@ -50,6 +52,7 @@ class Tried:
     after: OutputError
     hides: bool = False  # a tensor after the proposal replaced: back, but by hiding what flowed into it
     whole: bool = False  # a set restoring every compute node: back, by not converting the model (`_whole`)
+    spread: bool = False  # half the graph restored together: evidence only (`cures/spread.py`)
 
     def to_json(self, before: OutputError) -> dict:
         r = self.restored
@@ -57,7 +60,7 @@ class Tried:
                 "how": sorted({x.how for x in r}), "nodes": [n for x in r for n in x.nodes],
                 "tensors": [x.tensor for x in r if x.tensor], "output_error_before": before.to_json(),
                 "output_error_after": self.after.to_json(),
-                "back": self.after.back and not self.hides and not self.whole and not r[0].alone,
+                "back": self.after.back and not (self.hides or self.whole or self.spread or r[0].alone),
                 "hides_upstream": self.hides,
                 "alone": r[0].alone}  # alone: its nodes alone in the candidate's precision, every other restored
 
@@ -83,7 +86,7 @@ class Intervention:
     def cure(self) -> Tried | None:
         """The run that brought the outputs back (the confirmed candidate's, else the set the search chose, else the
         first)."""
-        back = [t for t in self.tried if t.after.back and not t.hides and not t.whole and not t.restored[0].alone]
+        back = [t for t in self.tried if t.after.back and not (t.hides or t.whole or t.spread or t.restored[0].alone)]
         mine = [t for t in back if len(t.restored) == 1 and t.restored[0].probe == self.confirmed]
         chosen = [t for t in back if self.chosen and {x.probe for x in t.restored} == set(self.chosen)]
         return (mine or chosen or back or [None])[0]
@@ -103,14 +106,14 @@ class Intervention:
         before = f"{self.before.ratio:.3g}× its budget"
         sets = [t for t in self.tried if len(t.restored) > 1]
         tried = "; ".join([f"{t.restored[0].words()}: {t.after.ratio:.3g}×" for t in self.tried
-                           if len(t.restored) == 1]
+                           if len(t.restored) == 1 and not t.spread]
                           + ([f"sets of the first {self.searched} ranked: {len(sets)} run(s), the best "
                               f"{min(t.after.ratio for t in sets):.3g}×"] if sets and not self.chosen else []))
         # judged by --atol/--rtol (fixed mode) an output fails within its precision's budget: say which limit holds
         limit = "their budget" if self.before.ratio >= 1 or self.before.flips else "the run's tolerance"
         if c is None:
             return (f"confirmed by no intervention: restoring each of the proposed causes leaves the outputs beyond "
-                    f"{limit} (worst output {before}; {tried}){self._alone()}")
+                    f"{limit} (worst output {before}; {tried}){self._alone()}{spread.words(self.tried)}")
         what = ("the set " + ", ".join(self.confirmed_set)) if self.confirmed_set else self.confirmed
         how = c.restored[0].how
         # a keep set with its nodes' count; a constant; a file's pairs kept float
@@ -161,6 +164,7 @@ class Intervention:
                 "probe": self.confirmed, "set": list(self.confirmed_set), "keep": list(self.keep()),
                 "how": c.restored[0].how if c is not None else None, "output_error": self.before.to_json(),
                 "set_searched_among": self.searched, "set_runs_spent": self.spent, "alone_breaks": self.breaks,
+                "spread": spread.verdict(self.tried),
                 "tried": [t.to_json(self.before) for t in self.tried]}  # its time: the report's phases
 
 
@@ -220,6 +224,8 @@ def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results
         # mode any one layer alone in the format may miss a tight --atol/--rtol: that names no cause)
         breaks = None if back or chosen or run.opts.tolerance_mode == "fixed" else _breaks(
             run, state, restorable, tried, measure)
+        if not (back or chosen or breaks) and run.opts.tolerance_mode == "model":  # no layer: the halves' evidence
+            tried += spread.tried(run, state, stage, lambda h: Tried((h,), measure([h]), spread=True))
     found = Intervention(ranked[0], None, before, tuple(tried), 0.0, stage, chosen=chosen, spent=spent)
     cure = found.cure
     confirmed = cure.restored[0].probe if cure is not None and len(cure.restored) == 1 else None
@@ -380,9 +386,11 @@ def settle(run: "RunState", state: "CandidateState", root: str | None, module: s
             run.warnings.append(f"{state.label}: the root cause {target} was not restored at the outputs: {err}")
     cure = next((t for t in new if t.after.back), None)
     cured_at = found.cure is not None and any(x.probe in (target, root) for x in found.cure.restored)
-    confirmed = cure.restored[0].probe if cure is not None and not cured_at else found.confirmed
+    # the root's own verified keep set over a set the search assembled around it (a Q/DQ flush's pairs: one story)
+    mine = cure is not None and cure.restored[0].probe == root and found.confirmed is None and bool(found.chosen)
+    confirmed = cure.restored[0].probe if cure is not None and (mine or not cured_at) else found.confirmed
     state.intervention = replace(found, tried=(*found.tried, *new), confirmed=confirmed, at=target,
-                                 seconds=found.seconds + time.perf_counter() - t0)
+                                 seconds=found.seconds + time.perf_counter() - t0, chosen=() if mine else found.chosen)
 
 
 def _restoration_of(run: "RunState", state: "CandidateState", name: str, stage: int) -> Restoration | None:

@@ -67,6 +67,7 @@ class QdqFlush:
     front_flips: int = 0
     # (`restore.Restoration`, `restore.OutputError`) of the cure run to the outputs: the intervention takes it in
     at_outputs: tuple | None = field(default=None, compare=False)
+    fmt: str = "INT8"  # the pairs' format: "FP8" (float8 zero points) flushes below 2^-10 × its scale
 
     @property
     def share(self) -> float:
@@ -82,9 +83,10 @@ class QdqFlush:
         more = ("; on its chain also " + ", ".join(f"{p.tensor!r} {p.share:.0%} (scale {p.scale:.3g}, zero point "
                                                     f"{p.zero})" for p in rest)) if rest else ""
         chain = f", its chain's worst {self.chain_rel:.3g}" if self.chain_rel is not None else ""
-        head = (f"INT8 flushes to zero before the {self.op} '{self.node}': its input's producer {self.producer} "
+        below = "half a step" if self.fmt == "INT8" else "half float8's smallest subnormal, 2^-10 × the scale"
+        head = (f"{self.fmt} flushes to zero before the {self.op} '{self.node}': its input's producer {self.producer} "
                 f"writes {first.tensor!r}, whose Q/DQ pair (scale {first.scale:.3g}, zero point {first.zero}) rounds "
-                f"{first.share:.0%} of the reference's nonzero values to 0 (|x| below half a step){more}; the "
+                f"{first.share:.0%} of the reference's nonzero values to 0 (|x| below {below}){more}; the "
                 f"{self.op} of those zeros makes its error (rel. RMSE {self.rel:.3g}{chain}), which no pair's own "
                 "error shows")
         names = ", ".join(repr(p.tensor) for p in self.pairs)
@@ -193,7 +195,8 @@ def _examined(run, state, by: dict, probe: str, model, writer: dict, target) -> 
     at = next((x.probe for x in flushing if x.probe is not None), probe)
     made = writer.get(flushing[0].tensor)
     producer = f"{made.op_type} '{made.name}'" if made is not None else f"'{flushing[0].tensor}'"
-    found = QdqFlush(target.op_type, target.name, tuple(flushing), rel, chain_rel, producer, at)
+    found = QdqFlush(target.op_type, target.name, tuple(flushing), rel, chain_rel, producer, at,
+                     fmt="FP8" if state.judged_at == "fp8" else "INT8")
     return _tried(run, state, p.stage, found, model, writer, target, inits)
 
 

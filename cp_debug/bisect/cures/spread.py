@@ -1,0 +1,99 @@
+"""Where no layer is the cause: the error spread over the model, said with its evidence (issue 115, item 1).
+
+The intervention (`findings/intervention.py`) restores the ranked layers one by one, then searches a set among them;
+where neither brings the outputs (and the decisions they carry) back and no layer alone in the candidate's precision
+breaks them, the graph's compute nodes are split in two halves, in execution order, and each half is restored
+together (kept in FP32 / left out of INT8, a user's file: the half's quantized nodes' Q/DQ pairs removed): two runs
+of the stage. Neither half back: no single layer, no set of layers short of the model — the error accumulates across
+it (basic-pitch's note model in INT8: a linear CQT magnitude quantized uniformly, then a Log; no node alone out of
+INT8 brings its notes back, nor its front end's 158 nodes together, nor the 43 after it). One half back: the error
+lies within that half, no layer of it alone nor a set of the ranked. A half is evidence, never the cure offered (as
+the whole model is not: `intervention._whole`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cp_debug.bisect.cures.restore import EXCLUDE, KEEP, Restoration
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cp_debug.bisect.run_state import CandidateState, RunState
+
+HALVES = ("the graph's first half", "the graph's second half")
+SMALLEST = 4  # a block of fewer compute nodes is not split
+RUNS = 8  # the runs of the stage the halves take at most (each block back is split once more)
+_SKIP = {"Constant", "QuantizeLinear", "DequantizeLinear", "Identity", "Reshape", "Squeeze", "Unsqueeze",
+         "Transpose", "Shape", "Gather", "Concat", "Slice", "Cast", "Flatten"}  # no arithmetic of their own
+
+
+def halves(run: "RunState", state: "CandidateState", stage: int) -> list[Restoration]:
+    """The stage's compute nodes in two halves, in graph order, each a restoration in the candidate's terms; [] where
+    the candidate's restorations are not node lists or the stage has fewer than `SMALLEST` such nodes."""
+    spec = state.spec
+    own = spec.onnx_dir is not None
+    how = EXCLUDE if own or spec.precision in ("int8", "fp8", "nvfp4", "mxfp8") else KEEP if spec.precision in (
+        "fp16", "bf16") else None
+    model = run.stage_of(state.label, stage).onnx() if how is not None and spec.runs_onnx else None
+    if model is None:
+        return []
+    dq = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    nodes = [n.name for n in model.graph.node if n.name and n.op_type not in _SKIP
+             and (not own or any(i in dq for i in n.input))]  # a user's file: the nodes it quantized
+    return split(Restoration(HALVES[0], stage, how, nodes=tuple(nodes), in_file=own), HALVES)
+
+
+def split(r: Restoration, names=("its first half", "its second half")) -> list[Restoration]:
+    """`r`'s nodes in two halves, in graph order, each a restoration of its kind; [] below `SMALLEST` nodes."""
+    if len(r.nodes) < SMALLEST:
+        return []
+    k = len(r.nodes) // 2
+    return [Restoration(name, r.stage, r.how, nodes=part, source=f"`{part[0]}` … `{part[-1]}`", in_file=r.in_file)
+            for name, part in zip(names, (r.nodes[:k], r.nodes[k:]))]
+
+
+def tried(run: "RunState", state: "CandidateState", stage: int, measured) -> list:
+    """Both halves run at the outputs (`measured(restoration) -> intervention.Tried`), and where one brings them
+    back, its halves in turn (at most `RUNS` runs in all): the smallest block of the graph found so; none where a
+    half cannot be run (said)."""
+    out, parts = [], halves(run, state, stage)
+    while parts and len(out) + len(parts) <= RUNS:
+        try:
+            runs = [measured(h) for h in parts]
+        except Exception as err:  # noqa: BLE001 - the intervention's other runs stand; the evidence is said missing
+            run.warnings.append(f"{state.label}: {parts[0].words()} was not run at the outputs: {err}")
+            return out
+        out += runs
+        back = [t.restored[0] for t in runs if t.after.back]
+        parts = split(back[0]) if back else []
+    return out
+
+
+def block(tried) -> Restoration | None:
+    """The smallest block the halves found that brings the outputs back (`tried`: the intervention's runs)."""
+    back = [t.restored[0] for t in tried if t.spread and t.after.back]
+    return back[-1] if back else None
+
+
+def verdict(tried) -> dict | None:
+    """The halves' finding for the report: {"accumulates": True} where neither half of the graph brought the outputs
+    back, else the smallest block that did ({"accumulates": False, "within": its nodes}); None where not run."""
+    if sum(t.spread for t in tried) < 2:
+        return None
+    b = block(tried)
+    return {"accumulates": b is None, "within": list(b.nodes) if b is not None else []}
+
+
+def words(tried) -> str:
+    """The halves' evidence, closing the intervention's words where no layer nor set brought the outputs back."""
+    if verdict(tried) is None:
+        return ""
+    runs = "; ".join(f"{t.restored[0].words()}: {t.after.ratio:.3g}×"
+                     + (f", {t.after.flips} decision(s) flipped" if t.after.flips else "")
+                     for t in tried if t.spread)
+    b = block(tried)
+    if b is None:
+        return (f" — no single layer: the error accumulates; no layer alone, no set of the ranked and no half of the "
+                f"graph restored together brings them back ({runs})")
+    return (f" — no single layer: the error accumulates within {len(b.nodes)} node(s) {b.source}, which "
+            f"{b.how} together bring them back, neither of its halves ({runs})")
