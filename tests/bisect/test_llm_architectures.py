@@ -149,3 +149,77 @@ def test_a_gemma2_int4_file_is_within_int4_precision(tmp_path):
     assert gqa["carried_from"] == "/model/layers.1/attn/qkv_proj/MatMul/output_0"
     mm = [p for n, p in rows.items() if "MatMul" in n]
     assert mm and all(p["local_rel_rmse"] < 0.11 for p in mm)  # one rounding each (unit 0.086)
+
+
+def test_olmos_layernorm_written_as_an_rms_norm_is_named(tmp_path):
+    """The builder (0.18.0) writes OLMo's LayerNorm (mean removed, eps 1e-5) as SimplifiedLayerNormalization (RMS,
+    eps 1e-6): its FP32 file is another function than the model (tests/data/llm/olmo, `llm_variants.py arch`; its
+    tokens flip at step 8 against PyTorch's, with LayerNorm at 1e-5 not: answers_variants.json). `bisect --onnx
+    olmo/plain -b ort,ort@olmo/fp32`: each such norm stays a graph difference against the plain export's
+    LayerNormalization (before: one module written otherwise, which its probe judges — no why), and the root's
+    segment names it as the other norm."""
+    np.savez(tmp_path / "prompt.npz", input_ids=PROMPT)
+    out = tmp_path / "report.json"
+    res = cpdebug("bisect", "--onnx", LLM / "olmo/plain/model.onnx", "-b", f"ort,ort@{LLM / 'olmo/fp32'}",
+                  "--inputs", tmp_path / "prompt.npz", "--json", out)
+    said = " ".join((res.stdout + res.stderr).split())
+    assert res.returncode == 1, said
+    assert "normalises by the root mean square without removing the mean" in said
+    assert "5 of the reference's so" in said and "(epsilon 1e-06 against 1e-05)" in said
+    (diff,) = json.loads(out.read_text())["graph_differences"].values()
+    ours = [n["op_type"] for n in diff["only_in_candidate"] if "layernorm" in n["node"]]
+    theirs = [n["op_type"] for n in diff["only_in_reference"] if n["op_type"] == "LayerNormalization"]
+    assert ours == ["SimplifiedLayerNormalization"] * 5 and len(theirs) == 5
+
+
+@pytest.mark.long
+def test_the_hf_olmo_against_the_builders_fp32_file(tmp_path):
+    """`bisect --torch olmo/hf -b torch,ort@olmo/fp32 --generate 16`: the builder's own FP32 file flips greedy step 8
+    (210 → 255, PyTorch's margin 0.495), and the step's forward names the norm the file computes otherwise."""
+    want = json.loads((LLM / "answers_variants.json").read_text())["models"]["olmo"]["fp32"]
+    np.savez(tmp_path / "prompt.npz", input_ids=PROMPT)
+    res = cpdebug("bisect", "--torch", LLM / "olmo/hf", "-b", f"torch,ort@{LLM / 'olmo/fp32'}", "--inputs",
+                  tmp_path / "prompt.npz", "--generate", 16)
+    said = " ".join((res.stdout + res.stderr).split())
+    assert res.returncode == 1, said
+    step, swap = want["first_flip"], want["swap"].replace("->", " → ")
+    assert f"greedy step {step}: token {swap}" in said
+    assert "normalises by the root mean square without removing the mean" in said
+
+
+def test_nemotrons_norm_epsilon_is_named_at_the_flipped_step(tmp_path):
+    """The builder (0.18.0) reads `rms_norm_eps`, which Nemotron's config lacks (`norm_eps` 1e-5): every norm of its
+    FP32 file adds 1e-6 (tests/data/llm/nemotron; answers_variants.json: greedy step 12 flips, 140 → 176, and the file
+    with 1e-5 decodes PyTorch's tokens). `bisect --onnx nemotron/plain -b ort,ort@nemotron/fp32 --generate 16`: the
+    builder's decoder file fixed to the flipped step's prefill (before: to the prompt's 8 tokens, then fed 20 — exit 2,
+    "the model wants [1, 8]"), the two epsilons' LayerNormalization left a graph difference each (before: paired as
+    one op) and the root's segment says so."""
+    want = json.loads((LLM / "answers_variants.json").read_text())["models"]["nemotron"]["fp32"]
+    np.savez(tmp_path / "prompt.npz", input_ids=PROMPT)
+    res = cpdebug("bisect", "--onnx", LLM / "nemotron/plain/model.onnx", "-b", f"ort,ort@{LLM / 'nemotron/fp32'}",
+                  "--inputs", tmp_path / "prompt.npz", "--generate", 16)
+    said = " ".join((res.stdout + res.stderr).split())
+    assert res.returncode == 1, said
+    assert f"greedy step {want['first_flip']}: token {want['swap'].replace('->', ' → ')}" in said
+    assert "adds epsilon 1e-06 to the variance, where the reference adds 1e-05" in said
+
+
+@pytest.mark.long
+def test_the_hf_nemotron_against_the_builders_fp32_file(tmp_path):
+    """`--torch nemotron/hf -b torch,ort@nemotron/fp32 --generate 16 --level all`: Nemotron's relu² is the builder's
+    act_fn/Relu then mlp/square/Relu2/pow, outside act_fn's scope — the module read at the pow (before: at the Relu,
+    "local fault at model.layers.0.mlp.act_fn", 3.2e4× fp32's budget, on a file whose act_fn is right); the root is
+    the first norm, its epsilon said."""
+    out = tmp_path / "report.json"
+    np.savez(tmp_path / "prompt.npz", input_ids=PROMPT)
+    res = cpdebug("bisect", "--torch", LLM / "nemotron/hf", "-b", f"torch,ort@{LLM / 'nemotron/fp32'}", "--inputs",
+                  tmp_path / "prompt.npz", "--generate", 16, "--level", "all", "--json", out)
+    said = " ".join((res.stdout + res.stderr).split())
+    assert res.returncode == 1, said
+    report = json.loads(out.read_text())
+    stage = next(iter(next(iter(report["settings"]["deployed"].values())).values()))
+    assert stage["mapped"]["model.layers.0.mlp.act_fn"]["tensor"] == "/model/layers.0/mlp/square/Relu2/pow/output_0"
+    assert "greedy step 12: token 140 → 176" in said
+    (root,) = report["root_cause"].values()
+    assert root["probe"] == "model.layers.0.input_layernorm" and "epsilon 1e-06" in root["hint"]
+    assert "adds epsilon 1e-06 to the variance, where the reference adds 1e-05" in said
