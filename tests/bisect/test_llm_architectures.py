@@ -223,3 +223,19 @@ def test_the_hf_nemotron_against_the_builders_fp32_file(tmp_path):
     (root,) = report["root_cause"].values()
     assert root["probe"] == "model.layers.0.input_layernorm" and "epsilon 1e-06" in root["hint"]
     assert "adds epsilon 1e-06 to the variance, where the reference adds 1e-05" in said
+
+
+def test_a_plain_export_against_the_builders_fp32_file_maps_every_projection(tmp_path):
+    """`bisect --onnx qwen3_massive/plain -b ort,ort@qwen3_massive/fp32`: the twins the structure leaves alike (an
+    MLP's gate and up projections of one input, o_proj and down_proj of one shape) are paired by their weights' values
+    in a float file too (before: only in a MatMulNBits or 4-bit DQ file — 12 probes mapped, every o_proj, gate, up
+    and down projection missing; the builder's FP32 Phi-2 lost layer 1's q, k, v and both attentions' dense)."""
+    np.savez(tmp_path / "prompt.npz", input_ids=PROMPT)
+    out = tmp_path / "report.json"
+    res = cpdebug("bisect", "--onnx", LLM / "qwen3_massive/plain/model.onnx", "-b",
+                  f"ort,ort@{LLM / 'qwen3_massive/fp32'}", "--inputs", tmp_path / "prompt.npz", "--json", out)
+    said = " ".join((res.stdout + res.stderr).split())
+    assert res.returncode == 0, said
+    stage = next(iter(next(iter(json.loads(out.read_text())["settings"]["deployed"].values())).values()))
+    assert not [q for q in stage["unmapped"] if "proj" in q], stage["unmapped"]
+    assert {"m.model.layers.1.mlp.gate_proj/MatMul", "m.model.layers.1.mlp.up_proj/MatMul"} <= set(stage["mapped"])
