@@ -239,3 +239,21 @@ def test_a_plain_export_against_the_builders_fp32_file_maps_every_projection(tmp
     stage = next(iter(next(iter(json.loads(out.read_text())["settings"]["deployed"].values())).values()))
     assert not [q for q in stage["unmapped"] if "proj" in q], stage["unmapped"]
     assert {"m.model.layers.1.mlp.gate_proj/MatMul", "m.model.layers.1.mlp.up_proj/MatMul"} <= set(stage["mapped"])
+
+
+@pytest.mark.long
+def test_hunyuans_query_and_key_norms_are_read_heads_first(tmp_path):
+    """`--torch hunyuan/hf -b torch,ort@hunyuan/fp32 --generate 4 --level all` (HunYuan dense: `query_layernorm` and
+    `key_layernorm` over [1, heads, S, 16], after the transpose; the builder's q_norm / k_norm write [1, S, 64]):
+    each read through a view of the file's tensor reshaped to [1, S, heads, 16] and transposed (before: 27 of 31
+    probes, the four norms missing), at float32's rounding (the file decodes PyTorch's tokens)."""
+    out = tmp_path / "report.json"
+    np.savez(tmp_path / "prompt.npz", input_ids=PROMPT)
+    res = cpdebug("bisect", "--torch", LLM / "hunyuan/hf", "-b", f"torch,ort@{LLM / 'hunyuan/fp32'}", "--inputs",
+                  tmp_path / "prompt.npz", "--generate", 4, "--level", "all", "--json", out)
+    said = " ".join((res.stdout + res.stderr).split())
+    assert res.returncode == 0, said
+    stage = next(iter(next(iter(json.loads(out.read_text())["settings"]["deployed"].values())).values()))
+    assert stage["mapped"]["model.layers.1.self_attn.key_layernorm"]["tensor"].startswith(
+        "/model/layers.1/attn/k_norm/Reshape_2/output_0::as")
+    assert not [q for q in stage["unmapped"] if "rotary" not in q], stage["unmapped"]
