@@ -57,6 +57,9 @@ def _norms(nodes: tuple[UnmatchedNode, ...], differences: GraphDifferences | Non
 
     ours = [n for n in nodes if n.side == CANDIDATE and n.eps is not None]
     theirs = [n for n in nodes if n.side != CANDIDATE and n.eps is not None]
+    if differences and (ours or theirs):  # the other side's norm may lie a probe before (a plain export's LayerNorm)
+        ours = ours or [n for n in differences.only_in_candidate if n.eps is not None]
+        theirs = theirs or [n for n in differences.only_in_reference if n.eps is not None]
     if not ours or not theirs:
         return ""
     every = sum(n.eps is not None for n in differences.only_in_reference) if differences else len(theirs)
@@ -66,6 +69,8 @@ def _norms(nodes: tuple[UnmatchedNode, ...], differences: GraphDifferences | Non
                       "LayerNorm removes it", "as a LayerNorm")
     elif mine == {True} and other == {False}:
         what, cure = "removes the mean before normalising, where the reference's RMSNorm does not", "as an RMSNorm"
+    elif f"{ours[0].eps:.3g}" == f"{theirs[0].eps:.3g}":
+        return ""  # the same norm on both sides: unpaired for another reason
     else:
         what = f"adds epsilon {ours[0].eps:.3g} to the variance, where the reference adds {theirs[0].eps:.3g}"
         cure = f"with the model's epsilon ({theirs[0].eps:.3g})"
