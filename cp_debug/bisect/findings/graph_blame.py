@@ -80,6 +80,14 @@ def _norms(nodes: tuple[UnmatchedNode, ...], differences: GraphDifferences | Non
            f"them {cure})"
 
 
+def norms_line(differences: GraphDifferences | None) -> str:
+    """`_norms` over the whole graph's differences, as a verdict's clause ("" where its norms are the reference's)."""
+    if not differences:
+        return ""
+    said = _norms(differences.only_in_candidate + differences.only_in_reference, differences)
+    return f"; but the file's norms differ from the model's{said}" if said else ""
+
+
 def graph_blame(run: RunState, state: CandidateState, rc: str | None) -> GraphBlame:
     """The differences of `state`'s deployed files, and those that lie in root cause `rc`'s segment."""
     found = run.deployed.get(state.label)
