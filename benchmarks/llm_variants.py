@@ -6,7 +6,7 @@ exclude_embeds) on the corpus's Llama and massive-channel Qwen3, and four archit
 with llama3 rope scaling and tied embeddings, Granite with its multipliers, OLMo with clip_qkv, a tied Qwen3), each
 as the builder's FP32 and INT4 files and an RTN INT4 file of its plain export. Run in the builder's venv:
 
-    /tmp/genai-venv/bin/python benchmarks/llm_variants.py quant|build|arch   # the files, under /tmp/s6/v
+    /tmp/genai-venv/bin/python benchmarks/llm_variants.py quant|build|arch|more   # the files, under /tmp/s6/v
     /tmp/genai-venv/bin/python benchmarks/llm_variants.py answers MODEL...  # 16 greedy tokens against PyTorch's
 
 (the corpus first: `llm_files.py /tmp/llm_corpus`). The answers: each file's first flipped step against PyTorch's
@@ -92,11 +92,26 @@ BUILDS = {
 }
 
 
-def new_archs():
+# s7: the builder's model types not tried before (Phi-2's parallel block and LayerNorm, Gemma 3's q/k norms and local
+# rotary base, SmolLM3's layers without rotary, Nemotron's LayerNorm1P and relu², ERNIE 4.5, HunYuan's q/k norms)
+MORE = {
+    # a rotary half of 16 (ORT's GroupQueryAttention wants the cos cache a multiple of 8 wide: head 32, not 16)
+    "phi2": ("PhiConfig", "PhiForCausalLM", {"partial_rotary_factor": 0.5, "num_attention_heads": 2}),
+    "gemma3": ("Gemma3TextConfig", "Gemma3ForCausalLM", {"head_dim": 16, "sliding_window": 4,
+                                                          "layer_types": ["sliding_attention", "full_attention"]}),
+    "smollm3": ("SmolLM3Config", "SmolLM3ForCausalLM", {"no_rope_layers": [1, 0], "tie_word_embeddings": False}),
+    "nemotron": ("NemotronConfig", "NemotronForCausalLM", {"partial_rotary_factor": 0.5, "head_dim": 32,
+                                                            "num_attention_heads": 2}),
+    "ernie45": ("Ernie4_5Config", "Ernie4_5ForCausalLM", {"head_dim": 16}),
+    "hunyuan": ("HunYuanDenseV1Config", "HunYuanDenseV1ForCausalLM", {"head_dim": 16}),
+}
+
+
+def new_archs(specs=None):
     import torch
     import transformers
     base = dict(L.SMALL)
-    specs = {
+    specs = specs or {
         "smollm_llama3": ("LlamaConfig", "LlamaForCausalLM", {"tie_word_embeddings": True, "rope_scaling": {
             "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
             "original_max_position_embeddings": 64}, "rope_theta": 500000.0}),
@@ -113,6 +128,9 @@ def new_archs():
             cfg = getattr(transformers, c)(**(base | extra))
             model = getattr(transformers, m)(cfg).eval()
             with torch.no_grad():
+                for n, p in model.named_parameters():  # biases and norm weights drawn too, so that they matter
+                    if n.endswith("bias") or ("norm" in n and specs is MORE):
+                        p.add_(torch.randn_like(p) * (0.05 if n.endswith("bias") else 0.1))
                 if not cfg.tie_word_embeddings:
                     L._bigram(model, torch.Generator().manual_seed(5), L.ALPHA)
                 else:
@@ -178,8 +196,8 @@ def main():
                 except Exception as e:
                     res[f"{m}/{k}"] = f"FAIL {e}"
                 print(m, k, res[f"{m}/{k}"], flush=True)
-    elif what == "arch":
-        for name, hf in new_archs().items():
+    elif what in ("arch", "more"):
+        for name, hf in new_archs(MORE if what == "more" else None).items():
             for k, p in (("fp32", "fp32"), ("int4", "int4")):
                 try:
                     L.build(hf, OUT / name / k, p)

@@ -164,8 +164,11 @@ def _outcome(run: RunState, state: CandidateState, results: list[ProbeResult], r
         return noise.Outcome.DEGRADED, why + (f"; {boxes.reason}" if boxes is not None else "")
     top = max((r.judgement.noise_ratio for r in judged), default=0.0)
     why = f"every probe's error ≤ {top:.2g}× {prec}'s expected rounding"
-    if boxes is not None:
-        return boxes.outcome, f"{why}; {boxes.reason}"
+    if boxes is not None:  # a flipped token the precision is said to cover: a norm the file computes otherwise said
+        from cp_debug.bisect.findings.graph_blame import norms_line
+
+        found = run.deployed.get(state.label)
+        return boxes.outcome, f"{why}; {boxes.reason}" + norms_line(found.graph_differences if found else None)
     return noise.Outcome.WITHIN_PRECISION, why
 
 

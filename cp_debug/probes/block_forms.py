@@ -74,23 +74,29 @@ def by_weights(a, b, ours: onnx.ModelProto, foreign: onnx.ModelProto, pair: dict
 
     nbits = {n.input[1] + "::float": n for n in foreign.graph.node if n.op_type == "MatMulNBits" and len(n.input) > 1}
     dq = {n.output[0]: n for n in dq_weight_nodes(foreign)}  # MatMulNBitsQuantizer's QDQ form: blockwise 4-bit DQ
-    if not nbits and not dq:
+    inits = {i.name: i for i in foreign.graph.initializer}
+    # a float file's own weights too (the builder's FP32 Phi-2: its layer 1's q, k and v, and both attentions'
+    # dense, each [64, 64] as the other, had no unique structural key; its INT4 file's were paired here)
+    floats = {n.input[1] for n in foreign.graph.node if n.op_type == "MatMul" and len(n.input) > 1
+              and n.input[1] in inits}
+    if not nbits and not dq and not floats:
         return pair
     import numpy as np
 
     from cp_debug.precision.nbits import array, dequantize_dq
 
     def theirs(name: str):  # `_unit` of the file's weight: a MatMulNBits one's rows at `_unit`'s stride only
-        return _nbits_unit(nbits[name], inits) if name in nbits else _unit(dequantize_dq(dq[name], inits))
+        if name in nbits:
+            return _nbits_unit(nbits[name], inits)
+        return _unit(dequantize_dq(dq[name], inits)) if name in dq else _unit(array(inits[name]))
 
     na, nb, taken = a.model.graph.node, b.model.graph.node, set(pair.values())
     held = {i.name: i for i in ours.graph.initializer}
     # each weight as a unit vector, made once as it is read (the weights themselves not kept): (shape, vector)
     wa = {i: _unit(array(held[na[i].input[1]])) for i in a.anchors
           if i not in pair and na[i].op_type == "MatMul" and na[i].input[1] in held}
-    inits = {i.name: i for i in foreign.graph.initializer}
     wb = {j: theirs(nb[j].input[1]) for j in b.anchors
-          if j not in taken and nb[j].op_type == "MatMul" and (nb[j].input[1] in nbits or nb[j].input[1] in dq)}
+          if j not in taken and nb[j].op_type == "MatMul" and {nb[j].input[1]} & (nbits.keys() | dq.keys() | floats)}
     wa = {i: x for i, x in wa.items() if x is not None}
     wb = {j: y for j, y in wb.items() if y is not None}
     fed = _fed_from(a, b, pair)

@@ -33,7 +33,8 @@ from cp_debug.graph.plan import tensor_types
 from cp_debug.probes.block_forms import by_names, by_weights
 from cp_debug.probes.constant_values import same_constants
 from cp_debug.probes.fused_parts import fused_views, read_reshaped
-from cp_debug.probes.graph_diff import CANDIDATE, REFERENCE, GraphDifferences, unmatched_nodes, without_twins
+from cp_debug.probes.graph_diff import (CANDIDATE, REFERENCE, GraphDifferences, norms_alike, unmatched_nodes,
+                                        without_twins)
 from cp_debug.probes.naming import ProbeMap, ScopeRename, map_modules_to_onnx, node_scopes
 from cp_debug.probes.node_pairs import align_nodes
 from cp_debug.probes.probe_shapes import constant_shape, one_value_one_probe, same_shapes, scoped_or_matched
@@ -109,7 +110,7 @@ def map_foreign(foreign: onnx.ModelProto, ours: onnx.ModelProto, our_map: ProbeM
             if folded and isinstance(why := _as_computed(a, b, our_map.tensors[q], scoped), tuple):
                 unmapped[q] = f"not found in the deployed graph: {why[0]}"
                 continue
-            tensors[q], how[q] = scoped_or_matched(a, our_map.tensors.get(q), scoped, matched, producers), "scope"
+            tensors[q], how[q] = scoped_or_matched(a, our_map.tensors.get(q), scoped, matched, producers, b), "scope"
         elif q not in our_map.tensors:
             unmapped[q] = our_map.unmapped.get(q, "no tensor in cp_debug's own export either")
             continue
@@ -125,7 +126,7 @@ def map_foreign(foreign: onnx.ModelProto, ours: onnx.ModelProto, our_map: ProbeM
     fused.views.update(read_reshaped(foreign, trace, node_scopes(foreign, names, rename), types(foreign), tensors, how,
                                      op_types, unmapped, index))  # Qwen3's q_norm, [1, S, 64] in the builder's file
     their_map = ProbeMap(tensors, op_types, unmapped, {t: index.get(t, -1) for t in tensors.values()})
-    nodes = align_nodes(a, b, _with_scopes(a, b, pair, our_map, tensors, how))
+    nodes = norms_alike(a.model, b.model, align_nodes(a, b, _with_scopes(a, b, pair, our_map, tensors, how)))
     differences = without_twins(
         unmatched_nodes(b.model, b.unpaired(set(nodes.values())), their_map, CANDIDATE, stage,
                         node_scopes(b.model, names, rename), types),

@@ -208,10 +208,13 @@ def with_views(model: onnx.ModelProto, views: dict[str, tuple]) -> onnx.ModelPro
     copy.CopyFrom(model)
     graph = copy.graph
     for k, (name, view) in enumerate(sorted(views.items())):
-        if view[0] == "Reshape":
-            shape = f"{name}::shape"
+        if view[0] == "Reshape":  # ("Reshape", source, shape[, perm]): a Transpose by perm after it
+            shape, out = f"{name}::shape", name if len(view) < 4 else f"{name}::reshaped"
             graph.initializer.append(numpy_helper.from_array(np.array(view[2], np.int64), shape))
-            graph.node.append(helper.make_node("Reshape", [view[1], shape], [name], name=f"cp_debug_view_{k}"))
+            graph.node.append(helper.make_node("Reshape", [view[1], shape], [out], name=f"cp_debug_view_{k}"))
+            if len(view) > 3:
+                graph.node.append(helper.make_node("Transpose", [out], [name], name=f"cp_debug_view_{k}_t",
+                                                   perm=list(view[3])))
         elif view[0] == "Slice":
             _, src, start, stop = view
             consts = {f"{name}::{what}": np.array([v], np.int64) for what, v in
@@ -252,11 +255,23 @@ def reshaped_views(foreign: onnx.ModelProto, trace, wanted: list[str], scopes: l
         # the leading axes alike (an axis inference left open taken as alike), the rest known and of one size
         lead = next((i for i, (x, y) in enumerate(zip(want, got)) if y is not None and x != y),
                     min(len(want), len(got)))
+        name = f"{t}::as{list(want)}"
+        if _heads_first(want, got):  # HunYuan's query_layernorm: [1, heads, S, 16] of the builder's [1, S, 64]
+            b, h, n, d = (int(x) for x in want)
+            tensors[q], views[name] = name, ("Reshape", t, (b, n, h, d), (0, 2, 1, 3))
+            continue
         if lead == 0 or None in got[lead:] or math.prod(want[lead:]) != math.prod(got[lead:]):
             continue
-        name = f"{t}::as{list(want)}"
         tensors[q], views[name] = name, ("Reshape", t, tuple(int(d) for d in want))
     return tensors, views
+
+
+def _heads_first(want: tuple, got: tuple) -> bool:
+    """Whether a module's [B, heads, S, D] is the file's [B, S, heads·D] with its two middle axes swapped (a norm
+    of the heads applied after the transpose to heads-first, which the builder writes before it; an axis inference
+    left open taken as alike)."""
+    return (len(want) == 4 and len(got) == 3 and None not in want and got[0] in (None, want[0])
+            and got[1] in (None, want[2]) and got[2] == want[1] * want[3] and want[1] != want[2])
 
 
 def read_reshaped(foreign: onnx.ModelProto, trace, scopes, types: dict, tensors: dict, how: dict, op_types: dict,

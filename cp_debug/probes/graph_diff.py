@@ -39,6 +39,7 @@ class UnmatchedNode:
     # which exporters each write their own way
     computes: bool = True
     module: str | None = field(default=None, compare=False)  # the innermost module scope it was made in, if known
+    eps: float | None = field(default=None, compare=False)  # a normalisation's epsilon (`NORM_EPS`), else None
 
     @property
     def precision(self) -> bool:
@@ -57,7 +58,9 @@ class UnmatchedNode:
 
     def describe(self) -> str:
         """E.g. `Clip 'n57' (between pts_backbone.blocks.1.5 and pts_backbone.blocks.1.7)`."""
-        return f"{self.op_type} {self.node!r} (between {self.before or 'the input'} and {self.after or 'the output'})"
+        eps = f"epsilon {self.eps:.3g}, " if self.eps is not None else ""
+        return f"{self.op_type} {self.node!r} ({eps}between {self.before or 'the input'} and " \
+               f"{self.after or 'the output'})"
 
     def to_json(self) -> dict:
         out = {"node": self.node, "op_type": self.op_type, "stage": self.stage, "between": [self.before, self.after]}
@@ -130,7 +133,7 @@ def without_twins(candidate: tuple[UnmatchedNode, ...], reference: tuple[Unmatch
     Mul, MatMul and Add after it unreached on both sides). `fused`: the (reference, candidate) graphs as written,
     whose fused ops make the other side's unfused form of the same function one computation (`_fused_forms`)."""
     def key(n: UnmatchedNode) -> tuple:
-        return n.op_type, n.before, n.after
+        return n.op_type, n.before, n.after, _eps_key(n.eps)
 
     free: dict[tuple, list[int]] = {}
     for k, n in enumerate(reference):
@@ -150,9 +153,10 @@ def without_twins(candidate: tuple[UnmatchedNode, ...], reference: tuple[Unmatch
     # reshapes, a GELU's ops), which the module's own probe judges; a node only one side adds stays a difference
     # (or, on one side, only moves its values about: a Reshape / Transpose of its own the other exporter fused away)
     both = ({n.module for n in kept if not n.form} & {n.module for n in left if not n.form}) - {None}
+    other = _other_norms(kept, left)
 
     def rewrite(n: UnmatchedNode) -> bool:
-        return n.module in both or (n.module is not None and n.op_type in _MOVES)
+        return id(n) not in other and (n.module in both or (n.module is not None and n.op_type in _MOVES))
 
     return GraphDifferences(tuple(n for n in kept if n.form or not rewrite(n)),
                             tuple(n for n in left if n.form or not rewrite(n)))
@@ -218,6 +222,51 @@ def _fused_forms(candidate: list[UnmatchedNode], reference: list[UnmatchedNode],
     return [n for n in candidate if id(n) not in gone], [n for n in reference if id(n) not in gone]
 
 
+# a fused normalisation that removes the mean, and one that does not (RMS): in one module on both sides, two functions
+# (the builder writes OLMo's LayerNorm as SimplifiedLayerNormalization), not one module's implementation
+MEAN_NORMS = frozenset({"LayerNormalization", "SkipLayerNormalization"})
+RMS_NORMS = frozenset({"SimplifiedLayerNormalization", "SkipSimplifiedLayerNormalization", "RMSNormalization"})
+
+
+def _other_norms(candidate: list[UnmatchedNode], reference: list[UnmatchedNode]) -> set[int]:
+    """The unpaired fused norms (ids) of a module whose other side holds another norm (`MEAN_NORMS` / `RMS_NORMS`,
+    or another epsilon): they stay differences, so that the segment where the divergence arises names them."""
+    kinds: dict[tuple[str, str], list[UnmatchedNode]] = {}
+    for n in (*candidate, *reference):
+        if n.op_type in MEAN_NORMS | RMS_NORMS and n.module is not None:
+            kinds.setdefault((n.module, n.side), []).append(n)
+    out: set[int] = set()
+    for (module, side), nodes in kinds.items():
+        other = kinds.get((module, REFERENCE if side == CANDIDATE else CANDIDATE), [])
+        if any(_norm_key(n) != _norm_key(m) for n in nodes for m in other):
+            out.update(id(n) for n in nodes)
+    return out
+
+
+def _norm_key(n: UnmatchedNode) -> tuple:
+    return n.op_type in MEAN_NORMS, _eps_key(n.eps)
+
+
+def norm_eps(node: onnx.NodeProto) -> float | None:
+    """A normalisation node's epsilon (ONNX's and ONNX Runtime's default 1e-5 where it holds none), else None."""
+    if node.op_type not in MEAN_NORMS | RMS_NORMS:
+        return None
+    return next((a.f for a in node.attribute if a.name == "epsilon"), 1e-5)
+
+
+def _eps_key(eps: float | None) -> float | None:
+    """An epsilon as compared: two graphs' float32 / float64 writings of one value alike (3 digits)."""
+    return None if eps is None else float(f"{eps:.3g}")
+
+
+def norms_alike(a: onnx.ModelProto, b: onnx.ModelProto, pairs: dict[int, int]) -> dict[int, int]:
+    """`pairs` (node indices of `a` → `b`) without two normalisations of other epsilons (the builder writes 1e-6
+    where Nemotron's config says 1e-5): each is left a graph difference of its side."""
+    na, nb = a.graph.node, b.graph.node
+    return {i: j for i, j in pairs.items() if _eps_key(norm_eps(na[i])) == _eps_key(norm_eps(nb[j]))
+            or norm_eps(na[i]) is None or norm_eps(nb[j]) is None}
+
+
 # ops that only move a tensor's values about: inside a module, its implementation's layout, never new arithmetic
 _MOVES = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Expand", "Identity"})
 
@@ -252,7 +301,7 @@ def unmatched_nodes(model: onnx.ModelProto, nodes: list[int], probe_map: ProbeMa
         name = node.name or f"{node.op_type} → {outputs[0] if outputs else '?'}"  # some exporters leave nodes unnamed
         module = scopes[i][-1] if scopes and scopes[i] else None
         out.append(UnmatchedNode(name, node.op_type, side, stage, before, after, outputs,
-                                 computes=bool(values & set(outputs)), module=module))
+                                 computes=bool(values & set(outputs)), module=module, eps=norm_eps(node)))
     return tuple(out)
 
 

@@ -55,16 +55,28 @@ def one_value_one_probe(our_map: ProbeMap, tensors: dict[str, str], how: dict[st
 
 
 def scoped_or_matched(a, ours: str | None, scoped: str, matched: dict[str, str],
-                      producers: dict[str, str]) -> str:
-    """The module's tensor in the foreign file: its scope's last one, unless the structural match of our tensor is
-    another of the op that makes ours where the scope's is not — a step the file folded into the module's scope
-    after its output (the builder's Granite embedding × 12 under /model/embed_tokens/, Mul after the Gather)."""
+                      producers: dict[str, str], b=None) -> str:
+    """The module's tensor in the foreign file (`b`'s graph): its scope's last one, unless the structural match of
+    our tensor is another of the op that makes ours where the scope's is not — a step the file folded into the
+    module's scope after its output (the builder's Granite embedding × 12 under /model/embed_tokens/, Mul after the
+    Gather) —, or, unmatched, the scope's tensor's one reader is an activation's last op (`_ACTIVATION_TAILS`) that
+    makes ours where the scope's op does not: the module's last step written past its scope (the builder's Nemotron
+    relu² as act_fn/Relu, then mlp/square/Relu2/pow)."""
     theirs = matched.get(ours or "")
     made = a.producer.get(ours or "")
+    if theirs is None and made is not None and b is not None:
+        op = a.model.graph.node[made[0]].op_type
+        readers = b.consumers.get(scoped, [])
+        node = b.model.graph.node[readers[0][0]] if len(readers) == 1 else None
+        if op in _ACTIVATION_TAILS and producers.get(scoped) != op and node is not None and node.op_type == op:
+            return node.output[0]
     if theirs is None or theirs == scoped or made is None or producers.get(scoped) in PRECISION_STEPS:
         return scoped  # a Q/DQ pair or a Cast after the module's output is the file's precision, read as it is
     op = a.model.graph.node[made[0]].op_type
     return theirs if producers.get(theirs) == op != producers.get(scoped) else scoped
+
+
+_ACTIVATION_TAILS = frozenset({"Pow", "Relu", "Tanh", "Sigmoid", "Clip"})
 
 
 def constant_shape(node, constants: dict, through: frozenset) -> tuple:

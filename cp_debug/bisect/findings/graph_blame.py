@@ -35,7 +35,8 @@ class GraphBlame:
         if self.in_segment and not said:  # the file's own faults there first: a difference beside them is no why
             nodes = "; ".join(f"{n.describe()} is {n.where}" for n in self.in_segment[:_NAMED])
             more = f" (and {len(self.in_segment) - _NAMED} more)" if len(self.in_segment) > _NAMED else ""
-            said.append(f"{nodes}{more}: the divergence comes from a graph difference, not the layers' arithmetic")
+            said.append(f"{nodes}{more}: the divergence comes from a graph difference, not the layers' arithmetic"
+                        + _norms(self.in_segment, self.differences))
         if not said:
             return hint
         from cp_debug.bisect.findings.hints import CONFIRMED, rounding_only
@@ -47,6 +48,44 @@ class GraphBlame:
 
 
 _NAMED = 4  # unmatched nodes a hint names; the report's graph_differences list them all
+
+
+def _norms(nodes: tuple[UnmatchedNode, ...], differences: GraphDifferences | None) -> str:
+    """What a normalisation of another kind or epsilon on each side means (`graph_diff.MEAN_NORMS` / `RMS_NORMS`),
+    with how many of the reference's norms differ so."""
+    from cp_debug.probes.graph_diff import CANDIDATE, MEAN_NORMS
+
+    ours = [n for n in nodes if n.side == CANDIDATE and n.eps is not None]
+    theirs = [n for n in nodes if n.side != CANDIDATE and n.eps is not None]
+    if differences and (ours or theirs):  # the other side's norm may lie a probe before (a plain export's LayerNorm)
+        ours = ours or [n for n in differences.only_in_candidate if n.eps is not None]
+        theirs = theirs or [n for n in differences.only_in_reference if n.eps is not None]
+    if not ours or not theirs:
+        return ""
+    every = sum(n.eps is not None for n in differences.only_in_reference) if differences else len(theirs)
+    mine, other = {n.op_type in MEAN_NORMS for n in ours}, {n.op_type in MEAN_NORMS for n in theirs}
+    if mine == {False} and other == {True}:
+        what, cure = ("normalises by the root mean square without removing the mean, where the reference's "
+                      "LayerNorm removes it", "as a LayerNorm")
+    elif mine == {True} and other == {False}:
+        what, cure = "removes the mean before normalising, where the reference's RMSNorm does not", "as an RMSNorm"
+    elif f"{ours[0].eps:.3g}" == f"{theirs[0].eps:.3g}":
+        return ""  # the same norm on both sides: unpaired for another reason
+    else:
+        what = f"adds epsilon {ours[0].eps:.3g} to the variance, where the reference adds {theirs[0].eps:.3g}"
+        cure = f"with the model's epsilon ({theirs[0].eps:.3g})"
+    if {f"{n.eps:.3g}" for n in ours} != {f"{n.eps:.3g}" for n in theirs} and "epsilon" not in what:
+        what += f" (epsilon {ours[0].eps:.3g} against {theirs[0].eps:.3g})"
+    return f" (the deployed graph {what}: the file computes another norm, {every} of the reference's so — convert " \
+           f"them {cure})"
+
+
+def norms_line(differences: GraphDifferences | None) -> str:
+    """`_norms` over the whole graph's differences, as a verdict's clause ("" where its norms are the reference's)."""
+    if not differences:
+        return ""
+    said = _norms(differences.only_in_candidate + differences.only_in_reference, differences)
+    return f"; but the file's norms differ from the model's{said}" if said else ""
 
 
 def graph_blame(run: RunState, state: CandidateState, rc: str | None) -> GraphBlame:

@@ -235,7 +235,9 @@ _BUILDER_LAYER = re.compile(r"^model\.layers\.(\d+)(\..*)?$")
 # the builder's scope components (its own words, one for every model type) → the HF modules' names for them, the
 # first that the model has taken; the first one where the model's names are not known
 _SYNONYMS = {"attn": ("self_attn", "attn", "self_attention", "attention"),
-             "act_fn": ("act_fn", "activation_fn", "act")}
+             "act_fn": ("act_fn", "activation_fn", "act"),
+             "o_proj": ("o_proj", "dense", "out_proj"),  # Phi-2's attention output is `dense`
+             "q_norm": ("q_norm", "query_layernorm"), "k_norm": ("k_norm", "key_layernorm")}  # HunYuan's
 _FINAL_NORMS = ("norm", "final_layernorm", "final_norm", "ln_f")  # model.<one of these>: the builder's final norm
 
 

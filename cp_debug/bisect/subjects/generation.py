@@ -69,7 +69,10 @@ def generation_subject(path: str | Path, inputs: str | Path | None, seed: int, n
         return decode_answer(ref, cand_model, cand_dec, cand_path, ids, n, f"the reference's tokens "
                              f"{list(ref.tokens)}", cand=cand, reference_weights=lambda: float_arrays(ref_model))
 
-    if cand_path != path and _on_probed_session(specs, ref_model) and not dec.sliding:
+    # a candidate taking more inputs than the reference (a builder's decoder file against a plain export) is fixed
+    # to the step's prefill as the deployed files are mapped (`deployed._as_prefill`): the step is known first
+    if cand_path != path and _on_probed_session(specs, ref_model) and not dec.sliding \
+            and set(cand_dec.names) <= set(dec.names):
         from cp_debug.bisect.subjects.decoder_feed import decoder_feed
         from cp_debug.bisect.subjects.deployed import refuse_unloadable_given
 
