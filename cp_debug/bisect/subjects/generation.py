@@ -66,8 +66,11 @@ def generation_subject(path: str | Path, inputs: str | Path | None, seed: int, n
         from cp_debug.bisect.subjects.weight_cures import float_arrays
 
         ref = greedy(ref_model, dec, ids, n, path=None if run else path, run=run)
+        from cp_debug.bisect.subjects.norm_cures import reference_norms
+
         return decode_answer(ref, cand_model, cand_dec, cand_path, ids, n, f"the reference's tokens "
-                             f"{list(ref.tokens)}", cand=cand, reference_weights=lambda: float_arrays(ref_model))
+                             f"{list(ref.tokens)}", cand=cand, reference_weights=lambda: float_arrays(ref_model),
+                             norms=reference_norms(ref_model))
 
     # a candidate taking more inputs than the reference (a builder's decoder file against a plain export) is fixed
     # to the step's prefill as the deployed files are mapped (`deployed._as_prefill`): the step is known first
@@ -159,11 +162,13 @@ class DecodeAnswer:
 
 
 def decode_answer(ref, cand_model, cand_dec, cand_path, ids: np.ndarray, n: int, first: str,
-                  cand=None, reference_weights: Callable[[], list] | None = None) -> DecodeAnswer:
+                  cand=None, reference_weights: Callable[[], list] | None = None,
+                  norms: tuple[bool, float] | None = None) -> DecodeAnswer:
     """The candidate file's decode (`cand`, else made here) against the reference's (`ref`, a greedy.Decode): the
     first flipped step and the MatMulNBits level that alone cures it (verified against `ref`'s tokens); where no
-    setting does, the quantized weight whose float values (`reference_weights()`: the reference's float weights)
-    alone do (`weight_cures.py`); `first`: the opening line's words."""
+    setting does, the file's norms as the reference's (`norms`: its one kind and epsilon, `norm_cures.py`), then the
+    quantized weight whose float values (`reference_weights()`: the reference's float weights) alone do
+    (`weight_cures.py`); `first`: the opening line's words."""
     from cp_debug.bisect.subjects.greedy import first_flip, greedy, level4_nodes, level_cures
 
     if cand is None:
@@ -184,8 +189,16 @@ def decode_answer(ref, cand_model, cand_dec, cand_path, ids: np.ndarray, n: int,
         cure = dq_cures(cand_model, cand_dec, ids, ref)
     if cure is not None:
         lines.append(f"--generate {n}: {cure.line()} (verified on the {n}-token decode)")
+    if norms is not None and (cure is None or not cure.curing):  # a file whose norms are another function
+        from cp_debug.bisect.subjects.norm_cures import norm_cure
+
+        tried = norm_cure(cand_model, cand_dec, ids, ref, norms)
+        if tried is not None:
+            lines.append(f"--generate {n}: {tried.line()} (verified on the {n}-token decode)")
+            cure = tried if tried.cured else cure
     cured_by = cure.curing if cure is not None else ()
-    searched = (cure is None or not cure.all_at_level1) and reference_weights is not None
+    searched = (cure is None or not (cure.all_at_level1 or getattr(cure, "cured", False))) \
+        and reference_weights is not None
     from cp_debug.graph.onnx_files import total_nbytes
 
     size = total_nbytes(cand_model) if searched else 0
