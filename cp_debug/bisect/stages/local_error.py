@@ -220,10 +220,11 @@ def _as_it_is(spec, model):
 
 def _session_kw(run: RunState, spec, model) -> dict:
     """`make_runner`'s keywords for a local-error session of `model` (a segment, or segments side by side). Each is
-    run once: on the CPU its weights are not prepacked (the kernels' copy of them: 0.4 of a 136 M model's 1.3 CPU s
-    local-error session); quantized kernels (INT8, FP8, a user's deployed file) keep their packing, as the
-    candidate's."""
-    once = spec.device == "cpu" and spec.precision in ("fp32", "fp16", "bf16") and spec.onnx_dir is None
+    run once: its weights not prepacked where `segment_why.unpacked_once` says (0.4 of a 136 M model's 1.3 CPU s
+    local-error session)."""
+    from cp_debug.bisect.findings.segment_why import unpacked_once
+
+    once = unpacked_once(spec)
     return {"determinism": run.det, "spinning": False, "shared_arena": True, "graph_facts": False,
             **({"prepack": False} if once else {}), **run.ort_kwargs(spec, model)}
 
