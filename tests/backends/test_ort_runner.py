@@ -177,6 +177,21 @@ def test_fp16_io_takes_and_returns_float16_on_the_shared_arena(tiny):
         assert r.infer({"x": tiny.x})["out"].dtype == np.float32
 
 
+def test_a_session_made_without_prepacking_gives_the_values_within_rounding(tiny):
+    """`prepack=False` (a session run once: local errors', the screen's): ONNX Runtime does not copy the weights into
+    its kernels' layout; the values are a prepacked session's within float rounding (FP32 and emulated FP16)."""
+    for spec in ("ort", "ort-cpu-fp16"):
+        with OrtRunner(tiny.path, BackendSpec.parse(spec), extra_outputs=[RELU]) as r:
+            packed = r.infer({"x": tiny.x})
+            with pytest.raises(RuntimeError):  # the entry is not set: ONNX Runtime's default, prepacked
+                r._sess.get_session_options().get_session_config_entry("session.disable_prepacking")
+        with OrtRunner(tiny.path, BackendSpec.parse(spec), extra_outputs=[RELU], prepack=False) as r:
+            loose = r.infer({"x": tiny.x})
+            assert r._sess.get_session_options().get_session_config_entry("session.disable_prepacking") == "1"
+        for k in packed:
+            np.testing.assert_allclose(loose[k], packed[k], rtol=2e-3, atol=2e-3, err_msg=f"{spec} {k}")
+
+
 def test_infer_some_returns_the_graph_outputs_and_the_named_extras_only(tiny):
     """One session exposing many tensors, read a part at a time (the CUDA whole-stage candidate's chunks)."""
     with OrtRunner(tiny.path, BackendSpec.parse("ort-cpu-fp16"), extra_outputs=[RELU, CONV2]) as r:

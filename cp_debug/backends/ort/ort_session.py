@@ -76,11 +76,15 @@ def make_session(model: "onnx.ModelProto", providers: list, record: bool, how: S
     from cp_debug.ort_sessions import open_session
 
     det = how.determinism
-    with tempfile.TemporaryDirectory(prefix="cpdebug_ort_") as tmp, session_source(model, tmp) as src:
-        opt_path = Path(tmp) / "optimized.onnx"
-        # past 2 GiB: made from a path or from the weights folder, and its optimised graph not written again
-        big = total_nbytes(model) >= INLINE_LIMIT
-        dump = None if big or not (how.dump_facts or live_for is not None) else str(opt_path)
+    # past 2 GiB: made from a path or from the weights folder, and its optimised graph not written again
+    big = total_nbytes(model) >= INLINE_LIMIT
+    dumps = not big and (how.dump_facts or live_for is not None)
+    # a folder only for the optimised graph (awml-base's FP16 lockstep made and removed one for each of its 120
+    # segment sessions, none used); a model past one message's size is written into one of `session_source`'s own
+    with (tempfile.TemporaryDirectory(prefix="cpdebug_ort_") if dumps else contextlib.nullcontext()) as tmp, \
+            session_source(model, tmp) as src:
+        opt_path = Path(tmp or ".") / "optimized.onnx"
+        dump = str(opt_path) if dumps else None
         inexact = None
 
         def opened(int8: bool):

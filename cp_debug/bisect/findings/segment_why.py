@@ -298,6 +298,13 @@ def _float_outputs(model) -> list[str]:
             if t and (types[t].tensor_type.elem_type if t in types else 1) in floats]
 
 
+def unpacked_once(spec) -> bool:
+    """Whether a session of `spec` run once is made without prepacking its weights (`OrtRunner`'s `prepack`): ONNX
+    Runtime's float kernels on the CPU (136 M Llama: made in 0.08 against 0.5 CPU s, run in 0.14 against 0.10);
+    quantized kernels (INT8, FP8, a user's deployed file) keep their packing, as the candidate's run has it."""
+    return spec.device == "cpu" and spec.precision in ("fp32", "fp16", "bf16") and spec.onnx_dir is None
+
+
 @dataclass(frozen=True)
 class SegmentRun:
     values: dict  # output tensor -> value
@@ -308,12 +315,14 @@ class SegmentRun:
 
 
 def run_segment(run: RunState, label: str, model, feed: dict, outputs: list[str], *, spec=None, keep=(),
-                exclude=(), facts: bool = True, det=None, qdq=None) -> SegmentRun:
+                exclude=(), facts: bool = True, det=None, qdq=None, prepack: bool = True) -> SegmentRun:
     """`model` (a segment) run as `label`/`spec` runs it, `outputs` exposed: with `keep` kept in FP32 (FP16) or
     `exclude` left out of INT8 on top of the run's own lists; INT8 is calibrated on `feed`, as local errors are.
     `facts=False`: ONNX Runtime's optimised graph is not written and read back for precision facts no one reads.
     `det`: the run's determinism settings with a change (ONNX Runtime optimisers left out: `clip_fusion.py`);
-    `qdq` (INT8): a Q/DQ graph of the segment run as it is (a range changed: `int8_range_rung.py`)."""
+    `qdq` (INT8): a Q/DQ graph of the segment run as it is (a range changed: `int8_range_rung.py`). `prepack=False`:
+    on the CPU, a float graph's weights not copied into the kernels' layout for its one run (`OrtRunner`'s `prepack`;
+    the screen's two sessions of a whole LLM), its values within its precision's rounding of a prepacked run's."""
     from cp_debug.backends.factory import make_runner
     from cp_debug.backends.spec import BackendSpec
     from cp_debug.precision.int8 import clip_drops
@@ -322,6 +331,8 @@ def run_segment(run: RunState, label: str, model, feed: dict, outputs: list[str]
     kw = {"determinism": det or run.det, "spinning": False, **run.ort_kwargs(spec, model)}
     if not facts:
         kw["graph_facts"] = False
+    if not prepack and unpacked_once(spec):
+        kw["prepack"] = False
     if keep:
         kw["keep_fp32_nodes"] = list(dict.fromkeys([*kw.get("keep_fp32_nodes", ()), *keep]))
     if spec.calibrated:  # INT8, FP8, NVFP4: calibrated on the segment's own feed, as local errors are

@@ -153,7 +153,7 @@ def _screen_run(run: RunState, spec, model, feed: dict, keep=()) -> tuple[set[st
     from cp_debug.bisect.findings.segment_why import run_segment
 
     flags = [o.name for o in model.graph.output if o.name.endswith((_SUFFIX, _ZERO))] + sketch_outputs(model)
-    out = run_segment(run, str(spec), model, feed, flags, spec=spec, keep=keep, facts=False).values
+    out = run_segment(run, str(spec), model, feed, flags, spec=spec, keep=keep, facts=False, prepack=False).values
     nonfinite, zeros = broken(out)
     nonfinite |= {k[: -len(_SUFFIX)] for k, v in out.items() if k.endswith(_SUFFIX) and not np.isfinite(v).all()}
     return nonfinite, zeros | {k[: -len(_ZERO)] for k, v in out.items() if k.endswith(_ZERO) and np.all(v == 0)}, out
