@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 
+from cp_debug.bisect.cures.advice import file_exclusion, held_to_outputs
 from cp_debug.bisect.findings import catalog, decision_cause, owner_cause
 from cp_debug.bisect.findings import hints as hints_mod
 from cp_debug.bisect.findings.contract import Candidate, Role, Segment
@@ -97,6 +98,7 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
                             *(_as_ran(state, *(judged or _outcome(run, state, results, rc)))
                               if state.refused is None else (None, None)), flipped=flipped)
     outcome, reason = decided_outcome(state, outcome, reason)
+    hint = held_to_outputs(hint, state.intervention, rc)  # its advice as the outputs judged it (`cures/advice.py`)
     closing = [f for f in ran.values() if f.adds_to_hint and f.text]
     if closing:
         hint = "; ".join([*([hint] if hint else []), *(f.text for f in closing)])
@@ -282,7 +284,7 @@ def _hint(run: RunState, state: CandidateState, name: str, whys: dict,
         segment_why="; ".join([*(f.text for f in whys.values() if f.replaces_hint and f.text),  # the mechanism first
                                *([w] if (w := said.get("segment") or said.get("qdq file")) else [])]) or None,
         eps=said.get("eps"), export=said.get("export"),
-        calib_fit=said.get("calibration"))
+        calib_fit=said.get("calibration"), file_exclude=file_exclusion(run, state, name) if int8 else None)
     hint = hints_mod.hint_for(r, ctx)
     # a calibration that misses tells its own story; a cause confirmed at the outputs is no accumulation
     spread = (_dominance(run, state, name) if not ctx.calib_fit and not measured and not confirmed_at(state, name)

@@ -28,3 +28,17 @@ def test_the_reason_comes_before_the_precision_preamble():
                     HintContext("int8", precision_note=note, int8_range=int8_range(x, amax=1.0)))
     assert hint.startswith("INT8 quantisation error of this layer") and hint.endswith(note)
     assert hint.count("did not run int8 throughout") == 1
+
+
+def test_a_users_file_is_advised_in_its_own_terms():
+    """A user's Q/DQ file takes no --exclude-int8 (the built-in candidate's flag): its layer is left out of the file's
+    quantization by the quantizer's `nodes_to_exclude`, or its Q/DQ pairs removed (issue 115)."""
+    terms = "leave it out of the file's quantization (re-quantize with `nodes_to_exclude=['/c/Conv']`)"
+    lost = np.concatenate([np.full(990, 1e-4), np.full(10, 50.0)]).astype(np.float32)
+    for x, said in ((lost, "round to zero"), (np.linspace(-1, 1, 1000).astype(np.float32), "error of this layer")):
+        d = TensorDiff.from_arrays("conv", x, x * 1.5, default_tolerance("int8"))
+        r = int8_range(x, amax=float(np.abs(x).max()))
+        built_in = hint_for(ProbeResult("conv", d.status, d), HintContext("int8", int8_range=r))
+        theirs = hint_for(ProbeResult("conv", d.status, d), HintContext("int8", int8_range=r, file_exclude=terms))
+        assert said in theirs and "--exclude-int8" in built_in, built_in
+        assert "--exclude-int8" not in theirs and terms in theirs, theirs

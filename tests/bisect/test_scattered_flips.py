@@ -53,3 +53,10 @@ def test_a_maps_near_ties_are_no_decision_flipped(tmp_path, near, code, outcome)
     assert ("the decision holds" in why) is (near == 3), why
     cause = rep["root_cause"]["ort-cpu-fp16"]
     assert cause["probe"] == "back" and "cancellation" in cause["hint"], cause["hint"]
+    # the cure offered is the keep set verified at the outputs (issue 115): keeping the Sub alone cures its segment,
+    # not the outputs (the Add's rounding of x + 2000 is the error): said with their number, its flag not offered
+    hint = cause["hint"]
+    assert "(--keep-fp32) brings this segment" not in hint, hint
+    assert "keeping unshift in FP32 brings this segment within precision (local rel. RMSE 0), not the outputs " \
+           "(worst output 2.2" in hint, hint
+    assert hint.endswith("verified at the outputs: --keep-fp32 unshift,shift"), hint

@@ -80,6 +80,9 @@ def test_an_input_beyond_the_calibrated_range_is_named_at_the_first_layer(files,
     reach = float(hint.split("× its range")[0].rsplit("(", 1)[1])
     assert reach > 20, hint  # an input 60× the calibration's spread: far beyond its max
     assert "saturate" in hint
+    # the intervention's restorations said in the candidate's own precision (issue 115): left out of FP8, not INT8
+    assert "(1 node(s) left out of FP8)" in hint and "alone in FP8 (every other node left out of FP8)" in hint, hint
+    assert "INT8" not in hint, hint
 
 
 def test_healthy_models_are_within_fp8(files, tmp_path):

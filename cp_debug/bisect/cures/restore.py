@@ -48,19 +48,25 @@ class Restoration:
     source: str | None = None  # an examiner's keep set ("the index flip's keep set"), not the probe's own nodes
     in_file: bool = False  # EXCLUDE in a user's Q/DQ file: its nodes' pairs removed (`_file_exclusion`)
     alone: bool = False  # the probe's nodes alone in the candidate's precision: `nodes` are every other one (`alone`)
+    fmt: str = "INT8"  # EXCLUDE: the format the nodes are left out of, the candidate's own (`quantized_as`)
+
+    def how_words(self) -> str:
+        """`how` in the candidate's own precision: left out of FP8 / NVFP4 / MXFP8 where it is not INT8."""
+        return f"left out of {self.fmt}" if self.how == EXCLUDE else self.how
 
     def words(self) -> str:
         if self.alone:
-            return f"{self.probe} alone in {'FP16' if self.how == KEEP else 'INT8'} (every other node {self.how})"
+            return (f"{self.probe} alone in {'FP16' if self.how == KEEP else self.fmt} (every other node "
+                    f"{self.how_words()})")
         if self.source:
-            return f"{self.probe} ({self.source}: {len(self.nodes)} node(s) {self.how})"
+            return f"{self.probe} ({self.source}: {len(self.nodes)} node(s) {self.how_words()})"
         if self.how == REPLACE:
             return f"{self.probe} ({self.how})"
         if self.how in (UNPAIRED, CONSTANT):
             return f"{self.probe} ({self.detail.words() if self.detail is not None else self.how})"
         if self.how == KEPT_FLOAT:
             return f"{self.probe} ({self.detail.words(self.segment) if self.detail is not None else self.how})"
-        return f"{self.probe} ({len(self.nodes)} node(s){' of its segment' if self.segment else ''} {self.how})"
+        return f"{self.probe} ({len(self.nodes)} node(s){' of its segment' if self.segment else ''} {self.how_words()})"
 
 
 @dataclass(frozen=True)
@@ -100,14 +106,21 @@ def restoration(run: "RunState", state: "CandidateState", probe: str) -> Restora
     if spec.onnx_dir is not None:  # a user's Q/DQ file: its writer left out of the file's quantization, as the
         writer = _file_exclusion(run, st, p.stage, tensor)  # built-in leaves it out of its own (one story)
         if writer is not None:
-            return Restoration(probe, p.stage, EXCLUDE, nodes=(writer,), in_file=True)
+            return Restoration(probe, p.stage, EXCLUDE, nodes=(writer,), in_file=True, fmt=quantized_as(state))
         return Restoration(probe, p.stage, REPLACE, tensor=tensor) if probe in run.store else None
     how = KEEP if spec.precision in ("fp16", "bf16") else EXCLUDE if spec.precision in (
         "int8", "fp8", "nvfp4", "mxfp8") else None
     if how is None:
         return None
     nodes = probe_nodes(st, probe, tensor, kind)
-    return Restoration(probe, p.stage, how, nodes=nodes) if nodes else None
+    return Restoration(probe, p.stage, how, nodes=nodes, fmt=quantized_as(state)) if nodes else None
+
+
+def quantized_as(state: "CandidateState") -> str:
+    """The format a candidate's restorations leave nodes out of: its precision (a user's file: the one it was
+    judged at), INT8 where it is none of the quantized formats."""
+    p = state.judged_at if state.spec.onnx_dir is not None and state.judged_at else state.spec.precision
+    return p.upper() if p in ("int8", "fp8", "nvfp4", "mxfp8") else "INT8"
 
 
 def _file_exclusion(run: "RunState", st, stage: int, tensor: str) -> str | None:
@@ -154,7 +167,7 @@ def widened(run: "RunState", state: "CandidateState", r: Restoration) -> Restora
         seen.add(n.name)
         todo += [x for x in n.input if x and x not in known]
     nodes = tuple(n.name for n in model.graph.node if n.name in seen or n.name in r.nodes)
-    return Restoration(r.probe, r.stage, r.how, nodes=nodes, segment=True) if set(nodes) > set(r.nodes) else None
+    return replace(r, nodes=nodes, segment=True) if set(nodes) > set(r.nodes) else None
 
 
 def alone(run: "RunState", state: "CandidateState", r: Restoration) -> Restoration | None:

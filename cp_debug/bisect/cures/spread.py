@@ -13,9 +13,10 @@ the whole model is not: `intervention._whole`).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from cp_debug.bisect.cures.restore import EXCLUDE, KEEP, Restoration
+from cp_debug.bisect.cures.restore import EXCLUDE, KEEP, Restoration, quantized_as
 
 if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.bisect.run_state import CandidateState, RunState
@@ -40,7 +41,8 @@ def halves(run: "RunState", state: "CandidateState", stage: int) -> list[Restora
     dq = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
     nodes = [n.name for n in model.graph.node if n.name and n.op_type not in _SKIP
              and (not own or any(i in dq for i in n.input))]  # a user's file: the nodes it quantized
-    return split(Restoration(HALVES[0], stage, how, nodes=tuple(nodes), in_file=own), HALVES)
+    whole = Restoration(HALVES[0], stage, how, nodes=tuple(nodes), in_file=own, fmt=quantized_as(state))
+    return split(whole, HALVES)
 
 
 def split(r: Restoration, names=("its first half", "its second half")) -> list[Restoration]:
@@ -48,7 +50,7 @@ def split(r: Restoration, names=("its first half", "its second half")) -> list[R
     if len(r.nodes) < SMALLEST:
         return []
     k = len(r.nodes) // 2
-    return [Restoration(name, r.stage, r.how, nodes=part, source=f"`{part[0]}` … `{part[-1]}`", in_file=r.in_file)
+    return [replace(r, probe=name, nodes=part, source=f"`{part[0]}` … `{part[-1]}`")
             for name, part in zip(names, (r.nodes[:k], r.nodes[k:]))]
 
 
@@ -96,4 +98,4 @@ def words(tried) -> str:
         return (f" — no single layer: the error accumulates; no layer alone, no set of the ranked and no half of the "
                 f"graph restored together brings them back ({runs})")
     return (f" — no single layer: the error accumulates within {len(b.nodes)} node(s) {b.source}, which "
-            f"{b.how} together bring them back, neither of its halves ({runs})")
+            f"{b.how_words()} together bring them back, neither of its halves ({runs})")

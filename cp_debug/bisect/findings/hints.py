@@ -40,6 +40,9 @@ class HintContext:
     export: str | None = None
     # INT8: how the run's calibration fits this input on the segment (segment_int8.calibration_fit)
     calib_fit: str | None = None
+    # a user's Q/DQ file: how the layer is left out of the file's quantization, in the file's terms (its node in the
+    # quantizer's `nodes_to_exclude`, or its Q/DQ pairs removed: `cures/advice.file_exclusion`); None: the built-in's
+    file_exclude: str | None = None
 
 
 def hint_for(r: ProbeResult, ctx: HintContext) -> str | None:
@@ -62,7 +65,7 @@ def hint_for(r: ProbeResult, ctx: HintContext) -> str | None:
     if ctx.calib_fit:
         parts.append(ctx.calib_fit)
     if ctx.int8_range is not None and not (ctx.precision == "int8" and ctx.segment_why):
-        parts += _int8_parts(ctx.int8_range, bool(parts))
+        parts += _int8_parts(ctx.int8_range, bool(parts), ctx.file_exclude)
     if ctx.precision == "tf32" and not nonfinite and not ctx.export_warnings:
         parts.append("TF32 sensitivity: TF32 keeps 10 mantissa bits in matmul/conv; compare with TF32 off")
     if ctx.precision in ("fp16", "bf16") and not nonfinite and not parts and loc is not None \
@@ -99,18 +102,25 @@ def _unsaid(note: str, why: str | None) -> str:
     return "; ".join(x for x in note.split("; ") if "ONNX Runtime's ClipQuantFusion drops" not in x)
 
 
-def _int8_parts(rng: "Int8Range", said: bool) -> list[str]:
+# the INT8 advice of `_int8_parts`, in either door's terms: unverified, it is held to the outputs (`cures/advice.py`)
+EXCLUDE_ADVICE = (r"(?:exclude (?:this layer|it) from INT8 \(--exclude-int8\)"
+                  r"|leave it out of the file's quantization \(.*?\)) (?:or clip the outliers|if it matters)")
+
+
+def _int8_parts(rng: "Int8Range", said: bool, file_exclude: str | None = None) -> list[str]:
     """What the calibrated range does to the reference's values here: saturation, lost resolution, else the
-    layer's own quantisation error (also where nothing else was said)."""
+    layer's own quantisation error (also where nothing else was said); the advice in the file's terms for a user's
+    file (`file_exclude`), else the built-in's flag."""
     amax, sat, zero = rng.amax, rng.saturated, rng.rounded_to_zero
+    flag = "from INT8 (--exclude-int8)"  # the built-in INT8 candidate's own flag
     parts = []
     if sat > 1e-4:
         parts.append(f"INT8 saturation: {sat:.2%} of the reference values exceed the calibrated range ±{amax:.3g}")
     if zero > 0.5:
         parts.append(f"INT8 resolution lost: {zero:.0%} of the values round to zero (range ±{amax:.3g} is set "
-                     "by outliers); exclude this layer from INT8 (--exclude-int8) or clip the outliers")
+                     f"by outliers); {file_exclude or 'exclude this layer ' + flag} or clip the outliers")
     if not (said or parts) or (sat <= 1e-4 and zero <= 0.5):
-        parts.append("INT8 quantisation error of this layer; exclude it from INT8 (--exclude-int8) if it matters")
+        parts.append(f"INT8 quantisation error of this layer; {file_exclude or 'exclude it ' + flag} if it matters")
     return parts
 
 

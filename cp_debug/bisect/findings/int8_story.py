@@ -22,6 +22,7 @@ import re
 
 import numpy as np
 
+from cp_debug.bisect.findings.hints import EXCLUDE_ADVICE
 from cp_debug.bisect.ranking import beyond_locally
 from cp_debug.bisect.result import ProbeResult
 from cp_debug.bisect.run_state import CandidateState, RunState
@@ -85,10 +86,9 @@ def _output(found) -> str:
 
 
 # the probe's own unverified INT8 advice (`hints._int8_parts`), which a verified or tried ladder replaces
-_UNTRIED = (re.compile(r"INT8 resolution lost: \d+% of the values round to zero \(range ±[^)]*\); exclude this layer "
-                       r"from INT8 \(--exclude-int8\) or clip the outliers(; )?"),
-            re.compile(r"INT8 quantisation error of this layer; exclude it from INT8 \(--exclude-int8\) if it "
-                       r"matters(; )?"))
+_UNTRIED = (re.compile(r"INT8 resolution lost: \d+% of the values round to zero \(range ±[^)]*\); "
+                       + EXCLUDE_ADVICE + "(; )?"),
+            re.compile(r"INT8 quantisation error of this layer; " + EXCLUDE_ADVICE + "(; )?"))
 
 
 def merged(story: str, hint: str | None) -> str:

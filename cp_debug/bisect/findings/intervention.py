@@ -115,7 +115,7 @@ class Intervention:
             return (f"confirmed by no intervention: restoring each of the proposed causes leaves the outputs beyond "
                     f"{limit} (worst output {before}; {tried}){self._alone()}{spread.words(self.tried)}")
         what = ("the set " + ", ".join(self.confirmed_set)) if self.confirmed_set else self.confirmed
-        how = c.restored[0].how
+        how = c.restored[0].how_words()  # in the candidate's own precision: left out of INT8 / FP8 / NVFP4
         # a keep set with its nodes' count; a constant; a file's pairs kept float
         if c.restored[0].source or c.restored[0].how in (CONSTANT, KEPT_FLOAT):
             what, how = c.restored[0].words(), ""
@@ -402,10 +402,10 @@ def _restoration_of(run: "RunState", state: "CandidateState", name: str, stage: 
         "int8", "fp8") else None
     if how is None or state.spec.onnx_dir is not None or not state.spec.runs_onnx:
         return None
-    from cp_debug.bisect.cures.restore import probe_nodes
+    from cp_debug.bisect.cures.restore import probe_nodes, quantized_as
 
     nodes = probe_nodes(run.stage_of(state.label, stage), name, "\0", "module")  # no tensor: its scope's nodes
-    return Restoration(name, stage, how, nodes=nodes) if nodes else None
+    return Restoration(name, stage, how, nodes=nodes, fmt=quantized_as(state)) if nodes else None
 
 
 def confirmed(run: "RunState", state: "CandidateState", ranked: list[str], results: list["ProbeResult"]
