@@ -16,7 +16,7 @@ and every module above it, as `--level all` would measure them — are measured 
 verdict and refinement proceed on them: the same root cause as `--level all`.
 
 Not screened: stages of an ONNX file (each of their tensors is a probe already), models past `SCREEN_UP_TO` bytes of
-weights (the screen is a second conversion and session of the whole graph), on CUDA past `CUDA_SCREEN_UP_TO` (measured
+weights (the screen is a second session of the whole graph), on CUDA past `CUDA_SCREEN_UP_TO` (measured
 on an H200: a 130m Llama's bisect 32 → 44-50 s, against issue 83's 1.5× of the floor) — the report's warnings say when
 a screen was skipped for its size. Its cost on the CPU: 130m Llama 45.7 → 53.5 s (before the FP32 run of the
 sketches); the sketches' FP32 run adds one inference of the stage and its sketches (the CenterPoint demo, 2 shared
