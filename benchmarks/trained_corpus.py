@@ -57,9 +57,10 @@ def metric_args(spec) -> list[str]:
     return ["--metric", f"{ROOT / 'tests' / 'trained' / 'more_wheels.py'}:{fn}"] if fn else []
 
 
-def alike(feeds, sample: int) -> list[dict]:
-    """The feeds of the judged sample's shapes (a `--calib` file stacks them: MTCNN's pyramid levels differ)."""
-    shape = {k: np.shape(v) for k, v in feeds[sample].items()}
+def alike(feeds, like: dict) -> list[dict]:
+    """The feeds of the shapes of `like` (the judged sample's: a `--calib` file stacks them, MTCNN's pyramid levels
+    differ)."""
+    shape = {k: np.shape(v) for k, v in like.items()}
     return [f for f in feeds if {k: np.shape(v) for k, v in f.items()} == shape]
 
 
@@ -100,7 +101,7 @@ def one_story(spec, model, feeds, sample: int, work: Path) -> tuple[str | None, 
 
     from cp_debug.precision.int8 import quantize_int8
 
-    calib = alike(feeds[:: max(1, len(feeds) // 8)], sample) or [feeds[sample]]
+    calib = alike(feeds[:: max(1, len(feeds) // 8)], feeds[sample]) or [feeds[sample]]
     (work / "same").mkdir(parents=True, exist_ok=True)
     onnx.save(model, work / "model.onnx")
     onnx.save(quantize_int8(model, calib).model, work / "same" / "model.onnx")
