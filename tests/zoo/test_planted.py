@@ -4,6 +4,7 @@ the number the reason rests on, and the advice is tried on the segment before th
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -48,7 +49,11 @@ def test_a_hand_written_attention_overflow_is_named_in_its_block_and_cured(tmp_p
     assert proc.returncode == 1
     hint = report["root_cause"]["ort-cpu-fp16"]["hint"]
     assert hint.startswith("FP16 overflow at blocks.1.attn: attention logits (QK^T) MatMul")
-    assert "verified: keeping" in hint
+    # the overflow's keep set brings its segment within precision; at the outputs (the same judge as the run's: every
+    # output element-wise within tolerance) it is said with its number and not offered as the cure (s8-hints, advice
+    # held to the outputs: here inf× → 0.27× the RMS budget, some elements still beyond)
+    assert "in FP32 brings this segment within precision" in hint and "node_matmul_2" in hint
+    assert re.search(r"not the outputs \(worst output inf× → [\d.]+× its budget\): not the cure", hint), hint
 
 
 def test_an_mlp_overflow_is_named_at_its_layer_with_the_reference_value(tmp_path):
