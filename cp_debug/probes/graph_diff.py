@@ -133,7 +133,7 @@ def without_twins(candidate: tuple[UnmatchedNode, ...], reference: tuple[Unmatch
     Mul, MatMul and Add after it unreached on both sides). `fused`: the (reference, candidate) graphs as written,
     whose fused ops make the other side's unfused form of the same function one computation (`_fused_forms`)."""
     def key(n: UnmatchedNode) -> tuple:
-        return n.op_type, n.before, n.after, _eps_key(n.eps)
+        return n.op_type, n.before, n.after, eps_key(n.eps)
 
     free: dict[tuple, list[int]] = {}
     for k, n in enumerate(reference):
@@ -244,7 +244,7 @@ def _other_norms(candidate: list[UnmatchedNode], reference: list[UnmatchedNode])
 
 
 def _norm_key(n: UnmatchedNode) -> tuple:
-    return n.op_type in MEAN_NORMS, _eps_key(n.eps)
+    return n.op_type in MEAN_NORMS, eps_key(n.eps)
 
 
 def norm_eps(node: onnx.NodeProto) -> float | None:
@@ -254,16 +254,21 @@ def norm_eps(node: onnx.NodeProto) -> float | None:
     return next((a.f for a in node.attribute if a.name == "epsilon"), 1e-5)
 
 
-def _eps_key(eps: float | None) -> float | None:
+def eps_key(eps: float | None) -> float | None:
     """An epsilon as compared: two graphs' float32 / float64 writings of one value alike (3 digits)."""
     return None if eps is None else float(f"{eps:.3g}")
+
+
+def norm_kind(node: onnx.NodeProto) -> tuple[bool, float | None]:
+    """A normalisation node as compared with another: (removes the mean, its epsilon's `eps_key`)."""
+    return node.op_type in MEAN_NORMS, eps_key(norm_eps(node))
 
 
 def norms_alike(a: onnx.ModelProto, b: onnx.ModelProto, pairs: dict[int, int]) -> dict[int, int]:
     """`pairs` (node indices of `a` → `b`) without two normalisations of other epsilons (the builder writes 1e-6
     where Nemotron's config says 1e-5): each is left a graph difference of its side."""
     na, nb = a.graph.node, b.graph.node
-    return {i: j for i, j in pairs.items() if _eps_key(norm_eps(na[i])) == _eps_key(norm_eps(nb[j]))
+    return {i: j for i, j in pairs.items() if eps_key(norm_eps(na[i])) == eps_key(norm_eps(nb[j]))
             or norm_eps(na[i]) is None or norm_eps(nb[j]) is None}
 
 

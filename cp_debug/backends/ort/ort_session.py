@@ -83,7 +83,7 @@ def make_session(model: "onnx.ModelProto", providers: list, record: bool, how: S
     # segment sessions, none used); a model past one message's size is written into one of `session_source`'s own
     with (tempfile.TemporaryDirectory(prefix="cpdebug_ort_") if dumps else contextlib.nullcontext()) as tmp, \
             session_source(model, tmp) as src:
-        opt_path = Path(tmp or ".") / "optimized.onnx"
+        opt_path = Path(tmp) / "optimized.onnx" if dumps else None
         dump = str(opt_path) if dumps else None
         inexact = None
 

@@ -298,12 +298,11 @@ def _constants_absmax(model: "onnx.ModelProto", most: int = 1 << 16) -> dict[str
     fail")."""
     from onnx import TensorProto, numpy_helper
 
+    from cp_debug.graph.model import constant_tensors
+
     floats = (TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16)
-    tensors = [(i.name, i) for i in model.graph.initializer]
-    tensors += [(n.output[0], a.t) for n in model.graph.node if n.op_type == "Constant"
-                for a in n.attribute if a.name == "value"]
     out = {}
-    for name, t in tensors:
+    for name, t in constant_tensors(model.graph).items():
         if (t.data_type not in floats or int(np.prod(t.dims, dtype=np.int64)) > most
                 or t.data_location == TensorProto.EXTERNAL):  # its data in a file not read here: counts as small
             continue

@@ -53,7 +53,7 @@ _NAMED = 4  # unmatched nodes a hint names; the report's graph_differences list 
 def _norms(nodes: tuple[UnmatchedNode, ...], differences: GraphDifferences | None) -> str:
     """What a normalisation of another kind or epsilon on each side means (`graph_diff.MEAN_NORMS` / `RMS_NORMS`),
     with how many of the reference's norms differ so."""
-    from cp_debug.probes.graph_diff import CANDIDATE, MEAN_NORMS
+    from cp_debug.probes.graph_diff import CANDIDATE, MEAN_NORMS, eps_key
 
     ours = [n for n in nodes if n.side == CANDIDATE and n.eps is not None]
     theirs = [n for n in nodes if n.side != CANDIDATE and n.eps is not None]
@@ -69,12 +69,12 @@ def _norms(nodes: tuple[UnmatchedNode, ...], differences: GraphDifferences | Non
                       "LayerNorm removes it", "as a LayerNorm")
     elif mine == {True} and other == {False}:
         what, cure = "removes the mean before normalising, where the reference's RMSNorm does not", "as an RMSNorm"
-    elif f"{ours[0].eps:.3g}" == f"{theirs[0].eps:.3g}":
+    elif eps_key(ours[0].eps) == eps_key(theirs[0].eps):
         return ""  # the same norm on both sides: unpaired for another reason
     else:
         what = f"adds epsilon {ours[0].eps:.3g} to the variance, where the reference adds {theirs[0].eps:.3g}"
         cure = f"with the model's epsilon ({theirs[0].eps:.3g})"
-    if {f"{n.eps:.3g}" for n in ours} != {f"{n.eps:.3g}" for n in theirs} and "epsilon" not in what:
+    if {eps_key(n.eps) for n in ours} != {eps_key(n.eps) for n in theirs} and "epsilon" not in what:
         what += f" (epsilon {ours[0].eps:.3g} against {theirs[0].eps:.3g})"
     return f" (the deployed graph {what}: the file computes another norm, {every} of the reference's so — convert " \
            f"them {cure})"

@@ -50,11 +50,15 @@ def npz_headers(path: Path, option: str) -> dict[str, np.ndarray]:
 def npz_shapes(path: str | Path | None, option: str = "--inputs") -> list[dict[str, tuple]]:
     """The input shapes of each sample `path` holds (one .npz, or a folder of them: one sample each), read from the
     files' headers alone; [] where no path is given. What a `--torch` model's dynamic axes are inferred from."""
+    return [{k: a.shape for k, a in npz_headers(f, option).items()} for f in sample_files(path)]
+
+
+def sample_files(path: str | Path | None) -> list[Path]:
+    """The sample files `path` holds: itself (an .npz), or a folder's .npz files in name order; [] where none."""
     if path is None:
         return []
     path = Path(path)
-    files = sorted(path.glob("*.npz")) if path.is_dir() else [path] if path.is_file() else []
-    return [{k: a.shape for k, a in npz_headers(f, option).items()} for f in files]
+    return sorted(path.glob("*.npz")) if path.is_dir() else [path] if path.is_file() else []
 
 
 def match_inputs(given: dict[str, np.ndarray], names: tuple[str, ...], expected: Mapping[str, tuple | None],

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnx
 
-from cp_debug.bisect.subjects.feeds import cast_inputs, load_npz_inputs, match_inputs
+from cp_debug.bisect.subjects.feeds import cast_inputs, load_npz_inputs, match_inputs, sample_files
 from cp_debug.bisect.subjects.model_facts import OnnxFacts, TorchFacts
 from cp_debug.bisect.subjects.subject import Stage, Subject, onnx_only_tables
 from cp_debug.errors import BadInputError, UserCodeError, first_line, note_user_file
@@ -136,10 +136,7 @@ def _example_of(module, given: "dict | None", who: str):
 
 def _first_sample(path: "str | Path | None") -> "dict | None":
     """The first sample of an .npz file or a folder of them (one sample each); None where there is none."""
-    if path is None:
-        return None
-    path = Path(path)
-    files = sorted(path.glob("*.npz")) if path.is_dir() else [path] if path.is_file() else []
+    files = sample_files(path)
     return load_npz_inputs(files[0]) if files else None
 
 

@@ -59,10 +59,9 @@ class NormCure:
 
 def reference_norms(model: "onnx.ModelProto") -> tuple[bool, float] | None:
     """(removes the mean, epsilon) shared by every fused norm of `model`; None where it has none or several."""
-    from cp_debug.probes.graph_diff import norm_eps
+    from cp_debug.probes.graph_diff import norm_kind
 
-    kinds = {(n.op_type in MEAN_NORMS, float(f"{norm_eps(n):.3g}")) for n in model.graph.node
-             if n.op_type in MEAN_NORMS | RMS_NORMS}
+    kinds = {norm_kind(n) for n in model.graph.node if n.op_type in MEAN_NORMS | RMS_NORMS}
     return kinds.pop() if len(kinds) == 1 else None
 
 
@@ -71,11 +70,11 @@ def norm_cure(model: "onnx.ModelProto", dec: "DecoderInputs", ids: np.ndarray, r
     """The candidate `model`'s norms as the reference's (`theirs`: `reference_norms`), decoded against `ref`; None
     where they are the reference's already."""
     from cp_debug.bisect.subjects.greedy import first_flip, greedy
-    from cp_debug.probes.graph_diff import norm_eps
+    from cp_debug.probes.graph_diff import norm_kind
 
     mean, eps = theirs
     ours = [n for n in model.graph.node if n.op_type in MEAN_NORMS | RMS_NORMS]
-    differ = [n for n in ours if (n.op_type in MEAN_NORMS, float(f"{norm_eps(n):.3g}")) != theirs]
+    differ = [n for n in ours if norm_kind(n) != theirs]
     if not ours or not differ:
         return None
     kind_differs = any((n.op_type in MEAN_NORMS) != mean for n in differ)
