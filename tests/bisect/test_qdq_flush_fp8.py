@@ -33,7 +33,11 @@ def _run(model: onnx.ModelProto, feed: dict, extra=()) -> list[np.ndarray]:
     m = onnx.ModelProto()
     m.CopyFrom(model)
     m.graph.output.extend([onnx.ValueInfoProto(name=t) for t in extra])
-    return ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feed)
+    # optimisations off, as cp_debug runs a float8 Q/DQ file (backends/ort/ort_precision.FP8_ORT_NOTE): onnxruntime
+    # 1.30 fuses the pairs into a QLinearConv that refuses float8 at its default level
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, feed)
 
 
 def _files(tmp_path: Path):
