@@ -83,6 +83,12 @@ def test_an_input_beyond_the_calibrated_range_is_named_at_the_first_layer(files,
     # the intervention's restorations said in the candidate's own precision (issue 115): left out of FP8, not INT8
     assert "(1 node(s) left out of FP8)" in hint and "alone in FP8 (every other node left out of FP8)" in hint, hint
     assert "INT8" not in hint, hint
+    # a set that restores every compute node comes back by not converting the model: never "the best" set (0×)
+    tried = cause["intervention"]["tried"]
+    whole = [t for t in tried if t["whole"]]
+    assert whole and not any(t["back"] for t in whole), tried
+    best = min(t["output_error_after"]["ratio"] for t in tried if isinstance(t["candidate"], list) and not t["whole"])
+    assert f"the best {best:.3g}× ({len(whole)} of them every compute node restored" in hint, hint
 
 
 def test_healthy_models_are_within_fp8(files, tmp_path):

@@ -14,16 +14,11 @@ proposal that brings the outputs back is said (`hides_upstream`), never named in
 off the reference's are tried first, each replaced alone (`cures/constants.py`), its shared scales after the
 ranked (`cures/shared_scale.py`). An overflow its consumer saturates (a tanh-GELU's x³) is proposed first and let
 go: restoring it changes nothing at the output. Where nothing brings them back, the graph's halves say where the
-error accumulates (`cures/spread.py`: evidence, never the cure).
+error accumulates (`cures/spread.py`: evidence, never the cure). A module whose own nodes are not its whole segment
+is tried again over its segment, as its local error ran it (`restore.widened`).
 
-A candidate whose module's own nodes are not its whole segment (code its parent runs between its children) is tried
-again over its segment, as its local error ran it (`restore.widened`).
-
-Cost: one run of the stage, without probes, per restoration tried (at most 2 × `TRIED` + `SET_RUNS` + a file's
-constants and shared scales), only for a candidate whose
-outputs are wrong, and only on ONNX Runtime (`Capability.ORT_SESSIONS`: a TensorRT engine is not rebuilt per
-restoration); a candidate with no divergent probe runs nothing here.
-"""
+Cost: one probe-less run of the stage per restoration (at most 2 × `TRIED` + `SET_RUNS` + a file's constants and
+shared scales), only where the outputs are wrong, on ONNX Runtime only (`Capability.ORT_SESSIONS`)."""
 
 from __future__ import annotations
 
@@ -59,10 +54,17 @@ class Tried:
         return {"candidate": r[0].probe if len(r) == 1 else [x.probe for x in r],
                 "how": sorted({x.how for x in r}), "nodes": [n for x in r for n in x.nodes],
                 "tensors": [x.tensor for x in r if x.tensor], "output_error_before": before.to_json(),
-                "output_error_after": self.after.to_json(),
+                "output_error_after": self.after.to_json(), "hides_upstream": self.hides, "whole": self.whole,
                 "back": self.after.back and not (self.hides or self.whole or self.spread or r[0].alone),
-                "hides_upstream": self.hides,
                 "alone": r[0].alone}  # alone: its nodes alone in the candidate's precision, every other restored
+
+
+def _sets_words(sets: list[Tried], searched: int) -> str:
+    """A set search that chose none: its best run among the sets that convert the model (`Tried.whole`: not)."""
+    part, whole = [t for t in sets if not t.whole], sum(t.whole for t in sets)
+    return (f"sets of the first {searched} ranked: {len(sets)} run(s)"
+            + (f", the best {min(t.after.ratio for t in part):.3g}×" if part else "")
+            + (f" ({whole} of them every compute node restored: the model unconverted, no cure)" if whole else ""))
 
 
 @dataclass(frozen=True)
@@ -107,8 +109,7 @@ class Intervention:
         sets = [t for t in self.tried if len(t.restored) > 1]
         tried = "; ".join([f"{t.restored[0].words()}: {t.after.ratio:.3g}×" for t in self.tried
                            if len(t.restored) == 1 and not t.spread]
-                          + ([f"sets of the first {self.searched} ranked: {len(sets)} run(s), the best "
-                              f"{min(t.after.ratio for t in sets):.3g}×"] if sets and not self.chosen else []))
+                          + ([_sets_words(sets, self.searched)] if sets and not self.chosen else []))
         # judged by --atol/--rtol (fixed mode) an output fails within its precision's budget: say which limit holds
         limit = "their budget" if self.before.ratio >= 1 or self.before.flips else "the run's tolerance"
         if c is None:
