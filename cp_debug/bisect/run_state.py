@@ -75,6 +75,8 @@ class CandidateState:
     plots: dict[str, Any] = field(default_factory=dict)
     int8_amax: dict[str, float] = field(default_factory=dict)  # ONNX tensor -> calibrated amax
     int8_ranges: dict[str, Int8Range] = field(default_factory=dict)  # probe -> its range, computed while values live
+    # stage -> the graph its runner ran (FP16 converted, float16 storage emulated), held for its screen (`screen.py`)
+    as_run: dict[int, Any] = field(default_factory=dict)
     seconds: float = 0.0
     lockstep: bool = False  # stages run segment by segment with the reference (see lockstep.py)
     detections: DetectionVerdict | None = None  # the subject's detection verdict on this input

@@ -74,6 +74,8 @@ def emulate_half_storage(model: "onnx.ModelProto", rounding: bool = True) -> Hal
     from cp_debug.graph.onnx_files import copy_model, copy_tensor, keep
 
     fp16, fp32 = _fp16(), onnx.TensorProto.FLOAT
+    if rounding and _emulated_already(model):
+        return HalfStorage(model, 0, 0, 0, 0)
     half, dtypes = _half_tensors(model)
     out = copy_model(model)
     g = out.graph
@@ -124,7 +126,26 @@ def emulate_half_storage(model: "onnx.ModelProto", rounding: bool = True) -> Hal
     kept = [v for v in g.value_info if dtypes.get(v.name) != fp16]
     del g.value_info[:]
     g.value_info.extend(kept)
+    if rounding:
+        out.metadata_props.add(key=_MARK, value=str(_half_casts(out)))
     return HalfStorage(keep(out), rounded, constants, casts, len(widened_inputs))  # keep: float32 past 2 GiB
+
+
+_MARK = "cp_debug.half_storage"  # an emulating graph's: the number of its Casts to float16 (its rounding)
+
+
+def _half_casts(model) -> int:
+    fp16 = _fp16()
+    return sum(1 for n in model.graph.node if n.op_type == "Cast" and _attr(n, "to") == fp16)
+
+
+def _emulated_already(model) -> bool:
+    """`model` is an emulating graph (its float16 in rounding Casts alone), outputs added or not: the graph a runner
+    ran, screened (`bisect/stages/screen.py`), is run as it is, not emulated again (1.3-1.5 s of a 30-layer × 576
+    Llama's screen, for the same values)."""
+    mark = next((p.value for p in model.metadata_props if p.key == _MARK), None)
+    return mark is not None and mark == str(_half_casts(model)) and not any(
+        t.data_type == _fp16() for t in model.graph.initializer)
 
 
 def _float32_edges(g, renames: dict[str, str], fp16: int, fp32: int) -> None:

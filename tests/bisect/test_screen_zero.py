@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import onnx
+
 from tests.cli_run import cpdebug
 
 MODELS = Path(__file__).with_name("collapse_models.py")
@@ -26,8 +28,13 @@ def test_a_branch_collapsed_to_zero_behind_a_residual_is_found(tmp_path):
 
 def test_the_healthy_twin_stays_within_precision(tmp_path):
     proc = cpdebug("bisect", "--torch", f"{MODELS}:healthy", "-b", "torch,ort-cpu-fp16", "--json",
-                   tmp_path / "r.json")
+                   tmp_path / "r.json", env={"CPDEBUG_CACHE_DIR": str(tmp_path / "cache")})
     report = json.loads((tmp_path / "r.json").read_text())
     assert proc.returncode == 0 and not [w for w in report["warnings"] if "collapses" in w], report["warnings"]
-    # the screen's own runs are a step of the progress (on a CPU, a long one: it converts and runs the stage again)
+    # the screen's own runs are a step of the progress (on a CPU, a long one: it builds and runs a screened graph)
     assert "✓ ort-cpu-fp16: screening collapse_models for faults its outputs hide (" in proc.stderr, proc.stderr
+    # it screens the graph the candidate's runner converted and ran: the stage is not converted again without its
+    # probes (each conversion is an entry of the fp16 cache)
+    converted = [onnx.load(f, load_external_data=False) for f in (tmp_path / "cache" / "fp16").glob("*.onnx")]
+    assert converted and all(len(m.graph.output) > 1 for m in converted), [
+        [o.name for o in m.graph.output] for m in converted]

@@ -121,3 +121,17 @@ def test_a_constant_of_shape_that_is_a_graph_output_stays_float16():
     emulated = emulate_half_storage(model).model
     y, z = ort.InferenceSession(emulated.SerializeToString()).run(None, {"x": -np.ones((2, 3), np.float16)})
     assert y.dtype == np.float16 and (y == 1.5).all() and (z == 0).all()
+
+
+def test_an_emulating_graph_is_run_as_it_is_and_one_converted_again_is_emulated():
+    """The graph a runner ran (emulated), outputs added (the screen's), is not emulated a second time: the same
+    values; a float16 Cast added to it afterwards is no emulating graph's any more."""
+    emulated = emulate_half_storage(convert_to_fp16(_chain())).model
+    exposed = onnx.ModelProto()
+    exposed.CopyFrom(emulated)
+    exposed.graph.output.append(helper.make_tensor_value_info("c", TensorProto.FLOAT, None))
+    again = emulate_half_storage(exposed)
+    assert not again.changed and again.model is exposed
+    np.testing.assert_array_equal(_run(again.model, {"x": X}), _gpu_like(X))
+    exposed.graph.node.append(helper.make_node("Cast", ["c"], ["c16"], name="more", to=TensorProto.FLOAT16))
+    assert emulate_half_storage(exposed).changed

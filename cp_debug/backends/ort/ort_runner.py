@@ -125,7 +125,7 @@ class OrtRunner(Runner):
         self._left_kernels: list = []  # `probes_left_kernels`' answer once asked (kept with the session in a server)
         self._unprobed = None  # the session it made where the kernels differ, until `infer_unprobed` runs it
         self._providers: list = []
-        self._held_half, self._held_quant = False, None
+        self._held_half, self._held_quant, self._as_run = False, None, None  # _as_run: `graph_as_run`
         self._held: ort_kept.Held | None = None  # kept in a server between commands (ort_kept.py)
         self._spoken: set = set()  # the input shapes run so far (what a kept session's first runs said)
 
@@ -182,7 +182,7 @@ class OrtRunner(Runner):
             if emulated.changed:
                 self._transform = replace(self._transform, half_storage=emulated.to_json())
                 declared, model = graph_facts(model) if self.dump_facts else None, emulated.model
-        how = self._how()
+        self._as_run, how = model, self._how()
         if declared is not None:  # the facts said are the float16 graph's: ORT's optimised graph not written
             how = replace(how, dump_facts=False)
         probed = self.dump_facts and len(model.graph.output) > len(graph.graph_outputs)
@@ -388,6 +388,11 @@ class OrtRunner(Runner):
     def graph_facts(self) -> GraphFacts | None:
         """What ORT's optimised graph holds (compute dtypes, EP fallback): None before activate."""
         return self._facts
+
+    @property
+    def graph_as_run(self) -> "onnx.ModelProto | None":
+        """The graph its session runs (converted, float16 storage emulated, probes exposed; None: not activated)."""
+        return self._as_run
 
     @property
     def transform(self) -> PrecisionTransform:

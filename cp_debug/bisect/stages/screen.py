@@ -16,7 +16,7 @@ and every module above it, as `--level all` would measure them — are measured 
 verdict and refinement proceed on them: the same root cause as `--level all`.
 
 Not screened: stages of an ONNX file (each of their tensors is a probe already), models past `SCREEN_UP_TO` bytes of
-weights (the screen is a second conversion and session of the whole graph), on CUDA past `CUDA_SCREEN_UP_TO` (measured
+weights (the screen is a second session of the whole graph), on CUDA past `CUDA_SCREEN_UP_TO` (measured
 on an H200: a 130m Llama's bisect 32 → 44-50 s, against issue 83's 1.5× of the floor) — the report's warnings say when
 a screen was skipped for its size. Its cost on the CPU: 130m Llama 45.7 → 53.5 s (before the FP32 run of the
 sketches); the sketches' FP32 run adds one inference of the stage and its sketches (the CenterPoint demo, 2 shared
@@ -124,26 +124,46 @@ def _screened(model) -> tuple[set[str], set[str]]:
     return sketched, {n[: -len(_SUFFIX)] for n in names if n.endswith(_SUFFIX)}
 
 
-def _as_it_runs(run: RunState, state: CandidateState, st):
+def _as_it_runs(run: RunState, state: CandidateState, i: int, st):
     """A CPU float16 candidate's stage graph as its runner computes it — converted, its float16 storage emulated in
     float32 (`precision/half_storage.py`) — for the screen to read, run as it is: the screen's thousands of nodes are
     then neither converted nor emulated again (issue 109: a 30-layer × 576 Llama's screened graph made ready and
     its session made, 12.9 s → 4.5 s alone on the busy CPU machine, its 2,841 outputs' sketches the same bit for bit;
     the bisect's screen 5.4-5.7 s → 4.8-4.9 s, the FP32 screen run beside it now the longer): each tensor's rounded
     float32 is what the sketch's FP32 nodes read of its float16 either way; the flags sum in float32 (a flag's sum of
-    |t| no longer overflows float16: read as == 0 only, the same).
+    |t| no longer overflows float16: read as == 0 only, the same). The graph the candidate's runner ran, where its
+    stage run held it (`hold_as_run`: its probes exposed, each a Cast to float32 of its rounded float16, the same
+    values), else converted and emulated here as the runner does.
     None where the candidate is no such run (its screened graph is then converted as it runs it)."""
     from cp_debug.backends.graph_loader import PrepareGraph
-    from cp_debug.backends.ort.ort_runner import half_mode
-    from cp_debug.precision.half_storage import emulate_half_storage, holds_half_constants
+    from cp_debug.precision.half_storage import emulate_half_storage
 
+    held = state.as_run.pop(i, None)
     spec, model = state.spec, st.onnx()
-    if spec.device != "cpu" or spec.precision != "fp16" or half_mode() == "native" or holds_half_constants(model):
-        return None
+    if held is not None or not _runs_emulated(spec, model):
+        return held
     keep = tuple(run.ort_kwargs(spec, model).get("keep_fp32_nodes", ()))
     converted = PrepareGraph(model, str(spec), "fp16", keep_fp32_nodes=keep, check=False)()  # as its runner's
     emulated = emulate_half_storage(converted.model)
     return emulated.model if emulated.changed else None
+
+
+def _runs_emulated(spec, model) -> bool:
+    """Whether `spec` runs `model` converted to float16 here, its float16 storage emulated on the CPU."""
+    from cp_debug.backends.ort.ort_runner import half_mode
+    from cp_debug.precision.half_storage import holds_half_constants
+
+    return spec.device == "cpu" and spec.precision == "fp16" and half_mode() != "native" and \
+        not holds_half_constants(model)
+
+
+def hold_as_run(run: RunState, state: CandidateState, i: int, runner) -> None:
+    """The graph `runner` ran stage i on, held for the stage's screen (`_as_it_runs`) where it is screened and the
+    runner emulated its conversion's float16 storage: one conversion and emulation of the stage, the runner's."""
+    model = getattr(runner, "graph_as_run", None)
+    if model is not None and runner.transform.half_storage is not None and screenable(run, state, i) and \
+            _runs_emulated(state.spec, run.stage_of(state.label, i).onnx()):
+        state.as_run[i] = model
 
 
 def _screen_run(run: RunState, spec, model, feed: dict, keep=()) -> tuple[set[str], set[str], dict]:
@@ -216,7 +236,7 @@ def screen_runs(run: RunState, state: CandidateState, i: int, fp32: dict) -> Scr
     with ThreadPoolExecutor(1, thread_name_prefix="cpdebug-screen-fp32") as pool:
         beside = pool.submit(_screen_run, run, fp32_spec, model, run.ref_feeds[i]) if keep and key not in fp32 \
             else None
-        as_run = _as_it_runs(run, state, st)
+        as_run = _as_it_runs(run, state, i, st)
         if as_run is None:
             ours = _screen_run(run, state.spec, model, state.feeds[i], keep)
         else:  # the candidate's own graph screened, run as it is
@@ -312,4 +332,5 @@ def screen_candidates(run: RunState, states: list[CandidateState], measure, ahea
                 measure(i, probes, s)
                 added[s.label] = probes
             break
+        s.as_run.clear()  # held for stages not screened (one diverged)
     return added

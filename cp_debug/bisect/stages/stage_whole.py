@@ -26,6 +26,7 @@ from cp_debug.bisect.stages.record import (amplification, carried_deployed, carr
                                    keep_plots_device, mask_saturation, merge_precision)
 from cp_debug.bisect.result import ProbeResult
 from cp_debug.bisect.run_state import CandidateState, ProbeSpec, RunState, unmapped_note
+from cp_debug.bisect.stages.screen import hold_as_run
 from cp_debug.bisect.stages.stage_runner import make_stage_runner, probe_values
 from cp_debug.bisect.stages.unprobed import as_written, check_unprobed, same_kernels
 from cp_debug.bisect.subjects.subject import Stage
@@ -187,6 +188,7 @@ def candidate_stage(run: RunState, state: CandidateState, i: int, sp: list[Probe
                     out = runner.infer_some(feed, _exposed(st, spec, chunk)) if whole else runner.infer(feed)
                 if k == 0:
                     plain, same = _first_run(run, state, i, sp, runner, feed, beside=made is not None, device=device)
+                    hold_as_run(run, state, i, runner)  # its graph, for the stage's screen: not converted again
                 vals = probe_values(st, spec, out, chunk, fed)
                 del fed
                 if stage_out is None:
