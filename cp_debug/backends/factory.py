@@ -16,7 +16,7 @@ from cp_debug.errors import BackendUnavailableError, BadInputError
 
 _TORCH_OPTS = {"probe_modules", "probe_sites", "capture_inputs", "on_probe", "determinism", "calib_feeds"}
 _ONNX_OPTS = {"extra_outputs", "calib_feeds", "keep_fp32_nodes", "exclude_int8_nodes", "determinism", "calib_method"}
-_ORT_ONLY = {"threads", "spinning", "int8_model", "shared_arena", "graph_facts", "prepack"}
+_ORT_ONLY = {"threads", "spinning", "int8_model", "shared_arena", "graph_facts", "prepack", "check_model"}
 _TRT_ONLY = {"workspace", "profile", "profile_caps", "engine_file", "cache_dir", "cache", "stage"}
 _ALL_OPTS = _TORCH_OPTS | _ONNX_OPTS | _ORT_ONLY | _TRT_ONLY
 

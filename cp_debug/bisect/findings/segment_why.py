@@ -328,7 +328,10 @@ def run_segment(run: RunState, label: str, model, feed: dict, outputs: list[str]
     from cp_debug.precision.int8 import clip_drops
 
     spec = spec or BackendSpec.parse(label)
-    kw = {"determinism": det or run.det, "spinning": False, **run.ort_kwargs(spec, model)}
+    # a segment cut or derived by cp_debug from a graph the run loaded (checked there), not checked again: the
+    # checker encodes the whole graph (a screen's, thousands of outputs) and asks shapes of outputs ONNX Runtime
+    # runs without (a probe the runner exposed)
+    kw = {"determinism": det or run.det, "spinning": False, "check_model": False, **run.ort_kwargs(spec, model)}
     if not facts:
         kw["graph_facts"] = False
     if not prepack and unpacked_once(spec):
