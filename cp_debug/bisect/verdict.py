@@ -133,6 +133,8 @@ def _outcome(run: RunState, state: CandidateState, results: list[ProbeResult], r
     (`_local_fault`: judged against the run's own errors, not its level's siblings, so that every level gives one
     verdict); degraded for probes beyond the precision otherwise, or boxes changed beyond it; else within
     precision. Only the root cause, where the descent ends, is judged a local fault."""
+    from cp_debug.bisect.findings.graph_blame import norms_line
+
     prec = state.judged_at
     if (unstable := unstable_reference(run, state, results)) is not None:  # no verdict rests on it (inconclusive.py)
         return noise.Outcome.INCONCLUSIVE, unstable
@@ -158,19 +160,19 @@ def _outcome(run: RunState, state: CandidateState, results: list[ProbeResult], r
         return noise.Outcome.DIVERGED, fault + (
             "" if within is None else f"; its outputs within their budget on this input ({within:.3g}×), no decision "
             "flipped: the fault does not reach them here")
+    norms = norms_line(run.deployed.get(state.label)) if boxes is not None else ""  # a flipped token: its norms
     if bad:
+        from cp_debug.compare.weight_only import beyond_words
+
         worst_r = max(bad, key=lambda r: r.judgement.noise_ratio if r.judgement else 0.0)
-        why = (f"{len(bad)} probe(s) beyond {prec}'s expected rounding (worst {worst_r.probe}, "
-               f"{worst_r.judgement.noise_ratio:.3g}×), no layer's own error a fault of its own"
+        why = (beyond_words(len(bad), worst_r.probe, worst_r.judgement, worst_r.local_judgement, prec)
                if worst_r.judgement else f"{len(bad)} probe(s) beyond {prec}'s expected rounding")
-        return noise.Outcome.DEGRADED, why + (f"; {boxes.reason}" if boxes is not None else "")
+        norms = norms if prec in noise.WEIGHT_ONLY_UNIT else ""  # an LLM file's flipped token: said in both
+        return noise.Outcome.DEGRADED, why + (f"; {boxes.reason}{norms}" if boxes is not None else "")
     top = max((r.judgement.noise_ratio for r in judged), default=0.0)
     why = f"every probe's error ≤ {top:.2g}× {prec}'s expected rounding"
     if boxes is not None:  # a flipped token the precision is said to cover: a norm the file computes otherwise said
-        from cp_debug.bisect.findings.graph_blame import norms_line
-
-        found = run.deployed.get(state.label)
-        return boxes.outcome, f"{why}; {boxes.reason}" + norms_line(found.graph_differences if found else None)
+        return boxes.outcome, f"{why}; {boxes.reason}{norms}"
     return noise.Outcome.WITHIN_PRECISION, why
 
 
@@ -209,17 +211,19 @@ def _deployed_json(state: CandidateState) -> dict | None:
 def _local_fault(state: CandidateState, rc: str | None) -> str | None:
     """Why the root cause's own error is a local fault (`noise.local_fault`: against the run's own errors, a layer
     by dominance, a segment holding measured layers only `FAR` beyond), else None."""
+    from cp_debug.compare.weight_only import fault_words, own_fault
+
     lj = state.results[rc].local_judgement if rc in state.results else None
     others = [q.local_judgement.noise_ratio for n, q in state.results.items()
               if n != rc and q.local_judgement is not None and q.status != "missing"]
     layer = not any(n.startswith(f"{rc}.") and q.status != "missing" for n, q in state.results.items())
-    if lj is None or not noise.local_fault(lj.noise_ratio, others, layer):
+    if lj is None or not (noise.local_fault(lj.noise_ratio, others, layer)
+                          or own_fault(state.judged_at, lj, layer, others)):
         return None
     others = sorted(x for x in others if math.isfinite(x) and x > 0) or [math.nan]
     median = others[len(others) // 2]
-    return (f"local fault at {rc}: its segment alone brings {lj.noise_ratio:.3g}× {state.judged_at}'s expected "
-            f"rounding (budget {lj.expected_rel_rmse:.3g}), the median of the run's {len(others)} other segments "
-            f"{median:.2g}×")
+    return (f"local fault at {rc}: its segment alone brings {lj.noise_ratio:.3g}× {fault_words(state.judged_at)} "
+            f"(budget {lj.expected_rel_rmse:.3g}), the median of the run's {len(others)} other segments {median:.2g}×")
 
 
 def _outputs_within(run: RunState, state: CandidateState) -> float | None:
@@ -332,14 +336,16 @@ def _dominance(run: RunState, state: CandidateState, name: str) -> str | None:
     """Say so when the root cause's own error (÷ its budget) barely stands out from the run's other segments' (the
     error spread evenly): weighed against every segment the run measured, as the local-fault test weighs it, never a
     level's siblings (the same words at every level)."""
+    from cp_debug.compare.weight_only import own_fault
+
     r = state.results[name]
     mine = _own(r)
     if mine is None or r.status in NON_FINITE:
         return None
     others = sorted(v for n, q in run.probes.items() if n != name and q.kind == "module" and n in state.results
                     and (v := _own(state.results[n])) is not None and v > 0)
-    if len(others) < 3:
-        return None
+    if len(others) < 3 or own_fault(state.judged_at, r.local_judgement, True, others):
+        return None  # a weight-only segment beyond its own roundings stands out by its own budget
     median = others[len(others) // 2]
     if median > 0 and mine < noise.DOMINANCE * median:
         share = mine / median

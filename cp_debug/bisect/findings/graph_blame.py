@@ -80,8 +80,10 @@ def _norms(nodes: tuple[UnmatchedNode, ...], differences: GraphDifferences | Non
            f"them {cure})"
 
 
-def norms_line(differences: GraphDifferences | None) -> str:
-    """`_norms` over the whole graph's differences, as a verdict's clause ("" where its norms are the reference's)."""
+def norms_line(found) -> str:
+    """`_norms` over the whole graph's differences of a deployed file (`found`: the run's `deployed` record, or None),
+    as a verdict's clause ("" where its norms are the reference's)."""
+    differences: GraphDifferences | None = found.graph_differences if found is not None else None
     if not differences:
         return ""
     said = _norms(differences.only_in_candidate + differences.only_in_reference, differences)

@@ -111,8 +111,11 @@ def judged(run: RunState, s: CandidateState, name: str, d: TensorDiff, loc: Tens
     which every backend shares) is never better than the rows it is glued from: a scatter spreads the same
     elements beyond tolerance over a larger tensor, diluting the share that `max_share` judges. The note says so
     wherever this changes the row's status."""
-    j = run.judge(s, name, d)
+    from cp_debug.compare.weight_only import beyond_own, own_judgement
+
     lj = run.judge(s, name, loc) if loc is not None else None
+    lj = own_judgement(lj, loc, s.judged_at, s.judged_unit) if lj is not None else None
+    j = beyond_own(run.judge(s, name, d), lj, s.judged_at)
     status = d.status
     if run.opts.tolerance_mode == "model":
         from cp_debug.compare.noise import status_of

@@ -20,7 +20,8 @@ A flipped token that a runtime setting alone causes (its level-1 cure verified o
 file's precision explains, whatever that step's forward says: the subject's decision verdict (`TokenVerdict`, the
 hook a detector's boxes use) makes the candidate degraded at least. The builder's Qwen3 file at level 4 is a local
 fault at lm_head's logits already; the RTN file's flipped step (9) has logits at 0.99× int4w-a8's budget, and would be
-"within precision" with a flipped token and its cure said — exit 0 — without it.
+"within precision" with a flipped token and its cure said — exit 0 — without it (since s9 its lm_head's own error,
+3.1 units of the weights' rounding, is a local fault there: `compare/weight_only.py`).
 """
 
 from __future__ import annotations
