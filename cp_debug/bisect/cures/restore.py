@@ -70,9 +70,29 @@ class Restoration:
 
 
 @dataclass(frozen=True)
+class Elementwise:
+    """An output that fails the element-wise check of `noise.output_passes` (|Δ| ≤ atol + rtol·|ref| on all but
+    `allowed` elements), with the judge's own numbers: which output, how many elements beyond, the largest |Δ|."""
+
+    output: str
+    beyond: int
+    allowed: int
+    max_abs: float
+    atol: float
+    rtol: float
+    nonfinite: int = 0
+
+    def words(self) -> str:
+        if self.nonfinite:
+            return f"{self.nonfinite} NaN/Inf element(s) in {self.output}"
+        return (f"{self.beyond} element(s) of {self.output} beyond the tolerance |Δ| ≤ {self.atol:.2g} + "
+                f"{self.rtol:.2g}·|ref| ({self.allowed} allowed; max |Δ| {self.max_abs:.2g})")
+
+
+@dataclass(frozen=True)
 class OutputError:
-    """A run's stage outputs against the reference's: the worst output's error ÷ its budget (`ratio`), its rel.
-    RMSE, whether every output passes, and the decisions that flip."""
+    """A run's stage outputs against the reference's: the worst output's error ÷ its budget (`ratio`, the RMS
+    budget's), its rel. RMSE, whether every output passes, and the decisions that flip."""
 
     ratio: float
     rel_rmse: float
@@ -81,6 +101,16 @@ class OutputError:
     # every output within its budget as the verdict judges it in model mode (`noise.status_of`: no element-wise
     # tolerance): a run whose outputs are so, with no decision flipped, has nothing to confirm there
     in_budget: bool = False
+    # the output failing the element-wise check with the most elements beyond (None where every output holds it)
+    elementwise: Elementwise | None = field(default=None, compare=False)
+
+    def figures(self, before: "OutputError") -> str:
+        """This run's worst output against `before`'s, with the check that fails where the ratio alone reads as back
+        (within the RMS budget, yet elements beyond the tolerance)."""
+        said = f"worst output {before.ratio:.3g}× → {self.ratio:.3g}× its budget"
+        if self.passes or self.ratio > 1 or self.elementwise is None:
+            return said
+        return said.replace("its budget", "its RMS budget") + f", yet {self.elementwise.words()}"
 
     @property
     def back(self) -> bool:
@@ -337,15 +367,26 @@ def output_error(run: "RunState", state: "CandidateState", stage: int, out: dict
     from cp_debug.compare import noise
 
     ref = run.ref_outputs.get(stage, {})
-    worst, worst_rel, passes, budget = 0.0, 0.0, True, True
+    worst, worst_rel, passes, budget, failed = 0.0, 0.0, True, True, None
     for name in run.subject.stages[stage].output_names:
         if name not in ref or name not in out:
             continue
-        d = TensorDiff.from_arrays(name, np.asarray(ref[name]), out[name], run.tolerance(state, name))
+        tol = run.tolerance(state, name)
+        d = TensorDiff.from_arrays(name, np.asarray(ref[name]), out[name], tol)
         j = run.judge(state, name, d)
         passes = passes and noise.output_passes(d, state.judged_at, j)
         budget = budget and noise.status_of(d, j) == "ok"
         ratio = j.noise_ratio if math.isfinite(j.noise_ratio) else math.inf
         if ratio >= worst:
             worst, worst_rel = ratio, d.rel_rmse
-    return OutputError(worst, worst_rel, passes, flips(run, stage, ref, out), budget)
+        if d.status != "ok" and d.shape_ok:
+            e = _elementwise(d, tol)
+            failed = e if failed is None or (e.nonfinite, e.beyond) > (failed.nonfinite, failed.beyond) else failed
+    return OutputError(worst, worst_rel, passes, flips(run, stage, ref, out), budget, failed)
+
+
+def _elementwise(d: TensorDiff, tol) -> Elementwise:
+    """`d`'s element-wise check in the tolerance's numbers: its elements beyond, those the tolerance allows."""
+    size = int(np.prod(d.ref_shape)) if d.ref_shape else 1
+    return Elementwise(d.name, int(round(d.share_beyond * size)), int(tol.max_share * size), d.max_abs, tol.atol,
+                       tol.rtol, d.nan + d.inf)
