@@ -99,9 +99,13 @@ def test_outputs_within_their_rms_budget_yet_beyond_the_tolerance_say_which_chec
     e = _elementwise(TensorDiff.from_arrays("logits", ref, test, tol), tol)
     assert (e.beyond, e.allowed, e.nonfinite) == (12, 4, 0) and abs(e.max_abs - 0.05) < 1e-6, e
     before = OutputError(math.inf, 1.0, passes=False)
-    text = held(before, OutputError(0.266, 0.01, passes=False, elementwise=e))
+    after = OutputError(0.266, 0.01, passes=False, elementwise=e)
+    text = held(before, after)
     assert ("worst output inf× → 0.266× its RMS budget, yet 12 element(s) of logits beyond the tolerance "
             "|Δ| ≤ 0.02 + 0.02·|ref| (4 allowed; max |Δ| 0.05)") in text, text
+    # the intervention's list of runs "beyond their budget" says it too; judged by --atol/--rtol its words name the
+    # run's tolerance themselves
+    assert after.short() == "0.266× (12 element(s) of logits beyond the tolerance)" and after.short(False) == "0.266×"
     # beyond the RMS budget, the ratio says which check fails: the words as they were
     assert held(before, OutputError(1.6, 0.2, passes=False, elementwise=e)).startswith(
         "at the outputs not back: worst output inf× → 1.6× its budget —")

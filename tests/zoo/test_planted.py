@@ -59,6 +59,9 @@ def test_a_hand_written_attention_overflow_is_named_in_its_block_and_cured(tmp_p
                   r"max \|Δ\| ([\d.e+-]+)\)\): not the cure", hint)
     assert m is not None, hint
     assert float(m[1]) <= 1 and int(m[2]) > int(m[3]) and float(m[4]) > 0, hint
+    # the intervention's runs, "beyond their budget", say it of that keep set too
+    assert re.search(r"keep set: \d+ node\(s\) kept in FP32\): [\d.]+× \(\d+ element\(s\) of \S+ beyond the "
+                     r"tolerance\)", hint), hint
 
 
 def test_an_mlp_overflow_is_named_at_its_layer_with_the_reference_value(tmp_path):

@@ -6,11 +6,11 @@ A user's Q/DQ file takes no `--exclude-int8`: its layer is left out of its quant
 removed (`file_exclusion`).
 
 A segment's FP16 finding advises the keep set its segment verified (`segment_why.SegmentWhy`): that keep set is run
-at the outputs (`keep_at_outputs`, where it could be the smaller cure) before its words are made, and the finding
-renders what the outputs said (`AtOutputs`): verified there, or said with the outputs' number and not offered (a
-float16 cancellation `(x + 2000) − 2000`: keeping the Sub in FP32 cures its segment, the outputs stay at 2.2× — the
-Add that makes the large term is needed too, the keep set the intervention verified). The outputs' figures say
-which check fails where the RMS ratio alone reads as back (`restore.OutputError.figures`).
+at the outputs (`restore.keep_at_outputs`, where it could be the smaller cure) before its words are made, and the
+finding renders what the outputs said (`keep_held`, an `AtOutputs`): verified there, or said with the outputs'
+number and not offered (a float16 cancellation `(x + 2000) − 2000`: keeping the Sub in FP32 cures its segment, the
+outputs stay at 2.2× — the Add that makes the large term is needed too, the keep set the intervention verified). The
+outputs' figures say which check fails where the RMS ratio alone reads as back (`restore.OutputError.figures`).
 
 A probe's own INT8 reading advises leaving the layer out of INT8 (`hints._int8_parts`), written before the
 intervention settles at the root (`intervention.settle` may restore it there); `held_to_outputs` reads what the
@@ -22,11 +22,12 @@ their budget, worse than its 1.07×).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from cp_debug.bisect.cures.restore import AtOutputs
+
 if TYPE_CHECKING:  # pragma: no cover
-    from cp_debug.bisect.cures.restore import OutputError, Restoration
+    from cp_debug.bisect.cures.restore import OutputError
     from cp_debug.bisect.findings.intervention import Intervention
     from cp_debug.bisect.run_state import CandidateState, RunState
 
@@ -46,43 +47,6 @@ def file_exclusion(run: "RunState", state: "CandidateState", probe: str) -> str 
                 "or remove its Q/DQ pairs)")
     return ("leave it out of the file's quantization (its node in the quantizer's `nodes_to_exclude`, or its Q/DQ "
             "pairs removed)")
-
-
-@dataclass(frozen=True)
-class AtOutputs:
-    """Advice run at the outputs: the candidate's outputs as the intervention found them (`before`) and with the
-    advice applied (`after`), judged alike (`restore.output_error`)."""
-
-    before: OutputError
-    after: OutputError
-
-    @property
-    def back(self) -> bool:
-        return self.after.back
-
-    def figures(self) -> str:
-        flips = f", {self.after.flips} decision(s) flipped" if self.after.flips else ""
-        return f"{self.after.figures(self.before)}{flips}"
-
-
-def keep_at_outputs(run: "RunState", state: "CandidateState", r: "Restoration") -> "OutputError | None":
-    """A keep set verified on its segment only, run at the outputs where it could be the smaller cure: not where the
-    confirmation restores its probe already, only with fewer nodes than the confirmation (one run of the stage);
-    None where it is not run (there, or it cannot be: said in the run's warnings)."""
-    from cp_debug.bisect.cures.restore import output_error, run_restored
-
-    found = state.intervention
-    c = found.cure if found is not None else None
-    if found is None or r.stage != found.stage or (r,) in {t.restored for t in found.tried} or (
-            c is not None and len(c.restored) == 1 and c.restored[0].probe == r.probe):
-        return None
-    if c is not None and len(r.nodes) >= len([n for x in c.restored for n in x.nodes]):
-        return None
-    try:
-        return output_error(run, state, found.stage, run_restored(run, state, found.stage, [r]))
-    except Exception as err:  # noqa: BLE001 - the confirmation stands where the keep set cannot be run
-        run.warnings.append(f"{state.label}: {r.words()} was not run at the outputs: {err}")
-        return None
 
 
 def keep_held(state: "CandidateState", keep: tuple[str, ...], err: "OutputError | None") -> AtOutputs | None:

@@ -104,6 +104,13 @@ class OutputError:
     # the output failing the element-wise check with the most elements beyond (None where every output holds it)
     elementwise: Elementwise | None = field(default=None, compare=False)
 
+    def short(self, budget: bool = True) -> str:
+        """`ratio` as a list of runs says it; one within the RMS budget and still beyond the element-wise tolerance
+        says so where the words speak of the budget (`budget`; judged by --atol/--rtol they name the tolerance)."""
+        e = self.elementwise
+        held = budget and e is not None and not self.passes and self.ratio <= 1
+        return f"{self.ratio:.3g}×" + (f" ({e.beyond} element(s) of {e.output} beyond the tolerance)" if held else "")
+
     def figures(self, before: "OutputError") -> str:
         """This run's worst output against `before`'s, with the check that fails where the ratio alone reads as back
         (within the RMS budget, yet elements beyond the tolerance)."""
@@ -122,6 +129,23 @@ class OutputError:
             return round(x, 4) if math.isfinite(x) else None
         return {"ratio": num(self.ratio), "rel_rmse": num(self.rel_rmse), "within": self.passes,
                 "decisions_flipped": self.flips}
+
+
+@dataclass(frozen=True)
+class AtOutputs:
+    """Advice run at the outputs: the candidate's outputs as the intervention found them (`before`) and with the
+    advice applied (`after`), judged alike (`restore.output_error`)."""
+
+    before: OutputError
+    after: OutputError
+
+    @property
+    def back(self) -> bool:
+        return self.after.back
+
+    def figures(self) -> str:
+        flips = f", {self.after.flips} decision(s) flipped" if self.after.flips else ""
+        return f"{self.after.figures(self.before)}{flips}"
 
 
 def restoration(run: "RunState", state: "CandidateState", probe: str) -> Restoration | None:
@@ -358,6 +382,24 @@ def cure_words(restored: tuple[Restoration, ...]) -> str:
     if any(r.in_file for r in restored):
         return f"re-quantize with `nodes_to_exclude={nodes!r}`"
     return f"--{'keep-fp32' if restored[0].how == KEEP else 'exclude-int8'} {','.join(nodes)}"
+
+
+def keep_at_outputs(run: "RunState", state: "CandidateState", r: Restoration) -> "OutputError | None":
+    """A keep set verified on its segment only, run at the outputs where it could be the smaller cure: not where the
+    confirmation restores its probe already, only with fewer nodes than the confirmation (one run of the stage);
+    None where it is not run (there, or it cannot be: said in the run's warnings)."""
+    found = state.intervention
+    c = found.cure if found is not None else None
+    if found is None or r.stage != found.stage or (r,) in {t.restored for t in found.tried} or (
+            c is not None and len(c.restored) == 1 and c.restored[0].probe == r.probe):
+        return None
+    if c is not None and len(r.nodes) >= len([n for x in c.restored for n in x.nodes]):
+        return None
+    try:
+        return output_error(run, state, found.stage, run_restored(run, state, found.stage, [r]))
+    except Exception as err:  # noqa: BLE001 - the confirmation stands where the keep set cannot be run
+        run.warnings.append(f"{state.label}: {r.words()} was not run at the outputs: {err}")
+        return None
 
 
 def output_error(run: "RunState", state: "CandidateState", stage: int, out: dict[str, np.ndarray]) -> OutputError:

@@ -47,15 +47,14 @@ def _tried(found) -> tuple:
 
 def _verified_keep(seg: Segment, p, why) -> tuple:
     """An FP16 / BF16 segment's keep set verified on its segment (`segment_why.SegmentWhy`), run at the outputs where
-    it could be the smaller cure (`advice.keep_at_outputs`) before its words are made, and offered to the intervention
+    it could be the smaller cure (`restore.keep_at_outputs`) before its words are made, and offered to the intervention
     as run — (Restoration, OutputError) — so that the hint's verified keep set and the confirmation name one keep set;
     () where it is not run there."""
     state = seg.state
     if not (getattr(why, "verified", None) and getattr(why, "keep", ()) and state.spec.precision in ("fp16", "bf16")
             and state.spec.runs_onnx and state.spec.onnx_dir is None and getattr(why, "lane", None) is None):
         return ()
-    from cp_debug.bisect.cures.advice import keep_at_outputs
-    from cp_debug.bisect.cures.restore import KEEP, Restoration
+    from cp_debug.bisect.cures.restore import KEEP, Restoration, keep_at_outputs
 
     source = "the overflow's keep set" if why.finding.kind == "overflow" else "the segment's verified keep set"
     r = Restoration(p.name, p.stage, KEEP, nodes=tuple(why.keep), source=source)

@@ -105,12 +105,12 @@ class Intervention:
         c = self.cure
         before = f"{self.before.ratio:.3g}× its budget"
         sets = [t for t in self.tried if len(t.restored) > 1]
-        tried = "; ".join([f"{t.restored[0].words()}: {t.after.ratio:.3g}×" for t in self.tried
+        # judged by --atol/--rtol (fixed mode) an output fails within its precision's budget: say which limit holds
+        limit = "their budget" if self.before.ratio >= 1 or self.before.flips else "the run's tolerance"
+        tried = "; ".join([f"{t.restored[0].words()}: {t.after.short(limit == 'their budget')}" for t in self.tried
                            if len(t.restored) == 1 and not t.spread]
                           + ([f"sets of the first {self.searched} ranked: {len(sets)} run(s), the best "
                               f"{min(t.after.ratio for t in sets):.3g}×"] if sets and not self.chosen else []))
-        # judged by --atol/--rtol (fixed mode) an output fails within its precision's budget: say which limit holds
-        limit = "their budget" if self.before.ratio >= 1 or self.before.flips else "the run's tolerance"
         if c is None:
             return (f"confirmed by no intervention: restoring each of the proposed causes leaves the outputs beyond "
                     f"{limit} (worst output {before}; {tried}){self._alone()}{spread.words(self.tried)}")
@@ -348,14 +348,14 @@ def _as_deployed(run: "RunState", state: "CandidateState", stage: int) -> dict:
 def settle(run: "RunState", state: "CandidateState", root: str | None, module: str | None,
            offered: list[tuple[Restoration, OutputError]]) -> None:
     """The intervention brought to the root cause the verdict names (one story): the keep sets its examiners tried
-    at the outputs (`Finding.restores`, already run; one not yet run: `advice.keep_at_outputs`) are candidate
+    at the outputs (`Finding.restores`, already run; one not yet run: `restore.keep_at_outputs`) are candidate
     restorations like a layer's, and the root — the module its reason names (`module`), else its probe — is restored
     where nothing tried speaks of it yet (a look-inside's layer, a decision's owner; one run of the stage). The first
     of these that brings the outputs back is the confirmed cause — the root's, though a block holding it brought
     them back too —; otherwise the confirmation stands and its words say which one holds (`Intervention._which`)."""
     from dataclasses import replace
 
-    from cp_debug.bisect.cures.advice import keep_at_outputs
+    from cp_debug.bisect.cures.restore import keep_at_outputs
 
     found = state.intervention
     if found is None or root is None:

@@ -15,7 +15,7 @@ value is back within the range, and the advice is verified there.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,6 +28,10 @@ from cp_debug.compare.diff import TensorDiff
 from cp_debug.half import FP16_MAX
 from cp_debug.sites import module_of_probe
 
+if TYPE_CHECKING:  # pragma: no cover
+    from cp_debug.bisect.cures.restore import AtOutputs
+
+
 @dataclass(frozen=True)
 class SegmentWhy:
     finding: OpFinding
@@ -37,8 +41,9 @@ class SegmentWhy:
     note: str | None = None
     lane: str | None = None  # where the segment ran when not as the candidate runs it (a torch candidate)
     through: str | None = None  # the later probe the segment was taken on to (its own output out of range)
-    # the verified keep set run at the outputs too (`cures/advice.keep_at_outputs`): not back there, it is no cure
-    at_outputs: Any = field(default=None, compare=False)
+    # the verified keep set run at the outputs too (`restore.keep_at_outputs`, `advice.keep_held`): not back there,
+    # it is no cure
+    at_outputs: AtOutputs | None = field(default=None, compare=False)
 
     def text(self) -> str:
         f = self.finding
