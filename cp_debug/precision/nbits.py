@@ -73,7 +73,6 @@ def dq_parts(node, inits: dict, dtype=None):
     """(x, zero point, scale) of a DequantizeLinear of initializers (`inits`: name → TensorProto), each of x's shape
     in `dtype` (float32 by default; float64 keeps an int32 bias's levels past 2^24 exact) — per tensor, per axis or
     per block, with the file's own numbers; or None."""
-    import numpy as np
 
     names = list(node.input) + [""] * 3
     if names[0] not in inits or names[1] not in inits:
@@ -82,13 +81,22 @@ def dq_parts(node, inits: dict, dtype=None):
     zp = array(inits[names[2]]) if names[2] and names[2] in inits else None
     if x is None or scale is None or (names[2] and zp is None):
         return None
+    a = _attrs(node)
+    return dq_arrays(x, scale, zp, int(a.get("axis", 1)), int(a.get("block_size", 0)), dtype)
+
+
+def dq_arrays(x, scale, zp, axis: int = 1, block: int = 0, dtype=None):
+    """`dq_parts` of arrays: (x, zero point, scale) of a DequantizeLinear reading levels `x` with `scale` and `zp`
+    (None: 0) along `axis` (per tensor where `scale` holds one value; per block of `block` elements where set), each
+    of x's shape in `dtype` (float32 by default); None where the shapes do not fit."""
+    import numpy as np
+
     dtype = dtype or np.float32
-    x, scale = x.astype(dtype), scale.astype(dtype)
-    zp = np.zeros_like(scale) if zp is None else zp.astype(dtype)
+    x, scale = np.asarray(x).astype(dtype), np.asarray(scale).astype(dtype)
+    zp = np.zeros_like(scale) if zp is None else np.asarray(zp).astype(dtype)
     if scale.size == 1:
         return x, np.broadcast_to(zp.reshape(()), x.shape), np.broadcast_to(scale.reshape(()), x.shape)
-    a = _attrs(node)
-    axis, block = int(a.get("axis", 1)) % x.ndim, int(a.get("block_size", 0))
+    axis = axis % x.ndim
     if block:
         if scale.ndim != x.ndim or scale.shape[axis] != -(-x.shape[axis] // block) or zp.shape != scale.shape:
             return None

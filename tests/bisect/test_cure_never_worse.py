@@ -78,3 +78,34 @@ def test_a_rung_nearer_but_not_back_at_the_outputs_is_said_as_a_step_not_the_cur
     assert text.startswith("at the outputs not back: worst output 3.2× → 1.6× its budget, 2 → 1 decision(s)")
     assert text.endswith("a step toward the cure, not the cure")
     assert held(before, OutputError(ratio=0.5, rel_rmse=0.05, passes=True)).endswith("back within it")
+
+
+def test_outputs_within_their_rms_budget_yet_beyond_the_tolerance_say_which_check_failed():
+    """Issue 115 (s9, item 2): an output fails the judge by its RMS budget or by elements beyond the tolerance
+    (`noise.output_passes`); where the ratio alone reads as back ("inf× → 0.266× its budget … not the cure" read as a
+    contradiction), the words name the element-wise check with the judge's own numbers."""
+    import math
+
+    import numpy as np
+
+    from cp_debug.bisect.cures.at_outputs import held
+    from cp_debug.bisect.cures.restore import OutputError, _elementwise
+    from cp_debug.compare.diff import TensorDiff, Tolerance
+
+    ref = np.linspace(-1, 1, 4000, dtype=np.float32)
+    test = ref.copy()
+    test[:12] += np.float32(0.05)  # |ref| ≈ 1 there: beyond 0.02 + 0.02·|ref|; the rest exact
+    tol = Tolerance(atol=2e-2, rtol=2e-2, max_share=1e-3)
+    e = _elementwise(TensorDiff.from_arrays("logits", ref, test, tol), tol)
+    assert (e.beyond, e.allowed, e.nonfinite) == (12, 4, 0) and abs(e.max_abs - 0.05) < 1e-6, e
+    before = OutputError(math.inf, 1.0, passes=False)
+    after = OutputError(0.266, 0.01, passes=False, elementwise=e)
+    text = held(before, after)
+    assert ("worst output inf× → 0.266× its RMS budget, yet 12 element(s) of logits beyond the tolerance "
+            "|Δ| ≤ 0.02 + 0.02·|ref| (4 allowed; max |Δ| 0.05)") in text, text
+    # the intervention's list of runs "beyond their budget" says it too; judged by --atol/--rtol its words name the
+    # run's tolerance themselves
+    assert after.short() == "0.266× (12 element(s) of logits beyond the tolerance)" and after.short(False) == "0.266×"
+    # beyond the RMS budget, the ratio says which check fails: the words as they were
+    assert held(before, OutputError(1.6, 0.2, passes=False, elementwise=e)).startswith(
+        "at the outputs not back: worst output inf× → 1.6× its budget —")

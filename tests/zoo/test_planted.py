@@ -51,9 +51,17 @@ def test_a_hand_written_attention_overflow_is_named_in_its_block_and_cured(tmp_p
     assert hint.startswith("FP16 overflow at blocks.1.attn: attention logits (QK^T) MatMul")
     # the overflow's keep set brings its segment within precision; at the outputs (the same judge as the run's: every
     # output element-wise within tolerance) it is said with its number and not offered as the cure (s8-hints, advice
-    # held to the outputs: here inf× → 0.27× the RMS budget, some elements still beyond)
+    # held to the outputs: here inf× → 0.27× the RMS budget, some elements still beyond): the words say which check
+    # fails, from the judge's own numbers (the element-wise one: within the RMS budget, not a contradiction)
     assert "in FP32 brings this segment within precision" in hint and "node_matmul_2" in hint
-    assert re.search(r"not the outputs \(worst output inf× → [\d.]+× its budget\): not the cure", hint), hint
+    m = re.search(r"not the outputs \(worst output inf× → ([\d.]+)× its RMS budget, yet (\d+) element\(s\) of \S+ "
+                  r"beyond the tolerance \|Δ\| ≤ [\d.e-]+ \+ [\d.e-]+·\|ref\| \((\d+) allowed; "
+                  r"max \|Δ\| ([\d.e+-]+)\)\): not the cure", hint)
+    assert m is not None, hint
+    assert float(m[1]) <= 1 and int(m[2]) > int(m[3]) and float(m[4]) > 0, hint
+    # the intervention's runs, "beyond their budget", say it of that keep set too
+    assert re.search(r"keep set: \d+ node\(s\) kept in FP32\): [\d.]+× \(\d+ element\(s\) of \S+ beyond the "
+                     r"tolerance\)", hint), hint
 
 
 def test_an_mlp_overflow_is_named_at_its_layer_with_the_reference_value(tmp_path):

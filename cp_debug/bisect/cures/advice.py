@@ -5,14 +5,18 @@ A user's Q/DQ file takes no `--exclude-int8`: its layer is left out of its quant
 `nodes_to_exclude` (the node writing the probe's tensor, where it reads through a Q/DQ pair), or its Q/DQ pairs
 removed (`file_exclusion`).
 
-A probe's own INT8 reading advises leaving the layer out of INT8 (`hints._int8_parts`); a segment's FP16 finding
-advises the keep set its segment verified (`segment_why.SegmentWhy`). Neither was judged at the outputs where it was
-written. The intervention (`findings/intervention.py`) runs both there before the verdict is written: the root's own
-restoration, and the segment's keep set (`catalog._verified_keep`, run in `settle`). `held_to_outputs` reads what it
-found: advice the outputs confirm stands; advice tried there and not enough is said with its number, never offered
-(MobileNetV2's depthwise channel ×1000 in INT8: the conv left out of INT8 leaves the outputs at 1.22× their budget,
-worse than its 1.07×; a float16 cancellation `(x + 2000) − 2000`: keeping the Sub in FP32 cures its segment, the
-outputs stay at 2.2× — the Add that makes the large term is needed too, the keep set the intervention verified).
+A segment's FP16 finding advises the keep set its segment verified (`segment_why.SegmentWhy`): that keep set is run
+at the outputs (`restore.keep_at_outputs`, where it could be the smaller cure) before its words are made, and the
+finding renders what the outputs said (`keep_held`, an `AtOutputs`): verified there, or said with the outputs'
+number and not offered (a float16 cancellation `(x + 2000) − 2000`: keeping the Sub in FP32 cures its segment, the
+outputs stay at 2.2× — the Add that makes the large term is needed too, the keep set the intervention verified). The
+outputs' figures say which check fails where the RMS ratio alone reads as back (`restore.OutputError.figures`).
+
+A probe's own INT8 reading advises leaving the layer out of INT8 (`hints._int8_parts`), written before the
+intervention settles at the root (`intervention.settle` may restore it there); `held_to_outputs` reads what the
+intervention found: advice the outputs confirm stands; advice tried there and not enough is said with its number,
+never offered (MobileNetV2's depthwise channel ×1000 in INT8: the conv left out of INT8 leaves the outputs at 1.22×
+their budget, worse than its 1.07×).
 """
 
 from __future__ import annotations
@@ -20,26 +24,24 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from cp_debug.bisect.cures.restore import AtOutputs
+
 if TYPE_CHECKING:  # pragma: no cover
+    from cp_debug.bisect.cures.restore import OutputError
     from cp_debug.bisect.findings.intervention import Intervention
     from cp_debug.bisect.run_state import CandidateState, RunState
-
-# `segment_why.SegmentWhy.text`'s verified advice: the keep set, the flag, the segment, its local figure
-_SEGMENT_KEEP = re.compile(r"verified(?P<on>[^:;]*): keeping (?P<keep>[^;]+?) in FP32 \(--keep-fp32\) brings "
-                           r"(?P<seg>this segment|the segment through [^;]+?) within precision \((?P<local>[^)]*)\)")
 
 
 def file_exclusion(run: "RunState", state: "CandidateState", probe: str) -> str | None:
     """How `probe`'s layer is left out of a user's Q/DQ file's quantization, in the file's terms; None for a
-    built-in candidate (its `--exclude-int8`)."""
+    built-in candidate (its `--exclude-int8`). Not guarded: what a valid file makes `restoration` meet (a weight
+    stored quantized with no float weight of the reference's: `NoFloatWeight`) it answers itself, and the
+    intervention (`intervention.confirm`) calls it so for the ranked probes before the words are made."""
     from cp_debug.bisect.cures.restore import EXCLUDE, restoration
 
     if state.spec.onnx_dir is None:
         return None
-    try:
-        r = restoration(run, state, probe)
-    except Exception:  # noqa: BLE001 - the words stand without the node's name
-        r = None
+    r = restoration(run, state, probe)
     if r is not None and r.how == EXCLUDE and r.in_file:
         return (f"leave it out of the file's quantization (re-quantize with `nodes_to_exclude={list(r.nodes)!r}`, "
                 "or remove its Q/DQ pairs)")
@@ -47,12 +49,25 @@ def file_exclusion(run: "RunState", state: "CandidateState", probe: str) -> str 
             "pairs removed)")
 
 
+def keep_held(state: "CandidateState", keep: tuple[str, ...], err: "OutputError | None") -> AtOutputs | None:
+    """A segment's keep set `keep` as the outputs judged it: back where any run of it brought them back, else its
+    last run's figures; None where it was not run there (`err`: this run of it, if any)."""
+    found = state.intervention
+    if found is None:
+        return None
+    runs = [t.after for t in found.tried if len(t.restored) == 1 and t.restored[0].source
+            and tuple(t.restored[0].nodes) == tuple(keep)] + ([err] if err is not None else [])
+    if not runs:
+        return None
+    return AtOutputs(found.before, next((a for a in runs if a.back), runs[-1]))
+
+
 def held_to_outputs(hint: str | None, found: "Intervention | None", root: str | None) -> str | None:
-    """`hint` with its unverified advice held to what the intervention `found` at the outputs (module docstring);
-    `hint` as it is where nothing was run there."""
+    """`hint` with the probe's own unverified INT8 advice held to what the intervention `found` at the outputs
+    (module docstring); `hint` as it is where nothing was run there."""
     if not hint or found is None or root is None:
         return hint
-    return _segment_keep(_exclusion(hint, found, root), found, root)
+    return _exclusion(hint, found, root)
 
 
 def _exclusion(hint: str, found: "Intervention", root: str) -> str:
@@ -72,27 +87,6 @@ def _exclusion(hint: str, found: "Intervention", root: str) -> str:
         said = "not offered: its exclusion was not run at the outputs"
     else:
         best = min(mine, key=lambda t: t.after.ratio)
-        said = f"{best.restored[0].words()} tried at the outputs: {_figures(found, best)}" + (
+        said = f"{best.restored[0].words()} tried at the outputs: {AtOutputs(found.before, best.after).figures()}" + (
             " — nearer, not the cure" if best.after.ratio < found.before.ratio else " — no better: not offered")
     return hint[:advice.start()] + said + hint[advice.end():]
-
-
-def _segment_keep(hint: str, found: "Intervention", root: str) -> str:
-    """A segment's verified keep set run at the outputs and not enough there: said with the outputs' number, its flag
-    dropped (the cure offered is the one the outputs verified)."""
-    m = _SEGMENT_KEEP.search(hint)
-    if m is None:
-        return hint
-    keep = tuple(k.strip() for k in m["keep"].split(","))
-    tried = [t for t in found.tried if len(t.restored) == 1 and t.restored[0].source
-             and tuple(t.restored[0].nodes) == keep]
-    if not tried or any(t.after.back for t in tried):
-        return hint
-    said = (f"keeping {m['keep']} in FP32 brings {m['seg']} within precision{m['on']} ({m['local']}), not the "
-            f"outputs ({_figures(found, tried[-1])}): not the cure")
-    return hint[:m.start()] + said + hint[m.end():]
-
-
-def _figures(found: "Intervention", t) -> str:
-    flips = f", {t.after.flips} decision(s) flipped" if t.after.flips else ""
-    return f"worst output {found.before.ratio:.3g}× → {t.after.ratio:.3g}× its budget{flips}"

@@ -40,7 +40,7 @@ class Worse:
     def text(self, said: str) -> str:
         flips = f", {self.after.flips} decision(s) flipped" if self.after.flips > self.before.flips else ""
         return (f"{said}: within precision on its segment but leaves the outputs worse "
-                f"({_figures(self.before, self.after)}, rel. RMSE {self.before.rel_rmse:.3g} → "
+                f"({self.after.figures(self.before)}, rel. RMSE {self.before.rel_rmse:.3g} → "
                 f"{self.after.rel_rmse:.3g}{flips}): not offered")
 
 
@@ -48,15 +48,11 @@ def held(before: OutputError, after: OutputError) -> str:
     """What a rung verified on its segment does at the outputs, in the words that close its advice: back within
     their budget, or nearer but not back (then it is a step toward the cure, not the cure: issue 115, every cure
     offered holds at the output)."""
-    figures = _figures(before, after)
+    figures = after.figures(before)
     flips = f", {before.flips} → {after.flips} decision(s) flipped" if before.flips or after.flips else ""
     if after.back:
         return f"at the outputs: {figures}{flips}, back within it"
     return f"at the outputs not back: {figures}{flips} — a step toward the cure, not the cure"
-
-
-def _figures(before: OutputError, after: OutputError) -> str:
-    return f"worst output {before.ratio:.3g}× → {after.ratio:.3g}× its budget"
 
 
 def worse(before: OutputError, after: OutputError) -> bool:

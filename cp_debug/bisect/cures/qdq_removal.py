@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from cp_debug.precision.nbits import dq_arrays
+
 FOLDED = ("Relu", "Clip")  # activations a quantizer folds into the range of the Q/DQ pair after them
 
 
@@ -107,23 +109,14 @@ def _same_weight(dq, src, value: np.ndarray) -> bool:
     levels = np.asarray(src.values)
     if tuple(value.shape) != tuple(levels.shape):
         return False
-    got = _dequantized(dq, src)
-    scale = np.broadcast_to(_dequantized(dq, src, one=True), got.shape)
+    zero = dq.inputs[2].values if len(dq.inputs) > 2 and getattr(dq.inputs[2], "values", None) is not None else None
+    parts = dq_arrays(levels, dq.inputs[1].values, zero, int(dq.attrs.get("axis", 1)),
+                      int(dq.attrs.get("block_size", 0)), np.float64)
+    if parts is None:  # a scale that does not fit the levels: no weight of the reference's is shown to be it
+        return False
+    q, zp, scale = parts
+    got = (q - zp) * scale  # the file's levels dequantized with its own numbers (`nbits.dq_arrays`)
     ref = np.asarray(value, np.float64)
     step = (np.abs(ref) * 2.0 ** -3 + scale * 2.0 ** -9 if not np.issubdtype(levels.dtype, np.integer)
             else scale * 1.01)
     return bool(np.mean(np.abs(got - np.clip(ref, got.min() - step, got.max() + step)) <= step) >= 0.99)
-
-
-def _dequantized(dq, src, one: bool = False) -> np.ndarray:
-    """A weight stored quantized (`src`, a constant), dequantized by `dq`'s scale and zero point (along its axis);
-    `one`: the scale alone, shaped to broadcast against it."""
-    q = np.asarray(src.values).astype(np.float64)
-    scale = np.asarray(dq.inputs[1].values, np.float64)
-    zero = (np.asarray(dq.inputs[2].values).astype(np.float64) if len(dq.inputs) > 2
-            and getattr(dq.inputs[2], "values", None) is not None else np.zeros(()))
-    if scale.size > 1:
-        shape = [1] * q.ndim
-        shape[dq.attrs.get("axis", 1)] = -1
-        scale, zero = scale.reshape(shape), zero.reshape(shape) if zero.size > 1 else zero
-    return scale if one else (q - zero) * scale

@@ -70,9 +70,29 @@ class Restoration:
 
 
 @dataclass(frozen=True)
+class Elementwise:
+    """An output that fails the element-wise check of `noise.output_passes` (|Δ| ≤ atol + rtol·|ref| on all but
+    `allowed` elements), with the judge's own numbers: which output, how many elements beyond, the largest |Δ|."""
+
+    output: str
+    beyond: int
+    allowed: int
+    max_abs: float
+    atol: float
+    rtol: float
+    nonfinite: int = 0
+
+    def words(self) -> str:
+        if self.nonfinite:
+            return f"{self.nonfinite} NaN/Inf element(s) in {self.output}"
+        return (f"{self.beyond} element(s) of {self.output} beyond the tolerance |Δ| ≤ {self.atol:.2g} + "
+                f"{self.rtol:.2g}·|ref| ({self.allowed} allowed; max |Δ| {self.max_abs:.2g})")
+
+
+@dataclass(frozen=True)
 class OutputError:
-    """A run's stage outputs against the reference's: the worst output's error ÷ its budget (`ratio`), its rel.
-    RMSE, whether every output passes, and the decisions that flip."""
+    """A run's stage outputs against the reference's: the worst output's error ÷ its budget (`ratio`, the RMS
+    budget's), its rel. RMSE, whether every output passes, and the decisions that flip."""
 
     ratio: float
     rel_rmse: float
@@ -81,6 +101,23 @@ class OutputError:
     # every output within its budget as the verdict judges it in model mode (`noise.status_of`: no element-wise
     # tolerance): a run whose outputs are so, with no decision flipped, has nothing to confirm there
     in_budget: bool = False
+    # the output failing the element-wise check with the most elements beyond (None where every output holds it)
+    elementwise: Elementwise | None = field(default=None, compare=False)
+
+    def short(self, budget: bool = True) -> str:
+        """`ratio` as a list of runs says it; one within the RMS budget and still beyond the element-wise tolerance
+        says so where the words speak of the budget (`budget`; judged by --atol/--rtol they name the tolerance)."""
+        e = self.elementwise
+        held = budget and e is not None and not self.passes and self.ratio <= 1
+        return f"{self.ratio:.3g}×" + (f" ({e.beyond} element(s) of {e.output} beyond the tolerance)" if held else "")
+
+    def figures(self, before: "OutputError") -> str:
+        """This run's worst output against `before`'s, with the check that fails where the ratio alone reads as back
+        (within the RMS budget, yet elements beyond the tolerance)."""
+        said = f"worst output {before.ratio:.3g}× → {self.ratio:.3g}× its budget"
+        if self.passes or self.ratio > 1 or self.elementwise is None:
+            return said
+        return said.replace("its budget", "its RMS budget") + f", yet {self.elementwise.words()}"
 
     @property
     def back(self) -> bool:
@@ -92,6 +129,23 @@ class OutputError:
             return round(x, 4) if math.isfinite(x) else None
         return {"ratio": num(self.ratio), "rel_rmse": num(self.rel_rmse), "within": self.passes,
                 "decisions_flipped": self.flips}
+
+
+@dataclass(frozen=True)
+class AtOutputs:
+    """Advice run at the outputs: the candidate's outputs as the intervention found them (`before`) and with the
+    advice applied (`after`), judged alike (`restore.output_error`)."""
+
+    before: OutputError
+    after: OutputError
+
+    @property
+    def back(self) -> bool:
+        return self.after.back
+
+    def figures(self) -> str:
+        flips = f", {self.after.flips} decision(s) flipped" if self.after.flips else ""
+        return f"{self.after.figures(self.before)}{flips}"
 
 
 def restoration(run: "RunState", state: "CandidateState", probe: str) -> Restoration | None:
@@ -330,6 +384,24 @@ def cure_words(restored: tuple[Restoration, ...]) -> str:
     return f"--{'keep-fp32' if restored[0].how == KEEP else 'exclude-int8'} {','.join(nodes)}"
 
 
+def keep_at_outputs(run: "RunState", state: "CandidateState", r: Restoration) -> "OutputError | None":
+    """A keep set verified on its segment only, run at the outputs where it could be the smaller cure: not where the
+    confirmation restores its probe already, only with fewer nodes than the confirmation (one run of the stage);
+    None where it is not run (there, or it cannot be: said in the run's warnings)."""
+    found = state.intervention
+    c = found.cure if found is not None else None
+    if found is None or r.stage != found.stage or (r,) in {t.restored for t in found.tried} or (
+            c is not None and len(c.restored) == 1 and c.restored[0].probe == r.probe):
+        return None
+    if c is not None and len(r.nodes) >= len([n for x in c.restored for n in x.nodes]):
+        return None
+    try:
+        return output_error(run, state, found.stage, run_restored(run, state, found.stage, [r]))
+    except Exception as err:  # noqa: BLE001 - the confirmation stands where the keep set cannot be run
+        run.warnings.append(f"{state.label}: {r.words()} was not run at the outputs: {err}")
+        return None
+
+
 def output_error(run: "RunState", state: "CandidateState", stage: int, out: dict[str, np.ndarray]) -> OutputError:
     """`out` (a stage's outputs) against the reference's: every output by `noise.output_passes`, the worst one's
     error ÷ budget, and the decisions its outputs carry that flip (`findings/decisions.py`)."""
@@ -337,15 +409,26 @@ def output_error(run: "RunState", state: "CandidateState", stage: int, out: dict
     from cp_debug.compare import noise
 
     ref = run.ref_outputs.get(stage, {})
-    worst, worst_rel, passes, budget = 0.0, 0.0, True, True
+    worst, worst_rel, passes, budget, failed = 0.0, 0.0, True, True, None
     for name in run.subject.stages[stage].output_names:
         if name not in ref or name not in out:
             continue
-        d = TensorDiff.from_arrays(name, np.asarray(ref[name]), out[name], run.tolerance(state, name))
+        tol = run.tolerance(state, name)
+        d = TensorDiff.from_arrays(name, np.asarray(ref[name]), out[name], tol)
         j = run.judge(state, name, d)
         passes = passes and noise.output_passes(d, state.judged_at, j)
         budget = budget and noise.status_of(d, j) == "ok"
         ratio = j.noise_ratio if math.isfinite(j.noise_ratio) else math.inf
         if ratio >= worst:
             worst, worst_rel = ratio, d.rel_rmse
-    return OutputError(worst, worst_rel, passes, flips(run, stage, ref, out), budget)
+        if d.status != "ok" and d.shape_ok:
+            e = _elementwise(d, tol)
+            failed = e if failed is None or (e.nonfinite, e.beyond) > (failed.nonfinite, failed.beyond) else failed
+    return OutputError(worst, worst_rel, passes, flips(run, stage, ref, out), budget, failed)
+
+
+def _elementwise(d: TensorDiff, tol) -> Elementwise:
+    """`d`'s element-wise check in the tolerance's numbers: its elements beyond, those the tolerance allows."""
+    size = int(np.prod(d.ref_shape)) if d.ref_shape else 1
+    return Elementwise(d.name, int(round(d.share_beyond * size)), int(tol.max_share * size), d.max_abs, tol.atol,
+                       tol.rtol, d.nan + d.inf)

@@ -46,17 +46,20 @@ def _tried(found) -> tuple:
 
 
 def _verified_keep(seg: Segment, p, why) -> tuple:
-    """An FP16 / BF16 segment's keep set verified on its segment (`segment_why.SegmentWhy`), offered to the
-    intervention not yet run at the outputs — (Restoration, None): `intervention.settle` runs it where it could be
-    the smaller cure — so that the hint's verified keep set and the confirmation name one keep set."""
+    """An FP16 / BF16 segment's keep set verified on its segment (`segment_why.SegmentWhy`), run at the outputs where
+    it could be the smaller cure (`restore.keep_at_outputs`) before its words are made, and offered to the intervention
+    as run — (Restoration, OutputError) — so that the hint's verified keep set and the confirmation name one keep set;
+    () where it is not run there."""
     state = seg.state
     if not (getattr(why, "verified", None) and getattr(why, "keep", ()) and state.spec.precision in ("fp16", "bf16")
             and state.spec.runs_onnx and state.spec.onnx_dir is None and getattr(why, "lane", None) is None):
         return ()
-    from cp_debug.bisect.cures.restore import KEEP, Restoration
+    from cp_debug.bisect.cures.restore import KEEP, Restoration, keep_at_outputs
 
     source = "the overflow's keep set" if why.finding.kind == "overflow" else "the segment's verified keep set"
-    return ((Restoration(p.name, p.stage, KEEP, nodes=tuple(why.keep), source=source), None),)
+    r = Restoration(p.name, p.stage, KEEP, nodes=tuple(why.keep), source=source)
+    err = keep_at_outputs(seg.run, state, r)
+    return ((r, err),) if err is not None else ()
 
 
 # -- where ----------------------------------------------------------------------------------------------------------
@@ -215,10 +218,17 @@ class SegmentWhy:
         why = explain(seg.run, seg.state, p.stage, p.name)
         if why is None:
             return None
-        from cp_debug.bisect.findings.owner_cause import owner
+        from dataclasses import replace
 
+        from cp_debug.bisect.cures.advice import keep_held
+        from cp_debug.bisect.findings.owner_cause import owner
+        from cp_debug.bisect.findings.segment_why import SegmentWhy as HalfWhy
+
+        restores = _verified_keep(seg, p, why)  # its advice held to the outputs before its words are made
+        if isinstance(why, HalfWhy) and why.verified and why.keep and why.lane is None:
+            why = replace(why, at_outputs=keep_held(seg.state, why.keep, restores[0][1] if restores else None))
         return Finding(self.fault, self.role, p.name, why.text(), owner=owner(p.name, why), detail=why,
-                       restores=_verified_keep(seg, p, why))
+                       restores=restores)
 
 
 @dataclass(frozen=True)

@@ -107,11 +107,11 @@ class Intervention:
         c = self.cure
         before = f"{self.before.ratio:.3g}× its budget"
         sets = [t for t in self.tried if len(t.restored) > 1]
-        tried = "; ".join([f"{t.restored[0].words()}: {t.after.ratio:.3g}×" for t in self.tried
-                           if len(t.restored) == 1 and not t.spread]
-                          + ([_sets_words(sets, self.searched)] if sets and not self.chosen else []))
         # judged by --atol/--rtol (fixed mode) an output fails within its precision's budget: say which limit holds
         limit = "their budget" if self.before.ratio >= 1 or self.before.flips else "the run's tolerance"
+        tried = "; ".join([f"{t.restored[0].words()}: {t.after.short(limit == 'their budget')}" for t in self.tried
+                           if len(t.restored) == 1 and not t.spread]
+                          + ([_sets_words(sets, self.searched)] if sets and not self.chosen else []))
         if c is None:
             return (f"confirmed by no intervention: restoring each of the proposed causes leaves the outputs beyond "
                     f"{limit} (worst output {before}; {tried}){self._alone()}{spread.words(self.tried)}")
@@ -349,12 +349,14 @@ def _as_deployed(run: "RunState", state: "CandidateState", stage: int) -> dict:
 def settle(run: "RunState", state: "CandidateState", root: str | None, module: str | None,
            offered: list[tuple[Restoration, OutputError]]) -> None:
     """The intervention brought to the root cause the verdict names (one story): the keep sets its examiners tried
-    at the outputs (`Finding.restores`, already run: no run here) are candidate restorations like a layer's, and
-    the root — the module its reason names (`module`), else its probe — is restored where nothing tried speaks of
-    it yet (a look-inside's layer, a decision's owner; one run of the stage). The first of these that brings the
-    outputs back is the confirmed cause — the root's, though a block holding it brought them back too —;
-    otherwise the confirmation stands and its words say which one holds (`Intervention._which`)."""
+    at the outputs (`Finding.restores`, already run; one not yet run: `restore.keep_at_outputs`) are candidate
+    restorations like a layer's, and the root — the module its reason names (`module`), else its probe — is restored
+    where nothing tried speaks of it yet (a look-inside's layer, a decision's owner; one run of the stage). The first
+    of these that brings the outputs back is the confirmed cause — the root's, though a block holding it brought
+    them back too —; otherwise the confirmation stands and its words say which one holds (`Intervention._which`)."""
     from dataclasses import replace
+
+    from cp_debug.bisect.cures.restore import keep_at_outputs
 
     found = state.intervention
     if found is None or root is None:
@@ -363,17 +365,10 @@ def settle(run: "RunState", state: "CandidateState", root: str | None, module: s
     t0 = time.perf_counter()
     seen = {t.restored for t in found.tried}
     new = [Tried((r,), err) for r, err in offered if err is not None and r.stage == found.stage and (r,) not in seen]
-    c = found.cure
-    size = len([n for x in c.restored for n in x.nodes]) if c is not None else None
-    for r, _ in (x for x in offered if x[1] is None and x[0].stage == found.stage and (x[0],) not in seen):
-        if c is not None and len(c.restored) == 1 and c.restored[0].probe == r.probe:
-            continue  # the confirmation restores this root already: one story
-        if size is None or len(r.nodes) < size:  # a keep set verified on its segment only: run where it could cure
-            try:                                 # with fewer nodes than the confirmation (one run of the stage)
-                new.append(Tried((r,), output_error(run, state, found.stage, run_restored(run, state, found.stage,
-                                                                                          [r]))))
-            except Exception as err:  # noqa: BLE001 - the confirmation stands where the keep set cannot be run
-                run.warnings.append(f"{state.label}: {r.words()} was not run at the outputs: {err}")
+    for r, _ in (x for x in offered if x[1] is None):  # a keep set verified on its segment only: run where it could
+        err = keep_at_outputs(run, state, r)             # be the smaller cure (one run of the stage)
+        if err is not None:
+            new.append(Tried((r,), err))
     if not any(t.after.back for t in new) and not any(
             len(t.restored) == 1 and t.restored[0].probe == target and not t.restored[0].alone
             and (t.after.back or t.restored[0].segment)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from cp_debug.bisect.cures.restore import quantized_as
 from cp_debug.bisect.findings.flush_why import NEEDS_POSITIVE, PRODUCERS
 
 ELEMENTWISE = PRODUCERS | {"Sqrt", "Max", "Min", "Clip", "Relu", "Neg", "Reciprocal"}
@@ -196,7 +197,7 @@ def _examined(run, state, by: dict, probe: str, model, writer: dict, target) -> 
     made = writer.get(flushing[0].tensor)
     producer = f"{made.op_type} '{made.name}'" if made is not None else f"'{flushing[0].tensor}'"
     found = QdqFlush(target.op_type, target.name, tuple(flushing), rel, chain_rel, producer, at,
-                     fmt="FP8" if state.judged_at == "fp8" else "INT8")
+                     fmt=quantized_as(state))
     return _tried(run, state, p.stage, found, model, writer, target, inits)
 
 

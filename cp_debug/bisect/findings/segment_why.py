@@ -15,7 +15,7 @@ value is back within the range, and the advice is verified there.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,6 +28,10 @@ from cp_debug.compare.diff import TensorDiff
 from cp_debug.half import FP16_MAX
 from cp_debug.sites import module_of_probe
 
+if TYPE_CHECKING:  # pragma: no cover
+    from cp_debug.bisect.cures.restore import AtOutputs
+
+
 @dataclass(frozen=True)
 class SegmentWhy:
     finding: OpFinding
@@ -37,6 +41,9 @@ class SegmentWhy:
     note: str | None = None
     lane: str | None = None  # where the segment ran when not as the candidate runs it (a torch candidate)
     through: str | None = None  # the later probe the segment was taken on to (its own output out of range)
+    # the verified keep set run at the outputs too (`restore.keep_at_outputs`, `advice.keep_held`): not back there,
+    # it is no cure
+    at_outputs: AtOutputs | None = field(default=None, compare=False)
 
     def text(self) -> str:
         f = self.finding
@@ -74,7 +81,11 @@ class SegmentWhy:
             seg = f"the segment through {self.through}"
         on = (f" on {self.lane} running the exported segment (torch has no per-node FP32 switch: keep the module "
               "out of half / autocast)") if self.lane else ""
-        if self.verified:
+        held = self.at_outputs
+        if self.verified and held is not None and not held.back:  # said with the outputs' number, its flag dropped
+            advice = (f"keeping {keep} in FP32 brings {seg} within precision{on} (local rel. RMSE "
+                      f"{self.cured_rel_rmse:.3g}), not the outputs ({held.figures()}): not the cure")
+        elif self.verified:
             advice = (f"verified{on}: keeping {keep} in FP32 (--keep-fp32) brings {seg} within precision "
                       f"(local rel. RMSE {self.cured_rel_rmse:.3g})")
         elif self.verified is False:

@@ -77,6 +77,11 @@ class FusedCure:
     curing: tuple[str, ...] = ()
     all_at_level1: bool = False
 
+    @property
+    def whole_file(self) -> bool:
+        """The session entry at 1 gives the tokens back for the whole file (`generation.DecodeCure`)."""
+        return self.all_at_level1
+
     def line(self) -> str:
         from cp_debug.bisect.subjects.greedy import _builder_name
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -182,6 +182,7 @@ def decode_answer(ref, cand_model, cand_dec, cand_path, ids: np.ndarray, n: int,
     lines.append(f"--generate {n}: the first token that differs: {flip.line()}; bisecting that step's "
                  f"forward (the prompt and the reference's {flip.step} tokens before it fed to both)")
     builder = (Path(cand_path).parent / "genai_config.json").is_file()
+    cure: DecodeCure | None
     if level4_nodes(cand_model):
         cure = level_cures(cand_model, cand_dec, ids, ref, builder)
     else:  # a QDQ file's 4-bit weights, which ONNX Runtime fuses into MatMulNBits at level 4 as it loads them
@@ -198,8 +199,7 @@ def decode_answer(ref, cand_model, cand_dec, cand_path, ids: np.ndarray, n: int,
             lines.append(f"--generate {n}: {tried.line()} (verified on the {n}-token decode)")
             cure = tried if tried.cured else cure
     cured_by = cure.curing if cure is not None else ()
-    searched = (cure is None or not (cure.all_at_level1 or getattr(cure, "cured", False))) \
-        and reference_weights is not None
+    searched = (cure is None or not cure.whole_file) and reference_weights is not None
     from cp_debug.graph.onnx_files import total_nbytes
 
     size = total_nbytes(cand_model) if searched else 0
@@ -220,6 +220,20 @@ def decode_answer(ref, cand_model, cand_dec, cand_path, ids: np.ndarray, n: int,
     verdict = TokenVerdict(True, f"--generate {n}: {flip.line()}" + (f"; {cure.line()}" if cure else ""),
                            cured_by)
     return DecodeAnswer(tuple(lines), prefix, verdict)
+
+
+class DecodeCure(Protocol):
+    """What each kind of decode cure says (a MatMulNBits level, a fused DequantizeLinear, the norms, the weights): the
+    nodes that alone give the reference's tokens back, whether a file-wide change does (`whole_file`: no weight
+    search after it), and its line."""
+
+    @property
+    def curing(self) -> tuple[str, ...]: ...
+
+    @property
+    def whole_file(self) -> bool: ...
+
+    def line(self) -> str: ...
 
 
 WEIGHT_SEARCH_BYTES = 256 << 20  # the weights a file may hold for `weight_cures`' search (up to 40 float copies)

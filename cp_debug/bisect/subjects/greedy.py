@@ -64,6 +64,11 @@ class LevelCure:
     all_at_level1: bool = False
     builder: bool = True  # the file is the model builder's (genai_config.json beside it), else MatMulNBitsQuantizer's
 
+    @property
+    def whole_file(self) -> bool:
+        """The whole file at level 1 gives the tokens back (`generation.DecodeCure`)."""
+        return self.all_at_level1
+
     def line(self) -> str:
         if self.curing and not self.builder:
             return (f"accuracy_level={CURE_LEVEL} on {', '.join(self.curing)} alone gives the reference's tokens back "

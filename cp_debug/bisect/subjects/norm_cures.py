@@ -40,11 +40,15 @@ class NormCure:
     eps: float
     cured: bool
     kind_differs: bool
-    all_at_level1: bool = False  # `generation.decode_answer` reads a cure's
 
     @property
     def curing(self) -> tuple[str, ...]:
         return self.nodes if self.cured else ()
+
+    @property
+    def whole_file(self) -> bool:
+        """Every norm of the file as the reference's gives the tokens back (`generation.DecodeCure`)."""
+        return self.cured
 
     def line(self) -> str:
         what = f"{'LayerNorm' if self.mean else 'RMSNorm'}, epsilon {self.eps:.3g}"

@@ -157,6 +157,11 @@ class WeightCure:
     builder: bool
     together: tuple[tuple[str, str], ...] = ()
 
+    @property
+    def whole_file(self) -> bool:
+        """No file-wide setting: weights one by one (`generation.DecodeCure`)."""
+        return False
+
     def line(self) -> str:
         from cp_debug.bisect.subjects.greedy import _builder_name
 
