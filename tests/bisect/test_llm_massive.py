@@ -94,3 +94,8 @@ def test_a_sample_sweep_judges_a_weight_only_file_as_bisect_does(tmp_path):
     assert "what int4w-a8's own roundings explain" in frame["reason"]
     bisect = json.loads((tmp_path / "sweep" / "bisect" / "prompt.json").read_text())
     assert bisect["outcome"] == "diverged"
+    from cp_debug.bisect.result import BisectReport  # read back: the root's own budget, the one its reason says
+
+    (cand,) = BisectReport.from_json(bisect).candidates
+    lj = next(r for r in cand.results if r.probe == cand.root_cause.probe).local_judgement
+    assert f"(budget {lj.expected_rel_rmse:.3g})" in frame["reason"], frame["reason"]
