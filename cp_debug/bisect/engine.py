@@ -377,13 +377,12 @@ class BisectEngine:
 
         o = self.opts
         found = self.run_state.deployed.get(label)  # SPEC@DIR at fp32: the files' own precision sets the tolerance
-        judged_at = found.precision if found is not None and spec.precision == "fp32" else spec.precision
+        judged_at, unit = found.judged(spec) if found is not None else (spec.precision, None)
         tol = default_tolerance(judged_at)
         if o.atol is not None or o.rtol is not None:
             tol = Tolerance(o.atol if o.atol is not None else tol.atol, o.rtol if o.rtol is not None else tol.rtol,
                             tol.max_share)
-        state = CandidateState(label, spec, tol, judged_at=judged_at,
-                               judged_unit=found.unit if found is not None and judged_at == found.precision else None)
+        state = CandidateState(label, spec, tol, judged_at=judged_at, judged_unit=unit)
         qdq = spec.precision == "int8" and any(st.qdq_export is not None for st in self.subject.stages)
         # --int8 Q/DQ graphs run whole stages
         state.lockstep = o.lockstep and not qdq and spec.onnx_dir is None and lockstep_supported(

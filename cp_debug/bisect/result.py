@@ -91,6 +91,10 @@ class ProbeResult:
         out["expected_rel_rmse"] = _num(j.expected_rel_rmse) if j else None
         out["noise_ratio"] = _num(j.noise_ratio) if j else None
         out["local_noise_ratio"] = _num(lj.noise_ratio) if lj else None
+        # the local error's own budget: a weight-only segment's is its own roundings' (`compare/weight_only.py`), not
+        # the probe's; null where it is the probe's
+        out["local_expected_rel_rmse"] = (_num(lj.expected_rel_rmse) if lj and j and lj.expected_rel_rmse
+                                          != j.expected_rel_rmse else None)
         # the probe whose budget this one's carries (gain × that budget: noise.carried), else null: its own budget
         out["carried_from"] = j.carried_from if j else None
         out["carried_reason"] = j.reason if j and j.carried_from else None  # its budget there, the gain, its own ratio
@@ -117,8 +121,9 @@ class ProbeResult:
                                   "", r.get("carried_from"))
             if r.get("local_noise_ratio") is not None:
                 ratio = _fl(r["local_noise_ratio"])
+                budget = r.get("local_expected_rel_rmse")  # its own (a weight-only segment's), else the probe's
                 local_judgement = Judgement(Outcome.WITHIN_PRECISION if ratio <= 1 else Outcome.DEGRADED,
-                                            _fl(r.get("expected_rel_rmse")), ratio, "")
+                                            _fl(r.get("expected_rel_rmse") if budget is None else budget), ratio, "")
         return cls(r["probe"], r["status"], diff, local, _fl(r.get("amplification"), None), r.get("note"), judgement,
                    local_judgement)
 

@@ -45,8 +45,8 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
     for the layer's hint; a range's go first), the *why* findings explain the root cause's segment — the root probe
     moved to the module whose own code holds the op its reason names (`owner_cause.py`, measured through `measure`
     where it was no probe) —, the *run* findings read the run as a whole; the outcome the worst of the noise model's
-    and what a finding decides (a decision's: the causes beside it, `decision_cause.py`). The time since `started`
-    (perf_counter) is added to the candidate's seconds."""
+    and what a finding decides (a decision's: the causes beside it, `decision_cause.py`); the time since `started`
+    added to the candidate's seconds."""
     all_probes = [run.probes[n] for n in state.results]
     results = ordered(state, all_probes)
     seg = Segment(Candidate(run, state), tuple(results), fd, rc)
@@ -119,6 +119,9 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
                   if f.text])
 
 
+NOT_REACHED = "no decision flipped: the fault does not reach them here"  # a local fault's outputs within budget
+
+
 def _within(probe: str | None, root: str | None) -> bool:
     """`probe` is `root` or inside it (a module's child), or holds it."""
     if probe is None or root is None:
@@ -151,16 +154,16 @@ def _outcome(run: RunState, state: CandidateState, results: list[ProbeResult], r
         return noise.Outcome.DIVERGED, f"{broken.probe}: {why}"
     judge_boxes = getattr(state.detections, "judge", None)  # CenterPoint's BoxVerdict judges its boxes
     boxes = judge_boxes(prec) if judge_boxes is not None else None
+    norms = norms_line(run.deployed.get(state.label)) if boxes is not None else ""  # a flipped token: its norms
     if bad and (fault := _local_fault(state, rc)) is not None:
         # a layer's own fault stays one where it does not reach the outputs on this input (issue 117's hidden layer),
         # and says so: the outputs' figure beside it, no intervention to confirm (issue 115: one story)
         within = _outputs_within(run, state)
         if within is None and (held := held_decision(state)) is not None:  # the outputs beyond, the decision not
             return noise.Outcome.DEGRADED, f"{fault}; the decision holds ({held}): its outputs degraded, not broken"
+        flip = f"{boxes.reason}{norms}" if getattr(state.detections, "changed", False) else NOT_REACHED  # a token
         return noise.Outcome.DIVERGED, fault + (
-            "" if within is None else f"; its outputs within their budget on this input ({within:.3g}×), no decision "
-            "flipped: the fault does not reach them here")
-    norms = norms_line(run.deployed.get(state.label)) if boxes is not None else ""  # a flipped token: its norms
+            "" if within is None else f"; its outputs within their budget on this input ({within:.3g}×), {flip}")
     if bad:
         from cp_debug.compare.weight_only import beyond_words
 
@@ -178,8 +181,7 @@ def _outcome(run: RunState, state: CandidateState, results: list[ProbeResult], r
 
 def _as_ran(state: CandidateState, outcome: noise.Outcome, why: str) -> tuple[noise.Outcome, str]:
     """The verdict on the graph it rests on: where the graph as deployed ran beside the probed one (probes kept ORT
-    from fusing INT8 kernels), its outputs' verdict too; a candidate whose graph ran none of its requested precision
-    is `NOT_RUN_AS_ASKED` (exit 3)."""
+    from fusing INT8 kernels), its outputs' verdict too; one whose graph ran none of its precision: exit 3."""
     prec = state.judged_at
     if state.deployed and outcome is not noise.Outcome.INCONCLUSIVE:  # an unstable reference judges neither graph
         outs = [r.judgement for r in state.deployed.values() if r.judgement is not None]
@@ -227,8 +229,8 @@ def _local_fault(state: CandidateState, rc: str | None) -> str | None:
 
 
 def _outputs_within(run: RunState, state: CandidateState) -> float | None:
-    """The worst stage output's error ÷ budget where every output was judged within its budget and no decision its
-    outputs carry (or the --metric) flipped; else None."""
+    """The worst stage output's error ÷ budget where every output is within its budget and no decision its outputs
+    carry (or the --metric) flipped; else None."""
     from cp_debug.bisect.findings.decisions import flipped
 
     last = run.subject.stages[-1]
@@ -304,8 +306,7 @@ def _branch_text(w) -> str:
 
 
 def _ln_spread(run: RunState, st, name: str, kind: str) -> float | None:
-    """max |x - mean| of a LayerNorm probe's reference input over its last axis, where the input is a stored
-    probe (its producer's value)."""
+    """max |x - mean| of a LayerNorm probe's reference input over its last axis (a stored probe's value)."""
     trace = st.trace() if kind == "module" and st.module is not None else None
     prod = trace.producers.get(name) if trace is not None else None
     if prod is None or prod not in run.store:
@@ -334,8 +335,7 @@ def _is_layer_norm(st, name: str, kind: str) -> bool:
 
 def _dominance(run: RunState, state: CandidateState, name: str) -> str | None:
     """Say so when the root cause's own error (÷ its budget) barely stands out from the run's other segments' (the
-    error spread evenly): weighed against every segment the run measured, as the local-fault test weighs it, never a
-    level's siblings (the same words at every level)."""
+    error spread evenly): weighed against every segment the run measured, as the local-fault test does."""
     from cp_debug.compare.weight_only import own_fault
 
     r = state.results[name]

@@ -38,15 +38,16 @@ def tolerance(precision: str, atol: float | None = None, rtol: float | None = No
 
 
 def judge_sample(reference: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray], precision: str,
-                 tol: Tolerance, mode: str = "model") -> SampleJudgement:
-    """Every output of `reference` against `got` at `precision` (an output the candidate lacks: diverged)."""
+                 tol: Tolerance, mode: str = "model", unit: float | None = None) -> SampleJudgement:
+    """Every output of `reference` against `got` at `precision` (an output the candidate lacks: diverged; `unit`: a
+    weight-only precision's, measured from the candidate's files)."""
     outs = []
     for name, ref in reference.items():
         test = got.get(name)
         if test is None:
             test = np.full((0,), np.nan, np.float32)
         d = TensorDiff.from_arrays(name, np.asarray(ref), np.asarray(test), tol)
-        j = judge(d, precision)
+        j = judge(d, precision, unit=unit)
         if mode == "fixed":
             j = Judgement(Outcome.DIVERGED if d.status != "ok" else Outcome.WITHIN_PRECISION, j.expected_rel_rmse,
                           j.noise_ratio, f"{d.status}: {d.share_beyond:.3g} of the elements beyond atol/rtol")

@@ -82,15 +82,16 @@ def bisect_worst(opts, ranked: list[RankedFrame], frames: list[Frame], step
 
 
 def bisect_flagged(out: str | Path, ranked: list[RankedFrame], top: int, step,
-                   bisect_one: Callable[[RankedFrame], BisectReport], runs_on: dict | None = None
+                   bisect_one: Callable[[RankedFrame], BisectReport], runs_on: dict | None = None,
+                   also: Callable[[RankedFrame], bool] | None = None
                    ) -> tuple[dict[str, BisectReport | FrameFailure], list[RankedFrame]]:
     """The `top` worst flagged frames (or samples), each bisected on its worst candidate by `bisect_one`: the reports
     (a `CpDebugError` becomes the frame's `FrameFailure`) by token, each written to `out/bisect/` (`bisected`, with
     `runs_on`: what the command ran on, as `cpdebug bisect`'s JSON says it), and the ranked list with their root
-    causes; the one loop of CenterPoint's and the sample sweep's."""
+    causes; the one loop of CenterPoint's and the sample sweep's (`also`: the unflagged frames bisected too)."""
     reports: dict[str, BisectReport | FrameFailure] = {}
     ranked_out = list(ranked)
-    for r in [r for r in ranked if r.flagged and r.candidate][:top]:
+    for r in [r for r in ranked if (r.flagged or (also is not None and also(r))) and r.candidate][:top]:
         with step(f"bisecting {r.token} (rank {r.rank}, {r.candidate})") if step else contextlib.nullcontext():
             try:
                 rep = bisect_one(r)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from cp_debug.compare.noise import Outcome, status_of, worst
+from cp_debug.compare.weight_only import weight_only
 from cp_debug.errors import CpDebugError
 from cp_debug.sweep.records import CandidateFrame, DetectionDelta, FrameResult, ProbeStat
 
@@ -54,6 +55,12 @@ class SampleSweepOptions:
     calib: Path | None = None  # a calibrated candidate's --calib (samples/calibration.py: else the set's first)
     metric: Any = None  # --metric (samples.tasks.TaskMetric): the application's decision on every sample
     decided: dict = field(default_factory=dict)  # without one: the outputs a Sigmoid / Softmax writes (name -> op)
+    # label -> (precision, unit) a deployed candidate is judged at, as bisect judges it (`DeployedStages.judged`)
+    judged: dict = field(default_factory=dict)
+
+    def at(self, label: str, spec) -> tuple[str, float | None]:
+        """(precision, unit) the candidate `label` is judged at: its files' (`judged`), else its spec's."""
+        return self.judged.get(label, (spec.precision, None))
 
     def settings(self, model) -> dict:
         """What the results depend on (the manifest's identity for --resume)."""
@@ -84,6 +91,7 @@ def run_sample_sweep(model, samples, opts: SampleSweepOptions, step=None, progre
 
     from cp_debug.sweep.executor import InProcessExecutor
 
+    opts = judged_at(model, opts)
     store = ShardStore(opts.out)
     names = list(samples.names)
     store.start(opts.settings(model), names, opts.shard_size, opts.resume)
@@ -111,6 +119,14 @@ def run_sample_sweep(model, samples, opts: SampleSweepOptions, step=None, progre
     reports, ranked = _bisect_worst(model, samples, ranked, opts, step, cal)
     return SampleSweep(ranked, reports, samples.source, sum(r.status == "failed" for r in results), cal,
                        samples.shapes(), tuple(results), opts.decided)
+
+
+def judged_at(model, opts: SampleSweepOptions) -> SampleSweepOptions:
+    """`opts` with each deployed candidate's judged precision: the precision its files hold (an `ort@DIR` of INT4
+    weights: int4w-a8 with its measured unit, not FP32's budget), as bisect judges it."""
+    judged = {label: model.deployed_files(spec).judged(spec) for label, spec in opts.pairs[1:]
+              if spec.onnx_dir is not None}
+    return replace(opts, judged=judged)
 
 
 def _calibrated(spec, cal) -> dict:
@@ -190,8 +206,9 @@ def _judged(ran: tuple, opts: SampleSweepOptions) -> FrameResult:
     index, name, ref, got = ran
     frames = []
     for label, spec in opts.pairs[1:]:
-        j = judge_sample(ref, got[label], spec.precision, tolerance(spec.precision, opts.atol, opts.rtol),
-                         opts.tolerance_mode)
+        precision, unit = opts.at(label, spec)
+        j = judge_sample(ref, got[label], precision, tolerance(precision, opts.atol, opts.rtol), opts.tolerance_mode,
+                         unit)
         probes = tuple(ProbeStat(o.diff.name, k, o.diff.rel_rmse, o.diff.rel_max, o.diff.cosine, o.diff.max_abs,
                                  o.diff.nan, o.diff.inf, status_of(o.diff, o.judgement),
                                  o.judgement.expected_rel_rmse, o.judgement.noise_ratio)
@@ -199,7 +216,7 @@ def _judged(ran: tuple, opts: SampleSweepOptions) -> FrameResult:
         decisions = _decisions(ref, got[label], opts)
         outcome, reason = outcome_with(decisions, j.outcome, j.reason)  # a changed metric: diverged, as bisect
         frames.append(CandidateFrame(label, probes, NO_BOXES, outcome is not Outcome.WITHIN_PRECISION,
-                                     outcome.value, reason, spec.precision, decisions))
+                                     outcome.value, reason, precision, decisions))
     status = worst(Outcome(c.outcome) for c in frames).value
     reason = next((c.reason for c in frames if c.outcome == status and c.reason), None)
     return FrameResult(index, name, status, reason, 0, tuple(frames))
@@ -232,7 +249,28 @@ def _bisect_worst(model, samples, ranked: list, opts: SampleSweepOptions, step, 
             raise CpDebugError(sample.reason)
         return model.bisect(sample.feed, reference, (r.candidate, specs[r.candidate]), bisect_opts)
 
-    return bisect_flagged(opts.out, ranked, opts.bisect_top, step, bisect_one, opts.runs_on)
+    def weight_only_at(r) -> bool:  # judged by its segments' own roundings: only a bisect measures those
+        return weight_only(opts.at(r.candidate, specs[r.candidate])[0]) and r.status != "failed"
+
+    reports, ranked = bisect_flagged(opts.out, ranked, opts.bisect_top, step, bisect_one, opts.runs_on,
+                                     also=weight_only_at)
+    return reports, [own_outcome(r, reports.get(r.token)) if r.bisected and weight_only_at(r) else r for r in ranked]
+
+
+def own_outcome(r, rep) -> object:
+    """A weight-only candidate's sample (`RankedFrame`) judged as bisect judged it (`rep`): its outputs hold its
+    weights' rounding carried through the layers (3 units), and only its bisect measures each segment's own error
+    against what its own roundings explain (`compare/weight_only.py`: the massive channel's lm_head, 2.6-3.3 units
+    alone, with its logits within 3): the bisect's outcome where it is worse, with its reason."""
+    from cp_debug.bisect.result import BisectReport
+
+    c = next((c for c in rep.candidates if c.label == r.candidate), None) if isinstance(rep, BisectReport) else None
+    if c is None or c.outcome is None or r.outcome is None or c.outcome.severity <= r.outcome.severity:
+        return r
+    why = f"as bisected: {c.outcome_reason}" if c.outcome_reason else None
+    verdicts = tuple(replace(v, outcome=c.outcome, reason=why or v.reason) if v.candidate == r.candidate else v
+                     for v in r.verdicts)
+    return replace(r, status=c.outcome.value, outcome=c.outcome, reason=why or r.reason, verdicts=verdicts)
 
 
 def write_sample_files(result: SampleSweep, doc: dict, out: Path, html: bool | Path) -> None:

@@ -209,6 +209,37 @@ def test_the_hf_olmo_against_the_builders_fp32_file(tmp_path):
     assert "normalises by the root mean square without removing the mean" in said
 
 
+def test_a_pytorch_models_norms_are_measured():
+    """A `--torch` reference's norms, for the decode's norm cure (`norm_cures.module_norms`): each module run and its
+    kind and epsilon measured from its outputs — transformers' OlmoLayerNorm holds its 1e-5 in its forward (no
+    attribute), the others' their own; none where they differ."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from cp_debug.bisect.subjects.norm_cures import module_norms
+
+    assert module_norms(AutoModelForCausalLM.from_pretrained(LLM / "olmo/hf")) == (True, 1e-5)
+    assert module_norms(AutoModelForCausalLM.from_pretrained(LLM / "qwen2/hf")) == (False, 1e-6)
+    assert module_norms(torch.nn.Sequential(torch.nn.LayerNorm(63, eps=1e-12))) == (True, 1e-12)
+    assert module_norms(torch.nn.Sequential(torch.nn.RMSNorm(8, eps=1e-6), torch.nn.LayerNorm(8))) is None
+
+
+@pytest.mark.long
+def test_olmos_int4_flip_is_cured_by_the_pytorch_models_norms(tmp_path):
+    """`bisect --torch olmo/hf -b torch,ort@olmo/int4 --generate 16`: the norms' cure tried against the PyTorch model's
+    tokens too (before: only against an --onnx reference): the file's 5 norms as the model's measured LayerNorm at
+    1e-5 give its 16 tokens back (answers_variants.json), verified on the decode and said in the verdict."""
+    want = json.loads((LLM / "answers_variants.json").read_text())["models"]["olmo"]["int4"]
+    said, rc, report = _bisect(tmp_path, "--torch", LLM / "olmo/hf", "-b", f"torch,ort@{LLM / 'olmo/int4'}",
+                               generate=16)
+    assert rc in (1, 4), said
+    (why,) = report["outcome_reasons"].values()
+    assert f"greedy step {want['first_flip']}: token {want['swap'].replace('->', ' → ')}" in why
+    cure = "its 5 norms as the reference's (LayerNorm, epsilon 1e-05) give the reference's tokens back"
+    assert cure in why and f"{cure}; no builder option writes them so" in said and "16-token decode)" in said
+    assert "no decision flipped" not in why
+
+
 def test_nemotrons_norm_epsilon_is_named_at_the_flipped_step(tmp_path):
     """The builder (0.18.0) reads `rms_norm_eps`, which Nemotron's config lacks (`norm_eps` 1e-5): every norm of its
     FP32 file adds 1e-6 (tests/data/llm/nemotron; answers_variants.json: greedy step 12 flips, 140 → 176, and the file

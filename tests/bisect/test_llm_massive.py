@@ -60,3 +60,42 @@ def test_phi3_massive_against_its_pytorch_model(tmp_path):
     code, said, report = _decode(tmp_path, "phi3_massive", ANSWERS["tokens"], "--torch", LLM / "phi3_massive/hf",
                                  "-b", f"torch,ort@{LLM / 'phi3_massive/int4'}", "--level", "all")
     _check(code, said, report, "phi3_massive", ANSWERS["tokens"])
+
+
+def _sweep(tmp_path, *more) -> tuple[int, str, dict]:
+    """`cpdebug sweep --onnx qwen3_massive/plain -b ort,ort@qwen3_massive/rtn_int4_level4 --inputs prompt.npz`: a
+    sample sweep (no --generate) of the RTN INT4 file (`MatMulNBitsQuantizer`, level 4) against its plain export."""
+    np.savez(tmp_path / "prompt.npz", input_ids=np.array([ANSWERS["prompt"]]))
+    res = cpdebug("sweep", "--onnx", LLM / "qwen3_massive/plain/model.onnx", "-b",
+                  f"ort,ort@{LLM / 'qwen3_massive/rtn_int4_level4'}", "--inputs", tmp_path / "prompt.npz",
+                  "--out", tmp_path / "sweep", "--no-html", *more)
+    doc = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    return res.returncode, " ".join((res.stdout + res.stderr).split()), doc
+
+
+def test_a_sample_sweep_judges_an_int4_file_at_its_own_precision(tmp_path):
+    """The sweep judges the deployed INT4 file at int4w-a8 with its measured unit, as bisect does (before: at FP32's
+    budget, its logits "4.72e+03× fp32's budget")."""
+    code, said, doc = _sweep(tmp_path, "--bisect-top", "0")
+    (frame,) = doc["frames"]
+    assert "int4w-a8's budget" in frame["reason"] and "fp32" not in frame["reason"], said
+    assert frame["worst_ratio"] < 2 and code in (0, 4), said
+
+
+@pytest.mark.long
+def test_a_sample_sweep_judges_a_weight_only_file_as_bisect_does(tmp_path):
+    """Its sample bisected (a weight-only candidate's worst, flagged or not: only a bisect measures a segment's own
+    error) and judged as the bisect judged it: lm_head's segment beyond what the file's own roundings explain is a
+    local fault, diverged (exit 1) as `cpdebug bisect` says, whatever its logits' ratio (0.9-1.05× the budget)."""
+    code, said, doc = _sweep(tmp_path)
+    (frame,) = doc["frames"]
+    assert code == 1 and frame["status"] == "diverged" and frame["bisected"], said
+    assert "as bisected: local fault at m.lm_head/MatMul" in frame["reason"], said
+    assert "what int4w-a8's own roundings explain" in frame["reason"]
+    bisect = json.loads((tmp_path / "sweep" / "bisect" / "prompt.json").read_text())
+    assert bisect["outcome"] == "diverged"
+    from cp_debug.bisect.result import BisectReport  # read back: the root's own budget, the one its reason says
+
+    (cand,) = BisectReport.from_json(bisect).candidates
+    lj = next(r for r in cand.results if r.probe == cand.root_cause.probe).local_judgement
+    assert f"(budget {lj.expected_rel_rmse:.3g})" in frame["reason"], frame["reason"]

@@ -58,3 +58,19 @@ def test_a_local_fault_stands_out_from_the_runs_other_segments():
     assert not weight_only.own_fault("int4w-a8", own, False, [0.5, 0.5, 0.5])  # holds measured layers
     assert not weight_only.own_fault("int4w-a8", own, True, [0.5])  # too few to say
     assert not weight_only.own_fault("fp16", own, True, [0.1, 0.1, 0.1])
+
+
+def test_a_report_read_back_keeps_the_segments_own_budget():
+    """A probe's result written to the report's JSON and read back (`cpdebug report`, compare runs, bundles) rebuilds
+    its local judgement with the budget it was judged by — the segment's own roundings (2 units), not the probe's 3
+    (before: the ratio kept, the budget figure the probe's)."""
+    from cp_debug.bisect.result import ProbeResult
+
+    d, lj, own = _local(2.8)  # the massive channel's lm_head
+    j = noise.judge(d, "int4w-a8", unit=UNIT)
+    again = ProbeResult.from_json(ProbeResult("logits", "ok", d, d, judgement=j, local_judgement=own).to_json())
+    assert again.local_judgement.expected_rel_rmse == own.expected_rel_rmse == noise.WEIGHT_ONLY_OWN * UNIT
+    assert again.local_judgement.beyond and abs(again.local_judgement.noise_ratio - own.noise_ratio) < 1e-12
+    assert again.judgement.expected_rel_rmse == j.expected_rel_rmse != own.expected_rel_rmse
+    plain = ProbeResult.from_json(ProbeResult("logits", "ok", d, d, judgement=j, local_judgement=lj).to_json())
+    assert plain.local_judgement.expected_rel_rmse == lj.expected_rel_rmse  # a probe's own budget: as before

@@ -53,6 +53,12 @@ class DeployedStages:
     clamps: tuple[tuple, ...] = ()  # per stage: the weights its FP16 conversion clamped (`lint.weights.Clamp`)
     unit: float | None = None  # a weight-only precision's unit, measured from the files' own weights (`nbits.py`)
 
+    def judged(self, spec: BackendSpec) -> tuple[str, float | None]:
+        """(the precision `spec` over these files is judged at, its unit): a plain (fp32) spec the precision the files
+        hold, a weight-only one with its unit measured from them — bisect's candidate and a sample sweep's alike."""
+        at = self.precision if spec.precision == "fp32" else spec.precision
+        return at, self.unit if at == self.precision else None
+
     @property
     def graph_differences(self) -> GraphDifferences:
         """Every stage's differences, stage after stage."""

@@ -6,7 +6,8 @@ SimplifiedLayerNormalization (RMS, 1e-6), and gives Nemotron's and Phi-2's Layer
 1e-5 (it reads `rms_norm_eps`, which they lack). Where the --onnx reference's norms are all of one kind and epsilon
 (a plain export's LayerNormalization) and the candidate file's differ, the file's norms are rewritten to the
 reference's (kind and epsilon; a LayerNorm's beta 0) and the decode run again: the verified answer to "is the flip
-the norms'", said in the builder's terms where one exists (`rms_norm_eps` in the config.json it reads).
+the norms'", said in the builder's terms where one exists (`rms_norm_eps` in the config.json it reads). A `--torch`
+reference's norms are measured from its modules (`module_norms`, s9), the candidate file decoded against its tokens.
 """
 
 from __future__ import annotations
@@ -67,6 +68,57 @@ def reference_norms(model: "onnx.ModelProto") -> tuple[bool, float] | None:
 
     kinds = {norm_kind(n) for n in model.graph.node if n.op_type in MEAN_NORMS | RMS_NORMS}
     return kinds.pop() if len(kinds) == 1 else None
+
+
+def module_norms(module) -> tuple[bool, float] | None:
+    """(removes the mean, epsilon) shared by every normalisation of the PyTorch `module` (a `--torch` reference: no
+    graph to read them from), each measured by running it (`_measured`: transformers' OlmoLayerNorm holds its 1e-5
+    in its forward, no attribute); None where one cannot be measured or they differ."""
+    from cp_debug.probes.graph_diff import eps_key
+
+    kinds = set()
+    for m in module.modules():
+        if "norm" not in type(m).__name__.lower() or any("norm" in type(c).__name__.lower() for c in m.children()):
+            continue
+        kind = _measured(m)
+        if kind is None:
+            return None
+        kinds.add((kind[0], eps_key(kind[1])))
+    return kinds.pop() if len(kinds) == 1 else None
+
+
+def _measured(norm) -> tuple[bool, float] | None:
+    """(removes the mean, epsilon) of one normalisation module over its last axis, from its outputs: a constant row
+    comes out as its zero row's output where the mean is removed (a LayerNorm), as its weight where not (an RMS
+    norm); x · v (v of mean 0, mean square 1) comes out as w·v·x/√(x² + ε) + b, so two scales give ε. None where the
+    module takes no such row (its size unknown, another layout) or its weight is zero."""
+    import torch
+
+    shape = getattr(norm, "normalized_shape", None)
+    w = getattr(norm, "weight", None)
+    size = int(shape[-1]) if shape else int(w.shape[-1]) if isinstance(w, torch.Tensor) and w.ndim == 1 else None
+    if size is None or size < 2:
+        return None
+    v = torch.tensor([1.0, -1.0] * (size // 2) + [0.0] * (size % 2)) * (size / (size - size % 2)) ** 0.5
+    dtype = w.dtype if isinstance(w, torch.Tensor) and w.is_floating_point() else torch.float32
+
+    def run(x):
+        with torch.no_grad():
+            return norm(x.to(dtype).reshape(1, 1, size)).double().reshape(-1)
+
+    try:
+        zero, one, big = run(torch.zeros(size)), run(torch.ones(size)), run(v)
+        step = big - zero
+        if not float(step.abs().max()) > 0:
+            return None
+        mean = bool(torch.allclose(one, zero, atol=1e-3 * float(step.abs().max())))
+        for a in (1e-3, 1e-5, 1e-7):
+            r = float(((run(a * v) - zero) * step).sum() / (step * step).sum())
+            if 0.02 < r < 0.98:  # r = a·√(1 + ε) / √(a² + ε)
+                return mean, a * a * (1 - r * r) / (r * r - a * a)
+    except (RuntimeError, TypeError, ValueError):
+        return None
+    return None
 
 
 def norm_cure(model: "onnx.ModelProto", dec: "DecoderInputs", ids: np.ndarray, ref: "Decode",

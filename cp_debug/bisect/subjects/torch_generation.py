@@ -57,6 +57,7 @@ def torch_generation_subject(target: str, inputs, seed: int, n: int, specs: Sequ
     from cp_debug.bisect.subjects.feeds import load_npz_inputs
     from cp_debug.bisect.subjects.generation import decode_answer
     from cp_debug.bisect.subjects.loaders import GivenModule, torch_subject
+    from cp_debug.bisect.subjects.norm_cures import module_norms
     from cp_debug.graph.model import load_onnx
 
     cand_path = candidate_decoder_file(specs)
@@ -79,7 +80,8 @@ def torch_generation_subject(target: str, inputs, seed: int, n: int, specs: Sequ
     answer = decode_answer(ref, cand_model, dec, cand_path, ids, n,
                            f"the reference's tokens (PyTorch, {type(module).__name__}) {list(ref.tokens)}",
                            reference_weights=lambda: [p.detach().float().cpu().numpy()
-                                                      for p in module.state_dict().values() if p.ndim == 2])
+                                                      for p in module.state_dict().values() if p.ndim == 2],
+                           norms=module_norms(module))
     subject = torch_subject(GivenModule(module, {IDS: torch.from_numpy(answer.prefix)}), exporter=exporter, seed=seed)
     subject.name = target
     return answer.told(subject)

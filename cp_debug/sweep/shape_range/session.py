@@ -139,8 +139,9 @@ def run_range_sweep(model, space: ShapeSpace, inputs: ShapedInputs, opts: Sample
     """Every candidate's search over `space` on `model` (`ModuleModel`: `runner(spec)`, `bisect(feed, …)`), the judged
     shapes ranked, each candidate's first failing shape bisected (unless `opts.bisect_top` is 0)."""
     from cp_debug.sweep.rank import rank_frames
-    from cp_debug.sweep.samples import RUNNER_OPTIONS
+    from cp_debug.sweep.samples import RUNNER_OPTIONS, judged_at
 
+    opts = judged_at(model, opts)  # a deployed candidate at the precision its files hold, as bisect judges it
     t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
         runners = {label: stack.enter_context(model.runner(spec, **RUNNER_OPTIONS)) for label, spec in opts.pairs}
