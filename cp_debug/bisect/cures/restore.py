@@ -87,6 +87,13 @@ class OutputError:
         """Every output within its budget and no decision flipped: the run is back."""
         return self.passes and self.flips == 0
 
+    def said(self, budget: bool = True) -> str:
+        """The worst output's ratio as the report writes it. Where the outputs are judged by their budget (`budget`:
+        the run was beyond it), a run within it yet failing an element-wise tolerance is said so, not left to read
+        as back (swift-f0's FP16: a few unvoiced frames' pitch, 0.0288× and not back)."""
+        beyond = budget and self.ratio <= 1 and not self.passes
+        return f"{self.ratio:.3g}×" + (", element-wise beyond" if beyond else "")
+
     def to_json(self) -> dict:
         def num(x: float) -> float | None:
             return round(x, 4) if math.isfinite(x) else None
