@@ -44,6 +44,7 @@ class Said:
         self._caught: list | None = None
         self._cw = None
         self._fd2: tuple[int, object] | None = None
+        self._fd1: tuple[int, object] | None = None
 
     def __enter__(self) -> "Said":
         SPEAKING.acquire()
@@ -51,6 +52,9 @@ class Said:
             logging.getLogger().addHandler(self._handler)
             self._cw = warnings.catch_warnings(record=True)
             self._caught = self._cw.__enter__()
+        # the TorchScript exporter's C++ writes to fd 1 too: the IR graph of a failed export, 155 lines of it for
+        # PESTO's complex CQT, on the terminal before "ONNX export failed"; said on fd 2 with the rest of its text
+        self._fd1 = _capture_fd2(1)
         self._fd2 = _capture_fd2()
         return self
 
@@ -62,6 +66,7 @@ class Said:
     def __exit__(self, *exc) -> bool:
         try:
             self.stderr = _release_fd2(self._fd2)
+            self.stderr += _release_fd2(self._fd1, 1)
         finally:
             if not self.fd2_only:
                 self._cw.__exit__(*exc)
@@ -120,29 +125,31 @@ class _Keep(logging.Handler):
         return False
 
 
-def _capture_fd2() -> tuple[int, object] | None:
+def _capture_fd2(fd: int = 2) -> tuple[int, object] | None:
+    """File descriptor `fd` pointed at a temporary file (fd 2 only where it is no terminal); None where it cannot be."""
     try:
-        if os.isatty(2):
+        if fd == 2 and os.isatty(2):
             return None
         for s in (sys.stdout, sys.stderr):
             s.flush()
-        saved = os.dup(2)
+        saved = os.dup(fd)
     except (OSError, ValueError, AttributeError):
         return None
     tmp = tempfile.TemporaryFile(prefix="cpdebug-export-stderr-")
-    os.dup2(tmp.fileno(), 2)
+    os.dup2(tmp.fileno(), fd)
     return saved, tmp
 
 
-def _release_fd2(held: tuple[int, object] | None) -> str:
+def _release_fd2(held: tuple[int, object] | None, fd: int = 2) -> str:
     if held is None:
         return ""
     saved, tmp = held
     try:
-        sys.stderr.flush()
+        for s in (sys.stdout, sys.stderr):
+            s.flush()
     except (OSError, ValueError, AttributeError):
         pass
-    os.dup2(saved, 2)
+    os.dup2(saved, fd)
     os.close(saved)
     tmp.seek(0)
     text = tmp.read().decode("utf-8", errors="replace")

@@ -386,3 +386,29 @@ def at_opset(model: "onnx.ModelProto", version: int, needs: str) -> "onnx.ModelP
         raise BadInputError(f"{needs} needs opset {version} or later and onnx could not convert this opset {have} "
                             f"model ({type(err).__name__}: {str(err).splitlines()[0][:200]}); export it at opset "
                             f"{version}+") from err
+
+
+def named_nodes(model: "onnx.ModelProto", what: str) -> "tuple[onnx.ModelProto, list[str]]":
+    """`model` with each unnamed node called by its first output (a fresh name where a node already has that one),
+    and the line that says so; `model` itself and no line where every node has a name. A cure names nodes
+    (`--keep-fp32`, `--exclude-int8`, fix's keep list): swift-f0's file leaves all 358 unnamed, and the advice read
+    "Log '' left out of INT8 (--exclude-int8 )". `what` names the file in the line."""
+    import onnx
+
+    unnamed = [k for k, n in enumerate(model.graph.node) if not n.name]
+    if not unnamed:
+        return model, []
+    named = onnx.ModelProto()
+    named.CopyFrom(model)
+    taken = {n.name for n in named.graph.node if n.name}
+    for k in unnamed:
+        node = named.graph.node[k]
+        base = next((t for t in node.output if t), node.op_type)
+        name, i = base, 1
+        while name in taken:
+            name, i = f"{base}_{i}", i + 1
+        node.name = name
+        taken.add(name)
+    first = named.graph.node[unnamed[0]]
+    return named, [f"{len(unnamed)} of {what}'s {len(model.graph.node)} nodes have no name: each is called by its "
+                   f"first output ({first.op_type} → {first.name!r}), as --keep-fp32 and --exclude-int8 take them"]

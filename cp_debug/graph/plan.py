@@ -101,7 +101,8 @@ def segment_model(model: onnx.ModelProto, seg: Segment, inputs: dict[str, np.nda
     # its inputs keep the whole graph's symbolic dims, as the file declares them and ONNX Runtime loads it
     loose = types if any(a.type == onnx.AttributeProto.GRAPH or a.type == onnx.AttributeProto.GRAPHS
                          for n in body for a in n.attribute) else None
-    g_inputs = [input_info(t, inputs[t], loose.get(t) if loose else None) for t in seg.inputs]
+    g_inputs = [_as_declared(input_info(t, inputs[t], loose.get(t) if loose else None), types.get(t))
+                for t in seg.inputs]
     g_outputs = []
     untyped = []
     for t in seg.outputs:
@@ -125,6 +126,18 @@ def segment_model(model: onnx.ModelProto, seg: Segment, inputs: dict[str, np.nda
                 for d in output_shapes[vi.name]:  # the onnx checker wants a shape on every graph output
                     tt.shape.dim.add().dim_value = int(d)
     return m
+
+
+def _as_declared(vi: onnx.ValueInfoProto, declared: onnx.TypeProto | None) -> onnx.ValueInfoProto:
+    """A float64 tensor of the graph fed as float32 (the runners give every float as float32) is declared float64,
+    as the graph computes it: its readers' types follow from it (swift-f0's `Cast(to=double)` → Softmax, whose
+    segment declared a float input and a double output: ONNX Runtime refused the cut, exit 2, on a valid file).
+    The runner casts the feed to the declared type."""
+    tt = vi.type.tensor_type
+    if (declared is not None and declared.tensor_type.elem_type == onnx.TensorProto.DOUBLE
+            and tt.elem_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)):
+        tt.elem_type = onnx.TensorProto.DOUBLE
+    return vi
 
 
 def input_info(name: str, value, declared: onnx.TypeProto | None = None) -> onnx.ValueInfoProto:

@@ -109,3 +109,19 @@ def test_outputs_within_their_rms_budget_yet_beyond_the_tolerance_say_which_chec
     # beyond the RMS budget, the ratio says which check fails: the words as they were
     assert held(before, OutputError(1.6, 0.2, passes=False, elementwise=e)).startswith(
         "at the outputs not back: worst output inf× → 1.6× its budget —")
+
+
+def test_a_restoration_within_the_rms_budget_yet_not_back_says_which_check_fails():
+    # swift-f0's FP16 (a 1.5 s glide, its pitch output 14.3x its budget in a few unvoiced frames): its first half
+    # kept in FP32 reached 0.0288x and was not back; "no half of the graph restored together brings them back
+    # (... 0.0288x ...)" read as a contradiction
+    from cp_debug.bisect.cures import spread
+    from cp_debug.bisect.cures.restore import OutputError
+
+    assert OutputError(ratio=0.0288, rel_rmse=0.0009, passes=False).short() == "0.0288×, element-wise beyond"
+    assert OutputError(ratio=0.0288, rel_rmse=0.0009, passes=True).short() == "0.0288×"
+    assert OutputError(ratio=6.7, rel_rmse=1.1, passes=False).short() == "6.7×"
+    # judged by the run's own tolerance (the outputs within their budget before): every ratio is within it, and
+    # the words say that limit already (docs/reading-a-report.md's 0.22x)
+    assert OutputError(ratio=0.22, rel_rmse=0.002, passes=False).short(budget=False) == "0.22×"
+    assert spread.words([]) == ""

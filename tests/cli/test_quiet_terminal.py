@@ -87,3 +87,36 @@ def test_the_centerpoint_int8_bisect_says_only_what_cp_debug_says(tmp_path):
     report = json.loads(out.read_text())
     assert report["third_party_warnings"] == []
     assert "third-party" not in proc.stdout
+
+
+COMPLEX = '''import torch
+
+
+class Spectrum(torch.nn.Module):
+    """A complex product behind a data-dependent branch (PESTO's CQT is complex): neither ONNX exporter takes it."""
+
+    def __init__(self):
+        super().__init__()
+        self.kernel = torch.nn.Parameter(torch.randn(8, 16, 2))
+
+    def forward(self, x):
+        if x.abs().max() > 100:  # torch.export cannot guard on it: the TorchScript exporter is tried next
+            x = x / 100
+        frames = torch.view_as_complex(torch.stack([x, torch.zeros_like(x)], -1))
+        return (frames @ torch.view_as_complex(self.kernel)).abs()
+
+
+def build():
+    return Spectrum().eval(), (torch.randn(4, 8),)
+'''
+
+
+@pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step
+def test_a_failed_export_says_one_line_not_the_exporters_ir_graph(tmp_path):
+    # pesto-pitch's model (a complex CQT): the TorchScript exporter's C++ wrote "Torch IR graph at exception: …",
+    # 155 lines, to fd 1 before cp_debug's one line; `export/said.Said` now holds fd 1 too and says it on fd 2
+    (tmp_path / "m.py").write_text(COMPLEX)
+    proc = _cpdebug("bisect", "--torch", f"{tmp_path / 'm.py'}:build", "-b", "torch,ort-cpu-fp16")
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "ONNX export failed with both exporters" in proc.stderr and "view_as_complex" in proc.stderr
+    assert "Torch IR graph" not in proc.stdout + proc.stderr and proc.stdout == "", proc.stdout[:500]

@@ -76,3 +76,29 @@ def conv_model(seed: int = 0):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     return model
+
+
+def double_tail_model(seed: int = 0):
+    """x [1, n, 16] → MatMul → Relu → MatMul → Cast(double) → Softmax → · bins (float64) → ReduceSum → Exp."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["a"], name="fc1"), helper.make_node("Relu", ["a"], ["b"]),
+             helper.make_node("MatMul", ["b", "w2"], ["logits"], name="fc2"),
+             helper.make_node("Cast", ["logits"], ["wide"], to=TensorProto.DOUBLE, name="to_double"),
+             helper.make_node("Softmax", ["wide"], ["p"], axis=-1, name="softmax"),
+             helper.make_node("Mul", ["p", "bins"], ["pb"], name="weigh"),
+             helper.make_node("ReduceSum", ["pb", "axis"], ["log_f"], name="expect"),
+             helper.make_node("Exp", ["log_f"], ["pitch"], name="hz")]
+    inits = [numpy_helper.from_array(rng.standard_normal((16, 32)).astype(np.float32), "w1"),
+             numpy_helper.from_array((rng.standard_normal((32, 24)) * 0.3).astype(np.float32), "w2"),
+             numpy_helper.from_array(np.linspace(np.log(46.875), np.log(2093.75), 24), "bins"),
+             numpy_helper.from_array(np.array([-1], np.int64), "axis")]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, "n", 16])
+    pitch = helper.make_tensor_value_info("pitch", TensorProto.DOUBLE, [1, "n", 1])
+    graph = helper.make_graph(nodes, "double_tail", [x], [pitch], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    onnx.checker.check_model(model)
+    return model

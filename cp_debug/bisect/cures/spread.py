@@ -86,11 +86,12 @@ def verdict(tried) -> dict | None:
     return {"accumulates": b is None, "within": list(b.nodes) if b is not None else []}
 
 
-def words(tried) -> str:
-    """The halves' evidence, closing the intervention's words where no layer nor set brought the outputs back."""
+def words(tried, budget: bool = True) -> str:
+    """The halves' evidence, closing the intervention's words where no layer nor set brought the outputs back
+    (`budget`: the outputs judged by their budget, `OutputError.short`)."""
     if verdict(tried) is None:
         return ""
-    runs = "; ".join(f"{t.restored[0].words()}: {t.after.ratio:.3g}×"
+    runs = "; ".join(f"{t.restored[0].words()}: {t.after.short(budget)}"
                      + (f", {t.after.flips} decision(s) flipped" if t.after.flips else "")
                      for t in tried if t.spread)
     b = block(tried)

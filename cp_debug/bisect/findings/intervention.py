@@ -108,13 +108,14 @@ class Intervention:
         before = f"{self.before.ratio:.3g}× its budget"
         sets = [t for t in self.tried if len(t.restored) > 1]
         # judged by --atol/--rtol (fixed mode) an output fails within its precision's budget: say which limit holds
-        limit = "their budget" if self.before.ratio >= 1 or self.before.flips else "the run's tolerance"
-        tried = "; ".join([f"{t.restored[0].words()}: {t.after.short(limit == 'their budget')}" for t in self.tried
+        budget = self.before.ratio >= 1 or self.before.flips > 0
+        limit = "their budget" if budget else "the run's tolerance"
+        tried = "; ".join([f"{t.restored[0].words()}: {t.after.short(budget)}" for t in self.tried
                            if len(t.restored) == 1 and not t.spread]
                           + ([_sets_words(sets, self.searched)] if sets and not self.chosen else []))
         if c is None:
             return (f"confirmed by no intervention: restoring each of the proposed causes leaves the outputs beyond "
-                    f"{limit} (worst output {before}; {tried}){self._alone()}{spread.words(self.tried)}")
+                    f"{limit} (worst output {before}; {tried}){self._alone()}{spread.words(self.tried, budget)}")
         what = ("the set " + ", ".join(self.confirmed_set)) if self.confirmed_set else self.confirmed
         how = c.restored[0].how_words()  # in the candidate's own precision: left out of INT8 / FP8 / NVFP4
         # a keep set with its nodes' count; a constant; a file's pairs kept float

@@ -251,26 +251,28 @@ def onnx_subject(path: str | Path, inputs: str | Path | None = None, seed: int =
     mask, positions and empty cache made."""
     from cp_debug.bisect.subjects.decoder_feed import (IDS, DecoderInputs, decoder_feed, present_of, seeded_ids,
                                                        without_sliding_presents)
-    from cp_debug.graph.model import load_onnx, static_dims
+    from cp_debug.graph.model import load_onnx, named_nodes, static_dims
 
-    model = load_onnx(path)
+    model, named = named_nodes(load_onnx(path), Path(path).name)
     inits = {i.name for i in model.graph.initializer}
     ins = [i for i in model.graph.input if i.name not in inits]
     names = tuple(i.name for i in ins)
     shapes = {i.name: static_dims(i.type) or () for i in ins}
-    said, unwritten = [], set()
+    said, unwritten = list(named), set()
     dec = DecoderInputs.of(model, path)
     if dec is not None and seeded:  # a decoder LLM: the mask, positions and empty cache made from its token ids
         given = {IDS: ids} if ids is not None else given_inputs(inputs)[0] if inputs is not None else \
             {IDS: seeded_ids(dec, seed)}
         feed = decoder_feed(dec, given)
-        model, said = without_sliding_presents(model, dec)
+        model, sliding = without_sliding_presents(model, dec)
+        said = [*said, *sliding]
         unwritten = {present_of(n) for n in dec.sliding}
     elif inputs is not None:
         given, given_name = given_inputs(inputs)
         feed = match_inputs(given, names, shapes, os.path.basename(str(path)))
         dtypes = {i.name: onnx.helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type) for i in ins}
-        feed, said = cast_inputs(feed, dtypes, given_name, f"{Path(path).name} takes")
+        feed, cast = cast_inputs(feed, dtypes, given_name, f"{Path(path).name} takes")
+        said = [*said, *cast]
     else:
         rng = np.random.default_rng(seed)
         feed = {}
