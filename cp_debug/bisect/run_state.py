@@ -73,7 +73,10 @@ class CandidateState:
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # stage -> the runner's settings (JSON)
     # probe -> its plots; on a device, `compare.device_plots.DevicePlots` (the same attributes, made when asked)
     plots: dict[str, Any] = field(default_factory=dict)
-    int8_amax: dict[str, float] = field(default_factory=dict)  # ONNX tensor -> calibrated amax
+    int8_amax: dict[str, float] = field(default_factory=dict)  # ONNX tensor -> calibrated amax (a file: its scales)
+    # stage -> the Q/DQ graph its run quantized (`precision.int8.QuantizedModel`): its segments are cut from it, as a
+    # user's file of the same quantization is (`stages/qdq_segments.py`); held while the stage runs
+    int8_graphs: dict[str, Any] = field(default_factory=dict)
     int8_ranges: dict[str, Int8Range] = field(default_factory=dict)  # probe -> its range, computed while values live
     # stage -> the graph its runner ran (FP16 converted, float16 storage emulated), held for its screen (`screen.py`)
     as_run: dict[int, Any] = field(default_factory=dict)
@@ -179,8 +182,11 @@ class RunState:
         return tol
 
     def judge(self, state: CandidateState, name: str, d: TensorDiff):
-        """`d` against the candidate's precision (compare/noise.py): INT8 at its calibrated amax where known, the
-        reference's own noise (and that of the rows a glued input comes from) as the floor."""
+        """`d` against the candidate's precision (compare/noise.py): INT8 at its calibrated amax where known (a
+        user's Q/DQ file: its own scales, as the built-in's quantizer gives them), or the reference's |x| max where
+        this input reaches past it (a range calibrated to clip, ModelOpt's: what it clips is no rounding the budget
+        holds; the calibration's fit says it, `segment_int8.calibration_fit`); the reference's own noise (and that of
+        the rows a glued input comes from) as the floor."""
         from cp_debug.compare import noise as noise_model
 
         floor = max((nz.rel_rmse for nz in (self.noise.get(n) for n in [name, *self.glue_sources(name)])
@@ -190,6 +196,8 @@ class RunState:
             pm = self.stage_of(state.label, self.probes[name].stage).probe_map()
             tensor = pm.tensors.get(name, name) if pm is not None else name
             amax = state.int8_amax.get(tensor)
+            if amax is not None and math.isfinite(d.ref_absmax) and d.ref_absmax > amax:
+                amax = d.ref_absmax
         return noise_model.judge(d, state.judged_at, amax, floor, state.judged_unit)
 
     def glue_sources(self, name: str) -> list[str]:

@@ -274,8 +274,8 @@ def _hint(run: RunState, state: CandidateState, name: str, whys: dict,
     if prec is not None and not prec.honest and not held:
         note = f"{state.label} did not run {prec.requested} throughout: " + "; ".join(prec.notes)
     int8 = state.int8_ranges.get(name)
-    if int8 is None and state.spec.precision == "int8" and state.int8_amax and p.kind == "module":
-        pm = st.probe_map()
+    if int8 is None and state.judged_at == "int8" and state.int8_amax and p.kind == "module":
+        pm = run.stage_of(state.label, p.stage).probe_map()  # a user's Q/DQ file: its tensor, its scales
         t = pm.tensors.get(name) if pm else None
         if t in state.int8_amax and name in run.store:
             int8 = hints_mod.int8_range(np.asarray(run.store.get(name)), float(state.int8_amax[t]))
@@ -283,7 +283,7 @@ def _hint(run: RunState, state: CandidateState, name: str, whys: dict,
     why = whys.get("segment")
     said = {k: f.text for k, f in whys.items()}
     ctx = hints_mod.HintContext(
-        precision=state.spec.precision,
+        precision=state.judged_at or state.spec.precision,
         ref_absmax=r.diff.ref_absmax if r.diff else None, ref_input_absmax=ref_in,
         precision_note=note, export_warnings=tuple(warn), int8_range=int8,
         layer_norm=layer_norm, ln_spread=_ln_spread(run, st, name, p.kind) if layer_norm else None,

@@ -211,9 +211,12 @@ def check_calib_feeds(model: "onnx.ModelProto", feeds: Sequence[dict[str, np.nda
 def read_qdq(qmodel: "onnx.ModelProto", names: Iterable[str]) -> tuple[dict[str, str], dict[str, float]]:
     """(tensor_map, activation_amax) for the given original tensor names.
 
-    tensor_map[name]: the DequantizeLinear output when the tensor feeds QuantizeLinear → DequantizeLinear, else the
-    name itself; names no longer in the quantized graph are left out. activation_amax[name]: the amax of the
-    QuantizeLinear that quantizes it (for a renamed graph output, the one in front of its DequantizeLinear).
+    tensor_map[name]: the DequantizeLinear output where a QuantizeLinear → DequantizeLinear pair alone reads the
+    tensor, else the name itself (a tensor that several nodes read, an Add unquantized beside a conv's pair, holds
+    no one dequantized value): the point a user's file of the same quantization is read at (`probes/qdq_pairs`), so
+    the built-in and the file read one value; names no longer in the quantized graph are left out.
+    activation_amax[name]: the amax of a QuantizeLinear that quantizes it (for a renamed graph output, or a
+    dequantized tensor, the one in front of its DequantizeLinear).
     """
     import onnx_graphsurgeon as gs
 
@@ -231,7 +234,8 @@ def read_qdq(qmodel: "onnx.ModelProto", names: Iterable[str]) -> tuple[dict[str,
                 continue
             dqs = [c for c in q.outputs[0].outputs if c.op == "DequantizeLinear"]
             if dqs:
-                tmap[name] = dqs[0].outputs[0].name
+                if len(t.outputs) == 1 and len(q.outputs[0].outputs) == 1:
+                    tmap[name] = dqs[0].outputs[0].name
                 a = _q_amax(q)
                 if a is not None:
                     amax[name] = a

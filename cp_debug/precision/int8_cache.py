@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     import onnx
 
-_CACHE_SCHEMA = "cp_debug.int8_cache/1"
+_CACHE_SCHEMA = "cp_debug.int8_cache/2"  # 2: a tensor read after its pair only where the pair alone reads it
 
 
 def quantize_int8_cached(model: "onnx.ModelProto", calib_feeds: "Sequence[dict[str, np.ndarray]]", *,

@@ -69,10 +69,11 @@ def test_a_healthy_model_calibrated_on_held_out_samples_is_within_int8_s_noise_a
                    "--calib", calib, "--json", tmp_path / "planted.json", "--quiet")
     assert proc.returncode in (1, 4), proc.stdout[-3000:] + proc.stderr[-2000:]
     cause = json.loads((tmp_path / "planted.json").read_text())["root_cause"]["ort-cpu-int8"]
-    assert cause["probe"] == (CONV if level == "all" else "features.5"), cause
-    assert "INT8 resolution lost" in cause["hint"], cause["hint"]
-    if level == "block":
-        assert f"after {CONV}" in cause["hint"], cause["hint"]
+    # named at its conv at either level (issue 115, item 5: the built-in's segments cut from its run's Q/DQ graph, at
+    # the held-out calibration's scales, not each calibrated afresh on its own feed: features.5's own error 0.15,
+    # not 0.03, so the block is opened to its layers; before, "features.5 … INT8 resolution lost after" the conv)
+    assert cause["probe"] == CONV, cause
+    assert "INT8 resolution lost" in cause["hint"] and "99% of" in cause["hint"], cause["hint"]
 
 
 @pytest.mark.long  # a slow end-to-end case (≥ 5 s on 2 idle cores): .ci/run's second step

@@ -141,7 +141,16 @@ def test_int8_hostile_layer_is_found_in_lockstep_as_in_the_whole_graph_run():
     assert ra.keys() == rb.keys()
     for name in ra:  # the same numbers, up to where INT8 rounding differs between the two graphs
         assert ra[name].diff.rel_rmse == pytest.approx(rb[name].diff.rel_rmse, rel=0.05), name
-        assert ra[name].local.rel_rmse == pytest.approx(rb[name].local.rel_rmse, rel=0.05, abs=1e-3), name
+        # own errors: a lockstep segment is quantized alone (no pair where ORT's quantizer leaves a lone ReLU
+        # float); the whole run's segments are cut from its one Q/DQ graph, as a user's file of it is
+        # (`qdq_segments.py`: a ReLU's segment holds the pair on the conv output it reads): the planted layer's (and
+        # its block's) the same, every other one rounding-sized through either
+        own = (ra[name].local_judgement.noise_ratio, rb[name].local_judgement.noise_ratio)
+        if max(own) > 1:
+            assert ra[name].local.rel_rmse == pytest.approx(rb[name].local.rel_rmse, rel=0.05), name
+        else:
+            assert max(own) < 0.5, (name, own)
+    assert {n for n in ra if ra[n].local_judgement.noise_ratio > 1} == {"body.2.1", "body.2"}
     assert ra[a.root_cause.probe].amplification > 10  # error in ÷ error out: the layer that adds it
     assert a.precision["requested"] == "int8"
 

@@ -76,6 +76,50 @@ def test_symmetric_defaults_are_what_tensorrt_takes(chain):
     assert ref.max() <= q.activation_amax[RELU] + 1e-6
 
 
+def test_a_tensor_several_nodes_read_is_read_as_it_is_as_a_file_of_it():
+    """tensor_map reads a tensor after its Q/DQ pair only where the pair alone reads it, as a user's file of the
+    same quantization is read (`probes/qdq_pairs.dequantized`): a ReLU's output two convs read, each through a pair
+    of its own (TensorRT's dedicated pairs), holds no one dequantized value; it was read after the first pair. Its
+    amax is still its pairs' (issue 115, item 5)."""
+    from cp_debug.probes.qdq_pairs import dequantized
+
+    class Skip(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Conv2d(8, 8, 3, padding=1)
+            self.c = torch.nn.Conv2d(8, 8, 1)
+
+        def forward(self, x):
+            h = torch.relu(self.a(x))
+            return self.b(h) + self.c(h)
+
+    torch.manual_seed(0)
+    buf = io.BytesIO()
+    torch.onnx.export(Skip().eval(), (torch.randn(1, 3, 8, 8),), buf, input_names=["x"], output_names=["y"],
+                      dynamo=False, opset_version=17)
+    model = onnx.load_from_string(buf.getvalue())
+    feeds = [{"x": np.random.RandomState(k).randn(1, 3, 8, 8).astype(np.float32)} for k in range(3)]
+    q = quantize_int8(model, feeds)
+    relu = next(n.output[0] for n in model.graph.node if n.op_type == "Relu")
+    conv_a = next(n.output[0] for n in model.graph.node if n.op_type == "Conv")
+
+    class Graph:  # what `qdq_pairs` reads of a graph: its nodes' consumers
+        def __init__(self, m):
+            self.model, self.consumers = m, {}
+            for j, n in enumerate(m.graph.node):
+                for k, t in enumerate(n.input):
+                    self.consumers.setdefault(t, []).append((j, k))
+
+    g = Graph(q.model)
+    pairs = [n for n in q.model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == relu]
+    assert len(pairs) == 2, pairs  # one pair for each conv
+    assert q.tensor_map[relu] == relu == dequantized(g, relu)
+    assert q.tensor_map[conv_a].endswith("DequantizeLinear_Output")  # its one pair alone reads it
+    assert relu in q.activation_amax and q.activation_amax[relu] > 0
+    for t, mapped in q.tensor_map.items():  # one rule for both doors
+        assert mapped == dequantized(g, t), t
+
+
 def test_exclude_nodes_and_temp_files(chain, tmp_path, monkeypatch):
     model, feeds = chain
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))

@@ -119,8 +119,8 @@ class RangeLoss:
     fault: str = "range"
     role: Role = Role.WHERE
 
-    def applies(self, c: Candidate) -> bool:
-        return c.ran and c.spec.precision in QUANTIZED
+    def applies(self, c: Candidate) -> bool:  # the built-in's quantizer, or a user's Q/DQ file (its scales)
+        return c.ran and c.precision in QUANTIZED
 
     def examine(self, seg: Segment) -> Finding | None:
         from cp_debug.bisect.findings.int8_story import range_root_cause
@@ -428,11 +428,17 @@ EXAMINERS: tuple[Examiner, ...] = (MeasuredChoice(), NearTie(), RangeLoss(), Qdq
 
 
 def where(seg: Segment) -> Finding | None:
-    """The first *where* finding: the cause placed by a decision, an index or a range."""
+    """The first *where* finding: the cause placed by a decision, an index or a range; a later one whose own
+    restoration brought the outputs back (`Finding.measured`) before one placed by its kind alone (a user's INT8
+    file whose pairs flush before a Log, their removal measured, over a conv's range read from its scale). A
+    decision is measured on the reference's choice: an intervention of its own."""
+    first = None
     for e in EXAMINERS:
         if e.role is Role.WHERE and (found := examined(e, seg)) is not None:
-            return found
-    return None
+            if found.measured or found.replaces_hint:
+                return found
+            first = first or found
+    return first
 
 
 def findings(seg: Segment, role: Role) -> dict[str, Finding]:

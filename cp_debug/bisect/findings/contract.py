@@ -6,7 +6,8 @@ segment: `examine(segment) -> Finding | None`, a finding carrying the number it 
 (`bisect/verdict.py`) is a reducer over the findings of `catalog.EXAMINERS`, in their order:
 
 - *where* (`Role.WHERE`): a finding that places the cause itself — a decision that flips between near ties, an index
-  a float rounds across, a tensor whose INT8 / FP8 range loses its values. The first that fires is the root cause;
+  a float rounds across, a tensor whose INT8 / FP8 range loses its values. The first that fires is the root cause
+  (the first whose own restoration brought the outputs back, `Finding.measured`, where one did);
   the layer the own-error ranking picked gives way to it. A decision's words replace the layer's hint (rounding did
   not make the error: the choice did); a range's words come first and the probe's own hint after them.
 - *why* (`Role.WHY`): the reason at the root cause's segment — the op that overflows or flushes, an eps, an export

@@ -36,8 +36,8 @@ def range_root_cause(run: RunState, state: CandidateState, results: list[ProbeRe
     A probe's own tensor is read first (the store holds its reference values); then, where none is found, the
     quantized tensors inside each probe's segment (a conv's output before the ReLU6 a block probe ends with), their
     reference values from one FP32 run of the segment."""
-    if state.spec.precision not in ("int8", "fp8") or not state.int8_amax or fd is None or rc is None \
-            or beyond_locally(state.results.get(rc)):
+    precision = state.judged_at or state.spec.precision  # a user's Q/DQ file: its own scales (`qdq_segments.py`)
+    if precision not in ("int8", "fp8") or not state.int8_amax or fd is None or rc is None:
         return None
     upto = []
     for r in results:
@@ -46,10 +46,12 @@ def range_root_cause(run: RunState, state: CandidateState, results: list[ProbeRe
             upto.append(p)
         if r.probe == fd:
             break
-    if state.spec.precision == "fp8":  # a float format loses no resolution to a wide range: what it clips
+    if beyond_locally(state.results.get(rc)):  # a local fault tells its own story
+        return None
+    if precision == "fp8":  # a float format loses no resolution to a wide range: what it clips
         return _first_saturated(run, state, upto)
     for p in upto:
-        pm = run.subject.stages[p.stage].probe_map()
+        pm = run.stage_of(state.label, p.stage).probe_map()  # a file's: its own tensor
         t = pm.tensors.get(p.name) if pm is not None else None
         found = _loses(t, run.store.get(p.name), state.int8_amax[t], (p.name,)) if t in state.int8_amax else None
         if found:

@@ -76,6 +76,7 @@ def segment_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeS
     measured (the noise floor widens each probe's tolerance): the segments are cut and run meanwhile."""
     from cp_debug.backends.factory import make_runner
     from cp_debug.bisect.stages.stand_in import local_spec
+    from cp_debug.bisect.stages.qdq_segments import before_pairs, ran_graph
     from cp_debug.bisect.stages.segment_held import held_boundaries
     from cp_debug.graph.plan import segment_model, tensor_types
 
@@ -87,17 +88,21 @@ def segment_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeS
         notes.append(stand_in)
 
     qdq = st.qdq_onnx() if spec.precision == "int8" and spec.can(Capability.QDQ_MODEL) else None
+    ran = ran_graph(state, st) if qdq is None else None  # the built-in INT8: its run's Q/DQ graph, as a file of it
+    qdq = ran.model if ran is not None else qdq
     model = qdq if qdq is not None else st.onnx()  # --int8: segments of the deployed Q/DQ graph
     types = tensor_types(model)  # once per stage: each cut is typed from it (no shape inference per probe)
     inits = {init.name: init for init in model.graph.initializer}
-    known = run.known_tensors(i, st)
+    known, pm = run.known_tensors(i, st), st.probe_map()
+    if ran is not None or (state.judged_at == "int8" and state.label in run.deployed):  # either door: one cut
+        known, pm = before_pairs(model, known, pm, [p.name for p in sp if p.kind == "output"])
     store = run.store  # a candidate on the device of the store's device tier: segments fed and read there
     device = store.device if (store.device is not None and spec.device == store.device.type and qdq is None
                               and not spec.calibrated and spec.can(Capability.DEVICE_TENSORS)) else None
     quantize: dict = {}
     if device is None:  # a quantized file's integer boundaries, fed as it holds them (`segment_held.py`)
         known, quantize = held_boundaries(model, types, known)
-    cuts = _cuts(run, state, sp, model, st.probe_map(), known, notes)
+    cuts = _cuts(run, state, sp, model, pm, known, notes)
 
     def measured(ps: list[ProbeSpec], cut, val) -> None:
         if noise_known is not None:
@@ -145,7 +150,7 @@ def _cuts(run: RunState, state: CandidateState, sp: list[ProbeSpec], model, pm, 
     for k, p in enumerate(sp):
         if p.kind == "input":
             continue
-        tensor = p.name if p.kind == "output" else pm.tensors.get(p.name)
+        tensor = pm.tensors.get(p.name, p.name) if p.kind == "output" else pm.tensors.get(p.name)
         if tensor is None or p.name not in run.store or tensor not in present:
             continue
         if tensor in of_tensor:

@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 
 from cp_debug.backends.spec import BackendSpec, Capability
+from cp_debug.bisect.stages.qdq_segments import note_int8_graph
 from cp_debug.bisect.stages.ahead import Ahead
 from cp_debug.bisect.stages.lent import take_lent
 from cp_debug.bisect.stages.local_error import local_errors
@@ -205,6 +206,7 @@ def candidate_stage(run: RunState, state: CandidateState, i: int, sp: list[Probe
                         with run.phases.timed(f"{state.label}: local errors"):
                             local = local_errors(run, state, i, sp, runner)
     _record(run, state, sp, diffs, exposed, local)
+    state.int8_graphs.pop(st.name, None)  # its Q/DQ graph was held for its local errors only
     # the outputs' run exposed probes: its final outputs against the graph as deployed (`unprobed.py`)
     shown = _exposed(st, spec, chunks[0] if len(chunks) > 1 and not one_session else sp)
     check_unprobed(run, state, i, stage_out if shown else None, f"{len(set(shown))} probe tensors exposed", plain,
@@ -314,6 +316,7 @@ def _describe(run: RunState, state: CandidateState, st: Stage, runner) -> None:
         run.execution[st.name] = done if note in done else f"{done or 'whole stage, probes exposed'}; {note}"
     with contextlib.suppress(Exception):
         state.int8_amax.update(runner.quant_amax() or {})
+    note_int8_graph(run, state, st, runner)  # its Q/DQ graph, or a file's scales (`qdq_segments.py`)
 
 
 def _streamed_compare(run: RunState, state: CandidateState, names: set[str], diffs: dict):
