@@ -125,12 +125,15 @@ def test_bisect_generate_names_the_flipped_step_and_the_cure(tmp_path):
     prompt = tmp_path / "prompt.npz"
     np.savez(prompt, input_ids=PROMPT)
     res = cpdebug("bisect", "--onnx", LLM / "qwen3_massive/fp32/model.onnx", "-b",
-                  f"ort,ort@{LLM / 'qwen3_massive/int4'}", "--inputs", prompt, "--generate", N)
+                  f"ort,ort@{LLM / 'qwen3_massive/int4'}", "--inputs", prompt, "--generate", N,
+                  "--json", tmp_path / "r.json")
     # the flipped step's logits (lm_head's output) beyond int4w-a8's budget (the weights' own rounding), its own error
-    # 3× the other segments' median (the MLP's twin projections mapped too): a local fault there
+    # 3× the other segments' median (the MLP's twin projections mapped too): a local fault there (read from the
+    # report: the summary box wraps its lines where their words fall, by the paths' lengths)
     assert res.returncode == 1, res.stderr
     said = res.stdout + res.stderr
-    assert "root cause: logits" in said and "local fault at logits" in " ".join(res.stdout.split())
+    why = next(iter(json.loads((tmp_path / "r.json").read_text())["outcome_reasons"].values()))
+    assert "root cause: logits" in said and "local fault at logits" in why, why
     assert "greedy step 7: token 23 → 225" in said
     assert "accuracy_level=1 on /lm_head/MatMul_Q4 alone gives the reference's tokens back" in said
     assert "nodes_to_exclude=/lm_head/MatMul" in said
@@ -216,10 +219,10 @@ def test_the_flipped_steps_forward_at_the_files_precision(tmp_path, rel, code):
     prefix = tmp_path / "prefix.npz"
     np.savez(prefix, input_ids=np.array([ANSWERS["prompt"] + ANSWERS["models"]["qwen3_massive"]["torch_tokens"][:7]]))
     res = cpdebug("bisect", "--onnx", LLM / "qwen3_massive/fp32/model.onnx", "-b", f"ort,ort@{LLM / rel}",
-                  "--inputs", prefix)
+                  "--inputs", prefix, "--json", tmp_path / "r.json")
     assert res.returncode == code, res.stdout + res.stderr
-    said = " ".join(res.stdout.split())
-    assert ("local fault at logits" in said) if code else ("within precision" in said and "int4w's" in said)
+    why = next(iter(json.loads((tmp_path / "r.json").read_text())["outcome_reasons"].values()))
+    assert ("local fault at logits" in why) if code else ("int4w's" in why), why
 
 
 @pytest.mark.slow
