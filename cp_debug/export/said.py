@@ -54,8 +54,8 @@ class Said:
             self._caught = self._cw.__enter__()
         # the TorchScript exporter's C++ writes to fd 1 too: the IR graph of a failed export, 155 lines of it for
         # PESTO's complex CQT, on the terminal before "ONNX export failed"; said on fd 2 with the rest of its text
-        self._fd1 = _capture_fd2(1)
-        self._fd2 = _capture_fd2()
+        self._fd1 = _capture_fd(1)
+        self._fd2 = _capture_fd()
         return self
 
     @property
@@ -65,8 +65,8 @@ class Said:
 
     def __exit__(self, *exc) -> bool:
         try:
-            self.stderr = _release_fd2(self._fd2)
-            self.stderr += _release_fd2(self._fd1, 1)
+            self.stderr = _release_fd(self._fd2)
+            self.stderr += _release_fd(self._fd1, 1)
         finally:
             if not self.fd2_only:
                 self._cw.__exit__(*exc)
@@ -125,7 +125,7 @@ class _Keep(logging.Handler):
         return False
 
 
-def _capture_fd2(fd: int = 2) -> tuple[int, object] | None:
+def _capture_fd(fd: int = 2) -> tuple[int, object] | None:
     """File descriptor `fd` pointed at a temporary file (fd 2 only where it is no terminal); None where it cannot be."""
     try:
         if fd == 2 and os.isatty(2):
@@ -140,7 +140,7 @@ def _capture_fd2(fd: int = 2) -> tuple[int, object] | None:
     return saved, tmp
 
 
-def _release_fd2(held: tuple[int, object] | None, fd: int = 2) -> str:
+def _release_fd(held: tuple[int, object] | None, fd: int = 2) -> str:
     if held is None:
         return ""
     saved, tmp = held

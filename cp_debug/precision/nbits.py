@@ -73,7 +73,6 @@ def dq_parts(node, inits: dict, dtype=None):
     """(x, zero point, scale) of a DequantizeLinear of initializers (`inits`: name → TensorProto), each of x's shape
     in `dtype` (float32 by default; float64 keeps an int32 bias's levels past 2^24 exact) — per tensor, per axis or
     per block, with the file's own numbers; or None."""
-
     names = list(node.input) + [""] * 3
     if names[0] not in inits or names[1] not in inits:
         return None

@@ -90,6 +90,7 @@ def test_both_doors_cut_one_segment_and_a_flush_is_the_error_of_the_conv_that_re
     from cp_debug.precision.int8 import quantize_int8
     from cp_debug.probes.naming import ProbeMap
     from cp_debug.probes.qdq_pairs import dequantized
+    from tests.precision.qdq_graph import QdqGraph
 
     torch.manual_seed(0)
     conv = torch.nn.Conv2d
@@ -107,14 +108,7 @@ def test_both_doors_cut_one_segment_and_a_flush_is_the_error_of_the_conv_that_re
     q = onnx.shape_inference.infer_shapes(quantize_int8(model, [{"x": f} for f in frames]).model)
     relu = next(n.output[0] for n in model.graph.node if n.op_type == "Relu")
 
-    class Graph:  # what `qdq_pairs` reads of a graph: its nodes' consumers
-        def __init__(self, m):
-            self.model, self.consumers = m, {}
-            for j, n in enumerate(m.graph.node):
-                for k, t in enumerate(n.input):
-                    self.consumers.setdefault(t, []).append((j, k))
-
-    g = Graph(q)
+    g = QdqGraph(q)
     assert dequantized(g, relu) != relu  # the file reads the ReLU after its pair
     built = ProbeMap({"relu": relu}, {"relu": "Relu"})
     theirs = ProbeMap({"relu": dequantized(g, relu)}, {"relu": "Relu"})

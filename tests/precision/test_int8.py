@@ -82,6 +82,7 @@ def test_a_tensor_several_nodes_read_is_read_as_it_is_as_a_file_of_it():
     of its own (TensorRT's dedicated pairs), holds no one dequantized value; it was read after the first pair. Its
     amax is still its pairs' (issue 115, item 5)."""
     from cp_debug.probes.qdq_pairs import dequantized
+    from tests.precision.qdq_graph import QdqGraph
 
     class Skip(torch.nn.Module):
         def __init__(self):
@@ -103,14 +104,7 @@ def test_a_tensor_several_nodes_read_is_read_as_it_is_as_a_file_of_it():
     relu = next(n.output[0] for n in model.graph.node if n.op_type == "Relu")
     conv_a = next(n.output[0] for n in model.graph.node if n.op_type == "Conv")
 
-    class Graph:  # what `qdq_pairs` reads of a graph: its nodes' consumers
-        def __init__(self, m):
-            self.model, self.consumers = m, {}
-            for j, n in enumerate(m.graph.node):
-                for k, t in enumerate(n.input):
-                    self.consumers.setdefault(t, []).append((j, k))
-
-    g = Graph(q.model)
+    g = QdqGraph(q.model)
     pairs = [n for n in q.model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == relu]
     assert len(pairs) == 2, pairs  # one pair for each conv
     assert q.tensor_map[relu] == relu == dequantized(g, relu)

@@ -65,15 +65,22 @@ def _asymmetric(model) -> set[str]:
 
     consts = constant_tensors(model.graph)
     off: set[str] = set()
-    readers: dict[str, list] = {}
-    for n in model.graph.node:
-        for t in n.input:
-            readers.setdefault(t, []).append(n)
+    readers = _wired(model.graph)[1]
     for q in model.graph.node:
         if q.op_type == "QuantizeLinear" and q.input and not _centred(consts, q):
             off.add(q.input[0])
             off.update(d.output[0] for d in readers.get(q.output[0], []) if d.op_type == "DequantizeLinear")
     return off
+
+
+def _wired(g) -> tuple[dict, dict[str, list]]:
+    """`g`'s nodes by tensor (`graph.model.wiring`): the node writing each, and the nodes reading each, a node once
+    however many of its inputs read it."""
+    from cp_debug.graph.model import wiring
+
+    producer, consumers = wiring(g.node)
+    return ({t: g.node[i] for t, i in producer.items()},
+            {t: [g.node[i] for i in dict.fromkeys(ix)] for t, ix in consumers.items()})
 
 
 def _centred(consts: dict, q) -> bool:
@@ -121,11 +128,7 @@ def before_pairs(model, known: dict[str, str], pm, outputs) -> tuple[dict[str, s
     from cp_debug.graph.model import constant_tensors
 
     g = model.graph
-    writer = {t: n for n in g.node for t in n.output if t}
-    readers: dict[str, list] = {}
-    for n in g.node:
-        for t in set(n.input):
-            readers.setdefault(t, []).append(n)
+    writer, readers = _wired(g)
     ends = {o.name for o in g.output}
     consts = constant_tensors(g)
 
