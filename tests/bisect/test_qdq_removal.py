@@ -64,3 +64,48 @@ def test_a_clip_the_quantizer_folded_is_read_through_again(tmp_path):
     every = [n.name for n in file.graph.node if n.op_type not in ("QuantizeLinear", "DequantizeLinear", "Constant")]
     got = run(without_qdq(file, every, model))
     assert np.abs(got - ref).max() < 1e-4 * np.abs(ref).max(), np.abs(got - ref).max()
+
+
+def test_a_folded_activation_read_by_two_nodes_left_out_is_unfolded_once(tmp_path):
+    """A Relu the quantizer folded into the pair before two readers (YOLOv8's anchor `Add`s, each read by a `Sub` and
+    an `Add` of its box decoding, in nudenet's `quantize_static` file): both left out read one Relu again. Before,
+    each reader made its own node of the same name: the graph was not valid ("Nodes in a graph must be topologically
+    sorted"), and every intervention that left both out (a set, a half of the graph) was not run."""
+    import onnxruntime as ort
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+
+    from cp_debug.bisect.cures.qdq_removal import without_qdq
+
+    rng = np.random.default_rng(0)
+    ws = [numpy_helper.from_array(rng.standard_normal(s).astype(np.float32), n)
+          for n, s in (("w0", (4, 3, 3, 3)), ("wa", (4, 4, 3, 3)), ("wb", (4, 4, 3, 3)))]
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("Conv", ["r", "wa"], ["a"], name="conv_a", pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["r", "wb"], ["b"], name="conv_b", pads=[1, 1, 1, 1]),
+             helper.make_node("Add", ["a", "b"], ["y"], name="add")]
+    model = helper.make_model(helper.make_graph(
+        nodes, "two_readers", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], ws),
+        opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, tmp_path / "fp32.onnx")
+    frames = [{"x": rng.standard_normal((1, 3, 8, 8)).astype(np.float32)} for _ in range(4)]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(frames)
+
+        def get_next(self):
+            return next(self.it, None)
+
+    quantize_static(str(tmp_path / "fp32.onnx"), str(tmp_path / "int8.onnx"), Reader(), quant_format=QuantFormat.QDQ)
+    file = onnx.load(tmp_path / "int8.onnx")
+    assert "Relu" not in {n.op_type for n in file.graph.node}  # folded into the uint8 pair's range
+
+    out = without_qdq(file, ["conv_a", "conv_b"], model)
+    onnx.checker.check_model(out, full_check=True)
+    assert sum(n.op_type == "Relu" for n in out.graph.node) == 1
+    sess = ort.InferenceSession(out.SerializeToString(), providers=["CPUExecutionProvider"])
+    fp32 = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    got, ref = sess.run(None, frames[0])[0], fp32.run(None, frames[0])[0]
+    assert np.abs(got - ref).max() < 0.1 * np.abs(ref).max()  # the first conv's input and weights still INT8

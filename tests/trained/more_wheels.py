@@ -181,4 +181,12 @@ def faces_metric(outputs, reference, label=None) -> float:
     return float(np.mean((np.asarray(outputs["prob"])[:, 1] >= 0.7) == (np.asarray(reference["prob"])[:, 1] >= 0.7)))
 
 
-METRICS = {"basic-pitch": "notes_metric", "mtcnn-pnet": "proposals_metric", "mtcnn-onet": "faces_metric"}
+def boxes_metric(outputs, reference, label=None) -> float:
+    """nudenet: its boxes after its own post-processing (score ≥ 0.2, NMS), the candidate's against the reference's."""
+    from tests.trained.corpus import NudeNet
+
+    return _jaccard(NudeNet.boxes(outputs["output0"]), NudeNet.boxes(reference["output0"]))
+
+
+METRICS = {"nudenet": "boxes_metric", "basic-pitch": "notes_metric", "mtcnn-pnet": "proposals_metric",
+           "mtcnn-onet": "faces_metric"}

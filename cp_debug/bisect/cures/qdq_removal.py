@@ -35,6 +35,7 @@ def without_qdq(model, nodes: list[str], reference=None):
     folded = {n.output[0]: n for n in ref_nodes.values() if n.op_type in FOLDED
               and all(x in inits for x in n.input[1:] if x)}
     graph = import_graph(model)
+    made: dict = {}  # a tensor read through its folded activation once, whichever of its readers are left out
     for node in (n for n in graph.nodes if n.name in nodes):
         for k, x in enumerate(node.inputs):
             dq = x.inputs[0] if len(x.inputs) == 1 else None
@@ -43,7 +44,9 @@ def without_qdq(model, nodes: list[str], reference=None):
             src = dq.inputs[0]
             q = src.inputs[0] if len(src.inputs) == 1 else None
             if q is not None and q.op == "QuantizeLinear":
-                node.inputs[k] = _unfolded(graph, q, folded, inits)
+                name = q.inputs[0].name
+                node.inputs[k] = made[name] if name in made else made.setdefault(name, _unfolded(graph, q, folded,
+                                                                                                   inits))
                 continue
             if not isinstance(src, gs.Constant) or not isinstance(dq.inputs[1], gs.Constant):
                 continue
