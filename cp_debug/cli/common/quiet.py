@@ -29,6 +29,7 @@ from cp_debug.errors import plain
 _STAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)? ")  # ORT's log line prefix
 _QUOTED = re.compile(r"'[^']*'")
 _HEX = re.compile(r"\b0x[0-9a-fA-F]+\b")
+_ID = re.compile(r"\bid: \d+")  # a Python object's id (onnx-graphsurgeon's "[id: 1398…] Variable (name)")
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ class ThirdParty:
         message = plain(message).strip()  # no terminal escapes in the report (or in rich's output of it)
         if not message:
             return
-        key = (source, _QUOTED.sub("'…'", _HEX.sub("0x…", message)))
+        key = (source, _QUOTED.sub("'…'", _ID.sub("id: …", _HEX.sub("0x…", message))))
         if key in self._seen:
             self._seen[key][1] += 1
         else:
