@@ -38,3 +38,33 @@ def test_the_healthy_twin_stays_within_precision(tmp_path):
     converted = [onnx.load(f, load_external_data=False) for f in (tmp_path / "cache" / "fp16").glob("*.onnx")]
     assert converted and all(len(m.graph.output) > 1 for m in converted), [
         [o.name for o in m.graph.output] for m in converted]
+
+
+def test_the_flags_of_a_tensor_of_dynamic_shape_show_inf_and_zeros_in_one_pass():
+    """A float32 tensor the sketch cannot take (its shape dynamic: CenterPoint's voxels) is flagged by one
+    `ReduceL1` (an infinity or NaN: not finite; all zeros: 0), a float16 one still by its two flags (its sum of |t|
+    would overflow float16): the screen's run of the demo's voxel encoder cost 2.9× the stage's own with the
+    `Sub` and `Abs` each writing a tensor of its size."""
+    import numpy as np
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from cp_debug.bisect.stages.screen import screen_model
+
+    nodes = [helper.make_node("Mul", ["x", "k"], ["big"], name="scale"),
+             helper.make_node("Cast", ["big"], ["half"], name="to_half", to=TensorProto.FLOAT16),
+             helper.make_node("Cast", ["half"], ["back"], name="to_float", to=TensorProto.FLOAT),
+             helper.make_node("Relu", ["back"], ["y"], name="relu")]
+    graph = helper.make_graph(nodes, "flags", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])],
+                              [helper.make_tensor("k", TensorProto.FLOAT, [], [1e5])])
+    screened, _ = screen_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    ops = [n.op_type for n in screened.graph.node]
+    assert ops.count("ReduceL1") == 3 and ops.count("Sub") == 1, ops  # big, back, y; half by Sub and Abs
+    sess = ort.InferenceSession(screened.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in screened.graph.output]
+    got = dict(zip(names, sess.run(None, {"x": np.array([[1, 0, 0, 0], [-2, 0, 3, 0]], np.float32)})))
+    assert np.isfinite(got["big::abs_sum"]) and not np.isfinite(got["back::abs_sum"])  # 3e5 past float16: inf
+    assert np.isnan(got["half::nonfinite"]) and got["y::abs_sum"] == np.inf
+    zero = dict(zip(names, sess.run(None, {"x": np.zeros((5, 4), np.float32)})))
+    assert zero["big::abs_sum"] == 0 and zero["half::abs_sum"] == 0 and zero["half::nonfinite"] == 0
