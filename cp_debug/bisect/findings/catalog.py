@@ -128,7 +128,7 @@ class RangeLoss:
         moved = range_root_cause(seg.run, seg.state, list(seg.results), seg.first_divergent, seg.root)
         if moved is None:
             return None
-        return Finding(self.fault, self.role, moved[0], moved[1])
+        return Finding(self.fault, self.role, moved[0], moved[1], ladder=moved[2])
 
 
 @dataclass(frozen=True)
