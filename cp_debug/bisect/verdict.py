@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import time
 
-
 from cp_debug.bisect.cures.advice import exclusion
 from cp_debug.bisect.findings import catalog, decision_cause, owner_cause
 from cp_debug.bisect.findings.contract import Candidate, Role, Segment
@@ -43,9 +42,10 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
     (`findings/catalog.py`, in the list's order): a *where* finding places the root cause (a decision's words stand
     for the layer's hint; a range's go first), the *why* findings explain the root cause's segment — the root probe
     moved to the module whose own code holds the op its reason names (`owner_cause.py`, measured through `measure`
-    where it was no probe) —, the *run* findings read the run as a whole; the outcome the worst of the noise model's
-    and what a finding decides (a decision's: the causes beside it, `decision_cause.py`); the time since `started`
-    added to the candidate's seconds."""
+    where it was no probe) —, its hint written once the intervention settled there (`root_hint.Made.text`: the INT8
+    advice as the outputs decided it, `cures/advice.exclusion`), the *run* findings read the run as a whole; the
+    outcome the worst of the noise model's and what a finding decides (a decision's: the causes beside it,
+    `decision_cause.py`); the time since `started` added to the candidate's seconds."""
     all_probes = [run.probes[n] for n in state.results]
     results = ordered(state, all_probes)
     seg = Segment(Candidate(run, state), tuple(results), fd, rc)
