@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from cp_debug.bisect.findings.hints import HintContext, Int8Range, hint_for, int8_range
@@ -42,3 +44,24 @@ def test_a_users_file_is_advised_in_its_own_terms():
         theirs = hint_for(ProbeResult("conv", d.status, d), HintContext("int8", int8_range=r, file_exclude=terms))
         assert said in theirs and "--exclude-int8" in built_in, built_in
         assert "--exclude-int8" not in theirs and terms in theirs, theirs
+
+
+def test_the_int8_advice_is_written_as_the_outputs_decided_it():
+    """The probe's own INT8 advice is decided at the outputs before its words are made (`cures/advice.exclusion`): a
+    typed `Exclusion` the hint renders — offered where verified, its run's figures where not the cure, "not offered"
+    where not run there —; a story's cure ladder stands for the reading and its advice (`ladder`)."""
+    from cp_debug.bisect.findings.hints import Exclusion, reads_lost
+
+    x = np.concatenate([np.full(99, 1e-3), [100.0]]).astype(np.float32)  # 99 % round to zero at ±100
+    d = TensorDiff.from_arrays("conv", x, x * 1.5, default_tolerance("int8"))
+    r, ctx = ProbeResult("conv", d.status, d), HintContext("int8", int8_range=int8_range(x, amax=100.0))
+    offered = "exclude this layer from INT8 (--exclude-int8) or clip the outliers"
+    ran = Exclusion(False, ("conv",), "conv (1 node(s) left out of INT8)", "worst output 3× → 1.2× its budget", True)
+    verified = Exclusion(True, ("conv",))
+    said = {e: hint_for(r, replace(ctx, exclusion=e)) for e in (None, verified, ran, Exclusion(False))}
+    assert offered in said[None] and said[None] == said[verified], said
+    assert said[ran].endswith("; conv (1 node(s) left out of INT8) tried at the outputs: worst output 3× → 1.2× its "
+                              "budget — nearer, not the cure") and offered not in said[ran], said[ran]
+    assert said[Exclusion(False)].endswith("; not offered: its exclusion was not run at the outputs"), said
+    assert reads_lost(ctx) and "INT8 resolution lost: 99%" in said[None]
+    assert hint_for(r, replace(ctx, ladder=True)) is None  # the story's ladder says it

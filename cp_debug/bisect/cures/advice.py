@@ -12,22 +12,23 @@ number and not offered (a float16 cancellation `(x + 2000) − 2000`: keeping th
 outputs stay at 2.2× — the Add that makes the large term is needed too, the keep set the intervention verified). The
 outputs' figures say which check fails where the RMS ratio alone reads as back (`restore.OutputError.figures`).
 
-A probe's own INT8 reading advises leaving the layer out of INT8 (`hints._int8_parts`), written before the
-intervention settles at the root (`intervention.settle` may restore it there); `held_to_outputs` reads what the
-intervention found: advice the outputs confirm stands; advice tried there and not enough is said with its number,
-never offered (MobileNetV2's depthwise channel ×1000 in INT8: the conv left out of INT8 leaves the outputs at 1.22×
-their budget, worse than its 1.07×).
+A probe's own INT8 reading advises leaving the layer out of INT8 (`hints._int8_parts`). `exclusion` decides that
+advice from what the intervention found once it settled at the root (`intervention.settle` may restore it there),
+before the hint's words are written: a typed `hints.Exclusion` the hint renders, no reading of its words. Advice the
+outputs confirm stands; advice tried there and not enough is said with its number, never offered (MobileNetV2's
+depthwise channel ×1000 in INT8: the conv left out of INT8 leaves the outputs at 1.22× their budget, worse than its
+1.07×); advice not run there is not offered.
 """
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 from cp_debug.bisect.cures.restore import AtOutputs
 
 if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.bisect.cures.restore import OutputError
+    from cp_debug.bisect.findings.hints import Exclusion
     from cp_debug.bisect.findings.intervention import Intervention
     from cp_debug.bisect.run_state import CandidateState, RunState
 
@@ -62,31 +63,23 @@ def keep_held(state: "CandidateState", keep: tuple[str, ...], err: "OutputError 
     return AtOutputs(found.before, next((a for a in runs if a.back), runs[-1]))
 
 
-def held_to_outputs(hint: str | None, found: "Intervention | None", root: str | None) -> str | None:
-    """`hint` with the probe's own unverified INT8 advice held to what the intervention `found` at the outputs
-    (module docstring); `hint` as it is where nothing was run there."""
-    if not hint or found is None or root is None:
-        return hint
-    return _exclusion(hint, found, root)
-
-
-def _exclusion(hint: str, found: "Intervention", root: str) -> str:
-    """The probe's own INT8 advice: kept where the outputs confirm its restoration, else replaced by what its
-    restoration did there (tried and not enough, with the number), or dropped where it was not tried."""
+def exclusion(found: "Intervention | None", root: str | None) -> "Exclusion | None":
+    """The probe's own INT8 advice for `root` as the intervention `found` judged it at the outputs, decided before
+    the hint's words are made (module docstring): verified where its restoration brought them back, else the best
+    run's figures, or not run there; None where nothing was run at the outputs (the advice as written)."""
     from cp_debug.bisect.cures.restore import EXCLUDE
-    from cp_debug.bisect.findings.hints import EXCLUDE_ADVICE
+    from cp_debug.bisect.findings.hints import Exclusion
 
-    advice = re.search(EXCLUDE_ADVICE, hint)
-    if advice is None:
-        return hint
+    if found is None or root is None:
+        return None
     mine = [t for t in found.tried if len(t.restored) == 1 and t.restored[0].probe == root
             and t.restored[0].how == EXCLUDE and not (t.restored[0].alone or t.restored[0].source)]
-    if any(t.after.back for t in mine):
-        return hint  # verified at the outputs: the confirmation says so
+    cure = next((t for t in mine if t.after.back), None)
+    if cure is not None:  # verified at the outputs: the confirmation says so
+        return Exclusion(True, tuple(cure.restored[0].nodes), cure.restored[0].words(),
+                         AtOutputs(found.before, cure.after).figures())
     if not mine:
-        said = "not offered: its exclusion was not run at the outputs"
-    else:
-        best = min(mine, key=lambda t: t.after.ratio)
-        said = f"{best.restored[0].words()} tried at the outputs: {AtOutputs(found.before, best.after).figures()}" + (
-            " — nearer, not the cure" if best.after.ratio < found.before.ratio else " — no better: not offered")
-    return hint[:advice.start()] + said + hint[advice.end():]
+        return Exclusion(False)
+    best = min(mine, key=lambda t: t.after.ratio)
+    return Exclusion(False, tuple(best.restored[0].nodes), best.restored[0].words(),
+                     AtOutputs(found.before, best.after).figures(), best.after.ratio < found.before.ratio)

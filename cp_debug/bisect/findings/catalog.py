@@ -128,7 +128,7 @@ class RangeLoss:
         moved = range_root_cause(seg.run, seg.state, list(seg.results), seg.first_divergent, seg.root)
         if moved is None:
             return None
-        return Finding(self.fault, self.role, moved[0], moved[1])
+        return Finding(self.fault, self.role, moved[0], moved[1], ladder=moved[2])
 
 
 @dataclass(frozen=True)
@@ -150,8 +150,8 @@ class QdqFlushBefore:
         if seg.root is None:
             return None
         found = qdq_flush(seg.run, seg.state, seg.results, seg.first_divergent, seg.root)
-        if found is None or (found.cured is not None and not found.cured < found.before):
-            return None  # its removal leaves the outputs no better: no cure offered, no root placed
+        if found is None or (found.cured is not None and not found.cured < found.before and not found.front_back):
+            return None  # its removal (or the front end's) leaves the outputs no better: no cure, no root placed
         back = bool(found.back or found.front_back)
         within = min(x for x in (found.cured, found.front_cured, float("inf")) if x is not None) < 1
         tried = seg.state.intervention

