@@ -176,9 +176,16 @@ def budget(precision: str, amax: float | None = None, ref_rms: float | None = No
     return max(growth(precision) * u, FLOOR_FACTOR * floor if math.isfinite(floor) else 0.0)
 
 
-def own_roundings(own: float, precision: str, unit=None) -> bool:
-    """A segment's own rel. RMS error `own` is its weight-only roundings' (≤ `WEIGHT_ONLY_OWN` units; "Depth")."""
-    return math.isfinite(own) and own <= WEIGHT_ONLY_OWN * unit_roundoff(precision, unit=unit)
+def own_roundings(own: float, precision: str, unit=None, matmuls: int = 1) -> bool:
+    """A segment's own rel. RMS error `own` is its weight-only roundings' (≤ `own_units(matmuls)`; "Depth")."""
+    return math.isfinite(own) and own <= own_units(matmuls) * unit_roundoff(precision, unit=unit)
+
+
+def own_units(matmuls: int = 1) -> float:
+    """The units of its weights' rounding a weight-only segment's own error may reach: `WEIGHT_ONLY_OWN` for one
+    matmul; for the n it holds with no probe between, their roundings in quadrature (√n units) and the one unit of
+    slack a single matmul has (its own error 0.8-1.15 units against 2): √n + 1 (`compare/weight_only.py`, measured)."""
+    return math.sqrt(max(1, matmuls)) + WEIGHT_ONLY_OWN - 1.0
 
 
 def growth(precision: str) -> float:

@@ -30,23 +30,26 @@ def weight_only(precision: str | None) -> bool:
     return precision in noise.WEIGHT_ONLY_UNIT
 
 
-def own_judgement(lj: noise.Judgement, loc: TensorDiff, precision: str, unit=None) -> noise.Judgement:
+def own_judgement(lj: noise.Judgement, loc: TensorDiff, precision: str, unit=None,
+                  matmuls: int = 1) -> noise.Judgement:
     """The local judgement `lj` (made against the probe's budget) against what the segment's own roundings explain:
-    `WEIGHT_ONLY_OWN` units, where the reference's own noise does not set a larger budget; any other precision's as
-    it is."""
+    `noise.own_units` of the `matmuls` it holds (`WEIGHT_ONLY_OWN` for one), where the reference's own noise does not
+    set a larger budget; any other precision's as it is."""
     if not weight_only(precision) or not math.isfinite(lj.expected_rel_rmse):
         return lj
     u = noise.unit_roundoff(precision, unit=unit)
     if lj.expected_rel_rmse > noise.WEIGHT_ONLY_GROWTH * u * (1 + 1e-9):  # the reference's own noise sets it
         return lj
-    exp = noise.WEIGHT_ONLY_OWN * u
+    units = noise.own_units(matmuls)
+    exp = units * u
     if lj.outcome is noise.Outcome.DIVERGED:
         return replace(lj, expected_rel_rmse=exp)
     err = loc.rel_rmse if math.isfinite(loc.rel_rmse) else math.inf
     ratio = err / exp if exp > 0 else math.inf
     outcome = noise.Outcome.WITHIN_PRECISION if ratio <= 1 else noise.Outcome.DEGRADED
     return noise.Judgement(outcome, exp, ratio, f"its segment's own rel. RMS error {ratio:.3g}× what {precision}'s "
-                           f"own roundings explain ({noise.WEIGHT_ONLY_OWN:g} units of {u:.3g})")
+                           f"own roundings explain ({units:.3g} units of {u:.3g}"
+                           + (f", its {matmuls} matmuls'" if matmuls > 1 else "") + ")")
 
 
 def beyond_own(j: noise.Judgement, lj: noise.Judgement | None, precision: str) -> noise.Judgement:

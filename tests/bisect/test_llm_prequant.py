@@ -193,4 +193,6 @@ def test_bisect_of_a_gptq_act_order_file(tmp_path):
     assert "greedy step 7: token 23 → 225" in said
     assert "accuracy_level=1 on /lm_head/MatMul_Q4 alone gives the reference's tokens back" in said
     stage = next(iter(next(iter(json.loads(out.read_text())["settings"]["deployed"].values())).values()))
-    assert len(stage["mapped"]) == 45 and not stage["unmapped"], stage["unmapped"]
+    assert not stage["unmapped"], stage["unmapped"]
+    assert stage["mapped"]["/model/layers.1/attn/qkv_proj/Split/output_2"]["tensor"] == \
+        "/model/layers.1/attn/v_proj/MatMulNBits/output_0"

@@ -114,7 +114,7 @@ def judged(run: RunState, s: CandidateState, name: str, d: TensorDiff, loc: Tens
     from cp_debug.compare.weight_only import beyond_own, own_judgement
 
     lj = run.judge(s, name, loc) if loc is not None else None
-    lj = own_judgement(lj, loc, s.judged_at, s.judged_unit) if lj is not None else None
+    lj = own_judgement(lj, loc, s.judged_at, s.judged_unit, s.own_matmuls.get(name, 1)) if lj is not None else None
     j = beyond_own(run.judge(s, name, d), lj, s.judged_at)
     status = d.status
     if run.opts.tolerance_mode == "model":
@@ -174,7 +174,7 @@ def depth_carry(run: RunState, s: CandidateState, name: str, upstream) -> None:
             or not math.isfinite(r.diff.rel_rmse)):
         return
     own = r.local.rel_rmse if r.local is not None else math.inf
-    if weight_only and not noise.own_roundings(own, s.judged_at, s.judged_unit):
+    if weight_only and not noise.own_roundings(own, s.judged_at, s.judged_unit, s.own_matmuls.get(name, 1)):
         return
     ins = [s.results[u] for u in upstream if u in s.results and s.results[u].diff is not None
            and s.results[u].judgement is not None and math.isfinite(s.results[u].diff.rel_rmse)
