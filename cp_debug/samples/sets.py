@@ -240,12 +240,14 @@ def _prompt(given: Mapping, graph: GraphInputs, option: str) -> dict:
     lacks the ids or gives an input the file does not take."""
     from cp_debug.bisect.subjects.decoder_feed import IDS
 
+    positional = {f"input{i}": n for i, n in enumerate(graph.names)}  # input0, input1, … as match_inputs takes them
+    given = {k if k in graph.names else positional.get(k, k): v for k, v in given.items()}
     unknown = [k for k in given if k not in graph.names]
     if IDS not in given or unknown:
         why = f"lacks {IDS}" if IDS not in given else f"has an unknown input {unknown[0]!r}"
         raise BadInputError(f"{option} {why}: {graph.what} is a decoder taking {IDS} (the prompt's token ids; the "
                             f"attention mask, positions and empty cache are made), or any of {', '.join(graph.names)}")
-    return dict(given)
+    return given
 
 
 # -- a set read one sample at a time (sweep, eval) -----------------------------------------------------------------

@@ -51,6 +51,10 @@ def test_a_decoder_files_samples_are_made_whole(tmp_path):
     np.savez(bad / "b.npz", input_ids=np.zeros((1, 4), np.int64), token_type_ids=np.zeros((1, 4), np.int64))
     problems = sample_set(bad, None, graph).problems()
     assert len(problems) == 2 and "lacks input_ids" in problems[0] and "'token_type_ids'" in problems[1]
+    np.savez(bad / "a.npz", input0=ids)  # by position, as any file's samples may name their inputs
+    np.savez(bad / "b.npz", input_ids=ids, input1=np.ones((1, 9), np.int64))
+    assert sample_set(bad, None, graph).problems() == []
+    assert np.array_equal(sample_set(bad, None, graph).read(0).feed["input_ids"], ids)
 
 
 @pytest.mark.long
