@@ -45,7 +45,7 @@ within its own budget, its input within its budget and the gain ≤ `DOMINANCE`.
 never carried; INT8 is not carried in turn (`int8_carry`). A weight-only format (int4w, int8w, "-a8") is carried
 alike: its unit is a matmul's own weight rounding, and those of matmuls in series add up in quadrature (Gemma 2's
 post-branch norms hand the next layer a branch's whole error, undiluted: 3.6 units at layer 1's MLP after 8 matmuls
-of 0.8-1.1 units each), where its own error is its roundings' (≤ `WEIGHT_ONLY_OWN`; a massive channel's INT8 block 2.8).
+of 0.8-1.1 units each), where its own error is its roundings' (≤ `own_units`; a massive channel's INT8 block 2.8).
 JSON: `expected_rel_rmse`, `carried_from`, `carried_reason`. Measured (a healthy 32-layer Llama, degraded before,
 within after): docs/measurements.md, issue 108.
 

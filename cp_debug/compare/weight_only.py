@@ -4,12 +4,14 @@ A probe of a weight-only file (int4w, int8w, "-a8": `MatMulNBits`) is held to 3 
 (`noise.WEIGHT_ONLY_GROWTH`: the roundings of the matmuls before it, added up). Its segment's own error, the probe's
 computation fed the reference's inputs, holds the roundings of its own matmuls only: one matmul's is 1 unit (measured
 from the file's weights; the corpus's single-matmul segments reach 0.96-1.09 units, two in series √2), so the local
-error has a budget of its own, `noise.WEIGHT_ONLY_OWN` units (2). A segment beyond it is beyond anything its weights'
-rounding explains — an INT8 activation block whose massive channel rounds the other values to nothing brings 2.6-3.3
-units in lm_head alone (the corpus's Qwen3, Mistral and Phi-3 with a massive channel) — whether or not its probe's
-propagated error crosses the 3 units on this input: the probe is degraded, and, for a layer (no measured probe inside),
-a local fault where it also stands out from the run's other segments (`OWN_DOMINANCE`, 2: the massive channel's lm_head
-2.8-3.3× their median; `noise.DOMINANCE`'s 3 is for a budget estimated from a format's growth, not measured).
+error has a budget of its own, `noise.WEIGHT_ONLY_OWN` units (2) for one matmul, √n + 1 for the n MatMulNBits a segment
+holds with no probe between (`noise.own_units`, s10: healthy layers of 5-11 reach 2.2-3.0). A segment beyond it is
+beyond anything its weights' rounding explains — an INT8 activation block whose massive channel rounds the other values
+to nothing brings 2.6-3.3 units in lm_head alone (the corpus's Qwen3, Mistral and Phi-3 with a massive channel) —
+whether or not its probe's propagated error crosses the 3 units on this input: the probe is degraded, and, for a layer
+(no measured probe inside), a local fault where it also stands out from the run's other segments (`OWN_DOMINANCE`, 2:
+the massive channel's lm_head 2.8-3.3× their median; `noise.DOMINANCE`'s 3 is for a budget estimated from a format's
+growth, not measured).
 """
 
 from __future__ import annotations
