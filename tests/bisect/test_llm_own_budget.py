@@ -1,4 +1,4 @@
-"""A weight-only segment's own budget by the matmuls it holds (compare/noise.own_units), end to end: the builder's
+"""A weight-only segment's own budget by the matmuls it holds (compare/weight_only.own_units), end to end: the builder's
 files bisected at `--level block`, whose segments each hold a layer's MatMulNBits (3 to 11) with no probe between."""
 
 from __future__ import annotations
