@@ -48,6 +48,7 @@ def fused_views(a, b, pair: dict[int, int], ours: onnx.ModelProto, foreign: onnx
     if not parts and not joins:
         return FusedViews()
     out = FusedViews()
+    splits = _split_parts(a, b, joins) if joins else {}
     for t in wanted:
         found = _anchor_of(a, t)
         if found is None:
@@ -65,7 +66,7 @@ def fused_views(a, b, pair: dict[int, int], ours: onnx.ModelProto, foreign: onnx
             name = "::concat(" + ",".join(outs) + ")"
             out.tensors[t] = name
             out.views[name] = ("Concat", *outs)
-        elif i in joins and "Split" in ops and isinstance(got := follow(a, b, pair, t, _split_parts(a, b, joins)), str):
+        elif i in joins and "Split" in ops and isinstance(got := follow(a, b, pair, t, splits), str):
             out.tensors[t] = got  # past our fused output's Split (the builder's qkv_proj): the file's own parts
         elif i in joins and ops == {"GroupQueryAttention"} and (got := _packed_attention(a, b, joins[i], t)):
             out.tensors[t] = got
