@@ -45,7 +45,8 @@ within its own budget, its input within its budget and the gain ≤ `DOMINANCE`.
 never carried; INT8 is not carried in turn (`int8_carry`). A weight-only format (int4w, int8w, "-a8") is carried
 alike: its unit is a matmul's own weight rounding, and those of matmuls in series add up in quadrature (Gemma 2's
 post-branch norms hand the next layer a branch's whole error, undiluted: 3.6 units at layer 1's MLP after 8 matmuls
-of 0.8-1.1 units each), where its own error is its roundings' (≤ `WEIGHT_ONLY_OWN`; a massive channel's INT8 block 2.8).
+of 0.8-1.1 units each), where its own error is its roundings' (≤ `weight_only.own_units`; a massive channel's INT8
+block 2.8).
 JSON: `expected_rel_rmse`, `carried_from`, `carried_reason`. Measured (a healthy 32-layer Llama, degraded before,
 within after): docs/measurements.md, issue 108.
 
@@ -174,11 +175,6 @@ def budget(precision: str, amax: float | None = None, ref_rms: float | None = No
     """GROWTH · u: the rel. RMS error a healthy `precision` reaches at a probe; ≥ FLOOR_FACTOR × its noise `floor`."""
     u = unit_roundoff(precision, amax, ref_rms, unit)
     return max(growth(precision) * u, FLOOR_FACTOR * floor if math.isfinite(floor) else 0.0)
-
-
-def own_roundings(own: float, precision: str, unit=None) -> bool:
-    """A segment's own rel. RMS error `own` is its weight-only roundings' (≤ `WEIGHT_ONLY_OWN` units; "Depth")."""
-    return math.isfinite(own) and own <= WEIGHT_ONLY_OWN * unit_roundoff(precision, unit=unit)
 
 
 def growth(precision: str) -> float:

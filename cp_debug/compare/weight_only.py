@@ -4,12 +4,14 @@ A probe of a weight-only file (int4w, int8w, "-a8": `MatMulNBits`) is held to 3 
 (`noise.WEIGHT_ONLY_GROWTH`: the roundings of the matmuls before it, added up). Its segment's own error, the probe's
 computation fed the reference's inputs, holds the roundings of its own matmuls only: one matmul's is 1 unit (measured
 from the file's weights; the corpus's single-matmul segments reach 0.96-1.09 units, two in series √2), so the local
-error has a budget of its own, `noise.WEIGHT_ONLY_OWN` units (2). A segment beyond it is beyond anything its weights'
-rounding explains — an INT8 activation block whose massive channel rounds the other values to nothing brings 2.6-3.3
-units in lm_head alone (the corpus's Qwen3, Mistral and Phi-3 with a massive channel) — whether or not its probe's
-propagated error crosses the 3 units on this input: the probe is degraded, and, for a layer (no measured probe inside),
-a local fault where it also stands out from the run's other segments (`OWN_DOMINANCE`, 2: the massive channel's lm_head
-2.8-3.3× their median; `noise.DOMINANCE`'s 3 is for a budget estimated from a format's growth, not measured).
+error has a budget of its own, `noise.WEIGHT_ONLY_OWN` units (2) for one matmul, √n + 1 for the n MatMulNBits a segment
+holds with no probe between (`own_units`, s10: healthy layers of 5-11 reach 2.2-3.0). A segment beyond it is
+beyond anything its weights' rounding explains — an INT8 activation block whose massive channel rounds the other values
+to nothing brings 2.6-3.3 units in lm_head alone (the corpus's Qwen3, Mistral and Phi-3 with a massive channel) —
+whether or not its probe's propagated error crosses the 3 units on this input: the probe is degraded, and, for a layer
+(no measured probe inside), a local fault where it also stands out from the run's other segments (`OWN_DOMINANCE`, 2:
+the massive channel's lm_head 2.8-3.3× their median; `noise.DOMINANCE`'s 3 is for a budget estimated from a format's
+growth, not measured).
 """
 
 from __future__ import annotations
@@ -30,23 +32,38 @@ def weight_only(precision: str | None) -> bool:
     return precision in noise.WEIGHT_ONLY_UNIT
 
 
-def own_judgement(lj: noise.Judgement, loc: TensorDiff, precision: str, unit=None) -> noise.Judgement:
+def own_units(matmuls: int = 1) -> float:
+    """The units of its weights' rounding a weight-only segment's own error may reach: `noise.WEIGHT_ONLY_OWN` for
+    one matmul; for the n it holds with no probe between, their roundings in quadrature (√n units) and the one unit
+    of slack a single matmul has (its own error 0.8-1.15 units against 2): √n + 1 (measured: docs/llm.md, s10)."""
+    return math.sqrt(max(1, matmuls)) + noise.WEIGHT_ONLY_OWN - 1.0
+
+
+def own_roundings(own: float, precision: str, unit=None, matmuls: int = 1) -> bool:
+    """A segment's own rel. RMS error `own` is its weight-only roundings' (≤ `own_units(matmuls)`; noise's "Depth")."""
+    return math.isfinite(own) and own <= own_units(matmuls) * noise.unit_roundoff(precision, unit=unit)
+
+
+def own_judgement(lj: noise.Judgement, loc: TensorDiff, precision: str, unit=None,
+                  matmuls: int = 1) -> noise.Judgement:
     """The local judgement `lj` (made against the probe's budget) against what the segment's own roundings explain:
-    `WEIGHT_ONLY_OWN` units, where the reference's own noise does not set a larger budget; any other precision's as
-    it is."""
+    `own_units` of the `matmuls` it holds (`WEIGHT_ONLY_OWN` for one), where the reference's own noise does not
+    set a larger budget; any other precision's as it is."""
     if not weight_only(precision) or not math.isfinite(lj.expected_rel_rmse):
         return lj
     u = noise.unit_roundoff(precision, unit=unit)
     if lj.expected_rel_rmse > noise.WEIGHT_ONLY_GROWTH * u * (1 + 1e-9):  # the reference's own noise sets it
         return lj
-    exp = noise.WEIGHT_ONLY_OWN * u
+    units = own_units(matmuls)
+    exp = units * u
     if lj.outcome is noise.Outcome.DIVERGED:
         return replace(lj, expected_rel_rmse=exp)
     err = loc.rel_rmse if math.isfinite(loc.rel_rmse) else math.inf
     ratio = err / exp if exp > 0 else math.inf
     outcome = noise.Outcome.WITHIN_PRECISION if ratio <= 1 else noise.Outcome.DEGRADED
     return noise.Judgement(outcome, exp, ratio, f"its segment's own rel. RMS error {ratio:.3g}× what {precision}'s "
-                           f"own roundings explain ({noise.WEIGHT_ONLY_OWN:g} units of {u:.3g})")
+                           f"own roundings explain ({units:.3g} units of {u:.3g}"
+                           + (f", its {matmuls} matmuls'" if matmuls > 1 else "") + ")")
 
 
 def beyond_own(j: noise.Judgement, lj: noise.Judgement | None, precision: str) -> noise.Judgement:

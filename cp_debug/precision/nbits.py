@@ -107,12 +107,21 @@ def dq_arrays(x, scale, zp, axis: int = 1, block: int = 0, dtype=None):
 
 
 def dequantize(node, inits: dict, step: int = 1) -> "np.ndarray | None":
-    """The float weight [K, N] a MatMulNBits node stands for (its packed B, scales and zero points dequantized);
-    None where a part is not an initializer or the layout is not the one ONNX Runtime documents. `step` > 1: its
-    every step-th row only (`w[::step]`, the same values: each element is (q − zp) · scale alone), read from the
-    packed bytes of those rows (a 0.5 B model's twin projections: 48 whole weights were dequantized to sample them)."""
+    """The float weight [K, N] a MatMulNBits node stands for (its packed B, scales and zero points dequantized; with
+    a `g_idx`, GPTQ's act-order, element k of B's K order takes group g_idx[k]'s scale and zero point, as ONNX
+    Runtime computes it); None where a part is not an initializer or the layout is not the one ONNX Runtime
+    documents. `step` > 1: its every step-th row only (`w[::step]`, the same values: each element is (q − zp) ·
+    scale alone), read from the packed bytes of those rows (a 0.5 B model's twin projections: 48 whole weights were
+    dequantized to sample them)."""
+    import numpy as np
+
     if step > 1:
         return _rows(node, inits, step)
+    g = g_idx(node, inits)
+    parts = _levels(node, inits) if g is not None else None
+    if parts is not None:  # act-order: element k reads its group g[k]'s scale and zero point
+        q, scale, zp = parts
+        return ((q - (zp[:, g] if np.ndim(zp) else zp)) * scale[:, g]).T
     w = _blocks(node, inits)
     if w is None:
         return None
@@ -130,13 +139,15 @@ def _rows(node, inits: dict, step: int) -> "np.ndarray | None":
     packed, scale, zp, k, _, bits, block = parts
     kk = np.arange(0, k, step)
     blk, pos = kk // block, kk % block
+    g = g_idx(node, inits)
+    grp = blk if g is None else g[kk]  # the group whose scale the row takes (act-order: g_idx's)
     if bits == 8:
         q = packed[:, blk, pos]
     else:  # the low nibble first (`_unpack`)
         byte = packed[:, blk, pos // 2]
         q = np.where(pos % 2 == 0, byte & 0x0F, byte >> 4)
-    q = q.astype(np.float32) - (zp[:, blk] if np.ndim(zp) else zp)
-    return (q * scale[:, blk]).T
+    q = q.astype(np.float32) - (zp[:, grp] if np.ndim(zp) else zp)
+    return (q * scale[:, grp]).T
 
 
 def array(t) -> "np.ndarray | None":
@@ -178,8 +189,10 @@ def _packed(node, inits: dict):
     a = _attrs(node)
     k, n, bits, block = int(a.get("K", 0)), int(a.get("N", 0)), int(a.get("bits", 4)), int(a.get("block_size", 0))
     names = list(node.input) + [""] * 4
-    if not (k and n and block and bits in (4, 8)) or names[1] not in inits or names[2] not in inits or names[4]:
-        return None  # a g_idx (slot 4: GPTQ's act-order) reorders K's blocks: not read, never read as in order
+    if not (k and n and block and bits in (4, 8)) or names[1] not in inits or names[2] not in inits:
+        return None
+    if names[4] and g_idx(node, inits) is None:
+        return None  # a g_idx (slot 4: GPTQ's act-order) not read: never read as in order
     packed, scale = array(inits[names[1]]), array(inits[names[2]])
     if packed is None or scale is None:
         return None
@@ -205,19 +218,60 @@ def _packed(node, inits: dict):
     return packed, scale, zp, k, n, bits, block
 
 
+def g_idx(node, inits: dict) -> "np.ndarray | None":
+    """A MatMulNBits node's `g_idx` (input 4: GPTQ's act-order, K values each naming the group of scales and zero
+    points element k takes; B stays in K's order), or None: none given, not an initializer, or not K groups' indices
+    in range (such a node is not read at all: `_packed`)."""
+    import numpy as np
+
+    names = list(node.input) + [""] * 5
+    if not names[4] or names[4] not in inits:
+        return None
+    a = _attrs(node)
+    k, block = int(a.get("K", 0)), int(a.get("block_size", 0))
+    g = array(inits[names[4]])
+    if g is None or g.size != k or not block or g.dtype.kind not in "iu":
+        return None
+    g = g.reshape(-1).astype(np.int64)
+    return g if k and 0 <= g.min() and g.max() < -(-k // block) else None
+
+
+def _levels(node, inits: dict):
+    """(B's levels as float [N, K] in K's order, scales [N, groups], zero points [N, groups] or the middle level) of a
+    MatMulNBits node `_packed` reads."""
+    import numpy as np
+
+    parts = _packed(node, inits)
+    if parts is None:
+        return None
+    packed, scale, zp, k, n, bits, _ = parts
+    return _unpack(packed.reshape(n, -1), bits).reshape(n, scale.shape[1], -1)[:, :, :_attrs(node)["block_size"]] \
+        .reshape(n, -1)[:, :k].astype(np.float32), scale, zp
+
+
 def _square_sums(node, inits: dict):
-    """(Σ (q − zp)² of each block [N, blocks] in float64, scales [N, blocks]) of a MatMulNBits node, or None: read
-    from the packed bytes through tables of a byte's Σq and Σq² (no float copy of the weight: a 0.5 B model's 121
-    weights, 310 MB packed, were 2.5 GB of float32 unpacked, 1-4 s), a band of rows at a time; exact (integers)."""
+    """(Σ (q − zp)² of each block [N, blocks] in float64, scales [N, blocks], the values each block holds within K
+    [blocks]) of a MatMulNBits node, or None: read from the packed bytes through tables of a byte's Σq and Σq² (no
+    float copy of the weight: a 0.5 B model's 121 weights, 310 MB packed, were 2.5 GB of float32 unpacked, 1-4 s), a
+    band of rows at a time; exact (integers). With a `g_idx` a block is a group: the elements g_idx gives it."""
     import numpy as np
 
     parts = _packed(node, inits)
     if parts is None:
         return None
     packed, scale, zp, k, n, bits, block = parts
+    g = g_idx(node, inits)
+    if g is not None:  # act-order: each group's elements, wherever they lie in K
+        q, scale, zp = _levels(node, inits)
+        q = q.astype(np.float64) - (np.asarray(zp, np.float64)[:, g] if np.ndim(zp) else float(zp))
+        member = np.zeros((k, scale.shape[1]))
+        member[np.arange(k), g] = 1.0
+        return (q * q) @ member, scale, member.sum(axis=0)
+    real = np.full(scale.shape[1], block, np.float64)  # the values of each block within K (the last one's fewer)
+    real[-1] = k - block * (scale.shape[1] - 1)
     if block * bits % 8 or k % block:  # the last block padded past K: its padding left out, through the floats
         q, scale, _, _ = _blocks(node, inits)
-        return np.einsum("nbk,nbk->nb", q, q).astype(np.float64), scale
+        return np.einsum("nbk,nbk->nb", q, q).astype(np.float64), scale, real
     byte = np.arange(256, dtype=np.int64)
     lo, hi = (byte & 0x0F, byte >> 4) if bits == 4 else (byte, None)
     if np.ndim(zp) == 0:  # one level for all (the middle one): a byte's Σ (q − zp)² itself
@@ -238,10 +292,10 @@ def _square_sums(node, inits: dict):
         sums[r:r + step] = table[packed[r:r + step, :, :width]].sum(axis=-1, dtype=np.uint32 if top < 1 << 16 else
                                                                     np.uint64)
     if np.ndim(zp) == 0:
-        return sums.astype(np.float64), scale
+        return sums.astype(np.float64), scale, real
     s2, s1 = (sums & 0xFFFFFFFF).astype(np.float64), (sums >> 32).astype(np.float64)
     z = np.asarray(zp, np.float64)
-    return s2 - 2.0 * z * s1 + block * z * z, scale
+    return s2 - 2.0 * z * s1 + block * z * z, scale, real
 
 
 def _unpack(packed: "np.ndarray", bits: int) -> "np.ndarray":
@@ -268,12 +322,8 @@ def weight_unit(model: "onnx.ModelProto") -> float | None:
         a8 = a8 or int(_attrs(node).get("accuracy_level", 0)) == 4
         if parts is None:
             continue
-        sums, scale = parts
+        sums, scale, real = parts
         s2 = scale.astype(np.float64) ** 2  # Σ w² per block is scale² · Σ (q − zp)² (integers: exact)
-        a = _attrs(node)
-        block, k = int(a.get("block_size", 0)), int(a.get("K", 0))
-        real = np.full(s2.shape[1], block, np.float64)  # the values of each block within K (the last one's fewer)
-        real[-1] = k - block * (s2.shape[1] - 1)
         err += float(np.sum(s2 * real)) / 12.0
         total += float(np.sum(s2 * sums))
     for node in dq_weight_nodes(model):  # a blockwise DequantizeLinear's weight: the step is its element's scale

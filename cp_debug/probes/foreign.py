@@ -7,7 +7,7 @@ does not carry over by name. Two ways in, tried per probe:
    where the stage knows another module tree of the same network (`Stage.foreign_names`: autoware-ml's, the builder's);
 2. **structure**: the compute nodes (Conv, Gemm, MatMul, …) of both are paired by op type, weight shapes and place
    (`align_anchors`); a probe tensor of ours is reached from its nearest compute node (or graph input) by a chain of
-   ops, followed in the file (a fused projection's part through a Slice view: `fused_parts.py`).
+   ops, followed in the file (a fused projection's part through a Slice view, or its parts' Split: `fused_parts`).
 A quantized file is read as the float computation it stands for (`quantized_forms.float_view`: dynamic INT8, ORT's
 fused forms, QOperator, a quantized embedding act as the op they replace); an integer tensor no float tensor holds is
 read through a DequantizeLinear added to the file (`ForeignMap.views`); a constant-only tensor is no counterpart.
@@ -38,8 +38,7 @@ from cp_debug.probes.graph_diff import (CANDIDATE, REFERENCE, GraphDifferences, 
 from cp_debug.probes.naming import ProbeMap, ScopeRename, map_modules_to_onnx, node_scopes
 from cp_debug.probes.node_pairs import align_nodes
 from cp_debug.probes.probe_shapes import constant_shape, one_value_one_probe, same_shapes, scoped_or_matched
-from cp_debug.probes.qdq_pairs import (MAX_CHAIN, PRECISION_STEPS, dequantized, only_consumer, past_inserted,
-                                       quantized)
+from cp_debug.probes.qdq_pairs import MAX_CHAIN, PRECISION_STEPS, dequantized, only_consumer, past_inserted, quantized
 from cp_debug.probes.quantized_forms import float_view
 from cp_debug.probes.sized_shapes import SizedShapes
 from cp_debug.probes.torch_trace import ModuleTrace
@@ -78,8 +77,7 @@ def map_foreign(foreign: onnx.ModelProto, ours: onnx.ModelProto, our_map: ProbeM
     """Map every probe `our_map` knows (a module → tensor of `ours`) onto a tensor of `foreign`, and list the nodes
     of either graph with no counterpart in the other (`stage` names the file they are in). `rename` reads the
     scopes of a file exported from another module tree of the same network (`naming.node_scopes`); `sized`: both
-    sides' shapes at a non-square input, taken on `foreign` (`sized_shapes.py`), which tell a tensor holding the
-    module's output in another axis order apart."""
+    sides' shapes at a non-square input (`sized_shapes.py`), telling a module's output in another axis order apart."""
     module_names = [q for q in trace.order if q in our_map.tensors or q in our_map.unmapped]
     inferred: dict[int, dict] = {}
 
@@ -335,12 +333,15 @@ def _unique(keys: dict[int, int], taken: set[int]) -> dict[int, int]:
     return {k: nodes[0] for k, nodes in seen.items() if len(nodes) == 1 and nodes[0] not in taken}
 
 
-def _follow(a: _Graph, b: _Graph, pair: dict[int, int], t: str) -> str | tuple[str]:
-    """Walk back from our tensor `t` to its anchor (or a graph input), then the same ops forward in the foreign
-    graph. Returns the foreign tensor, or (reason,) where the way is missing or not unique."""
+def _follow(a: _Graph, b: _Graph, pair: dict[int, int], t: str, starts: dict | None = None) -> str | tuple[str]:
+    """Walk back from our tensor `t` to its anchor (a graph input, or `starts`'s tensor: a fused projection's Split
+    part), then the same ops forward in the foreign graph: its tensor, or (reason,) where missing or not unique."""
     steps: list[tuple[str, int, int, bool, int]] = []  # (op type, input slot, output slot, rest constant, node)
     cur = t
     for _ in range(MAX_CHAIN + 1):
+        if starts and cur in starts:
+            start = starts[cur]
+            break
         if cur in a.inputs:
             if cur not in b.inputs:
                 return (f"the deployed graph has no input {cur!r}",)
@@ -433,9 +434,8 @@ def _as_computed(a: _Graph, b: _Graph, t: str, cur: str) -> str | tuple[str]:
 
 
 def _folded_into_q(a: _Graph, b: _Graph, nodes: dict[int, int]) -> set[int]:
-    """Our ReLUs (and Clips) that ONNX Runtime's quantizer folded into the QuantizeLinear after their producer: the
-    producer's counterpart feeds a Q/DQ pair and no such op. Their counterpart is that pair (it clips as they did),
-    so they are no difference of the graphs."""
+    """Our ReLUs (and Clips) that ONNX Runtime's quantizer folded into the QuantizeLinear after their producer (its
+    counterpart feeds a Q/DQ pair, no such op): that pair, clipping as they did, is theirs — no graph difference."""
     folded = set()
     for i, node in enumerate(a.model.graph.node):
         if node.op_type not in _FOLDED_INTO_Q or not node.input or node.input[0] not in a.producer:

@@ -48,6 +48,7 @@ def fused_views(a, b, pair: dict[int, int], ours: onnx.ModelProto, foreign: onnx
     if not parts and not joins:
         return FusedViews()
     out = FusedViews()
+    splits = _split_parts(a, b, joins) if joins else {}
     for t in wanted:
         found = _anchor_of(a, t)
         if found is None:
@@ -65,6 +66,45 @@ def fused_views(a, b, pair: dict[int, int], ours: onnx.ModelProto, foreign: onnx
             name = "::concat(" + ",".join(outs) + ")"
             out.tensors[t] = name
             out.views[name] = ("Concat", *outs)
+        elif i in joins and "Split" in ops and isinstance(got := follow(a, b, pair, t, splits), str):
+            out.tensors[t] = got  # past our fused output's Split (the builder's qkv_proj): the file's own parts
+        elif i in joins and ops == {"GroupQueryAttention"} and (got := _packed_attention(a, b, joins[i], t)):
+            out.tensors[t] = got
+    return out
+
+
+def _packed_attention(a, b, parts: tuple[int, ...], t: str) -> str | None:
+    """The deployed GroupQueryAttention output for ours `t` where ours reads the fused projection packed (q, k and v
+    side by side in its query, key and value left empty: the builder's packed form) and the deployed one reads the
+    parts apart, in their order, as query, key and value; None otherwise."""
+    node = a.model.graph.node[a.producer[t][0]]
+    outs = [b.model.graph.node[j].output[0] for j in parts]
+    if len(outs) != 3 or any(x for x in list(node.input)[1:3]) or t != node.output[0]:
+        return None
+    nodes = b.model.graph.node
+    found = [j for j, slot in b.consumers.get(outs[0], []) if slot == 0
+             and nodes[j].op_type == "GroupQueryAttention" and list(nodes[j].input[:3]) == outs]
+    return nodes[found[0]].output[0] if len(found) == 1 else None
+
+
+def _split_parts(a, b, joins: dict[int, tuple[int, ...]]) -> dict[str, str]:
+    """Our Split outputs of a fused projection's output whose sizes are the deployed parts' widths, along the last
+    axis (the builder's `qkv_proj/Split` where the file computes q, k and v apart: GPTQ's act-order projections,
+    each with its own g_idx) → the deployed part's output."""
+    import numpy as np
+
+    from cp_debug.probes.constant_values import _small
+
+    out = {}
+    for node in a.model.graph.node:
+        made = a.producer.get(node.input[0]) if node.op_type == "Split" and node.input else None
+        if made is None or made[0] not in joins or len(node.output) != len(joins[made[0]]):
+            continue
+        attrs = {x.name: onnx.helper.get_attribute_value(x) for x in node.attribute}
+        sizes = attrs.get("split", _small(a, node).get(1))  # opset 13's input (an initializer or a Constant)
+        widths = [_dims(b, j)[1] for j in joins[made[0]]]
+        if attrs.get("axis", 0) == -1 and sizes is not None and np.asarray(sizes).tolist() == widths:
+            out.update({t: b.model.graph.node[j].output[0] for t, j in zip(node.output, joins[made[0]])})
     return out
 
 

@@ -52,19 +52,28 @@ class GraphInputs:
     shapes: Mapping[str, tuple]
     dtypes: Mapping[str, np.dtype]
     what: str  # the model in words, for the one-line errors
+    # a decoder LLM file's inputs (`decoder_feed.DecoderInputs`): a sample gives its prompt's input_ids (any other
+    # input it may give), the mask, positions and empty cache made for each as bisect makes them
+    decoder: object = None
 
 
-def graph_inputs(model, what: str) -> GraphInputs:
-    """The graph inputs of an ONNX model (initializers left out)."""
+def graph_inputs(model, what: str, path: str | Path | None = None) -> GraphInputs:
+    """The graph inputs of an ONNX model (initializers left out); `path`: the file it was read from, whose decoder
+    inputs (a KV cache: ONNX Runtime GenAI's builder) are made per sample."""
     import onnx
 
     from cp_debug.graph.model import static_dims
 
     inits = {i.name for i in model.graph.initializer}
     ins = [i for i in model.graph.input if i.name not in inits]
+    decoder = None
+    if path is not None and len(ins) > 1:
+        from cp_debug.bisect.subjects.decoder_feed import DecoderInputs
+
+        decoder = DecoderInputs.of(model, path)
     return GraphInputs(tuple(i.name for i in ins), {i.name: tuple(static_dims(i.type) or ()) for i in ins},
                        {i.name: np.dtype(onnx.helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type))
-                        for i in ins}, what)
+                        for i in ins}, what, decoder)
 
 
 def load_samples(given: str | Path | None, data: str | None, graph: GraphInputs, option: str = "--inputs") -> \
@@ -219,7 +228,26 @@ def _checked(name: str, given: dict, graph: GraphInputs, option: str) -> Sample:
 def _matched(given: dict, graph: GraphInputs, option: str) -> dict[str, np.ndarray]:
     from cp_debug.bisect.subjects.feeds import match_inputs
 
+    if graph.decoder is not None:  # the prompt's ids given, the rest made (bisect's decoder_feed)
+        from cp_debug.bisect.subjects.decoder_feed import decoder_feed
+
+        given = decoder_feed(graph.decoder, _prompt(given, graph, option))
     return match_inputs(given, graph.names, graph.shapes, graph.what, option)
+
+
+def _prompt(given: Mapping, graph: GraphInputs, option: str) -> dict:
+    """A decoder file's sample: its input_ids and any other input of the file it gives; one line (exit 2) where it
+    lacks the ids or gives an input the file does not take."""
+    from cp_debug.bisect.subjects.decoder_feed import IDS
+
+    positional = {f"input{i}": n for i, n in enumerate(graph.names)}  # input0, input1, … as match_inputs takes them
+    given = {k if k in graph.names else positional.get(k, k): v for k, v in given.items()}
+    unknown = [k for k in given if k not in graph.names]
+    if IDS not in given or unknown:
+        why = f"lacks {IDS}" if IDS not in given else f"has an unknown input {unknown[0]!r}"
+        raise BadInputError(f"{option} {why}: {graph.what} is a decoder taking {IDS} (the prompt's token ids; the "
+                            f"attention mask, positions and empty cache are made), or any of {', '.join(graph.names)}")
+    return given
 
 
 # -- a set read one sample at a time (sweep, eval) -----------------------------------------------------------------
@@ -258,13 +286,13 @@ class SampleSet:
     def shapes(self) -> dict[str, dict[str, tuple[int, ...]]]:
         """Each sample's input shapes (sample name -> {input: shape}), read from the .npz headers alone; a sample
         whose headers do not fit the graph is left out (`problems` says why)."""
-        from cp_debug.bisect.subjects.feeds import match_inputs, npz_headers
+        from cp_debug.bisect.subjects.feeds import npz_headers
 
         out = {}
         for name, f in zip(self.names, self.files):
             try:
                 given, _ = _label(npz_headers(f, self.option), self.graph)
-                feed = match_inputs(given, self.graph.names, self.graph.shapes, self.graph.what, self.option)
+                feed = _matched(given, self.graph, self.option)
             except CpDebugError:
                 continue
             out[name] = {k: tuple(int(d) for d in np.shape(v)) for k, v in feed.items()}
@@ -273,13 +301,13 @@ class SampleSet:
     def problems(self) -> list[str]:
         """One line per sample whose input names or shapes do not fit the graph, read from the .npz headers alone
         (nothing is loaded); [] where every sample fits."""
-        from cp_debug.bisect.subjects.feeds import match_inputs, npz_headers
+        from cp_debug.bisect.subjects.feeds import npz_headers
 
         out = list(self.bad)
         for f in self.files:
             try:
                 given, _ = _label(npz_headers(f, self.option), self.graph)
-                match_inputs(given, self.graph.names, self.graph.shapes, self.graph.what, f"{self.option} {f.name}")
+                _matched(given, self.graph, f"{self.option} {f.name}")
             except CpDebugError as err:
                 out.append(f"{f.name}: {str(err).splitlines()[0]}")
         return out

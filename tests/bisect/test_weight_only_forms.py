@@ -211,7 +211,7 @@ def test_matmulnbits_square_sums_from_the_packed_bytes_exact(files):
 
     for node, inits in _nbits_cases(files, 64):
         q, scale, _, _ = _blocks(node, inits)
-        sums, read_scale = _square_sums(node, inits)
+        sums, read_scale, _ = _square_sums(node, inits)
         q = q.astype(np.float64)
         assert np.array_equal(sums, np.einsum("nbk,nbk->nb", q, q)), node.name
         assert np.array_equal(read_scale, scale)

@@ -11,6 +11,7 @@ import torch
 from cp_debug.compare import noise
 from cp_debug.compare.diff import TensorDiff
 from cp_debug.compare.noise import Outcome
+from cp_debug.compare.weight_only import own_roundings
 from cp_debug.errors import ExitCode
 
 
@@ -244,7 +245,7 @@ def test_a_weight_only_segment_is_carried_by_its_own_roundings_only():
     series √2) is carried by depth; a massive channel's INT8 activation block (the corpus's lm_head: 2.8 units) is
     not."""
     unit = 0.0863
-    assert noise.own_roundings(0.093, "int4w-a8", unit) and noise.own_roundings(0.121, "int4w-a8", unit)
-    assert not noise.own_roundings(2.8 * unit, "int4w-a8", unit)
-    assert not noise.own_roundings(float("nan"), "int4w", None)
-    assert noise.own_roundings(0.09, "int4w", None)  # the nominal unit where the file's own is not read
+    assert own_roundings(0.093, "int4w-a8", unit) and own_roundings(0.121, "int4w-a8", unit)
+    assert not own_roundings(2.8 * unit, "int4w-a8", unit)
+    assert not own_roundings(float("nan"), "int4w", None)
+    assert own_roundings(0.09, "int4w", None)  # the nominal unit where the file's own is not read

@@ -74,3 +74,20 @@ def test_a_report_read_back_keeps_the_segments_own_budget():
     assert again.judgement.expected_rel_rmse == j.expected_rel_rmse != own.expected_rel_rmse
     plain = ProbeResult.from_json(ProbeResult("logits", "ok", d, d, judgement=j, local_judgement=lj).to_json())
     assert plain.local_judgement.expected_rel_rmse == lj.expected_rel_rmse  # a probe's own budget: as before
+
+
+def test_a_segments_own_budget_grows_with_the_matmuls_it_holds():
+    """√n + 1 units for the n weight-only matmuls a segment holds with no probe between (`own_units`): the
+    healthy corpus files' segments at `--level block` (3 to 11 MatMulNBits, measured: docs/llm.md) are within it,
+    where the fixed 2 units called those of 5 and more beyond; one matmul keeps 2, and lm_head's massive channel
+    (2.8-3.3 units) in a segment of 3 is still beyond (√(3.3² + 2) = 3.6 against 2.73)."""
+    units_of = weight_only.own_units
+    assert units_of(1) == units_of(0) == noise.WEIGHT_ONLY_OWN == 2.0 and units_of(4) == 3.0
+    for units, n in ((1.58, 3), (2.75, 5), (2.74, 7), (2.98, 11)):  # the healthy files' worst segment of n matmuls
+        d, lj, fixed = _local(units)
+        own = weight_only.own_judgement(lj, d, "int4w-a8", UNIT, matmuls=n)
+        assert not own.beyond and f"its {n} matmuls'" in own.reason
+        assert own.expected_rel_rmse == (n ** 0.5 + 1) * UNIT
+        assert fixed.beyond == (units > noise.WEIGHT_ONLY_OWN)
+    d, lj, _ = _local(3.6)
+    assert weight_only.own_judgement(lj, d, "int4w-a8", UNIT, matmuls=3).beyond

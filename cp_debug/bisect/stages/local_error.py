@@ -29,10 +29,13 @@ class LocalErrors:
     values: dict[str, tuple] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)  # for the stage's runner settings (segments, sessions)
+    matmuls: dict[str, int] = field(default_factory=dict)  # probe -> the weight-only matmuls its segment holds
 
     def apply(self, run: RunState, state: CandidateState, i: int) -> dict[str, tuple]:
-        """The warnings into the run's, the settings into the candidate's for stage i; returns `values`."""
+        """The warnings into the run's, the settings into the candidate's for stage i, the segments' weight-only
+        matmuls into its `own_matmuls` (their own budget's count); returns `values`."""
         run.warnings.extend(w for w in self.warnings if w not in run.warnings)
+        state.own_matmuls.update(self.matmuls)
         if self.settings:
             state.settings.setdefault(run.subject.stages[i].name, {}).update(self.settings)
         return self.values
@@ -107,9 +110,11 @@ def segment_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeS
     def measured(ps: list[ProbeSpec], cut, val) -> None:
         if noise_known is not None:
             noise_known()
+        held = sum(model.graph.node[k].op_type == "MatMulNBits" for k in cut.nodes)  # weight-only roundings
         for p in ps:
             loc = _local_diff(run, state, p.name, val, device)
             out[p.name] = (loc, [known[b] for b in cut.inputs if known[b] in run.probes])
+            found.matmuls[p.name] = held
 
     def feed_of(cut) -> dict:  # the segment's boundary values (taken when it runs: they may lie spilled on disk)
         return {b: quantize[b](_boundary(run, i, known[b], device)) if b in quantize

@@ -114,7 +114,7 @@ def judged(run: RunState, s: CandidateState, name: str, d: TensorDiff, loc: Tens
     from cp_debug.compare.weight_only import beyond_own, own_judgement
 
     lj = run.judge(s, name, loc) if loc is not None else None
-    lj = own_judgement(lj, loc, s.judged_at, s.judged_unit) if lj is not None else None
+    lj = own_judgement(lj, loc, s.judged_at, s.judged_unit, s.own_matmuls.get(name, 1)) if lj is not None else None
     j = beyond_own(run.judge(s, name, d), lj, s.judged_at)
     status = d.status
     if run.opts.tolerance_mode == "model":
@@ -160,11 +160,12 @@ def depth_carry(run: RunState, s: CandidateState, name: str, upstream) -> None:
     accumulated (an FP8 input clipped at its calibrated range carried 0.66 of it at once), and their budgets were
     measured on whole networks already. A weight-only format (int4w, int8w, "-a8": MatMulNBits) is carried too: its
     unit is each matmul's own weight rounding, measured from the file, which adds up along the matmuls in series as
-    a float format's does — where its segment's own error is at most `noise.WEIGHT_ONLY_OWN` of its units (a
-    segment's matmuls: one rounding each, 0.8-1.1 units, two in series √2; an INT8 activation block's misfit, a
+    a float format's does — where its segment's own error is at most `weight_only.own_units` of its units for the
+    MatMulNBits it holds (one rounding each, 0.8-1.1 units, two in series √2; an INT8 activation block's misfit, a
     massive channel's, brings 2.8 in one matmul and is never carried).
     """
     from cp_debug.compare import noise
+    from cp_debug.compare.weight_only import own_roundings
 
     r = s.results.get(name)
     weight_only = s.judged_at in noise.WEIGHT_ONLY_UNIT
@@ -174,7 +175,7 @@ def depth_carry(run: RunState, s: CandidateState, name: str, upstream) -> None:
             or not math.isfinite(r.diff.rel_rmse)):
         return
     own = r.local.rel_rmse if r.local is not None else math.inf
-    if weight_only and not noise.own_roundings(own, s.judged_at, s.judged_unit):
+    if weight_only and not own_roundings(own, s.judged_at, s.judged_unit, s.own_matmuls.get(name, 1)):
         return
     ins = [s.results[u] for u in upstream if u in s.results and s.results[u].diff is not None
            and s.results[u].judgement is not None and math.isfinite(s.results[u].diff.rel_rmse)

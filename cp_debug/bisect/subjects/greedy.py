@@ -76,12 +76,21 @@ class LevelCure:
                     f"MatMulNBitsQuantizer(..., accuracy_level={CURE_LEVEL}) or nodes_to_exclude="
                     f"{[_builder_name(n) for n in self.curing]!r}")
         if self.curing:
+            exclude = ("" if prequantized(self.curing[0]) else  # a checkpoint's own weight: nothing to exclude
+                       f" or nodes_to_exclude={_builder_name(self.curing[0])}")
             return (f"accuracy_level={CURE_LEVEL} on {', '.join(self.curing)} alone gives the reference's tokens back "
                     f"(of {len(self.nodes)} MatMulNBits at level {INT8_LEVEL}); in the builder's terms "
-                    f"--extra_options accuracy_level={CURE_LEVEL} or nodes_to_exclude={_builder_name(self.curing[0])}")
+                    f"--extra_options accuracy_level={CURE_LEVEL}{exclude}")
         if self.all_at_level1:
             return f"no single node: every MatMulNBits at accuracy_level={CURE_LEVEL} gives the tokens back"
         return f"accuracy_level={CURE_LEVEL} does not give the tokens back: not the INT8 activations"
+
+
+def prequantized(node: str) -> bool:
+    """Whether the builder's node holds a pre-quantized checkpoint's weight as it is (GPTQ, AWQ: the builder names
+    it `{its MatMul}NBits`, `/model/layers.0/attn/o_proj/MatMulNBits`): its `nodes_to_exclude` does not reach it (the
+    checkpoint has no float weight to keep), its `accuracy_level` does."""
+    return node.endswith("/MatMulNBits")
 
 
 def _builder_name(node: str) -> str:

@@ -163,13 +163,17 @@ class WeightCure:
         return False
 
     def line(self) -> str:
-        from cp_debug.bisect.subjects.greedy import _builder_name
+        from cp_debug.bisect.subjects.greedy import _builder_name, prequantized
 
         floats = self.curing or tuple(n for k, n in self.together if k == FLOAT)
         levels = [n for k, n in self.together if k == LEVEL]
         names = [_builder_name(n) for n in floats]
         both = names + [_builder_name(n) for n in levels]
-        if self.builder:
+        if self.builder and any(prequantized(n) for n in floats):  # a GPTQ / AWQ checkpoint's own weight
+            how = (f"{', '.join(floats)} is the pre-quantized checkpoint's weight, which nodes_to_exclude does not "
+                   f"reach: quantize the checkpoint without that projection (GPTQ, AWQ: its modules not converted)"
+                   + (" and --extra_options accuracy_level=1" if levels else ""))
+        elif self.builder:
             how = f"--extra_options nodes_to_exclude={','.join(names)}"
             how += (f" accuracy_level=1 (or nodes_to_exclude={','.join(both)})" if levels else "")
         else:

@@ -96,7 +96,7 @@ def load_module_model(torch_target: str | None, onnx_path: Path | None, *, expor
         subject = onnx_subject(onnx_path, None, seed=seed, seeded=need_feed)  # a broken file: exit 2
         refuse_unloadable_given(onnx_path, backends)  # then the file as ONNX Runtime takes it (exit 3)
         _check_fits(subject, backends)
-        return ModuleModel(subject, graph_inputs(subject.stages[0].onnx(), Path(onnx_path).name),
+        return ModuleModel(subject, graph_inputs(subject.stages[0].onnx(), Path(onnx_path).name, onnx_path),
                            {"onnx": str(onnx_path)})
     subject = torch_subject(torch_target, None, exporter=exporter, seed=seed, dynamic=dynamic, shapes=shapes,
                             ranged=ranged, example_at=example_at)
