@@ -37,7 +37,7 @@ def _scorer(tmp_path: Path, width: int = 512) -> Path:
 def test_a_decision_flipped_within_budget_is_fixed_not_nothing_to_fix(tmp_path):
     model = _scorer(tmp_path)
     proc = cpdebug("fix", "--onnx", model, "--inputs", tmp_path / "in", "-b", "ort-cpu,ort-cpu-int8", "--metric",
-                   f"{Path(__file__).with_name('threshold_metric.py')}:kept", "--out", tmp_path / "fix", "--quiet")
+                   f"{Path(__file__).with_name('threshold_metric.py')}:kept", "--out", tmp_path / "fix")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     doc = json.loads((tmp_path / "fix" / "fix.json").read_text())
     assert doc["set"]["nodes_to_exclude"] == ["score"], doc["set"]  # before: none — "nothing to fix"
@@ -46,6 +46,7 @@ def test_a_decision_flipped_within_budget_is_fixed_not_nothing_to_fix(tmp_path):
     assert search["after"] == 1.0 and held["after"] == 1.0 and held["changed_after"] == []
     plain = doc["search"]["steps"][0]
     assert not plain["passed"] and all(s["passed"] for s in plain["samples"])  # within budget: the metric failed it
+    assert "fail (--metric)" in proc.stdout, proc.stdout[-3000:]  # the search's table says which check failed it
 
 
 def test_a_file_whose_metric_changes_on_a_held_out_sample_does_not_hold(tmp_path):
