@@ -158,11 +158,11 @@ def _outcome(run: RunState, state: CandidateState, results: list[ProbeResult], r
     boxes = judge_boxes(prec) if judge_boxes is not None else None
     norms = norms_line(run.deployed.get(state.label)) if boxes is not None else ""  # a flipped token: its norms
     if bad and (fault := _local_fault(state, rc)) is not None:
-        # a layer's own fault stays one where it does not reach the outputs on this input (issue 117's hidden layer),
-        # and says so: the outputs' figure beside it, no intervention to confirm (issue 115: one story)
-        within = _outputs_within(run, state)
-        if within is None and (held := held_decision(state)) is not None:  # the outputs beyond, the decision not
-            return noise.Outcome.DEGRADED, f"{fault}; the decision holds ({held}): its outputs degraded, not broken"
+        # a layer's own fault where it does not reach the outputs on this input (issue 117's hidden layer): said
+        within, held = _outputs_within(run, state), held_decision(state)  # a declared --metric holds within too
+        if held is not None and (within is None or getattr(run.opts, "metric", None) is not None):  # beyond, or not
+            how = "degraded" if within is None else f"within their budget on this input ({within:.3g}×)"
+            return noise.Outcome.DEGRADED, f"{fault}; the decision holds ({held}): its outputs {how}, not broken"
         flip = f"{boxes.reason}{norms}" if getattr(state.detections, "changed", False) else NOT_REACHED  # a token
         return noise.Outcome.DIVERGED, fault + (
             "" if within is None else f"; its outputs within their budget on this input ({within:.3g}×), {flip}")

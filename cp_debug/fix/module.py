@@ -109,7 +109,9 @@ class GraphFix:
 
     @property
     def holds(self) -> bool:
-        return self.verification is not None and self.verification.holds
+        """The file within its budget on the held-out samples, and there the declared --metric's decision unchanged."""
+        return self.verification is not None and self.verification.holds and not any(
+            m.part == "held_out" and m.changed_after for m in self.metric)
 
     @property
     def exit_code(self) -> ExitCode:
@@ -193,13 +195,16 @@ def run_samples(spec: BackendSpec, model, samples: Sequence["Sample"], expected:
 
 def search_set(spec: BackendSpec, model: "onnx.ModelProto", samples: Sequence["Sample"],
                calib: Sequence[Mapping] = (), progress=None, candidates: Sequence[str] | None = None,
-               module_names: Sequence[str] = ()) -> GraphSearch:
+               module_names: Sequence[str] = (), metric: "TaskMetric | None" = None) -> GraphSearch:
     """The 1-minimal set over `samples` (every one must pass) for `spec`: FP16 keeps nodes in FP32, INT8 leaves
     nodes out of the quantizer. `candidates` (`--search-nodes`): the nodes searched, in any form cp_debug prints
-    (`probes/node_names.py`), instead of the ranked ones; a name no node has is one BadInputError line."""
+    (`probes/node_names.py`), instead of the ranked ones; a name no node has is one BadInputError line. `metric`
+    (`--metric`, a discrete one): a sample whose value it changes fails too, its outputs within budget or not (the
+    application's decision, as bisect judges it: torchfcpe's INT8 flipped frames within budget: "nothing to fix")."""
     from cp_debug.bisect.cures.experiment import probe_order, progress_step
     from cp_debug.bisect.cures.search import KeepFp32Search, run_search
     from cp_debug.fix.carried_outputs import CarriedOutputs
+    from cp_debug.fix.metric import outputs_of
 
     tol = default_tolerance(spec.precision)
     outputs = [o.name for o in model.graph.output]
@@ -222,14 +227,19 @@ def search_set(spec: BackendSpec, model: "onnx.ModelProto", samples: Sequence["S
     option = "keep_fp32_nodes" if spec.precision == "fp16" else "exclude_int8_nodes"
     extra = {} if spec.precision == "fp16" else {"calib_feeds": [dict(c) for c in calib]}
     runs = itertools.count(1)
+    decided = metric is not None and metric.discrete
 
     def judge(keep: list[str]) -> Verdict:
         what = "kept in FP32" if spec.precision == "fp16" else f"left out of {spec.precision.upper()}"
         with progress_step(progress, f"{spec}: run {next(runs)}, {len(keep)} node(s) {what}, {len(samples)} "
                                      "sample(s)"):
             carry = CarriedOutputs.of(model, spec.precision, keep)
-            figures = run_samples(spec, model, samples, values, tol, carry=carry, **{option: list(keep)}, **extra)
-        return Verdict(not all(f.passed for f in figures), figures)
+            got: list | None = [] if decided else None
+            figures = run_samples(spec, model, samples, values, tol, outputs=got, carry=carry,
+                                  **{option: list(keep)}, **extra)
+        bad = not all(f.passed for f in figures)
+        return Verdict(bad or (decided and any(metric.changed(metric.value(o, r, s.label), metric.value(r, r, s.label))
+                                               for o, r, s in zip(got, outputs_of(values, outputs), samples))), figures)
 
     tie = _near_tie(spec, model, values, samples, softmax=False)
     if tie is not None:  # a TopK / ArgMax between near ties: no set of layers keeps it on every input (issue 84)
@@ -375,7 +385,7 @@ def fix_graph(spec: BackendSpec, model: "onnx.ModelProto", source: dict, split: 
 
     calib_samples = tuple(calib) if calib else split.search
     calib_feeds = [s.feed for s in calib_samples] if spec.precision in QUANTIZED else []
-    search = search_set(spec, model, split.search, calib_feeds, progress, candidates, sorted(module_names))
+    search = search_set(spec, model, split.search, calib_feeds, progress, candidates, sorted(module_names), metric)
     base = dict(spec=spec, model=model, source=source, split=split, search=search,
                 node_modules=node_modules(model, set(module_names)),
                 calibration=tuple(s.name for s in calib_samples) if spec.precision in QUANTIZED else ())

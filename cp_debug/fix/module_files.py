@@ -74,7 +74,8 @@ def fix_json(fix: "GraphFix") -> dict:
         "target_text": f"every graph output of every sample within {budget}", "tolerance_mode": "model",
         "outcome": None, "search_frames": fix.split.to_json(), "held_out_verification": fix.split.held_out,
         "calibration": list(fix.calibration) if fix.kind in QUANTIZED else None, "set": s, "search": search,
-        "verification": fix.verification.to_json() if fix.verification else None, "notes": list(fix.notes),
+        "verification": {**fix.verification.to_json(), "holds": fix.holds} if fix.verification else None,  # --metric's
+        "notes": list(fix.notes),
         "metric": metric_json(fix.metric), "shape_range": fix.split.shape_range,
         "environment": toolchain(), "cp_debug_version": cp_debug.__version__,
         "written_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

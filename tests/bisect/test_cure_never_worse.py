@@ -67,6 +67,19 @@ def test_a_re_quantization_that_leaves_the_outputs_worse_is_not_offered(tmp_path
     assert "intervention" not in report["root_cause"]["ort-cpu-int8"] and "run's tolerance" not in hint, hint
 
 
+def test_a_hidden_local_fault_whose_declared_decision_holds_is_degraded_not_diverged(tmp_path):
+    """Issue 115 (no false alarm at the application's decision): body.0's own fault (7.7× INT8's budget) with the
+    outputs within their budget (0.131×) and a declared `--metric` that holds is degraded (exit 4), as the same
+    fault with the outputs beyond and the decision held already was (basic-pitch's FP16). Before: diverged, exit 1 —
+    torchfcpe's INT8 with the advised node left out (every frame's pitch kept) read as broken."""
+    proc = cpdebug("bisect", "--torch", f"{MODEL}:build", "-b", "torch,ort-cpu-int8", "--metric",
+                   f"{MODEL.with_name('coarse_metric.py')}:mean_sign", "--json", tmp_path / "r.json", "--quiet")
+    assert proc.returncode == 4, proc.stdout[-3000:] + proc.stderr[-2000:]
+    reason = json.loads((tmp_path / "r.json").read_text())["outcome_reasons"]["ort-cpu-int8"]
+    assert "local fault at body.0" in reason and "the decision holds (--metric" in reason, reason
+    assert re.search(r"its outputs within their budget on this input \([\d.e+-]+×\), not broken", reason), reason
+
+
 def test_a_rung_nearer_but_not_back_at_the_outputs_is_said_as_a_step_not_the_cure():
     """Issue 115 (every cure offered holds at the output): a rung verified on its segment whose outputs come nearer
     but not back within their budget is said as a step toward the cure, with the outputs' figures."""
@@ -125,3 +138,26 @@ def test_a_restoration_within_the_rms_budget_yet_not_back_says_which_check_fails
     # the words say that limit already (docs/reading-a-report.md's 0.22x)
     assert OutputError(ratio=0.22, rel_rmse=0.002, passes=False).short(budget=False) == "0.22×"
     assert spread.words([]) == ""
+
+
+def test_a_restoration_judged_by_a_flipped_decision_says_the_decision_not_the_budget():
+    """Issue 115 (a confusing line): torchfcpe's INT8 had its outputs within their budget (0.357×) and one decision
+    flipped; the intervention said "leaves the outputs beyond their budget (worst output 0.357× its budget …)" and,
+    where a node brought the frames back, "brings the outputs back within their budget (worst output 0.486× …)" —
+    read as a contradiction. It is the decision that a restoration brings back, or leaves flipped."""
+    from cp_debug.bisect.cures.restore import EXCLUDE, OutputError, Restoration
+    from cp_debug.bisect.findings.intervention import Intervention, Tried
+
+    before = OutputError(ratio=0.486, rel_rmse=0.21, passes=True, flips=1, in_budget=True)
+    cured = Tried((Restoration("layer5.sigmoid", 0, EXCLUDE, nodes=("Sigmoid_5",)),),
+                  OutputError(ratio=0.445, rel_rmse=0.19, passes=True, flips=0, in_budget=True))
+    left = Tried((Restoration("layer4.sigmoid", 0, EXCLUDE, nodes=("Sigmoid_4",)),),
+                 OutputError(ratio=0.483, rel_rmse=0.2, passes=True, flips=1, in_budget=True))
+    text = Intervention("layer4.sigmoid", "layer5.sigmoid", before, (left, cured), 0.0, 0).text()
+    assert "layer5.sigmoid left out of INT8 brings the decisions back (worst output 0.486× its budget, 1 decision(s) " \
+           "flipped before → 0.445×" in text, text
+    text = Intervention("layer4.sigmoid", None, before, (left,), 0.0, 0).text()
+    assert "restoring each of the proposed causes leaves a decision flipped (worst output 0.486×" in text, text
+    beyond = OutputError(ratio=3.0, rel_rmse=0.9, passes=False, flips=1)  # beyond the budget: said so, as before
+    assert "leaves the outputs beyond their budget" in Intervention("layer4.sigmoid", None, beyond, (left,), 0.0,
+                                                                     0).text()

@@ -15,7 +15,9 @@ says the scale, the Concat's inputs with their ranges in steps of it, and the cu
 Found from the file and the reference's values alone: a per-tensor scale read by a QuantizeLinear of a Concat's output
 where the Concat's inputs (their reference values, each read where it enters its own QuantizeLinear) span ranges
 `RATIO`× apart and the smallest spans at most `LEVELS` steps of the shared scale. A graph output's Q/DQ pair's scale
-is a candidate after those (a quantized output is a rounding the application reads directly).
+is a candidate after those (a quantized output is a rounding the application reads directly), then a graph input's
+(read directly or through ops that only reshape it: torchfcpe's mel, transposed, at one per-tensor step — its
+readers left out of INT8 one at a time leave the others reading the rounded input).
 """
 
 from __future__ import annotations
@@ -46,12 +48,20 @@ class SharedScale:
     concat: str | None = None
     parts: tuple[tuple[str, float, float], ...] = ()
     output: str | None = None  # the graph output a pair writes, where one does
+    input: str | None = None  # the graph input a pair reads (through ops that only reshape it), where one does
+    reads: str | None = None  # that pair's tensor
 
     def words(self) -> str:
-        what = f"Concat {self.concat!r}'s shared scale" if self.concat else f"the graph output {self.output!r}'s scale"
+        what = (f"Concat {self.concat!r}'s shared scale" if self.concat else f"the graph output {self.output!r}'s "
+                "scale" if self.output else f"the graph input {self.input!r}'s scale")
         return f"{what} {self.scale!r} ({len(self.quantize)} Q/DQ pair(s) removed)"
 
     def text(self) -> str:
+        if self.concat is None and self.output is None:
+            return (f"the file reads its graph input {self.input!r} through a per-tensor Q/DQ pair at scale "
+                    f"{self.scale!r} (a step of {self.step:.3g}): every value of the input is rounded to that step "
+                    "before the model sees it; re-quantize leaving out the op that reads it (ONNX Runtime: "
+                    "`quantize_static(..., nodes_to_exclude=[...])`), or give the input a scale of its own range")
         if self.concat is None:
             return (f"the file's graph output {self.output!r} is read through a Q/DQ pair at scale {self.scale!r} "
                     f"(a step of {self.step:.3g}): the application reads its INT8 rounding; re-quantize without it "
@@ -85,6 +95,8 @@ def shared_scales(run: RunState, state: CandidateState, stage: int) -> list[Shar
     entered = _entered(pm, producer, run.store)
     outputs = {o.name for o in model.graph.output}
     found: list[SharedScale] = []
+    inputs: list[SharedScale] = []
+    graph_inputs = {i.name for i in model.graph.input} - set(inits)
     seen: set[str] = set()
     floats: dict = {}
 
@@ -118,7 +130,25 @@ def shared_scales(run: RunState, state: CandidateState, stage: int) -> list[Shar
         if out is not None:
             seen.add(q.input[1])
             found.append(SharedScale(q.input[1], step, *pairs, output=out))
-    return found[:MOST]
+        elif step > 0 and (src := _graph_input(q.input[0], producer, graph_inputs)) is not None:
+            seen.add(q.input[1])  # after the outputs' (`MOST`): a model's input read in INT8 levels (torchfcpe's mel)
+            inputs.append(SharedScale(q.input[1], step, *pairs, input=src, reads=q.input[0]))
+    return [*found, *inputs][:MOST]
+
+
+_RESHAPES = frozenset({"Transpose", "Reshape", "Unsqueeze", "Squeeze", "Flatten", "Identity", "Cast"})
+
+
+def _graph_input(t: str, producer: dict, graph_inputs: set[str]) -> str | None:
+    """The graph input `t` is, or is made from by ops that only reshape it; else None."""
+    for _ in range(8):
+        if t in graph_inputs:
+            return t
+        node = producer.get(t)
+        if node is None or node.op_type not in _RESHAPES or not node.input:
+            return None
+        t = node.input[0]
+    return None
 
 
 def _pairs(model, scale: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -190,7 +220,7 @@ def restorations(run: RunState, state: CandidateState, stage: int) -> list[Resto
     for s in found:
         concat = next((n for n in model.graph.node if n.name == s.concat), None)
         probe = None
-        for t in (concat.output[0] if concat is not None else None, s.output):  # its own probe, else the output's
+        for t in (concat.output[0] if concat is not None else None, s.output, s.reads):  # its own, else the output's
             probe = probe or (t if t in run.probes else entered.get(t) or by_tensor.get(t)) if t else probe
         if probe is not None and probe in run.probes:
             out.append(Restoration(probe, stage, UNPAIRED, nodes=(*s.quantize, *s.dequantize), tensor=s.scale,

@@ -110,12 +110,15 @@ class Intervention:
         # judged by --atol/--rtol (fixed mode) an output fails within its precision's budget: say which limit holds
         budget = self.before.ratio >= 1 or self.before.flips > 0
         limit = "their budget" if budget else "the run's tolerance"
+        flipped_only = self.before.flips > 0 and self.before.ratio < 1  # within budget: a decision is what is off
+        back = "the decisions back" if flipped_only else f"the outputs back within {limit}"
         tried = "; ".join([f"{t.restored[0].words()}: {t.after.short(budget)}" for t in self.tried
                            if len(t.restored) == 1 and not t.spread]
                           + ([_sets_words(sets, self.searched)] if sets and not self.chosen else []))
         if c is None:
-            return (f"confirmed by no intervention: restoring each of the proposed causes leaves the outputs beyond "
-                    f"{limit} (worst output {before}; {tried}){self._alone()}{spread.words(self.tried, budget)}")
+            return (f"confirmed by no intervention: restoring each of the proposed causes leaves "
+                    f"{'a decision flipped' if flipped_only else 'the outputs beyond ' + limit} (worst output "
+                    f"{before}; {tried}){self._alone()}{spread.words(self.tried, budget)}")
         what = ("the set " + ", ".join(self.confirmed_set)) if self.confirmed_set else self.confirmed
         how = c.restored[0].how_words()  # in the candidate's own precision: left out of INT8 / FP8 / NVFP4
         # a keep set with its nodes' count; a constant; a file's pairs kept float
@@ -126,12 +129,12 @@ class Intervention:
             spent = (f"; the budget of {SET_RUNS} run(s) spent before each one was dropped: not proven 1-minimal"
                      if self.spent else "")
             return (f"confirmed by intervention: restored together: {', '.join(self.confirmed_set)} — no one of them "
-                    f"alone does ({len(self.keep())} node(s) {how}) — bring the outputs back within {limit} (worst "
+                    f"alone does ({len(self.keep())} node(s) {how}) — bring {back} (worst "
                     f"output {before}{flips} → {c.after.ratio:.3g}×; tried {tried}; the set searched among the first "
                     f"{self.searched} ranked, added in rank order until they came back, then each one dropped whose "
                     f"removal still brings them back: {len(sets)} run(s){spent}); verified at the outputs: "
                     f"{cure_words(c.restored)}{self._which()}")
-        return (f"confirmed by intervention: {what}{' ' + how if how else ''} brings the outputs back within {limit} "
+        return (f"confirmed by intervention: {what}{' ' + how if how else ''} brings {back} "
                 f"(worst output {before}{flips} → {c.after.ratio:.3g}×; tried {tried}){self._which()}")
 
     def _alone(self) -> str:

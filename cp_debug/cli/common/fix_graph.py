@@ -93,8 +93,9 @@ def render_graph(fix, written: Path | None, said: list[str], console) -> None:
         keep = st.experiment
         kept = f"{len(keep)}: " + ", ".join(keep[:2]) + (" …" if len(keep) > 2 else "") if keep else "(none)"
         worst = max((f.worst_rel_rmse for f in st.figures), default=0.0)
-        t.add_row(str(st.step), st.phase, kept, "[green]pass[/green]" if st.passed else "[red]fail[/red]",
-                  f"{worst:.3g}", f"{st.seconds:.1f}")
+        metric = not st.passed and all(f.passed for f in st.figures)  # within budget, the --metric's decision not
+        t.add_row(str(st.step), st.phase, kept, "[green]pass[/green]" if st.passed else "[red]fail[/red]"
+                  + (" (--metric)" if metric else ""), f"{worst:.3g}", f"{st.seconds:.1f}")
     from cp_debug.report.table import print_whole
 
     print_whole(console, t)
@@ -113,7 +114,8 @@ def render_graph(fix, written: Path | None, said: list[str], console) -> None:
     v = fix.verification
     held = "held out" if split.held_out else "the search's own: one sample, none held out"
     vt = Table(title=f"verification of {fix.file} in ONNX Runtime ({v.device}) on {len(v.after)} sample(s), {held}: "
-                     + ("[green]holds[/green]" if v.holds else "[red]does not hold[/red]"), title_justify="left")
+                     + ("[green]holds[/green]" if fix.holds else "[red]does not hold[/red]"
+                        + (" at the --metric" if v.holds else "")), title_justify="left")
     held = next((m for m in fix.metric if m.part == "held_out"), None)
     scores = {x.sample: x for x in held.scores} if held is not None else {}
     cols = ("sample", "before: worst rel. RMSE", "after: worst rel. RMSE", "after")
@@ -133,7 +135,7 @@ def render_graph(fix, written: Path | None, said: list[str], console) -> None:
         console.print(("[bold]" if m.part == "held_out" else "") + escape(m.text()), highlight=False)
     if written is not None:
         console.print(f"written: {written} (README.md says how to deploy it; `cpdebug fix --check {written}` "
-                      "re-verifies it)" + ("" if v.holds else "; [red]not verified[/red] on the held-out samples: "
+                      "re-verifies it)" + ("" if fix.holds else "; [red]not verified[/red] on the held-out samples: "
                                            "give more samples to the search"), highlight=False, soft_wrap=True)
 
 
