@@ -15,11 +15,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "docs" / "how-to").glob("*.md")])
-OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*[a-z0-9](?![A-Za-z0-9-])")
+OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9_-]*[a-z0-9](?![A-Za-z0-9_-])")
 COMMAND = re.compile(r"\bcpdebug ([a-z][a-z0-9-]*)((?:[^`|&;#\n]|\|(?=[^ ]))*)")
 # options of the other tools the docs quote (pip, pytest, polygraphy, AWML's PTQ script), named alone in prose
 OTHER_TOOLS = {"--no-deps", "--dist", "--durations", "--load-inputs", "--onnxrt", "--trt", "--extra-index-url",
-               "--index-url", "--skip-layers", "--fp-to-fp16"}
+               "--index-url", "--skip-layers", "--fp-to-fp16", "--extra_options"}  # the last: ORT GenAI's builder
 # the lab notebook quotes the benchmark scripts' own options in prose; its cpdebug command lines are still checked
 PROSE_SKIPPED = {"measurements.md"}
 LISTS_OLD_SPELLINGS = {"terms.md"}
