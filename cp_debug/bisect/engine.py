@@ -120,7 +120,7 @@ class BisectEngine:
         states = [self._new_state(label, spec) for label, spec in self.candidates]
         ref_up, cand_up = {}, {s.label: {} for s in states}
         # --generate on an --onnx file: the reference's decode on its probed session, before stage 0's feed
-        lend_reference(rs, first, states)
+        lend_reference(rs, first, any(s.spec.can(Capability.RUN_SUBMODULE) for s in states))
         with ScreenAhead(rs) as screens:  # a stage's screen made while it runs, where the device has room
             for i, st in enumerate(rs.subject.stages):
                 sp = [p for p in first if p.stage == i]

@@ -141,7 +141,6 @@ class RunState:
     deployed: dict[str, object] = field(default_factory=dict)
     lent: tuple | None = None  # the reference's stage-0 runner, active, made for the decode (`stages/lent.py`)
     lending: object | None = None  # that runner while its session is made on a helper thread (`lent.start_lending`)
-    premade: dict[str, object] = field(default_factory=dict)  # label -> a candidate's (`lent.start_candidates`)
     phases: Phases = field(default_factory=Phases)  # where the command's time went (`phases.py`)
 
     def stage_of(self, label: str, i: int) -> Stage:

@@ -73,52 +73,15 @@ def start_lending(run: RunState, probes: list, capture: bool) -> None:
     lending.thread.start()
 
 
-def start_candidates(run: RunState, states: list, probes: list) -> None:
-    """Where the reference's session is being made beside (`start_lending`): each ONNX Runtime candidate on the CPU
-    that runs its stage 0 whole (not in lockstep, not calibrated) gets its stage-0 runner made with every probe of
-    stage 0, its session made on a helper thread of its own (a 0.5 B INT4 file's: 0.75 s of one core, while the main
-    thread waits for the reference's); `take_premade` hands it to `candidate_stage`."""
-    from cp_debug.bisect.stages.stage_runner import make_stage_runner
-
-    if run.lending is None:
-        return
-    sp = [p for p in probes if p.stage == 0]
-    for s in states:
-        spec = s.spec
-        if s.lockstep or s.refused is not None or spec.is_torch or spec.is_tensorrt or spec.device != "cpu" \
-                or spec.calibrated or s.label in run.premade:
-            continue
-        runner = make_stage_runner(run, spec, run.stage_of(s.label, 0), sp)  # not calibrated: no feeds read
-        lending = run.premade[s.label] = Lending(runner, tuple(p.name for p in sp), False)
-        lending.thread = threading.Thread(target=lending.activate, name="cpdebug-candidate-session", daemon=True)
-        lending.thread.start()
-
-
-def take_premade(run: RunState, label: str, i: int, chunk: list):
-    """The runner `start_candidates` made for candidate `label`, active, where stage `i`'s run exposes `chunk` (the
-    probes it was made for); None otherwise (one made for something else is let go). Taken once."""
-    lending = run.premade.pop(label, None)
-    if lending is None:
-        return None
-    if i == 0 and lending.probes == tuple(p.name for p in chunk):
-        return lending.wait()
-    _let_go(lending)
-    return None
-
-
-def lend_reference(run: RunState, probes: list, states: list) -> None:
+def lend_reference(run: RunState, probes: list, capture: bool) -> None:
     """Where the subject's decode is pending: the reference's stage-0 runner made (its probes: those of `probes` in
-    stage 0, its inputs captured where a candidate of `states` runs submodules, as the reference stage asks; the one
-    `start_lending` began, where it was for these; the candidates' own begun beside: `start_candidates`), the decode
-    run on it, its lines said and put first among the run's warnings, the runner kept active in `run.lent`."""
-    from cp_debug.backends.spec import Capability
+    stage 0; `capture`: as the reference stage asks; the one `start_lending` began, where it was for these), the
+    decode run on it, its lines said and put first among the run's warnings, the runner kept active in `run.lent`."""
     from cp_debug.bisect.stages.stage_runner import make_stage_runner
 
     pending = run.subject.pending_decode
     if pending is None:
         return
-    capture = any(s.spec.can(Capability.RUN_SUBMODULE) for s in states)
-    start_candidates(run, states, probes)
     run.subject.pending_decode = None
     sp = [p for p in probes if p.stage == 0]
     lending, run.lending = run.lending, None
@@ -166,9 +129,6 @@ def release_lent(run: RunState) -> None:
         lent[0].deactivate()
     lending, run.lending = run.lending, None
     if lending is not None:
-        _let_go(lending)
-    premade, run.premade = dict(run.premade), {}
-    for lending in premade.values():
         _let_go(lending)
 
 

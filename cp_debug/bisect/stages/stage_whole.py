@@ -18,7 +18,7 @@ import numpy as np
 from cp_debug.backends.spec import BackendSpec, Capability
 from cp_debug.bisect.stages.qdq_segments import note_int8_graph
 from cp_debug.bisect.stages.ahead import Ahead
-from cp_debug.bisect.stages.lent import take_lent, take_premade
+from cp_debug.bisect.stages.lent import take_lent
 from cp_debug.bisect.stages.local_error import local_errors
 from cp_debug.bisect.stages.placement import (binds_on_device, compares_on_device, device_feed, free_gpu_memory,
     probe_bytes,
@@ -172,8 +172,7 @@ def candidate_stage(run: RunState, state: CandidateState, i: int, sp: list[Probe
             if made is not None:
                 runner = made.runner
             else:
-                runner = whole or take_premade(run, state.label, i, chunk) or \
-                    make_stage_runner(run, spec, st, chunk, calib=run.calib(i))
+                runner = whole or make_stage_runner(run, spec, st, chunk, calib=run.calib(i))
             if runner.can(Capability.STREAM_PROBES):  # compared as the hooks produce them: never all in memory
                 runner.on_probe = _streamed_compare(run, state, {p.name for p in chunk}, diffs)
                 if run.store.device is not None and spec.device == run.store.device.type:
