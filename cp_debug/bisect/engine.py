@@ -31,7 +31,7 @@ from cp_debug.bisect.stages.ahead import Ahead, runs_ahead
 from cp_debug.bisect.stages.placement import device_whole
 from cp_debug.bisect.findings.contribution import judge_small_terms
 from cp_debug.bisect.stages.fits import check_fits, subject_weights
-from cp_debug.bisect.stages.lent import lend_reference, release_lent
+from cp_debug.bisect.stages.lent import lend_reference, release_lent, start_lending
 from cp_debug.bisect.findings.decisions import record_flips
 from cp_debug.bisect.findings.intervention import confirmed
 from cp_debug.bisect.ranking import beyond_locally, causes, first_divergent, root_cause
@@ -113,6 +113,7 @@ class BisectEngine:
 
                 rs.warnings += [f"{st.name}: exporter warning: {text}" for text in folded(st.export_warnings)]
         first = self._level_probes()
+        start_lending(rs, first, any(spec.can(Capability.RUN_SUBMODULE) for _, spec in self.candidates))
         self._deployed(first)
         if needs_onnx:
             self._check_node_lists()

@@ -288,14 +288,30 @@ def _square_sums(node, inits: dict):
     table = table.astype(np.uint8 if top < 1 << 8 else np.uint16 if top < 1 << 16 else np.uint64)
     sums = np.empty(scale.shape, np.uint64)
     step = max(1, (1 << 22) // max(1, scale.shape[1] * width))  # rows of ~4 M lookups a band
+    lanes = table.dtype == np.uint16 and width % 4 == 0 and top * width < 1 << 16
     for r in range(0, n, step):
-        sums[r:r + step] = table[packed[r:r + step, :, :width]].sum(axis=-1, dtype=np.uint32 if top < 1 << 16 else
-                                                                    np.uint64)
+        got = table[packed[r:r + step, :, :width]]
+        sums[r:r + step] = _lane_sums(got) if lanes else got.sum(axis=-1, dtype=np.uint32 if top < 1 << 16 else
+                                                                  np.uint64)
     if np.ndim(zp) == 0:
         return sums.astype(np.float64), scale, real
     s2, s1 = (sums & 0xFFFFFFFF).astype(np.float64), (sums >> 32).astype(np.float64)
     z = np.asarray(zp, np.float64)
     return s2 - 2.0 * z * s1 + block * z * z, scale, real
+
+
+def _lane_sums(got: "np.ndarray") -> "np.ndarray":
+    """Σ over the last axis of uint16 values `got` [..., width] (width a multiple of 4, every sum < 2¹⁶), four at a
+    time in the 16-bit lanes of a uint64, then the lanes folded (exact; numpy's sum over a short last axis took 0.3 s
+    of a 0.5 B INT4 file's 0.9 s)."""
+    import numpy as np
+
+    words = np.ascontiguousarray(got).view(np.uint64)  # [..., width / 4]: four values a word
+    acc = words[..., 0].copy()
+    for j in range(1, words.shape[-1]):
+        acc += words[..., j]
+    acc += acc >> 32
+    return (acc + (acc >> 16)) & 0xFFFF
 
 
 def _unpack(packed: "np.ndarray", bits: int) -> "np.ndarray":

@@ -2,7 +2,8 @@
 reference's file once — its decode runs on the reference's probed session (`bisect/stages/lent.py`), not on a session
 of its own — and the candidate's graph as deployed once — its decode's session of the file as written runs it
 (`unprobed.as_written`) and its outputs are the intervention's "before" (`CandidateState.as_deployed`) — with the
-answer of the corpus file unchanged (step 7's flip, lm_head's level-1 cure, the root at the logits). Every session
+answer of the corpus file unchanged (step 7's flip, lm_head's level-1 cure, the root at the logits); the reference's
+session is made on a helper thread while the deployed files are mapped (`lent.start_lending`). Every session
 the run makes is counted where ONNX Runtime is asked for it (`ort_sessions.open_session`, the one door), each told by
 its graph."""
 
@@ -25,9 +26,12 @@ def test_generate_loads_the_reference_once_and_the_graph_as_deployed_once(tmp_pa
     plain = onnx.load(str(int4), load_external_data=False)
     ins, outs = [i.name for i in plain.graph.input], [o.name for o in plain.graph.output]
     made: list[tuple[str, str]] = []  # (the file it is of, how: "path", "probed", "as deployed", "other")
+    threads: list[str] = []  # the thread each session of the reference's file was made on
     real = ort_sessions.open_session
 
     def counted(src, so=None, providers=("CPUExecutionProvider",), **kwargs):
+        import threading
+
         if isinstance(src, str):
             made.append(("int4" if "int4" in str(src) else "fp32", "path"))
         else:
@@ -38,6 +42,8 @@ def test_generate_loads_the_reference_once_and_the_graph_as_deployed_once(tmp_pa
             how = ("probed" if len(names_out) > len(outs) else
                    "as deployed" if names_in == ins and names_out == outs and same_levels else "other")
             made.append((which, how))
+            if which == "fp32":
+                threads.append(threading.current_thread().name)
         return real(src, so, providers, **kwargs)
 
     monkeypatch.setattr(ort_sessions, "open_session", counted)
@@ -54,6 +60,8 @@ def test_generate_loads_the_reference_once_and_the_graph_as_deployed_once(tmp_pa
     assert cand.root_cause is not None and cand.root_cause.probe == "logits"
     # the reference's file: one session, its probed one (the decode's and the probed run's), none of the file itself
     assert [how for which, how in made if which == "fp32"] == ["probed"]
+    # made on a helper thread while the main thread mapped the deployed files (`lent.start_lending`)
+    assert threads == ["cpdebug-reference-session"]
     # the candidate's graph as deployed: its decode's session of the file as written (its load check's proof), kept
     # and run on the step's feed (`unprobed.as_written`): no session of it from bytes (a kernel check's, made to run
     # it), not a second for the probing check, nor a third for the intervention

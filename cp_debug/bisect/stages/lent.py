@@ -14,17 +14,69 @@ the candidate is compared with; the reference is ONNX Runtime running the file a
 precision transform: `generation._on_probed_session`), else it decodes on its own session of the file as before.
 The file's load check as written (`deployed.refuse_unloadable_given`, exit 3) is made where that runner's session
 cannot be made, not beforehand: it loaded the whole file again (ORT_DISABLE_ALL: 5.9 s).
+
+That runner's session is made on a helper thread (`start_lending`, once the probes are known) while the main thread
+checks and maps the deployed files: ONNX Runtime makes a session on one core without the GIL (the 0.5 B FP32 file's:
+3-4 s), the mapping is numpy on the main thread (1.4 s: the weights' rounding, the twin projections); the decode
+waits for it (`lend_reference`). Not in a server that keeps its sessions (its keep captures the process's stderr
+around a session's making: `ort_kept.speaking`).
 """
 
 from __future__ import annotations
 
+import threading
+from dataclasses import dataclass, field
+
 from cp_debug.bisect.run_state import RunState
+
+
+@dataclass
+class Lending:
+    """The reference's stage-0 runner being activated on a helper thread (`start_lending`) for `probes`, `capture`."""
+
+    runner: object
+    probes: tuple
+    capture: bool
+    thread: threading.Thread | None = None
+    error: BaseException | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def activate(self) -> None:
+        try:
+            self.runner.activate()
+        except BaseException as err:  # noqa: BLE001 - raised again on the main thread (`wait`)
+            self.error = err
+        finally:
+            self.done.set()
+
+    def wait(self):
+        """The runner, active, once its helper thread is done; what its activation raised, raised here."""
+        self.done.wait()
+        if self.error is not None:
+            raise self.error
+        return self.runner
+
+
+def start_lending(run: RunState, probes: list, capture: bool) -> None:
+    """Where the subject's decode is pending (and no server keeps the sessions): the reference's stage-0 runner made
+    (its probes: those of `probes` in stage 0; `capture`: as the reference stage asks) and its session made on a
+    helper thread; `lend_reference` waits for it."""
+    from cp_debug.backends.ort import ort_kept
+    from cp_debug.bisect.stages.stage_runner import make_stage_runner
+
+    if run.subject.pending_decode is None or run.lending is not None or ort_kept.keeping():
+        return
+    sp = [p for p in probes if p.stage == 0]
+    runner = make_stage_runner(run, run.ref_spec, run.subject.stages[0], sp, capture_inputs=capture)
+    lending = run.lending = Lending(runner, tuple(p.name for p in sp), capture)
+    lending.thread = threading.Thread(target=lending.activate, name="cpdebug-reference-session", daemon=True)
+    lending.thread.start()
 
 
 def lend_reference(run: RunState, probes: list, capture: bool) -> None:
     """Where the subject's decode is pending: the reference's stage-0 runner made (its probes: those of `probes` in
-    stage 0; `capture`: as the reference stage asks), the decode run on it, its lines said and put first among the
-    run's warnings, the runner kept active in `run.lent`."""
+    stage 0; `capture`: as the reference stage asks; the one `start_lending` began, where it was for these), the
+    decode run on it, its lines said and put first among the run's warnings, the runner kept active in `run.lent`."""
     from cp_debug.bisect.stages.stage_runner import make_stage_runner
 
     pending = run.subject.pending_decode
@@ -32,11 +84,16 @@ def lend_reference(run: RunState, probes: list, capture: bool) -> None:
         return
     run.subject.pending_decode = None
     sp = [p for p in probes if p.stage == 0]
-    runner = make_stage_runner(run, run.ref_spec, run.subject.stages[0], sp, capture_inputs=capture)
+    lending, run.lending = run.lending, None
+    if lending is not None and (lending.probes, lending.capture) != (tuple(p.name for p in sp), capture):
+        _let_go(lending)  # made for other probes: not this one
+        lending = None
+    runner = lending.runner if lending is not None else \
+        make_stage_runner(run, run.ref_spec, run.subject.stages[0], sp, capture_inputs=capture)
     with run.progress.step(f"reference {run.ref_label}: the decode (--generate, on its probed session)"), \
             run.phases.timed("decode"):
         try:
-            runner.activate()
+            lending.wait() if lending is not None else runner.activate()
         except Exception:
             pending.check()  # the file as written refused: ONNX Runtime's own line, exit 3
             raise
@@ -65,7 +122,17 @@ def take_lent(run: RunState, index: int, sp: list, capture: bool):
 
 
 def release_lent(run: RunState) -> None:
-    """A lent runner no stage took, let go (the engine's close)."""
+    """A lent runner no stage took, let go (the engine's close), and one still being made (a run stopped before its
+    decode)."""
     lent, run.lent = run.lent, None
     if lent is not None:
         lent[0].deactivate()
+    lending, run.lending = run.lending, None
+    if lending is not None:
+        _let_go(lending)
+
+
+def _let_go(lending: Lending) -> None:
+    """The runner `lending` made, once its thread is done, let go."""
+    lending.done.wait()
+    lending.runner.deactivate()

@@ -255,7 +255,8 @@ def _session(model: "onnx.ModelProto", path: "str | Path | None" = None, det=Non
     from cp_debug.graph.session import point_at_weights, session_source
     from cp_debug.ort_sessions import open_session, session_options
 
-    so = session_options(quiet=True, config=config) if det is None else det.ort_session_options()
+    so = session_options(quiet=True, config=config, spinning=False) if det is None else \
+        det.ort_session_options(spinning=False)  # a decode's runs are short: idle threads would busy-wait between
     if det is not None:
         for key, value in (config or {}).items():
             so.add_session_config_entry(str(key), str(value))
