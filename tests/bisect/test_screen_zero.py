@@ -68,3 +68,19 @@ def test_the_flags_of_a_tensor_of_dynamic_shape_show_inf_and_zeros_in_one_pass()
     assert np.isnan(got["half::nonfinite"]) and got["y::abs_sum"] == np.inf
     zero = dict(zip(names, sess.run(None, {"x": np.zeros((5, 4), np.float32)})))
     assert zero["big::abs_sum"] == 0 and zero["half::abs_sum"] == 0 and zero["half::nonfinite"] == 0
+
+    # a float16 candidate converts the screened graph: its ReduceL1s stay float32 (a float16 sum of |t| overflows:
+    # awml-base's voxel encoder on an H200 read "makes NaN/Inf" where every value was finite)
+    from cp_debug.backends.graph_loader import PrepareGraph
+    from cp_debug.bisect.stages.screen import _kept
+
+    converted = PrepareGraph(screened, "ort-cuda-fp16", "fp16", keep_fp32_nodes=_kept(screened, []), check=False)()
+    types = {v.name: v.type.tensor_type.elem_type for v in [*converted.model.graph.value_info,
+                                                            *converted.model.graph.input]}
+    made = {o: n for n in converted.model.graph.node for o in n.output}
+    for node in (n for n in converted.model.graph.node if n.op_type == "ReduceL1"):
+        src = node.input[0]
+        assert types.get(src) == TensorProto.FLOAT or (made[src].op_type == "Cast" and made[src].attribute[0].i
+                                                       == TensorProto.FLOAT), (node.name, src)
+    assert any(types.get(o.output[0]) == TensorProto.FLOAT16 for o in converted.model.graph.node
+               if o.op_type == "Mul"), "the graph is not float16: the check above proves nothing"

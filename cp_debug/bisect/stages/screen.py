@@ -114,8 +114,9 @@ def _flags(m, t: str, elem: int) -> tuple[str, ...]:
     """Tensor `t`'s flags added to `m`: in float32 or float64 one `ReduceL1(t)` as `t::abs_sum` (not finite where t
     holds a NaN or an infinity — a sum of |t| past float32's range needs values beyond 1e30 —, 0 where it is all
     zeros: one pass over t, where `Sub` and `Abs` each wrote a tensor of its size, 2.9× the CenterPoint demo's voxel
-    encoder's own run); in a 16-bit float, whose sum of |t| overflows, `ReduceSum(t - t)` as `t::nonfinite` and
-    `ReduceSum(Abs(t))` as `t::abs_sum`, read as == 0 only."""
+    encoder's own run), kept in FP32 where a float16 candidate converts the screened graph (`_kept`: a float16 sum of
+    |t| overflows — awml-base's voxel encoder on an H200 read "makes NaN/Inf"); in a 16-bit float already,
+    `ReduceSum(t - t)` as `t::nonfinite` and `ReduceSum(Abs(t))` as `t::abs_sum`, read as == 0 only."""
     from onnx import TensorProto, helper
 
     zero = f"{t}{_ZERO}"
@@ -128,6 +129,12 @@ def _flags(m, t: str, elem: int) -> tuple[str, ...]:
                          helper.make_node("Abs", [t], [size], name=size),
                          helper.make_node("ReduceSum", [size], [zero], name=zero, keepdims=0)])
     return flag, zero
+
+
+def _kept(model, keep) -> list[str]:
+    """The nodes a candidate converting the screened `model` keeps in FP32: the sketch's (`keep`) and the float32
+    flags' `ReduceL1`s (`_flags`)."""
+    return [*keep, *(n.name for n in model.graph.node if n.op_type == "ReduceL1" and n.name.endswith(_ZERO))]
 
 
 def _screened(model) -> tuple[set[str], set[str]]:
@@ -254,7 +261,7 @@ def screen_runs(run: RunState, state: CandidateState, i: int, fp32: dict) -> Scr
             else None
         as_run = _as_it_runs(run, state, i, st)
         if as_run is None:
-            ours = _screen_run(run, state.spec, model, state.feeds[i], keep)
+            ours = _screen_run(run, state.spec, model, state.feeds[i], _kept(model, keep))
         else:  # the candidate's own graph screened, run as it is
             ours = _screen_run(run, fp32_spec, screen_model(as_run, concrete, like=model)[0], state.feeds[i])
         if beside is not None:
