@@ -9,13 +9,10 @@ tensor's name. Built small here: the same cell over 12 steps, one shared Gemm a 
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
-from tests.cli_run import cpdebug
-from tests.trained.corpus import make
+from tests.trained.test_madmom_forms import user_file_rows
 
 STEPS = 12
 
@@ -46,17 +43,7 @@ def _unrolled():
 
 @pytest.mark.parametrize("kind", ["fp16", "int8"])
 def test_every_step_of_an_unrolled_state_is_mapped(tmp_path, kind):
-    import onnx
-
-    model = _unrolled()
     feeds = [{"x": np.random.default_rng(s).normal(0, 1, (4, 8)).astype(np.float32)} for s in range(3)]
-    onnx.save(model, tmp_path / "model.onnx")
-    (tmp_path / "user").mkdir()
-    onnx.save(make(kind, model, feeds), tmp_path / "user" / "model.onnx")
-    np.savez(tmp_path / "x.npz", **feeds[0])
-    res = cpdebug("bisect", "--onnx", tmp_path / "model.onnx", "--inputs", tmp_path / "x.npz", "-b",
-                  f"ort-cpu,ort@{tmp_path / 'user'}", "--json", tmp_path / "r.json", "--quiet")
-    assert res.returncode in (0, 4), res.stdout + res.stderr
-    rows = next(iter(json.loads((tmp_path / "r.json").read_text())["results"].values()))
+    rows = user_file_rows(tmp_path, _unrolled(), feeds, kind, codes=(0, 4))
     assert len(rows) >= 7 * STEPS
     assert not [r["probe"] for r in rows if r["status"] == "missing"]  # the last steps' Sub / Mul / Add among them
