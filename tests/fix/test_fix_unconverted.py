@@ -31,6 +31,7 @@ def test_a_set_of_every_compute_node_is_said_to_convert_none(tmp_path):
     text = " ".join(proc.stdout.split())
     assert "note: the set is every compute node of the model (1 Conv / Gemm / MatMul) left out of INT8" in text, text
     assert any("no INT8 conversion of this model holds" in n for n in doc["notes"]), doc["notes"]
+    assert "Note: the set is every compute node of the model" in (tmp_path / "fix" / "README.md").read_text()
 
 
 def test_a_set_that_leaves_a_compute_node_converted_says_nothing():
