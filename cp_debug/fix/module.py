@@ -401,4 +401,21 @@ def fix_graph(spec: BackendSpec, model: "onnx.ModelProto", source: dict, split: 
             scores += (before_after(spec, model, fixed, split.search, calib_feeds, metric, "search")[2],)
     ver = GraphVerification(spec.device, spec.precision, default_tolerance(spec.precision), after, before,
                             split.held_out, {x.name: x.shape for x in split.verify})
-    return GraphFix(**base, fixed=fixed, verification=ver, metric=scores)
+    return GraphFix(**base, fixed=fixed, verification=ver, metric=scores, notes=unconverted(model, search.keep,
+                                                                                        spec.precision))
+
+
+COMPUTE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+def unconverted(model, keep: Sequence[str], kind: str) -> tuple[str, ...]:
+    """The line that says a set holding every Conv / ConvTranspose / Gemm / MatMul of `model` converts none of them
+    (langid's naive Bayes in INT8: its one MatMul left out, "1 node(s) left out of INT8", a model_int8.onnx computing
+    in FP32): no set of this kind holds at this budget on these samples; none where a compute node stays converted."""
+    compute = [n.name for n in model.graph.node if n.op_type in COMPUTE_OPS]
+    if not compute or not set(compute) <= set(keep):
+        return ()
+    what = "kept in FP32" if kind == "fp16" else f"left out of {kind.upper()}"
+    return (f"the set is every compute node of the model ({len(compute)} Conv / Gemm / MatMul) {what}: "
+            f"{FILES[kind]} computes as the FP32 model does — no {kind.upper()} conversion of this model holds "
+            "this budget on these samples (a --metric or a looser --max-rel-rmse judges the application's need)",)

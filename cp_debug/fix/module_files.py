@@ -134,6 +134,7 @@ def readme(doc: dict) -> str:
              f"verified in ONNX Runtime ({v.get('device')}) on {len(v.get('samples') or ())} sample(s)"
              f"{' the search never saw' if doc.get('held_out_verification') else ' (the search sample itself)'}: "
              f"**{'holds' if v.get('holds') else 'does NOT hold'}**.", ""]
+    lines += [f"Note: {n}." for n in doc.get("notes") or ()] + ([""] if doc.get("notes") else [])  # converts none
     m = (doc.get("metric") or {}).get("held_out")
     if m:
         changed = ", ".join(m["changed_before"]) or "none"

@@ -1,25 +1,22 @@
 """A foreign ONNX (the user's own deployed file) mapped onto our probe names: by scope names, else by structure.
 
-The user's exporter, simplifier or hand edits decide the file's names, so our own module ↔ tensor table (`naming.py`)
-does not carry over by name. Two ways in, tried per probe:
+The user's exporter, simplifier or hand edits decide the file's names: our table (`naming.py`) does not carry over.
 1. **scope names**: the file's nodes carry the exporter's scopes (`/pts_backbone/blocks.1/blocks.1.0/Conv`, or
    `pkg.torch.onnx.name_scopes` metadata), read as for our own export (`map_modules_to_onnx`), and under our names
    where the stage knows another module tree of the same network (`Stage.foreign_names`: autoware-ml's, the builder's);
 2. **structure**: the compute nodes (Conv, Gemm, MatMul, …) of both are paired by op type, weight shapes and place
    (`align_anchors`); a probe tensor of ours is reached from its nearest compute node (or graph input) by a chain of
-   ops, followed in the file (a fused projection's part through a Slice view, or its parts' Split: `fused_parts`).
+   ops followed in the file (a fused projection's part: `fused_parts`), past its reach by our name (`same_names.py`).
 A quantized file is read as the float computation it stands for (`quantized_forms.float_view`: dynamic INT8, ORT's
 fused forms, QOperator, a quantized embedding act as the op they replace); an integer tensor no float tensor holds is
 read through a DequantizeLinear added to the file (`ForeignMap.views`); a constant-only tensor is no counterpart.
-What a deployment inserts is looked through (`PRECISION_STEPS`): a weight behind DequantizeLinear (an int8 or float8
-initializer, or QuantizeLinear of a float one; onnxruntime.quantization's `quantize_static`) or a Cast is that weight,
-of the quantized initializer's shape; a chain is followed past onnxconverter-common's Casts (one per consumer of an
-input) and the Q/DQ pairs on activations, a probe tensor quantized in the file maps to the dequantized tensor, and a
-ReLU the quantizer folded into its QuantizeLinear maps to that pair's output. Recurrent ops (LSTM, GRU, RNN) hold
-weights: anchors too. A probe whose correspondence is not certain — its compute node unaligned, a chain step with no
-or several fitting consumers — is left unmapped with the reason: two tensors that do not correspond are never compared.
-Past the probes, every node is paired where it can be (`align_nodes`); the nodes left over on either side are the
-graphs' differences (`graph_diff.py`: an inserted Clip, a dropped Sigmoid, a fused op).
+What a deployment inserts is looked through (`PRECISION_STEPS`): a weight behind DequantizeLinear (`quantize_static`)
+or a Cast is that weight, of the quantized initializer's shape; a chain is followed past onnxconverter-common's Casts
+(one per consumer of an input) and Q/DQ pairs on activations, a probe tensor quantized in the file maps to the
+dequantized tensor, a ReLU the quantizer folded into its QuantizeLinear to that pair's output; LSTM, GRU and RNN are
+anchors. A probe whose correspondence is not certain (its compute node unaligned, a chain step with no or several
+fitting consumers) is left unmapped with the reason: two tensors that do not correspond are never compared.
+Past the probes, every node is paired where it can be (`align_nodes`); those left over are the graphs' differences.
 """
 
 from __future__ import annotations
@@ -40,6 +37,7 @@ from cp_debug.probes.probe_shapes import constant_shape, one_value_one_probe, sa
 from cp_debug.probes.qdq_pairs import (MAX_CHAIN, PRECISION_STEPS, dequantized, only_consumer, past_inserted,
                                        quantized, through_casts)
 from cp_debug.probes.quantized_forms import float_view
+from cp_debug.probes.same_names import same_name
 from cp_debug.probes.sized_shapes import SizedShapes
 from cp_debug.probes.torch_trace import ModuleTrace
 
@@ -299,6 +297,8 @@ def _match(a: "_Graph", b: "_Graph", pair: dict[int, int], wanted: list[str]) ->
             found[t] = t  # the interface's names (checked against the model beforehand)
             continue
         result = _follow(a, b, pair, t)
+        if isinstance(result, tuple) and (named := same_name(a, b, t)):  # a recurrence past `MAX_CHAIN`
+            result = _as_computed(a, b, t, named)
         if isinstance(result, tuple):
             why[t] = result[0]
         else:

@@ -174,8 +174,17 @@ def verdict(cand: CandidateResult, hint: bool = True) -> tuple[str, str]:
     if not cand.results:
         return "unknown", "no probes compared"
     if judged:  # every probe within the precision, but the boxes changed beyond it
-        return "diverged", f"{cand.outcome.words}: {cand.outcome_reason}{tail}"
+        return "diverged", f"{cand.outcome.words}: {cand.outcome_reason}{_moved_by(cand, hint)}{tail}"
     return "ok", f"within tolerance{tail}"
+
+
+def _moved_by(cand: CandidateResult, hint: bool) -> str:
+    """"; root cause X: hint" where no probe diverged and the intervention found the layer that moves the decision
+    (a user's langid file: its Add left out of INT8 brings the language back), else ""."""
+    if not cand.root_cause:
+        return ""
+    said = f": {cand.root_cause.hint}" if cand.root_cause.hint and hint else ""
+    return f"; root cause {cand.root_cause.title}{said}"
 
 
 def candidate_title(cand: CandidateResult) -> str:

@@ -40,13 +40,15 @@ class TaskMetric:
                                 "'label' (or 'labels') key besides the inputs")
         try:
             return float(self.fn(outputs, reference, label))
-        except (BadInputError, TypeError, ValueError, IndexError) as err:
+        except (BadInputError, TypeError, ValueError, IndexError, KeyError) as err:
             if isinstance(err, BadInputError) or self.name in BUILT_INS:
                 raise BadInputError(f"--metric {self.name}: {err}") from err
             from cp_debug.errors import UserCodeError
 
-            raise UserCodeError.of(err, f"in the --metric {self.name}") or BadInputError(
-                f"--metric {self.name}: {type(err).__name__}: {err}") from err
+            # an output read by a name the model does not give it (`--torch`'s export names them `output0`, …)
+            named = f" (the outputs it was given: {', '.join(map(repr, outputs))})" if isinstance(err, KeyError) else ""
+            raise UserCodeError.of(err, f"in the --metric {self.name}{named}") or BadInputError(
+                f"--metric {self.name}: {type(err).__name__}: {err}{named}") from err
 
     def changed(self, value: float, reference: float) -> bool:
         """A discrete metric's sample changed: its value is not the reference's (within float rounding)."""

@@ -102,7 +102,7 @@ def stage_file(spec: BackendSpec, subject: Subject, stage: Stage) -> Path:
 def deployed_stages(spec: BackendSpec, subject: Subject, level_probes: dict[int, list[str]]) -> DeployedStages:
     """Load, check and map the user's files for every stage of `subject` (stages already exported and mapped).
     `level_probes` (stage → the run's probes) picks which unmapped probes the notes name."""
-    from cp_debug.graph.model import load_onnx
+    from cp_debug.graph.model import load_onnx, named_nodes
     from cp_debug.lint.weights import check_weights
     from cp_debug.probes.foreign import map_foreign
     from cp_debug.probes.fused_parts import with_views
@@ -128,6 +128,10 @@ def deployed_stages(spec: BackendSpec, subject: Subject, level_probes: dict[int,
     clamped = [f"{spec}: {c.file}: {k.line()}" for c in checks for k in c.clamps]
     for i, (st, path, model, name) in enumerate(zip(subject.stages, paths, models, shown)):
         model = _as_prefill(model, path, st, subject, notes, f"{spec}: {name}")
+        # a cure names the file's nodes (left out of its quantization): unnamed ones by their first output, as the
+        # reference's are (an onnx.helper graph quantized by quantize_static keeps them unnamed)
+        model, unnamed = named_nodes(model, name)
+        notes += [f"{spec}: {line}" for line in unnamed]
         model, renames = adopt_output_names(model, st.onnx())  # the file's own output names, read as ours
         if renames:
             notes.append(f"{spec}: {name}: input / output(s) read by order under the model's names: "

@@ -111,6 +111,7 @@ def render_graph(fix, written: Path | None, said: list[str], console) -> None:
     console.print(f"[green]{len(s.keep)} node(s) {what}[/green] (1-minimal over {len(split.search)} sample(s)):{named}"
                   if s.keep else f"[green]nothing to fix[/green]: the plain {fix.spec} is within {fix.kind.upper()}'s "
                   "budget on every search sample", highlight=False)
+    console.print("".join(f"[yellow]note[/yellow]: {escape(line)}\n" for line in fix.notes), end="", highlight=False)
     v = fix.verification
     held = "held out" if split.held_out else "the search's own: one sample, none held out"
     vt = Table(title=f"verification of {fix.file} in ONNX Runtime ({v.device}) on {len(v.after)} sample(s), {held}: "

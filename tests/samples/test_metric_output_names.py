@@ -1,0 +1,27 @@
+"""A `--metric` file reading an output by a name the model does not give it (cp_debug/samples/tasks.py).
+
+g2p_en's decoder through `cpdebug bisect --torch`: the metric written for the user's own export read
+`outputs["logits"]`, and cp_debug's export names the output `output0`. The KeyError went past the metric's handler
+and read "g2p_model.py:53 in words_metric: KeyError: 'logits' (your model's code raised; …)", with no word of the
+metric or of the names it was given. It is now said in the --metric, with the outputs' names."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cp_debug.errors import BadInputError
+from cp_debug.samples.tasks import task_metric
+
+
+def test_a_metric_reading_an_output_it_is_not_given_names_the_outputs(tmp_path):
+    (tmp_path / "m.py").write_text("def words(outputs, reference, label=None):\n"
+                                   "    return float((outputs['logits'] == reference['logits']).all())\n")
+    metric = task_metric(f"{tmp_path / 'm.py'}:words")
+    out = {"output0": np.zeros((2, 3), np.float32)}
+    with pytest.raises(BadInputError) as caught:
+        metric.value(out, out, None)
+    said = str(caught.value)
+    assert "in the --metric" in said and "KeyError: 'logits'" in said, said
+    assert "(the outputs it was given: 'output0')" in said, said
+    assert metric.value({"logits": np.ones(2)}, {"logits": np.ones(2)}, None) == 1.0
