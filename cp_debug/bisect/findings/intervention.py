@@ -15,10 +15,9 @@ user's file's constants off the reference's are tried first, each replaced alone
 scales after the ranked (`cures/shared_scale.py`). An overflow its consumer saturates (a tanh-GELU's x³) is proposed
 first and let go: restoring it changes nothing at the output. Where nothing brings them back, the graph's halves say
 where the error accumulates (`cures/spread.py`: evidence, never the cure). A module whose own nodes are not its whole
-segment is tried again over its segment, as its local error ran it (`restore.widened`).
-
-Cost: one probe-less run of the stage per restoration (at most 2 × `TRIED` + `SET_RUNS` + a file's constants and
-shared scales), only where the outputs are wrong, on ONNX Runtime only (`Capability.ORT_SESSIONS`)."""
+segment is tried again over its segment, as its local error ran it (`restore.widened`). Cost: one probe-less run of the
+stage per restoration (at most 2 × `TRIED` + `SET_RUNS` + a file's constants and shared scales), only where the outputs
+are wrong, on ONNX Runtime only (`Capability.ORT_SESSIONS`)."""
 
 from __future__ import annotations
 
@@ -34,9 +33,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.bisect.result import ProbeResult
     from cp_debug.bisect.run_state import CandidateState, RunState
 
-TRIED = 3  # the proposed candidates restored one by one before a set of them
-SET_FROM = 6  # the ranked candidates a set is searched among where no one alone brings the outputs back
-SET_RUNS = 12  # the runs a set search makes at most (each one run of the stage)
+# the proposed restored one by one before a set; the ranked a set is searched among; a set search's runs at most
+TRIED, SET_FROM, SET_RUNS = 3, 6, 12
 
 
 @dataclass(frozen=True)
