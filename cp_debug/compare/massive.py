@@ -25,12 +25,10 @@ def massive_channels(ref) -> np.ndarray | None:
     a = np.asarray(ref)
     if a.ndim < 2 or a.shape[-1] < MIN_CHANNELS or not np.issubdtype(a.dtype, np.floating):
         return None
-    flat = a.reshape(-1, a.shape[-1]).astype(np.float64)
-    if not np.isfinite(flat).all():
-        return None
-    rms = np.sqrt(np.mean(flat * flat, axis=0))
+    flat = a.reshape(-1, a.shape[-1])
+    rms = np.sqrt(np.einsum("ij,ij->j", flat, flat, dtype=np.float64) / max(1, flat.shape[0]))
     med = float(np.median(rms))
-    if med <= 0:
+    if not np.isfinite(rms).all() or med <= 0:
         return None
     big = np.flatnonzero(rms >= MASSIVE * med)
     return big if 0 < big.size <= a.shape[-1] // 8 else None
