@@ -22,7 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import llm_files as L  # noqa: E402
 
 # model type -> (the node reading the massive channel, the layer's gain, every 32-value block of its input or one)
-MODELS = {"mistral": ("down_proj", 6.0, False), "qwen2": ("down_proj", 4.0, True)}
+MODELS = {"mistral": ("down_proj", 6.0, False), "qwen2": ("down_proj", 4.0, True), "qwen3": ("down_proj", 5.0, False)}
+DEFAULT = ("mistral", "qwen2")  # qwen3 (`--models qwen3`): its builder file's 4-bit weights flip the token as well
+CONFIGS = {**L.OTHER, "qwen3": ("Qwen3Config", "Qwen3ForCausalLM", {"head_dim": 16})}  # Qwen3: q/k norms
 LAYER, ROW = 1, 5
 
 
@@ -30,7 +32,7 @@ def make_model(name: str, folder: Path, seed: int = 3) -> None:
     import torch
     import transformers
 
-    config_cls, model_cls, extra = L.OTHER[name]
+    config_cls, model_cls, extra = CONFIGS[name]
     torch.manual_seed(seed)
     cfg = getattr(transformers, config_cls)(**(L.SMALL | extra))
     model = getattr(transformers, model_cls)(cfg).eval()
@@ -88,7 +90,7 @@ def _plant(model, cfg, where: str, gain: float, every_block: bool, layer) -> Non
             att.o_proj.weight[:, q * hd + d] = 0.0
 
 
-def make(out: Path, n: int, models=tuple(MODELS)) -> dict:
+def make(out: Path, n: int, models=DEFAULT) -> dict:
     answers: dict = {"versions": L.versions(), "prompt": L.PROMPT, "tokens": n, "models": {}}
     for name in models:
         tag = f"{name}_inner"
@@ -108,7 +110,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", type=Path)
     ap.add_argument("--tokens", type=int, default=32)
-    ap.add_argument("--models", nargs="*", default=list(MODELS))
+    ap.add_argument("--models", nargs="*", default=list(DEFAULT), choices=list(MODELS))
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     print(L.scorecard(make(args.out, args.tokens, args.models)))
