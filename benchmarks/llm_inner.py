@@ -1,12 +1,12 @@
-"""A massive channel read INSIDE a decoder layer (issue 116, s11): the flip comes from a layer's `down_proj` or
-`o_proj` MatMulNBits at accuracy_level 4, not lm_head's. Tiny Mistral and Qwen2 (`llm_files.OTHER`'s configs) whose
-residual stream carries channel 5 at 250 (as `llm_files._massive`) that no norm hands on but one: in layer 1, the
-post-attention norm hands it to the MLP (Mistral: `gate_proj`/`up_proj` row 5 read it alone, so `down_proj`'s input
-channel 5 is ~480 against ~0.3) or the input norm hands it to attention (Qwen2: `v_proj` row 5 reads it alone, so
-`o_proj`'s input channels 5 and 21 are ~400). The weight reading the massive value is zero (down_proj's column 5,
-o_proj's columns 5 and 21): in float it adds nothing; at level 4 the node's input is quantized per 32-value block
-and the block's other 31 values round to zero. That layer's projections weigh `GAIN` x the random init's, so the
-layer matters to the logits; lm_head sees no massive channel (the final norm weighs it 0). Each as the builder's FP32
+"""A massive channel read INSIDE a decoder layer (issue 116, s11): the flip comes from a layer's `down_proj`
+MatMulNBits at accuracy_level 4, not lm_head's. Tiny Mistral and Qwen2 (`llm_files.OTHER`'s configs) whose residual
+stream carries channel 5 at 250 (as `llm_files._massive`) that no norm hands on but layer 1's post-attention norm
+(~4 there): its `gate_proj` / `up_proj` row 5 read it alone, so `down_proj`'s input channel 5 is ~480 against ~0.3
+(Qwen2: row 5 of each 32-value block). down_proj's weight there is zero: in float it adds nothing; at level 4 its
+input is quantized per 32-value block and the block's other values round to zero. That layer's projections weigh
+`MODELS`' gain x the random init's, so the layer matters to the logits; lm_head sees no massive channel (the final
+norm weighs it 0). `_plant`'s "o_proj" (v_proj reading the channel, so that o_proj's input carries it) was tried and
+not kept (docs/llm.md, s11). Each as the builder's FP32
 and INT4 files, an RTN INT4 file (level 4) of its plain export and the plain export, with the right answers found
 without cp_debug (`llm_files._answers`). Run in the builder's venv:
 
