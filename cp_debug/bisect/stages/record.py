@@ -50,8 +50,9 @@ def note_massive(s: CandidateState, name: str, ref, value, local: bool = False) 
 
 
 def _massive(s: CandidateState, name: str, d: TensorDiff, loc: TensorDiff | None):
-    """`d` and `loc` as `note_massive` measured them without the massive channels, and the note, where it did."""
-    prop, own = s.massive.get((name, "")), s.massive.get((name, "local"))
+    """`d` and `loc` as `note_massive` measured them without the massive channels, and the note, where it did (taken:
+    a later judgement of the probe, its graph as deployed, is of another value)."""
+    prop, own = s.massive.pop((name, ""), None), s.massive.pop((name, "local"), None)
     if prop is None and own is None:
         return d, loc, None
     return (prop[0] if prop else d), (own[0] if own and loc is not None else loc), (prop or own)[1]
