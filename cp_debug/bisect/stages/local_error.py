@@ -13,7 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from cp_debug.backends.spec import Capability
-from cp_debug.bisect.stages.record import is_mask_probe, mask_saturation
+from cp_debug.bisect.stages.record import is_mask_probe, mask_saturation, note_massive
 from cp_debug.bisect.run_state import CandidateState, ProbeSpec, RunState, store_keys
 from cp_debug.compare.device_diff import diff_tensors, host_array
 from cp_debug.compare.diff import TensorDiff
@@ -66,6 +66,7 @@ def _submodule_errors(run: RunState, state: CandidateState, i: int, sp: list[Pro
             run.warnings.append(f"{state.label}: local error of {p.name} not computed: {err}")
             continue
         loc = TensorDiff.from_arrays(p.name, run.store.get(p.name), val, run.tolerance(state, p.name))
+        note_massive(state, p.name, run.store.get(p.name), val, local=True)
         prod = tr.producers.get(p.name)
         out[p.name] = (loc, [prod] if prod else [])
     return out
@@ -312,6 +313,7 @@ def _local_diff(run: RunState, state: CandidateState, name: str, val, device) ->
     val = host_array(val) if device is not None else val
     if mask:
         val, _ = mask_saturation(store.get(name), np.asarray(val))
+    note_massive(state, name, store.get(name), val, local=True)
     return TensorDiff.from_arrays(name, store.get(name), val, run.tolerance(state, name))
 
 

@@ -21,11 +21,14 @@ def record(run: RunState, s: CandidateState, name: str, ref, value, local_value,
     if is_mask_probe(run, s, name):
         value, local_value, note = _mask_saturation(ref, value, local_value)
     d = TensorDiff.from_arrays(name, ref, value, tol)
+    note_massive(s, name, ref, value)
     loc = None
     if local_value is value:
         loc = d
+        note_massive(s, name, ref, value, local=True)
     elif local_value is not None:
         loc = TensorDiff.from_arrays(name, ref, local_value, tol)
+        note_massive(s, name, ref, local_value, local=True)
     if name not in s.plots:
         keep_plot(s, name, ref, value)
     s.results[name] = judged(run, s, name, d, loc).noted(note)
@@ -33,6 +36,26 @@ def record(run: RunState, s: CandidateState, name: str, ref, value, local_value,
         s.results[name] = replace(s.results[name], amplification=amplification(s, name, list(upstream)))
         carry(run, s, name, upstream)
     return d
+
+
+def note_massive(s: CandidateState, name: str, ref, value, local: bool = False) -> None:
+    """A weight-only candidate's probe whose reference holds massive channels: its diff without them kept where that
+    is the worse (`compare/massive.py`), for `judged` to judge it by."""
+    from cp_debug.compare import massive, noise
+
+    if s.judged_at in noise.WEIGHT_ONLY_UNIT and value is not None and ref is not None:
+        found = massive.rest_diff(name, ref, np.asarray(value))
+        if found is not None:
+            s.massive[(name, "local" if local else "")] = found
+
+
+def _massive(s: CandidateState, name: str, d: TensorDiff, loc: TensorDiff | None):
+    """`d` and `loc` as `note_massive` measured them without the massive channels, and the note, where it did (taken:
+    a later judgement of the probe, its graph as deployed, is of another value)."""
+    prop, own = s.massive.pop((name, ""), None), s.massive.pop((name, "local"), None)
+    if prop is None and own is None:
+        return d, loc, None
+    return (prop[0] if prop else d), (own[0] if own and loc is not None else loc), (prop or own)[1]
 
 
 def cancel(run: RunState, s: CandidateState, name: str, upstream) -> None:
@@ -113,6 +136,7 @@ def judged(run: RunState, s: CandidateState, name: str, d: TensorDiff, loc: Tens
     wherever this changes the row's status."""
     from cp_debug.compare.weight_only import beyond_own, own_judgement
 
+    d, loc, massive = _massive(s, name, d, loc) if run.opts.tolerance_mode == "model" else (d, loc, None)
     lj = run.judge(s, name, loc) if loc is not None else None
     lj = own_judgement(lj, loc, s.judged_at, s.judged_unit, s.own_matmuls.get(name, 1)) if lj is not None else None
     j = beyond_own(run.judge(s, name, d), lj, s.judged_at)
@@ -121,7 +145,7 @@ def judged(run: RunState, s: CandidateState, name: str, d: TensorDiff, loc: Tens
         from cp_debug.compare.noise import status_of
 
         status = status_of(d, j)
-    res = ProbeResult(name, status, d, loc, judgement=j, local_judgement=lj)
+    res = ProbeResult(name, status, d, loc, judgement=j, local_judgement=lj).noted(massive)
     if status != "ok" or run.opts.tolerance_mode == "model":  # rel. RMS error is not diluted by a scatter's zeros
         return res
     bad = [(src, s.results[src]) for src in run.glue_sources(name)

@@ -24,7 +24,7 @@ from cp_debug.bisect.stages.placement import (binds_on_device, compares_on_devic
     probe_bytes,
                                        to_device, to_host, use_device_tier)
 from cp_debug.bisect.stages.record import (amplification, carried_deployed, carry, is_mask_probe, judged, keep_plot,
-                                   keep_plots_device, mask_saturation, merge_precision)
+                                   keep_plots_device, mask_saturation, merge_precision, note_massive)
 from cp_debug.bisect.result import ProbeResult
 from cp_debug.bisect.run_state import CandidateState, ProbeSpec, RunState, unmapped_note
 from cp_debug.bisect.stages.screen import hold_as_run
@@ -431,4 +431,5 @@ def _compare_on_host(run: RunState, state: CandidateState, name: str, value, dif
         if note:
             state.notes[name] = note
     diffs[name] = TensorDiff.from_arrays(name, ref, value, run.tolerance(state, name))
+    note_massive(state, name, ref, value)
     keep_plot(state, name, ref, value)
