@@ -39,11 +39,16 @@ def test_a_branch_fp16_cancels_behind_a_residual_is_found_at_every_level(tmp_pat
         assert 0.45 < rel < 1.0, said
 
 
-def test_the_shifted_twin_within_float16s_spacing_stays_within_precision(tmp_path):
+@pytest.mark.parametrize("level", [None, "all"])
+def test_the_shifted_twin_within_float16s_spacing_stays_within_precision(tmp_path, level):
+    """Screened at the default level and not at `--level all`, where every module is a probe (a finding's path has
+    nothing left to measure)."""
     proc = cpdebug("bisect", "--torch", f"{MODELS}:shifted", "-b", "torch,ort-cpu-fp16", "--json",
-                   tmp_path / "r.json", "--quiet")
+                   tmp_path / "r.json", *(["--level", level] if level else []))
     report = json.loads((tmp_path / "r.json").read_text())
     assert proc.returncode == 0 and not [w for w in report["warnings"] if "do not show" in w], report["warnings"]
+    screened = "for faults its outputs hide" in proc.stdout + proc.stderr
+    assert screened == (level is None), proc.stderr[-2000:]
 
 
 def test_the_sketch_estimates_a_tensors_relative_error_in_a_real_session():

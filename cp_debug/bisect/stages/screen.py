@@ -15,7 +15,10 @@ tensor non-finite or zero in FP32 too (an attention mask's -inf), a mask that on
 and every module above it, as `--level all` would measure them — are measured on the stage again, and the run's
 verdict and refinement proceed on them: the same root cause as `--level all`.
 
-Not screened: stages of an ONNX file (each of their tensors is a probe already), models past `SCREEN_UP_TO` bytes of
+Not screened: stages of an ONNX file (each of their tensors is a probe already), any stage at `--level all` (every
+module is a probe there, so a finding's path has nothing left to measure: its one effect was a warning naming a tensor
+inside a module's own code, with the verdict and root cause unchanged, for a second and a third run of the stage —
+the CenterPoint demo's FP16 `--level all`: 5.2 s of 24 s), models past `SCREEN_UP_TO` bytes of
 weights (the screen is a second session of the whole graph), on CUDA past `CUDA_SCREEN_UP_TO` (measured
 on an H200: a 130m Llama's bisect 32 → 44-50 s, against issue 83's 1.5× of the floor) — the report's warnings say when
 a screen was skipped for its size. Its cost on the CPU: 130m Llama 45.7 → 53.5 s (before the FP32 run of the
@@ -216,11 +219,13 @@ class ScreenRuns:
 
 
 def _eligible(run: RunState, state: CandidateState, i: int) -> bool:
-    """An ONNX Runtime float16 / bfloat16 candidate running cp_debug's export of a module at stage i."""
+    """An ONNX Runtime float16 / bfloat16 candidate running cp_debug's export of a module at stage i, below `--level
+    all` (every module a probe there: nothing left on a finding's path to measure)."""
     spec = state.spec
     if not spec.can(Capability.ORT_SESSIONS) or spec.precision not in ("fp16", "bf16"):
         return False
-    return state.refused is None and run.stage_of(state.label, i).module is not None and spec.onnx_dir is None
+    return state.refused is None and run.stage_of(state.label, i).module is not None and spec.onnx_dir is None and \
+        run.level != "all"
 
 
 def _size_limit(spec) -> int:
