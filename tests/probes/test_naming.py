@@ -100,3 +100,44 @@ def test_a_deployed_file_gets_the_same_axis_order_check(convnext_backbone, tmp_p
     # without the sized shapes the scopes alone map it to the NHWC tensor (what the check is for)
     plain = map_foreign(deployed, st.onnx(), st.probe_map(), st.trace(), st.name, st.foreign_names)
     assert plain.probe_map.tensors.get("pts_backbone.stages.1.0.norm", "").endswith("LayerNormalization_output_0")
+
+
+class _Decoder(torch.nn.Module):
+    """g2p_en's shape in small: a GRU encoder whose sequence output nothing reads, and a GRUCell called 4 times,
+    each call's state the next call's input (unrolled decoding)."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc = torch.nn.GRU(8, 16, batch_first=True)
+        self.dec = torch.nn.GRUCell(16, 16)
+
+    def forward(self, x):
+        _, h = self.enc(x)
+        h, outs = h[0], []
+        for _ in range(4):
+            h = self.dec(h, h)
+            outs.append(h)
+        return torch.stack(outs, 1)
+
+
+def test_chained_calls_of_one_module_are_told_apart():
+    """The dynamo exporter scopes every call of the cell alike; the calls touch each other (the state), so connected
+    groups cannot tell them apart: the data flow's cuts do, and each call's probe holds that call's value. The
+    encoder's sequence output, which the model never reads, is said as such."""
+    torch.manual_seed(0)
+    net, x = _Decoder().eval(), torch.randn(2, 7, 8)
+    res = export_module(net, (x,), ("x",), ("y",), exporter="dynamo")
+    pm = map_modules_to_onnx(res.model, trace_module(net, (x,)))
+    calls = [f"dec#{k}" for k in range(1, 5)]
+    assert all(c in pm.tensors for c in calls), pm.unmapped
+    assert len({pm.tensors[c] for c in calls}) == 4
+    assert "never reads this output" in pm.unmapped["enc[0]"], pm.unmapped
+    from cp_debug.graph.model import expose_outputs
+
+    exposed = expose_outputs(res.model, [pm.tensors[c] for c in calls])
+    sess = ort.InferenceSession(exposed.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"x": x.numpy()})))
+    with torch.no_grad():
+        want = net(x).numpy()
+    for k, c in enumerate(calls):
+        np.testing.assert_allclose(got[pm.tensors[c]], want[:, k], rtol=1e-4, atol=1e-5, err_msg=c)

@@ -97,5 +97,5 @@ def test_calls_no_exporter_scope_tells_apart_share_one_note():
     proc = cpdebug("bisect", "--torch", f"{ZOO}:build_thrice", "--level", "all", "--exporter", "dynamo")
     assert proc.returncode == 0, proc.stderr[-2000:]
     notes = [ln for ln in proc.stdout.splitlines() if ln.strip().startswith("note act")]
-    assert notes == ["  note act#1 … act#3 (3 probes): called 3 times, but its ONNX nodes form 1 group(s): no call is "
+    assert notes == ["  note act#1 … act#3 (3 probes): called 3 times, but its ONNX nodes form 2 group(s): no call is "
                      "paired with another call's tensor, so none is compared"], notes
