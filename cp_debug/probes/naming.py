@@ -221,7 +221,8 @@ def map_modules_to_onnx(model: onnx.ModelProto, trace: ModuleTrace, rename: Scop
         slot_of = partial(_rnn_slot, graph, producer)
         for p, found in _match_outputs(trace, probes, leaving, shapes, sized, slot_of).items():
             if isinstance(found, str):
-                unmapped[p] = _never_read(graph, idx, consumers, graph_outputs, shapes, trace.shapes.get(p)) or found
+                unmapped[p] = found if not found.startswith("no tensor leaving") else \
+                    _never_read(graph, idx, consumers, graph_outputs, shapes, trace.shapes.get(p)) or found
             else:
                 tensors[p] = found[1]
                 op_types[p] = graph.node[found[0]].op_type
