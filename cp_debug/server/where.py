@@ -15,6 +15,7 @@ from cp_debug.files import tree_stamp
 SERVER_ENV = "CPDEBUG_SERVER"  # "off": every command runs in its own process
 OFF = ("off", "0", "no", "false")  # the spellings of "off" in the server's variables
 SOCKET_ENV = "CPDEBUG_SERVER_SOCKET"  # the socket's path, instead of the default one of this environment
+UNIX_PATH_MAX = 107  # the bytes of a Unix socket's path (Linux's sun_path: 108 with its NUL)
 # environment variables a library reads once, when it loads or initialises: a server started under other values
 # cannot honour the caller's (CUDA_VISIBLE_DEVICES after CUDA's context exists, OMP_NUM_THREADS after torch loads)
 FIXED_AT_START = ("CUDA_", "NVIDIA_", "LD_", "PYTHON", "OMP_", "GOMP_", "MKL_", "OPENBLAS_", "KMP_", "NUMBA_", "TORCH",
@@ -80,7 +81,13 @@ def own_folder(folder: Path) -> bool:
 
 
 def socket_folder(sock: Path) -> Path:
-    """The folder of `sock`, made (mode 700) where missing; one BadInputError line where others may enter it."""
+    """The folder of `sock`, made (mode 700) where missing; one BadInputError line where others may enter it or the
+    path is too long for a Unix socket (a deep TMPDIR: `bind` raised "AF_UNIX path too long", an internal error)."""
+    if len(os.fsencode(str(sock))) > UNIX_PATH_MAX:
+        from cp_debug.errors import BadInputError
+
+        raise BadInputError(f"the server's socket {sock} is {len(os.fsencode(str(sock)))} bytes long, past the "
+                            f"{UNIX_PATH_MAX} a Unix socket's path takes: name a shorter one with {SOCKET_ENV}")
     folder = sock.parent
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     if not own_folder(folder):

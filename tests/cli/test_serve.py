@@ -310,6 +310,15 @@ def test_a_socket_folder_others_may_enter_is_refused(tmp_path):
     assert not (tmp_path / "s.sock").exists()
 
 
+def test_a_socket_path_too_long_for_unix_is_one_line(tmp_path):
+    """A deep TMPDIR made `bind` raise "AF_UNIX path too long": an internal error where the path is the user's."""
+    tmp_path.chmod(0o700)
+    sock = tmp_path / ("d" * 60) / ("s" * 60 + ".sock")
+    p = cpdebug(["serve"], serve_env(sock), tmp_path)
+    assert p.returncode == 2 and "past the 107 a Unix socket's path takes" in p.stderr, p.stderr
+    assert "internal error" not in p.stderr and not sock.exists()
+
+
 def _untimed(text: str) -> str:
     """`text` less its wall times and peak memory (and the padding that follows them in the table's boxes)."""
     return re.sub(r"\s+", " ", re.sub(r"\b\d+(\.\d+)? (s|GB)\b", r"N \2", text))
