@@ -167,8 +167,9 @@ def make_other(name: str, folder: Path, seed: int = 3, massive: bool = False) ->
         path.write_text(json.dumps(saved, indent=2))
 
 
-def _massive(model, offset: float, block_gain: float = 0.25) -> None:
-    """`make_qwen3_massive`'s massive channel in any Llama-like model (norm weights less `offset`)."""
+def _massive(model, offset: float, block_gain: float = 0.25, final: float = 512.0) -> None:
+    """`make_qwen3_massive`'s massive channel in any Llama-like model (norm weights less `offset`); `final`: what the
+    final norm hands lm_head there (0: lm_head sees no massive channel, `llm_inner.py`)."""
     import torch
 
     c, h = MASSIVE_CHANNEL, model.config.hidden_size
@@ -184,7 +185,7 @@ def _massive(model, offset: float, block_gain: float = 0.25) -> None:
     fin.fill_(rms)
     lo = (c // 32) * 32
     fin[lo:lo + 32] *= block_gain
-    fin[c] = 512.0 / h ** 0.5
+    fin[c] = final / h ** 0.5
     fin -= offset
     _bigram(model, torch.Generator().manual_seed(1), ALPHA)
     emb[:, c] = 250.0 / scale
@@ -200,12 +201,17 @@ def make_others(out: Path, n: int) -> dict:
         hf = out / tag / "hf"
         if not (hf / "config.json").is_file():
             make_other(name, hf, massive=massive)
-        plain = export_plain(hf, out / tag / "plain" / "model.onnx")
-        files = {"fp32": build(hf, out / tag / "fp32", "fp32"), "int4": build(hf, out / tag / "int4", "int4"),
-                 "rtn_int4_level4": rtn_int4(plain, out / tag / "rtn_int4_level4" / "model.onnx", 4)}
-        answers["models"][tag] = _answers(hf, {**files, "plain_fp32": plain}, n, out)
+        answers["models"][tag] = _answers(hf, four_files(hf, out / tag), n, out)
     _write_answers(out, answers)
     return answers
+
+
+def four_files(hf: Path, root: Path) -> dict[str, Path]:
+    """`hf` as the builder's FP32 and INT4 files, an RTN INT4 file (level 4) of its plain export and that export, under
+    `root` (the corpus's other, massive and inner models)."""
+    plain = export_plain(hf, root / "plain" / "model.onnx")
+    return {"fp32": build(hf, root / "fp32", "fp32"), "int4": build(hf, root / "int4", "int4"),
+            "rtn_int4_level4": rtn_int4(plain, root / "rtn_int4_level4" / "model.onnx", 4), "plain_fp32": plain}
 
 
 # -- the tools --------------------------------------------------------------------------------------------------

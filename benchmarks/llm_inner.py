@@ -36,24 +36,11 @@ def make_model(name: str, folder: Path, seed: int = 3) -> None:
     torch.manual_seed(seed)
     cfg = getattr(transformers, config_cls)(**(L.SMALL | extra))
     model = getattr(transformers, model_cls)(cfg).eval()
-    c, h = L.MASSIVE_CHANNEL, cfg.hidden_size
     with torch.no_grad():
         for n, p in model.named_parameters():
             if n.endswith("bias"):
                 p.normal_(0, 0.05)
-        emb = model.model.embed_tokens.weight
-        emb.normal_(0.0, 0.25)
-        rms = 250.0 / h ** 0.5  # the residual's rms, the massive channel's alone
-        for layer in model.model.layers:
-            for norm in (layer.input_layernorm, layer.post_attention_layernorm):
-                norm.weight.fill_(rms * 4.0)  # the other channels at ~1
-                norm.weight[c] = 0.0
-        fin = model.model.norm.weight
-        fin.fill_(rms)
-        fin[c] = 0.0  # lm_head sees no massive channel
-        L._bigram(model, torch.Generator().manual_seed(1), L.ALPHA)
-        emb[:, c] = 250.0
-        model.lm_head.weight[:, c] = 0.0
+        L._massive(model, 0.0, block_gain=1.0, final=0.0)  # lm_head sees no massive channel
         _plant(model, cfg, *MODELS[name], model.model.layers[LAYER])
     model.save_pretrained(folder)
     L._tokenizer(folder, cfg.vocab_size)
@@ -97,11 +84,7 @@ def make(out: Path, n: int, models=DEFAULT) -> dict:
         hf = out / tag / "hf"
         if not (hf / "config.json").is_file():
             make_model(name, hf)
-        plain = L.export_plain(hf, out / tag / "plain" / "model.onnx")
-        files = {"fp32": L.build(hf, out / tag / "fp32", "fp32"), "int4": L.build(hf, out / tag / "int4", "int4"),
-                 "rtn_int4_level4": L.rtn_int4(plain, out / tag / "rtn_int4_level4" / "model.onnx", 4),
-                 "plain_fp32": plain}
-        answers["models"][tag] = L._answers(hf, files, n, out)
+        answers["models"][tag] = L._answers(hf, L.four_files(hf, out / tag), n, out)
         L._write_answers(out, answers)
     return answers
 

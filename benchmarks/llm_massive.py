@@ -26,11 +26,7 @@ def make(out: Path, n: int, models=MODELS) -> dict:
         hf = out / tag / "hf"
         if not (hf / "config.json").is_file():
             L.make_other(name, hf, massive=True)
-        plain = L.export_plain(hf, out / tag / "plain" / "model.onnx")
-        files = {"fp32": L.build(hf, out / tag / "fp32", "fp32"), "int4": L.build(hf, out / tag / "int4", "int4"),
-                 "rtn_int4_level4": L.rtn_int4(plain, out / tag / "rtn_int4_level4" / "model.onnx", 4),
-                 "plain_fp32": plain}
-        answers["models"][tag] = L._answers(hf, files, n, out)
+        answers["models"][tag] = L._answers(hf, L.four_files(hf, out / tag), n, out)
         L._write_answers(out, answers)
     return answers
 

@@ -33,16 +33,9 @@ def _hard_swish_model() -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
-def test_a_clip_the_quantizer_folded_is_read_through_again(tmp_path):
-    import onnxruntime as ort
+def _quantized(tmp_path, model: onnx.ModelProto, frames: list[dict]) -> onnx.ModelProto:
+    """`model` through onnxruntime's `quantize_static` (Q/DQ, its defaults), calibrated on `frames`."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
-
-    from cp_debug.bisect.cures.qdq_removal import without_qdq
-
-    model = _hard_swish_model()
-    onnx.save(model, tmp_path / "fp32.onnx")
-    rng = np.random.default_rng(1)
-    frames = [{"x": 2 * rng.standard_normal((1, 3, 8, 8)).astype(np.float32)} for _ in range(4)]
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -51,8 +44,20 @@ def test_a_clip_the_quantizer_folded_is_read_through_again(tmp_path):
         def get_next(self):
             return next(self.it, None)
 
+    onnx.save(model, tmp_path / "fp32.onnx")
     quantize_static(str(tmp_path / "fp32.onnx"), str(tmp_path / "int8.onnx"), Reader(), quant_format=QuantFormat.QDQ)
-    file = onnx.load(tmp_path / "int8.onnx")
+    return onnx.load(tmp_path / "int8.onnx")
+
+
+def test_a_clip_the_quantizer_folded_is_read_through_again(tmp_path):
+    import onnxruntime as ort
+
+    from cp_debug.bisect.cures.qdq_removal import without_qdq
+
+    model = _hard_swish_model()
+    rng = np.random.default_rng(1)
+    frames = [{"x": 2 * rng.standard_normal((1, 3, 8, 8)).astype(np.float32)} for _ in range(4)]
+    file = _quantized(tmp_path, model, frames)
     assert "Clip" not in {n.op_type for n in file.graph.node}  # folded into the uint8 pair's range
 
     def run(m) -> np.ndarray:
@@ -72,7 +77,6 @@ def test_a_folded_activation_read_by_two_nodes_left_out_is_unfolded_once(tmp_pat
     each reader made its own node of the same name: the graph was not valid ("Nodes in a graph must be topologically
     sorted"), and every intervention that left both out (a set, a half of the graph) was not run."""
     import onnxruntime as ort
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
 
     from cp_debug.bisect.cures.qdq_removal import without_qdq
 
@@ -88,18 +92,8 @@ def test_a_folded_activation_read_by_two_nodes_left_out_is_unfolded_once(tmp_pat
         nodes, "two_readers", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], ws),
         opset_imports=[helper.make_opsetid("", 17)])
-    onnx.save(model, tmp_path / "fp32.onnx")
     frames = [{"x": rng.standard_normal((1, 3, 8, 8)).astype(np.float32)} for _ in range(4)]
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.it = iter(frames)
-
-        def get_next(self):
-            return next(self.it, None)
-
-    quantize_static(str(tmp_path / "fp32.onnx"), str(tmp_path / "int8.onnx"), Reader(), quant_format=QuantFormat.QDQ)
-    file = onnx.load(tmp_path / "int8.onnx")
+    file = _quantized(tmp_path, model, frames)
     assert "Relu" not in {n.op_type for n in file.graph.node}  # folded into the uint8 pair's range
 
     out = without_qdq(file, ["conv_a", "conv_b"], model)

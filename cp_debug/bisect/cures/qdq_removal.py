@@ -44,9 +44,9 @@ def without_qdq(model, nodes: list[str], reference=None):
             src = dq.inputs[0]
             q = src.inputs[0] if len(src.inputs) == 1 else None
             if q is not None and q.op == "QuantizeLinear":
-                name = q.inputs[0].name
-                node.inputs[k] = made[name] if name in made else made.setdefault(name, _unfolded(graph, q, folded,
-                                                                                                   inits))
+                if q.inputs[0].name not in made:
+                    made[q.inputs[0].name] = _unfolded(graph, q, folded, inits)
+                node.inputs[k] = made[q.inputs[0].name]
                 continue
             if not isinstance(src, gs.Constant) or not isinstance(dq.inputs[1], gs.Constant):
                 continue
