@@ -32,6 +32,12 @@ class ExitCode(enum.IntEnum):
     CLOSED_PIPE = 141  # stdout or stderr was a pipe whose reader went away (`| head`): 128 + SIGPIPE, as for git
 
 
+class CpDebugWarning(UserWarning):
+    """A note of cp_debug's own raised as a Python warning, where a library call has no report to write it in
+    (`precision.fp16.convert_to_fp16`: constants that overflow float16). The command line files it with the report's
+    own warnings, never as a third-party one (`cli/common/quiet.ThirdParty.own`)."""
+
+
 class CpDebugError(Exception):
     """A user-facing error: the message says what is wrong and what to do."""
 

@@ -128,6 +128,8 @@ def _keep_fp32(onnx_model: Path | None, torch_model: str | None, inputs: Path | 
 
     caught = [w.to_json() for w in third_party.warnings()]
     doc = {**result.to_json(), **with_runs_on(), "third_party_warnings": caught}
+    if own := third_party.own():  # cp_debug's own notes raised as warnings (an FP16 conversion's overflows)
+        doc["warnings"] = list(doc.get("warnings") or []) + [w for w in own if w not in (doc.get("warnings") or [])]
     if json_out == "-":
         print(json_text(doc))
     else:

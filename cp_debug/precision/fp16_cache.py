@@ -6,6 +6,7 @@ from __future__ import annotations
 import warnings
 from typing import TYPE_CHECKING, Iterable
 
+from cp_debug.errors import CpDebugWarning
 from cp_debug.precision.fp16 import convert_quietly
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -39,7 +40,7 @@ def convert_to_fp16_cached(model: "onnx.ModelProto", *, keep_fp32_nodes: Iterabl
         if key is not None:
             store_entry(folder, key, converted, {"schema": _CACHE_SCHEMA, "warnings": said})
     for text in said:
-        warnings.warn(text, stacklevel=2)
+        warnings.warn(text, CpDebugWarning, stacklevel=2)
     return converted
 
 

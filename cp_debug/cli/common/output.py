@@ -103,6 +103,8 @@ def finish(doc: dict, json_out: str | None, third_party, show) -> None:
     from cp_debug.files import json_text, write_json
 
     doc = {**doc, **with_runs_on(), "third_party_warnings": [w.to_json() for w in third_party.warnings()]}
+    if own := [w for w in third_party.own() if w not in (doc.get("warnings") or [])]:  # cp_debug's own notes
+        doc["warnings"] = list(doc.get("warnings") or []) + own
     if json_out == "-":
         print(json_text(doc))
         return

@@ -24,7 +24,7 @@ from typing import TextIO
 from cp_debug.cli.common.gs_log import route, unroute
 from cp_debug.cli.common.options import Verbose  # noqa: F401 - its old home; commands take it from cli.common.options
 from cp_debug.cli.common.pipe import guarded
-from cp_debug.errors import plain
+from cp_debug.errors import CpDebugWarning, plain
 
 _STAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)? ")  # ORT's log line prefix
 _QUOTED = re.compile(r"'[^']*'")
@@ -64,6 +64,7 @@ class ThirdParty:
         self._own_terminal = False
         self._levels: dict[str, int] = {}
         self._gs = None
+        self._own: list[str] = []  # cp_debug's own notes raised as warnings (`CpDebugWarning`), in order, once each
 
     # -- the context -----------------------------------------------------------------------------------------
     def __enter__(self) -> "ThirdParty":
@@ -123,7 +124,17 @@ class ThirdParty:
             self._order.append(key)
 
     # -- Python warnings and logging -------------------------------------------------------------------------
+    def own(self) -> list[str]:
+        """cp_debug's own notes that came as Python warnings (`errors.CpDebugWarning`), each once: the report's own
+        warnings, not third-party ones."""
+        return list(self._own)
+
     def _on_warning(self, message, category, filename, lineno, file=None, line=None) -> None:
+        if isinstance(category, type) and issubclass(category, CpDebugWarning):
+            text = plain(str(message)).strip()
+            if text and text not in self._own:
+                self._own.append(text)
+            return
         where = f"{os.path.basename(filename)}:{lineno}" if filename else "?"
         self.add("python warning", f"{category.__name__}: {str(message).strip()} ({where})")
         if self.verbose:
