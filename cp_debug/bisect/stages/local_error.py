@@ -29,7 +29,7 @@ class LocalErrors:
     values: dict[str, tuple] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)  # for the stage's runner settings (segments, sessions)
-    matmuls: dict[str, int] = field(default_factory=dict)  # probe -> the weight-only matmuls its segment holds
+    matmuls: dict[str, int] = field(default_factory=dict)  # probe -> its segment's weight-only matmuls in series
 
     def apply(self, run: RunState, state: CandidateState, i: int) -> dict[str, tuple]:
         """The warnings into the run's, the settings into the candidate's for stage i, the segments' weight-only
@@ -82,7 +82,7 @@ def segment_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeS
     from cp_debug.bisect.stages.stand_in import local_spec
     from cp_debug.bisect.stages.qdq_segments import before_pairs, ran_graph
     from cp_debug.bisect.stages.segment_held import held_boundaries
-    from cp_debug.graph.plan import segment_model, tensor_types
+    from cp_debug.graph.plan import in_series, segment_model, tensor_types
 
     st = run.stage_of(state.label, i)  # a SPEC@DIR candidate: segments of its deployed file
     found = LocalErrors()
@@ -111,7 +111,7 @@ def segment_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeS
     def measured(ps: list[ProbeSpec], cut, val) -> None:
         if noise_known is not None:
             noise_known()
-        held = sum(model.graph.node[k].op_type == "MatMulNBits" for k in cut.nodes)  # weight-only roundings
+        held = in_series(model, cut, "MatMulNBits")  # weight-only roundings one after another on a path
         for p in ps:
             loc = _local_diff(run, state, p.name, val, device)
             out[p.name] = (loc, [known[b] for b in cut.inputs if known[b] in run.probes])
