@@ -41,6 +41,11 @@ class LocalErrors:
         return self.values
 
 
+# the weight-only ops a segment's own budget counts, with the matmuls each holds in series (QMoE: an expert's fc1,
+# then its fc2; the experts side by side)
+WEIGHT_ONLY_MATMULS = {"MatMulNBits": 1, "QMoE": 2}
+
+
 def local_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeSpec], runner) -> dict:
     """probe -> (local TensorDiff, names of the upstream probes its segment starts from)."""
     if runner.can(Capability.RUN_SUBMODULE):
@@ -111,7 +116,7 @@ def segment_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeS
     def measured(ps: list[ProbeSpec], cut, val) -> None:
         if noise_known is not None:
             noise_known()
-        held = in_series(model, cut, "MatMulNBits")  # weight-only roundings one after another on a path
+        held = in_series(model, cut, WEIGHT_ONLY_MATMULS)  # weight-only roundings one after another on a path
         for p in ps:
             loc = _local_diff(run, state, p.name, val, device)
             out[p.name] = (loc, [known[b] for b in cut.inputs if known[b] in run.probes])
