@@ -88,7 +88,7 @@ class CandidateState:
     judged_at: str = "fp32"  # the precision its noise is judged at (a deployed folder: what its files hold)
     judged_unit: float | None = None  # a weight-only precision's unit, its files' own (`DeployedStages.unit`)
     notes: dict[str, str] = field(default_factory=dict)  # probe -> what its comparison said (a mask's saturated fill)
-    own_matmuls: dict[str, int] = field(default_factory=dict)  # probe -> the MatMulNBits its local segment holds
+    own_matmuls: dict[str, int] = field(default_factory=dict)  # probe -> its local segment's MatMulNBits in series
     # (probe, "local" or "") -> its diff without the reference's massive channels and the words (`compare/massive.py`)
     massive: dict[tuple[str, str], tuple] = field(default_factory=dict)
     # its library built an engine and will not run it here (`refused.py`): the error, and each stage's build facts

@@ -5,7 +5,9 @@ A probe of a weight-only file (int4w, int8w, "-a8": `MatMulNBits`) is held to 3 
 computation fed the reference's inputs, holds the roundings of its own matmuls only: one matmul's is 1 unit (measured
 from the file's weights; the corpus's single-matmul segments reach 0.96-1.09 units, two in series √2), so the local
 error has a budget of its own, `noise.WEIGHT_ONLY_OWN` units (2) for one matmul, √n + 1 for the n MatMulNBits a segment
-holds with no probe between (`own_units`, s10: healthy layers of 5-11 reach 2.2-3.0). A segment beyond it is
+holds in series with no probe between (`own_units`, s10; s13: the longest chain on a path through it,
+`graph.plan.in_series` — a layer's q, k and v side by side count once: the healthy layers' segments of 4-6 in series
+reach 1.9-3.0). A segment beyond it is
 beyond anything its weights' rounding explains — an INT8 activation block whose massive channel rounds the other values
 to nothing brings 2.6-3.3 units in lm_head alone (the corpus's Qwen3, Mistral and Phi-3 with a massive channel) —
 whether or not its probe's propagated error crosses the 3 units on this input: the probe is degraded, and, for a layer
@@ -34,8 +36,9 @@ def weight_only(precision: str | None) -> bool:
 
 def own_units(matmuls: int = 1) -> float:
     """The units of its weights' rounding a weight-only segment's own error may reach: `noise.WEIGHT_ONLY_OWN` for
-    one matmul; for the n it holds with no probe between, their roundings in quadrature (√n units) and the one unit
-    of slack a single matmul has (its own error 0.8-1.15 units against 2): √n + 1 (measured: docs/llm.md, s10)."""
+    one matmul; for the n it holds in series with no probe between (parallel ones, whose roundings meet side by side,
+    count once), their roundings in quadrature (√n units) and the one unit of slack a single matmul has (its own
+    error 0.8-1.15 units against 2): √n + 1 (measured: docs/llm.md, s10 and s13)."""
     return math.sqrt(max(1, matmuls)) + noise.WEIGHT_ONLY_OWN - 1.0
 
 
@@ -63,7 +66,7 @@ def own_judgement(lj: noise.Judgement, loc: TensorDiff, precision: str, unit=Non
     outcome = noise.Outcome.WITHIN_PRECISION if ratio <= 1 else noise.Outcome.DEGRADED
     return noise.Judgement(outcome, exp, ratio, f"its segment's own rel. RMS error {ratio:.3g}× what {precision}'s "
                            f"own roundings explain ({units:.3g} units of {u:.3g}"
-                           + (f", its {matmuls} matmuls'" if matmuls > 1 else "") + ")")
+                           + (f", its {matmuls} matmuls' in series" if matmuls > 1 else "") + ")")
 
 
 def beyond_own(j: noise.Judgement, lj: noise.Judgement | None, precision: str) -> noise.Judgement:

@@ -205,6 +205,23 @@ def cut_segment(model: onnx.ModelProto, targets: Iterable[str], boundary: Iterab
     return Segment(index, tuple(order), inputs, tuple(targets), tuple(targets))
 
 
+def in_series(model: onnx.ModelProto, seg: Segment, counts: "str | dict[str, int]") -> int:
+    """The most nodes of `counts`' op types (an op type, or op type -> the matmuls one such node holds in series:
+    QMoE's two) one path through `seg` passes (its nodes in execution order): the longest chain of them in series.
+    Parallel ones (a layer's q, k and v projections) count once, as their roundings meet a tensor side by side, not
+    one after the other."""
+    counts = {counts: 1} if isinstance(counts, str) else counts
+    nodes = model.graph.node
+    depth: dict[str, int] = {}
+    most = 0
+    for k in seg.nodes:
+        n = nodes[k]
+        d = max((depth.get(t, 0) for t in node_reads(n)), default=0) + counts.get(n.op_type, 0)
+        depth.update((t, d) for t in n.output if t)
+        most = max(most, d)
+    return most
+
+
 @dataclass(frozen=True)
 class _GraphIndex:
     nodes: list

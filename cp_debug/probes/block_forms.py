@@ -1,7 +1,8 @@
 """Weight-only block formats read as the float op they stand for (issue 116), for `quantized_forms._Rewrite`:
 MatMulNBits (com.microsoft: ONNX Runtime GenAI's model builder, `MatMulNBitsQuantizer`; 4 or 8 bits, block-wise
 scales, zero points or none, any accuracy_level) as MatMul of a float weight of [K, N], its output the MatMul's name;
-GatherBlockQuantized as the embedding's Gather. The weights are stand-ins of the float shape (the view is never run).
+GatherBlockQuantized as the embedding's Gather; QMoE as MoE. The weights are stand-ins of the float shape (the view
+is never run).
 Each function takes the rewrite (`rw`: its initializers, names, the nodes it puts where a node stood)."""
 
 from __future__ import annotations
@@ -57,7 +58,30 @@ def block_gather(rw, i: int, n: onnx.NodeProto) -> None:
     rw.put[i] = [helper.make_node("Gather", [w, n.input[1]], [n.output[0]], name=n.name or n.output[0])]
 
 
-BLOCK_FORMS = {"MatMulNBits": nbits, "GatherBlockQuantized": block_gather}
+def qmoe(rw, i: int, n: onnx.NodeProto) -> None:
+    """QMoE(input, router probs, fc1 packed [E, N, K·bits/8], fc1 scales, fc1 bias, fc2 …, fc3 …; attribute
+    expert_weight_bits) → MoE(input, router probs, fc1 [E, N, K], fc1 bias, fc2 …, fc3 …): the builder's quantized
+    mixture of experts (GPT-OSS at `-p int4`) as the float one its FP32 file holds, its attributes kept (not the
+    quantization's)."""
+    attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+    bits = int(attrs.pop("expert_weight_bits", 4))
+    attrs.pop("block_size", None)
+    ins = list(n.input) + [""] * 11
+    inputs = ins[:2]
+    for w, bias in ((2, 4), (5, 7), (8, 10)):
+        q = rw.inits.get(ins[w])
+        if q is None or len(q.dims) != 3:
+            inputs += ["", ""]
+            continue
+        dims = [int(q.dims[0]), int(q.dims[1]), int(q.dims[2]) * 8 // bits]
+        inputs += [_stand_in_weight(rw, ins[w], dims), ins[bias]]
+    while inputs and not inputs[-1]:
+        inputs.pop()
+    rw.put[i] = [helper.make_node("MoE", inputs, list(n.output), name=n.name or n.output[0], domain=n.domain,
+                                  **attrs)]
+
+
+BLOCK_FORMS = {"MatMulNBits": nbits, "GatherBlockQuantized": block_gather, "QMoE": qmoe}
 
 
 def by_weights(a, b, ours: onnx.ModelProto, foreign: onnx.ModelProto, pair: dict[int, int]) -> dict[int, int]:

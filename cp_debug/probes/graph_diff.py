@@ -173,6 +173,13 @@ _SOFTMAX = (_ARITH | {"Exp", "ReduceMax", "ReduceSum"}, frozenset({"Exp"}))
 _SIGMOID_GATE = (_ARITH | {"Sigmoid"}, frozenset({"Sigmoid"}))
 _CLIPS = frozenset({"HardSigmoid", "Clip", "Relu", "Min", "Max"})
 _HARD = (_ARITH | _CLIPS, _CLIPS)
+# a mixture of experts written out (transformers' experts one by one: routing, gathers of the chosen tokens, each
+# expert's matmuls, their weighted sum) against ONNX Runtime's fused MoE / QMoE (GPT-OSS, s13)
+_MOE = (_ARITH | _CLIPS | {"MatMul", "Einsum", "Gather", "GatherElements", "GatherND", "ScatterND",
+                           "ScatterElements", "TopK", "Softmax", "Sigmoid", "Reshape", "Transpose", "Slice", "Concat",
+                           "Split", "Squeeze", "Unsqueeze", "NonZero", "Where", "OneHot", "Expand", "Shape",
+                           "ReduceSum", "Equal", "Greater", "Less", "Range", "Tile", "ConstantOfShape", "Tanh", "Exp"},
+        frozenset({"TopK", "OneHot", "NonZero"}))  # routing's ops: a group of matmuls alone is no MoE
 FUSED_FORMS = {
     "Gelu": _GELU, "FastGelu": _GELU, "BiasGelu": _GELU, "QuickGelu": _SIGMOID_GATE,
     "LayerNormalization": _NORM, "SkipLayerNormalization": _NORM, "SimplifiedLayerNormalization": _NORM,
@@ -182,6 +189,7 @@ FUSED_FORMS = {
     "Mish": (_ARITH | {"Softplus", "Tanh", "Exp", "Log"}, frozenset({"Softplus", "Tanh"})),
     "Softplus": (_ARITH | {"Exp", "Log"}, frozenset({"Log"})),
     "Gemm": (_ARITH | {"MatMul", "Transpose"}, frozenset({"MatMul"})),
+    "MoE": _MOE, "QMoE": _MOE,
 }
 
 

@@ -82,7 +82,7 @@ def float_view(model: onnx.ModelProto, other: onnx.ModelProto | None = None) -> 
         model = fuse_written_layernorms(model)
     ops = {n.op_type for n in model.graph.node}
     if not ops & ({"MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "Gemm",
-                   "MatMulNBits", "GatherBlockQuantized",
+                   *BLOCK_FORMS,
                    "DequantizeLinear", "SkipLayerNormalization", "SkipSimplifiedLayerNormalization", "FusedMatMul",
                    "Gelu"} | set(_QLINEAR) | {"QLinearConcat"}):
         return FloatView(model)

@@ -179,6 +179,24 @@ def test_a_checkpoints_own_weight_is_not_said_as_nodes_to_exclude():
                                                             builder=True).line()
 
 
+def test_every_weight_that_alone_gives_the_tokens_back_is_said():
+    """The act-order Llama's thin-margin flip (step 4): layer 0's o_proj and v_proj each alone in float give the 16
+    tokens back, no other weight does (answers_prequant.json, checked by rewriting the file). Its q, k and v computed
+    apart are matched to their column blocks of the FP32 file's fused qkv_proj weight (before: 9 of 15 weights
+    matched, v_proj not among them, o_proj alone said), and every weight the halving did not name is tried alone."""
+    from cp_debug.bisect.subjects.weight_cures import float_arrays, weight_cures
+
+    fp32, _ = _file("llama/fp32")
+    ref = greedy(fp32, DecoderInputs.of(fp32, LLM / "llama/fp32/model.onnx"), PROMPT, N)
+    model, dec = _file("llama/gptq_act")
+    cure = weight_cures(model, float_arrays(fp32), dec, PROMPT, ref, builder=True)
+    assert len(cure.nodes) == 15 and cure.every
+    assert cure.curing == ("/model/layers.0/attn/v_proj/MatMulNBits", "/model/layers.0/attn/o_proj/MatMulNBits")
+    assert "each tried alone" in cure.line() and "halving" not in cure.line()
+    halved = type(cure)(cure.nodes, cure.curing[1:], True)  # where the decodes left do not allow each alone
+    assert "found by halving" in halved.line()
+
+
 @pytest.mark.long
 def test_bisect_of_a_gptq_act_order_file(tmp_path):
     """`bisect --onnx FP32 -b ort,ort@GPTQ_DIR --generate 16` as a user runs it: every probe mapped (45 of 45; 25

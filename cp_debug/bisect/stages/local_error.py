@@ -29,7 +29,7 @@ class LocalErrors:
     values: dict[str, tuple] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)  # for the stage's runner settings (segments, sessions)
-    matmuls: dict[str, int] = field(default_factory=dict)  # probe -> the weight-only matmuls its segment holds
+    matmuls: dict[str, int] = field(default_factory=dict)  # probe -> its segment's weight-only matmuls in series
 
     def apply(self, run: RunState, state: CandidateState, i: int) -> dict[str, tuple]:
         """The warnings into the run's, the settings into the candidate's for stage i, the segments' weight-only
@@ -39,6 +39,11 @@ class LocalErrors:
         if self.settings:
             state.settings.setdefault(run.subject.stages[i].name, {}).update(self.settings)
         return self.values
+
+
+# the weight-only ops a segment's own budget counts, with the matmuls each holds in series (QMoE: an expert's fc1,
+# then its fc2; the experts side by side)
+WEIGHT_ONLY_MATMULS = {"MatMulNBits": 1, "QMoE": 2}
 
 
 def local_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeSpec], runner) -> dict:
@@ -82,7 +87,7 @@ def segment_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeS
     from cp_debug.bisect.stages.stand_in import local_spec
     from cp_debug.bisect.stages.qdq_segments import before_pairs, ran_graph
     from cp_debug.bisect.stages.segment_held import held_boundaries
-    from cp_debug.graph.plan import segment_model, tensor_types
+    from cp_debug.graph.plan import in_series, segment_model, tensor_types
 
     st = run.stage_of(state.label, i)  # a SPEC@DIR candidate: segments of its deployed file
     found = LocalErrors()
@@ -111,7 +116,7 @@ def segment_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeS
     def measured(ps: list[ProbeSpec], cut, val) -> None:
         if noise_known is not None:
             noise_known()
-        held = sum(model.graph.node[k].op_type == "MatMulNBits" for k in cut.nodes)  # weight-only roundings
+        held = in_series(model, cut, WEIGHT_ONLY_MATMULS)  # weight-only roundings one after another on a path
         for p in ps:
             loc = _local_diff(run, state, p.name, val, device)
             out[p.name] = (loc, [known[b] for b in cut.inputs if known[b] in run.probes])

@@ -186,8 +186,8 @@ def depth_carry(run: RunState, s: CandidateState, name: str, upstream) -> None:
     measured on whole networks already. A weight-only format (int4w, int8w, "-a8": MatMulNBits) is carried too: its
     unit is each matmul's own weight rounding, measured from the file, which adds up along the matmuls in series as
     a float format's does — where its segment's own error is at most `weight_only.own_units` of its units for the
-    MatMulNBits it holds (one rounding each, 0.8-1.1 units, two in series √2; an INT8 activation block's misfit, a
-    massive channel's, brings 2.8 in one matmul and is never carried).
+    MatMulNBits it holds in series (one rounding each, 0.8-1.1 units, two in series √2; an INT8 activation block's
+    misfit, a massive channel's, brings 2.8 in one matmul and is never carried).
     """
     from cp_debug.compare import noise
     from cp_debug.compare.weight_only import own_roundings

@@ -237,7 +237,8 @@ _BUILDER_LAYER = re.compile(r"^model\.layers\.(\d+)(\..*)?$")
 _SYNONYMS = {"attn": ("self_attn", "attn", "self_attention", "attention"),
              "act_fn": ("act_fn", "activation_fn", "act"),
              "o_proj": ("o_proj", "dense", "out_proj"),  # Phi-2's attention output is `dense`
-             "q_norm": ("q_norm", "query_layernorm"), "k_norm": ("k_norm", "key_layernorm")}  # HunYuan's
+             "q_norm": ("q_norm", "query_layernorm"), "k_norm": ("k_norm", "key_layernorm"),  # HunYuan's
+             "moe": ("mlp", "block_sparse_moe", "moe", "feed_forward")}  # a mixture of experts (GPT-OSS: `mlp`)
 _FINAL_NORMS = ("norm", "final_layernorm", "final_norm", "ln_f")  # model.<one of these>: the builder's final norm
 
 

@@ -184,7 +184,7 @@ def decode_answer(ref, cand_model, cand_dec, cand_path, ids: np.ndarray, n: int,
     builder = (Path(cand_path).parent / "genai_config.json").is_file()
     cure: DecodeCure | None
     if level4_nodes(cand_model):
-        cure = level_cures(cand_model, cand_dec, ids, ref, builder)
+        cure = level_cures(cand_model, cand_dec, ids, ref, builder, step=flip.step)
     else:  # a QDQ file's 4-bit weights, which ONNX Runtime fuses into MatMulNBits at level 4 as it loads them
         from cp_debug.bisect.subjects.fused_dq import dq_cures
 

@@ -63,6 +63,11 @@ class LevelCure:
     curing: tuple[str, ...] = field(default_factory=tuple)
     all_at_level1: bool = False
     builder: bool = True  # the file is the model builder's (genai_config.json beside it), else MatMulNBitsQuantizer's
+    # where level 1 does not give the tokens back but moves the first flip past the candidate's (`step`): the nodes
+    # whose level 1 alone does, each with the step its decode then flips at (a later step's cause is another)
+    step: int | None = None
+    deferring: tuple[tuple[str, int], ...] = ()
+    level1_step: int | None = None  # the step the whole file at level 1 flips at
 
     @property
     def whole_file(self) -> bool:
@@ -83,6 +88,16 @@ class LevelCure:
                     f"--extra_options accuracy_level={CURE_LEVEL}{exclude}")
         if self.all_at_level1:
             return f"no single node: every MatMulNBits at accuracy_level={CURE_LEVEL} gives the tokens back"
+        if self.deferring:
+            (first, m), rest = self.deferring[0], self.deferring[1:]
+            moved = f"{first} alone at level {CURE_LEVEL} moves the first flip to step {m}" + "".join(
+                f", {n} alone to step {k}" for n, k in rest)
+            whose = "that node's" if not rest else "those nodes'"
+            later = (f"step {m}'s not the INT8 activations' (every node at level {CURE_LEVEL} flips there too)"
+                     if not rest and m == self.level1_step else "the later flip another cause's")
+            return (f"accuracy_level={CURE_LEVEL} does not give the tokens back, yet gives greedy step {self.step}'s "
+                    f"token back: {moved} (of {len(self.nodes)} MatMulNBits at level {INT8_LEVEL}) — step "
+                    f"{self.step}'s flip is {whose} INT8 activations', {later}")
         return f"accuracy_level={CURE_LEVEL} does not give the tokens back: not the INT8 activations"
 
 
@@ -216,21 +231,36 @@ def with_levels(model: "onnx.ModelProto", nodes: Sequence[str], level: int = CUR
 
 
 def level_cures(model: "onnx.ModelProto", dec: DecoderInputs, ids: np.ndarray, ref: Decode,
-                builder: bool = True) -> LevelCure:
+                builder: bool = True, step: int | None = None) -> LevelCure:
     """The level-4 MatMulNBits whose level 1 alone gives `ref`'s tokens back: none where the whole file at level 1
     does not (one decode, where a node at a time was one per node: 121 on a 0.5 B builder file), else found by
     halving (a half at level 1 that does not give them back is dropped; each node named is verified alone).
-    `builder`: the cure said in the model builder's terms, else in MatMulNBitsQuantizer's."""
+    `builder`: the cure said in the model builder's terms, else in MatMulNBitsQuantizer's. `step`: the candidate's
+    first flipped step; where the whole file at level 1 flips later than it, the step's own flip is the INT8
+    activations' and a later one another cause's: the nodes whose level 1 alone gets past `step` are found by
+    halving too, each said with the step its decode then flips at (Mistral's inner file: down_proj's, 1 → 3)."""
     nodes = level4_nodes(model)
     if not nodes:
         return LevelCure(nodes, builder=builder)
 
-    def cures(group: Sequence[str]) -> bool:
-        return greedy(with_levels(model, group), dec, ids, len(ref.tokens), ref.tokens).tokens == ref.tokens
+    def decoded(group: Sequence[str], n: int = len(ref.tokens)) -> Decode:
+        return greedy(with_levels(model, group), dec, ids, n, ref.tokens[:n])
 
-    if not cures(nodes):
+    def cures(group: Sequence[str]) -> bool:
+        return decoded(group).tokens == ref.tokens
+
+    whole = decoded(nodes)
+    if whole.tokens == ref.tokens:
+        return LevelCure(nodes, halved(nodes, cures), True, builder)
+    if step is None or len(whole.tokens) - 1 <= step:
         return LevelCure(nodes, builder=builder)
-    return LevelCure(nodes, halved(nodes, cures), True, builder)
+    past = halved(nodes, lambda group: decoded(group, step + 1).tokens == ref.tokens[:step + 1])
+    alone = {n: decoded([n]) for n in past}
+    whole_cure = tuple(n for n in past if alone[n].tokens == ref.tokens)  # alone, not beside the others at 1
+    if whole_cure:
+        return LevelCure(nodes, whole_cure, False, builder)
+    return LevelCure(nodes, builder=builder, step=step, level1_step=len(whole.tokens) - 1,
+                     deferring=tuple((n, len(alone[n].tokens) - 1) for n in past))
 
 
 def halved(nodes: Sequence[str], cures: Callable[[Sequence[str]], bool]) -> tuple[str, ...]:

@@ -260,13 +260,14 @@ def onnx_subject(path: str | Path, inputs: str | Path | None = None, seed: int =
     shapes = {i.name: static_dims(i.type) or () for i in ins}
     said, unwritten = list(named), set()
     dec = DecoderInputs.of(model, path)
+    if dec is not None:  # a decoder LLM's sliding-window caches left out, fed here or by a caller's samples (sweep)
+        model, sliding = without_sliding_presents(model, dec)
+        said = [*said, *sliding]
+        unwritten = {present_of(n) for n in dec.sliding}
     if dec is not None and seeded:  # a decoder LLM: the mask, positions and empty cache made from its token ids
         given = {IDS: ids} if ids is not None else given_inputs(inputs)[0] if inputs is not None else \
             {IDS: seeded_ids(dec, seed)}
         feed = decoder_feed(dec, given)
-        model, sliding = without_sliding_presents(model, dec)
-        said = [*said, *sliding]
-        unwritten = {present_of(n) for n in dec.sliding}
     elif inputs is not None:
         given, given_name = given_inputs(inputs)
         feed = match_inputs(given, names, shapes, os.path.basename(str(path)))

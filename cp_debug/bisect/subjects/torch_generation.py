@@ -126,10 +126,23 @@ def _from_pretrained(folder: Path):
         raise BadInputError(f"--torch {folder}: a Hugging Face folder is read by transformers, which is not "
                             "installed (pip install transformers), or give FILE.py:FUNC") from err
     try:
-        return AutoModelForCausalLM.from_pretrained(folder).eval()
+        model = AutoModelForCausalLM.from_pretrained(folder).eval()
     except Exception as err:  # the folder's config or weights transformers cannot read: the user's input
         raise BadInputError(f"--torch {folder}: transformers cannot load it as a causal LM: "
                             f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from err
+    return _eager_experts(model)
+
+
+def _eager_experts(model):
+    """A mixture of experts computed by its experts one by one (transformers 5's "eager"), not by its default
+    `grouped_mm` kernel, a custom op (`transformers.grouped_mm_fallback`, counted by `histc`) that neither ONNX
+    exporter takes: the same arithmetic, so the step's forward can be exported and bisected (GPT-OSS). A model
+    without experts, or a transformers without the choice, as it is."""
+    try:
+        model.set_experts_implementation("eager")
+    except (AttributeError, ValueError):  # no such method (transformers 4), or a model that has no experts
+        pass
+    return model
 
 
 def candidate_decoder_file(specs: Sequence) -> Path:

@@ -7,12 +7,14 @@ A 4-bit block holding a massive channel's weight rounds the rest of its block (t
 `GatherBlockQuantized`); HQQ's float zero points leave a zero weight off zero, which a massive activation
 multiplies (lm_head). No accuracy_level cures either. Each quantized node (MatMulNBits, GatherBlockQuantized) is
 matched to the reference's float weight of its shape that correlates best with its dequantized one (above 0.9; a
-[N, K] PyTorch Linear weight transposed); the decode is run with every matched node in float (it must give the
+[N, K] PyTorch Linear weight transposed; a projection the reference computes fused, q|k|v or gate|up, matched to
+its column block); the decode is run with every matched node in float (it must give the
 tokens back, else nothing is said), then halved down to the nodes whose float weight alone does (`greedy.halved`).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, Sequence
 
@@ -99,13 +101,27 @@ def matched(model: "onnx.ModelProto", reference: Iterable[np.ndarray]) -> dict[s
     out = {}
     for name, q in quantized_weights(model).items():
         best, score = None, MATCH
-        for w in by_shape.get(q.shape, ()):
+        for w in [*by_shape.get(q.shape, ()), *_column_parts(by_shape, q.shape)]:
             c = _corr(q, w)
             if c > score:
                 best, score = w, c
         if best is not None:
             out[name] = best
     return out
+
+
+def _column_parts(by_shape: dict, shape: tuple) -> list[np.ndarray]:
+    """The column blocks [K, N] of the reference's wider weights [K, M] that a projection computed apart may be a
+    part of (a fused q|k|v or gate|up weight, the act-order file's q, k and v apart: s13), at offsets that are
+    multiples of gcd(N, M − N) (q at 0, k after q, v after both; gate and up at 0 and M / 2)."""
+    k, n = shape
+    parts = []
+    for (rows, m), ws in by_shape.items():
+        if rows != k or m <= n:
+            continue
+        step = math.gcd(n, m - n)
+        parts += [w[:, a:a + n] for w in ws for a in range(0, m - n + 1, step)]
+    return parts
 
 
 def _corr(x: np.ndarray, y: np.ndarray) -> float:
@@ -156,6 +172,7 @@ class WeightCure:
     curing: tuple[str, ...]
     builder: bool
     together: tuple[tuple[str, str], ...] = ()
+    every: bool = False  # each node was tried alone (else `curing` is what the halving found: `_search`)
 
     @property
     def whole_file(self) -> bool:
@@ -187,11 +204,13 @@ class WeightCure:
                     + (f" and accuracy_level=1 on {', '.join(levels)}" if levels else "")
                     + f" give its tokens back together, no one of them alone (of {len(self.nodes)} quantized "
                     f"weights); {terms}")
+        of = f"of {len(self.nodes)} quantized weights" + (
+            ", each tried alone" if self.every else "; found by halving, which passes over a weight that cures alone "
+            "but not beside the other float weights of its half")
         if len(self.curing) > 1:
             return (f"each of {', '.join(self.curing)} alone with the reference's float weight gives its tokens back "
-                    f"(of {len(self.nodes)} quantized weights): a thin margin, the weights' rounding together")
-        return (f"{self.curing[0]} alone with the reference's float weight gives its tokens back (of "
-                f"{len(self.nodes)} quantized weights); {terms}")
+                    f"({of}): a thin margin, the weights' rounding together")
+        return f"{self.curing[0]} alone with the reference's float weight gives its tokens back ({of}); {terms}"
 
 
 FLOAT, LEVEL = "float", "level"
@@ -210,12 +229,18 @@ def weight_cures(model: "onnx.ModelProto", reference: Sequence[np.ndarray], dec:
         return None
     nodes = tuple(n.name for n in model.graph.node if n.name in weights)
 
-    spent = [0]
+    spent: dict[tuple, bool] = {}  # the decodes run: a set of items tried twice is decoded once
 
     def cures(items: Sequence) -> bool:
-        spent[0] += 1
-        if spent[0] > MAX_DECODES:
+        key = tuple(sorted(items))
+        if key in spent:
+            return spent[key]
+        if len(spent) >= MAX_DECODES:
             raise _Spent
+        spent[key] = _decoded(items)
+        return spent[key]
+
+    def _decoded(items: Sequence) -> bool:
         chosen = {n: weights[n] for k, n in items if k == FLOAT}
         m = with_float(model, chosen)
         levels = [n for k, n in items if k == LEVEL and n not in chosen]
@@ -223,12 +248,16 @@ def weight_cures(model: "onnx.ModelProto", reference: Sequence[np.ndarray], dec:
         return greedy(m, dec, ids, len(ref.tokens), ref.tokens).tokens == ref.tokens
 
     try:
-        return _search(model, nodes, cures, builder)
+        return _search(model, nodes, cures, builder, lambda: MAX_DECODES - len(spent))
     except _Spent:  # a large file whose flip many weights share: no answer rather than minutes of sessions
         return None
 
 
-def _search(model: "onnx.ModelProto", nodes: tuple[str, ...], cures, builder: bool) -> WeightCure | None:
+def _search(model: "onnx.ModelProto", nodes: tuple[str, ...], cures, builder: bool, left=lambda: 0
+            ) -> WeightCure | None:
+    """The halving's singles, then each node it did not name tried alone where the decodes `left` allow (a thin
+    margin is no monotone test: the act-order Llama's v_proj cures alone, yet a half holding it beside other float
+    weights may not), so that `every` curing node is said; else the halving's, said as such."""
     from cp_debug.bisect.subjects.greedy import halved, level4_nodes
 
     floats = [(FLOAT, n) for n in nodes]
@@ -237,7 +266,10 @@ def _search(model: "onnx.ModelProto", nodes: tuple[str, ...], cures, builder: bo
         return None
     singles = halved(floats, lambda group: cures(group)) if cures(floats) else ()
     if singles:
-        return WeightCure(nodes, tuple(n for _, n in singles), builder)
+        rest = [f for f in floats if f not in singles]
+        every = len(rest) <= left()  # a decode each at most (those the halving tried alone are remembered)
+        found = set(singles) | ({f for f in rest if cures([f])} if every else set())
+        return WeightCure(nodes, tuple(n for f in floats if f in found for _, n in [f]), builder, every=every)
     chosen = minimal(items, cures)
     levels = set(level4_nodes(model))
     for k, (kind, node) in enumerate(chosen):  # a setting rather than a weight where it does as well (the

@@ -1,0 +1,70 @@
+"""A mixture of experts as ONNX Runtime GenAI's builder makes it (tests/data/llm/gptoss_moe: a tiny GPT-OSS, 4
+experts, top-2, `benchmarks/llm_moe.py`, answers_moe.json found without cp_debug): the FP32 file's fused `MoE`, the
+INT4 file's `QMoE` read as the MoE it stands for (before: its output unmapped, 25 of 27 probes), the builder's
+`moe` scope as the HF model's `mlp`, and the HF model's experts exported one by one (transformers' default
+`grouped_mm` is a custom op neither ONNX exporter takes: `--torch` was exit 2)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.cli_run import cpdebug
+
+LLM = Path(__file__).resolve().parents[1] / "data" / "llm"
+MOE = LLM / "gptoss_moe"
+ANSWERS = json.loads((LLM / "answers_moe.json").read_text())
+INT4 = ANSWERS["models"]["gptoss"]["files"]["int4"]
+
+
+def _run(tmp_path, *args) -> tuple[int, str, dict]:
+    np.savez(tmp_path / "prompt.npz", input_ids=np.array([ANSWERS["prompt"]]))
+    out = tmp_path / "report.json"
+    res = cpdebug("bisect", *args, "--inputs", tmp_path / "prompt.npz", "--generate", ANSWERS["tokens"],
+                  "--json", out)
+    return res.returncode, " ".join((res.stdout + res.stderr).replace("│", " ").split()), json.loads(out.read_text())
+
+
+def _stage(report: dict) -> dict:
+    return next(iter(next(iter(report["settings"]["deployed"].values())).values()))
+
+
+def test_the_builders_qmoe_maps_onto_its_fp32_files_moe(tmp_path):
+    """`--onnx fp32 -b ort,ort@int4 --generate 16`: every probe mapped, each layer's MoE output onto the QMoE's; the
+    flipped step as found without cp_debug (step 1, 9 → 72), no node's level cures it (the weights')."""
+    code, said, report = _run(tmp_path, "--onnx", MOE / "fp32/model.onnx", "-b", f"ort,ort@{MOE / 'int4'}")
+    assert code in (1, 4), said
+    stage = _stage(report)
+    assert not stage["unmapped"], stage["unmapped"]
+    assert stage["mapped"]["/model/layers.0/moe/MoE/output_0"]["tensor"] == "/model/layers.0/moe/QMoE/output_0"
+    assert f"greedy step {INT4['first_flip']}: token {INT4['torch_token']} → {INT4['file_token']}" in said
+    assert not INT4["cured_by_level1_at"] and "accuracy_level=1 does not give the tokens back" in said
+
+
+def test_the_builders_moe_scope_is_the_hf_models_mlp():
+    from cp_debug.bisect.subjects.decoder_feed import builder_scope
+
+    names = {"model.layers.0.mlp", "model.layers.0.mlp.router", "model.layers.0.mlp.experts"}
+    assert builder_scope("model.layers.0.moe", 2, names) == "model.layers.0.mlp"
+    assert builder_scope("model.layers.0.moe.router", 2, names) == "model.layers.0.mlp.router"
+    assert builder_scope("model.layers.0.moe", 2, {"model.layers.0.block_sparse_moe"}) == \
+        "model.layers.0.block_sparse_moe"  # Mixtral's word
+
+
+@pytest.mark.long
+def test_against_the_pytorch_model(tmp_path):
+    """`--torch hf -b torch,ort@fp32 --level all`: the same tokens, within fp32, the MoE block's output and router
+    mapped (19 of 21: the experts' own output lives inside the fused op); against the INT4 file the step found
+    without cp_debug, and layer 0's MoE block a local fault (its router's rounding moves the top-2 experts)."""
+    code, said, _ = _run(tmp_path, "--torch", MOE / "hf", "-b", f"torch,ort@{MOE / 'int4'}")
+    assert code == 1, said
+    assert f"greedy step {INT4['first_flip']}: token {INT4['torch_token']} → {INT4['file_token']}" in said
+    assert "local fault at" in said and "model.layers.0.mlp[0]: its segment alone brings" in said
+    code, said, report = _run(tmp_path, "--torch", MOE / "hf", "-b", f"torch,ort@{MOE / 'fp32'}", "--level", "all")
+    assert code == 0 and "decodes the same 16 tokens" in said, said
+    stage = _stage(report)
+    assert "19 of 21 probes mapped" in said
+    assert {"model.layers.0.mlp[0]", "model.layers.0.mlp.router[0]", "model.layers.1.mlp[0]"} <= set(stage["mapped"])
