@@ -23,11 +23,10 @@ class GreedyDecoder(nn.Module):
         h = torch.tanh(self.enc(x))
         tok = torch.zeros(x.shape[0], dtype=torch.long)
         steps = []
-        for _ in range(STEPS):
+        for _ in range(STEPS):  # the next token: the argmax of this step's logits
             h = self.cell(self.emb(tok), h)
-            logits = self.out(h)
-            steps.append(logits)
-            tok = logits.argmax(-1)
+            steps.append(self.out(h))
+            tok = steps[-1].argmax(-1)
         return torch.stack(steps, 1)
 
 

@@ -23,8 +23,8 @@ from tests.cli_run import cpdebug
 pytestmark = pytest.mark.long  # an export, a quantization and a bisect each (~6 s on 2 busy cores)
 
 
-def _tokens(model, x: np.ndarray, more=()) -> dict:
-    """`model` run on `x` with every ArgMax's output (and `more`) exposed: tensor -> value."""
+def _tokens(model, feed: dict, more=()) -> dict:
+    """`model` run on `feed` with every ArgMax's output (and `more`) exposed: tensor -> value."""
     import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper
@@ -35,20 +35,20 @@ def _tokens(model, x: np.ndarray, more=()) -> dict:
     m.graph.output.extend([helper.make_tensor_value_info(t, TensorProto.INT64, None) for t in names])
     m.graph.output.extend([helper.make_tensor_value_info(t, TensorProto.FLOAT, None) for t in more])
     outs = [o.name for o in m.graph.output]
-    got = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(outs, {"x": x})
+    got = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(outs, feed)
     return dict(zip(outs, got)), [n for n in m.graph.node if n.op_type == "ArgMax"]
 
 
-def _right_answer(model, quantized, x: np.ndarray) -> tuple[str, int, int, int, float, float]:
+def right_answer(model, quantized, feed: dict) -> tuple[str, int, int, int, float, float]:
     """(the first ArgMax whose tokens differ, its first flipped row, the reference's token there, the quantized
     model's, the reference's margin between the two, the scale of the Q/DQ pair its input passes)."""
     from onnx import numpy_helper
 
-    cand, nodes = _tokens(quantized, x)
-    node = next(n for n in nodes if (cand[n.output[0]] != _tokens(model, x)[0][n.output[0]]).any())
+    cand, nodes = _tokens(quantized, feed)
+    node = next(n for n in nodes if (cand[n.output[0]] != _tokens(model, feed)[0][n.output[0]]).any())
     deq = next(n for n in quantized.graph.node if n.op_type == "DequantizeLinear" and n.output[0] == node.input[0])
     source = next(n for n in quantized.graph.node if n.output[0] == deq.input[0]).input[0]  # its QuantizeLinear's
-    ref = _tokens(model, x, more=[source])[0]
+    ref = _tokens(model, feed, more=[source])[0]
     row = int(np.flatnonzero(ref[node.output[0]] != cand[node.output[0]])[0])
     a, b = int(ref[node.output[0]][row]), int(cand[node.output[0]][row])
     scale = next(numpy_helper.to_array(t) for t in quantized.graph.initializer if t.name == deq.input[1])
@@ -84,11 +84,17 @@ def test_an_argmax_that_flips_in_int8_is_the_reason_with_its_numbers(tmp_path: P
     else:
         quantized, label = quantize_int8(model, [{"x": f} for f in frames]).model, "ort-cpu-int8"
         backends = "ort-cpu,ort-cpu-int8"
-    node, row, a, b, margin, scale = _right_answer(model, quantized, x)
+    node, row, a, b, margin, scale = right_answer(model, quantized, {"x": x})
     proc = cpdebug("bisect", "--onnx", tmp_path / "model.onnx", "--inputs", tmp_path / "x.npz", "--calib",
                    tmp_path / "calib.npz", "-b", backends, "--json", tmp_path / "r.json", "--quiet")
     assert proc.returncode in (1, 4), proc.stdout[-3000:] + proc.stderr[-2000:]  # the outputs after it do differ
-    rep = json.loads((tmp_path / "r.json").read_text())
+    flip_said(json.loads((tmp_path / "r.json").read_text()), label, node, row, a, b, margin, scale)
+
+
+def flip_said(rep: dict, label: str, node: str, row: int, a: int, b: int, margin: float, scale: float) -> str:
+    """The report `rep` says `label`'s root cause as the ArgMax `node` that flips in row `row` from token `a` to
+    `b`, with the reference's margin and the Q/DQ scale found by hand — at the first divergent probe, or at the layer
+    upstream the intervention confirmed; no layer's rounding said beside it. Its hint."""
     cause = rep["root_cause"][label]
     hint = cause["hint"]
     if cause["probe"] != rep["first_divergent"][label]:  # a layer upstream whose restoration brings the choice back
@@ -102,5 +108,5 @@ def test_an_argmax_that_flips_in_int8_is_the_reason_with_its_numbers(tmp_path: P
     said = next(f for f in rep["findings"][label] if f["fault"] == "decision flip")
     assert said["number"] == pytest.approx(margin, rel=1e-3), said
     assert margin < 4 * scale, (margin, scale)  # a near tie: within a few of INT8's steps at the logits
-    # no layer's rounding said beside it
     assert "does not cover this input" not in hint and "clips the reference's values" not in hint, hint
+    return hint
