@@ -4,19 +4,21 @@ a user's Q/DQ file), a user's FP16 file (issue 115, item 2: the reason is the me
 g2p_en's INT8 decodes greedily inside its graph: each step's `ArgMax` picks the token the next step's `Gather` embeds.
 Where the logits' INT8 rounding moves a near tie apart, the choice flips and the decoder runs on another path; the
 reason said "a Gather … rounds far worse than its kind" (`flip_why.py` reads FP16 / BF16 steps only, `choice_flip.py`
-runs FP16 / BF16 built-in candidates only). Here the first divergent probe's stage is run twice, its decisions'
-inputs and outputs exposed — in FP32 on the reference's stage inputs, and as the candidate runs it on the same
-inputs (the built-in INT8 calibrated as it was, `RunState.calib`; a user's file as it is) —, and the first decision
-(in the graph's order) that the candidate takes otherwise, upstream of that probe, is read: which one (its place
-among the graph's decisions of its op: the step of an unrolled decoder), the rows that flip and each side's choice
-there, the reference's margin between the two choices, the candidate's own error at them, and the format's rounding
-step there — a Q/DQ pair's scale on the values the decision reads (its `DequantizeLinear`, or a `QuantizeLinear`
-reading them), in the candidate's Q/DQ graph; float16's / bfloat16's spacing for a float file. It is a finding only
-where the values the decision reads are within the candidate's expected rounding (their error ÷ budget ≤ 1: else the
-flip follows an upstream fault) and the margin lies within what the candidate's rounding moved them by. Its words
-stand as the whole reason (`Finding.mechanism`); the outcome stays the noise model's — the outputs after a flip do
-differ; a declared `--metric` judges the decision. Cost: two runs of the stage (one quantization of it), only where
-a decision sits upstream of the first divergent probe, within the screen's sizes."""
+runs FP16 / BF16 built-in candidates only). Here the first divergent probe's stage is run twice, its decisions' inputs
+and outputs exposed — in FP32 on the reference's stage inputs, and as the candidate runs it on the same inputs (the
+built-in INT8 calibrated as it was, `RunState.calib`; a user's file as it is) —, and the first decision (in the
+graph's order) that the candidate takes otherwise, upstream of that probe or of the root cause, is read (said at the
+first of them it reaches): which one (its place among the graph's decisions of its op: the step of an unrolled
+decoder), the rows that flip and each side's choice there, the reference's margin between the two choices, the
+candidate's own error at them, and the format's rounding step there — a Q/DQ pair's scale on the values the decision
+reads (its `DequantizeLinear`, or a `QuantizeLinear` reading them), in the candidate's Q/DQ graph; float16's /
+bfloat16's spacing for a float file. It is a finding only where the values the decision reads are within the
+candidate's expected rounding (their error ÷ budget ≤ 1: else the flip follows an upstream fault) and the margin lies
+within what the candidate's rounding moved them by. Its words stand as the whole reason (`Finding.mechanism`); the
+outcome stays the noise model's — the outputs after a flip do differ; a declared `--metric` judges the decision. Cost:
+two runs of the stage (one quantization of it), only where a decision sits upstream of the first divergent probe,
+within the screen's sizes. Where the intervention confirms a layer upstream of the decision (left out of the format,
+this input's choice comes back), the flip is said at that layer as how its rounding breaks the outputs (`tipped_by`)."""
 
 from __future__ import annotations
 
@@ -38,7 +40,7 @@ HALF = ("fp16", "bf16")  # the built-in's: `choice_flip.py` measures them
 class QuantizedFlip:
     """A decision upstream of the first divergent probe that the candidate took otherwise (see the module)."""
 
-    probe: str  # the first divergent probe: its segment holds the decision
+    probe: str  # the first divergent probe (else the root cause) computed from it
     node: str
     op: str
     module: str | None
@@ -78,7 +80,7 @@ class QuantizedFlip:
                 f"candidate's own rounding moved them by ({m.error:.3g}); the values it reads are within "
                 f"{self.precision}'s expected rounding ({self.read:.2g}× their budget): a near tie the format's "
                 f"rounding moves apart, so the choice flips and everything computed from it reads the other choice "
-                f"(the first divergent probe {self.probe} among them) — not a layer's rounding (leaving layers out of "
+                f"({self.probe} among them) — not a layer's rounding (leaving layers out of "
                 f"{self.precision} cures an input only by chance); judge the outputs at the decision (--metric), or "
                 "widen the margin")
 
@@ -113,7 +115,9 @@ class QuantizedChoice:
         return c.ran and c.spec.can(Capability.ORT_SESSIONS) and not (c.precision in HALF and not c.own_files)
 
     def examine(self, seg: Segment) -> Finding | None:
-        flip = quantized_flip(seg.run, seg.state, seg.first_divergent) if seg.root is not None else None
+        if seg.root is None or seg.first_divergent is None:
+            return None
+        flip = quantized_flip(seg.run, seg.state, list(dict.fromkeys([seg.first_divergent, seg.root])))
         if flip is None:
             return None
         return Finding(self.fault, self.role, flip.probe, flip.text(), flip.gap, mechanism=True, detail=flip)
@@ -123,24 +127,29 @@ def _nth(k: int) -> str:
     return f"{k}{'th' if 10 <= k % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(k % 10, 'th')}"
 
 
-def quantized_flip(run: RunState, state: CandidateState, fd: str | None) -> QuantizedFlip | None:
-    """The decision flip upstream of `fd` (see the module docstring), or None."""
-    from cp_debug.bisect.findings.choice_runs import _ratio, _rows, downstream
-    from cp_debug.bisect.findings.op_findings import NamedStage, named_module
+def quantized_flip(run: RunState, state: CandidateState, probes: list[str]) -> QuantizedFlip | None:
+    """The decision flip upstream of `probes` (the first divergent probe, the root cause: see the module docstring),
+    said at the first of them it reaches, or None."""
+    from cp_debug.bisect.findings.op_findings import NamedStage
     from cp_debug.bisect.findings.segment_why import run_segment
     from cp_debug.bisect.stages.fits import subject_weights
     from cp_debug.bisect.stages.screen import CUDA_SCREEN_UP_TO, SCREEN_UP_TO
 
-    p = run.probes.get(fd) if fd else None
+    p = run.probes.get(probes[0]) if probes else None
     if p is None or any(run.probes[n].stage > p.stage for n in state.results if n in run.probes):
         return None  # later stages ran on the candidate's own choice: their feeds are not the reference's
     i, st = p.stage, run.stage_of(state.label, p.stage)
     graph = st.onnx().graph
     pm = st.probe_map()
-    target = fd if p.kind in ("input", "output") else (pm.tensors.get(fd) if pm is not None else None)
+    behind = {}  # each probe of the stage -> the tensors it is computed from
+    for name in probes:
+        q = run.probes.get(name)
+        if q is not None and q.stage == i:
+            tensor = name if q.kind in ("input", "output") else (pm.tensors.get(name) if pm is not None else None)
+            behind[name] = _ancestors(graph, tensor) if tensor else set()
     made = {t for nd in graph.node for t in nd.output if t}
     decisions = [nd for nd in graph.node if nd.op_type in READS and nd.output and nd.output[0]
-                 and target in downstream(graph, [nd.output[0]]) and all(t in made for t in nd.input[:1])]
+                 and any(nd.output[0] in b for b in behind.values()) and all(t in made for t in nd.input[:1])]
     if not decisions:
         return None
     if subject_weights(run.subject)[0] > (SCREEN_UP_TO if state.spec.device == "cpu" else CUDA_SCREEN_UP_TO):
@@ -154,6 +163,19 @@ def quantized_flip(run: RunState, state: CandidateState, fd: str | None) -> Quan
                       list(dict.fromkeys(f for f in floats.values() if f in ref_names)), facts=False).values
     ref = {**run.ref_feeds[i], **{t: ref[f] for t, f in floats.items() if f in ref}}
     got, qdq = _as_run(run, state, i, st.onnx(), wanted)
+    at = {nd.output[0]: next(name for name, b in behind.items() if nd.output[0] in b) for nd in decisions}
+    return _first_flip(run, state, graph, decisions, ref, got, qdq, at, NamedStage.of(st))
+
+
+def _first_flip(run: RunState, state: CandidateState, graph, decisions, ref: dict, got: dict, qdq, at: dict, named,
+                stage=None) -> QuantizedFlip | None:
+    """The first of `decisions` (in `graph`'s order) whose outputs differ between `ref` and `got`, read (see the
+    module docstring): a flip where the values it reads are within their budget and the margin within what the
+    candidate's rounding moved them; None where the first that differs is no such flip. `at`: each decision's
+    output -> the probe the flip is said at; `stage`: the stage whose graph counts its place (else `graph`)."""
+    from cp_debug.bisect.findings.choice_runs import _ratio, _rows
+    from cp_debug.bisect.findings.op_findings import named_module
+
     prec = state.judged_at or state.spec.precision
     for node in decisions:
         a, b = ref.get(node.output[0]), got.get(node.output[0])
@@ -184,11 +206,27 @@ def quantized_flip(run: RunState, state: CandidateState, fd: str | None) -> Quan
         read = ratio if ratio is not None else float("inf")
         if read > 1.0 or members.margin > max(members.error, step):
             return None  # the values it reads are off already, or the margin is wider than their rounding moved
-        same = [d for d in graph.node if d.op_type == node.op_type]
-        place = (next(k for k, d in enumerate(same, 1) if d.output[0] == node.output[0]), len(same))
-        return QuantizedFlip(fd, node.name, node.op_type, named_module(node, NamedStage.of(st)), members, place,
-                             rows, read, step_from, prec)
+        whole = stage.onnx().graph if stage is not None else graph
+        same = [d for d in whole.node if d.op_type == node.op_type]
+        k = next((k for k, d in enumerate(same, 1) if d.output[0] == node.output[0]), 0)
+        return QuantizedFlip(at[node.output[0]], node.name, node.op_type, named_module(node, named), members,
+                             (k, len(same)), rows, read, step_from, prec)
     return None
+
+
+
+
+def _ancestors(graph, tensor: str) -> set[str]:
+    """Every tensor `tensor` is computed from (its producers' inputs, back to the graph's inputs)."""
+    writer = {o: n for n in graph.node for o in n.output if o}
+    seen, todo = set(), [tensor]
+    while todo:
+        n = writer.get(todo.pop())
+        for t in n.input if n is not None else ():
+            if t and t not in seen:
+                seen.add(t)
+                todo.append(t)
+    return seen
 
 
 def _float_name(graph, t: str) -> str:
