@@ -1,5 +1,5 @@
 """A decision that flips in INT8 is said as the decision, with the numbers it rests on (issue 115, item 2;
-`findings/quantized_choice.py`): tests/bisect/int8_greedy_decoder.py, a greedy decoder unrolled in its graph (each
+`findings/quantized/choice.py`): tests/bisect/int8_greedy_decoder.py, a greedy decoder unrolled in its graph (each
 step's `ArgMax` feeding the next step's embedding `Gather`, as g2p_en's), through the built-in INT8 and ONNX Runtime's
 `quantize_static` file with its defaults (`ort@DIR`).
 
