@@ -12,8 +12,9 @@ VOCAB, HIDDEN, STEPS, ROWS = 10, 16, 8, 6
 
 
 class GreedyDecoder(nn.Module):
-    def __init__(self):
+    def __init__(self, topk: bool = False):
         super().__init__()
+        self.topk = topk  # the choice written as TopK(k=1), as some exporters write an argmax
         self.enc = nn.Linear(5, HIDDEN)
         self.emb = nn.Embedding(VOCAB, HIDDEN)
         self.cell = nn.GRUCell(HIDDEN, HIDDEN)
@@ -26,13 +27,17 @@ class GreedyDecoder(nn.Module):
         for _ in range(STEPS):  # the next token: the argmax of this step's logits
             h = self.cell(self.emb(tok), h)
             steps.append(self.out(h))
-            tok = steps[-1].argmax(-1)
+            tok = steps[-1].topk(1, -1)[1][:, 0] if self.topk else steps[-1].argmax(-1)
         return torch.stack(steps, 1)
 
 
-def build():
+def build(topk: bool = False):
     torch.manual_seed(0)
-    net = GreedyDecoder().eval()
+    net = GreedyDecoder(topk).eval()
     with torch.no_grad():
         net.out.weight.mul_(3.0)
     return net, (torch.randn(ROWS, 5, generator=torch.Generator().manual_seed(100)),)
+
+
+def build_topk():
+    return build(topk=True)

@@ -24,51 +24,58 @@ pytestmark = pytest.mark.long  # an export, a quantization and a bisect each (~6
 
 
 def _tokens(model, feed: dict, more=()) -> dict:
-    """`model` run on `feed` with every ArgMax's output (and `more`) exposed: tensor -> value."""
+    """`model` run on `feed` with every ArgMax's (TopK's) tokens (and `more`) exposed: tensor -> value, and those
+    nodes."""
     import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
     m = onnx.ModelProto()
     m.CopyFrom(model)
-    names = [n.output[0] for n in m.graph.node if n.op_type == "ArgMax"]
+    names = [_token(n) for n in m.graph.node if n.op_type in ("ArgMax", "TopK")]
     m.graph.output.extend([helper.make_tensor_value_info(t, TensorProto.INT64, None) for t in names])
     m.graph.output.extend([helper.make_tensor_value_info(t, TensorProto.FLOAT, None) for t in more])
     outs = [o.name for o in m.graph.output]
     got = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(outs, feed)
-    return dict(zip(outs, got)), [n for n in m.graph.node if n.op_type == "ArgMax"]
+    return dict(zip(outs, got)), [n for n in m.graph.node if n.op_type in ("ArgMax", "TopK")]
 
 
-def right_answer(model, quantized, feed: dict) -> tuple[str, int, int, int, float, float]:
-    """(the first ArgMax whose tokens differ, its first flipped row, the reference's token there, the quantized
-    model's, the reference's margin between the two, the scale of the Q/DQ pair its input passes)."""
+def _token(node) -> str:
+    return node.output[1] if node.op_type == "TopK" else node.output[0]
+
+
+def right_answer(model, quantized, feed: dict) -> tuple[tuple[str, str], int, int, int, float, float]:
+    """((the op, the name) of the first ArgMax / TopK whose tokens differ, its first flipped row, the reference's token
+    there, the quantized model's, the reference's margin between the two, the scale of the Q/DQ pair its input
+    passes)."""
     from onnx import numpy_helper
 
     cand, nodes = _tokens(quantized, feed)
-    node = next(n for n in nodes if (cand[n.output[0]] != _tokens(model, feed)[0][n.output[0]]).any())
+    node = next(n for n in nodes if (cand[_token(n)] != _tokens(model, feed)[0][_token(n)]).any())
     deq = next(n for n in quantized.graph.node if n.op_type == "DequantizeLinear" and n.output[0] == node.input[0])
     source = next(n for n in quantized.graph.node if n.output[0] == deq.input[0]).input[0]  # its QuantizeLinear's
     ref = _tokens(model, feed, more=[source])[0]
-    row = int(np.flatnonzero(ref[node.output[0]] != cand[node.output[0]])[0])
-    a, b = int(ref[node.output[0]][row]), int(cand[node.output[0]][row])
+    mine, theirs = ref[_token(node)].reshape(len(ref[source]), -1), cand[_token(node)].reshape(len(ref[source]), -1)
+    row = int(np.flatnonzero((mine != theirs).any(axis=1))[0])
+    a, b = int(mine[row, 0]), int(theirs[row, 0])
     scale = next(numpy_helper.to_array(t) for t in quantized.graph.initializer if t.name == deq.input[1])
-    return node.name, row, a, b, abs(float(ref[source][row, a] - ref[source][row, b])), float(scale)
+    return (node.op_type, node.name), row, a, b, abs(float(ref[source][row, a] - ref[source][row, b])), float(scale)
 
 
-@pytest.mark.parametrize("door", ["built-in", "file"])
+@pytest.mark.parametrize("door", ["built-in", "file", "topk-file"])
 def test_an_argmax_that_flips_in_int8_is_the_reason_with_its_numbers(tmp_path: Path, door: str):
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
 
     from cp_debug.precision.int8 import quantize_int8
     from tests.bisect.exported import written
-    from tests.bisect.int8_greedy_decoder import build
+    from tests.bisect.int8_greedy_decoder import build, build_topk
 
-    x, frames = written(build, tmp_path / "model.onnx", "logits")
+    x, frames = written(build_topk if door.startswith("topk") else build, tmp_path / "model.onnx", "logits")
     model = onnx.load(tmp_path / "model.onnx")
     np.savez(tmp_path / "x.npz", x=x)
     np.savez(tmp_path / "calib.npz", x=np.concatenate(frames))
-    if door == "file":  # ONNX Runtime's quantize_static, its defaults (Q/DQ, per tensor, uint8 activations)
+    if door.endswith("file"):  # ONNX Runtime's quantize_static, its defaults (Q/DQ, per tensor, uint8 activations)
         class Frames(CalibrationDataReader):
             def __init__(self):
                 self.it = iter([{"x": f} for f in frames])
@@ -91,18 +98,19 @@ def test_an_argmax_that_flips_in_int8_is_the_reason_with_its_numbers(tmp_path: P
     flip_said(json.loads((tmp_path / "r.json").read_text()), label, node, row, a, b, margin, scale)
 
 
-def flip_said(rep: dict, label: str, node: str, row: int, a: int, b: int, margin: float, scale: float) -> str:
-    """The report `rep` says `label`'s root cause as the ArgMax `node` that flips in row `row` from token `a` to
-    `b`, with the reference's margin and the Q/DQ scale found by hand — at the first divergent probe, or at the layer
-    upstream the intervention confirmed; no layer's rounding said beside it. Its hint."""
+def flip_said(rep: dict, label: str, node: tuple[str, str], row: int, a: int, b: int, margin: float, scale: float
+              ) -> str:
+    """The report `rep` says `label`'s root cause as the ArgMax / TopK `node` (op, name) that flips in row `row` from
+    token `a` to `b`, with the reference's margin and the Q/DQ scale found by hand — at the first divergent probe, or
+    at the layer upstream the intervention confirmed; no layer's rounding said beside it. Its hint."""
     cause = rep["root_cause"][label]
     hint = cause["hint"]
     if cause["probe"] != rep["first_divergent"][label]:  # a layer upstream whose restoration brings the choice back
         assert cause["intervention"]["confirmed"] and hint.startswith(
             "its int8 rounding tips a near tie downstream (left out of int8 the outputs come back, the choice with "
-            f"them: below): decision flip at ArgMax {node!r}, the "), hint
+            f"them: below): decision flip at {node[0]} {node[1]!r}, the "), hint
     else:
-        assert hint.startswith(f"decision flip at ArgMax {node!r}, the "), hint
+        assert hint.startswith(f"decision flip at {node[0]} {node[1]!r}, the "), hint
     assert f"row {row}: {a} → {b}" in hint, (hint, row, a, b)
     assert f"lie {margin:.3g} apart" in hint and f"its scale: {scale:.3g})" in hint, (hint, margin, scale)
     said = next(f for f in rep["findings"][label] if f["fault"] == "decision flip")

@@ -148,8 +148,8 @@ def quantized_flip(run: RunState, state: CandidateState, probes: list[str]) -> Q
             tensor = name if q.kind in ("input", "output") else (pm.tensors.get(name) if pm is not None else None)
             behind[name] = _ancestors(graph, tensor) if tensor else set()
     made = {t for nd in graph.node for t in nd.output if t}
-    decisions = [nd for nd in graph.node if nd.op_type in READS and nd.output and nd.output[0]
-                 and any(nd.output[0] in b for b in behind.values()) and all(t in made for t in nd.input[:1])]
+    decisions = [nd for nd in graph.node if nd.op_type in READS and _choice_of(nd)
+                 and any(_choice_of(nd) in b for b in behind.values()) and all(t in made for t in nd.input[:1])]
     if not decisions:
         return None
     if subject_weights(run.subject)[0] > (SCREEN_UP_TO if state.spec.device == "cpu" else CUDA_SCREEN_UP_TO):
@@ -157,13 +157,13 @@ def quantized_flip(run: RunState, state: CandidateState, probes: list[str]) -> Q
     ref_model = run.subject.stages[i].onnx()
     ref_names = {t for nd in ref_model.graph.node for t in nd.output if t}
     reads = [t for nd in decisions for t in nd.input[:2] if t in made]
-    wanted = list(dict.fromkeys([*reads, *(nd.output[0] for nd in decisions)]))
+    wanted = list(dict.fromkeys([*reads, *(_choice_of(nd) for nd in decisions)]))
     floats = {t: _float_name(graph, t) for t in wanted}  # a user's file: the tensor its Q/DQ pair rounds
     ref = run_segment(run, "ort", ref_model, run.ref_feeds[i],
                       list(dict.fromkeys(f for f in floats.values() if f in ref_names)), facts=False).values
     ref = {**run.ref_feeds[i], **{t: ref[f] for t, f in floats.items() if f in ref}}
     got, qdq = _as_run(run, state, i, st.onnx(), wanted)
-    at = {nd.output[0]: next(name for name, b in behind.items() if nd.output[0] in b) for nd in decisions}
+    at = {_choice_of(nd): next(name for name, b in behind.items() if _choice_of(nd) in b) for nd in decisions}
     return _first_flip(run, state, graph, decisions, ref, got, qdq, at, NamedStage.of(st))
 
 
@@ -178,7 +178,7 @@ def _first_flip(run: RunState, state: CandidateState, graph, decisions, ref: dic
 
     prec = state.judged_at or state.spec.precision
     for node in decisions:
-        a, b = ref.get(node.output[0]), got.get(node.output[0])
+        a, b = ref.get(_choice_of(node)), got.get(_choice_of(node))
         x_ref, x_got = ref.get(node.input[0]), got.get(node.input[0])
         if a is None or b is None or np.shape(a) != np.shape(b) or not bool((np.asarray(a) != b).any()) \
                 or x_ref is None or x_got is None or np.shape(x_ref) != np.shape(x_got) \
@@ -209,11 +209,17 @@ def _first_flip(run: RunState, state: CandidateState, graph, decisions, ref: dic
         whole = stage.onnx().graph if stage is not None else graph
         same = [d for d in whole.node if d.op_type == node.op_type]
         k = next((k for k, d in enumerate(same, 1) if d.output[0] == node.output[0]), 0)
-        return QuantizedFlip(at[node.output[0]], node.name, node.op_type, named_module(node, named), members,
+        return QuantizedFlip(at[_choice_of(node)], node.name, node.op_type, named_module(node, named), members,
                              (k, len(same)), rows, read, step_from, prec)
     return None
 
 
+
+
+def _choice_of(node) -> str | None:
+    """The output holding a decision's choice: a TopK's indices (its second), the only output of the others."""
+    i = 1 if node.op_type == "TopK" else 0
+    return node.output[i] if len(node.output) > i and node.output[i] else None
 
 
 def _ancestors(graph, tensor: str) -> set[str]:
