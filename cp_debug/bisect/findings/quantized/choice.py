@@ -55,10 +55,6 @@ class QuantizedFlip:
     def gap(self) -> float:  # the number the finding rests on (`catalog.NearTie`'s figure)
         return self.members.margin
 
-    @property
-    def what(self) -> str:  # `decision_cause.with_decision`'s
-        return self.op
-
     def _steps(self) -> str:
         m = self.members
         if m.step <= 0:
@@ -76,8 +72,10 @@ class QuantizedFlip:
         else:
             moved = (f"{m.flipped_rows} of {m.rows} row(s) chose otherwise (the reference's choice → the "
                      f"candidate's: {rows}); the reference's values at the two choices lie {m.margin:.3g} apart")
-        return (f"decision flip at {where}{self.op} {self.node!r}, {at}: {moved}, {self._steps()}, within what the "
-                f"candidate's own rounding moved them by ({m.error:.3g}); the values it reads are within "
+        moved_by = (f"within what the candidate's own rounding moved them by ({m.error:.3g})" if m.margin <= m.error
+                    else f"within one step (the candidate's own rounding moved them by {m.error:.3g})")
+        return (f"decision flip at {where}{self.op} {self.node!r}, {at}: {moved}, {self._steps()}, {moved_by}; the "
+                f"values it reads are within "
                 f"{self.precision}'s expected rounding ({self.read:.2g}× their budget): a near tie the format's "
                 f"rounding moves apart, so the choice flips and everything computed from it reads the other choice "
                 f"({self.probe} among them) — not a layer's rounding (leaving layers out of "
@@ -91,15 +89,6 @@ class QuantizedFlip:
         return replace(found, probe=root, text=(
             f"its {self.precision} rounding tips a near tie downstream (left out of {self.precision} the outputs "
             f"come back, the choice with them: below): {self.text()}"))
-
-    def to_json(self) -> dict:
-        m = self.members
-        return {"name": "decision (top-k / arg-max)" if m.kind == "choice" else "decision (threshold)",
-                "kind": "decision_flip", "decision": m.kind, "changed": m.flipped_rows > 0, "summary": self.text(),
-                "node": self.node, "op": self.op, "module": self.module, "probe": self.probe,
-                "place": list(self.place), "rows": m.rows, "flipped_rows": m.flipped_rows,
-                "flipped": [list(r) for r in self.rows], "margin": m.margin, "step": m.step,
-                "step_from": self.step_from, "error": m.error, "read_noise_ratio": self.read}
 
 
 @dataclass(frozen=True)
