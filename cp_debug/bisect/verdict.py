@@ -54,8 +54,11 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
     if placed is not None and confirmed and not (placed.replaces_hint or placed.measured) \
             and not _within(placed.probe, rc):
         # the output decides: a range's kind does not outrank a cause the intervention confirmed (a decision, measured
-        # on the reference's choice, is an intervention of its own)
-        placed = None
+        # on the reference's choice, is an intervention of its own); a decision flip downstream of the confirmed
+        # layer is how that layer's rounding breaks the outputs: said at it (`QuantizedFlip.tipped_by`)
+        tipped = getattr(placed.detail, "tipped_by", None)
+        at = [(run.probes[n].stage, run.probes[n].pos) if n in run.probes else None for n in (rc, placed.probe)]
+        placed = tipped(placed, rc) if tipped is not None and None not in at and at[0] < at[1] else None
     if placed is not None and placed.probe != rc:
         rc, path = placed.probe, [placed.probe]
         seg = seg.at(rc)
@@ -173,7 +176,9 @@ def _outcome(run: RunState, state: CandidateState, results: list[ProbeResult], r
         why = (beyond_words(len(bad), worst_r.probe, worst_r.judgement, worst_r.local_judgement, prec)
                if worst_r.judgement else f"{len(bad)} probe(s) beyond {prec}'s expected rounding")
         norms = norms if prec in noise.WEIGHT_ONLY_UNIT else ""  # an LLM file's flipped token: said in both
-        return noise.Outcome.DEGRADED, why + (f"; {boxes.reason}{norms}" if boxes is not None else "")
+        held = held_decision(state) if getattr(run.opts, "metric", None) is not None else None  # a --metric held
+        return noise.Outcome.DEGRADED, why + (f"; {boxes.reason}{norms}" if boxes is not None else "") + (
+            f"; the decision holds ({held}): its outputs degraded, not broken" if held is not None else "")
     top = max((r.judgement.noise_ratio for r in judged), default=0.0)
     why = f"every probe's error ≤ {top:.2g}× {prec}'s expected rounding"
     if boxes is not None:  # a flipped token the precision is said to cover: a norm the file computes otherwise said

@@ -29,6 +29,17 @@ def _error(model, x: np.ndarray, ref: np.ndarray) -> float:
     return float(np.sqrt(np.mean((got - ref) ** 2)) / np.sqrt(np.mean(ref ** 2)))
 
 
+def named_alone(cause: dict, node: str) -> dict:
+    """`cause` (a root cause's JSON) names `node`'s output alone, confirmed, its cure `node` left out of INT8; its
+    intervention."""
+    found, probe = cause["intervention"], f"{node}_output_0"
+    assert cause["probe"] == probe and cause["confirmed"], cause
+    assert found["probe"] == probe and found["set"] == [] and found["keep"] == [node], found
+    assert f"confirmed by intervention: {probe} left out of INT8 brings the outputs back" in cause["hint"]
+    assert "restored together" not in cause["hint"], cause["hint"]
+    return found
+
+
 def test_the_member_that_alone_brings_the_outputs_back_is_the_root_not_the_set(tmp_path: Path):
     import onnx
     import onnxruntime as ort
@@ -54,12 +65,7 @@ def test_the_member_that_alone_brings_the_outputs_back_is_the_root_not_the_set(t
                    tmp_path / "calib.npz", "-b", "ort-cpu,ort-cpu-int8", "--json", tmp_path / "r.json", "--quiet")
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
     cause = json.loads((tmp_path / "r.json").read_text())["root_cause"]["ort-cpu-int8"]
-    found = cause["intervention"]
-    assert cause["probe"] == "/d/Conv_output_0" and cause["confirmed"], cause
-    assert found["probe"] == "/d/Conv_output_0" and found["set"] == [] and found["keep"] == ["/d/Conv"], found
-    assert "confirmed by intervention: /d/Conv_output_0 left out of INT8 brings the outputs back" in cause["hint"]
-    assert "restored together" not in cause["hint"], cause["hint"]
-    tried = found["tried"]
+    tried = named_alone(cause, "/d/Conv")["tried"]
     # the ranking proposed the side convs first: each run alone, not back; the set search reached d
     singles = [t for t in tried if not isinstance(t["candidate"], list)]
     assert {t["candidate"] for t in singles[:TRIED]} == {"/a/Conv_output_0", "/b/Conv_output_0", "/c/Conv_output_0"}

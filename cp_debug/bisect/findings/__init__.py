@@ -17,7 +17,9 @@ TopK / ArgMax whose reference margin is within the candidate format's rounding s
 flips, not as an upstream layer's rounding (`flip_why.py`); a decision the candidate takes otherwise — a TopK /
 ArgMax's members, a threshold's booleans, an NMS's kept boxes — measured on the stage run with the decisions exposed
 and run again on the reference's choice, the outputs after a TopK compared as sets, rows matched by the member each
-holds (`choice_flip.py`, its runs `choice_runs.py`, its members `choice_members.py`); a float made an index (a Cast
+holds (`choice_flip.py`, its runs `choice_runs.py`, its members `choice_members.py`); in a candidate that
+is not measured so (INT8, FP8, a user's file), the first decision upstream taken otherwise, with its margin, its
+place, its rows and the Q/DQ step of the values it reads (`quantized/choice.py`); a float made an index (a Cast
 to an integer, Floor / Ceil / Round, a nearest GridSample's coordinate) whose reference value the candidate's format
 rounds across the boundary, named as the index flip with the value, its rounding and the step (`index_why.py`).
 

@@ -1,23 +1,24 @@
 """The root cause confirmed by intervention (issue 115, item 1): the own-error ranking proposes, the output decides.
 
-`ranking.causes` orders the probes by their own error ÷ budget (NaN/Inf first). Where the candidate's outputs are beyond
-their budget or a decision they carry flips, the top `TRIED` candidates are each restored in the candidate's own terms
-(`cures/restore.py`: its nodes kept in FP32 / left out of INT8, or its tensor replaced by the reference's) and the stage
-run to its outputs: the first whose restoration brings every output back within its budget and no decision flipped is
-the root cause, confirmed; where none alone does, the smallest set of the first `SET_FROM` ranked that does (`_set`:
-keep-fp32's 1-minimal search, each run at the outputs, at most `SET_RUNS`), named as the root ("restored together: A, B
-— no one of them alone does") with its nodes the cure verified at the outputs — one member where the search ends at one:
-it alone is the root, confirmed. What was tried is said (`Intervention.to_json`: each candidate's output error ÷ budget
-before and after). A user's Q/DQ file's node is left out of the file's quantization, as the built-in's is left out of
-its own; a tensor replaced with the reference's (a node that reads no Q/DQ pair) hides every error that flowed into it:
-a tensor later than the proposal that brings the outputs back is said (`hides_upstream`), never named in its place. A
-user's file's constants off the reference's are tried first, each replaced alone (`cures/constants.py`), its shared
-scales after the ranked (`cures/shared_scale.py`). An overflow its consumer saturates (a tanh-GELU's x³) is proposed
-first and let go: restoring it changes nothing at the output. Where nothing brings them back, the graph's halves say
-where the error accumulates (`cures/spread.py`: evidence, never the cure). A module whose own nodes are not its whole
-segment is tried again over its segment, as its local error ran it (`restore.widened`). Cost: one probe-less run of the
-stage per restoration (at most 2 × `TRIED` + `SET_RUNS` + a file's constants and shared scales), only where the outputs
-are wrong, on ONNX Runtime only (`Capability.ORT_SESSIONS`)."""
+`ranking.causes` orders the probes by their own error ÷ budget (NaN/Inf first). Where the candidate's outputs are
+beyond their budget or a decision they carry flips, the top `TRIED` candidates are each restored in the candidate's
+own terms (`cures/restore.py`: its nodes kept in FP32 / left out of INT8, or its tensor replaced by the reference's)
+and the stage run to its outputs: the first whose restoration brings every output back within its budget and no
+decision flipped is the root cause, confirmed; where none alone does, the smallest set of the first `SET_FROM` ranked
+that does (`cures/set_search.py`: keep-fp32's 1-minimal search, each run at the outputs, at most `SET_RUNS`), named as
+the root ("restored together: A, B — no one of them alone does") with its nodes the cure verified at the outputs — one
+member where the search ends at one, or where one member of a set of 2 or 3 run alone after it does: it alone is the
+root, confirmed. What was tried is said (`Intervention.to_json`: each candidate's output error ÷ budget before and
+after). A user's Q/DQ file's node is left out of the file's quantization, as the built-in's is left out of its own; a
+tensor replaced with the reference's (a node that reads no Q/DQ pair) hides every error that flowed into it: a tensor
+later than the proposal that brings the outputs back is said (`hides_upstream`), never named in its place. A user's
+file's constants off the reference's are tried first, each replaced alone (`cures/constants.py`), its shared scales
+after the ranked (`cures/shared_scale.py`). An overflow its consumer saturates (a tanh-GELU's x³) is proposed first
+and let go: restoring it changes nothing at the output. Where nothing brings them back, the graph's halves say where
+the error accumulates (`cures/spread.py`: evidence, never the cure). A module whose own nodes are not its whole
+segment is tried again over its segment, as its local error ran it (`restore.widened`). Cost: one probe-less run of
+the stage per restoration (at most 2 × `TRIED` + `SET_RUNS` + `MEMBERS_ALONE` + a file's constants and shared scales),
+only where the outputs are wrong, on ONNX Runtime only (`Capability.ORT_SESSIONS`)."""
 
 from __future__ import annotations
 
@@ -28,41 +29,14 @@ from typing import TYPE_CHECKING
 from cp_debug.bisect.cures import spread
 from cp_debug.bisect.cures.restore import (CONSTANT, EXCLUDE, KEEP, KEPT_FLOAT, REPLACE, OutputError, Restoration,
                                            cure_words, output_error, restoration, run_restored, widened)
+from cp_debug.bisect.cures.set_search import (SET_FROM, SET_RUNS, Tried, members_words, searched, sets_words,
+                                              smallest_set)
 
 if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.bisect.result import ProbeResult
     from cp_debug.bisect.run_state import CandidateState, RunState
 
-# the proposed restored one by one before a set; the ranked a set is searched among; a set search's runs at most
-TRIED, SET_FROM, SET_RUNS = 3, 6, 12
-
-
-@dataclass(frozen=True)
-class Tried:
-    """One restoration run: what was restored, and the outputs' error after it."""
-
-    restored: tuple[Restoration, ...]
-    after: OutputError
-    hides: bool = False  # a tensor after the proposal replaced: back, but by hiding what flowed into it
-    whole: bool = False  # a set restoring every compute node: back, by not converting the model (`_whole`)
-    spread: bool = False  # half the graph restored together: evidence only (`cures/spread.py`)
-
-    def to_json(self, before: OutputError) -> dict:
-        r = self.restored
-        return {"candidate": r[0].probe if len(r) == 1 else [x.probe for x in r],
-                "how": sorted({x.how for x in r}), "nodes": [n for x in r for n in x.nodes],
-                "tensors": [x.tensor for x in r if x.tensor], "output_error_before": before.to_json(),
-                "output_error_after": self.after.to_json(), "hides_upstream": self.hides, "whole": self.whole,
-                "back": self.after.back and not (self.hides or self.whole or self.spread or r[0].alone),
-                "alone": r[0].alone}  # alone: its nodes alone in the candidate's precision, every other restored
-
-
-def _sets_words(sets: list[Tried], searched: int) -> str:
-    """A set search that chose none: its best run among the sets that convert the model (`Tried.whole`: not)."""
-    part, whole = [t for t in sets if not t.whole], sum(t.whole for t in sets)
-    return (f"sets of the first {searched} ranked: {len(sets)} run(s)"
-            + (f", the best {min(t.after.ratio for t in part):.3g}×" if part else "")
-            + (f" ({whole} of them every compute node restored: the model unconverted, no cure)" if whole else ""))
+TRIED = 3  # the proposed restored one by one before a set
 
 
 @dataclass(frozen=True)
@@ -112,7 +86,7 @@ class Intervention:
         back = "the decisions back" if flipped_only else f"the outputs back within {limit}"
         tried = "; ".join([f"{t.restored[0].words()}: {t.after.short(budget)}" for t in self.tried
                            if len(t.restored) == 1 and not t.spread]
-                          + ([_sets_words(sets, self.searched)] if sets and not self.chosen else []))
+                          + ([sets_words(self.tried, self.searched)] if sets and not self.chosen else []))
         if c is None:
             return (f"confirmed by no intervention: restoring each of the proposed causes leaves "
                     f"{'a decision flipped' if flipped_only else 'the outputs beyond ' + limit} (worst output "
@@ -130,8 +104,8 @@ class Intervention:
                     f"alone does ({len(self.keep())} node(s) {how}) — bring {back} (worst "
                     f"output {before}{flips} → {c.after.ratio:.3g}×; tried {tried}; the set searched among the first "
                     f"{self.searched} ranked, added in rank order until they came back, then each one dropped whose "
-                    f"removal still brings them back: {len(sets)} run(s){spent}); verified at the outputs: "
-                    f"{cure_words(c.restored)}{self._which()}")
+                    f"removal still brings them back: {len(sets)} run(s){members_words(self.tried)}{spent}); verified "
+                    f"at the outputs: {cure_words(c.restored)}{self._which()}")
         return (f"confirmed by intervention: {what}{' ' + how if how else ''} brings {back} "
                 f"(worst output {before}{flips} → {c.after.ratio:.3g}×; tried {tried}){self._which()}")
 
@@ -216,9 +190,10 @@ def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results
         back = back or (own and _until_back(shared_scale.restorations(run, state, stage), tried, measure))
         # no one alone: the smallest set of the ranked that does (a set of tensors replaced would hide what flows
         # into its latest: never searched)
-        chosen, spent = ((), False) if back else _set(
+        chosen, spent = ((), False) if back else smallest_set(
             [r for r in pool if r.how != REPLACE and r.stage == stage], tried, measure)
-        # the search ended at one member (ranked past the `TRIED` run alone): it alone brings them back, no set
+        # the search ended at one member (ranked past the `TRIED` run alone), or a member of the set it ended at run
+        # alone brings them back: it alone is the cure, no set
         single, back, chosen = (chosen[0], True, ()) if len(chosen) == 1 else (None, back, chosen)
         # every compute node restored: the conversion itself, no cause (MTCNN's PNet)
         tried[:] = [replace(t, whole=True) if len(t.restored) > 1 and _whole(run, state, stage, t.restored) else t
@@ -238,9 +213,9 @@ def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results
     if confirmed is not None and cure.restored[0].how == REPLACE and order.get(confirmed, 0) > order.get(
             ranked[0], 0):  # a later tensor replaced hides every error that flowed into it: no cause of its own
         confirmed = None
-        tried = [Tried(t.restored, t.after, hides=t is cure) for t in tried]
+        tried = [replace(t, hides=t is cure) for t in tried]
     return Intervention(ranked[0], confirmed, before, tuple(tried), time.perf_counter() - t0, stage, chosen=chosen,
-                        searched=_searched(pool, tried), breaks=breaks, spent=spent)
+                        searched=searched(tried), breaks=breaks, spent=spent)
 
 
 def _breaks(run: "RunState", state: "CandidateState", restorable: list[Restoration], tried: list[Tried],
@@ -297,46 +272,6 @@ def _measurer(run: "RunState", state: "CandidateState", stage: int, decision_onl
         return replace(e, passes=e.passes or e.in_budget) if decision_only else e
 
     return measure
-
-
-def _set(pool: list[Restoration], tried: list[Tried], measure) -> tuple[tuple[str, ...], bool]:
-    """The smallest set of `pool` (the ranked restorations, most first) whose restoration together brings the
-    outputs back, by `keep-fp32`'s search (`cures/search.KeepFp32Search`): added in rank order until they come back
-    (a binary search over the prefixes), then each one dropped whose removal still brings them back (ddmin: the set
-    ends 1-minimal). Every run is appended to `tried`; at most `SET_RUNS` runs (a set not yet run past them counts as
-    not back: the set found passed, its 1-minimality then unproven: said, `spent`). () where even all of `pool` do
-    not; one member where the drops end at one (a candidate ranked past `TRIED`, never run alone before, that alone
-    brings them back: PESTO's INT8 by ONNX Runtime's defaults, its confidence conv — the prefix that first came back
-    was named before, "restored together", with three it does not need)."""
-    from cp_debug.bisect.cures.search import KeepFp32Search, run_search
-
-    if len(pool) < 2:
-        return (), False
-    by = {r.probe: r for r in pool}
-    seen = {frozenset(x.probe for x in t.restored): t.after.back for t in tried if set(t.restored) <= set(pool)}
-    seen[frozenset()] = False
-    runs = [0]
-
-    def bad(names: list[str]) -> bool:
-        key = frozenset(names)
-        if key not in seen:
-            if runs[0] >= SET_RUNS:
-                return True
-            runs[0] += 1
-            group = tuple(by[n] for n in names)
-            tried.append(Tried(group, measure(list(group))))
-            seen[key] = tried[-1].after.back
-        return not seen[key]
-
-    trace = run_search(KeepFp32Search([r.probe for r in pool]), bad)
-    found = tuple(trace.result) if trace.status == "found" and trace.result else ()
-    return found, len(found) > 1 and runs[0] >= SET_RUNS
-
-
-def _searched(pool: list[Restoration], tried: list[Tried]) -> int:
-    """How many ranked candidates the set search drew from (0: none searched)."""
-    sets = [t for t in tried if len(t.restored) > 1]
-    return len({x.probe for t in sets for x in t.restored}) if sets else 0
 
 
 def _as_deployed(run: "RunState", state: "CandidateState", stage: int) -> dict:
