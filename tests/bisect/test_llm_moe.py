@@ -42,6 +42,36 @@ def test_the_builders_qmoe_maps_onto_its_fp32_files_moe(tmp_path):
     assert stage["mapped"]["/model/layers.0/moe/MoE/output_0"]["tensor"] == "/model/layers.0/moe/QMoE/output_0"
     assert f"greedy step {INT4['first_flip']}: token {INT4['torch_token']} → {INT4['file_token']}" in said
     assert not INT4["cured_by_level1_at"] and "accuracy_level=1 does not give the tokens back" in said
+    _routed_otherwise(report, said, "/model/layers.0/moe/router/MatMul/output_0")
+
+
+def _routed_otherwise(report: dict, said: str, router: str) -> None:
+    """The root is layer 0's router, the routing read as a decision (s14): tokens whose top-2 experts differ, the
+    reference's margin between its 2nd and 3rd expert within the router's own error (its 4-bit weights')."""
+    assert next(iter(report["root_cause"].values()))["probe"] == router, report["root_cause"]
+    routing = [d for d in next(iter(report["decisions"].values())) if d["kind"] == "routing"]
+    assert len(routing) == 1, report["decisions"]
+    r = routing[0]
+    assert r["node"] == "/model/layers.0/moe/QMoE" and r["k"] == 2 and r["experts"] == 4 and r["bits"] == 4
+    assert 1 <= r["flipped_rows"] <= r["rows"] == len(ANSWERS["prompt"]) + INT4["first_flip"]
+    for t in r["tokens"]:
+        assert set(t["reference"]) != set(t["candidate"]) and len(t["reference"]) == 2
+    assert 0 < r["margin"] <= 2 * r["own_error"]
+    assert "the 4-bit rounding of the router's weights moves the choice of experts" in said
+    assert f"token {r['tokens'][0]['token']}: experts {r['tokens'][0]['reference']} → " in said
+
+
+def test_routes_reads_the_experts_chosen_per_token():
+    """Which token's top-k experts differ as sets (an order within the k is no change), and each side's margin
+    between its k-th and (k+1)-th logit."""
+    from cp_debug.bisect.routing import routes
+
+    ref = np.array([[3.0, 2.0, 1.9, 0.0], [1.0, 2.0, 0.0, 0.5], [0.0, 1.0, 2.0, 3.0]], np.float32)
+    got = np.array([[3.0, 1.8, 1.95, 0.0], [2.0, 1.0, 0.0, 0.5], [0.0, 1.0, 2.0, 3.0]], np.float32)
+    found = routes(ref, got, 2)
+    assert [(t.token, t.reference, t.candidate) for t in found] == [(0, (0, 1), (0, 2))]
+    assert found[0].margin_reference == pytest.approx(0.1) and found[0].margin_candidate == pytest.approx(0.15)
+    assert routes(ref, ref, 2) == [] and len(routes(ref.reshape(1, 3, 4), got, 1)) == 1
 
 
 def test_the_builders_moe_scope_is_the_hf_models_mlp():
@@ -58,11 +88,12 @@ def test_the_builders_moe_scope_is_the_hf_models_mlp():
 def test_against_the_pytorch_model(tmp_path):
     """`--torch hf -b torch,ort@fp32 --level all`: the same tokens, within fp32, the MoE block's output and router
     mapped (19 of 21: the experts' own output lives inside the fused op); against the INT4 file the step found
-    without cp_debug, and layer 0's MoE block a local fault (its router's rounding moves the top-2 experts)."""
-    code, said, _ = _run(tmp_path, "--torch", MOE / "hf", "-b", f"torch,ort@{MOE / 'int4'}")
-    assert code == 1, said
+    without cp_debug, the root layer 0's router: its rounding moves the top-2 experts (s14; s13: the MoE block a
+    local fault)."""
+    code, said, report = _run(tmp_path, "--torch", MOE / "hf", "-b", f"torch,ort@{MOE / 'int4'}")
+    assert code == 4, said  # s13: a local fault at model.layers.0.mlp[0] (exit 1), its routing not read
     assert f"greedy step {INT4['first_flip']}: token {INT4['torch_token']} → {INT4['file_token']}" in said
-    assert "local fault at" in said and "model.layers.0.mlp[0]: its segment alone brings" in said
+    _routed_otherwise(report, said, "model.layers.0.mlp.router[0]")
     code, said, report = _run(tmp_path, "--torch", MOE / "hf", "-b", f"torch,ort@{MOE / 'fp32'}", "--level", "all")
     assert code == 0 and "decodes the same 16 tokens" in said, said
     stage = _stage(report)

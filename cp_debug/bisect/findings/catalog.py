@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from cp_debug.backends.spec import Capability
 from cp_debug.bisect.findings.contract import Candidate, Examiner, Finding, Role, Segment, examined
+from cp_debug.bisect.routing import RoutingChange
 from cp_debug.bisect.ranking import beyond_locally
 from cp_debug.compare.diff import NON_FINITE
 
@@ -420,11 +421,10 @@ class Intervened:
                        cure.after.ratio if cure is not None else tried.before.ratio, detail=tried, adds_to_hint=True)
 
 
-EXAMINERS: tuple[Examiner, ...] = (MeasuredChoice(), NearTie(), RangeLoss(), QdqFlushBefore(), ConstantRange(),
-                                   FlushBefore(),
+EXAMINERS: tuple[Examiner, ...] = (MeasuredChoice(), NearTie(), RoutingChange(), RangeLoss(), QdqFlushBefore(),
+                                   ConstantRange(), FlushBefore(),
                                    SegmentWhy(), SharedScaleWhy(), QdqFile(), Eps(), Export(), CalibrationFit(),
-                                   GraphDifference(),
-                                   RuntimeDefaults(), Intervened())
+                                   GraphDifference(), RuntimeDefaults(), Intervened())
 
 
 def where(seg: Segment) -> Finding | None:
