@@ -43,6 +43,9 @@ def test_the_builders_qmoe_maps_onto_its_fp32_files_moe(tmp_path):
     assert f"greedy step {INT4['first_flip']}: token {INT4['torch_token']} → {INT4['file_token']}" in said
     assert not INT4["cured_by_level1_at"] and "accuracy_level=1 does not give the tokens back" in said
     _routed_otherwise(report, said, "/model/layers.0/moe/router/MatMul/output_0")
+    # the weight search reads the QMoE's experts (s14: 7 quantized weights before, the two QMoEs' not matched) and
+    # the unit their rounding too
+    assert "(of 9 quantized weights)" in said and "MatMulNBits and QMoE experts' weights round by 0.0857" in said
 
 
 def _routed_otherwise(report: dict, said: str, router: str) -> None:
@@ -99,3 +102,54 @@ def test_against_the_pytorch_model(tmp_path):
     stage = _stage(report)
     assert "19 of 21 probes mapped" in said
     assert {"model.layers.0.mlp[0]", "model.layers.0.mlp.router[0]", "model.layers.1.mlp[0]"} <= set(stage["mapped"])
+
+
+def test_the_qmoe_experts_are_read_as_onnxruntime_holds_them(tmp_path):
+    """The QMoE's packed 4-bit experts and block scales dequantized ([E, N, K], the low nibble first, level 8 the
+    zero) are the FP32 file's MoE weights within their 4-bit rounding (the file's unit); the weight search matches
+    each QMoE to the FP32 file's experts and to the HF model's (input-major, [E, K, N]), and its float stand-in is a
+    MoE ONNX Runtime loads; the unit counts the experts beside the MatMulNBits."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import numpy_helper
+    from safetensors.numpy import load_file
+
+    from cp_debug.bisect.subjects.weight_cures import float_arrays, matched, with_float
+    from cp_debug.precision.nbits import qmoe_dequantized, qmoe_nodes, weight_unit
+
+    int4, fp32 = onnx.load(MOE / "int4/model.onnx"), onnx.load(MOE / "fp32/model.onnx")
+    floats = {i.name: numpy_helper.to_array(i) for i in fp32.graph.initializer}
+    unit = weight_unit(int4)
+    assert 0.07 < unit < 0.1
+    inits = {i.name: i for i in int4.graph.initializer}
+    for q, f in zip(qmoe_nodes(int4), [n for n in fp32.graph.node if n.op_type == "MoE"]):
+        got = qmoe_dequantized(q, inits)
+        assert sorted(got) == [2, 5]
+        for w, ref in ((2, floats[f.input[2]]), (5, floats[f.input[4]])):
+            err = np.sqrt(np.mean((got[w] - ref) ** 2) / np.mean(ref ** 2))
+            assert 0.01 < err < unit, (q.name, w, err)  # a wrong nibble order or zero point is ~1
+    hf = [v for v in load_file(str(MOE / "hf/model.safetensors")).values() if v.ndim in (2, 3) and v.dtype.kind == "f"]
+    for reference in (float_arrays(fp32), hf):
+        found = matched(int4, reference)
+        assert {"/model/layers.0/moe/QMoE", "/model/layers.1/moe/QMoE"} <= set(found)
+    found = matched(int4, float_arrays(fp32))
+    experts = found["/model/layers.0/moe/QMoE"]
+    assert np.array_equal(experts[2], floats["model.layers.0.moe.experts.gate_up_proj.weight"])
+    m = with_float(int4, {n: w for n, w in found.items() if "QMoE" in n})
+    assert [n.op_type for n in m.graph.node if n.name.endswith("/QMoE")] == ["MoE", "MoE"]
+    onnx.save(m, tmp_path / "f.onnx", save_as_external_data=True, location="f.data")
+    ort.InferenceSession(str(tmp_path / "f.onnx"), providers=["CPUExecutionProvider"])
+
+
+def test_a_qmoe_that_cures_is_said_as_its_experts_in_float():
+    """A QMoE among the curing weights is said as its experts in float, not as a nodes_to_exclude entry (none was
+    verified for a QMoE); the MatMulNBits beside it keep the builder's words."""
+    from cp_debug.bisect.subjects.weight_cures import FLOAT, WeightCure
+
+    moe, o_proj = "/model/layers.0/moe/QMoE", "/model/layers.0/attn/o_proj/MatMul_Q4"
+    alone = WeightCure((o_proj, moe), (moe,), True, experts=(moe,), every=True).line()
+    assert alone.startswith(f"{moe} alone with the reference's float weight gives its tokens back") and \
+        "nodes_to_exclude=" not in alone and f"the experts of {moe} in float" in alone, alone
+    both = WeightCure((o_proj, moe), (), True, ((FLOAT, o_proj), (FLOAT, moe)), experts=(moe,)).line()
+    assert "--extra_options nodes_to_exclude=/model/layers.0/attn/o_proj/MatMul; the experts of " in both, both
+    assert f"{o_proj}, {moe} with the reference's float weight give its tokens back together" in both, both

@@ -212,8 +212,9 @@ def _weight_unit(precision: str, models: list, held: list[str], notes: list[str]
     units = [u for m, p in zip(models, held) if p == precision and (u := weight_unit(m)) is not None]
     if not units:
         return None
-    held_by = "MatMulNBits" if any(n.op_type == "MatMulNBits" for m in models for n in m.graph.node) else \
-        "4-bit DequantizeLinear"
+    ops = {n.op_type for m in models for n in m.graph.node}
+    held_by = ("MatMulNBits" if "MatMulNBits" in ops else "4-bit DequantizeLinear") + \
+        (" and QMoE experts'" if "QMoE" in ops else "")  # a mixture of experts' 4-bit experts read too (s14)
     notes.append(f"{label}: {precision}: its {held_by} weights round by {max(units):.3g} of their RMS (step²/12 "
                  "per element, INT8 activations' 0.0055 added at accuracy_level 4): the unit of its budget")
     return max(units)
