@@ -6,8 +6,9 @@ router's logits stay within the format's rounding (0.1 relative), the MoE's outp
 sends a token to another expert, and the block's output is that expert's, not a rounding of its own. Read as a layer's
 error it was "no single layer dominates"; read as the decision it is, the finding says which token's experts differ
 (the reference's top-k against the candidate's), the router logits' margin between the k-th and the (k+1)-th expert
-in both, and whether the router's own rounding (its segment alone on the reference's input, its local error) reaches
-that margin — then the root is the router, the mechanism its weights' rounding moving the choice of experts.
+in both, and whether the router's own rounding moves it: its segment alone run as the candidate on the reference's
+input, routing some of those tokens otherwise (else, where it cannot be cut, its local error reaching that margin) —
+then the root is the router, the mechanism its weights' rounding moving the choice of experts.
 
 The routing is read from the candidate's graph: each `MoE` / `QMoE` node's `k` and its `router_probs` input (the
 router's logits, one row a token: onnxruntime's contrib op), the probe mapped to that tensor (or to one a Reshape /
@@ -61,7 +62,7 @@ class RoutingFlip:
     own_error: float | None  # the router's own error (its segment alone: local max abs)
     bits: int | None  # its weights' bits (a MatMulNBits router)
     later: tuple[tuple[str, int], ...]  # later MoE nodes whose routing differs too, with their token counts
-    module: str | None = None
+    alone: tuple[int, ...] | None = None  # the tokens the router alone (fed the reference's input) routes otherwise
 
     @property
     def name(self) -> str:
@@ -77,8 +78,19 @@ class RoutingFlip:
 
     @property
     def own(self) -> bool:
-        """The router's own rounding reaches the reference's margin (two logits each moved by up to its error)."""
+        """The router's own rounding moves the choice: fed the reference's input it routes some of these tokens
+        otherwise; where that was not run, its own error reaches the reference's margin (two logits each moved by up
+        to it)."""
+        if self.alone is not None:
+            return bool(set(self.alone) & {t.token for t in self.tokens})
         return self.own_error is not None and self.margin <= 2 * self.own_error
+
+    def _alone(self) -> str:
+        if self.alone is None:
+            return ""
+        both = sorted(set(self.alone) & {t.token for t in self.tokens})
+        return (f"; fed the reference's input, the router alone routes {len(both)} of these {len(self.tokens)} "
+                f"token(s) otherwise ({', '.join(map(str, both)) or 'none'})")
 
     def _tokens(self) -> str:
         def one(t: TokenRoute) -> str:
@@ -96,13 +108,13 @@ class RoutingFlip:
 
     def mechanism(self) -> str:
         rounding = f"the {self.bits}-bit rounding of the router's weights" if self.bits else "the router's rounding"
+        error = (f"the router's own error (its segment alone on the reference's input, {self.probe}: "
+                 f"{self.own_error:.3g})" if self.own_error is not None else "the router's own error")
         if self.own:
-            return (f"the router's own error (its segment alone on the reference's input, {self.probe}: "
-                    f"{self.own_error:.3g}) reaches the reference's margin ({self.margin:.3g}): {rounding} moves "
+            return (f"{error} against the reference's margin ({self.margin:.3g}){self._alone()}: {rounding} moves "
                     "the choice of experts")
-        own = f" (its own error {self.own_error:.3g})" if self.own_error is not None else ""
-        return (f"the reference's margin ({self.margin:.3g}) lies beyond the router's own error{own}: the error "
-                "that flowed into the router moves the choice of experts")
+        return (f"{error} against the reference's margin ({self.margin:.3g}){self._alone()}: the error that flowed "
+                "into the router moves the choice of experts")
 
     def text(self) -> str:
         later = "; " + ", ".join(f"{n} routes {c} token(s) otherwise too" for n, c in self.later) \
@@ -115,6 +127,7 @@ class RoutingFlip:
                 "node": self.node, "op": self.op, "probe": self.probe, "logits": self.logits, "k": self.k,
                 "experts": self.experts, "rows": self.rows, "flipped_rows": len(self.tokens),
                 "margin": self.margin, "own_error": self.own_error, "bits": self.bits,
+                "alone": list(self.alone) if self.alone is not None else None,
                 "mechanism": self.mechanism(), "tokens": [t.to_json() for t in self.tokens],
                 "later": [{"node": n, "flipped_rows": c} for n, c in self.later]}
 
@@ -206,9 +219,25 @@ def routing_flip(run: RunState, state: CandidateState, fd: str | None, rc: str |
     root, error = max(own, key=lambda x: x[1]) if own else (name, None)
     nbits = next((n for n in chain if n.op_type == "MatMulNBits"), None)
     later = tuple((n.name, len(f)) for n, *_, f in found[1:])
+    alone = _alone(run, state, i, root, name, np.asarray(run.store.get(name)), k)
     return RoutingFlip(root, name, node.name, node.op_type, k, experts, rows, tuple(flips),
                        float(error) if error is not None else None,
-                       int(_attr(nbits, "bits", 4)) if nbits is not None else None, later)
+                       int(_attr(nbits, "bits", 4)) if nbits is not None else None, later,
+                       alone=None if alone is None else tuple(t.token for t in alone))
+
+
+def _alone(run: RunState, state: CandidateState, i: int, root: str, logits: str, ref: np.ndarray, k: int):
+    """The tokens the router alone routes otherwise: its segment (from the root's probe through the logits' one)
+    run as the candidate runs it on the reference's input; None where it cannot be cut or run."""
+    from cp_debug.bisect.findings.segment_why import root_segment, run_segment
+
+    rs = root_segment(run, state, i, root, through=logits if logits != root else None)
+    if rs is None:
+        return None
+    got = run_segment(run, str(rs.spec), rs.model, rs.feed, [rs.tensor], spec=rs.spec, facts=False).values
+    if rs.tensor not in got or np.size(got[rs.tensor]) != ref.size:
+        return None
+    return routes(ref, got[rs.tensor], k)
 
 
 class RoutingChange:

@@ -50,7 +50,8 @@ def test_the_builders_qmoe_maps_onto_its_fp32_files_moe(tmp_path):
 
 def _routed_otherwise(report: dict, said: str, router: str) -> None:
     """The root is layer 0's router, the routing read as a decision (s14): tokens whose top-2 experts differ, the
-    reference's margin between its 2nd and 3rd expert within the router's own error (its 4-bit weights')."""
+    reference's margin between its 2nd and 3rd expert within the router's own error, and the router alone (its
+    segment fed the reference's input) routing some of them otherwise (its 4-bit weights')."""
     assert next(iter(report["root_cause"].values()))["probe"] == router, report["root_cause"]
     routing = [d for d in next(iter(report["decisions"].values())) if d["kind"] == "routing"]
     assert len(routing) == 1, report["decisions"]
@@ -60,6 +61,9 @@ def _routed_otherwise(report: dict, said: str, router: str) -> None:
     for t in r["tokens"]:
         assert set(t["reference"]) != set(t["candidate"]) and len(t["reference"]) == 2
     assert 0 < r["margin"] <= 2 * r["own_error"]
+    # the router alone, fed the reference's input, routes some of those tokens otherwise: its rounding's doing
+    assert r["alone"] and set(r["alone"]) & {t["token"] for t in r["tokens"]}, r
+    assert "fed the reference's input, the router alone routes" in said
     assert "the 4-bit rounding of the router's weights moves the choice of experts" in said
     assert f"token {r['tokens'][0]['token']}: experts {r['tokens'][0]['reference']} → " in said
 
