@@ -343,10 +343,10 @@ def weight_unit(model: "onnx.ModelProto") -> float | None:
         err += float(np.sum(s2 * real)) / 12.0
         total += float(np.sum(s2 * sums))
     for node in qmoe_nodes(model):  # a QMoE's experts: 3-D packed weights, one scale a block (or a row)
-        for _, q, scale in qmoe_weights(node, inits):
+        for sums, scale, block in qmoe_square_sums(node, inits):
             s2 = scale.astype(np.float64) ** 2
-            err += float(np.sum(s2)) * q.shape[-1] / 12.0
-            total += float(np.sum(s2 * np.einsum("rbk,rbk->rb", q, q, dtype=np.float64)))
+            err += float(np.sum(s2)) * block / 12.0
+            total += float(np.sum(s2 * sums))
     for node in dq_weight_nodes(model):  # a blockwise DequantizeLinear's weight: the step is its element's scale
         parts = dq_parts(node, inits)
         if parts is not None:
@@ -367,12 +367,12 @@ def qmoe_nodes(model: "onnx.ModelProto") -> list:
     return [n for n in model.graph.node if n.op_type == "QMoE"]
 
 
-def qmoe_weights(node, inits: dict) -> list:
+def qmoe_packed(node, inits: dict) -> list:
     """A QMoE node's expert weights as onnxruntime's contrib op holds them: each of fc1 / fc2 / fc3 packed
     [E, N, K·bits/8] (`expert_weight_bits` 4 or 8, the low nibble first), its scales [E, N] (a row each) or
-    [E, N, K / block_size] (a block each), no zero point (the middle level: 8 for 4 bits, 128 for 8) — each as
-    (levels − zp as float [E·N, blocks, block], scales [E·N, blocks]). A weight with zero points, or not of these
-    shapes, is left out (not read). Each as (its input's index, levels, scales)."""
+    [E, N, K / block_size] (a block each), no zero point (the middle level: 8 for 4 bits, 128 for 8) — each as (its
+    input's index, packed bytes [E·N, blocks, bytes a block], scales [E·N, blocks], bits). A weight with zero points,
+    or not of these shapes, is left out (not read)."""
     import numpy as np
 
     a = _attrs(node)
@@ -386,12 +386,45 @@ def qmoe_weights(node, inits: dict) -> list:
         if packed is None or scale is None or packed.ndim != 3 or packed.dtype != np.uint8:
             continue
         e, n, width = packed.shape
-        k = width * 8 // bits
-        blocks = k // block if block and scale.ndim == 3 else 1
-        if scale.shape[:2] != (e, n) or scale.size != e * n * blocks or k % blocks:
+        blocks = width * 8 // bits // block if block and scale.ndim == 3 else 1
+        if scale.shape[:2] != (e, n) or scale.size != e * n * blocks or width % blocks:
             continue
-        q = _unpack(packed.reshape(e * n, width), bits).astype(np.float32) - float(2 ** (bits - 1))
-        out.append((w, q.reshape(e * n, blocks, k // blocks), scale.astype(np.float32).reshape(e * n, blocks)))
+        out.append((w, packed.reshape(e * n, blocks, width // blocks), scale.astype(np.float32).reshape(e * n, blocks),
+                    bits))
+    return out
+
+
+def qmoe_unread(model: "onnx.ModelProto") -> list[str]:
+    """The QMoE nodes of which some expert weight is not read (`qmoe_packed`: zero points, another layout)."""
+    inits = {i.name: i for i in model.graph.initializer}
+    return [n.name for n in qmoe_nodes(model)
+            if len(qmoe_packed(n, inits)) < sum(1 for w, _, _ in QMOE_WEIGHTS if w < len(n.input) and n.input[w])]
+
+
+def qmoe_square_sums(node, inits: dict):
+    """Each read QMoE weight's (Σ (q − zp)² of each block [E·N, blocks] in float64, scales, values a block), through
+    a table of a byte's Σ (q − zp)² (no float copy of the experts: a large MoE's are gigabytes unpacked)."""
+    import numpy as np
+
+    byte = np.arange(256, dtype=np.int64)
+    tables = {4: (((byte & 0x0F) - 8) ** 2 + ((byte >> 4) - 8) ** 2).astype(np.uint8),
+              8: ((byte - 128) ** 2).astype(np.uint16)}
+    for _, packed, scale, bits in qmoe_packed(node, inits):
+        sums = np.empty(scale.shape, np.float64)
+        for r in range(0, len(packed), 4096):  # a band of rows at a time
+            sums[r:r + 4096] = tables[bits][packed[r:r + 4096]].sum(axis=-1, dtype=np.uint64)
+        yield sums, scale, packed.shape[-1] * 8 // bits
+
+
+def qmoe_weights(node, inits: dict) -> list:
+    """`qmoe_packed`'s weights unpacked: (its input's index, levels − zp as float [E·N, blocks, block], scales)."""
+    import numpy as np
+
+    out = []
+    for w, packed, scale, bits in qmoe_packed(node, inits):
+        rows, blocks, width = packed.shape
+        q = _unpack(packed.reshape(rows, -1), bits).astype(np.float32) - float(2 ** (bits - 1))
+        out.append((w, q.reshape(rows, blocks, -1), scale))
     return out
 
 

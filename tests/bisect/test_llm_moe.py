@@ -119,7 +119,8 @@ def test_the_qmoe_experts_are_read_as_onnxruntime_holds_them(tmp_path):
     from safetensors.numpy import load_file
 
     from cp_debug.bisect.subjects.weight_cures import float_arrays, matched, with_float
-    from cp_debug.precision.nbits import qmoe_dequantized, qmoe_nodes, weight_unit
+    from cp_debug.precision.nbits import (qmoe_dequantized, qmoe_nodes, qmoe_packed, qmoe_square_sums, qmoe_unread,
+                                          qmoe_weights, weight_unit)
 
     int4, fp32 = onnx.load(MOE / "int4/model.onnx"), onnx.load(MOE / "fp32/model.onnx")
     floats = {i.name: numpy_helper.to_array(i) for i in fp32.graph.initializer}
@@ -132,10 +133,20 @@ def test_the_qmoe_experts_are_read_as_onnxruntime_holds_them(tmp_path):
         for w, ref in ((2, floats[f.input[2]]), (5, floats[f.input[4]])):
             err = np.sqrt(np.mean((got[w] - ref) ** 2) / np.mean(ref ** 2))
             assert 0.01 < err < unit, (q.name, w, err)  # a wrong nibble order or zero point is ~1
+        # the unit's byte tables (no float copy) give the levels' own Σ (q − 8)² exactly
+        tables = [sums for sums, _, _ in qmoe_square_sums(q, inits)]
+        for sums, (_, levels, _) in zip(tables, qmoe_weights(q, inits)):
+            assert np.array_equal(sums, (levels.astype(np.float64) ** 2).sum(axis=-1))
+    assert qmoe_unread(int4) == []
+    moe = qmoe_nodes(int4)[0]
+    moe.input.extend([""] * (12 - len(moe.input)))
+    moe.input[11] = moe.input[3]  # a zero point given (fc1's, input 11)
+    assert qmoe_unread(int4) == [moe.name] and len(qmoe_packed(moe, inits)) == 1
     hf = [v for v in load_file(str(MOE / "hf/model.safetensors")).values() if v.ndim in (2, 3) and v.dtype.kind == "f"]
     for reference in (float_arrays(fp32), hf):
         found = matched(int4, reference)
         assert {"/model/layers.0/moe/QMoE", "/model/layers.1/moe/QMoE"} <= set(found)
+    int4 = onnx.load(MOE / "int4/model.onnx")
     found = matched(int4, float_arrays(fp32))
     experts = found["/model/layers.0/moe/QMoE"]
     assert np.array_equal(experts[2], floats["model.layers.0.moe.experts.gate_up_proj.weight"])
