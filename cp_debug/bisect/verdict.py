@@ -92,6 +92,7 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
     ran = catalog.findings(seg, Role.RUN)
     blame = ran["graph"].detail if "graph" in ran else GraphBlame()
     choice = placed.detail if placed is not None and placed.fault == "decision" else None
+    routing = [placed.detail] if placed is not None and placed.fault == "routing" else []  # a MoE's experts chosen
     # a candidate refused by its library ran nothing: no outcome, its error instead (`refused.py`)
     decided = placed is not None and placed.replaces_hint and state.refused is None
     # the probes computed from a decision that is the root cause read its other choice (`decision_cause.py`)
@@ -117,7 +118,8 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
         outputs_within_tolerance=_outputs_ok(run, state), wall_s=round(state.seconds, 3),
         detections=state.detections.to_json() if state.detections is not None else None,
         graph_differences=blame.differences,
-        decisions=[d.to_json() for d in [*shown(state.decisions, choice), *([choice] if choice is not None else [])]],
+        decisions=[d.to_json() for d in [*shown(state.decisions, choice), *([choice] if choice is not None else []),
+                                         *routing]],
         outcome=outcome, outcome_reason=reason, judged_at=state.judged_at, deployed=_deployed_json(state),
         error=str(state.refused) if state.refused is not None else None, probe_effect=state.unprobed or None,
         findings=[f.to_json() for f in [*([placed] if placed is not None else []), *whys.values(), *ran.values()]

@@ -106,7 +106,7 @@ def export_module(module, example_inputs: tuple, input_names, output_names, *, d
         except Exception as err:  # the torch.export path failing is expected for some models
             if exporter == "dynamo":
                 raise BadInputError(f"torch.export-based ONNX export failed: {_first_line(err)}") from err
-            fallback = _first_line(err)
+            fallback, failed = _first_line(err), err
         else:
             _check_dynamic(model, dynamic, "torch.export")
             return ExportResult(model, "dynamo", _attribute(warns, module))
@@ -115,8 +115,12 @@ def export_module(module, example_inputs: tuple, input_names, output_names, *, d
     try:
         model, warns = _run_export(module, example_inputs, input_names, output_names, dynamic_axes,
                                    opset=opset, dynamo=False)
-    except Exception as err:
-        raise BadInputError(f"ONNX export failed with both exporters: {_first_line(err)}") from err
+    except Exception as err:  # each exporter's reason said: the torch.export one is often the one to act on
+        if fallback is None:
+            raise BadInputError(f"ONNX export failed with the TorchScript exporter: {_first_line(err)}") from err
+        first = _innermost(failed).rstrip(".")
+        raise BadInputError(f"ONNX export failed with both exporters: torch.export: {first}; the TorchScript "
+                            f"exporter: {_first_line(err)}") from err
     _check_dynamic(model, dynamic, "the TorchScript exporter")
     return ExportResult(model, "torchscript", _attribute(warns, module), fallback)
 
@@ -272,6 +276,17 @@ def _forward_spans(module) -> dict[str, tuple[str, int, int]]:
         if of_class[fwd] is not None:
             spans[q] = of_class[fwd]
     return spans
+
+
+def _innermost(err: BaseException) -> str:
+    """The first line of the error that caused `err` at the bottom of its chain (torch.onnx wraps its reason in
+    "Failed to export the model with torch.export. This is step 1/3 …": the reason is its cause's, a data-dependent
+    guard, an op without an ONNX function)."""
+    seen = {id(err)}
+    while err.__cause__ is not None and id(err.__cause__) not in seen:
+        err = err.__cause__
+        seen.add(id(err))
+    return _first_line(err)
 
 
 def _first_line(err: BaseException) -> str:

@@ -119,6 +119,8 @@ def test_a_failed_export_says_one_line_not_the_exporters_ir_graph(tmp_path):
     proc = _cpdebug("bisect", "--torch", f"{tmp_path / 'm.py'}:build", "-b", "torch,ort-cpu-fp16")
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "ONNX export failed with both exporters" in proc.stderr and "view_as_complex" in proc.stderr
+    # each exporter's reason (s14): torch.export's data-dependent branch, not only the TorchScript one
+    assert "torch.export: GuardOnDataDependentSymNode: Could not guard on data-dependent" in proc.stderr
     assert "Torch IR graph" not in proc.stdout + proc.stderr and proc.stdout == "", proc.stdout[:500]
 
 

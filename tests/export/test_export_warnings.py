@@ -39,3 +39,30 @@ def test_the_same_warning_from_torch_s_attention_is_one_line_with_its_source_lin
 def _counts(line: str) -> list[str]:
     where = line.rsplit("(functional.py:", 1)[1].rstrip(")")
     return [part.split(" ×")[1] if " ×" in part else "" for part in where.split(", ")]
+
+
+class _Histogram(torch.nn.Module):
+    """`torch.histc` over its own range (min == max == 0): neither ONNX exporter takes it."""
+
+    def forward(self, x):
+        return torch.histc(x, bins=4)
+
+
+def test_both_exporters_reasons_are_said_in_the_one_line():
+    """Where the torch.export path and the TorchScript exporter both fail, the line says each one's reason — the
+    torch.export one read from the bottom of torch.onnx's chain, not its "This is step 3/3" header (before: the
+    TorchScript reason alone) — a user's error (exit 2)."""
+    import pytest
+
+    from cp_debug.errors import BadInputError
+
+    with pytest.raises(BadInputError) as got:
+        export_module(_Histogram(), (torch.randn(16),), ["x"], ["y"])
+    said = str(got.value)
+    assert got.value.exit_code == 2 and "\n" not in said, said
+    assert said.startswith("ONNX export failed with both exporters: torch.export: NotImplementedError: aten_histc"), \
+        said
+    assert "step 3/3" not in said and "; the TorchScript exporter: UnsupportedOperatorError: " in said, said
+    assert "'aten::histc'" in said, said
+    with pytest.raises(BadInputError, match="^ONNX export failed with the TorchScript exporter: .*'aten::histc'"):
+        export_module(_Histogram(), (torch.randn(16),), ["x"], ["y"], exporter="torchscript")

@@ -1,17 +1,17 @@
 """The one ordered list of examiners (`contract.py`): each fault class's module behind `applies` / `examine`.
 
 The order is the story's. *Where*: a decision measured (the stage run again on the reference's choice,
-`choice_flip.py`), a near tie at a TopK / ArgMax / saturated Softmax (`flip_why.py`), an index a float rounds across
-(`index_why.py`), a decision taken otherwise by a candidate `choice_flip.py` does not measure (INT8, FP8, a user's
-file: `quantized/choice.py`), the tensor whose INT8 / FP8 range loses its values (`int8_story.py`), a user's Q/DQ
-file's pairs that round to zero before a Log / Div / Sqrt / Pow (`qdq_flush.py`). *Why*, at the root cause: a
-constant or statistic beyond float16's range (`constant_range.py`), a flush to zero before a Log / Div / Sqrt / Pow
-named at its producer (`flush_why.py`) — each in place of the rounding hint —, the op-level why of its segment by
-format (`segment_why.py` FP16/BF16, `segment_int8.py`, `segment_fp8.py`, `segment_blocks.py`), a user's Q/DQ file's
-scales (`qdq_file_why.py`), an eps lost (`eps_why.py`), an export that computes otherwise (`export_why.py`), the
-calibration's fit (`segment_int8.calibration_fit`). *Run*: the deployed graph's own nodes in the segment
-(`graph_blame.py`), a runtime that computes the user's file wrong at its default settings (`runtime_fault.py`), the
-root cause restored and run to the outputs (`intervention.py`, issue 115)."""
+`choice_flip.py`), a near tie at a TopK / ArgMax / saturated Softmax (`flip_why.py`), a MoE's experts routed
+otherwise (`bisect/routing.py`), an index a float rounds across (`index_why.py`), a decision taken otherwise by a
+candidate `choice_flip.py` does not measure (INT8, FP8, a user's file: `quantized/choice.py`), the tensor whose INT8 /
+FP8 range loses its values (`int8_story.py`), a user's Q/DQ file's pairs that round to zero before a Log / Div / Sqrt /
+Pow (`qdq_flush.py`). *Why*, at the root cause: a constant or statistic beyond float16's range (`constant_range.py`), a
+flush to zero before a Log / Div / Sqrt / Pow named at its producer (`flush_why.py`) — each in place of the rounding
+hint —, the op-level why of its segment by format (`segment_why.py` FP16/BF16, `segment_int8.py`, `segment_fp8.py`,
+`segment_blocks.py`), a user's Q/DQ file's scales (`qdq_file_why.py`), an eps lost (`eps_why.py`), an export that
+computes otherwise (`export_why.py`), the calibration's fit (`segment_int8.calibration_fit`). *Run*: the deployed
+graph's own nodes (`graph_blame.py`), a runtime computing the user's file wrong at its defaults (`runtime_fault.py`),
+the root cause restored and run to the outputs (`intervention.py`, issue 115)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from cp_debug.backends.spec import Capability
 from cp_debug.bisect.findings.contract import Candidate, Examiner, Finding, Role, Segment, examined
 from cp_debug.bisect.findings.quantized.choice import QuantizedChoice
+from cp_debug.bisect.routing import RoutingChange
 from cp_debug.bisect.ranking import beyond_locally
 from cp_debug.compare.diff import NON_FINITE
 
@@ -49,8 +50,7 @@ def _tried(found) -> tuple:
 def _verified_keep(seg: Segment, p, why) -> tuple:
     """An FP16 / BF16 segment's keep set verified on its segment (`segment_why.SegmentWhy`), run at the outputs where
     it could be the smaller cure (`restore.keep_at_outputs`) before its words are made, and offered to the intervention
-    as run — (Restoration, OutputError) — so that the hint's verified keep set and the confirmation name one keep set;
-    () where it is not run there."""
+    as run — (Restoration, OutputError): the hint's keep set and the confirmation's are one; () where not run there."""
     state = seg.state
     if not (getattr(why, "verified", None) and getattr(why, "keep", ()) and state.spec.precision in ("fp16", "bf16")
             and state.spec.runs_onnx and state.spec.onnx_dir is None and getattr(why, "lane", None) is None):
@@ -422,9 +422,9 @@ class Intervened:
 
 
 EXAMINERS: tuple[Examiner, ...] = (
-    MeasuredChoice(), NearTie(), QuantizedChoice(), RangeLoss(), QdqFlushBefore(), ConstantRange(), FlushBefore(),
-    SegmentWhy(), SharedScaleWhy(), QdqFile(), Eps(), Export(), CalibrationFit(), GraphDifference(), RuntimeDefaults(),
-    Intervened())
+    MeasuredChoice(), NearTie(), RoutingChange(), QuantizedChoice(), RangeLoss(), QdqFlushBefore(), ConstantRange(),
+    FlushBefore(), SegmentWhy(), SharedScaleWhy(), QdqFile(), Eps(), Export(), CalibrationFit(), GraphDifference(),
+    RuntimeDefaults(), Intervened())
 
 
 def where(seg: Segment) -> Finding | None:

@@ -205,17 +205,22 @@ def _as_prefill(model, path: Path, stage: Stage, subject: Subject, notes: list[s
 
 def _weight_unit(precision: str, models: list, held: list[str], notes: list[str], label: str) -> float | None:
     """A weight-only precision's unit: the largest of its files' weights' own rounding (`precision/nbits.py`)."""
-    from cp_debug.precision.nbits import weight_unit
+    from cp_debug.precision.nbits import qmoe_unread, weight_unit
 
     if precision not in WEIGHT_ONLY_UNIT:
         return None
     units = [u for m, p in zip(models, held) if p == precision and (u := weight_unit(m)) is not None]
     if not units:
         return None
-    held_by = "MatMulNBits" if any(n.op_type == "MatMulNBits" for m in models for n in m.graph.node) else \
-        "4-bit DequantizeLinear"
+    ops = {n.op_type for m in models for n in m.graph.node}
+    held_by = ("MatMulNBits" if "MatMulNBits" in ops else "4-bit DequantizeLinear") + \
+        (" and QMoE experts'" if "QMoE" in ops else "")  # a mixture of experts' 4-bit experts read too (s14)
     notes.append(f"{label}: {precision}: its {held_by} weights round by {max(units):.3g} of their RMS (step²/12 "
                  "per element, INT8 activations' 0.0055 added at accuracy_level 4): the unit of its budget")
+    unread = [n for m in models for n in qmoe_unread(m)]
+    if unread:  # said where the experts are not read, not passed over
+        notes.append(f"{label}: the experts of {', '.join(unread[:3])}{' …' if len(unread) > 3 else ''} not read "
+                     "(zero points, or not the packed layout onnxruntime's QMoE documents): the unit is the rest's")
     return max(units)
 
 

@@ -80,7 +80,7 @@ def torch_generation_subject(target: str, inputs, seed: int, n: int, specs: Sequ
     answer = decode_answer(ref, cand_model, dec, cand_path, ids, n,
                            f"the reference's tokens (PyTorch, {type(module).__name__}) {list(ref.tokens)}",
                            reference_weights=lambda: [p.detach().float().cpu().numpy()
-                                                      for p in module.state_dict().values() if p.ndim == 2],
+                                                      for p in module.state_dict().values() if p.ndim in (2, 3)],
                            norms=module_norms(module))
     subject = torch_subject(GivenModule(module, {IDS: torch.from_numpy(answer.prefix)}), exporter=exporter, seed=seed)
     subject.name = target

@@ -15,7 +15,7 @@ tokens back, else nothing is said), then halved down to the nodes whose float we
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
@@ -88,10 +88,39 @@ def quantized_weights(model: "onnx.ModelProto") -> dict[str, np.ndarray]:
     return out
 
 
+def expert_weights(model: "onnx.ModelProto") -> dict[str, dict[int, np.ndarray]]:
+    """Each QMoE node's experts dequantized (`nbits.qmoe_weights`: its packed 4- / 8-bit weights and scales as
+    onnxruntime's contrib op reads them), by node name: input index → float [E, N, K]."""
+    from cp_debug.precision.nbits import qmoe_dequantized, qmoe_nodes
+
+    inits = {i.name: i for i in model.graph.initializer}
+    return {n.name: w for n in qmoe_nodes(model) if n.name and (w := qmoe_dequantized(n, inits))}
+
+
+def matched_experts(model: "onnx.ModelProto", reference: Iterable[np.ndarray]) -> dict[str, dict[int, np.ndarray]]:
+    """The QMoE nodes whose every expert weight is matched to a 3-D reference weight [E, N, K] (or [E, K, N], a
+    PyTorch model's experts input-major) correlating above MATCH: node name → input index → the float [E, N, K]."""
+    ref3 = [np.asarray(w, np.float32) for w in reference if np.ndim(w) == 3]
+    out = {}
+    for name, weights in expert_weights(model).items():
+        found = {}
+        for i, q in weights.items():
+            tries = [w for w in ref3 if w.shape == q.shape] + \
+                [w.transpose(0, 2, 1) for w in ref3 if w.shape == (q.shape[0], q.shape[2], q.shape[1])]
+            best = max(tries, key=lambda w: _corr(q, w), default=None)
+            if best is not None and _corr(q, best) > MATCH:
+                found[i] = np.ascontiguousarray(best)
+        if found and len(found) == len(weights):
+            out[name] = found
+    return out
+
+
 def matched(model: "onnx.ModelProto", reference: Iterable[np.ndarray]) -> dict[str, np.ndarray]:
     """The quantized nodes of `model` matched to the `reference` weight (or its transpose) of their shape whose
-    values correlate best with their dequantized ones (above MATCH): node name -> the reference's float weight."""
+    values correlate best with their dequantized ones (above MATCH): node name -> the reference's float weight; a QMoE
+    node -> its experts' float weights by input index (`matched_experts`)."""
     by_shape: dict[tuple, list[np.ndarray]] = {}
+    reference = list(reference)
     for w in reference:
         w = np.asarray(w, np.float32)
         if w.ndim == 2:
@@ -107,7 +136,7 @@ def matched(model: "onnx.ModelProto", reference: Iterable[np.ndarray]) -> dict[s
                 best, score = w, c
         if best is not None:
             out[name] = best
-    return out
+    return {**out, **matched_experts(model, reference)}
 
 
 def _column_parts(by_shape: dict, shape: tuple) -> list[np.ndarray]:
@@ -132,7 +161,7 @@ def _corr(x: np.ndarray, y: np.ndarray) -> float:
 
 def with_float(model: "onnx.ModelProto", weights: dict[str, np.ndarray]) -> "onnx.ModelProto":
     """A copy of `model` whose named quantized nodes compute in float with the given weights: MatMulNBits as MatMul
-    (+ Add of its bias), GatherBlockQuantized as Gather."""
+    (+ Add of its bias), GatherBlockQuantized as Gather, QMoE as MoE (its experts' weights by input index)."""
     import onnx
     from onnx import helper, numpy_helper
 
@@ -142,6 +171,9 @@ def with_float(model: "onnx.ModelProto", weights: dict[str, np.ndarray]) -> "onn
     for n in m.graph.node:
         if n.name not in weights:
             nodes.append(n)
+            continue
+        if n.op_type == "QMoE":  # a mixture of experts: its experts in float, the fused MoE
+            nodes.append(_float_moe(m, n, weights[n.name]))
             continue
         w = n.name + "::float_weight"
         m.graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(weights[n.name], np.float32), w))
@@ -162,6 +194,28 @@ def with_float(model: "onnx.ModelProto", weights: dict[str, np.ndarray]) -> "onn
     return m
 
 
+def _float_moe(m: "onnx.ModelProto", n, weights: dict[int, np.ndarray]):
+    """A QMoE node as the float MoE it stands for (com.microsoft: input, router probs, then each of fc1 / fc2 / fc3
+    as weight [E, N, K] and bias), its float expert weights added to `m`, its attributes kept but the
+    quantization's."""
+    from onnx import helper, numpy_helper
+
+    from cp_debug.precision.nbits import QMOE_WEIGHTS
+
+    ins = list(n.input) + [""] * 14
+    inputs = ins[:2]
+    for w, _, _ in QMOE_WEIGHTS:
+        name = f"{n.name}::float_experts_{w}" if w in weights else ""
+        if name:
+            m.graph.initializer.append(numpy_helper.from_array(weights[w].astype(np.float32), name))
+        inputs += [name, ins[w + 2] if name else ""]
+    while inputs and not inputs[-1]:
+        inputs.pop()
+    attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute
+             if a.name not in ("expert_weight_bits", "block_size")}
+    return helper.make_node("MoE", inputs, list(n.output), name=n.name, domain=n.domain, **attrs)
+
+
 @dataclass(frozen=True)
 class WeightCure:
     """The quantized nodes matched to the reference's weights, those whose float weight alone gives its tokens back,
@@ -173,6 +227,7 @@ class WeightCure:
     builder: bool
     together: tuple[tuple[str, str], ...] = ()
     every: bool = False  # each node was tried alone (else `curing` is what the halving found: `_search`)
+    experts: tuple[str, ...] = ()  # the QMoE nodes among `nodes` (their experts' 3-D weights matched: s14)
 
     @property
     def whole_file(self) -> bool:
@@ -184,6 +239,8 @@ class WeightCure:
 
         floats = self.curing or tuple(n for k, n in self.together if k == FLOAT)
         levels = [n for k, n in self.together if k == LEVEL]
+        moe = [n for n in floats if n in self.experts]  # no nodes_to_exclude entry for a QMoE was verified
+        floats = [n for n in floats if n not in self.experts]
         names = [_builder_name(n) for n in floats]
         both = names + [_builder_name(n) for n in levels]
         if self.builder and any(prequantized(n) for n in floats):  # a GPTQ / AWQ checkpoint's own weight
@@ -198,7 +255,11 @@ class WeightCure:
                    f"{both!r})" if levels else f"MatMulNBitsQuantizer(..., nodes_to_exclude={names!r})")
         if any("Gather" in n for n in floats) and self.builder:
             how += " (the embeddings: or op_types_to_quantize=MatMul)"
-        terms = f"in the {'builder' if self.builder else 'quantizer'}'s terms {how}"
+        terms = f"in the {'builder' if self.builder else 'quantizer'}'s terms {how}" if names or levels else ""
+        if moe:  # a QMoE's experts: its MoE in float
+            terms = "; ".join(filter(None, [terms, f"the experts of {', '.join(moe)} in float (a float MoE in its "
+                                            "place: no nodes_to_exclude entry for a QMoE was verified)"]))
+        floats = [*floats, *moe]
         if self.together:
             return (f"no single weight or setting: {', '.join(floats)} with the reference's float weight"
                     + (f" and accuracy_level=1 on {', '.join(levels)}" if levels else "")
@@ -248,7 +309,9 @@ def weight_cures(model: "onnx.ModelProto", reference: Sequence[np.ndarray], dec:
         return greedy(m, dec, ids, len(ref.tokens), ref.tokens).tokens == ref.tokens
 
     try:
-        return _search(model, nodes, cures, builder, lambda: MAX_DECODES - len(spent))
+        found = _search(model, nodes, cures, builder, lambda: MAX_DECODES - len(spent))
+        experts = tuple(n for n in nodes if isinstance(weights[n], dict))
+        return replace(found, experts=experts) if found is not None and experts else found
     except _Spent:  # a large file whose flip many weights share: no answer rather than minutes of sessions
         return None
 
@@ -299,12 +362,13 @@ def minimal(items: Sequence, cures) -> list:
 
 
 def float_arrays(model: "onnx.ModelProto") -> list[np.ndarray]:
-    """A reference ONNX file's float 2-D weights (its initializers' values; those not read in are left out)."""
+    """A reference ONNX file's float 2-D weights and 3-D ones (a MoE's experts), its initializers' values; those not
+    read in are left out."""
     from cp_debug.precision.nbits import array
 
     out = []
     for t in model.graph.initializer:
-        if t.data_type in (1, 10, 16) and len(t.dims) == 2:  # FLOAT, FLOAT16, BFLOAT16
+        if t.data_type in (1, 10, 16) and len(t.dims) in (2, 3):  # FLOAT, FLOAT16, BFLOAT16
             w = array(t)
             if w is not None:
                 out.append(w)
