@@ -92,12 +92,3 @@ def test_a_segment_that_moves_elements_is_not_run_again_on_the_reference_boundar
     assert sum(p == "fp32" for p, _ in runs) == 7
     lane_runs = [feed for p, feed in runs if p == "fp16"]
     assert len(lane_runs) == 7 + 1  # e's local run: y's segment holds no probe, its local value is read by no one
-
-
-def test_a_local_feed_takes_the_reference_value_rounded_already():
-    from cp_debug.bisect.stages.lockstep import _half_feed
-
-    ref = {"t": np.linspace(-2, 2, 64, dtype=np.float32).reshape(4, 16), "u": np.ones((2, 2), np.float32)}
-    held = ref["t"].astype(np.float16)
-    feed = _half_feed(ref, {}, {"t": held})
-    assert feed["t"] is held and feed["u"] is ref["u"]  # `u`: no spare array, the runner converts it

@@ -63,9 +63,6 @@ class Lane:
     # tensors whose value in `env` is the reference's as the lane stores it (float16), value for value: a segment that
     # reads only these is fed the values of the reference's boundary already (`Lockstep._rounding_exact`)
     as_reference: set[str] = field(default_factory=set)
-    # the last segment's outputs as its local value gave them without a run (the reference's, rounded to float16): the
-    # next segment's local run is fed them, not converted again
-    rounded: dict[str, np.ndarray] = field(default_factory=dict)
 
     def kept_tensors(self, model: onnx.ModelProto) -> frozenset[str]:
         """The outputs of the nodes this lane keeps in FP32: the deployed graph holds them in float32, so they cross
@@ -194,11 +191,10 @@ class Lockstep:
                     elif exact:  # the reference's outputs rounded: what the local run would give
                         local[lane.label] = {t: to_fp16(v) if v.dtype == np.float32 else v for t, v in ref_out.items()}
                     elif native:  # float16 feeds: the reference's boundary converted, into spare arrays where they fit
-                        local[lane.label] = r.infer(_half_feed(ref_in, spare, lane.rounded))
+                        local[lane.label] = r.infer(_half_feed(ref_in, spare))
                     else:
                         local[lane.label] = as_stored(
                             lane.spec, r.infer(as_stored(lane.spec, ref_in, copy=True, kept=kept)), kept=kept)
-                    lane.rounded = local[lane.label] if exact and local[lane.label] is not None else {}
                     del spare
                     self._record(lane, r)
                 lane.env.update({t: share_if_identical(v, ref_out[t]) for t, v in out.items()})
@@ -346,18 +342,13 @@ def as_stored(spec: BackendSpec, values: dict[str, np.ndarray], copy: bool = Fal
     return out
 
 
-def _half_feed(ref_in: dict[str, np.ndarray], spare: dict[str, np.ndarray],
-               rounded: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
-    """The reference's boundary for a float16 lane's local run: `rounded`'s arrays where it holds the tensor (the
-    reference's value converted already). A float32 tensor whose lane array was just dropped
+def _half_feed(ref_in: dict[str, np.ndarray], spare: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The reference's boundary for a float16 lane's local run. A float32 tensor whose lane array was just dropped
     (`spare`: float16, same shape, held by nothing else) is converted into that array: ONNX Runtime gave it from
     its arena, which keeps the memory, so a fresh float16 copy would have added its size to the peak (the awml-base
     neck's concat: 0.19 GiB). Other tensors go as they are (the runner converts them)."""
     feed = {}
     for t, v in ref_in.items():
-        if rounded and t in rounded:
-            feed[t] = rounded[t]
-            continue
         buf = spare.pop(t, None)
         fits = (buf is not None and v.dtype == np.float32 and buf.dtype == np.float16 and buf.shape == v.shape
                 and buf.flags.c_contiguous and buf.flags.writeable and sys.getrefcount(buf) <= 2)  # buf + the call
