@@ -84,7 +84,8 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
             results = ordered(state, [run.probes[n] for n in state.results])  # the owner's, measured now
             seg = seg.at(rc, tuple(results))
     # one story: the keep sets the examiners tried at the outputs, and the root settled on, tried by the intervention
-    settle(run, state, rc, owner, [x for f in [placed, *whys.values()] if f is not None for x in f.restores])
+    tie = placed.tie if placed is not None else None  # a decision flip the reason names: the rest said beside it
+    settle(run, state, rc, owner, [x for f in [placed, *whys.values()] if f is not None for x in f.restores], tie)
     if making is not None or story:  # its INT8 advice as the outputs decided it (`cures/advice.exclusion`); a story
         ladder = placed is not None and placed.ladder  # first, its cure ladder standing for the probe's INT8 reading
         hint = making.text(exclusion(state.intervention, rc), ladder) if making is not None else None
@@ -103,7 +104,8 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
         judged = (judged[0], decision_cause.with_decision(judged[1], placed.detail))
     outcome, reason = noted(run, state, ran.get("runtime"),
                             *(_as_ran(state, *(judged or _outcome(run, state, results, rc)))
-                              if state.refused is None else (None, None)), flipped=flipped)
+                              if state.refused is None else (None, None)), flipped=flipped, tie=tie, root=rc,
+                            after=_after(run, state, placed) if tie is not None else frozenset())
     outcome, reason = decided_outcome(state, outcome, reason)
     closing = [f for f in ran.values() if f.adds_to_hint and f.text]
     if closing:
@@ -124,6 +126,15 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
         error=str(state.refused) if state.refused is not None else None, probe_effect=state.unprobed or None,
         findings=[f.to_json() for f in [*([placed] if placed is not None else []), *whys.values(), *ran.values()]
                   if f.text])
+
+
+def _after(run: RunState, state: CandidateState, placed) -> frozenset[str]:
+    """The probes computed from the decision flip a *where* finding names (`Finding.tie`), where it says its node."""
+    try:
+        return frozenset(decision_cause.computed_from(run, state, placed.detail))
+    except Exception as err:  # noqa: BLE001 - the notes are said without it
+        run.warnings.append(f"{state.label}: the probes computed from {placed.tie} were not worked out: {err}")
+        return frozenset()
 
 
 NOT_REACHED = "no decision flipped: the fault does not reach them here"  # a local fault's outputs within budget

@@ -19,9 +19,12 @@ UNDECIDED = (noise.Outcome.INCONCLUSIVE, noise.Outcome.NOT_RUN_AS_ASKED)
 
 
 def noted(run: RunState, state: CandidateState, runtime, outcome: noise.Outcome | None, why: str | None,
-          flipped: frozenset[str] = frozenset()) -> tuple[noise.Outcome | None, str | None]:
+          flipped: frozenset[str] = frozenset(), tie: str | None = None, root: str | None = None,
+          after: frozenset[str] = frozenset()) -> tuple[noise.Outcome | None, str | None]:
     """`outcome` and its reason with the findings of this module; `runtime`, the run's runtime finding
-    (`findings/catalog.py`), makes it diverged where the runtime computes the file wrong at its defaults."""
+    (`findings/catalog.py`), makes it diverged where the runtime computes the file wrong at its defaults. `tie`: the
+    decision flip the root cause's reason names (`Finding.tie`), `root` the root cause: a layer that stands out is
+    said beside that flip (`_standout`), `after` the probes computed from it."""
     fault = _runtime_fault(state, runtime)
     if outcome is None or why is None:
         return outcome, why
@@ -29,7 +32,7 @@ def noted(run: RunState, state: CandidateState, runtime, outcome: noise.Outcome 
         why = f"{fault.text}; the file as judged here (every optimisation off): {outcome.words}, {why}"
         outcome = noise.worst([outcome, noise.Outcome.DIVERGED])
     quiet = (*UNDECIDED, noise.Outcome.DIVERGED)  # diverged: a local fault's own story names such a layer
-    standout = _standout(run, state, flipped) if outcome not in quiet else None
+    standout = _standout(run, state, flipped, tie, root, after) if outcome not in quiet else None
     extra = [said for said in (_same_sample(run, state), standout) if said]
     return outcome, "; ".join([why, *extra])
 
@@ -67,16 +70,21 @@ def _same(a: dict, b: dict) -> bool:
                                         and np.array_equal(np.asarray(a[k]), np.asarray(b[k])) for k in a)
 
 
-def _standout(run: RunState, state: CandidateState, flipped: frozenset[str] = frozenset()) -> str | None:
+def _standout(run: RunState, state: CandidateState, flipped: frozenset[str] = frozenset(), tie: str | None = None,
+              root: str | None = None, after: frozenset[str] = frozenset()) -> str | None:
     """The segment whose own error (local error ÷ its budget) is `STANDOUT`× or more its siblings' median (three or
     more siblings: same parent, same stage), said with both numbers and warned; None where none stands so far out.
-    `flipped`: the probes computed from a decision that is the root cause (their own error is its other choice's)."""
+    `flipped`: the probes computed from a decision that is the root cause (their own error is its other choice's).
+    `tie`: the decision flip the reason of `root` names (`Finding.tie`): the root's hint speaks of its own error, and
+    another layer that stands out is said as its own rounding beside that flip, no cause of its own — computed from it
+    (`after`: g2p_en's INT8, an embedding's `Gather` after the flip, its segment on the reference's logits taking the
+    same tokens), or beside it, at most one of the roundings that may tip its near tie."""
     groups: dict[tuple, list[tuple[str, float]]] = {}
     for name, r in state.results.items():
         p = run.probes.get(name)
         lj = r.local_judgement
         if p is None or p.kind != "module" or lj is None or not (math.isfinite(lj.noise_ratio) and lj.noise_ratio > 0) \
-                or name in flipped:
+                or name in flipped or (tie is not None and name == root):
             continue
         groups.setdefault((p.stage, p.parent), []).append((name, lj.noise_ratio))
     best = None
@@ -95,8 +103,15 @@ def _standout(run: RunState, state: CandidateState, flipped: frozenset[str] = fr
             f"{ratio / median:.3g}× the median of its {n} siblings' ({median:.3g}×) — a layer that rounds far worse "
             f"than its kind (weights or values {state.judged_at} cannot hold), {'within' if ratio <= 1 else 'beyond'} "
             "the budget on this input")
-    flip = _decision(run, state, name)
-    if flip is not None:  # a TopK / ArgMax in its segment that its own rounding flips: the decision, not the layer
+    flip = _decision(run, state, name) if tie is None else None
+    if tie is not None:  # the reason is a decision flip no layer's rounding makes: this layer is said beside it
+        said = (f"{name}'s own error stands out: its segment alone, on the reference's inputs, brings {ratio:.3g}× "
+                f"{state.judged_at}'s budget, {ratio / median:.3g}× the median of its {n} siblings' ({median:.3g}×), "
+                f"{'within' if ratio <= 1 else 'beyond'} the budget on this input — its own rounding, " + (
+                    f"computed from the decision flip at {tie} that the reason names: no cause of its own"
+                    if name in after else f"beside the decision flip at {tie} that the reason names (not computed from "
+                    "it): no cause of its own, at most one of the roundings that may tip that near tie"))
+    elif flip is not None:  # a TopK / ArgMax in its segment that its own rounding flips: the decision, not the layer
         said = (f"{name}'s own error stands out ({ratio:.3g}× {state.judged_at}'s budget, {ratio / median:.3g}× the "
                 f"median of its {n} siblings') and is a decision's, not its arithmetic's: {flip.text()}")
     run.warnings.append(f"{state.label}: {said}")

@@ -86,15 +86,24 @@ def verdict(tried) -> dict | None:
     return {"accumulates": b is None, "within": list(b.nodes) if b is not None else []}
 
 
-def words(tried, budget: bool = True) -> str:
+def words(tried, budget: bool = True, tie: str | None = None) -> str:
     """The halves' evidence, closing the intervention's words where no layer nor set brought the outputs back
-    (`budget`: the outputs judged by their budget, `OutputError.short`)."""
+    (`budget`: the outputs judged by their budget, `OutputError.short`). `tie`: the decision flip the verdict's reason
+    names (`Finding.tie`): the evidence said as the near tie the rounding of several layers tips, not as an error
+    that accumulates (one story)."""
     if verdict(tried) is None:
         return ""
     runs = "; ".join(f"{t.restored[0].words()}: {t.after.short(budget)}"
                      + (f", {t.after.flips} decision(s) flipped" if t.after.flips else "")
                      for t in tried if t.spread)
     b = block(tried)
+    if tie is not None:
+        flip = f" — no single layer: the decision flip at {tie} (above) follows a near tie that the rounding of"
+        if b is None:
+            return (f"{flip} several layers tips, so no layer alone, no set of the ranked and no half of the graph "
+                    f"restored together brings them back ({runs})")
+        return (f"{flip} the {len(b.nodes)} node(s) {b.source} tips: {b.how_words()} together they bring them "
+                f"back, neither of their halves ({runs})")
     if b is None:
         return (f" — no single layer: the error accumulates; no layer alone, no set of the ranked and no half of the "
                 f"graph restored together brings them back ({runs})")

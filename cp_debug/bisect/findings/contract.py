@@ -127,6 +127,11 @@ class Finding:
     # WHERE: its words carry a cure ladder tried for the probe's own precision reading: that reading and its
     # unverified advice are not said beside it (`hints.HintContext.ladder`)
     ladder: bool = False
+    # WHERE: the decision between near ties it places the cause at (its op and node: "ArgMax '/ArgMax_1'"), where the
+    # reason is a decision flip no layer's rounding makes: the intervention's words where nothing it restored brings
+    # the outputs back (`cures/spread.words`), and a layer's note whose own error stands out (`verdict_notes.py`), are
+    # said as beside that flip, never as a cause of their own
+    tie: str | None = None
 
     def to_json(self) -> dict:
         """Its JSON: a number that is none (NaN: a runtime that refused the file measured nothing) is null."""

@@ -55,6 +55,7 @@ class Intervention:
     searched: int = 0  # how many ranked candidates that set was searched among
     breaks: str | None = None  # where nothing brings them back: the first ranked candidate that alone breaks them
     spent: bool = False  # the set search's runs spent before every drop was tried: `chosen` not proven 1-minimal
+    tie: str | None = None  # the decision flip the verdict's reason names (`Finding.tie`, set by `settle`)
 
     @property
     def cure(self) -> Tried | None:
@@ -90,7 +91,7 @@ class Intervention:
         if c is None:
             return (f"confirmed by no intervention: restoring each of the proposed causes leaves "
                     f"{'a decision flipped' if flipped_only else 'the outputs beyond ' + limit} (worst output "
-                    f"{before}; {tried}){self._alone()}{spread.words(self.tried, budget)}")
+                    f"{before}; {tried}){self._alone()}{spread.words(self.tried, budget, self.tie)}")
         what = ("the set " + ", ".join(self.confirmed_set)) if self.confirmed_set else self.confirmed
         how = c.restored[0].how_words()  # in the candidate's own precision: left out of INT8 / FP8 / NVFP4
         # a keep set with its nodes' count; a constant; a file's pairs kept float
@@ -287,13 +288,14 @@ def _as_deployed(run: "RunState", state: "CandidateState", stage: int) -> dict:
 
 
 def settle(run: "RunState", state: "CandidateState", root: str | None, module: str | None,
-           offered: list[tuple[Restoration, OutputError]]) -> None:
+           offered: list[tuple[Restoration, OutputError]], tie: str | None = None) -> None:
     """The intervention brought to the root cause the verdict names (one story): the keep sets its examiners tried
     at the outputs (`Finding.restores`, already run; one not yet run: `restore.keep_at_outputs`) are candidate
     restorations like a layer's, and the root — the module its reason names (`module`), else its probe — is restored
     where nothing tried speaks of it yet (a look-inside's layer, a decision's owner; one run of the stage). The first
     of these that brings the outputs back is the confirmed cause — the root's, though a block holding it brought
-    them back too —; otherwise the confirmation stands and its words say which one holds (`Intervention._which`)."""
+    them back too —; otherwise the confirmation stands and its words say which one holds (`Intervention._which`).
+    `tie`: the decision flip the verdict's reason names (`Finding.tie`), beside which its words are said."""
     from dataclasses import replace
 
     from cp_debug.bisect.cures.restore import keep_at_outputs
@@ -325,7 +327,7 @@ def settle(run: "RunState", state: "CandidateState", root: str | None, module: s
     # the root's own verified keep set over a set the search assembled around it (a Q/DQ flush's pairs: one story)
     mine = cure is not None and cure.restored[0].probe == root and found.confirmed is None and bool(found.chosen)
     confirmed = cure.restored[0].probe if cure is not None and (mine or not cured_at) else found.confirmed
-    state.intervention = replace(found, tried=(*found.tried, *new), confirmed=confirmed, at=target,
+    state.intervention = replace(found, tried=(*found.tried, *new), confirmed=confirmed, at=target, tie=tie,
                                  seconds=found.seconds + time.perf_counter() - t0, chosen=() if mine else found.chosen)
 
 

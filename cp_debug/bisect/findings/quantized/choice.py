@@ -14,7 +14,9 @@ candidate's own error at them, and the format's rounding step there — a Q/DQ p
 reads (its `DequantizeLinear`, or a `QuantizeLinear` reading them), in the candidate's Q/DQ graph; float16's /
 bfloat16's spacing for a float file. It is a finding only where the values the decision reads are within the
 candidate's expected rounding (their error ÷ budget ≤ 1: else the flip follows an upstream fault) and the margin lies
-within what the candidate's rounding moved them by. Its words stand as the whole reason (`Finding.mechanism`); the
+within what the candidate's rounding moved them by. Its words stand as the whole reason (`Finding.mechanism`), and what
+else the report says is said beside it (`Finding.tie`: no single layer restored brings the outputs back because the
+rounding of several layers tips the near tie; a layer whose own error stands out is no cause of its own); the
 outcome stays the noise model's — the outputs after a flip do differ; a declared `--metric` judges the decision. Cost:
 two runs of the stage (one quantization of it), only where a decision sits upstream of the first divergent probe,
 within the screen's sizes. Where the intervention confirms a layer upstream of the decision (left out of the format,
@@ -109,7 +111,8 @@ class QuantizedChoice:
         flip = quantized_flip(seg.run, seg.state, list(dict.fromkeys([seg.first_divergent, seg.root])))
         if flip is None:
             return None
-        return Finding(self.fault, self.role, flip.probe, flip.text(), flip.gap, mechanism=True, detail=flip)
+        return Finding(self.fault, self.role, flip.probe, flip.text(), flip.gap, mechanism=True, detail=flip,
+                       tie=f"{flip.op} {flip.node!r}")
 
 
 def _nth(k: int) -> str:
