@@ -4,7 +4,12 @@ without cp_debug: every file decodes PyTorch's 16 tokens). The convolution's sta
 (`past.0.conv`, [batch, hidden, L-1], fed back from `present.0.conv`) beside the KV cache: before, every run of
 the builder's files was refused ("--generate decodes a decoder LLM file: model.onnx has no input_ids input",
 exit 2); and the builder's words for LFM2's modules (`operator_layernorm`, `ffn_layernorm`, `q_norm`, the final
-norm) are the HF model's `operator_norm`, `ffn_norm`, `q_layernorm`, `embedding_norm` (19 → 26 of 26 probes)."""
+norm) are the HF model's `operator_norm`, `ffn_norm`, `q_layernorm`, `embedding_norm` (19 → 26 of 26 probes).
+
+tests/data/llm/granite4: an attention-only Granite-4 (`GraniteMoeHybridForCausalLM` without experts; the builder
+0.18.0 builds no Mamba layer), whose builder files wire lm_head to layer 0's post-attention norm instead of the
+final norm (the final norm's output unread): they flip at greedy step 6 (38 → 35, PyTorch's margin 5.2), and
+`fp32_fixed` (lm_head reading the final norm, by hand) decodes PyTorch's 16 tokens (answers_hybrid.json)."""
 
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from tests.cli_run import cpdebug
 
 LLM = Path(__file__).resolve().parents[1] / "data" / "llm"
 LFM2 = LLM / "lfm2"
+GRANITE4 = LLM / "granite4"
 ANSWERS = json.loads((LLM / "answers_hybrid.json").read_text())
 TORCH = ANSWERS["models"]["lfm2"]["torch_tokens"]
 
@@ -78,3 +84,37 @@ def test_the_hf_model_against_the_builders_int4_file(tmp_path):
     code, said, _ = _run(tmp_path, "--torch", LFM2 / "hf", "-b", f"torch,ort@{LFM2 / 'int4'}", "--level", "all")
     assert code == 0, said
     assert "26 of 26 probes mapped" in said and "decodes the same 16 tokens" in said
+
+
+def test_lm_head_wired_to_another_tensor_is_named(tmp_path):
+    """`--onnx granite4/fp32_fixed -b ort,ort@granite4/fp32 --generate 16`: the flip at step 6, and the root's segment
+    (logits) computed in the file from layer 0's post-attention norm where the reference computes it from the final
+    norm: named as the file's wiring (before: a local fault at logits, no why)."""
+    code, said, report = _run(tmp_path, "--onnx", GRANITE4 / "fp32_fixed/model.onnx", "-b",
+                              f"ort,ort@{GRANITE4 / 'fp32'}")
+    answer = ANSWERS["models"]["granite4"]["files"]["fp32"]
+    assert answer["first_flip"] == 6 and answer["lm_head_on_final_norm_first_flip"] is None
+    assert code == 1, said
+    assert f"greedy step 6: token {answer['torch_token']} → {answer['file_token']}" in said
+    (root,) = report["root_cause"].values()
+    assert root["hint"].startswith("the file computes logits from /model/layers.0/post_attention_layernorm/output_0's "
+                                   "output, where the reference computes it from "
+                                   "/model/layers.2/final_norm_layernorm/output_0's: it wires another tensor into "
+                                   "logits"), root["hint"]
+
+
+@pytest.mark.long
+def test_the_hf_granite4_against_the_builders_fp32_file(tmp_path):
+    """`--torch granite4/hf -b torch,ort@granite4/fp32 --generate 16 --level all`: lm_head the root, computed from
+    model.layers.0.post_attention_layernorm's output where the model's reads model.layers.1's (the final norm
+    unmapped: the file's is unread); 22 → 24 of 25 probes (`shared_mlp.activation` the builder's `mlp/act_fn`); the
+    builder's gate and up MatMuls held as the halves of the model's one `input_linear` (before: "4 of 12 weights
+    differ")."""
+    code, said, report = _run(tmp_path, "--torch", GRANITE4 / "hf", "-b", f"torch,ort@{GRANITE4 / 'fp32'}",
+                              "--level", "all")
+    assert code == 1, said
+    (root,) = report["root_cause"].values()
+    assert root["probe"] == "lm_head"
+    assert root["hint"].startswith("the file computes lm_head from model.layers.0.post_attention_layernorm's "
+                                   "output, where the reference computes it from model.layers.1's"), root["hint"]
+    assert "24 of 25 probes mapped" in said and "weights differ" not in said

@@ -249,16 +249,16 @@ _BUILDER_LAYER = re.compile(r"^model\.layers\.(\d+)(\..*)?$")
 # the builder's scope components (its own words, one for every model type) → the HF modules' names for them, the
 # first that the model has taken; the first one where the model's names are not known
 _SYNONYMS = {"attn": ("self_attn", "attn", "self_attention", "attention"),
-             "act_fn": ("act_fn", "activation_fn", "act"),
+             "act_fn": ("act_fn", "activation_fn", "act", "activation"),  # Granite-4's `shared_mlp.activation`
              "o_proj": ("o_proj", "dense", "out_proj"),  # Phi-2's attention output is `dense`
              "q_norm": ("q_norm", "query_layernorm", "q_layernorm"),  # HunYuan's, LFM2's
              "k_norm": ("k_norm", "key_layernorm", "k_layernorm"),
              "moe": ("mlp", "block_sparse_moe", "moe", "feed_forward"),  # a mixture of experts (GPT-OSS: `mlp`)
              # LFM2's words: its norms around the operator (a short convolution or attention) and the feed-forward
-             "operator_layernorm": ("operator_norm", "operator_layernorm"), "ffn_layernorm": ("ffn_norm",
-                                                                                             "ffn_layernorm"),
-             "mlp": ("mlp", "feed_forward"), "gate_proj": ("gate_proj", "w1"), "up_proj": ("up_proj", "w3"),
-             "down_proj": ("down_proj", "w2")}
+             "operator_layernorm": ("operator_norm", "operator_layernorm"),
+             "ffn_layernorm": ("ffn_norm", "ffn_layernorm"),
+             "mlp": ("mlp", "feed_forward", "shared_mlp"),  # LFM2's, Granite-4's `shared_mlp`
+             "gate_proj": ("gate_proj", "w1"), "up_proj": ("up_proj", "w3"), "down_proj": ("down_proj", "w2")}
 # model.<one of these>: the builder's final norm (LFM2's `embedding_norm`)
 _FINAL_NORMS = ("norm", "final_layernorm", "final_norm", "ln_f", "embedding_norm")
 
