@@ -311,6 +311,9 @@ def ort_greedy(model, n: int, folder: Path | None = None) -> list[int]:
     where = folder or Path(model).parent
     cache = {k: np.zeros((1, ins[k].shape[1], _window(ins[k].shape[2], where), _head_size(ins[k].shape[3], where)),
                          np.float32) for k in past}
+    # a hybrid's recurrent states (LFM2's `past.0.conv`, a Mamba layer's conv and SSM states): fixed shapes, zeros
+    states = [k for k in ins if k.startswith("past.")]
+    cache.update({k: np.zeros([1, *ins[k].shape[1:]], np.float32) for k in states})
     step_ids = list(PROMPT)
     for _ in range(n):
         if past:
@@ -328,6 +331,7 @@ def ort_greedy(model, n: int, folder: Path | None = None) -> list[int]:
         ids.append(t)
         step_ids = [t]
         cache = {k: res[k.replace("past_key_values", "present")] for k in past}
+        cache.update({k: res["present" + k[len("past"):]] for k in states})
     return toks
 
 

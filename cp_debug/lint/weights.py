@@ -3,7 +3,8 @@
 An exporter writes a layer's weight as it is (ConvTranspose, the head's last convs), transposed (a Linear as MatMul),
 packed or split (nn.MultiheadAttention's in_proj_weight: one MatMul where query, key and value are one tensor, k and v
 packed where only they are, q, k and v apart otherwise; an LLM's q_proj, k_proj and v_proj Linears as one qkv_proj:
-ONNX Runtime GenAI's model builder), or folded with the BatchNorm after it (TorchScript's eval
+ONNX Runtime GenAI's model builder; a gate and up projection stacked in one Linear as two MatMuls, Granite-4's
+`input_linear`), or folded with the BatchNorm after it (TorchScript's eval
 peephole: W·γ/√(σ²+ε) along the output channels, which is axis 1 for a ConvTranspose). Every such form is computed from
 the module's parameters and buffers; a file tensor of two or more dimensions (at least 16 values) is *held* when one
 form of the same shape equals it within the file's precision (FP16 files: float16 rounding), and *differs* when forms of
@@ -116,6 +117,8 @@ def _forms(module) -> dict[tuple[int, ...], list[tuple[str, np.ndarray]]]:
             shape = [1] * weight.ndim
             shape[axis] = -1
             forms.append(weight * scale.reshape(shape))
+        if isinstance(m, torch.nn.Linear) and weight.shape[0] % 2 == 0:  # a gate|up stacked in one Linear
+            forms.extend(np.split(weight, 2, axis=0))  # (Granite-4's input_linear): the builder's two MatMuls
         for f in forms:
             add(f, f"{qual or 'the model'}.weight")
             if f.ndim == 2:

@@ -25,9 +25,11 @@ class GraphBlame:
     in_segment: tuple[UnmatchedNode, ...] = ()
     clamped: tuple = ()  # the weights of the segment its file's FP16 conversion clamped (`lint.weights.Clamp`)
     scales: tuple[str, ...] = ()  # the segment's Q/DQ scales the file holds as inf, NaN or 0 (`qdq_file_why`)
+    rewired: str = ""  # the segment computed from other probes' tensors than the reference's (`_rewired`)
 
     def hint(self, hint: str | None) -> str | None:
-        said = list(self.scales)
+        # a segment of matched nodes reading other tensors is the wiring's (one with nodes of its own: those's)
+        said = [*self.scales, *([self.rewired] if self.rewired and not self.in_segment else [])]
         if self.clamped:
             weights = "; ".join(c.line() for c in self.clamped)
             said.append(f"the file's weight differs from the model's here: {weights} — the file computes another "
@@ -104,6 +106,7 @@ def graph_blame(run: RunState, state: CandidateState, rc: str | None) -> GraphBl
     measured = [(n, run.probes[n].kind) for n, r in state.results.items()
                 if r.diff is not None and n != rc and run.probes[n].stage == p.stage]
     deployed = _segment_nodes(found.stages[p.stage], rc, p.kind, measured)  # the file's nodes of the segment
+    rewired = _rewired(found.stages[p.stage], run.subject.stages[p.stage], rc, p.kind, measured)
     hits = _made_in(deployed, stage.only_in_candidate)
     if any(not n.form for n in stage.only_in_reference):
         hits += _made_in(_segment_nodes(run.subject.stages[p.stage], rc, p.kind, measured), stage.only_in_reference)
@@ -111,7 +114,7 @@ def graph_blame(run: RunState, state: CandidateState, rc: str | None) -> GraphBl
     from cp_debug.bisect.findings.qdq_file_why import scale_faults
 
     scales = tuple(scale_faults(found.stages[p.stage].onnx(), deployed))
-    return GraphBlame(differences, tuple(hits), tuple(c for c in clamps if c.tensor in read), scales)
+    return GraphBlame(differences, tuple(hits), tuple(c for c in clamps if c.tensor in read), scales, rewired)
 
 
 def _made_in(segment: list, nodes: tuple[UnmatchedNode, ...]) -> list[UnmatchedNode]:
@@ -122,12 +125,42 @@ def _made_in(segment: list, nodes: tuple[UnmatchedNode, ...]) -> list[UnmatchedN
 
 def _segment_nodes(stage, rc: str, kind: str, measured: list[tuple[str, str]]) -> list:
     """The nodes that compute `rc`'s tensor from the measured probes' tensors in `stage`'s graph."""
+    seg = _segment(stage, rc, kind, measured)
+    return [] if seg is None else [stage.onnx().graph.node[k] for k in seg.nodes]
+
+
+def _segment(stage, rc: str, kind: str, measured: list[tuple[str, str]]):
+    """`rc`'s segment (`plan.Segment`) in `stage`'s graph, cut at the measured probes' tensors; None: unmapped."""
     from cp_debug.graph.plan import cut_segment
 
     pm = stage.probe_map()
     target = rc if kind == "output" else pm.tensors.get(rc)
     if target is None:
-        return []
+        return None
     known = {n if k in ("input", "output") else pm.tensors.get(n) for n, k in measured} - {None, target}
-    model = stage.onnx()
-    return [model.graph.node[k] for k in cut_segment(model, [target], known).nodes]
+    return cut_segment(stage.onnx(), [target], known)
+
+
+def _rewired(deployed, reference, rc: str, kind: str, measured: list[tuple[str, str]]) -> str:
+    """A segment the file computes from other measured tensors than the reference's: the probes its entries are on
+    each side, where the two share none (the builder's Granite-4 lm_head reading layer 0's post-attention norm, the
+    final norm's output left unread): the file wires another tensor into it. "" where they share one, or either side
+    reads none (a graph input, a constant)."""
+    from cp_debug.errors import BadInputError
+
+    def entries(stage) -> list[str]:
+        try:
+            seg = _segment(stage, rc, kind, measured)
+        except BadInputError:
+            return []
+        by_tensor = {}
+        for name, _ in measured:
+            by_tensor.setdefault(stage.probe_map().tensors.get(name), name)
+        return [] if seg is None else list(dict.fromkeys(by_tensor[t] for t in seg.inputs if t in by_tensor))
+
+    ours, theirs = entries(deployed), entries(reference)
+    if not ours or not theirs or set(ours) & set(theirs):
+        return ""
+    return (f"the file computes {rc} from {', '.join(ours[:3])}'s output, where the reference computes it from "
+            f"{', '.join(theirs[:3])}'s: it wires another tensor into {rc} (the converter's wiring, not the layers' "
+            "arithmetic)")

@@ -27,6 +27,9 @@ if TYPE_CHECKING:  # pragma: no cover
 IDS = "input_ids"
 _MADE = (IDS, "attention_mask", "position_ids")  # besides the cache, the inputs decoder_feed makes
 _PAST = re.compile(r"^past_key_values\.(\d+)\.(key|value)$|^past_(key|value)_(\d+)$")
+# a hybrid layer's recurrent state (LFM2's short convolution: the builder's `past.N.conv`, [batch, hidden, L-1]):
+# every dim fixed but the batch, zeros at the prefill, then the step's `present.N.…` as a KV cache is
+_STATE = re.compile(r"^past\.(\d+)\.(?!key$|value$)\w+$")
 PROMPT_LENGTH = 8
 
 
@@ -54,10 +57,10 @@ class DecoderInputs:
         inits = {i.name for i in model.graph.initializer}
         ins = [i for i in model.graph.input if i.name not in inits]
         names = tuple(i.name for i in ins)
-        past = tuple(n for n in names if _PAST.match(n))
+        dims = {i.name: static_dims(i.type) or () for i in ins}
+        past = tuple(n for n in names if _PAST.match(n) or _is_state(n, dims[n]))
         if IDS not in names or any(n not in _MADE and n not in past for n in names):
             return None  # not a decoder's inputs (a BERT's token_type_ids): the file's inputs are matched as any file's
-        dims = {i.name: static_dims(i.type) or () for i in ins}
         dtypes = {i.name: np.dtype(onnx.helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type)) for i in ins}
         cfg = _genai_config(path)
         head = cfg.get("decoder", {}).get("head_size")
@@ -78,6 +81,8 @@ def _sliding(ins, past: tuple[str, ...], cfg: dict) -> dict[str, int]:
     out = {}
     for name in past:
         m = _PAST.match(name)
+        if m is None:  # a recurrent state: no window
+            continue
         index = int(m.group(1) if m.group(1) is not None else m.group(4))
         if name in named or (isinstance(layers, list) and index in layers):
             out[name] = size
@@ -134,6 +139,8 @@ def decoder_feed(dec: DecoderInputs, given: Mapping[str, np.ndarray]) -> dict[st
             feed[name] = np.ones((batch, length), dec.dtypes[name])
         elif name == "position_ids":
             feed[name] = np.broadcast_to(np.arange(length), (batch, length)).astype(dec.dtypes[name])
+        elif name in dec.past and _STATE.match(name):
+            feed[name] = np.zeros((batch, *dec.past_dims[name][1:]), dec.dtypes[name])
         elif name in dec.past:
             shape = _past_shape(name, dec.past_dims[name], batch, dec.head_size)
             feed[name] = np.zeros((*shape[:2], dec.sliding.get(name, 0), shape[3]), dec.dtypes[name])
@@ -165,8 +172,15 @@ def without_sliding_presents(model: "onnx.ModelProto", dec: DecoderInputs) -> tu
 
 def present_of(past: str) -> str:
     """The cache output a cache input is fed from (`past_key_values.0.key` → `present.0.key`)."""
+    if past.startswith("past."):  # a recurrent state: `past.0.conv` → `present.0.conv`
+        return "present" + past[len("past"):]
     return past.replace("past_key_values", "present") if past.startswith("past_key_values") else \
         past.replace("past_", "present_")
+
+
+def _is_state(name: str, dims: tuple) -> bool:
+    """A recurrent state input (`_STATE`): its dims past the batch all fixed."""
+    return bool(_STATE.match(name)) and len(dims) >= 2 and all(isinstance(d, int) and d > 0 for d in dims[1:])
 
 
 def _past_shape(name: str, dims: tuple, batch: int, head_size: int | None) -> tuple[int, ...]:
@@ -235,11 +249,18 @@ _BUILDER_LAYER = re.compile(r"^model\.layers\.(\d+)(\..*)?$")
 # the builder's scope components (its own words, one for every model type) → the HF modules' names for them, the
 # first that the model has taken; the first one where the model's names are not known
 _SYNONYMS = {"attn": ("self_attn", "attn", "self_attention", "attention"),
-             "act_fn": ("act_fn", "activation_fn", "act"),
+             "act_fn": ("act_fn", "activation_fn", "act", "activation"),  # Granite-4's `shared_mlp.activation`
              "o_proj": ("o_proj", "dense", "out_proj"),  # Phi-2's attention output is `dense`
-             "q_norm": ("q_norm", "query_layernorm"), "k_norm": ("k_norm", "key_layernorm"),  # HunYuan's
-             "moe": ("mlp", "block_sparse_moe", "moe", "feed_forward")}  # a mixture of experts (GPT-OSS: `mlp`)
-_FINAL_NORMS = ("norm", "final_layernorm", "final_norm", "ln_f")  # model.<one of these>: the builder's final norm
+             "q_norm": ("q_norm", "query_layernorm", "q_layernorm"),  # HunYuan's, LFM2's
+             "k_norm": ("k_norm", "key_layernorm", "k_layernorm"),
+             "moe": ("mlp", "block_sparse_moe", "moe", "feed_forward"),  # a mixture of experts (GPT-OSS: `mlp`)
+             # LFM2's words: its norms around the operator (a short convolution or attention) and the feed-forward
+             "operator_layernorm": ("operator_norm", "operator_layernorm"),
+             "ffn_layernorm": ("ffn_norm", "ffn_layernorm"),
+             "mlp": ("mlp", "feed_forward", "shared_mlp"),  # LFM2's, Granite-4's `shared_mlp`
+             "gate_proj": ("gate_proj", "w1"), "up_proj": ("up_proj", "w3"), "down_proj": ("down_proj", "w2")}
+# model.<one of these>: the builder's final norm (LFM2's `embedding_norm`)
+_FINAL_NORMS = ("norm", "final_layernorm", "final_norm", "ln_f", "embedding_norm")
 
 
 def builder_scope(name: str, layers: int, names: "frozenset[str] | set[str] | None" = None) -> str | None:
