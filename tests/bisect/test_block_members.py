@@ -68,3 +68,51 @@ def test_a_block_member_alone_that_brings_the_decision_back_is_the_root(tmp_path
     assert rc["probe"] == "score", rc
     assert "confirmed by intervention: score kept in FP32 brings the decisions back" in rc["hint"], rc["hint"]
     assert "no single layer" not in rc["hint"], rc["hint"]
+
+
+def test_a_user_fp16_file_has_its_layers_kept_in_fp32_in_the_file(tmp_path):
+    """The same model as onnxconverter-common writes it (keep_io_types), given as the user's FP16 file: its probes
+    are restored by keeping their node in FP32 in the file (`cures/fp16_keep.py`, what `node_block_list` writes), the
+    graph's halves and their members too. Before, each was replaced by the reference's tensor (which takes away
+    every error that flowed into it), no set or half was tried, and nothing was confirmed."""
+    from onnxconverter_common import float16
+
+    _model(tmp_path / "edge.onnx")
+    (tmp_path / "fp16").mkdir()
+    onnx.save(float16.convert_float_to_float16(onnx.load(tmp_path / "edge.onnx"), keep_io_types=True),
+              tmp_path / "fp16" / "model.onnx")
+    np.savez(tmp_path / "x.npz", x=np.array([[1000.0, 1, 1, 0, 0, 0, 0, 0]], np.float32))
+    proc = cpdebug("bisect", "--onnx", tmp_path / "edge.onnx", "--inputs", tmp_path / "x.npz", "-b",
+                   f"ort-cpu,ort@{tmp_path / 'fp16'}", "--metric", f"{__file__}:score_metric", "--json",
+                   tmp_path / "r.json", "--quiet")
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
+    rc = next(iter(json.loads((tmp_path / "r.json").read_text())["root_cause"].values()))
+    assert rc["probe"] == "score", rc
+    assert "confirmed by intervention: score kept in FP32 brings the decisions back" in rc["hint"], rc["hint"]
+    assert "replaced by the reference's" not in rc["hint"], rc["hint"]
+
+
+def test_kept_float_computes_as_node_block_list_writes(tmp_path):
+    """`fp16_keep.kept_float` on onnxconverter-common's FP16 file computes what the converter's own file with those
+    nodes blocked computes (two kept nodes in a row read each other in float32), from the reference's weights."""
+    import onnxruntime as ort
+    from onnxconverter_common import float16
+
+    from cp_debug.bisect.cures.fp16_keep import kept_float
+
+    _model(tmp_path / "edge.onnx")
+    ref = onnx.load(tmp_path / "edge.onnx")
+    file = float16.convert_float_to_float16(onnx.load(tmp_path / "edge.onnx"), keep_io_types=True)
+    x = {"x": np.array([[1000.0, 1, 1, 0, 0, 0, 0, 0]], np.float32)}
+
+    def run(m) -> list:
+        return ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, x)
+
+    for nodes in (["decide"], ["cancel0", "cat", "shrink"]):
+        blocked = float16.convert_float_to_float16(onnx.load(tmp_path / "edge.onnx"), keep_io_types=True,
+                                                   node_block_list=nodes)
+        kept = kept_float(file, nodes, ref)
+        onnx.checker.check_model(kept, full_check=True)
+        for a, b in zip(run(kept), run(blocked)):
+            assert np.array_equal(a, b), (nodes, a, b)
+    assert float(run(kept_float(file, ["decide"], ref))[0][0, 0]) > EDGE > float(run(file)[0][0, 0])

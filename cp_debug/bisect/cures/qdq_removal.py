@@ -5,7 +5,9 @@ activation read through the Relu a quantizer folded into its pair, and the pairs
 quantization put there (`_left_float`): at its scale through ops that pass it on (Reshape, Transpose, …) to readers
 that quantize nothing (an LSTM), as `nodes_to_exclude` leaves that tensor float (BeatNet's input Gemm: its output
 pair and the two after its Reshape and Transpose, read by a float LSTM, kept by the file's exclusion moved one beat's
-kind that the quantizer's own exclusion brings back)."""
+kind that the quantizer's own exclusion brings back). An activation pair that a reader kept in the quantization also
+quantizes stays read by the node left out, as the quantizer leaves one quantized tensor (facenet-pytorch's PNet:
+`conv4_1` left out reads `prelu3`'s pair that `conv4_2` quantizes)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,12 @@ FOLDED = ("Relu", "Clip")  # activations a quantizer folds into the range of the
 # ops a quantizer quantizes at their input's scale (ONNX Runtime's QDQ: the pair after them shares the one before)
 PASSED = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity", "MaxPool", "Gather", "Slice",
           "Split", "Resize", "Expand", "Pad")
+# ops whose inputs ONNX Runtime's QDQ quantizer quantizes (its registry, less the ops above): a tensor one of them reads
+# keeps its pair where its writer is left out
+QUANTIZES = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Mul", "Relu", "Clip", "LeakyRelu", "Sigmoid",
+             "GlobalAveragePool", "AveragePool", "Concat", "ArgMax", "Softmax", "Where", "InstanceNormalization",
+             "LayerNormalization", "BatchNormalization", "HardSigmoid", "Tanh", "Sub", "Div", "Pow", "Sqrt",
+             "ReduceMean", "Min", "Max")
 
 
 class NoFloatWeight(Exception):
@@ -51,6 +59,8 @@ def without_qdq(model, nodes: list[str], reference=None):
             src = dq.inputs[0]
             q = src.inputs[0] if len(src.inputs) == 1 else None
             if q is not None and q.op == "QuantizeLinear":
+                if any(r.name not in nodes and _quantizes(r, x) for r in x.outputs):
+                    continue  # quantized for a reader kept in INT8: nodes_to_exclude leaves it read so (one tensor)
                 if q.inputs[0].name not in made:
                     made[q.inputs[0].name] = _unfolded(graph, q, folded, inits)
                 node.inputs[k] = made[q.inputs[0].name]
@@ -104,9 +114,11 @@ def _left_float(tensor) -> list:
 
 
 def _quantizes(node, read) -> bool:
-    """Whether `node` (reading `read` through a pair) is quantized: an output of its read by a QuantizeLinear, or
-    another input of its written by a DequantizeLinear."""
-    return any(r.op == "QuantizeLinear" for o in node.outputs for r in o.outputs) or any(
+    """Whether `node` (reading `read` through a pair) quantizes its input: another input of its written by a
+    DequantizeLinear (a weight), or an op ONNX Runtime's QDQ quantizer quantizes the inputs of (`QUANTIZES`). A
+    PRelu or an LSTM reads float where its writer is left out, though a pair may follow it for its own readers
+    (facenet-pytorch's PNet: `conv3` left out, `prelu3` reads it float)."""
+    return node.op in QUANTIZES or any(
         x is not read and len(x.inputs) == 1 and x.inputs[0].op == "DequantizeLinear" for x in node.inputs)
 
 

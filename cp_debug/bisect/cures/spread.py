@@ -38,14 +38,15 @@ def halves(run: "RunState", state: "CandidateState", stage: int) -> list[Restora
     the candidate's restorations are not node lists or the stage has fewer than `SMALLEST` such nodes."""
     spec = state.spec
     own = spec.onnx_dir is not None
-    how = EXCLUDE if own or spec.precision in ("int8", "fp8", "nvfp4", "mxfp8") else KEEP if spec.precision in (
-        "fp16", "bf16") else None
+    half = own and state.judged_at == "fp16"  # a user's FP16 file: its nodes kept in FP32 in it (`fp16_keep`)
+    how = KEEP if half else EXCLUDE if own or spec.precision in ("int8", "fp8", "nvfp4", "mxfp8") else KEEP if \
+        spec.precision in ("fp16", "bf16") else None
     model = run.stage_of(state.label, stage).onnx() if how is not None and spec.runs_onnx else None
     if model is None:
         return []
     dq = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
     nodes = [n.name for n in model.graph.node if n.name and n.op_type not in _SKIP
-             and (not own or any(i in dq for i in n.input))]  # a user's file: the nodes it quantized
+             and (not own or half or any(i in dq for i in n.input))]  # a user's file: the nodes it quantized
     whole = Restoration(HALVES[0], stage, how, nodes=tuple(nodes), in_file=own, fmt=quantized_as(state))
     return split(whole, HALVES)
 
@@ -90,6 +91,8 @@ def members(run: "RunState", state: "CandidateState", b: Restoration) -> list[Re
         return []
     model = run.stage_of(state.label, b.stage).onnx()
     order = {o: k for k, n in enumerate(model.graph.node) if n.name in b.nodes for o in n.output}
+    order.update({n.output[0]: order[n.input[0]] for n in model.graph.node  # a graph output behind its Cast
+                  if n.op_type == "Cast" and n.input and n.input[0] in order})
     found = []
     for name, p in run.probes.items():
         held = probe_tensor(run, state, name) if p.stage == b.stage else None
