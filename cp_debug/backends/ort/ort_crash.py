@@ -13,6 +13,7 @@ are tried there too and the run stops with the backend's fault (exit 3), saying 
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 import tempfile
@@ -33,12 +34,14 @@ _CHECKED: set[str] = set()  # the graphs (by digest) a child made a session of
 def check(model: "onnx.ModelProto", providers: list, level: str | None, label: str) -> None:
     """Raise `BackendRuntimeError` where ONNX Runtime's CPU provider dies making a session of `model` (a float16
     graph, run natively) at `level` (None: its default); nothing otherwise (module docstring)."""
-    from cp_debug.backends.ort.ort_runner import half_mode
     from cp_debug.graph.onnx_files import INLINE_LIMIT, total_nbytes
     from cp_debug.precision.half_storage import holds_half_constants
 
     names = [p[0] if isinstance(p, tuple) else p for p in providers]
-    if names != ["CPUExecutionProvider"] or half_mode() != "native" or total_nbytes(model) >= INLINE_LIMIT \
+    from cp_debug.backends.ort.ort_precision import HALF_ENV
+
+    native = os.environ.get(HALF_ENV, "").strip().lower() == "native"  # as `ort_runner.half_mode` reads it
+    if names != ["CPUExecutionProvider"] or not native or total_nbytes(model) >= INLINE_LIMIT \
             or not holds_half_constants(model):
         return
     data = model.SerializeToString()
