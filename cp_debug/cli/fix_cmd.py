@@ -398,7 +398,9 @@ def render_graph_check(result, console) -> None:
     console.print(f"fix {result.path}: {'[green]holds[/green]' if result.holds else '[red]does NOT hold[/red]'} here, "
                   f"on {v.device} (recorded: {'holds' if result.recorded_holds else 'did not hold'}); worst rel. RMSE "
                   f"{worst:.3g} on {len(v.after)} sample(s)"
-                  + (f"; beyond the budget: {', '.join(bad)}" if bad else ""), highlight=False)
+                  + (f"; beyond the budget: {', '.join(bad)}" if bad else "")
+                  + (f"; the --metric changed on {', '.join(result.metric.changed_after)}"
+                     if getattr(result, "metric_changed", False) else ""), highlight=False)
     print_shapes(v, console)
     print_range(result.shape_range, console)
     if result.metric is not None:

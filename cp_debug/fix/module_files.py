@@ -178,6 +178,17 @@ class GraphCheck(CheckedFix):
     metric: "MetricFigures | None" = None
     shape_range: dict | None = None  # the declared range its fix verified at (fix.json's `shape_range`)
 
+    @property
+    def holds(self) -> bool:
+        """Within the budget here, and the recorded --metric's decision unchanged on every held-out sample, as the
+        fix judged it (`module.GraphFix.holds`): before, a fix that did not hold at its --metric (BeatNet's INT8, a
+        beat's kind changed on a held-out sample) was said to hold here, exit 0."""
+        return self.verification.holds and not (self.metric is not None and self.metric.changed_after)
+
+    @property
+    def metric_changed(self) -> bool:
+        return self.metric is not None and bool(self.metric.changed_after)
+
     def to_json(self) -> dict:
         return {**super().to_json(), "metric": metric_json((self.metric,) if self.metric is not None else ()),
                 "shape_range": self.shape_range}

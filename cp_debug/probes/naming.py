@@ -18,7 +18,6 @@ from __future__ import annotations
 from functools import partial
 
 import ast
-import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -27,6 +26,7 @@ import onnx
 from cp_debug.graph.model import inferred_graph, static_dims
 from cp_debug.probes.chained_calls import chained_calls
 from cp_debug.probes.sized_shapes import SizedShapes
+from cp_debug.probes.unread import never_read
 from cp_debug.probes.torch_trace import ModuleTrace
 
 _BN_TYPES = ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm")
@@ -222,7 +222,7 @@ def map_modules_to_onnx(model: onnx.ModelProto, trace: ModuleTrace, rename: Scop
         for p, found in _match_outputs(trace, probes, leaving, shapes, sized, slot_of).items():
             if isinstance(found, str):
                 unmapped[p] = found if not found.startswith("no tensor leaving") else \
-                    _never_read(graph, idx, consumers, graph_outputs, shapes, trace.shapes.get(p)) or found
+                    never_read(graph, idx, consumers, graph_outputs, shapes, trace.shapes.get(p)) or found
             else:
                 tensors[p] = found[1]
                 op_types[p] = graph.node[found[0]].op_type
@@ -338,20 +338,6 @@ def _connected(graph, idx: list[int]) -> list[list[int]]:
     for i in idx:
         out.setdefault(find(i), []).append(i)
     return list(out.values())
-
-
-def _never_read(graph, idx: list[int], consumers: dict, graph_outputs: set[str], shapes: dict,
-                want: tuple | None) -> str | None:
-    """Why a probe has no tensor, where the module's nodes write one of its size that nothing reads (a GRU's
-    sequence output the model never uses: the exporter leaves it in its own layout, read by no node)."""
-    size = None if want is None else math.prod(want)
-    unread = [t for i in idx for t in graph.node[i].output
-              if t and t not in graph_outputs and not consumers.get(t) and shapes.get(t) is not None
-              and None not in shapes[t] and math.prod(shapes[t]) == size]
-    if size is None or not unread:
-        return None
-    return (f"the model never reads this output: its ONNX tensor {unread[-1]} {list(shapes[unread[-1]])} is "
-            "written and read by no node (nor a graph output), so it is not compared")
 
 
 def _leaving(graph, idx: list[int], graph_outputs: set[str], consumers: dict[str, list[int]]) -> list[tuple[int, str]]:

@@ -103,3 +103,79 @@ def test_a_folded_activation_read_by_two_nodes_left_out_is_unfolded_once(tmp_pat
     fp32 = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     got, ref = sess.run(None, frames[0])[0], fp32.run(None, frames[0])[0]
     assert np.abs(got - ref).max() < 0.1 * np.abs(ref).max()  # the first conv's input and weights still INT8
+
+
+def _gemm_lstm_model() -> onnx.ModelProto:
+    """BeatNet's front (its BDA network as exported): a Gemm per frame, a Reshape to (1, frames, 6) and a Transpose
+    to the sequence-first layout, read by an LSTM that ONNX Runtime's quantizer leaves float."""
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(a.astype(np.float32), n) for n, a in (
+        ("w", rng.standard_normal((6, 5))), ("b", rng.standard_normal(6)),
+        ("W", 0.5 * rng.standard_normal((1, 16, 6))), ("R", 0.5 * rng.standard_normal((1, 16, 4))),
+        ("B", 0.1 * rng.standard_normal((1, 32))))] + [numpy_helper.from_array(np.array([1, -1, 6]), "shape")]
+    nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["g"], name="gemm", transB=1),
+             helper.make_node("Reshape", ["g", "shape"], ["r"], name="reshape"),
+             helper.make_node("Transpose", ["r"], ["t"], name="transpose", perm=[1, 0, 2]),
+             helper.make_node("LSTM", ["t", "W", "R", "B"], ["y"], name="lstm", hidden_size=4)]
+    return helper.make_model(helper.make_graph(
+        nodes, "gemm_lstm", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [12, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [12, 1, 1, 4])], inits),
+        opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_a_node_left_out_leaves_its_output_float_as_the_quantizer_does(tmp_path):
+    """Left out of a user's Q/DQ file, a node's output pair and the pairs after the ops that pass it on at its scale
+    (a Reshape, a Transpose) are removed where what reads them quantizes nothing (an LSTM), as `quantize_static`'s
+    `nodes_to_exclude` leaves them float. Before, the three pairs stayed: BeatNet's input Gemm left out of the user's
+    file did not bring a beat back that the same file re-quantized without it does (one story per quantization)."""
+    import onnxruntime as ort
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+
+    from cp_debug.bisect.cures.qdq_removal import without_qdq
+
+    model = _gemm_lstm_model()
+    rng = np.random.default_rng(1)
+    frames = [{"x": (3 * rng.standard_normal((12, 5))).astype(np.float32)} for _ in range(4)]
+    file = _quantized(tmp_path, model, frames)
+    assert sum(n.op_type == "QuantizeLinear" for n in file.graph.node) == 4  # x, g, r, t
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(frames)
+
+        def get_next(self):
+            return next(self.it, None)
+
+    quantize_static(str(tmp_path / "fp32.onnx"), str(tmp_path / "excluded.onnx"), Reader(),
+                    quant_format=QuantFormat.QDQ, nodes_to_exclude=["gemm"])
+
+    def run(m) -> np.ndarray:
+        m = m if isinstance(m, onnx.ModelProto) else onnx.load(m)
+        return ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, frames[0])[0]
+
+    out = without_qdq(file, ["gemm"], model)
+    onnx.checker.check_model(out, full_check=True)
+    assert sum(n.op_type == "QuantizeLinear" for n in out.graph.node) == 0  # x's pair fed the Gemm only
+    assert np.abs(run(out) - run(tmp_path / "excluded.onnx")).max() < 1e-5
+    assert np.abs(run(file) - run(out)).max() > 1e-3  # the pairs the quantizer leaves float do move the output
+
+
+def test_a_node_left_out_keeps_the_pair_a_quantized_reader_reads(tmp_path):
+    """The output pair of a node left out stays where its reader is quantized (a Conv after a Conv): the quantizer
+    quantizes that tensor for its reader, whether or not its writer is."""
+    from cp_debug.bisect.cures.qdq_removal import without_qdq
+
+    rng = np.random.default_rng(0)
+    ws = [numpy_helper.from_array(rng.standard_normal((4, c, 3, 3)).astype(np.float32), n) for n, c in (("w0", 3),
+                                                                                                       ("w1", 4))]
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["c"], name="conv0", pads=[1, 1, 1, 1]),
+             helper.make_node("Reshape", ["c", "shape"], ["r"], name="reshape"),
+             helper.make_node("Conv", ["r", "w1"], ["y"], name="conv1", pads=[1, 1, 1, 1])]
+    model = helper.make_model(helper.make_graph(
+        nodes, "convs", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [*ws, numpy_helper.from_array(np.array([1, 4, 8, 8]), "shape")]), opset_imports=[helper.make_opsetid("", 17)])
+    file = _quantized(tmp_path, model, [{"x": rng.standard_normal((1, 3, 8, 8)).astype(np.float32)}])
+    before = sum(n.op_type == "QuantizeLinear" for n in file.graph.node)
+    out = without_qdq(file, ["conv0"], model)
+    assert sum(n.op_type == "QuantizeLinear" for n in out.graph.node) == before - 1  # only x's pair, fed conv0 alone

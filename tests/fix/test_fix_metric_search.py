@@ -61,3 +61,9 @@ def test_a_file_whose_metric_changes_on_a_held_out_sample_does_not_hold(tmp_path
     assert doc["metric"]["held_out"]["changed_after"] and not doc["metric"]["search"]["changed_before"], doc["metric"]
     assert doc["verification"]["holds"] is False
     assert "does not hold at the --metric" in " ".join(proc.stdout.split()), proc.stdout[-3000:]
+    # `fix --check` judges it so too (BeatNet's INT8 fix, tried as a new user: before, "holds here, on cpu (recorded:
+    # did not hold)", exit 0, the metric's line below it saying a held-out sample changed)
+    check = cpdebug("fix", "--check", tmp_path / "fix")
+    assert check.returncode == 5, check.stdout[-3000:] + check.stderr[-2000:]
+    said = " ".join(check.stdout.split())
+    assert "does NOT hold here" in said and "the --metric changed on" in said, said

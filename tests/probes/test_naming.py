@@ -141,3 +141,30 @@ def test_chained_calls_of_one_module_are_told_apart():
         want = net(x).numpy()
     for k, c in enumerate(calls):
         np.testing.assert_allclose(got[pm.tensors[c]], want[:, k], rtol=1e-4, atol=1e-5, err_msg=c)
+
+
+class _TwoLayerLstm(torch.nn.Module):
+    """BeatNet's BDA as deployed: a 2-layer LSTM whose states (h_n, c_n) the model drops."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = torch.nn.LSTM(6, 5, num_layers=2, batch_first=True)
+        self.out = torch.nn.Linear(5, 3)
+
+    def forward(self, x):
+        y, _ = self.lstm(x)
+        return self.out(y)
+
+
+def test_an_lstm_state_the_model_drops_is_said_never_read():
+    """BeatNet (tried as a new user): through `--torch`, its LSTM's `h_n` / `c_n` were "missing: no tensor leaving the
+    module's ONNX scope has its output shape [2, 1, 150]" — the dynamo export writes no state output where nothing
+    reads it. Said as what it is now: the model never reads it."""
+    torch.manual_seed(0)
+    net, x = _TwoLayerLstm().eval(), torch.randn(1, 9, 6)
+    res = export_module(net, (x,), ("x",), ("y",), exporter="dynamo")
+    pm = map_modules_to_onnx(res.model, trace_module(net, (x,)))
+    assert "lstm[0]" in pm.tensors, pm.unmapped
+    for state in ("lstm[1][0]", "lstm[1][1]"):
+        assert "never reads this output" in pm.unmapped[state], pm.unmapped
+        assert "write no state output" in pm.unmapped[state], pm.unmapped

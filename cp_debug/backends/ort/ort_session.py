@@ -103,6 +103,9 @@ def make_session(model: "onnx.ModelProto", providers: list, record: bool, how: S
                 _configure(so, model, replace(how, int8=int8))
                 return open_session(src, so, providers, **det.ort_session_kwargs())
 
+        from cp_debug.backends.ort.ort_crash import check  # native float16 on the CPU: a session ORT would die
+
+        check(model, providers, det.ort_session_options().graph_optimization_level.name, how.label)  # making
         try:
             try:
                 sess = opened(how.int8)

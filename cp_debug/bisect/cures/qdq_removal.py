@@ -1,7 +1,13 @@
 """A user's Q/DQ file with nodes left out of its quantization, as its quantizer's `nodes_to_exclude` leaves them
 (`cures/qdq_exclude.py` tries that cure; `cures/restore.py` restores a root cause so in the file): the Q/DQ pairs
 feeding the nodes removed, a weight stored quantized read as the reference's float weight of the same node, an
-activation read through the Relu a quantizer folded into its pair."""
+activation read through the Relu a quantizer folded into its pair, and the pairs on a node's output that only its
+quantization put there (`_left_float`): at its scale through ops that pass it on (Reshape, Transpose, …) to readers
+that quantize nothing (an LSTM), as `nodes_to_exclude` leaves that tensor float (BeatNet's input Gemm: its output
+pair and the two after its Reshape and Transpose, read by a float LSTM, kept by the file's exclusion moved one beat's
+kind that the quantizer's own exclusion brings back). An activation pair that a reader kept in the quantization also
+quantizes stays read by the node left out, as the quantizer leaves one quantized tensor (facenet-pytorch's PNet:
+`conv4_1` left out reads `prelu3`'s pair that `conv4_2` quantizes)."""
 
 from __future__ import annotations
 
@@ -10,6 +16,15 @@ import numpy as np
 from cp_debug.precision.nbits import dq_arrays
 
 FOLDED = ("Relu", "Clip")  # activations a quantizer folds into the range of the Q/DQ pair after them
+# ops a quantizer quantizes at their input's scale (ONNX Runtime's QDQ: the pair after them shares the one before)
+PASSED = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity", "MaxPool", "Gather", "Slice",
+          "Split", "Resize", "Expand", "Pad")
+# ops whose inputs ONNX Runtime's QDQ quantizer quantizes (its registry, less the ops above): a tensor one of them reads
+# keeps its pair where its writer is left out
+QUANTIZES = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Mul", "Relu", "Clip", "LeakyRelu", "Sigmoid",
+             "GlobalAveragePool", "AveragePool", "Concat", "ArgMax", "Softmax", "Where", "InstanceNormalization",
+             "LayerNormalization", "BatchNormalization", "HardSigmoid", "Tanh", "Sub", "Div", "Pow", "Sqrt",
+             "ReduceMean", "Min", "Max")
 
 
 class NoFloatWeight(Exception):
@@ -44,6 +59,8 @@ def without_qdq(model, nodes: list[str], reference=None):
             src = dq.inputs[0]
             q = src.inputs[0] if len(src.inputs) == 1 else None
             if q is not None and q.op == "QuantizeLinear":
+                if any(r.name not in nodes and _quantizes(r, x) for r in x.outputs):
+                    continue  # quantized for a reader kept in INT8: nodes_to_exclude leaves it read so (one tensor)
                 if q.inputs[0].name not in made:
                     made[q.inputs[0].name] = _unfolded(graph, q, folded, inits)
                 node.inputs[k] = made[q.inputs[0].name]
@@ -57,7 +74,52 @@ def without_qdq(model, nodes: list[str], reference=None):
                 raise NoFloatWeight(f"the file stores {node.name}'s input {k} quantized, and the FP32 graph holds no "
                                     "float weight that quantizes to it (give the graph the tool quantized: --onnx)")
             node.inputs[k] = gs.Constant(f"{x.name}_float", value.astype(np.float32 if x.dtype is None else x.dtype))
+    for node in [n for n in graph.nodes if n.name in nodes]:
+        for out in node.outputs:
+            for q, dq in _left_float(out):
+                for reader in list(dq.outputs[0].outputs):
+                    for k, x in enumerate(reader.inputs):
+                        if x is dq.outputs[0]:
+                            reader.inputs[k] = q.inputs[0]
     return export_like(cleanup(graph).toposort(), model)
+
+
+def _left_float(tensor) -> list:
+    """The (QuantizeLinear, DequantizeLinear) pairs on `tensor` (written by a node left out) and, at its scale, on
+    the outputs of the ops that pass it on (`PASSED`), where every other reader quantizes nothing (its outputs read by
+    no QuantizeLinear, its other inputs by no DequantizeLinear: a float LSTM): what `nodes_to_exclude` leaves float.
+    [] where a reader quantizes (it reads the tensor quantized whether or not the writer is: a Conv after a Conv), a
+    pair holds a scale of its own, or a pair's tensor is a graph output."""
+    pairs, todo, scale = [], [tensor], None
+    while todo:
+        t = todo.pop()
+        for q in [r for r in t.outputs if r.op == "QuantizeLinear"]:
+            name = getattr(q.inputs[1], "name", None) if len(q.inputs) > 1 else None
+            scale = name if scale is None else scale
+            if name is None or name != scale:
+                return []
+            for dq in list(q.outputs[0].outputs):
+                if dq.op != "DequantizeLinear" or not dq.outputs or not dq.outputs[0].outputs:
+                    return []
+                pairs.append((q, dq))
+                for reader in dq.outputs[0].outputs:
+                    out = reader.outputs[0] if reader.outputs else None
+                    if reader.op in PASSED and out is not None and any(
+                            r.op == "QuantizeLinear" and getattr(r.inputs[1], "name", None) == scale
+                            for r in out.outputs):
+                        todo.append(out)
+                    elif _quantizes(reader, dq.outputs[0]):
+                        return []
+    return pairs
+
+
+def _quantizes(node, read) -> bool:
+    """Whether `node` (reading `read` through a pair) quantizes its input: another input of its written by a
+    DequantizeLinear (a weight), or an op ONNX Runtime's QDQ quantizer quantizes the inputs of (`QUANTIZES`). A
+    PRelu or an LSTM reads float where its writer is left out, though a pair may follow it for its own readers
+    (facenet-pytorch's PNet: `conv3` left out, `prelu3` reads it float)."""
+    return node.op in QUANTIZES or any(
+        x is not read and len(x.inputs) == 1 and x.inputs[0].op == "DequantizeLinear" for x in node.inputs)
 
 
 def _unfolded(graph, q, folded: dict, inits: dict):

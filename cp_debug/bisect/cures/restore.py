@@ -5,7 +5,8 @@ ONNX node its module created, else the node that writes its tensor) in FP32 — 
 built-in INT8 / FP8 candidate leaves them out of its quantisation (`--exclude-int8`), and a candidate running the
 user's own files (`SPEC@DIR`, whose precision is in the file) has the node writing the probe's tensor left out of the
 file's quantization where it reads through a Q/DQ pair (`qdq_removal.without_qdq`: what `nodes_to_exclude` does, the
-built-in's restoration in the file's terms), else the probe's tensor replaced by the reference's value (its consumers
+built-in's restoration in the file's terms), in a user's FP16 file kept in FP32 in it (`fp16_keep.kept_float`: what
+`node_block_list` does), else the probe's tensor replaced by the reference's value (its consumers
 read a new graph input fed with it). Tensors are candidates too: a file's shared scale (`UNPAIRED`,
 `shared_scale.py`) and a file's constant off the reference's (`CONSTANT`, `constants.py`). The stage then runs
 whole, as the candidate runs it, on the reference's stage inputs, and each stage output is judged against the
@@ -163,6 +164,11 @@ def restoration(run: "RunState", state: "CandidateState", probe: str) -> Restora
         writer = _file_exclusion(run, st, p.stage, tensor)  # built-in leaves it out of its own (one story)
         if writer is not None:
             return Restoration(probe, p.stage, EXCLUDE, nodes=(writer,), in_file=True, fmt=quantized_as(state))
+        from cp_debug.bisect.cures.fp16_keep import keeps_float  # a user's FP16 file: its writer kept in FP32
+
+        writer = keeps_float(st.onnx(), tensor) if state.judged_at == "fp16" else None
+        if writer is not None:
+            return Restoration(probe, p.stage, KEEP, nodes=(writer,), in_file=True)
         return Restoration(probe, p.stage, REPLACE, tensor=tensor) if probe in run.store else None
     how = KEEP if spec.precision in ("fp16", "bf16") else EXCLUDE if spec.precision in (
         "int8", "fp8", "nvfp4", "mxfp8") else None
@@ -299,8 +305,12 @@ def run_restored(run: "RunState", state: "CandidateState", stage: int, restored:
         from cp_debug.bisect.cures.qdq_removal import without_qdq
 
         model, exclude = without_qdq(model, list(dict.fromkeys(exclude)), run.subject.stages[stage].onnx()), []
-    kw = {"determinism": run.det, "spinning": False, "graph_facts": False, **run.ort_kwargs(spec, model)}
     keep = [n for r in restored if r.how == KEEP for n in r.nodes]
+    if keep and spec.onnx_dir is not None:  # a user's FP16 file: the nodes kept in FP32 in the file (`fp16_keep`)
+        from cp_debug.bisect.cures.fp16_keep import kept_float
+
+        model, keep = kept_float(model, dict.fromkeys(keep), run.subject.stages[stage].onnx()), []
+    kw = {"determinism": run.det, "spinning": False, "graph_facts": False, **run.ort_kwargs(spec, model)}
     if keep:
         kw["keep_fp32_nodes"] = list(dict.fromkeys([*kw.get("keep_fp32_nodes", ()), *keep]))
     if exclude:

@@ -206,7 +206,7 @@ def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results
         breaks = None if back or chosen or run.opts.tolerance_mode == "fixed" else _breaks(
             run, state, restorable, tried, measure)
         if not (back or chosen or breaks) and run.opts.tolerance_mode == "model":  # no layer: the halves' evidence
-            tried += spread.tried(run, state, stage, lambda h: Tried((h,), measure([h]), spread=True))
+            tried += spread.tried(run, state, stage, lambda h, s: Tried((h,), measure([h]), spread=s), decision_only)
     found = Intervention(ranked[0], single, before, tuple(tried), 0.0, stage, chosen=chosen, spent=spent)
     cure = found.cure
     confirmed = cure.restored[0].probe if cure is not None and len(cure.restored) == 1 else None

@@ -31,6 +31,7 @@ import math
 import numpy as np
 
 from cp_debug.backends.spec import Capability
+from cp_debug.errors import BackendRuntimeError
 from cp_debug.precision.fp16_keep import FP32_ONLY_OPS, FP32_ONLY_SLOTS
 from cp_debug.bisect.run_state import CandidateState, RunState
 from cp_debug.bisect.subjects.subject import Stage
@@ -143,6 +144,8 @@ def _record(run: RunState, state: CandidateState, i: int, measured: dict, how: s
         rows = _compare(state, st, measured, plain)
         if sum(np.asarray(v).nbytes for v in plain.values()) <= KEPT_BYTES:
             state.as_deployed[i] = plain
+    except BackendRuntimeError:
+        raise  # the runtime dies making the graph as deployed (`backends/ort/ort_crash.py`): that is the verdict
     except Exception as err:  # noqa: BLE001 - the check is extra; the run's verdict stands without it
         run.warnings.append(f"{state.label}: {st.name}'s graph as deployed (no probes) was not run to check that "
                             f"probing left its outputs as they are: {err}")

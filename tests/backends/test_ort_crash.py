@@ -1,0 +1,51 @@
+"""A session ONNX Runtime dies making, said instead of dying with it (`backends/ort/ort_crash.py`).
+
+BeatNet's FP16 file (onnxconverter-common's, tried as a new user): ONNX Runtime 1.32's CPU optimiser ends the process
+with a segmentation fault at its default level on a float16 `Transpose` (perm 1, 0, 2) into a `MatMul` with a
+constant weight. With `CPDEBUG_ORT_CPU_HALF=native` (ONNX Runtime's own float16 kernels) cp_debug died with it: exit
+139, no message. Now exit 3, the level that loads it said. Skipped where this ONNX Runtime makes the session."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from tests.cli_run import cpdebug
+
+
+def _model(path) -> None:
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((8, 3)).astype(np.float32), "w")
+    graph = helper.make_graph([helper.make_node("Transpose", ["x"], ["t"], name="tr", perm=[1, 0, 2]),
+                               helper.make_node("MatMul", ["t", "w"], ["y"], name="mm")], "tm",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [5, 1, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5, 3])], [w])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def test_a_session_onnx_runtime_dies_making_is_said(tmp_path):
+    from onnxconverter_common import float16
+
+    _model(tmp_path / "fp32.onnx")
+    (tmp_path / "fp16").mkdir()
+    onnx.save(float16.convert_float_to_float16(onnx.load(tmp_path / "fp32.onnx"), keep_io_types=True),
+              tmp_path / "fp16" / "model.onnx")
+    plain = subprocess.run([sys.executable, "-c", "import sys, onnxruntime as ort; ort.InferenceSession(sys.argv[1], "
+                            "providers=['CPUExecutionProvider'])", str(tmp_path / "fp16" / "model.onnx")],
+                           capture_output=True)
+    if plain.returncode >= 0:
+        pytest.skip("this ONNX Runtime makes the session (the crash seen with 1.32 is fixed)")
+    np.savez(tmp_path / "x.npz", x=np.random.default_rng(1).standard_normal((5, 1, 8)).astype(np.float32))
+    proc = cpdebug("bisect", "--onnx", tmp_path / "fp32.onnx", "--inputs", tmp_path / "x.npz", "-b",
+                   f"ort-cpu,ort@{tmp_path / 'fp16'}", "--quiet", env={"CPDEBUG_ORT_CPU_HALF": "native"})
+    assert proc.returncode == 3, proc.stdout[-2000:] + proc.stderr[-2000:]
+    said = " ".join((proc.stdout + proc.stderr).split())
+    assert "dies (signal" in said and "at graph_optimization_level ORT_ENABLE_ALL" in said, said
+    assert "it loads at ORT_ENABLE_EXTENDED" in said, said
+    # the default (float16 storage emulated in a float32 graph) runs it and judges it
+    assert cpdebug("bisect", "--onnx", tmp_path / "fp32.onnx", "--inputs", tmp_path / "x.npz", "-b",
+                   f"ort-cpu,ort@{tmp_path / 'fp16'}", "--quiet").returncode == 0
