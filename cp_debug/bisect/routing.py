@@ -262,4 +262,5 @@ class RoutingChange:
         flip = routing_flip(seg.run, seg.state, seg.first_divergent, seg.root)
         if flip is None:
             return None
-        return Finding(self.fault, self.role, flip.probe, flip.text(), flip.margin, detail=flip, mechanism=True)
+        return Finding(self.fault, self.role, flip.probe, flip.text(), flip.margin, detail=flip, mechanism=True,
+                       tie=f"the router of {flip.op} {flip.node!r}")

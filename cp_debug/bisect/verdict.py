@@ -105,7 +105,7 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
     outcome, reason = noted(run, state, ran.get("runtime"),
                             *(_as_ran(state, *(judged or _outcome(run, state, results, rc)))
                               if state.refused is None else (None, None)), flipped=flipped, tie=tie, root=rc,
-                            after=_after(run, state, placed) if tie is not None else frozenset())
+                            after=(flipped or _after(run, state, placed)) if tie is not None else frozenset())
     outcome, reason = decided_outcome(state, outcome, reason)
     closing = [f for f in ran.values() if f.adds_to_hint and f.text]
     if closing:

@@ -49,6 +49,11 @@ def test_a_member_replaced_at_the_cut_is_named_and_within_precision(tmp_path):
     assert root["probe"] == "decoder" and "1 of 5 member(s) replaced in 1 of 1 row(s)" in root["hint"], root
     [flip] = report["decisions"]["ort-cpu-fp16"]
     assert (flip["reordered"], flip["replaced"], flip["as_set"]) == (0, 1, None), flip
+    # one story (`Finding.tie`): nothing restored brings the outputs back, and the graph's halves are said beside the
+    # flip (before: "— no single layer: the error accumulates; …" after "the difference after it is the choice")
+    assert root["intervention"]["spread"] is not None, root["intervention"]
+    assert "— no single layer: the decision flip at TopK 'node_topk__1' (above) follows a near tie" in root["hint"]
+    assert "the error accumulates" not in root["hint"], root["hint"]
 
 
 def test_a_wide_margin_is_the_same_choice(tmp_path):
@@ -91,6 +96,7 @@ def _named_at(tmp_path, build: str, finding: str, twin: str) -> tuple[str, dict]
         report["outcome_reasons"]
     hint = report["root_cause"]["ort-cpu-fp16"]["hint"]
     assert hint.startswith(finding) and "FP16 rounding" not in hint and "shape/layout" not in hint, hint
+    assert "the error accumulates" not in hint, hint  # the intervention's halves said beside the flip (one story)
     [flip] = report["decisions"]["ort-cpu-fp16"]
     proc, report = _bisect(tmp_path, twin)
     assert proc.returncode == 0 and report["decisions"]["ort-cpu-fp16"] == [], report["outcome_reasons"]

@@ -66,6 +66,13 @@ def _routed_otherwise(report: dict, said: str, router: str) -> None:
     assert "fed the reference's input, the router alone routes" in said
     assert "the 4-bit rounding of the router's weights moves the choice of experts" in said
     assert f"token {r['tokens'][0]['token']}: experts {r['tokens'][0]['reference']} → " in said
+    # one story (`Finding.tie`): where nothing restored brings the outputs back, the halves are said beside the
+    # routing, never as an error that accumulates
+    cause = next(iter(report["root_cause"].values()))
+    if (cause.get("intervention") or {}).get("spread") is not None:
+        assert "no single layer: the decision flip at the router of QMoE '/model/layers.0/moe/QMoE' (above)" \
+            in cause["hint"], cause["hint"]
+    assert "the error accumulates" not in cause["hint"] and "the error accumulates" not in said, said
 
 
 def test_routes_reads_the_experts_chosen_per_token():

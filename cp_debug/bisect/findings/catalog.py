@@ -85,7 +85,7 @@ class MeasuredChoice:
             return None
         judged = flip.verdict() if seg.run.opts.tolerance_mode == "model" else None
         return Finding(self.fault, self.role, flip.probe, flip.text(), flip.members.margin, replaces_hint=True,
-                       outcome=judged, detail=flip)
+                       outcome=judged, detail=flip, tie=f"{flip.op} {flip.node!r}")
 
 
 @dataclass(frozen=True)
@@ -107,10 +107,10 @@ class NearTie:
         flip = known_flip(seg.run, seg.state, seg.first_divergent, seg.root)
         if flip is None:
             return None
-        number = getattr(flip, "gap", None)
-        return Finding(self.fault, self.role, flip.probe, flip.text(),
-                       number if number is not None else getattr(flip, "step", None), replaces_hint=True,
-                       detail=flip, restores=_tried(flip))
+        number = getattr(flip, "gap", None)  # a decision's margin (`flip_why.Flip`); an index has none: no tie
+        return Finding(self.fault, self.role, flip.probe, flip.text(), getattr(flip, "step", None) if number is None
+                       else number, replaces_hint=True, detail=flip, restores=_tried(flip),
+                       tie=f"{flip.op} {flip.node!r}" if number is not None else None)
 
 
 @dataclass(frozen=True)

@@ -127,8 +127,9 @@ class Finding:
     # WHERE: its words carry a cure ladder tried for the probe's own precision reading: that reading and its
     # unverified advice are not said beside it (`hints.HintContext.ladder`)
     ladder: bool = False
-    # WHERE: the decision between near ties it places the cause at (its op and node: "ArgMax '/ArgMax_1'"), where the
-    # reason is a decision flip no layer's rounding makes: the intervention's words where nothing it restored brings
+    # WHERE: the decision between near ties it places the cause at (its op and node: "ArgMax '/ArgMax_1'"; a MoE's
+    # routing: "the router of QMoE '…'"), where the reason is a decision flip no layer's rounding makes (quantized/
+    # choice.py, choice_flip.py, flip_why.py, routing.py): the intervention's words where nothing it restored brings
     # the outputs back (`cures/spread.words`), and a layer's note whose own error stands out (`verdict_notes.py`), are
     # said as beside that flip, never as a cause of their own
     tie: str | None = None
