@@ -42,7 +42,8 @@ def _command(model, spec=FP16, feed=FEED, threads=1, extra=("y",)):
         with OrtRunner(model, spec, extra_outputs=extra, threads=threads) as r:
             out = r.infer(feed)
             sess = r._sess
-        said = [(w.source, w.message, w.count) for w in tp.warnings()] + [("cp_debug", m, 1) for m in tp.own()]
+        said = [(w.source, w.message, w.count) for w in tp.warnings()]
+        said += [("cp_debug", m, 1) for m in tp.own()]
     return out, sess, said, ort_kept.command_done()[:2]
 
 
