@@ -37,7 +37,7 @@ FEED = {"x": np.linspace(-1, 1, 8, dtype=np.float32).reshape(2, 4)}
 
 def _command(model, spec=FP16, feed=FEED, threads=1, extra=("y",)):
     """One 'command': a runner made, run and let go under the CLI's capture; (outputs, session, warnings, counts): the
-    third-party warnings and cp_debug's own notes raised as warnings (`errors.CpDebugWarning`: the FP16 conversion's)."""
+    third-party warnings and cp_debug's own notes raised as warnings (`errors.CpDebugWarning`: FP16 conversion's)."""
     with ThirdParty() as tp, ort_kept.wanted():
         with OrtRunner(model, spec, extra_outputs=extra, threads=threads) as r:
             out = r.infer(feed)
