@@ -83,8 +83,8 @@ def half_crash(run: RunState, state: CandidateState) -> RuntimeFault | None:
                     f"is ONNX Runtime's default: deployed with its default options it dies with no message; {cure}")
             if f"{state.label}: {text}" not in run.warnings:
                 run.warnings.append(f"{state.label}: {text}")
-            return RuntimeFault(text, True, st.name, cure=f"graph_optimization_level={crash.loads}" if crash.loads else "",
-                                judged="float16 storage emulated in a float32 graph")
+            level = f"graph_optimization_level={crash.loads}" if crash.loads else ""
+            return RuntimeFault(text, True, st.name, cure=level, judged="float16 storage emulated in a float32 graph")
     return None
 
 
