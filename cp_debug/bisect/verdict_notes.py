@@ -29,7 +29,7 @@ def noted(run: RunState, state: CandidateState, runtime, outcome: noise.Outcome 
     if outcome is None or why is None:
         return outcome, why
     if fault is not None and fault.wrong and outcome not in UNDECIDED:
-        why = f"{fault.text}; the file as judged here (every optimisation off): {outcome.words}, {why}"
+        why = f"{fault.text}; the file as judged here ({fault.judged}): {outcome.words}, {why}"
         outcome = noise.worst([outcome, noise.Outcome.DIVERGED])
     quiet = (*UNDECIDED, noise.Outcome.DIVERGED)  # diverged: a local fault's own story names such a layer
     standout = _standout(run, state, flipped, tie, root, after) if outcome not in quiet else None

@@ -8,6 +8,10 @@ own float16 kernels and died with it (exit 139, no message). There, each float16
 is first made in a child process at the same level; where the child dies by a signal, the lower levels
 are tried there too and the run stops with the backend's fault (exit 3), saying which level loads it. Cost: a child
 (about a second) per float16 graph, in that mode only.
+
+In the default mode a user's float16 file is never made a session of as written, so `file_crash` tries it once in a
+child at ONNX Runtime's default level (cached per file: real path, size, mtime): a crash there is the deployment's,
+said by `bisect/findings/runtime_fault.py` in the same words (`Crash.said`), the level that loads it as the cure.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +34,25 @@ _CHILD = ("import sys, onnxruntime as ort\n"
           "ort.InferenceSession(sys.argv[1], so, providers=['CPUExecutionProvider'])\n")
 LEVELS = ("ORT_ENABLE_ALL", "ORT_ENABLE_EXTENDED", "ORT_ENABLE_BASIC", "ORT_DISABLE_ALL")
 _CHECKED: set[str] = set()  # the graphs (by digest) a child made a session of
+_FILES: dict[tuple[str, int, int], "Crash | None"] = {}  # a file's (real path, size, mtime) → `file_crash`'s answer
+
+
+@dataclass(frozen=True)
+class Crash:
+    """ONNX Runtime dying (by `signal`) making a CPU session at `level`; `loads`: the first lower level that
+    loads it (None: none does)."""
+
+    version: str
+    signal: int
+    level: str
+    loads: str | None
+
+    def said(self, what: str) -> str:
+        """`ONNX Runtime <version> dies (signal N) making a CPU session of <what> at graph_optimization_level
+        <level>; it loads at <lower level>` — the one wording of both modes."""
+        where = f"it loads at {self.loads}" if self.loads else "no lower level loads it either"
+        return (f"ONNX Runtime {self.version} dies (signal {self.signal}) making a CPU session of {what} at "
+                f"graph_optimization_level {self.level}; {where}")
 
 
 def check(model: "onnx.ModelProto", providers: list, level: str | None, label: str) -> None:
@@ -56,17 +80,36 @@ def check(model: "onnx.ModelProto", providers: list, level: str | None, label: s
         if code >= 0:
             _CHECKED.add(digest)
             return
-        loads = next((lv for lv in LEVELS[LEVELS.index(level) + 1:] if level in LEVELS and _made(path, lv) >= 0),
-                     None)
-    import onnxruntime as ort
-
+        crash = _crashed(path, level, code)
     from cp_debug.errors import BackendRuntimeError
 
-    where = f"it loads at {loads}" if loads else "no lower level loads it either"
     raise BackendRuntimeError(
-        f"{label}: ONNX Runtime {ort.__version__} dies (signal {-code}) making a CPU session of its float16 graph with "
-        f"its own float16 kernels (CPDEBUG_ORT_CPU_HALF=native) at graph_optimization_level {level}; {where}. The "
-        "file as written cannot be run so; the default (CPDEBUG_ORT_CPU_HALF unset) emulates its float16 storage")
+        f"{label}: " + crash.said("its float16 graph with its own float16 kernels (CPDEBUG_ORT_CPU_HALF=native)")
+        + ". The file as written cannot be run so; the default (CPDEBUG_ORT_CPU_HALF unset) emulates its float16 "
+        "storage")
+
+
+def file_crash(path: str | Path) -> Crash | None:
+    """Where ONNX Runtime's CPU provider dies making a session of the file at `path` as written (its path: the bytes
+    on disk, external data beside them) at its default level (ORT_ENABLE_ALL), the `Crash`; None where it makes it
+    (or stops with an error: the load check's, `ort_load.py`). One child per file (real path, size, mtime)."""
+    try:
+        st = os.stat(path)
+        key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
+        if key not in _FILES:
+            code = _made(Path(path), LEVELS[0])
+            _FILES[key] = _crashed(Path(path), LEVELS[0], code) if code < 0 else None
+    except (OSError, subprocess.SubprocessError):  # a file gone, a child that could not start or ran 10 minutes
+        return None
+    return _FILES[key]
+
+
+def _crashed(path: Path, level: str, code: int) -> Crash:
+    """The `Crash` of a child that died by signal `-code` at `level`, the lower levels tried in children."""
+    import onnxruntime as ort
+
+    loads = next((lv for lv in LEVELS[LEVELS.index(level) + 1:] if level in LEVELS and _made(path, lv) >= 0), None)
+    return Crash(ort.__version__, -code, level, loads)
 
 
 def _made(path: Path, level: str) -> int:

@@ -378,8 +378,8 @@ class GraphDifference:
 
 @dataclass(frozen=True)
 class RuntimeDefaults:
-    """A runtime that computes the user's file wrong at its default settings — diverged, with the setting that cures
-    it — or refuses it there (`runtime_fault.py`)."""
+    """A runtime that computes the user's file wrong at its default settings, or dies making its session there —
+    diverged, with the setting that cures it — or refuses it there (`runtime_fault.py`)."""
 
     fault: str = "runtime"
     role: Role = Role.RUN
@@ -388,11 +388,11 @@ class RuntimeDefaults:
         return c.ran and c.own_files and c.spec.can(Capability.ORT_SESSIONS)
 
     def examine(self, seg: Segment) -> Finding | None:
-        from cp_debug.bisect.findings.runtime_fault import fp8_runtime_fault
+        from cp_debug.bisect.findings.runtime_fault import runtime_fault
 
         from cp_debug.compare.noise import Outcome
 
-        fault = fp8_runtime_fault(seg.run, seg.state)
+        fault = runtime_fault(seg.run, seg.state)
         if fault is None:
             return None
         return Finding(self.fault, self.role, None, fault.text, fault.default,

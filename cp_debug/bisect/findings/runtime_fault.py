@@ -11,6 +11,13 @@ past the level the bisect ran, the deployment as it runs is wrong: the candidate
 its line naming the setting that cures it — the one rule disabled (`disabled_optimizers`), else the highest
 optimisation level that computes it right — with the numbers measured for each. A default level that refuses the
 graph is said in the precision notes (the deployment fails loudly, never silently wrong).
+
+A user's float16 file run on the CPU with its float16 storage emulated (the default, `ort_runner.half_mode`) is never
+made a session of as written: where ONNX Runtime's CPU provider dies making one at its default level (1.32 on a float16
+`Transpose` into a `MatMul`: BeatNet's FP16 file, `backends/ort/ort_crash.py`), the deployment dies with no message,
+so the candidate's verdict is `diverged` (exit 1) in the words native mode stops with (exit 3), the level that loads it
+the cure, and a warning says it; the emulation's numbers follow as judged. Cost: one child (Python, ONNX Runtime and
+a session at the default level: 0.2 s on a small file) per float16 file, once a file.
 """
 
 from __future__ import annotations
@@ -44,10 +51,41 @@ class RuntimeFault:
     off: float = math.nan  # with every optimisation off (the level the bisect ran)
     cure: str = "graph_optimization_level=ORT_DISABLE_ALL"
     cured: float = math.nan  # with `cure`
+    judged: str = "every optimisation off"  # how the bisect ran the file (said before its verdict)
 
     def to_json(self) -> dict:
         return {"stage": self.stage, "default_rel_rmse": self.default, "off_rel_rmse": self.off, "cure": self.cure,
                 "cured_rel_rmse": self.cured, "wrong": self.wrong}
+
+
+def runtime_fault(run: RunState, state: CandidateState) -> RuntimeFault | None:
+    """The finding for `state`'s deployed files at ONNX Runtime's default options (a float16 file it dies making a
+    CPU session of, else an FP8 file it computes wrong or refuses), or None."""
+    return half_crash(run, state) or fp8_runtime_fault(run, state)
+
+
+def half_crash(run: RunState, state: CandidateState) -> RuntimeFault | None:
+    """A deployed float16 file run here with its float16 storage emulated on the CPU that ONNX Runtime dies making a
+    session of as written at its default level (module docstring), or None."""
+    from cp_debug.backends.ort.ort_crash import file_crash
+    from cp_debug.backends.ort.ort_runner import half_mode
+    from cp_debug.precision.half_storage import holds_half_constants
+
+    spec, files = state.spec, run.deployed.get(state.label)
+    if files is None or not spec.can(Capability.ORT_SESSIONS) or spec.device != "cpu" or state.refused is not None \
+            or spec.precision == "int8" or half_mode() == "native":
+        return None
+    for st, path in zip(files.stages, files.files):  # one child a file (`file_crash`'s cache)
+        crash = file_crash(path) if holds_half_constants(st.onnx()) else None
+        if crash is not None:
+            cure = f"deploy with graph_optimization_level={crash.loads}" if crash.loads else "no level of it runs it"
+            text = (f"runtime fault: {path.name}: " + crash.said("this float16 file as written") + f" — {crash.level} "
+                    f"is ONNX Runtime's default: deployed with its default options it dies with no message; {cure}")
+            if f"{state.label}: {text}" not in run.warnings:
+                run.warnings.append(f"{state.label}: {text}")
+            level = f"graph_optimization_level={crash.loads}" if crash.loads else ""
+            return RuntimeFault(text, True, st.name, cure=level, judged="float16 storage emulated in a float32 graph")
+    return None
 
 
 def fp8_runtime_fault(run: RunState, state: CandidateState) -> RuntimeFault | None:
