@@ -6,6 +6,7 @@ the backends parsed."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,7 +36,7 @@ class SampleRun:
     quiet: bool
     junit: Path | None = None
     deterministic: bool = True
-    calib: Path | None = None  # a calibrated candidate's --calib (samples/calibration.py)
+    calib: Path | Sequence[Path] | None = None  # a calibrated candidate's --calib, repeated (samples/calibration.py)
     dynamic: "DynamicAxes | None" = None  # --dynamic: a --torch model's dynamic axes (export/dynamic.py)
 
 
@@ -55,6 +56,10 @@ def load(run: SampleRun, steps, stream, samples: bool = True, ranged: "DynamicAx
     pairs = tuple(parse_backends(run.backends or default, rule=REF_CANDIDATES))
     if samples and run.inputs is None and run.data is None:
         raise BadInputError("give the samples: --inputs FILE.npz|DIR (one sample per .npz) or --data FILE.py:FUNC")
+    if run.calib:
+        from cp_debug.bisect.subjects.feeds import calib_files
+
+        calib_files(run.calib)  # each --calib there and an .npz: said before the model loads
     with steps.step("loading the model"):
         model = of_any_model().load_module(run.torch, run.onnx, exporter=run.exporter, seed=run.seed, need_feed=False,
                                            dynamic=run.dynamic, shapes=npz_shapes(run.inputs) if run.torch else (),

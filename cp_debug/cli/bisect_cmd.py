@@ -12,7 +12,7 @@ from cp_debug.cli.common.options import (Atol, AutowareParams, BudgetFile, Check
                                    Deterministic, Dynamic, Exporter, Html, Inputs, Int8Dir, Json, Junit, LoadDim,
                                    ModelFactory, NoCache, OnnxModel, Parquet, Pictures, Points, Preset, Quiet,
                                    RandomWeights, Recipe, Rrd, Rtol, ToleranceMode, TorchModel, TorchSeed, UseDim,
-                                   Verbose, backends_option, calib_option, dynamic_axes, exclude_int8_option,
+                                   Verbose, backends_option, calib_files_option, dynamic_axes, exclude_int8_option,
                                    level_option, model_record, no_cache, option, recipe_name)
 from cp_debug.cli.common.quiet import ThirdParty
 
@@ -67,10 +67,8 @@ def bisect(
     noise_floor: Annotated[bool,
                            typer.Option(help="Run the reference twice and widen tolerances by its noise.")] = True,
     local: Annotated[bool, typer.Option(help="Run each segment alone on the reference's inputs (local error).")] = True,
-    calib: Annotated[Optional[list[Path]], calib_option(
-        "INT8 / FP8 calibration inputs (ort-*-int8, ort-*-fp8, torch-*-fp8; none: the run's own input) (.npz, "
-             "same keys as --inputs): each array one sample or a batch of samples along its first axis; repeat for "
-             "several files.")] = None,
+    calib: Annotated[Optional[list[Path]], calib_files_option(
+        "INT8 / FP8 calibration inputs (ort-*-int8, ort-*-fp8, torch-*-fp8)", "none: the run's own input")] = None,
     int8: Int8Dir = None,
     metric: Annotated[Optional[str], option(
         "--metric", metavar="NAME|FILE.py:FUNC", help="The application's decision, eval's metrics: a built-in "
@@ -168,8 +166,9 @@ def _preflight(request: BisectRequest, outputs: BisectOutputs):
     int8 = subject_request.model.int8 if subject_request.model is not None else None
     check_preset(subject_request.model, subject_request.recipe)
     check_inputs(points=subject_request.points, inputs=subject_request.inputs, int8=int8)
-    for c in request.calib:
-        check_inputs(calib=c)
+    from cp_debug.bisect.subjects.feeds import calib_files
+
+    calib_files(request.calib)  # each file there, a folder with .npz in it: said before the model loads
     check_outputs(outputs.json_out, outputs.csv, outputs.parquet, outputs.html, outputs.rrd, outputs.junit)
     check_report_writers(parquet=outputs.parquet, html=outputs.html or outputs.pictures, rrd=outputs.rrd,
                          pictures=outputs.pictures)

@@ -10,7 +10,7 @@ import typer
 
 from cp_debug.cli.common.options import (BudgetFile, Checkpoint, ConfigFile, DataRoot, Dynamic, Exporter, FixCalibN,
                                    Int8Dir, Json, Method, OnnxModel, Percentile, Quiet, RandomWeights, Recipe,
-                                   SeedOrReport, TorchModel, Verbose, backends_option, calib_option, model_record,
+                                   SeedOrReport, TorchModel, Verbose, backends_option, calib_files_option, model_record,
                                    option, preset_option, recipe_name, search_nodes_option)
 from cp_debug.cli.common.fix_graph import (FixMaxShapes, FixMetric, FixMinShapes, fix_graph_cmd, print_range,
                                            print_shapes, refuse_metric)
@@ -46,9 +46,9 @@ def fix(
     data: Annotated[Optional[str], option(
         "--data", metavar="FILE.py:FUNC", help="With --torch/--onnx: FUNC() yields dicts of arrays, one sample each "
         "(Polygraphy's load_data); cpdebug imports and runs FILE.py.")] = None,
-    calib: Annotated[Optional[Path], calib_option(
-        "With --torch/--onnx and an INT8 candidate: the calibration samples, as --inputs (default: "
-        "the search's samples).")] = None,
+    calib: Annotated[Optional[list[Path]], calib_files_option(
+        "With --torch/--onnx and a calibrated candidate (INT8, FP8, NVFP4): the calibration samples",
+        "default: the search's samples")] = None,
     metric: FixMetric = None,
     min_shapes: FixMinShapes = None,
     max_shapes: FixMaxShapes = None,

@@ -109,7 +109,7 @@ class SamplesEval:
 
 def run_samples_eval(model, samples, pairs, metric, *, resamples: int = 1000, seed: int = 0, mode: str = "model",
                      atol: float | None = None, rtol: float | None = None, progress=None,
-                     calib: Path | None = None) -> SamplesEval:
+                     calib: Path | Sequence[Path] | None = None) -> SamplesEval:
     """Every sample of `samples` (`samples.sets.SampleSet`) through the backends `pairs` ((label, spec),
     the reference first) of `model` (`ModuleModel`), scored by `metric` (`TaskMetric`); a calibrated candidate
     calibrates on `calib` (`--calib`), else on the set's first samples (`samples/calibration.py`)."""

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cp_debug.backends.spec import BackendSpec
-from cp_debug.bisect.subjects.feeds import npz_shapes
+from cp_debug.bisect.subjects.feeds import calib_files, npz_shapes
 from cp_debug.errors import BadInputError
 from cp_debug.export.dynamic import said_of
 from cp_debug.samples.sets import Sample, default_samples, graph_inputs, load_samples
@@ -124,9 +124,9 @@ def prepare(g: Mapping, seed: int, backends: Sequence[BackendSpec], recipe: "Rec
     if g["calib"] is not None and not backends[-1].calibrated:
         raise BadInputError("--calib goes with a calibrated candidate (--backends ort-cpu-int8, ort-cpu-fp8, "
                             "ort-cpu-nvfp4)")
-    for option in ("inputs", "calib"):
-        if g[option] is not None and not Path(g[option]).exists():
-            raise BadInputError(f"--{option} not found: {g[option]}")
+    if g["inputs"] is not None and not Path(g["inputs"]).exists():
+        raise BadInputError(f"--inputs not found: {g['inputs']}")
+    calib_given = calib_files(g["calib"]) if g["calib"] else None  # said before the model loads
     given = g["inputs"] is not None or g["data"] is not None
     profile = _profile(g.get("range"))
     shapes = ({"dynamic": g.get("dynamic"), "shapes": npz_shapes(g["inputs"]), "example_at": g["inputs"]}
@@ -150,7 +150,7 @@ def prepare(g: Mapping, seed: int, backends: Sequence[BackendSpec], recipe: "Rec
         samples = default_samples(m.first, seed, first_name=m.first_name)
     split = split_samples(samples, g["verify_samples"], source)
     split = SampleSplit(split.search, split.verify, split.source, ranged)
-    calib = _calibration(Path(g["calib"]), samples[0].feed) if g["calib"] is not None else None
+    calib = _calibration(calib_given, samples[0].feed) if calib_given else None
     return m, split, calib, said
 
 
@@ -180,8 +180,9 @@ def _range_samples(profile, model, graph, seed: int, given: list[Sample]) -> tup
     return [*given, *made], range_doc(ShapedInputs(space, graph.dtypes, bounds, seed))
 
 
-def _calibration(given: Path, one: Mapping[str, np.ndarray]) -> list[Sample]:
-    """`--calib`'s samples, read as `bisect --calib` reads them (`samples.calibration.read_calib`)."""
+def _calibration(given: Sequence[Path], one: Mapping[str, np.ndarray]) -> list[Sample]:
+    """`--calib`'s samples (its files, repeated or a folder's), read as every command reads them
+    (`samples.calibration.read_calib`)."""
     from cp_debug.samples.calibration import read_calib
 
     return [Sample(f"calib_{k}", feed) for k, feed in enumerate(read_calib(given, one))]

@@ -1,16 +1,15 @@
 """What a calibrated candidate (INT8, FP8, NVFP4) of a sample sweep or eval calibrates on (issue 85, item 2: "INT8
 over many samples is impossible for any model").
 
-`--calib` given: its files read as `bisect --calib` reads them (`bisect.subjects.feeds.calibration_feeds`: one `.npz`
-whose
-arrays are one sample or a batch along a first axis, or a folder of them). Not given: the set's first
+`--calib` given: its files read as every command reads them (`bisect.subjects.feeds.calibration_feeds`: `.npz` files,
+repeated, whose arrays are one sample or a batch along a first axis, or a folder of them). Not given: the set's first
 `DEFAULT_SAMPLES` readable samples — a PTQ calibration drawn from the data the set judges, said as such in the
 report (an optimistic choice: calibrate on held-out inputs with `--calib` to judge a deployment's own).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,18 +29,19 @@ class Calibration:
         return {"samples": len(self.feeds), "source": self.source}
 
 
-def calibration_of(samples, given: Path | None = None, n: int = DEFAULT_SAMPLES) -> Calibration:
-    """The feeds of `given` (a file or folder, `--calib`), else of the first `n` readable samples of `samples`
-    (`sets.SampleSet`)."""
+def calibration_of(samples, given: "Path | Sequence[Path] | None" = None, n: int = DEFAULT_SAMPLES) -> Calibration:
+    """The feeds of `given` (`--calib`: files or folders, one or several), else of the first `n` readable samples of
+    `samples` (`sets.SampleSet`)."""
     from cp_debug.samples.sets import SampleError
 
     readable = (s for s in samples if not isinstance(s, SampleError))
     first = next(readable, None)
     if first is None:
         raise BadInputError("no readable sample to calibrate on: give --calib FILE.npz")
-    if given is not None:
-        feeds = read_calib(Path(given), first.feed)
-        return Calibration(tuple(feeds), f"--calib {given} ({len(feeds)} samples)")
+    if given:
+        given = [given] if isinstance(given, (str, Path)) else list(given)
+        feeds = read_calib(given, first.feed)
+        return Calibration(tuple(feeds), f"{' '.join(f'--calib {p}' for p in given)} ({len(feeds)} samples)")
     feeds = [dict(first.feed)]
     for s in readable:
         if len(feeds) >= n:
@@ -50,15 +50,11 @@ def calibration_of(samples, given: Path | None = None, n: int = DEFAULT_SAMPLES)
     return Calibration(tuple(feeds), f"the set's first {len(feeds)} samples (no --calib: the judged data itself)")
 
 
-def read_calib(given: Path, one: Mapping[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
-    """`--calib`'s feeds as `bisect --calib` reads them (`bisect.subjects.feeds.calibration_feeds`): an .npz (or a
-    folder of
-    them) whose arrays are one sample each, of `one`'s shapes, or a batch along a first axis ([8,3,32,32] or
-    [8,1,3,32,32] for one sample of [1,3,32,32])."""
-    from cp_debug.bisect.subjects.feeds import calibration_feeds
+def read_calib(given: "Path | Sequence[Path]", one: Mapping[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """`--calib`'s feeds as every command reads them (`bisect.subjects.feeds.calibration_feeds`): .npz files (or
+    folders of them) whose arrays are one sample each, of `one`'s shapes, or a batch along a first axis ([8,3,32,32]
+    or [8,1,3,32,32] for one sample of [1,3,32,32])."""
+    from cp_debug.bisect.subjects.feeds import calib_files, calibration_feeds
 
-    files = sorted(given.glob("*.npz")) if given.is_dir() else [given]
-    if not files:
-        raise BadInputError(f"--calib {given}: a folder with no .npz file in it")
-    feeds, _ = calibration_feeds(files, dict(one), "the model", "the model takes it")
+    feeds, _ = calibration_feeds(calib_files(given), dict(one), "the model", "the model takes it")
     return feeds

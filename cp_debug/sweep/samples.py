@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,7 @@ class SampleSweepOptions:
     rtol: float | None = None
     seed: int = 0
     deterministic: bool = True
-    calib: Path | None = None  # a calibrated candidate's --calib (samples/calibration.py: else the set's first)
+    calib: Path | Sequence[Path] | None = None  # a calibrated candidate's --calib (samples/calibration.py)
     metric: Any = None  # --metric (samples.tasks.TaskMetric): the application's decision on every sample
     decided: dict = field(default_factory=dict)  # without one: the outputs a Sigmoid / Softmax writes (name -> op)
     # label -> (precision, unit) a deployed candidate is judged at, as bisect judges it (`DeployedStages.judged`)

@@ -129,3 +129,45 @@ def test_an_fp16_overflow_inside_a_modelopt_int8_file_is_named_at_its_layer_with
     assert ": tried and not enough — the file with its FP16 widened to FP32" in hint, hint
     before, after, ratio = _figures(hint)
     assert before > 1 and 0.1 < after < 0.5 and ratio > 1.5, hint  # 2.09 -> 0.213: the overflow gone, INT8's loss left
+
+
+def test_fix_takes_calib_as_bisect_does_repeated_or_a_folder(tmp_path):
+    """`bisect --calib a.npz --calib b.npz` pasted into fix (the path bisect's advice leads to) was refused ("--calib
+    given 2 times"): every command reads --calib by one reader (bisect/subjects/feeds.calib_files), repeated files or a
+    folder of them; the batch of 8 and the one sample are 9 samples in fix as in bisect."""
+    calib = ("--calib", CORPUS / "cnn_calib.npz", "--calib", CORPUS / "cnn_inputs.npz")
+    proc = cpdebug("fix", "--onnx", FP32, "-b", "ort,ort-cpu-int8", *calib, "--inputs", CORPUS / "cnn_inputs.npz",
+                   "--out", tmp_path / "fix", "--quiet")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert len(json.loads((tmp_path / "fix" / "fix.json").read_text())["calibration"]) == 9
+    folder = tmp_path / "cal"
+    folder.mkdir()
+    for name in ("cnn_calib.npz", "cnn_inputs.npz"):
+        (folder / name).write_bytes((CORPUS / name).read_bytes())
+    proc = cpdebug("bisect", "--onnx", FP32, "-b", "ort,ort-cpu-int8", "--calib", folder, "--inputs",
+                   CORPUS / "cnn_inputs.npz", "--json", tmp_path / "r.json", "--quiet")
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]  # diverged, as with the files given
+    (stage,) = json.loads((tmp_path / "r.json").read_text())["settings"]["backends"]["ort-cpu-int8"].values()
+    assert stage["precision_transform"]["calibration_feeds"] == 9
+
+
+@pytest.mark.parametrize("command, given, why", [
+    ("fix", "missing.npz", "missing.npz: not found"),
+    ("fix", "empty", "empty: a folder with no .npz file in it"),
+    ("fix", "bad.npz", "bad.npz: not a valid .npz file"),
+    ("bisect", "empty", "empty: a folder with no .npz file in it"),
+    ("sweep", "bad.npz", "bad.npz: not a valid .npz file"),
+    ("eval", "missing.npz", "missing.npz: not found"),
+])
+def test_a_bad_calib_is_the_same_one_line_in_every_command(tmp_path, command, given, why):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "bad.npz").write_text("not an npz")
+    out = ("--out", "o") if command in ("fix", "sweep") else ()
+    proc = cpdebug(command, "--onnx", FP32, "-b", "ort,ort-cpu-int8", "--inputs", CORPUS / "cnn_inputs.npz",
+                   "--calib", given, *out, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (line,) = proc.stderr.strip().splitlines()
+    assert f"--calib {why}" in line, line
+    assert "--calib takes .npz files (keys as --inputs; each array one sample or a batch along a first axis): repeat " \
+           "it for several, or give a folder of them" in line, line
+    assert not (tmp_path / "o").exists()  # nothing written

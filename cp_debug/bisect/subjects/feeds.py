@@ -11,6 +11,31 @@ import numpy as np
 
 from cp_debug.errors import BadInputError
 
+CALIB_FORMS = ("--calib takes .npz files (keys as --inputs; each array one sample or a batch along a first axis): "
+               "repeat it for several, or give a folder of them")
+"""What every command that calibrates (bisect, fix, sweep, eval with --torch / --onnx) takes as `--calib`, said in
+each of its refusals (`calib_files`)."""
+
+
+def calib_files(given: "str | Path | Sequence[str | Path] | None") -> list[Path]:
+    """The .npz files of `--calib` (one path or several, each a file or a folder of .npz files), the one reader of
+    every command's `--calib`: a path missing, a folder without .npz or a file that is no .npz is one line naming
+    what `--calib` takes (`CALIB_FORMS`, exit 2)."""
+    import zipfile
+
+    paths = [] if given is None else [given] if isinstance(given, (str, Path)) else list(given)
+    files: list[Path] = []
+    for path in map(Path, paths):
+        found = sorted(path.glob("*.npz")) if path.is_dir() else [path] if path.is_file() else None
+        if not found:
+            why = "a folder with no .npz file in it" if path.is_dir() else "not found"
+            raise BadInputError(f"--calib {path}: {why}; {CALIB_FORMS}")
+        for f in found:  # an .npz is a zip archive: a file that is none said before any model loads
+            if not zipfile.is_zipfile(f):
+                raise BadInputError(f"--calib {f}: not a valid .npz file; {CALIB_FORMS}")
+        files += found
+    return files
+
 
 def load_npz_inputs(path: str | Path, option: str = "--inputs") -> dict[str, np.ndarray]:
     path = Path(path)
@@ -107,18 +132,18 @@ def cast_inputs(feed: dict[str, np.ndarray], dtypes: Mapping[str, np.dtype], sou
 
 def calibration_feeds(paths: Sequence[Path | Mapping[str, np.ndarray]], sample: Mapping[str, np.ndarray], what: str,
                       takes: str) -> tuple[list[dict[str, np.ndarray]], list[str]]:
-    """The feeds INT8 calibrates on, from the `--calib` files: each input's array is one sample (the shape of
-    `sample`, the run's feed) or a batch of them along the first axis (example [1,3,32,32], calib [8,3,32,32]: 8
-    samples; or stacked on a new first axis, [8,1,3,32,32]); every input of a file gives the same number. Also the
-    casts said (`cast_inputs`)."""
+    """The feeds INT8 calibrates on, from the `--calib` files (or folders of them, `calib_files`): each input's array
+    is one sample (the shape of `sample`, the run's feed) or a batch of them along the first axis (example
+    [1,3,32,32], calib [8,3,32,32]: 8 samples; or stacked on a new first axis, [8,1,3,32,32]); every input of a file
+    gives the same number. Also the casts said (`cast_inputs`)."""
     names = tuple(sample)
     feeds: list[dict[str, np.ndarray]] = []
     said: list[str] = []
+    paths = [one for p in paths for one in ([p] if isinstance(p, Mapping) else calib_files(p))]  # a folder's files
     for k, path in enumerate(paths):  # an .npz file, or arrays handed over in-process (the Python API's calib=)
         source = f"calib[{k}]" if isinstance(path, Mapping) else Path(path).name
         option = f"--calib {source}"
-        arrays = {n: np.asarray(a) for n, a in path.items()} if isinstance(path, Mapping) else \
-            load_npz_inputs(path, "--calib")
+        arrays = {n: np.asarray(a) for n, a in path.items()} if isinstance(path, Mapping) else _calib_npz(path)
         given = match_inputs(arrays, names, {}, what, option)
         given, casts = cast_inputs(given, {n: a.dtype for n, a in sample.items()}, source, takes)
         said += [c for c in casts if c not in said]
@@ -130,6 +155,15 @@ def calibration_feeds(paths: Sequence[Path | Mapping[str, np.ndarray]], sample: 
         for k in range(next(iter(counts.values()))):
             feeds.append({n: _sample(a, k, sample[n].shape) for n, a in given.items()})
     return feeds, said
+
+
+def _calib_npz(path: Path) -> dict[str, np.ndarray]:
+    """One `--calib` file's arrays; one that is no .npz said with what `--calib` takes."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: np.asarray(z[k]) for k in z.files}
+    except Exception as err:
+        raise BadInputError(f"--calib {path}: not a valid .npz file ({type(err).__name__}); {CALIB_FORMS}") from err
 
 
 def _samples(option: str, name: str, arr: np.ndarray, shape: tuple) -> int:

@@ -9,8 +9,7 @@ from cp_debug.errors import BadInputError
 
 # what to do instead, where the option has a way to take several
 _INSTEAD = {"--inputs": "several samples: a folder of .npz files, one sample each",
-            "--backends": "several candidates: one comma-separated list, reference first (-b ort,ort-cpu-fp16,…)",
-            "--calib": "several calibration samples: a folder of .npz files or one .npz with a batch axis"}
+            "--backends": "several candidates: one comma-separated list, reference first (-b ort,ort-cpu-fp16,…)"}
 
 
 def refuse_repeated(command, args: list[str]) -> None:

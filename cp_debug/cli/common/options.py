@@ -278,10 +278,21 @@ FixCalibN = Annotated[int, calib_n_option(
     "Number of calibration frames (synthetic) of an INT8 candidate made from scratch (no --int8).")]
 Method = Annotated[str, option("--method", help="Activation amax: max, percentile, entropy or mse (AWML's default).")]
 Percentile = Annotated[float, option("--percentile", help="For --method percentile.")]
+# what --calib takes in every command that calibrates .npz samples (bisect, fix, sweep, eval), read by one reader
+# (bisect/subjects/feeds.calib_files): the same words on each page, the command's default after them
+CALIB_NPZ = ("{what}: .npz files (same keys as --inputs; each array one sample or a batch of samples along its first "
+             "axis), repeat for several, or a folder of them ({default}).")
+
+
+def calib_files_option(what: str, default: str):
+    """`--calib PATH`, repeatable, of a command calibrating on .npz samples (`CALIB_NPZ`)."""
+    return calib_option(CALIB_NPZ.format(what=what, default=default))
+
+
 # a sample sweep's / eval's calibrated candidate (--torch / --onnx): what it calibrates on
-SampleCalib = Annotated[Optional[Path], calib_option(
-    "With --torch/--onnx and a calibrated candidate (INT8, FP8, NVFP4): what it calibrates on, as bisect --calib "
-    "takes it (an .npz of one sample or a batch, or a folder of them; default: the samples' first 16).")]
+SampleCalib = Annotated[Optional[list[Path]], calib_files_option(
+    "With --torch/--onnx and a calibrated candidate (INT8, FP8, NVFP4): what it calibrates on",
+    "default: the samples' first 16")]
 # the backends that calibrate themselves (eval, sweep: INT8 specs without --int8)
 HeldOutCalib = Annotated[int, calib_n_option(
     "Number of calibration frames: held-out synthetic ones (not evaluated) that calibrate INT8 backends.", min=0)]
