@@ -57,7 +57,7 @@ def load(run: SampleRun, steps, stream, samples: bool = True, ranged: "DynamicAx
     if samples and run.inputs is None and run.data is None:
         raise BadInputError("give the samples: --inputs FILE.npz|DIR (one sample per .npz) or --data FILE.py:FUNC")
     if run.calib:
-        from cp_debug.bisect.subjects.feeds import calib_files
+        from cp_debug.bisect.subjects.calib_paths import calib_files
 
         calib_files(run.calib)  # each --calib there and an .npz: said before the model loads
     with steps.step("loading the model"):

@@ -166,7 +166,7 @@ def _preflight(request: BisectRequest, outputs: BisectOutputs):
     int8 = subject_request.model.int8 if subject_request.model is not None else None
     check_preset(subject_request.model, subject_request.recipe)
     check_inputs(points=subject_request.points, inputs=subject_request.inputs, int8=int8)
-    from cp_debug.bisect.subjects.feeds import calib_files
+    from cp_debug.bisect.subjects.calib_paths import calib_files
 
     calib_files(request.calib)  # each file there, a folder with .npz in it: said before the model loads
     check_outputs(outputs.json_out, outputs.csv, outputs.parquet, outputs.html, outputs.rrd, outputs.junit)
