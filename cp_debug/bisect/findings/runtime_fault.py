@@ -66,8 +66,10 @@ def runtime_fault(run: RunState, state: CandidateState) -> RuntimeFault | None:
 
 def half_crash(run: RunState, state: CandidateState) -> RuntimeFault | None:
     """A deployed float16 file run here with its float16 storage emulated on the CPU that ONNX Runtime dies making a
-    session of as written at its default level (module docstring), or None."""
+    session of as written at its default level (module docstring), or None. A file past `INLINE_LIMIT` bytes of
+    tensors is not tried (a second whole session of it in a child, its weights loaded twice: as native mode's check)."""
     from cp_debug.backends.ort.ort_crash import file_crash
+    from cp_debug.graph.onnx_files import INLINE_LIMIT, total_nbytes
     from cp_debug.backends.ort.ort_runner import half_mode
     from cp_debug.precision.half_storage import holds_half_constants
 
@@ -76,7 +78,8 @@ def half_crash(run: RunState, state: CandidateState) -> RuntimeFault | None:
             or spec.precision == "int8" or half_mode() == "native":
         return None
     for st, path in zip(files.stages, files.files):  # one child a file (`file_crash`'s cache)
-        crash = file_crash(path) if holds_half_constants(st.onnx()) else None
+        graph = st.onnx()
+        crash = file_crash(path) if holds_half_constants(graph) and total_nbytes(graph) < INLINE_LIMIT else None
         if crash is not None:
             cure = f"deploy with graph_optimization_level={crash.loads}" if crash.loads else "no level of it runs it"
             text = (f"runtime fault: {path.name}: " + crash.said("this float16 file as written") + f" — {crash.level} "
