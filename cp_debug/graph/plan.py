@@ -137,6 +137,9 @@ def _as_declared(vi: onnx.ValueInfoProto, declared: onnx.TypeProto | None) -> on
     if (declared is not None and declared.tensor_type.elem_type == onnx.TensorProto.DOUBLE
             and tt.elem_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)):
         tt.elem_type = onnx.TensorProto.DOUBLE
+    elif (declared is not None and declared.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+          and tt.elem_type == onnx.TensorProto.FLOAT):
+        tt.elem_type = onnx.TensorProto.FLOAT16  # a user's float16 file's inner tensor, its value kept in float32
     return vi
 
 
