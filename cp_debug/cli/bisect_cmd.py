@@ -273,7 +273,7 @@ def _write_outputs(engine, report, outputs: BisectOutputs, progress, third_party
 
     def caught():
         report.third_party_warnings = [w.to_json() for w in third_party.warnings()]
-        report.warnings.extend(w for w in third_party.own() if w not in report.warnings)  # cp_debug's, not theirs
+        report.warnings.extend(third_party.own(beside=report.warnings))  # cp_debug's, not theirs
         return report
 
     failed = _write_bundle(engine, caught, bundle, progress) if bundle else None

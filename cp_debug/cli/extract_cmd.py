@@ -55,7 +55,7 @@ def _extract(run_json: Path, bundle: Path, candidate: str | None, tar: bool, thi
         report = engine.run()
         report.model = saved.model
         report.third_party_warnings = [w.to_json() for w in third_party.warnings()]
-        report.warnings.extend(w for w in third_party.own() if w not in report.warnings)
+        report.warnings.extend(third_party.own(beside=report.warnings))
         with progress.step(f"writing bug-report bundle {bundle}"):
             written = bundle_from_run(engine, report, bundle, candidate=candidate, make_tar=tar)
         if not written.reproduces:

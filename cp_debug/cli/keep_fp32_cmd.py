@@ -123,13 +123,10 @@ def _keep_fp32(onnx_model: Path | None, torch_model: str | None, inputs: Path | 
     chosen = names if names in ("compute", "all") else [n.strip() for n in names.split(",") if n.strip()]
     result = find_keep_fp32(model, spec, feed, tol, chosen, progress=progress, module_names=modules,
                             mode="fixed" if fixed else "model")
-    from cp_debug.cli.common.output import with_runs_on
+    from cp_debug.cli.common.output import with_own
     from cp_debug.files import json_text, write_json
 
-    caught = [w.to_json() for w in third_party.warnings()]
-    doc = {**result.to_json(), **with_runs_on(), "third_party_warnings": caught}
-    if own := third_party.own():  # cp_debug's own notes raised as warnings (an FP16 conversion's overflows)
-        doc["warnings"] = list(doc.get("warnings") or []) + [w for w in own if w not in (doc.get("warnings") or [])]
+    doc = with_own(result.to_json(), third_party)
     if json_out == "-":
         print(json_text(doc))
     else:

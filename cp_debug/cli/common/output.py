@@ -95,6 +95,15 @@ def with_runs_on() -> dict:
     return {} if record is None else {"runs_on": record}
 
 
+def with_own(doc: dict, third_party) -> dict:
+    """`doc` with what the run ran on (`runs_on`), the third-party warnings caught so far (`third_party_warnings`) and,
+    after its `warnings`, cp_debug's own notes raised as warnings that it does not hold yet (`ThirdParty.own`)."""
+    doc = {**doc, **with_runs_on(), "third_party_warnings": [w.to_json() for w in third_party.warnings()]}
+    if own := third_party.own(beside=doc.get("warnings") or ()):
+        doc["warnings"] = [*(doc.get("warnings") or []), *own]
+    return doc
+
+
 def finish(doc: dict, json_out: str | None, third_party, show) -> None:
     """A command's result: with `--json -` the JSON on stdout; else `show(console)` (the tables), the JSON written
     to `--json FILE` if given, and the one count line of third-party warnings. The JSON is `doc` plus the
@@ -102,9 +111,7 @@ def finish(doc: dict, json_out: str | None, third_party, show) -> None:
     (`runs_on`: the built-in demo where no model was named)."""
     from cp_debug.files import json_text, write_json
 
-    doc = {**doc, **with_runs_on(), "third_party_warnings": [w.to_json() for w in third_party.warnings()]}
-    if own := [w for w in third_party.own() if w not in (doc.get("warnings") or [])]:  # cp_debug's own notes
-        doc["warnings"] = list(doc.get("warnings") or []) + own
+    doc = with_own(doc, third_party)
     if json_out == "-":
         print(json_text(doc))
         return

@@ -124,10 +124,10 @@ class ThirdParty:
             self._order.append(key)
 
     # -- Python warnings and logging -------------------------------------------------------------------------
-    def own(self) -> list[str]:
-        """cp_debug's own notes that came as Python warnings (`errors.CpDebugWarning`), each once: the report's own
-        warnings, not third-party ones."""
-        return list(self._own)
+    def own(self, beside=()) -> list[str]:
+        """cp_debug's own notes that came as Python warnings (`errors.CpDebugWarning`), each once and none already
+        in `beside` (a report's own warnings): the report's own warnings, not third-party ones."""
+        return [w for w in self._own if w not in beside]
 
     def _on_warning(self, message, category, filename, lineno, file=None, line=None) -> None:
         if isinstance(category, type) and issubclass(category, CpDebugWarning):
