@@ -29,7 +29,9 @@ import os
 import platform
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -195,15 +197,34 @@ def _massive(model, offset: float, block_gain: float = 0.25, final: float = 512.
 def make_others(out: Path, n: int) -> dict:
     """Every `OTHER` model (and Qwen2 and Gemma with the massive channel) as the builder's FP32 and INT4 files and
     an RTN INT4 file (level 4) of its plain export, with the right answers as `make_corpus` finds them."""
+    return make_models(out, n, {**{k: partial(make_other, k) for k in OTHER},
+                                **{f"{k}_massive": partial(make_other, k, massive=True) for k in ("qwen2", "gemma")}})
+
+
+def make_models(out: Path, n: int, makers: dict[str, Callable[[Path], None]]) -> dict:
+    """Each model `makers` names by its tag — its HF folder OUT/TAG/hf made by `makers[tag](folder)` where not made
+    already — as the builder's FP32 and INT4 files and an RTN INT4 file of its plain export (`four_files`), with its
+    right answers (`_answers`); OUT/answers.json written after each model (the scripts of other model sets too)."""
     answers: dict = {"versions": versions(), "prompt": PROMPT, "tokens": n, "models": {}}
-    for name, massive in [*((k, False) for k in OTHER), ("qwen2", True), ("gemma", True)]:
-        tag = f"{name}_massive" if massive else name
+    for tag, make in makers.items():
         hf = out / tag / "hf"
         if not (hf / "config.json").is_file():
-            make_other(name, hf, massive=massive)
+            make(hf)
         answers["models"][tag] = _answers(hf, four_files(hf, out / tag), n, out)
-    _write_answers(out, answers)
+        _write_answers(out, answers)
     return answers
+
+
+def models_main(doc: str, make: Callable[[Path, int, list[str]], dict], default, choices=None) -> None:
+    """The command line of a script making a set of models (`make(OUT, tokens, names)`): OUT, --tokens, --models
+    (`default` those made without it; `choices` the names it takes, None: any)."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--tokens", type=int, default=32)
+    ap.add_argument("--models", nargs="*", default=list(default), choices=list(choices) if choices else None)
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    print(scorecard(make(args.out, args.tokens, args.models)))
 
 
 def four_files(hf: Path, root: Path) -> dict[str, Path]:

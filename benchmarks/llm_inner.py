@@ -14,8 +14,8 @@ without cp_debug (`llm_files._answers`). Run in the builder's venv:
 
 Writes OUT_DIR/answers.json (tests/data/llm/answers_inner.json) and prints the scorecard.
 """
-import argparse
 import sys
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -78,26 +78,8 @@ def _plant(model, cfg, where: str, gain: float, every_block: bool, layer) -> Non
 
 
 def make(out: Path, n: int, models=DEFAULT) -> dict:
-    answers: dict = {"versions": L.versions(), "prompt": L.PROMPT, "tokens": n, "models": {}}
-    for name in models:
-        tag = f"{name}_inner"
-        hf = out / tag / "hf"
-        if not (hf / "config.json").is_file():
-            make_model(name, hf)
-        answers["models"][tag] = L._answers(hf, L.four_files(hf, out / tag), n, out)
-        L._write_answers(out, answers)
-    return answers
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("out", type=Path)
-    ap.add_argument("--tokens", type=int, default=32)
-    ap.add_argument("--models", nargs="*", default=list(DEFAULT), choices=list(MODELS))
-    args = ap.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-    print(L.scorecard(make(args.out, args.tokens, args.models)))
+    return L.make_models(out, n, {f"{name}_inner": partial(make_model, name) for name in models})
 
 
 if __name__ == "__main__":
-    main()
+    L.models_main(__doc__, make, DEFAULT, choices=MODELS)

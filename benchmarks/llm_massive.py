@@ -9,8 +9,8 @@ PyTorch's, each level-4 node at level 1 alone, each alone at level 4). Run in th
 
 Writes OUT_DIR/answers.json (tests/data/llm/answers_massive.json) and prints the scorecard.
 """
-import argparse
 import sys
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -20,26 +20,8 @@ MODELS = ("mistral", "phi3")
 
 
 def make(out: Path, n: int, models=MODELS) -> dict:
-    answers: dict = {"versions": L.versions(), "prompt": L.PROMPT, "tokens": n, "models": {}}
-    for name in models:
-        tag = f"{name}_massive"
-        hf = out / tag / "hf"
-        if not (hf / "config.json").is_file():
-            L.make_other(name, hf, massive=True)
-        answers["models"][tag] = L._answers(hf, L.four_files(hf, out / tag), n, out)
-        L._write_answers(out, answers)
-    return answers
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("out", type=Path)
-    ap.add_argument("--tokens", type=int, default=32)
-    ap.add_argument("--models", nargs="*", default=list(MODELS))
-    args = ap.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-    print(L.scorecard(make(args.out, args.tokens, args.models)))
+    return L.make_models(out, n, {f"{name}_massive": partial(L.make_other, name, massive=True) for name in models})
 
 
 if __name__ == "__main__":
-    main()
+    L.models_main(__doc__, make, MODELS)
