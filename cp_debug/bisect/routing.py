@@ -23,7 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cp_debug.bisect.findings.quantized.choice import ordinal
 from cp_debug.bisect.run_state import CandidateState, RunState
+from cp_debug.graph.plan import node_attr
 
 MOE_OPS = ("MoE", "QMoE")
 SHAPE_ONLY = ("Reshape", "Identity", "Cast", "Squeeze", "Unsqueeze", "Flatten")
@@ -95,7 +97,7 @@ class RoutingFlip:
     def _tokens(self) -> str:
         def one(t: TokenRoute) -> str:
             return (f"token {t.token}: experts {list(t.reference)} → {list(t.candidate)} (margin between its "
-                    f"{_nth(self.k)} and {_nth(self.k + 1)} expert {t.margin_reference:.3g} in the reference, "
+                    f"{ordinal(self.k)} and {ordinal(self.k + 1)} expert {t.margin_reference:.3g} in the reference, "
                     f"{t.margin_candidate:.3g} in the candidate)")
         more = len(self.tokens) - SHOWN
         return "; ".join([*(one(t) for t in self.tokens[:SHOWN]), *([f"{more} more"] if more > 0 else [])])
@@ -130,16 +132,6 @@ class RoutingFlip:
                 "alone": list(self.alone) if self.alone is not None else None,
                 "mechanism": self.mechanism(), "tokens": [t.to_json() for t in self.tokens],
                 "later": [{"node": n, "flipped_rows": c} for n, c in self.later]}
-
-
-def _nth(n: int) -> str:
-    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
-
-
-def _attr(node, name: str, default=None):
-    from onnx import helper
-
-    return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
 
 
 def routes(ref: np.ndarray, got: np.ndarray, k: int) -> list[TokenRoute]:
@@ -184,7 +176,7 @@ def routing_flip(run: RunState, state: CandidateState, fd: str | None, rc: str |
     st = run.stage_of(state.label, i)
     pm = st.probe_map()
     graph = st.onnx().graph
-    moes = [n for n in graph.node if n.op_type in MOE_OPS and len(n.input) > 1 and not _attr(n, "use_sparse_mixer")]
+    moes = [n for n in graph.node if n.op_type in MOE_OPS and len(n.input) > 1 and not node_attr(n, "use_sparse_mixer")]
     if not moes or pm is None or i not in state.feeds:
         return None
     by_tensor = {t: n for n, t in pm.tensors.items() if n in run.store and n in state.results}
@@ -206,7 +198,7 @@ def routing_flip(run: RunState, state: CandidateState, fd: str | None, rc: str |
         ref = np.asarray(run.store.get(name))
         if tensor not in got or ref.size != got[tensor].size or not ref.size:
             continue
-        k = int(_attr(node, "k", 1))
+        k = int(node_attr(node, "k", 1))
         flips = routes(ref, got[tensor], k)
         if flips:
             found.append((node, chain, name, ref.shape[-1], ref.size // ref.shape[-1], k, flips))
@@ -222,7 +214,7 @@ def routing_flip(run: RunState, state: CandidateState, fd: str | None, rc: str |
     alone = _alone(run, state, i, root, name, np.asarray(run.store.get(name)), k)
     return RoutingFlip(root, name, node.name, node.op_type, k, experts, rows, tuple(flips),
                        float(error) if error is not None else None,
-                       int(_attr(nbits, "bits", 4)) if nbits is not None else None, later,
+                       int(node_attr(nbits, "bits", 4)) if nbits is not None else None, later,
                        alone=None if alone is None else tuple(t.token for t in alone))
 
 

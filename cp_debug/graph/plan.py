@@ -273,6 +273,14 @@ def tensor_types(model: onnx.ModelProto) -> dict[str, onnx.TypeProto]:
 
 
 # -- helpers -------------------------------------------------------------------------------------------
+def node_attr(node: onnx.NodeProto, name: str, default=None):
+    """The value of `node`'s attribute `name` (onnx.helper's reading: ints, floats, bytes, lists), `default` where it
+    has none."""
+    from onnx import helper
+
+    return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
+
+
 def node_reads(node: onnx.NodeProto) -> list[str]:
     """A node's inputs, plus the outer-scope names its subgraphs (If/Loop/Scan bodies) read."""
     out = [t for t in node.input if t]

@@ -34,6 +34,7 @@ import numpy as np
 from cp_debug.backends.spec import Capability
 from cp_debug.bisect.findings.flip_why import rounding_step, stored
 from cp_debug.bisect.ranking import beyond_locally
+from cp_debug.graph.plan import node_attr
 from cp_debug.bisect.run_state import CandidateState, RunState
 from cp_debug.compare.diff import BROKEN
 
@@ -283,7 +284,7 @@ def _index_input(node) -> str:
     if node.op_type == "GridSample":
         return node.input[1]
     if node.op_type == "Resize":
-        crop = _attr(node, "coordinate_transformation_mode", b"half_pixel") == b"tf_crop_and_resize"
+        crop = node_attr(node, "coordinate_transformation_mode", b"half_pixel") == b"tf_crop_and_resize"
         k = 1 if crop else 2
         return node.input[k] if len(node.input) > k else ""
     return node.input[0]
@@ -291,26 +292,20 @@ def _index_input(node) -> str:
 
 def _index_op(node) -> bool:
     if node.op_type == "Cast":
-        return _attr(node, "to") in _INT_TYPES
+        return node_attr(node, "to") in _INT_TYPES
     if node.op_type == "GridSample":
-        return _attr(node, "mode", b"bilinear") == b"nearest" and len(node.input) > 1
+        return node_attr(node, "mode", b"bilinear") == b"nearest" and len(node.input) > 1
     if node.op_type == "Resize":
-        return _attr(node, "mode", b"nearest") == b"nearest" and bool(_index_input(node))
+        return node_attr(node, "mode", b"nearest") == b"nearest" and bool(_index_input(node))
     return node.op_type in INDEX_OPS
-
-
-def _attr(node, name: str, default=None):
-    from onnx import helper
-
-    return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
 
 
 def _what(node) -> str:
     if node.op_type == "Cast":
-        return f"Cast to {_INT_TYPES[_attr(node, 'to')]}"
+        return f"Cast to {_INT_TYPES[node_attr(node, 'to')]}"
     if node.op_type == "Resize":
-        mode = _attr(node, "coordinate_transformation_mode", b"half_pixel").decode()
-        return f"Resize (nearest, {mode}, {_attr(node, 'nearest_mode', b'round_prefer_floor').decode()})"
+        mode = node_attr(node, "coordinate_transformation_mode", b"half_pixel").decode()
+        return f"Resize (nearest, {mode}, {node_attr(node, 'nearest_mode', b'round_prefer_floor').decode()})"
     return "GridSample (nearest)" if node.op_type == "GridSample" else node.op_type
 
 
@@ -348,7 +343,7 @@ def _grid(node, data, grid: np.ndarray, fmt: _Format) -> tuple | None:
     if data is None or np.asarray(data).ndim != 4 or grid.ndim != 4 or grid.shape[-1] != 2:
         return None
     sizes = (data.shape[3], data.shape[2])  # grid[..., 0] indexes the width, grid[..., 1] the height
-    corners = bool(_attr(node, "align_corners", 0))
+    corners = bool(node_attr(node, "align_corners", 0))
     g = grid.astype(np.float64)
     rg = fmt.rounded(g)
     coords, rcoords, steps = [], [], []
@@ -386,7 +381,7 @@ def _resize(node, data, out, coords: np.ndarray, fmt: _Format) -> tuple | None:
     coordinates; the value is a coordinate."""
     if data is None or out is None or np.ndim(data) != np.ndim(out) or np.ndim(data) < 1:
         return None
-    mode = _attr(node, "coordinate_transformation_mode", b"half_pixel").decode()
+    mode = node_attr(node, "coordinate_transformation_mode", b"half_pixel").decode()
     what = _what(node)
     pick = _nearest(what)
     half = 0.0 if what.endswith((", floor)", ", ceil)")) else 0.5

@@ -66,7 +66,7 @@ class QuantizedFlip:
     def text(self) -> str:
         m, (k, n) = self.members, self.place
         where = f"{self.module}: " if self.module else ""
-        at = f"the {_nth(k)} of the graph's {n} {self.op} nodes" if n > 1 else f"the graph's only {self.op}"
+        at = f"the {ordinal(k)} of the graph's {n} {self.op} nodes" if n > 1 else f"the graph's only {self.op}"
         rows = "; ".join(f"row {r}: {a} → {b}" for r, a, b in self.rows)
         if m.kind == "threshold":
             moved = (f"{m.replaced} of {m.rows} comparison(s) came out otherwise ({rows}); their values lie "
@@ -115,7 +115,8 @@ class QuantizedChoice:
                        tie=f"{flip.op} {flip.node!r}")
 
 
-def _nth(k: int) -> str:
+def ordinal(k: int) -> str:
+    """1st, 2nd, 3rd, 4th, …, 11th, 12th, 13th, 21st (the place of a node among its kind, of an expert in a top-k)."""
     return f"{k}{'th' if 10 <= k % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(k % 10, 'th')}"
 
 
