@@ -43,8 +43,8 @@ def graph_fix(g: dict, seed: int, spec: "BackendSpec", metric: "str | Callable |
 
 def fix(model: Any, samples: Any = None, backends: "str | Sequence[str] | None" = "ort-cpu-fp16", *,
         out: "str | Path | None" = None, metric: "str | Callable | None" = None, verify_samples: int | None = None,
-        calib: "str | Path | None" = None, candidates: "str | Sequence[str] | None" = None, seed: int = 0,
-        exporter: str = "auto") -> "FixReport":
+        calib: "str | Path | Sequence[str | Path] | None" = None, candidates: "str | Sequence[str] | None" = None,
+        seed: int = 0, exporter: str = "auto") -> "FixReport":
     """`cpdebug fix --torch|--onnx` on `model` over `samples` (a list of samples, as `cp_debug.sweep` takes them;
     None: the model's own example and seeded variants): the candidate (`backends`: its spec, as the command's
     --backends) within its precision of the FP32 graph, the set found verified on held-out samples; `out`: the

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 def sweep(model: Any, samples: Any, backends: "str | Sequence[str] | None" = None, *, out: "str | Path | None" = None,
           level: str | None = None, bisect_top: int = 3, shard_size: int = 8, resume: bool = False,
           atol: float | None = None, rtol: float | None = None, tolerance_mode: str | None = None, seed: int = 0,
-          exporter: str = "auto", deterministic: bool = True, calib: "str | Path | None" = None,
+          exporter: str = "auto", deterministic: bool = True, calib: "str | Path | Sequence[str | Path] | None" = None,
           metric: "str | Callable | None" = None) -> "SweepReport":
     """Every sample through the reference and the candidates, ranked worst first, the worst `bisect_top` bisected —
     `cpdebug sweep --torch|--onnx` with the same options (default backends: torch,ort-cpu-fp16 for a module,
@@ -58,7 +58,7 @@ def _task(metric: "str | Callable"):
 def eval(model: Any, samples: Any, backends: "str | Sequence[str] | None" = None, *,
          metric: "str | Callable", bootstrap: int = 1000, atol: float | None = None,
          rtol: float | None = None, tolerance_mode: str | None = None, seed: int = 0, exporter: str = "auto",
-         calib: "str | Path | None" = None) -> "EvalReport":
+         calib: "str | Path | Sequence[str | Path] | None" = None) -> "EvalReport":
     """A task metric per backend over the samples, with its interval, and the samples whose result changed — `cpdebug
     eval --torch|--onnx --metric` with the same options; `metric`: a built-in's name, FILE.py:FUNC, or a function
     `fn(outputs, reference, label) -> float` (higher is better)."""
@@ -88,7 +88,14 @@ def _sample_run(model, samples, backends, *, calib=None, deterministic: bool = T
     with _samples_folder(samples) as inputs, _model_given(model, first, None) as (torch_model, onnx_model):
         yield SampleRun(torch_model, onnx_model, inputs, None, options.pop("exporter"), options.pop("seed"), backends,
                         options.pop("tolerance_mode"), options.pop("atol"), options.pop("rtol"), quiet=True,
-                        deterministic=deterministic, calib=Path(calib) if calib is not None else None)
+                        deterministic=deterministic, calib=_paths(calib))
+
+
+def _paths(calib):
+    """`calib=` as the commands' `--calib` takes it: one path or several (each a .npz or a folder of them)."""
+    if calib is None:
+        return None
+    return Path(calib) if isinstance(calib, (str, os.PathLike)) else tuple(map(Path, calib))
 
 
 def _first(samples):

@@ -71,3 +71,31 @@ def test_the_library_eval_and_fix_are_the_commands(tmp_path):
     assert fixed.to_json()["set"] == cli["set"] and fixed.to_json()["outcome"] == cli["outcome"]
     assert (tmp_path / "api_fix" / "fix.json").is_file() and (tmp_path / "api_fix" / "model_fp16.onnx").is_file()
     assert list(fixed.frame()["name"]) == fixed.nodes
+
+
+def test_the_library_takes_calib_as_the_command_does_one_path_or_several(tmp_path):
+    import cp_debug
+
+    samples = _samples(3)
+    (tmp_path / "in").mkdir()
+    for i, (x,) in enumerate(samples):
+        np.savez(tmp_path / "in" / f"sample_{i}.npz", x=x)
+    rng = np.random.default_rng(7)
+    calib = []
+    for i in range(2):
+        calib.append(tmp_path / f"calib_{i}.npz")
+        np.savez(calib[-1], x=rng.standard_normal((2, 3, 16, 16)).astype(np.float32))
+    proc = cpdebug("eval", "--torch", f"{NETS}:healthy", "--inputs", tmp_path / "in", "-b", "torch,ort-cpu-int8",
+                   "--metric", "argmax", "--bootstrap", "20", "--calib", calib[0], "--calib", calib[1], "--json", "-",
+                   "-q")
+    assert proc.returncode in (0, 1, 4), proc.stderr[-2000:]
+    cli = json.loads(proc.stdout)
+    report = cp_debug.eval(nets.net(), samples, "torch,ort-cpu-int8", metric="argmax", bootstrap=20,
+                           calib=[str(c) for c in calib])
+    api = report.to_json()
+    assert report.exit_code == proc.returncode and api["outcome"] == cli["outcome"]
+    for key in ("reference", "backends", "metric", "samples", "metrics"):
+        assert api[key] == cli[key], key
+    with pytest.raises(cp_debug.CpDebugError, match="--calib .*missing.npz: not found"):
+        cp_debug.eval(nets.net(), samples, "torch,ort-cpu-int8", metric="argmax", bootstrap=20,
+                      calib=[calib[0], tmp_path / "missing.npz"])
