@@ -142,7 +142,7 @@ class Intervention:
                 "probe": self.confirmed, "set": list(self.confirmed_set), "keep": list(self.keep()),
                 "how": c.restored[0].how if c is not None else None, "output_error": self.before.to_json(),
                 "set_searched_among": self.searched, "set_runs_spent": self.spent, "alone_breaks": self.breaks,
-                "spread": spread.verdict(self.tried),
+                "spread": spread.verdict(self.tried, self.tie),
                 "tried": [t.to_json(self.before) for t in self.tried]}  # its time: the report's phases
 
 
