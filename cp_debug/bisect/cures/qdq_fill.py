@@ -83,6 +83,8 @@ def _constant(node, producer: dict, inits: dict) -> float | None:
                 break
             dq = p if p.op_type == "DequantizeLinear" else dq
             x = p.input[0]
+        if x in inits and int(np.prod(inits[x].dims)) != 1:  # a weight, no fill
+            continue
         if x in inits and dq is not None and dq.input[0] == x and all(y in inits for y in dq.input[1:3]):
             arr = (numpy_helper.to_array(inits[x]).astype(np.float64)  # a constant stored quantized: its value
                    - numpy_helper.to_array(inits[dq.input[2]]).astype(np.float64)) * numpy_helper.to_array(

@@ -55,6 +55,7 @@ def without_qdq(model, nodes: list[str], reference=None, values=None):
     # with them
     inits = constant_tensors(reference.graph) if reference is not None else {}
     ref_nodes = {n.name: n for n in reference.graph.node} if reference is not None else {}
+    written = {o for n in ref_nodes.values() for o in n.output}  # the reference's own tensors, by name
     folded = {n.output[0]: n for n in ref_nodes.values() if n.op_type in FOLDED
               and all(x in inits for x in n.input[1:] if x)}
     graph = import_graph(model)
@@ -70,7 +71,7 @@ def without_qdq(model, nodes: list[str], reference=None, values=None):
                 if any(r.name not in nodes and _quantizes(r, x) for r in x.outputs):
                     continue  # quantized for a reader kept in INT8: nodes_to_exclude leaves it read so (one tensor)
                 if q.inputs[0].name not in made:
-                    made[q.inputs[0].name] = _unfolded(graph, q, folded, inits)
+                    made[q.inputs[0].name] = _unfolded(graph, q, folded, inits, written)
                 node.inputs[k] = made[q.inputs[0].name]
                 continue
             if not isinstance(src, gs.Constant) or not isinstance(dq.inputs[1], gs.Constant):
@@ -169,7 +170,7 @@ def _quantizes(node, read) -> bool:
         x is not read and len(x.inputs) == 1 and x.inputs[0].op == "DequantizeLinear" for x in node.inputs)
 
 
-def _unfolded(graph, q, folded: dict, inits: dict):
+def _unfolded(graph, q, folded: dict, inits: dict, written: set = frozenset()):
     """What entered QuantizeLinear `q` (an activation, or a float weight in ModelOpt's layout) as the node left out
     reads it: through the activation the quantizer folded into the pair's range where the file computes none (ORT's
     quantize_static drops a Relu whose output it quantizes as uint8): the reference's Relu / Clip of that tensor, else
@@ -180,7 +181,11 @@ def _unfolded(graph, q, folded: dict, inits: dict):
     tensor = q.inputs[0]
     made = tensor.inputs[0].op if len(tensor.inputs) == 1 else None
     ref = folded.get(tensor.name)
-    if made in FOLDED or isinstance(tensor, gs.Constant) or (ref is None and not _clips_at_zero(q)):
+    # a tensor the reference writes by that name with no Relu / Clip is no folded activation, though its pair may
+    # clip at 0: a range so wide that the zero point rounds to the lowest level (pipecat's smart-turn: a GELU's
+    # output, [-0.17, 113] at uint8, read through a Relu zeroed its negatives and moved every turn's call)
+    if made in FOLDED or isinstance(tensor, gs.Constant) or (ref is None and (not _clips_at_zero(q)
+                                                                              or tensor.name in written)):
         return tensor
     op = ref.op_type if ref is not None else "Relu"
     consts = [gs.Constant(f"{x}_unfolded", numpy_helper.to_array(inits[x])) if x else gs.Variable.empty()
