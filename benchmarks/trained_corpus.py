@@ -156,7 +156,7 @@ def _spread_holds(spec, kind: str, model, calib, feeds, ref, spread: dict) -> bo
     out of it together, brings every decision back; the block it names instead: kept out, it does."""
     def back(names) -> bool:
         return spec.decisions(session(make(kind, model, calib, list(names))), feeds) == ref
-    if not spread["accumulates"]:
+    if spread["within"]:  # a block; else neither half (the error accumulates, or a near tie the rounding tips)
         return back(spread["within"])
     names = touched(kind, model, make(kind, model, calib))
     return not any(back(part) for part in (names[: len(names) // 2], names[len(names) // 2:]))

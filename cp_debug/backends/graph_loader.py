@@ -53,6 +53,7 @@ class PrecisionTransform:
     quantized_tensors: int | None = None
     excluded_nodes: tuple[str, ...] | None = None
     clips_ort_drops: dict | None = None  # int8_qdq: Clip → its quantizer's low bound, where ORT drops it wrongly
+    from_float16: bool | None = None  # int8_qdq of a float16 file: its float32 twin quantized (`int8.quantize_int8`)
     # fp16: the user's keep list, then `precision.fp16.conversion_summary`'s fields
     keep_fp32_nodes: tuple[str, ...] | None = None
     nodes: int | None = None
@@ -176,7 +177,10 @@ class PrepareGraph:
             else:
                 from cp_debug.precision.int8 import clips_ort_drops
 
+                from cp_debug.precision.half_storage import holds_half_constants
+
                 kind["clips_ort_drops"] = clips_ort_drops(q.model) or None
+                kind["from_float16"] = holds_half_constants(model) or None
             transform = PrecisionTransform(self.transform, method=q.method, symmetric=True, per_channel=not fp8,
                                            calibration_feeds=len(self.calib_feeds),
                                            quantized_tensors=len(q.activation_amax), **kind)

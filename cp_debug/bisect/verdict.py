@@ -147,6 +147,16 @@ def _within(probe: str | None, root: str | None) -> bool:
     return probe == root or probe.startswith(f"{root}.") or root.startswith(f"{probe}.")
 
 
+def _proposed_fault(state: CandidateState, rc: str | None) -> str | None:
+    """Where the intervention confirmed `rc`, a candidate the own-error ranking did not propose (a file's constant
+    fill, `cures/qdq_fill.py`: the Pad whose own error is a copy's), the local fault of the layer it did propose: the
+    error the confirmed cause brings there (one verdict whichever probe the cure is named by)."""
+    found = state.intervention
+    if found is None or rc is None or found.proposed == rc or not confirmed_at(state, rc):
+        return None
+    return _local_fault(state, found.proposed)
+
+
 def _outcome(run: RunState, state: CandidateState, results: list[ProbeResult], rc: str | None
              ) -> tuple[noise.Outcome, str]:
     """The candidate's outcome and its reason. Fixed mode: diverged where a probe is beyond tolerance. Model mode
@@ -173,7 +183,7 @@ def _outcome(run: RunState, state: CandidateState, results: list[ProbeResult], r
     judge_boxes = getattr(state.detections, "judge", None)  # CenterPoint's BoxVerdict judges its boxes
     boxes = judge_boxes(prec) if judge_boxes is not None else None
     norms = norms_line(run.deployed.get(state.label)) if boxes is not None else ""  # a flipped token: its norms
-    if bad and (fault := _local_fault(state, rc)) is not None:
+    if bad and (fault := _local_fault(state, rc) or _proposed_fault(state, rc)) is not None:
         # a layer's own fault where it does not reach the outputs on this input (issue 117's hidden layer): said
         within, held = _outputs_within(run, state), held_decision(state)  # a declared --metric holds within too
         if held is not None and (within is None or getattr(run.opts, "metric", None) is not None):  # beyond, or not

@@ -80,6 +80,10 @@ def quantize_int8(model: "onnx.ModelProto", calib_feeds: Sequence[dict[str, np.n
     if not feeds:
         raise BadInputError("INT8 quantization needs calibration inputs: give at least one feed (--calib FILE.npz)")
     check_calib_feeds(model, feeds)
+    from cp_debug.precision.half_storage import holds_half_constants, widen_half
+
+    if holds_half_constants(model):  # a user's float16 file: ORT's calibrator feeds float32 to its float16 graph and
+        model = widen_half(model)  # stops (exit 70 before); its float32 twin quantized, what the file computes in FP32
     node_names = {n.name for n in model.graph.node}
     exclude = list(dict.fromkeys(exclude_nodes))
     unknown = [n for n in exclude if n not in node_names]

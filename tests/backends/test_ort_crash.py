@@ -87,3 +87,28 @@ def test_a_healthy_float16_file_pays_one_child_and_is_judged(tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     report = json.loads((tmp_path / "r.json").read_text())
     assert not any("runtime fault" in w for w in report["warnings"]), report["warnings"]
+
+
+def test_a_float16_file_given_as_onnx_that_onnx_runtime_dies_making_is_said(tmp_path):
+    """The same file given as `--onnx` (the reference's side, and the file an ONNX Runtime CPU candidate runs as its
+    own: a float16 file converts to itself): before, `-b ort,ort-cpu-fp16` read "within precision", exit 0, the
+    deployment dying unsaid. Now the candidate is diverged in the same words and the reference's side is warned once."""
+    from onnxconverter_common import float16
+
+    _model(tmp_path / "fp32.onnx")
+    path = tmp_path / "fp16.onnx"
+    onnx.save(float16.convert_float_to_float16(onnx.load(tmp_path / "fp32.onnx"), keep_io_types=True), path)
+    plain = subprocess.run([sys.executable, "-c", "import sys, onnxruntime as ort; ort.InferenceSession(sys.argv[1], "
+                            "providers=['CPUExecutionProvider'])", str(path)], capture_output=True)
+    if plain.returncode >= 0:
+        pytest.skip("this ONNX Runtime makes the session (the crash seen with 1.32 is fixed)")
+    np.savez(tmp_path / "x.npz", x=np.random.default_rng(1).standard_normal((5, 1, 8)).astype(np.float32))
+    proc = cpdebug("bisect", "--onnx", path, "--inputs", tmp_path / "x.npz", "-b", "ort,ort-cpu-fp16", "--quiet",
+                   "--json", tmp_path / "r.json")
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["outcomes"] == {"ort-cpu-fp16": "diverged"}, report["outcome_reasons"]
+    reason = report["outcome_reasons"]["ort-cpu-fp16"]
+    assert reason.startswith("runtime fault: fp16.onnx: ONNX Runtime") and "it loads at ORT_ENABLE_EXTENDED" in reason
+    [warned] = [w for w in report["warnings"] if "runtime fault" in w]  # once, on the reference's side
+    assert warned.startswith("ort (the reference): runtime fault: fp16.onnx:") and "dies (signal" in warned, warned

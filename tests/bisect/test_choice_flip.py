@@ -52,6 +52,8 @@ def test_a_member_replaced_at_the_cut_is_named_and_within_precision(tmp_path):
     # one story (`Finding.tie`): nothing restored brings the outputs back, and the graph's halves are said beside the
     # flip (before: "— no single layer: the error accumulates; …" after "the difference after it is the choice")
     assert root["intervention"]["spread"] is not None, root["intervention"]
+    # the JSON tells the same story (before: {"accumulates": true} beside the flip the terminal names)
+    assert root["intervention"]["spread"] == {"accumulates": False, "tie": "TopK 'node_topk__1'", "within": []}, root
     assert "— no single layer: the decision flip at TopK 'node_topk__1' (above) follows a near tie" in root["hint"]
     assert "the error accumulates" not in root["hint"], root["hint"]
 

@@ -179,3 +179,60 @@ def test_a_node_left_out_keeps_the_pair_a_quantized_reader_reads(tmp_path):
     before = sum(n.op_type == "QuantizeLinear" for n in file.graph.node)
     out = without_qdq(file, ["conv0"], model)
     assert sum(n.op_type == "QuantizeLinear" for n in out.graph.node) == before - 1  # only x's pair, fed conv0 alone
+
+
+def test_a_tensor_the_reference_writes_without_a_relu_is_read_as_it_is():
+    """pipecat's smart-turn v3.2 (its author's uint8 Q/DQ file, tried as a new user): a GELU's output (|x| up to
+    ~100, its negatives ≥ -0.17) quantized with its zero point at the lowest level (a range so wide that 0 rounds
+    to it) read through a Relu when its readers were left out (the fallback for a folded activation), which zeroed
+    its negatives and moved 3 of 12 turn calls with every node out of INT8; the reference writes that tensor by that
+    name with a Mul, so no Relu was folded there. Every node left out now reads it as it is (the graph output's own
+    pair left)."""
+    import onnxruntime as ort
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+
+    from cp_debug.bisect.cures.qdq_removal import without_qdq
+
+    rng = np.random.default_rng(3)
+    w1 = numpy_helper.from_array((rng.standard_normal((8, 32)) * 4).astype(np.float32), "w1")
+    w2 = numpy_helper.from_array(rng.standard_normal((32, 4)).astype(np.float32), "w2")
+    k = numpy_helper.from_array(np.array(1.702, np.float32), "k")
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"], name="fc1"),
+             helper.make_node("Mul", ["h", "k"], ["hk"], name="scale"),
+             helper.make_node("Sigmoid", ["hk"], ["s"], name="sig"),
+             helper.make_node("Mul", ["h", "s"], ["gelu"], name="gelu"),  # x·σ(1.702x): negatives down to -0.17
+             helper.make_node("MatMul", ["gelu", "w2"], ["y"], name="fc2")]
+    graph = helper.make_graph(nodes, "gelu", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [64, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [64, 4])], [w1, w2, k])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = (rng.standard_normal((64, 8)) * 3).astype(np.float32)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self._it = iter([{"x": x}])
+
+        def get_next(self):
+            return next(self._it, None)
+
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx.save(model, Path(tmp) / "m.onnx")
+        quantize_static(str(Path(tmp) / "m.onnx"), str(Path(tmp) / "q.onnx"), Reader(),
+                        quant_format=QuantFormat.QDQ, per_channel=False)
+        file = onnx.load(Path(tmp) / "q.onnx")
+    zero = {i.name: numpy_helper.to_array(i) for i in file.graph.initializer}
+    q = next(n for n in file.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "gelu")
+    assert int(zero[q.input[2]]) == np.iinfo(zero[q.input[2]].dtype).min  # the pair clips at 0 (its lowest level)
+
+    def run(m):
+        return ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+
+    ref = run(model)
+    edited = without_qdq(file, [n.name for n in model.graph.node], model)
+    assert not [n.name for n in edited.graph.node if n.op_type == "Relu"]  # before: 'gelu_unfolded_Relu'
+    # left: the graph output's own pair (a pair on a graph output stays): within a step of it
+    step = float(zero[next(n for n in file.graph.node if n.op_type == "QuantizeLinear" and n.input[0].startswith("y"))
+                      .input[1]])
+    assert float(np.abs(run(edited) - ref).max()) <= step, (float(np.abs(run(edited) - ref).max()), step)

@@ -90,6 +90,7 @@ def test_logits_within_the_range_flip_on_a_near_tie_and_not_on_a_wide_margin(tmp
     # the flip (before: "— no single layer: the error accumulates; …")
     if root["intervention"]["spread"] is not None:
         assert "no single layer: the decision flip at Softmax '" in root["hint"], root["hint"]
+        assert not root["intervention"]["spread"]["accumulates"], root["intervention"]  # the JSON's story alike
     assert "the error accumulates" not in root["hint"], root["hint"]
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from cp_debug.bisect.cures.qdq_removal import NoFloatWeight, without_qdq  # noqa: F401 - imported from here too
+from cp_debug.bisect.cures.qdq_removal import NoFloatWeight, reference_values, without_qdq  # noqa: F401
 from cp_debug.bisect.run_state import CandidateState, RunState
 
 MODELOPT, ONNXRUNTIME = "modelopt", "onnxruntime"
@@ -50,6 +50,8 @@ class ExcludeCure:
     fp32: bool = False  # the cure is the file's FP16 parts in FP32 (ModelOpt's high_precision_dtype), not `nodes`
     ops: tuple[str, ...] = ()  # fp32: the op types of `nodes` (ModelOpt's op_types_to_exclude_fp16)
     worse: bool = False  # the worst output's error larger than the file's own (issue 115: never offered)
+    flipped: int = 0  # the decisions its outputs still flip (`findings/decisions.flips`)
+    own: int = 0  # pairs that shared a left-out node's scale past an op passing it on, calibrated on their own
 
     def text(self) -> str:
         nodes = list(self.nodes)
@@ -66,7 +68,9 @@ class ExcludeCure:
             calls = "; ".join(CALLS[t].format(nodes=nodes) for t in tools)
             said = (f"re-quantize with `nodes_to_exclude={nodes!r}` ({calls}"
                     + ("" if self.producer else "; the file does not say which tool wrote it") + ")")
-            tried = f"the file with the Q/DQ feeding {', '.join(nodes)} removed, every other scale as it is"
+            tried = f"the file with the Q/DQ feeding {', '.join(nodes)} removed, every other scale as it is" + (
+                f" but {self.own} pair(s) that shared a left-out node's scale past an op passing it on, read by a "
+                "quantized node: calibrated on their own values, as the quantizer does" if self.own else "")
         if self.passes is None:
             return said + ", not tried here" + (f": {self.untried}" if self.untried else "")
         before = "".join(f"; {list(f.nodes)!r} alone was not enough ({f.figure()})" for f in self.failed)
@@ -82,7 +86,8 @@ class ExcludeCure:
         if self.after is None:
             return "no output compared"
         was = f"{self.before:.3g} → " if self.before is not None else ""
-        return f"{self.output!r} rel. RMSE {was}{self.after:.3g}, {self.ratio:.2g}× {self.precision}'s budget"
+        flipped = f", {self.flipped} decision(s) still flipped" if self.flipped else ""
+        return f"{self.output!r} rel. RMSE {was}{self.after:.3g}, {self.ratio:.2g}× {self.precision}'s budget{flipped}"
 
 
 def producer(model) -> str | None:
@@ -141,7 +146,10 @@ def _tried(run: RunState, state: CandidateState, i: int, model, nodes: list[str]
     from cp_debug.precision.half_storage import widen_half
 
     try:
-        edited = widen_half(model) if fp32 else without_qdq(model, nodes, run.subject.stages[i].onnx())
+        asked: list[str] = []  # the pairs given a scale of their own (`qdq_removal._own_scales`)
+        edited = widen_half(model) if fp32 else without_qdq(
+            model, nodes, run.subject.stages[i].onnx(),
+            values=lambda names: reference_values(run, state, i, names, asked))
     except NoFloatWeight as err:
         return replace(cure, untried=str(err))
     feed = state.feeds.get(i) or run.ref_feeds[i]
@@ -168,9 +176,10 @@ def _tried(run: RunState, state: CandidateState, i: int, model, nodes: list[str]
     from cp_debug.bisect.findings.decisions import flips
 
     worse = before is not None and d.rel_rmse > WORSE * before
-    passes = passes and not worse and not flips(run, i, ref_out, out)  # a decision still flipped: not enough
+    flipped = flips(run, i, ref_out, out)
+    passes = passes and not worse and not flipped  # a decision still flipped: not enough
     return replace(cure, passes=passes, output=d.name, before=before, after=d.rel_rmse, ratio=j.noise_ratio,
-                   worse=worse)
+                   worse=worse, flipped=flipped, own=len(asked))
 
 
 def quantized_writer(model, tensor: str, depth: int = 8):

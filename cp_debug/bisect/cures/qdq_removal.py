@@ -11,9 +11,14 @@ quantizes stays read by the node left out, as the quantizer leaves one quantized
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from cp_debug.precision.nbits import dq_arrays
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cp_debug.bisect.run_state import CandidateState, RunState
 
 FOLDED = ("Relu", "Clip")  # activations a quantizer folds into the range of the Q/DQ pair after them
 # ops a quantizer quantizes at their input's scale (ONNX Runtime's QDQ: the pair after them shares the one before)
@@ -31,12 +36,15 @@ class NoFloatWeight(Exception):
     """A node to leave out reads a weight the file stores quantized, and no FP32 weight of the reference's is it."""
 
 
-def without_qdq(model, nodes: list[str], reference=None):
+def without_qdq(model, nodes: list[str], reference=None, values=None):
     """`model` with the Q/DQ pairs feeding `nodes` removed for them (module docstring). `reference`: the FP32 graph
     whose node of the same name gives back a weight the file stores quantized, where that weight re-quantized with
     the file's scale is the file's levels (`NoFloatWeight` where none is: a dequantized weight keeps the rounding
     leaving the node out removes). An activation whose pair clips at 0 is read through the Relu a quantizer folds
-    into such a pair (the reference's Relu / Clip of that tensor where it has one)."""
+    into such a pair (the reference's Relu / Clip of that tensor where it has one). `values`: (tensor names) → their
+    float values on the run's input, for the pairs a node left out shared its scale with through an op that passes
+    it on (`_left_float`'s `own`): the quantizer gives such a tensor a scale of its own, calibrated here as its MinMax
+    does; without `values` those pairs keep the file's scale."""
     import onnx_graphsurgeon as gs
     from onnx import numpy_helper
 
@@ -47,6 +55,7 @@ def without_qdq(model, nodes: list[str], reference=None):
     # with them
     inits = constant_tensors(reference.graph) if reference is not None else {}
     ref_nodes = {n.name: n for n in reference.graph.node} if reference is not None else {}
+    written = {o for n in ref_nodes.values() for o in n.output}  # the reference's own tensors, by name
     folded = {n.output[0]: n for n in ref_nodes.values() if n.op_type in FOLDED
               and all(x in inits for x in n.input[1:] if x)}
     graph = import_graph(model)
@@ -62,7 +71,7 @@ def without_qdq(model, nodes: list[str], reference=None):
                 if any(r.name not in nodes and _quantizes(r, x) for r in x.outputs):
                     continue  # quantized for a reader kept in INT8: nodes_to_exclude leaves it read so (one tensor)
                 if q.inputs[0].name not in made:
-                    made[q.inputs[0].name] = _unfolded(graph, q, folded, inits)
+                    made[q.inputs[0].name] = _unfolded(graph, q, folded, inits, written)
                 node.inputs[k] = made[q.inputs[0].name]
                 continue
             if not isinstance(src, gs.Constant) or not isinstance(dq.inputs[1], gs.Constant):
@@ -74,33 +83,72 @@ def without_qdq(model, nodes: list[str], reference=None):
                 raise NoFloatWeight(f"the file stores {node.name}'s input {k} quantized, and the FP32 graph holds no "
                                     "float weight that quantizes to it (give the graph the tool quantized: --onnx)")
             node.inputs[k] = gs.Constant(f"{x.name}_float", value.astype(np.float32 if x.dtype is None else x.dtype))
+    _outputs_float(graph, nodes, values)
+    return export_like(cleanup(graph).toposort(), model)
+
+
+def _outputs_float(graph, nodes: list[str], values) -> None:
+    """The pairs on the outputs of `nodes` that only their quantization put there removed (`_left_float`), and those
+    read quantized past an op passing their scale on given a scale of their own (`values`: `without_qdq`'s)."""
+    own = []  # the pairs read by a reader that quantizes, past an op passing on a left-out node's scale
     for node in [n for n in graph.nodes if n.name in nodes]:
         for out in node.outputs:
-            for q, dq in _left_float(out):
+            pairs, kept = _left_float(out, own=values is not None)
+            own += kept
+            for q, dq in pairs:
                 for reader in list(dq.outputs[0].outputs):
                     for k, x in enumerate(reader.inputs):
                         if x is dq.outputs[0]:
                             reader.inputs[k] = q.inputs[0]
-    return export_like(cleanup(graph).toposort(), model)
+    if own:
+        _own_scales(own, values([q.inputs[0].name for q, _ in own]))
 
 
-def _left_float(tensor) -> list:
+def _own_scales(own: list, got: dict) -> None:
+    """Each pair of `own` given a scale and zero point of its own from its tensor's values in `got`, as ONNX
+    Runtime's MinMax calibration computes them (the range widened to hold 0; the pair's level type kept)."""
+    import onnx_graphsurgeon as gs
+
+    for q, dq in own:
+        value = got.get(q.inputs[0].name)
+        zero = q.inputs[2] if len(q.inputs) > 2 and isinstance(q.inputs[2], gs.Constant) else None
+        if value is None or not np.size(value) or zero is None:
+            continue
+        dtype = np.asarray(zero.values).dtype
+        if dtype not in (np.dtype(np.int8), np.dtype(np.uint8)):
+            continue
+        qmin, qmax = float(np.iinfo(dtype).min), float(np.iinfo(dtype).max)
+        lo, hi = min(float(np.min(value)), 0.0), max(float(np.max(value)), 0.0)
+        scale = (hi - lo) / (qmax - qmin) or 1.0
+        zp = np.asarray(np.clip(np.round(qmin - lo / scale), qmin, qmax), dtype)
+        sc = gs.Constant(f"{q.name}_own_scale", np.asarray(scale, np.asarray(q.inputs[1].values).dtype))
+        zc = gs.Constant(f"{q.name}_own_zero_point", zp)
+        q.inputs[1], q.inputs[2] = sc, zc
+        dq.inputs[1], dq.inputs[2] = sc, zc
+
+
+def _left_float(tensor, own: bool = False) -> tuple[list, list]:
     """The (QuantizeLinear, DequantizeLinear) pairs on `tensor` (written by a node left out) and, at its scale, on
     the outputs of the ops that pass it on (`PASSED`), where every other reader quantizes nothing (its outputs read by
     no QuantizeLinear, its other inputs by no DequantizeLinear: a float LSTM): what `nodes_to_exclude` leaves float.
-    [] where a reader quantizes (it reads the tensor quantized whether or not the writer is: a Conv after a Conv), a
-    pair holds a scale of its own, or a pair's tensor is a graph output."""
-    pairs, todo, scale = [], [tensor], None
+    None where a reader quantizes (it reads the tensor quantized whether or not the writer is: a Conv after a Conv), a
+    pair holds a scale of its own, or a pair's tensor is a graph output. `own`: a reader that quantizes past an op
+    passing the scale on (an Add after a MaxPool after a Pad left out) keeps its pair, which the quantizer
+    calibrates on that tensor's own values — the pairs before it left float, it second (with a scale of its own)."""
+    pairs, kept, todo, scale = [], [], [tensor], None
     while todo:
         t = todo.pop()
         for q in [r for r in t.outputs if r.op == "QuantizeLinear"]:
             name = getattr(q.inputs[1], "name", None) if len(q.inputs) > 1 else None
             scale = name if scale is None else scale
             if name is None or name != scale:
-                return []
+                return [], []
             for dq in list(q.outputs[0].outputs):
                 if dq.op != "DequantizeLinear" or not dq.outputs or not dq.outputs[0].outputs:
-                    return []
+                    return [], []
+                if own and t is not tensor and any(_quantizes(r, dq.outputs[0]) for r in dq.outputs[0].outputs):
+                    kept.append((q, dq))  # read quantized past the op that passed the scale on: its own scale
+                    continue
                 pairs.append((q, dq))
                 for reader in dq.outputs[0].outputs:
                     out = reader.outputs[0] if reader.outputs else None
@@ -109,8 +157,8 @@ def _left_float(tensor) -> list:
                             for r in out.outputs):
                         todo.append(out)
                     elif _quantizes(reader, dq.outputs[0]):
-                        return []
-    return pairs
+                        return [], []
+    return pairs, kept
 
 
 def _quantizes(node, read) -> bool:
@@ -122,7 +170,7 @@ def _quantizes(node, read) -> bool:
         x is not read and len(x.inputs) == 1 and x.inputs[0].op == "DequantizeLinear" for x in node.inputs)
 
 
-def _unfolded(graph, q, folded: dict, inits: dict):
+def _unfolded(graph, q, folded: dict, inits: dict, written: set = frozenset()):
     """What entered QuantizeLinear `q` (an activation, or a float weight in ModelOpt's layout) as the node left out
     reads it: through the activation the quantizer folded into the pair's range where the file computes none (ORT's
     quantize_static drops a Relu whose output it quantizes as uint8): the reference's Relu / Clip of that tensor, else
@@ -133,7 +181,11 @@ def _unfolded(graph, q, folded: dict, inits: dict):
     tensor = q.inputs[0]
     made = tensor.inputs[0].op if len(tensor.inputs) == 1 else None
     ref = folded.get(tensor.name)
-    if made in FOLDED or isinstance(tensor, gs.Constant) or (ref is None and not _clips_at_zero(q)):
+    # a tensor the reference writes by that name with no Relu / Clip is no folded activation, though its pair may
+    # clip at 0: a range so wide that the zero point rounds to the lowest level (pipecat's smart-turn: a GELU's
+    # output, [-0.17, 113] at uint8, read through a Relu zeroed its negatives and moved every turn's call)
+    if made in FOLDED or isinstance(tensor, gs.Constant) or (ref is None and (not _clips_at_zero(q)
+                                                                              or tensor.name in written)):
         return tensor
     op = ref.op_type if ref is not None else "Relu"
     consts = [gs.Constant(f"{x}_unfolded", numpy_helper.to_array(inits[x])) if x else gs.Variable.empty()
@@ -185,3 +237,19 @@ def _same_weight(dq, src, value: np.ndarray) -> bool:
     step = (np.abs(ref) * 2.0 ** -3 + scale * 2.0 ** -9 if not np.issubdtype(levels.dtype, np.integer)
             else scale * 1.01)
     return bool(np.mean(np.abs(got - np.clip(ref, got.min() - step, got.max() + step)) <= step) >= 0.99)
+
+
+def reference_values(run: "RunState", state: "CandidateState", i: int, names: list[str], asked: list[str]) -> dict:
+    """The float values of the tensors `names` on the candidate's feed of stage i, from the reference's FP32 graph
+    (the file keeps its tensors' names); those it does not hold are left out. `asked` gets the names it gives."""
+    from cp_debug.graph.model import expose_outputs
+    from cp_debug.graph.session import run_ort
+
+    ref = run.subject.stages[i].onnx()
+    held = {o for n in ref.graph.node for o in n.output}
+    names = [n for n in names if n in held]
+    asked += names
+    if not names:
+        return {}
+    got = run_ort(expose_outputs(ref, names), state.feeds.get(i) or run.ref_feeds[i])
+    return {n: got[n] for n in names if n in got}

@@ -302,9 +302,10 @@ def run_restored(run: "RunState", state: "CandidateState", stage: int, restored:
             model = r.detail.put(model)
     exclude = [n for r in restored if r.how == EXCLUDE for n in r.nodes]
     if exclude and spec.onnx_dir is not None:  # a user's file: the nodes' Q/DQ pairs removed (`_file_exclusion`)
-        from cp_debug.bisect.cures.qdq_removal import without_qdq
+        from cp_debug.bisect.cures.qdq_removal import reference_values, without_qdq
 
-        model, exclude = without_qdq(model, list(dict.fromkeys(exclude)), run.subject.stages[stage].onnx()), []
+        model, exclude = without_qdq(model, list(dict.fromkeys(exclude)), run.subject.stages[stage].onnx(),
+                                     values=lambda names: reference_values(run, state, stage, names, [])), []
     keep = [n for r in restored if r.how == KEEP for n in r.nodes]
     if keep and spec.onnx_dir is not None:  # a user's FP16 file: the nodes kept in FP32 in the file (`fp16_keep`)
         from cp_debug.bisect.cures.fp16_keep import kept_float

@@ -81,7 +81,7 @@ def shared_scales(run: RunState, state: CandidateState, stage: int) -> list[Shar
     candidate runs no file of its own or the file holds no such scale."""
     from onnx import numpy_helper
 
-    from cp_debug.bisect.findings.qdq_file_why import _entered
+    from cp_debug.bisect.cures.qdq_fill import entered_at as _entered
 
     if state.spec.onnx_dir is None or state.judged_at not in ("int8", "fp8"):
         return []
@@ -206,7 +206,7 @@ def restorations(run: RunState, state: CandidateState, stage: int) -> list[Resto
     """Each candidate scale as the intervention restores it: its Q/DQ pairs removed (`restore.UNPAIRED`), named by
     the probe of the Concat's output (or of the graph output)."""
     from cp_debug.bisect.cures.restore import UNPAIRED, Restoration
-    from cp_debug.bisect.findings.qdq_file_why import _entered
+    from cp_debug.bisect.cures.qdq_fill import entered_at as _entered
 
     found = shared_scales(run, state, stage)
     if not found:

@@ -385,7 +385,7 @@ class RuntimeDefaults:
     role: Role = Role.RUN
 
     def applies(self, c: Candidate) -> bool:
-        return c.ran and c.own_files and c.spec.can(Capability.ORT_SESSIONS)
+        return c.ran and c.spec.can(Capability.ORT_SESSIONS)  # its files, or the --onnx file it runs as its own
 
     def examine(self, seg: Segment) -> Finding | None:
         from cp_debug.bisect.findings.runtime_fault import runtime_fault

@@ -142,7 +142,7 @@ class Intervention:
                 "probe": self.confirmed, "set": list(self.confirmed_set), "keep": list(self.keep()),
                 "how": c.restored[0].how if c is not None else None, "output_error": self.before.to_json(),
                 "set_searched_among": self.searched, "set_runs_spent": self.spent, "alone_breaks": self.breaks,
-                "spread": spread.verdict(self.tried),
+                "spread": spread.verdict(self.tried, self.tie),
                 "tried": [t.to_json(self.before) for t in self.tried]}  # its time: the report's phases
 
 
@@ -151,7 +151,7 @@ def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results
     """The intervention over `ranked` (`ranking.causes`, most first) for `state`, or None where nothing is tried: no
     candidate, a runner that takes no restoration, or outputs already within budget with no decision flipped."""
     from cp_debug.backends.spec import Capability
-    from cp_debug.bisect.cures import constants, shared_scale
+    from cp_debug.bisect.cures import constants, qdq_fill, shared_scale
 
     # ONNX Runtime sessions only: a TensorRT engine built per restoration would cost minutes each
     if not ranked or state.refused is not None or not state.spec.can(Capability.ORT_SESSIONS):
@@ -189,6 +189,7 @@ def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results
                 break
         # tensors as candidates: a file's shared scales
         back = back or (own and _until_back(shared_scale.restorations(run, state, stage), tried, measure))
+        back = back or (own and _until_back(qdq_fill.restorations(run, state, stage), tried, measure))  # a fill
         # no one alone: the smallest set of the ranked that does (a set of tensors replaced would hide what flows
         # into its latest: never searched)
         chosen, spent = ((), False) if back else smallest_set(

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cp_debug.bisect.cures.qdq_fill import entered_at
 from cp_debug.bisect.run_state import CandidateState, RunState
 
 LEVELS = {"int8": (-128.0, 127.0), "uint8": (0.0, 255.0), "fp8": (-448.0, 448.0)}  # each Q/DQ format's levels
@@ -47,7 +48,7 @@ def qdq_file_why(run: RunState, state: CandidateState, probe: str) -> str | None
     model = st.onnx()
     producer = {o: n for n in model.graph.node for o in n.output}
     inits = {i.name: i for i in model.graph.initializer}
-    entered = _entered(pm, producer, run.store)  # the tensor entering a Q → the probe whose reference value it is
+    entered = entered_at(pm, producer, run.store)  # the tensor entering a Q → the probe whose reference value it is
     node = producer.get(t)
     if node is None:
         return None
@@ -71,12 +72,30 @@ def qdq_file_why(run: RunState, state: CandidateState, probe: str) -> str | None
         text, source, value = found
         readers = [n.name for n in model.graph.node if dq_out in n.input] if dq_out == t else [node.name]
         ladder = [readers]
-        if value is not None and source not in inits:  # an activation: the outlier channels that set its range
+        fill = _fill(model, producer[dq_out], inits, value)  # a constant the graph writes sets the range (a pad)
+        if fill is not None:
+            text += fill[0]
+            ladder += [[fill[1].node, *readers]] + ([list(fill[1].same)] if len(fill[1].same) > 1 else [])
+        elif value is not None and source not in inits:  # an activation: the outlier channels that set its range
             text, writer = _set_by(model, source, value, text)
             if writer is not None and writer not in readers:
                 ladder.append([writer, *readers])
         return text + _cure(run, state, st, model, ladder)
     return None
+
+
+def _fill(model, dq, inits: dict, value):
+    """The words and `qdq_fill.Fill` where a constant the graph writes sets the range of the pair ending at `dq`
+    (`cures/qdq_fill.py`), else None."""
+    from cp_debug.bisect.cures.qdq_fill import fill_range
+
+    fmt = _format(inits.get(dq.input[2]) if len(dq.input) > 2 else None)
+    params = _scale_zero(dq, inits, np.ndim(value)) if value is not None and fmt is not None else None
+    if params is None:
+        return None
+    end = float(np.max(np.abs([(LEVELS[fmt][0] - params[1]) * params[0], (LEVELS[fmt][1] - params[1]) * params[0]])))
+    found = fill_range(model, dq, np.asarray(value, np.float64), end)
+    return (found.words(end, np.asarray(value, np.float64)), found) if found is not None else None
 
 
 def _biased(node, producer: dict, inits: dict):
@@ -355,20 +374,6 @@ def _weight_rounding(ref: np.ndarray, q: np.ndarray, scale: np.ndarray, zero: np
     return (f"is the reference's weight rounded {how}: {zeroed} of its {int(np.count_nonzero(nonzero))} nonzero "
             f"values ({lost:.0%}) round to zero, a rel. RMS rounding error of {off:.3g} — INT8 weight rounding, "
             "this model's weights")
-
-
-def _entered(pm, producer: dict, measured) -> dict[str, str]:
-    """Each tensor entering a QuantizeLinear whose DequantizeLinear's output a probe is mapped to → that probe (one
-    `measured` holds the reference's value of, where modules share the tensor: a block and its last layer)."""
-    out = {}
-    for p, t in sorted(pm.tensors.items(), key=lambda pt: pt[0] in measured):  # a measured one last: it stays
-        dq = producer.get(t)
-        if dq is None or dq.op_type != "DequantizeLinear":
-            continue
-        q = producer.get(dq.input[0])
-        if q is not None and q.op_type == "QuantizeLinear":
-            out[q.input[0]] = p
-    return out
 
 
 def _format(zero_point) -> str | None:

@@ -65,30 +65,66 @@ def runtime_fault(run: RunState, state: CandidateState) -> RuntimeFault | None:
 
 
 def half_crash(run: RunState, state: CandidateState) -> RuntimeFault | None:
-    """A deployed float16 file run here with its float16 storage emulated on the CPU that ONNX Runtime dies making a
-    session of as written at its default level (module docstring), or None. A file past `INLINE_LIMIT` bytes of
-    tensors is not tried (a second whole session of it in a child, its weights loaded twice: as native mode's check)."""
-    from cp_debug.backends.ort.ort_crash import file_crash
-    from cp_debug.graph.onnx_files import INLINE_LIMIT, total_nbytes
+    """A float16 file run here with its float16 storage emulated on the CPU that ONNX Runtime dies making a session
+    of as written at its default level (module docstring), or None: a candidate's deployed file (`SPEC@DIR`), else
+    the --onnx file an ONNX Runtime CPU candidate runs as its own (a float16 file converts to itself). Where the
+    reference runs that --onnx file on ONNX Runtime's CPU, a warning says it once (the reference has no verdict). A
+    file past `INLINE_LIMIT` bytes of tensors is not tried (a second whole session of it in a child, its weights
+    loaded twice: as native mode's check)."""
     from cp_debug.backends.ort.ort_runner import half_mode
-    from cp_debug.precision.half_storage import holds_half_constants
 
-    spec, files = state.spec, run.deployed.get(state.label)
-    if files is None or not spec.can(Capability.ORT_SESSIONS) or spec.device != "cpu" or state.refused is not None \
-            or spec.precision == "int8" or half_mode() == "native":
+    if half_mode() == "native":
         return None
-    for st, path in zip(files.stages, files.files):  # one child a file (`file_crash`'s cache)
-        graph = st.onnx()
-        crash = file_crash(path) if holds_half_constants(graph) and total_nbytes(graph) < INLINE_LIMIT else None
+    given = _given_file(run)
+    if given is not None and _runs_file(run.ref_spec):
+        crash = _file_crash(*given)
+        text = _crash_text(given[1], crash) if crash is not None else None
+        if text is not None and f"{run.ref_label} (the reference): {text}" not in run.warnings:
+            run.warnings.append(f"{run.ref_label} (the reference): {text}")
+    files = run.deployed.get(state.label)
+    if state.refused is not None or not _runs_file(state.spec):
+        return None
+    pairs = list(zip(files.stages, files.files)) if files is not None else [given] if given is not None else []
+    for st, path in pairs:  # one child a file (`file_crash`'s cache)
+        crash = _file_crash(st, path)
         if crash is not None:
-            cure = f"deploy with graph_optimization_level={crash.loads}" if crash.loads else "no level of it runs it"
-            text = (f"runtime fault: {path.name}: " + crash.said("this float16 file as written") + f" — {crash.level} "
-                    f"is ONNX Runtime's default: deployed with its default options it dies with no message; {cure}")
-            if f"{state.label}: {text}" not in run.warnings:
+            text = _crash_text(path, crash)
+            if not any(w.endswith(f": {text}") for w in run.warnings):  # the reference's said it of the same file
                 run.warnings.append(f"{state.label}: {text}")
             level = f"graph_optimization_level={crash.loads}" if crash.loads else ""
             return RuntimeFault(text, True, st.name, cure=level, judged="float16 storage emulated in a float32 graph")
     return None
+
+
+def _runs_file(spec) -> bool:
+    """Whether `spec` runs a file as written on ONNX Runtime's CPU (INT8 quantizes it into another)."""
+    return spec.can(Capability.ORT_SESSIONS) and spec.device == "cpu" and spec.precision != "int8"
+
+
+def _given_file(run: RunState):
+    """The (stage, path) of the --onnx file the run bisects (one stage), else None."""
+    from pathlib import Path
+
+    source = getattr(run.subject.facts, "source", None)
+    if getattr(run.subject.facts, "kind", None) != "onnx" or not source or len(run.subject.stages) != 1:
+        return None
+    return run.subject.stages[0], Path(source)
+
+
+def _file_crash(st, path):
+    """`ort_crash.file_crash` of `path` where `st`'s graph holds float16 and is small enough, else None."""
+    from cp_debug.backends.ort.ort_crash import file_crash
+    from cp_debug.graph.onnx_files import INLINE_LIMIT, total_nbytes
+    from cp_debug.precision.half_storage import holds_half_constants
+
+    graph = st.onnx()
+    return file_crash(path) if holds_half_constants(graph) and total_nbytes(graph) < INLINE_LIMIT else None
+
+
+def _crash_text(path, crash) -> str:
+    cure = f"deploy with graph_optimization_level={crash.loads}" if crash.loads else "no level of it runs it"
+    return (f"runtime fault: {path.name}: " + crash.said("this float16 file as written") + f" — {crash.level} "
+            f"is ONNX Runtime's default: deployed with its default options it dies with no message; {cure}")
 
 
 def fp8_runtime_fault(run: RunState, state: CandidateState) -> RuntimeFault | None:
