@@ -341,15 +341,15 @@ def environment(load_torch: bool = True) -> dict:
     """Library and device versions for the report. Never fails: what is missing is reported as None.
 
     load_torch=False (a run that touched neither torch nor a GPU): torch is not imported just to be described —
-    its import costs ~2 s and ~0.6 GB of resident memory — unless it is loaded already; its version comes from
-    the installed package's metadata and the device fields are None."""
+    its import costs ~2 s and ~0.6 GB of resident memory —, loaded already or not (a server holds it: its report is
+    its own process's); its version comes from the installed package's metadata and the device fields are None."""
     env: dict = {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "machine": platform.machine(),
     }
     env["numpy"] = _version("numpy")
-    if not load_torch and "torch" not in sys.modules:
+    if not load_torch:
         env["torch"] = _dist_version("torch")
         env.update(torch_cuda=None, cudnn=None, cuda_available=None, gpu=None)
     else:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 def load_subject(request: SubjectRequest, specs: list[BackendSpec]) -> Subject:
     """The model as a Subject: a --torch module (a FILE.py:FUNC run, or a module in-process), an --onnx file (run by
     ONNX Runtime as it is first: a file it refuses is one line, exit 3), or the recipe's."""
+    from cp_debug.backends.spec import Capability
     from cp_debug.data.point_files import parse_use_dim
 
     if request.torch_model and request.generate:
@@ -48,9 +49,17 @@ def load_subject(request: SubjectRequest, specs: list[BackendSpec]) -> Subject:
             refuse_unloadable_given(request.onnx_model, specs)  # then the file as ONNX Runtime takes it (exit 3)
         return subject
     from cp_debug.recipes.catalog import recipe
+    from cp_debug.bisect.subjects.subject import ONNX_RUNTIME_ONLY
 
-    return recipe(request.recipe).bisect_subject(request.model, points=request.points, load_dim=request.load_dim,
-                                                 use_dim=parse_use_dim(request.use_dim), params=request.params)
+    # a run of ONNX Runtime's alone may read a preset's subject back without torch (`kept_subject.py`)
+    token = ONNX_RUNTIME_ONLY.set(all(s.can(Capability.ORT_SESSIONS) and not s.is_torch and s.onnx_dir is None
+                                      and not s.calibrated for s in specs))
+    try:
+        return recipe(request.recipe).bisect_subject(request.model, points=request.points,
+                                                     load_dim=request.load_dim, use_dim=parse_use_dim(request.use_dim),
+                                                     params=request.params)
+    finally:
+        ONNX_RUNTIME_ONLY.reset(token)
 
 
 def start_engine(request: BisectRequest, progress, phases: Phases) -> BisectEngine:

@@ -98,13 +98,13 @@ class BisectEngine:
         rs.warnings.extend(rs.subject.warnings)
         from cp_debug.export.cache import digests_kept  # the export's key and the trace's: the weights hashed once
         for st in rs.subject.stages:
-            if st.module is None and needs_module:
+            if not st.has_module and needs_module:
                 raise BadInputError(f"stage {st.name!r} has no PyTorch module: use ONNX backends only "
                                     "(e.g. --backends ort,ort-cpu-fp16)")
             if needs_onnx:  # a graph given (--onnx, a deployed folder) is not exported: its probes are mapped
                 what = f"exporting {st.name} to ONNX" if st.onnx_model is None else f"mapping the probes of {st.name}"
                 with rs.progress.step(what), rs.phases.timed("export" if st.onnx_model is None else "probe map"), \
-                        digests_kept():
+                        digests_kept(), st.keep_said():
                     st.onnx()
                     st.probe_map()
                 if st.export_note:

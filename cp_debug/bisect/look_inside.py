@@ -69,7 +69,7 @@ def look_inside(rs: RunState, state: CandidateState, results: list[ProbeResult],
     p = rs.probes[block.probe]
     st = rs.stage_of(state.label, p.stage)
     tr = st.trace()
-    if st.module is None or tr is None:  # an ONNX-only stage probes every tensor at its default level
+    if not st.has_module or tr is None:  # an ONNX-only stage probes every tensor at its default level
         return None
     mapped = st.probe_map().tensors if state.spec.runs_onnx or rs.ref_spec.runs_onnx else None
     pos = {n: k for k, n in enumerate(tr.order)}

@@ -101,7 +101,7 @@ def _branch_text(w) -> str:
 
 def _ln_spread(run: RunState, st, name: str, kind: str) -> float | None:
     """max |x - mean| of a LayerNorm probe's reference input over its last axis (a stored probe's value)."""
-    trace = st.trace() if kind == "module" and st.module is not None else None
+    trace = st.trace() if kind == "module" and st.has_module else None
     prod = trace.producers.get(name) if trace is not None else None
     if prod is None or prod not in run.store:
         return None
@@ -118,7 +118,7 @@ def _is_layer_norm(st, name: str, kind: str) -> bool:
             return True
     if st.op_type(name) == "LayerNormalization":
         return True
-    if st.module is None and st.onnx_model is not None:
+    if not st.has_module and st.onnx_model is not None:
         from cp_debug.precision.layernorm import layernorm_sites
 
         pm = st.probe_map()

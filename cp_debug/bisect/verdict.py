@@ -331,9 +331,11 @@ def assemble_report(run: RunState, cands: list[CandidateResult]) -> BisectReport
 
     settings["peak_memory"] = peak_memory()  # issue 83: what a model of this size costs the machine
     settings["phases"] = run.phases.to_json()  # issue 109: where the command's time went
-    # torch (and the GPU facts it reads) is imported for the report only where the run used a GPU
-    on_gpu = any(sp.device == "cuda" for sp in [run.ref_spec] + [s.spec for s in run.states.values()])
-    return BisectReport(run.ref_label, cands, probes, settings, environment(load_torch=on_gpu),
+    # torch (and the GPU facts it reads) is described for the report only where the run used a GPU or torch: a run
+    # of ONNX Runtime on the CPU reads its version from its metadata, whether a process (a server) holds it or not
+    specs = [run.ref_spec] + [s.spec for s in run.states.values()]
+    described = any(sp.device == "cuda" or sp.is_torch for sp in specs)
+    return BisectReport(run.ref_label, cands, probes, settings, environment(load_torch=described),
                         run.subject.facts, run.warnings, plots)
 
 

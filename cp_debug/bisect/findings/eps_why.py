@@ -49,7 +49,7 @@ def eps_reason(run: RunState, i: int, probe: str, precision: str) -> str | None:
                     f"({FP16_SUBNORMAL_MIN:.3g}) and rounds to 0 in the FP16 graph, so where a row's variance is 0 "
                     f"the normalisation divides 0 by 0 (pytorch#86580; an eps ≥ {FP16_NORMAL_MIN:.2g} is a normal "
                     "float16)")
-    if st.module is None and precision == "fp16" and scope_constants:
+    if not st.has_module and precision == "fp16" and scope_constants:
         tiny = sorted(c for c in scope_constants if 0 < abs(c) < FP16_SUBNORMAL_MIN)
         if tiny:
             return (f"eps underflow: a constant {tiny[0]:g} in this segment's nodes is below float16's smallest "

@@ -226,6 +226,10 @@ class NamedStage:
     def module(self):
         return self.stage.module
 
+    @property
+    def has_module(self) -> bool:
+        return self.stage.has_module
+
     def trace(self):
         return self.stage.trace()
 
@@ -239,6 +243,6 @@ def named_module(node, st) -> str | None:
     if named is not None:
         return named
 
-    trace = st.trace() if st.module is not None else None
+    trace = st.trace() if st.has_module else None
     names = set(trace.call_counts) if trace is not None else set()
     return node_scope(node, names)

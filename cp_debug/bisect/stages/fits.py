@@ -37,14 +37,13 @@ def needs(weights: int, specs: "Sequence[BackendSpec]", module_resident: bool) -
 def subject_weights(subject) -> tuple[int, bool]:
     """(the bytes of a subject's weights, whether a torch module holds them in host memory): its stages' modules'
     parameters and buffers, else their ONNX graphs' tensors (inline or stored)."""
-    from cp_debug.export.torch_export import weight_bytes
     from cp_debug.graph.onnx_files import total_nbytes
 
     total, resident = 0, False
     for st in subject.stages:
-        if st.module is not None:
+        if st.has_module:
             resident = True
-            total += weight_bytes(st.module)
+            total += st.weight_bytes()
         elif st.onnx_model is not None:
             total += total_nbytes(st.onnx_model)
     return total, resident

@@ -224,7 +224,7 @@ def _eligible(run: RunState, state: CandidateState, i: int) -> bool:
     spec = state.spec
     if not spec.can(Capability.ORT_SESSIONS) or spec.precision not in ("fp16", "bf16"):
         return False
-    return state.refused is None and run.stage_of(state.label, i).module is not None and spec.onnx_dir is None and \
+    return state.refused is None and run.stage_of(state.label, i).has_module and spec.onnx_dir is None and \
         run.level != "all"
 
 

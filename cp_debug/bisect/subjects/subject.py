@@ -8,8 +8,11 @@ how error propagates end to end.
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 import numpy as np
 import onnx
@@ -22,6 +25,9 @@ from cp_debug.probes.torch_trace import ModuleTrace
 from cp_debug.probes.trace_cache import traced
 
 LEVELS = ("stage", "block", "layer", "all")
+# set by `api.bisect_run.load_subject` around a recipe's subject: every backend of the run runs ONNX Runtime sessions
+# of cp_debug's export (a recipe may read its subject back without torch: `recipes/centerpoint/kept_subject.py`)
+ONNX_RUNTIME_ONLY: ContextVar[bool] = ContextVar("cpdebug_onnx_runtime_only", default=False)
 # ONNX ops that end a module's computation without being it (a bias Add, a reshape back): its class says more
 _LAST_STEPS = frozenset({"Add", "Mul", "Reshape", "Transpose", "Identity", "Cast", "Squeeze", "Unsqueeze", "Flatten"})
 
@@ -31,8 +37,9 @@ class Stage:
     name: str
     input_names: tuple[str, ...]
     output_names: tuple[str, ...]
-    module: Any | None = None  # torch.nn.Module in eval mode, or None for ONNX-only subjects
-    example_inputs: tuple = ()  # torch tensors used for export and the module trace
+    # torch.nn.Module in eval mode, or None for ONNX-only subjects (made where first read: `torch_side`)
+    module: Any | None = field(default=None, repr=False, compare=False)
+    example_inputs: tuple = field(default=(), repr=False, compare=False)  # torch tensors for export and the trace
     onnx_model: onnx.ModelProto | None = None
     export: Callable[[], Any] | None = None  # () -> ExportResult, called lazily when an ONNX model is needed
     exporter: str | None = None
@@ -50,11 +57,46 @@ class Stage:
     _qdq: onnx.ModelProto | None = field(default=None, repr=False)
     _trace: ModuleTrace | None = field(default=None, repr=False)
     _map: ProbeMap | None = field(default=None, repr=False)
+    # the module and its example inputs made where first read: () -> (module, example_inputs). A stage read back
+    # from what an earlier run kept (its graph, trace and probe map: `recipes/centerpoint/kept_subject.py`) runs
+    # ONNX Runtime without torch; a finding that reads its module builds it then. `has_module` asks without making it
+    torch_side: Callable[[], tuple[Any, tuple]] | None = field(default=None, repr=False)
+    # where the run asks it (`keep_said`): what `onnx()` and `probe_map()` said (`export.said.Said`), to say again
+    said: list | None = field(default=None, repr=False)
+    after_said: Callable[[], None] | None = field(default=None, repr=False)  # called once `keep_said` has kept it
+    kept_bytes: int = 0  # with `torch_side`: the module's weights' bytes, as `export.torch_export.weight_bytes`
+
+    @property
+    def has_module(self) -> bool:
+        """A torch module, made or still to make: its probes are the module's (the module's not made by asking)."""
+        return self.__dict__.get("torch_side") is not None or self.__dict__.get("_module") is not None
+
+    @contextmanager
+    def keep_said(self) -> Iterator[None]:
+        """What the block says kept in `said` where the stage keeps it (a subject to keep for a later run)."""
+        if self.said is None:
+            yield
+            return
+        from cp_debug.export.said import Said
+
+        with Said() as said:
+            yield
+        self.said.append(said.to_json())
+        if self.after_said is not None:
+            self.after_said()
+
+    def weight_bytes(self) -> int:
+        """The bytes of the module's parameters and buffers (not made to count them where `torch_side` will)."""
+        if self.__dict__.get("torch_side") is not None:
+            return self.kept_bytes
+        from cp_debug.export.torch_export import weight_bytes
+
+        return weight_bytes(self.module)
 
     # -- lazily computed facts ---------------------------------------------------------------------------
     def trace(self) -> ModuleTrace | None:
         if self._trace is None:
-            if self.module is not None:
+            if self.has_module:
                 # read back where a run made it
                 self._trace = traced(self.module, self.example_inputs, extra=self.code_key)
             else:
@@ -87,7 +129,7 @@ class Stage:
 
     def probe_map(self) -> ProbeMap | None:
         if self._map is None:
-            if self.module is None:
+            if not self.has_module:
                 self.trace()
             else:
                 model = self.onnx()
@@ -102,7 +144,7 @@ class Stage:
         tr = self.trace()
         if tr is None:
             return []
-        if self.module is None:  # ONNX only: every computed float tensor at `all`, the scopes' ends otherwise
+        if not self.has_module:  # ONNX only: every computed float tensor at `all`, the scopes' ends otherwise
             return [t for t in _onnx_level(self, tr, level) if t not in self.output_names]
         if level == "stage" and self.stage_probes is not None:
             return [p for p in tr.order if p in set(self.stage_probes)]
@@ -119,12 +161,12 @@ class Stage:
     def sites(self) -> dict:
         """Where each probe's value is in the module's run (a module's k-th call, a tensor of a tuple output):
         `probe name -> sites.Site`, for the torch runner; empty for an ONNX-only stage."""
-        tr = self.trace() if self.module is not None else None
+        tr = self.trace() if self.has_module else None
         return dict(tr.sites) if tr is not None else {}
 
     def children(self, name: str) -> list[str]:
         tr = self.trace()
-        if tr is not None and self.module is None:  # ONNX only: the tensors inside the scope `name` ends
+        if tr is not None and not self.has_module:  # ONNX only: the tensors inside the scope `name` ends
             from cp_debug.probes.node_names import scope_members
 
             return scope_members(list(tr.order), _probe_chains(self, tr), name)
@@ -135,11 +177,35 @@ class Stage:
         (a Linear exported as MatMul + Add says Linear, not Add)."""
         pm, tr = self._map, self._trace
         op = pm.op_types.get(name) if pm is not None else None
-        if op in _LAST_STEPS and tr is not None and self.module is not None and tr.is_leaf(name):
+        if op in _LAST_STEPS and tr is not None and self.has_module and tr.is_leaf(name):
             return tr.types.get(name, op)
         if op is not None:
             return op
         return tr.types.get(name) if tr else None
+
+
+_MAKING = threading.Lock()
+
+
+def _torch_part(attr: str) -> property:
+    """`Stage.module` / `Stage.example_inputs`: made by `torch_side` where first read (one thread makes them)."""
+    def get(self):
+        if self.__dict__.get("torch_side") is not None:
+            with _MAKING:
+                side = self.__dict__.get("torch_side")
+                if side is not None:
+                    self.__dict__["_module"], self.__dict__["_examples"] = side()
+                    self.__dict__["torch_side"] = None
+        return self.__dict__.get(attr, None if attr == "_module" else ())
+
+    def put(self, value) -> None:
+        self.__dict__[attr] = value
+
+    return property(get, put)
+
+
+Stage.module = _torch_part("_module")  # type: ignore[assignment]
+Stage.example_inputs = _torch_part("_examples")  # type: ignore[assignment]
 
 
 def _stands_in(tr: ModuleTrace, name: str, want: int, probes: set[str]) -> bool:

@@ -37,6 +37,23 @@ def _as_maps(head) -> dict:
     return dict(zip(HEAD_NAMES, head))
 
 
+def _checked(maps: dict, cfg, batch_index: int) -> dict:
+    """Sample `batch_index` of each (B, C, H, W) map (torch or numpy), each checked against the preset's heads."""
+    for name, t in maps.items():
+        if t.ndim != 4:
+            raise BadInputError(f"head map {name!r} must be (B, C, H, W), got shape {tuple(t.shape)}")
+    maps = {name: t[batch_index : batch_index + 1] for name, t in maps.items()}
+    expected = cfg.head_channels()
+    shape_hw = tuple(maps["heatmap"].shape[2:])
+    for name, t in maps.items():
+        if t.shape[1] != expected[name] or tuple(t.shape[2:]) != shape_hw:
+            raise BadInputError(
+                f"head map {name!r} has shape {tuple(t.shape)}; preset {cfg.name!r} expects "
+                f"{expected[name]} channels at the heatmap's {shape_hw}"
+            )
+    return maps
+
+
 def undo_rot_y_axis_reference(dim, rot):
     """Inverse of AWML's rot_y_axis_reference outputs: dim [w, l, h] -> [l, w, h]; rot [-cos, -sin] -> [sin, cos]."""
     import torch
@@ -65,18 +82,8 @@ def decode(
     maps = {}
     for name, value in _as_maps(head).items():
         t = value.detach() if isinstance(value, torch.Tensor) else torch.from_numpy(np.array(value, dtype=np.float32))
-        t = t.to(device=device, dtype=torch.float32)
-        if t.dim() != 4:
-            raise BadInputError(f"head map {name!r} must be (B, C, H, W), got shape {tuple(t.shape)}")
-        maps[name] = t[batch_index : batch_index + 1]
-    expected = cfg.head_channels()
-    shape_hw = maps["heatmap"].shape[2:]
-    for name, t in maps.items():
-        if t.shape[1] != expected[name] or t.shape[2:] != shape_hw:
-            raise BadInputError(
-                f"head map {name!r} has shape {tuple(t.shape)}; preset {cfg.name!r} expects "
-                f"{expected[name]} channels at the heatmap's {tuple(shape_hw)}"
-            )
+        maps[name] = t.to(device=device, dtype=torch.float32)
+    maps = _checked(maps, cfg, batch_index)
 
     dim, rot = maps["dim"], maps["rot"]
     if rot_y_axis_reference:
@@ -126,9 +133,50 @@ def decode(
     mask &= scores > thr
     boxes, scores, labels, cells, rot_norm = (x[mask].cpu().numpy()
                                               for x in (boxes, scores, labels, inds[0], torch.hypot(r[:, 0], r[:, 1])))
-    labels, cells = labels.astype(np.int64), cells.astype(np.int64)
-    rot_rms = float(rot.square().mean().sqrt())
+    return _kept(boxes, scores, labels, cells, rot_norm, float(rot.square().mean().sqrt()), cfg)
 
+
+def decode_numpy(head, cfg: "CenterPointConfig", *, score_threshold: float | None = None) -> Detections:
+    """`decode` of sample 0's head maps (a dict or 6-tuple of arrays) in numpy, the model's sigmoid, no torch: the
+    detection verdict's (a bisect of ONNX Runtime alone imports no torch). The same steps in the same float32 order;
+    numpy's sigmoid, exp and atan2 may differ from torch's in the last bit; ties in the top-k go to the lower cell.
+    A heatmap holding NaN (whose order torch's top-k defines) is decoded by `decode`."""
+    maps = _checked({n: np.asarray(v, dtype=np.float32) for n, v in _as_maps(head).items()}, cfg, 0)
+    if np.isnan(maps["heatmap"]).any():
+        return decode(head, cfg, score_threshold=score_threshold)
+    with np.errstate(over="ignore"):  # exp(-x) past float32's range: a score of 0, as torch's sigmoid gives
+        heat = np.float32(1) / (np.float32(1) + np.exp(-maps["heatmap"]))
+        dim = np.exp(maps["dim"]) if cfg.norm_bbox else maps["dim"]
+    rot = maps["rot"]
+    _, num_cls, height, width = heat.shape
+    k = min(cfg.max_num, height * width)
+    flat = heat.reshape(num_cls, -1)
+    topk_inds = np.argsort(-flat, axis=1, kind="stable")[:, :k]
+    topk_scores = np.take_along_axis(flat, topk_inds, 1).reshape(-1)
+    ind = np.argsort(-topk_scores, kind="stable")[: min(k, num_cls * k)]
+    scores, labels = topk_scores[ind], ind // k
+    inds = topk_inds.reshape(-1)[ind]
+
+    def gather(t: np.ndarray) -> np.ndarray:  # (1, C, H, W) -> (k, C)
+        return t.reshape(t.shape[1], -1)[:, inds].T
+
+    reg, r = gather(maps["reg"]), gather(rot)
+    xs = ((inds % width).astype(np.float32) + reg[:, 0]) * np.float32(cfg.out_size_factor) \
+        * np.float32(cfg.voxel_size[0]) + np.float32(cfg.point_cloud_range[0])
+    ys = ((inds // width).astype(np.float32) + reg[:, 1]) * np.float32(cfg.out_size_factor) \
+        * np.float32(cfg.voxel_size[1]) + np.float32(cfg.point_cloud_range[1])
+    boxes = np.concatenate([xs[:, None], ys[:, None], gather(maps["height"])[:, :1], gather(dim),
+                            np.arctan2(r[:, 0], r[:, 1])[:, None], gather(maps["vel"])], axis=1)
+    post = np.asarray(cfg.post_center_range, dtype=np.float32)
+    mask = (boxes[:, :3] >= post[:3]).all(1) & (boxes[:, :3] <= post[3:]).all(1)
+    mask &= scores > np.float32(cfg.score_threshold if score_threshold is None else score_threshold)
+    rot_rms = float(np.sqrt(np.mean(np.square(rot), dtype=np.float32)))
+    return _kept(boxes[mask], scores[mask], labels[mask], inds[mask], np.hypot(r[:, 0], r[:, 1])[mask], rot_rms, cfg)
+
+
+def _kept(boxes, scores, labels, cells, rot_norm, rot_rms: float, cfg) -> Detections:
+    """The boxes above the threshold after circle NMS, z moved to the bottom centre."""
+    labels, cells = labels.astype(np.int64), cells.astype(np.int64)
     keep = circle_nms(boxes[:, :2], scores, cfg.nms_dist_sq, cfg.post_max_size)
     boxes, scores, labels, cells, rot_norm = boxes[keep], scores[keep], labels[keep], cells[keep], rot_norm[keep]
     boxes = boxes.copy()

@@ -47,11 +47,17 @@ def _bisect_subject(model, *, points=None, load_dim=None, use_dim=None, params=(
         from cp_debug.recipes.centerpoint.subject import factory_subject
 
         return factory_subject(model.factory, points=points, seed=model.seed, load_dim=load_dim, use_dim=use_dim)
+    from cp_debug.recipes.centerpoint.kept_subject import kept_subject
     from cp_debug.recipes.centerpoint.subject import centerpoint_subject
 
-    return centerpoint_subject(preset=model.model_name, checkpoint=model.checkpoint, points=points, seed=model.seed,
-                               load_dim=load_dim, use_dim=use_dim, random_weights=model.random_weights,
-                               int8=model.int8)
+    def make():
+        return centerpoint_subject(preset=model.model_name, checkpoint=model.checkpoint, points=points,
+                                   seed=model.seed, load_dim=load_dim, use_dim=use_dim,
+                                   random_weights=model.random_weights, int8=model.int8)
+
+    plain = model.checkpoint is None and points is None and model.int8 is None
+    return kept_subject(model.model_name, {"seed": model.seed, "random_weights": bool(model.random_weights),
+                                           "load_dim": load_dim, "use_dim": use_dim}, make) if plain else make()
 
 
 def _load_model(model):

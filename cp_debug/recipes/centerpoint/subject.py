@@ -195,8 +195,11 @@ def _exports(encoder, backbone, ex_feats, ex_spatial, cfg):
 
 
 def _glue(scatter, coors):
-    """Stage 1's feed from a backend's own pillar features: the scatter in PyTorch FP32, as deployed."""
+    """Stage 1's feed from a backend's own pillar features: the scatter in PyTorch FP32, as deployed. Its `kept`:
+    what `kept_subject.scatter_glue` makes the same glue of without torch (mmdet3d's scatter; else None)."""
     import torch
+
+    from cp_debug.models.centerpoint.scatter import PointPillarsScatter
 
     def glue(index: int, upstream: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         pillars = torch.as_tensor(np.asarray(upstream["pillar_features"], dtype=np.float32))
@@ -204,6 +207,8 @@ def _glue(scatter, coors):
             spatial = scatter(pillars.reshape(pillars.shape[0], -1), coors, 1)
         return {"spatial_features": spatial.numpy()}
 
+    glue.kept = ((coors.numpy().copy(), scatter.in_channels, scatter.ny, scatter.nx)  # type: ignore[attr-defined]
+                 if type(scatter) is PointPillarsScatter else None)
     return glue
 
 
