@@ -24,8 +24,13 @@ on an H200: a 130m Llama's bisect 32 → 44-50 s, against issue 83's 1.5× of th
 a screen was skipped for its size. Its cost on the CPU: 130m Llama 45.7 → 53.5 s (before the FP32 run of the
 sketches); the sketches' FP32 run adds one inference of the stage and its sketches (the CenterPoint demo, 2 shared
 cores: ~1.8 s on a ~14 s bisect; awml-base on an H100's CUDA provider 0.6 s, where on its host's CPU it took 8.1 s),
-shared by the run's candidates on one device. For a CUDA candidate the screen's runs start as soon as the stage's
-feeds are known, beside the stage's own runs (`screen_ahead.py`), and are thrown away where the stage diverged.
+shared by the run's candidates on one device. Its FP32 sessions on the CPU (the twin, a float16 candidate's graph as
+it runs) leave ONNX Runtime's graph rewrites out (`_rewrites_off`): 30 × 576 Llama's screen phase 4.2-4.9 → 2.7-2.9
+CPU s, the same outputs bit for bit. The sketches do not ride on the candidate's own stage run: every float tensor
+given one more reader, ONNX Runtime would fuse none of its nodes, and that run would no longer be the graph as it is
+deployed (nor is the screen wanted until that run has found nothing). For a CUDA candidate the screen's runs start
+as soon as the stage's feeds are known, beside the stage's own runs (`screen_ahead.py`), and are thrown away where
+the stage diverged.
 """
 
 from __future__ import annotations
