@@ -24,8 +24,13 @@ on an H200: a 130m Llama's bisect 32 → 44-50 s, against issue 83's 1.5× of th
 a screen was skipped for its size. Its cost on the CPU: 130m Llama 45.7 → 53.5 s (before the FP32 run of the
 sketches); the sketches' FP32 run adds one inference of the stage and its sketches (the CenterPoint demo, 2 shared
 cores: ~1.8 s on a ~14 s bisect; awml-base on an H100's CUDA provider 0.6 s, where on its host's CPU it took 8.1 s),
-shared by the run's candidates on one device. For a CUDA candidate the screen's runs start as soon as the stage's
-feeds are known, beside the stage's own runs (`screen_ahead.py`), and are thrown away where the stage diverged.
+shared by the run's candidates on one device. Its FP32 sessions on the CPU (the twin, a float16 candidate's graph as
+it runs) leave ONNX Runtime's graph rewrites out (`_rewrites_off`): 30 × 576 Llama's screen phase 4.2-4.9 → 2.7-2.9
+CPU s, the same outputs bit for bit. The sketches do not ride on the candidate's own stage run: every float tensor
+given one more reader, ONNX Runtime would fuse none of its nodes, and that run would no longer be the graph as it is
+deployed (nor is the screen wanted until that run has found nothing). For a CUDA candidate the screen's runs start
+as soon as the stage's feeds are known, beside the stage's own runs (`screen_ahead.py`), and are thrown away where
+the stage diverged.
 """
 
 from __future__ import annotations
@@ -198,11 +203,39 @@ def _screen_run(run: RunState, spec, model, feed: dict, keep=()) -> tuple[set[st
     from cp_debug.bisect.findings.segment_why import run_segment
 
     flags = [o.name for o in model.graph.output if o.name.endswith((_SUFFIX, _ZERO))] + sketch_outputs(model)
-    out = run_segment(run, str(spec), model, feed, flags, spec=spec, keep=keep, facts=False, prepack=False).values
+    out = run_segment(run, str(spec), model, feed, flags, spec=spec, keep=keep, facts=False, prepack=False,
+                      det=_rewrites_off(run, spec)).values
     nonfinite, zeros = broken(out)
     nonfinite |= {k.rsplit("::", 1)[0] for k, v in out.items() if k.endswith((_SUFFIX, _ZERO)) and not (
         k.endswith(_ZERO) and v.dtype.itemsize < 4) and not np.isfinite(v).all()}
     return nonfinite, zeros | {k[: -len(_ZERO)] for k, v in out.items() if k.endswith(_ZERO) and np.all(v == 0)}, out
+
+
+# ONNX Runtime's graph rewrites at its basic and extended levels, by its own names (a name this ONNX Runtime lacks is
+# no error): folding, eliminations, fusions; its layout (NCHWc convolutions, level 3) is kept
+_REWRITES = ("ConstantFolding", "CommonSubexpressionElimination", "ConstantSharing", "Level1_RuleBasedTransformer",
+             "MatMulAddFusion", "ReshapeFusion", "GemmActivationFusion", "ConvActivationFusion", "GeluFusion",
+             "LayerNormFusion", "SimplifiedLayerNormFusion", "AttentionFusion", "EmbedLayerNormFusion",
+             "GatherSliceToSplitFusion", "GatherToSplitFusion", "MatmulTransposeFusion", "BiasGeluFusion",
+             "SkipLayerNormFusion", "FastGeluFusion", "QuickGeluFusion", "MatMulScaleFusion", "MatMulActivationFusion",
+             "BiasSoftmaxFusion", "Level2_RuleBasedTransformer")
+
+
+def _rewrites_off(run: RunState, spec):
+    """The run's determinism with ONNX Runtime's graph rewrites (`_REWRITES`) left out where `spec` runs a screened
+    graph as it is written — FP32 on the CPU: the FP32 twin, and a CPU float16 candidate's graph as it runs
+    (converted and emulated already) —, else None (the run's own). Nothing there is left for them to do: every float
+    tensor of a screened graph has its sketch or flag as one more reader, which no fusion takes, and a graph run once
+    gains nothing from folding. They cost the session: 30 × 576 Llama's stage (8.9 k and 12.4 k nodes) made in
+    1.0-1.6 CPU s each at ORT's default level against 0.4-0.6 without them (0.3-0.6 with no optimiser at all, whose
+    convolutions then ran 20 % slower: the CenterPoint demo's backbone); its 2,839 and 2,775 screen outputs the same
+    bit for bit."""
+    from dataclasses import replace
+
+    if spec.device != "cpu" or spec.precision != "fp32":
+        return None
+    return replace(run.det, ort_disabled_optimizers=tuple(dict.fromkeys([*run.det.ort_disabled_optimizers,
+                                                                         *_REWRITES])))
 
 
 @dataclass

@@ -20,6 +20,9 @@ random weights), and the estimate ÷ the truth of ~450 tensors 0.33-1.8 with 8 p
 
 from __future__ import annotations
 
+import functools
+import math
+
 import numpy as np
 
 SKETCHES = 16  # projections a tensor (see "How sure"); 8 cost the same time (memory-bound) and miss more
@@ -37,10 +40,14 @@ _NORM = "::sum_sq"  # ReduceSumSquare(t)
 _SAME = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity"})
 
 
+@functools.lru_cache(maxsize=256)
 def _pattern(size: int, side: str) -> np.ndarray:
-    """A [SKETCHES, size] pattern of ±1, the same for every graph and run (a seed per side and size)."""
+    """A [SKETCHES, size] pattern of ±1, the same for every graph and run (a seed per side and size), drawn once
+    per process (read only: an initializer copies it)."""
     rng = np.random.default_rng((SEED, "LR".index(side), size))
-    return rng.choice(np.array([-1.0, 1.0], np.float32), size=(SKETCHES, size))
+    out = rng.choice(np.array([-1.0, 1.0], np.float32), size=(SKETCHES, size))
+    out.flags.writeable = False
+    return out
 
 
 def add_sketches(m, types: dict, only: set[str] | None = None) -> tuple[set[str], list[str]]:
@@ -59,10 +66,11 @@ def add_sketches(m, types: dict, only: set[str] | None = None) -> tuple[set[str]
     sketched: set[str] = set()
     kept: list[str] = []
 
-    def const(key: tuple, value) -> str:
+    def const(*key) -> str:
+        """The initializer of `key` ("shape", R, L / "R", R / "L", L / "axes", 1), made once (`_const`)."""
         if key not in consts:
             consts[key] = f"::sketch_{'_'.join(map(str, key))}"
-            m.graph.initializer.append(numpy_helper.from_array(value, consts[key]))
+            m.graph.initializer.append(numpy_helper.from_array(_const(key), consts[key]))
         return consts[key]
 
     for node in list(m.graph.node):
@@ -81,15 +89,12 @@ def add_sketches(m, types: dict, only: set[str] | None = None) -> tuple[set[str]
             names = [f"{t}{_SKETCH}_{part}" for part in ("rows", "cols", "mix")] + [f"{t}{_SKETCH}", f"{t}{_NORM}"]
             as_rows, by_rows, mix, sketch, norm = names
             m.graph.node.extend([
-                helper.make_node("Reshape", [t, const(("shape", rows, cols), np.array([rows, cols], np.int64))],
-                                 [as_rows], name=as_rows),
-                helper.make_node("MatMul", [const(("R", rows), _pattern(rows, "R")), as_rows], [by_rows],
-                                 name=by_rows),
-                helper.make_node("Mul", [by_rows, const(("L", cols), _pattern(cols, "L"))], [mix], name=mix),
+                helper.make_node("Reshape", [t, const("shape", rows, cols)], [as_rows], name=as_rows),
+                helper.make_node("MatMul", [const("R", rows), as_rows], [by_rows], name=by_rows),
+                helper.make_node("Mul", [by_rows, const("L", cols)], [mix], name=mix),
                 helper.make_node("ReduceSum", [mix], [sketch], name=sketch, axes=[1], keepdims=0)
                 if m.opset_import[0].version < 13 else
-                helper.make_node("ReduceSum", [mix, const(("axes", 1), np.array([1], np.int64))], [sketch],
-                                 name=sketch, keepdims=0),
+                helper.make_node("ReduceSum", [mix, const("axes", 1)], [sketch], name=sketch, keepdims=0),
                 helper.make_node("ReduceSumSquare", [t], [norm], name=norm, keepdims=0)])
             kept += names
             sketched.add(t)
@@ -98,10 +103,18 @@ def add_sketches(m, types: dict, only: set[str] | None = None) -> tuple[set[str]
     return sketched, kept
 
 
+def _const(key: tuple) -> np.ndarray:
+    """A sketch's constant: a Reshape's shape, the rows' or the columns' pattern, the axes summed."""
+    kind, *sizes = key
+    if kind in ("R", "L"):
+        return _pattern(sizes[0], kind)
+    return np.array(sizes, np.int64)
+
+
 def _split(dims: list[int]) -> tuple[int, int]:
     """t's dims cut in two, R rows × L columns, where the patterns' sizes R + L are least (a [19007, 32, 64] voxel
     tensor: 19007 × 2048, patterns of 0.7 MB, not 608224 × 64's 19.5 MB)."""
-    sizes = [(int(np.prod(dims[:j])), int(np.prod(dims[j:]))) for j in range(len(dims) + 1)]
+    sizes = [(math.prod(dims[:j]), math.prod(dims[j:])) for j in range(len(dims) + 1)]
     return min(sizes, key=sum)
 
 
