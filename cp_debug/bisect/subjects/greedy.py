@@ -239,12 +239,15 @@ def level_cures(model: "onnx.ModelProto", dec: DecoderInputs, ids: np.ndarray, r
     first flipped step; where the whole file at level 1 flips later than it, the step's own flip is the INT8
     activations' and a later one another cause's: the nodes whose level 1 alone gets past `step` are found by
     halving too, each said with the step its decode then flips at (Mistral's inner file: down_proj's, 1 → 3)."""
+    from cp_debug.graph.weight_store import referring
+
     nodes = level4_nodes(model)
     if not nodes:
         return LevelCure(nodes, builder=builder)
+    light = referring(model)  # the tensors read in from a user's data file referred to there: each copy is small
 
     def decoded(group: Sequence[str], n: int = len(ref.tokens)) -> Decode:
-        return greedy(with_levels(model, group), dec, ids, n, ref.tokens[:n])
+        return greedy(with_levels(light, group), dec, ids, n, ref.tokens[:n])
 
     def cures(group: Sequence[str]) -> bool:
         return decoded(group).tokens == ref.tokens
