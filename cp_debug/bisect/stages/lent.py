@@ -138,18 +138,13 @@ def lent_outputs(run: RunState, runner, feed: dict) -> dict | None:
     `runner` is to run `feed` now and that step's feed was the same (the prompt's prefill: no token flipped, or the
     first did): the same session on the same feed, not run again (a 0.5 B FP32 file's probed forward); None
     otherwise. Taken once."""
-    import numpy as np
-
+    from cp_debug.backends.feed import same_feed
     from cp_debug.backends.spec import Capability
 
     first, run.lent_first = run.lent_first, None
     if first is None or first[0] is not runner or runner.can(Capability.STREAM_PROBES):
         return None
-    fed, out = first[1], first[2]
-    if fed.keys() != feed.keys() or any(np.asarray(fed[k]).dtype != np.asarray(feed[k]).dtype
-                                        or not np.array_equal(fed[k], feed[k]) for k in feed):
-        return None
-    return out
+    return first[2] if same_feed(first[1], feed) else None
 
 
 def release_lent(run: RunState) -> None:
