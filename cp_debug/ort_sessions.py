@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence
 WEIGHTS_FOLDER = "session.model_external_initializers_file_folder_path"  # where relative external data is read
 _LOADED: dict[str, tuple[int, int]] = {}  # a file's real path → (size, mtime) when a CPU session of its path loaded
 _HELD: dict[str, tuple[tuple, tuple[int, int], Any]] = {}  # real path → (options' key, stamp, session): `hold`
+_FIRST: dict[str, tuple | None] = {}  # real path → (feed, outputs) of the held session's first run: `hold`
 
 
 def session_options(*, level: str | None = None, threads: int | None = None, inter_threads: int | None = None,
@@ -79,11 +80,13 @@ def loaded_as_written(path: str | os.PathLike) -> bool:
         return False
 
 
-def hold(path: str | os.PathLike, sess, key: tuple) -> None:
+def hold(path: str | os.PathLike, sess, key: tuple, first: tuple | None = None) -> None:
     """Keep `sess`, a CPU session made from the file at `path` itself with options `key` (what of them can change its
     numbers: `Determinism.numbers_key`), for one later `take` (issue 116 item 5: the `--generate` candidate's decode
-    session runs that file's graph as deployed, so no other session of it is made for that); `let_go` drops it."""
+    session runs that file's graph as deployed, so no other session of it is made for that); `let_go` drops it.
+    `first`: (feed, every output by name) of a run it made, handed with it (`first_of`)."""
     _HELD[os.path.realpath(path)] = (tuple(key), _stamp(path), sess)
+    _FIRST[os.path.realpath(path)] = first
 
 
 def take(path: str | os.PathLike, key: tuple):
@@ -99,9 +102,15 @@ def take(path: str | os.PathLike, key: tuple):
         return None
 
 
+def first_of(path: str | os.PathLike) -> tuple | None:
+    """The (feed, outputs by name) `hold` kept beside the session of the file at `path`, else None; taken once."""
+    return _FIRST.pop(os.path.realpath(path), None)
+
+
 def let_go() -> None:
     """Drop every session `hold` kept (a run's end)."""
     _HELD.clear()
+    _FIRST.clear()
 
 
 def _stamp(path: str | os.PathLike) -> tuple[int, int]:

@@ -82,3 +82,11 @@ def _cast(name: str, arr: np.ndarray, want: np.dtype | None, what: str) -> np.nd
 
 def _fmt_dims(dims: Sequence) -> str:
     return "[" + ", ".join(str(d) if d is not None else "?" for d in dims) + "]"
+
+
+def same_feed(a: dict, b: dict) -> bool:
+    """The same names, dtypes and values: a run's feed kept and one to run (that run's outputs then stand for it)."""
+    import numpy as np
+
+    return a.keys() == b.keys() and all(np.asarray(a[k]).dtype == np.asarray(b[k]).dtype
+                                        and np.array_equal(a[k], b[k]) for k in a)

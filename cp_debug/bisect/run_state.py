@@ -143,6 +143,7 @@ class RunState:
     # run the subject's
     deployed: dict[str, object] = field(default_factory=dict)
     lent: tuple | None = None  # the reference's stage-0 runner, active, made for the decode (`stages/lent.py`)
+    lent_first: tuple | None = None  # (runner, feed, outputs) of the decode's first step on it (`lent.lent_outputs`)
     lending: object | None = None  # that runner while its session is made on a helper thread (`lent.start_lending`)
     phases: Phases = field(default_factory=Phases)  # where the command's time went (`phases.py`)
 

@@ -54,19 +54,22 @@ def _length(t: "onnx.TensorProto", base: Path) -> int:
 def adopt(model: "onnx.ModelProto", base: Path) -> "onnx.ModelProto":
     """A model read with `load_external_data=False` from a file in `base`, its tensors kept where they lie (their
     data files registered as stored: nothing read or copied), but those under a MiB (shapes, scales: what shape
-    inference and the readers of constants read), which are read in. `model` is changed in place (the caller's
-    own fresh load) and returned."""
+    inference and the readers of constants read), which are read in (noted: `weight_store.referring` points a
+    session's graph at those past 64 KiB again). `model` is changed in place (the caller's own fresh load) and
+    returned."""
     from onnx.external_data_helper import load_external_data_for_tensor
 
-    from cp_debug.graph.weight_store import STORE_MIN_BYTES, location, register
+    from cp_debug.graph.weight_store import STORE_MIN_BYTES, location, note_read_in, register
 
     registered: dict[str, str] = {}
     for t in all_tensors(model):
         loc = location(t)
         if loc is None:
             continue
-        if _length(t, base) < STORE_MIN_BYTES:
+        if (length := _length(t, base)) < STORE_MIN_BYTES:
+            offset = int(next((e.value for e in t.external_data if e.key == "offset"), 0))
             load_external_data_for_tensor(t, str(base))
+            note_read_in(t.name, base / loc, offset, length)  # a session's graph may point at it again
             continue
         if loc not in registered:
             registered[loc] = register(base / loc)

@@ -95,9 +95,10 @@ def session_source(model: "onnx.ModelProto", folder: str | os.PathLike | None = 
     import tempfile
 
     from cp_debug.graph.onnx_files import encoded, holds_stored, keep, save_onnx
+    from cp_debug.graph.weight_store import referring
 
-    if holds_stored(model):  # the graph's bytes: its weights are read from the weights folder (point_at_weights)
-        yield keep(model).SerializeToString()
+    if holds_stored(model):  # the graph's bytes: its weights are read from the weights folder (point_at_weights),
+        yield referring(keep(model)).SerializeToString()  # as are those read in from a data file
         return
     data = encoded(model)
     if data is not None:

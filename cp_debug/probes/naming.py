@@ -15,9 +15,8 @@ the conv is left unmapped (same name ≠ same value).
 
 from __future__ import annotations
 
-from functools import partial
-
 import ast
+from functools import partial
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -51,7 +50,7 @@ def node_scopes(model: onnx.ModelProto, module_names: set[str],
     wrappers: `backbone.blocks.0.0.conv` for our `pts_backbone.blocks.0.0`): it gives our name for one of that
     tree's modules, None for a module with no counterpart (left out of the chain), or the name unchanged where it
     does not know it."""
-    known = module_names if rename is None else _Known(module_names, rename)
+    known = _Indexed(module_names if rename is None else _Known(module_names, rename))
     out = []
     for node in model.graph.node:
         chain = _scopes_from_metadata(node)
@@ -76,6 +75,24 @@ class _Known:
         return q in self.names or self.rename(q) != q
 
     def __iter__(self):  # our own names (a ModuleDict member's lookup walks them)
+        return iter(self.names)
+
+
+class _Indexed:
+    """Module names a scope walk asks, indexed once by (parent, last component) for `_container_member` (each of a
+    0.5 B builder file's 1565 nodes scanned every name: 0.6 s of a bisect)."""
+
+    def __init__(self, names: "set[str] | _Known"):
+        self.names, self.by_tail = names, {}
+        for n in names:
+            parts = n.split(".")
+            if len(parts) > 1:
+                self.by_tail.setdefault((".".join(parts[:-2]), parts[-1]), []).append(n)
+
+    def __contains__(self, q: str) -> bool:
+        return q in self.names
+
+    def __iter__(self):
         return iter(self.names)
 
 
@@ -109,13 +126,14 @@ def node_scope(node, module_names: set[str]) -> str | None:
     return chain[-1] if chain else None
 
 
-def _container_member(parent_q: str, comp: str, module_names: "set[str] | _Known") -> str | None:
+def _container_member(parent_q: str, comp: str, module_names: "set[str] | _Known | _Indexed") -> str | None:
     """`parent_q.<container>.comp`, where exactly one module name has that form: the TorchScript exporter names a
     ModuleDict's member by its key alone (`/reg/reg.0/Conv` for `heads.reg.0`), leaving out the dict, which never
     runs itself."""
     head = f"{parent_q}." if parent_q else ""
-    depth = head.count(".") + 1
-    found = [n for n in module_names if n.startswith(head) and n.endswith(f".{comp}") and n.count(".") == depth]
+    depth = head.count(".") + 1  # indexed: parent_q.<one component>.comp read off at once
+    found = module_names.by_tail.get((parent_q, comp), []) if isinstance(module_names, _Indexed) and "." not in comp \
+        else [n for n in module_names if n.startswith(head) and n.endswith(f".{comp}") and n.count(".") == depth]
     return found[0] if len(found) == 1 else None
 
 

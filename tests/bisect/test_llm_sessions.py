@@ -123,3 +123,70 @@ def test_generate_on_a_file_onnx_runtime_refuses_is_its_line(tmp_path, refused):
         run_request(groups.bisect_request(pairs, subject, groups.options_group()))
     assert err.value.exit_code == ExitCode.BACKEND and int(ExitCode.BACKEND) == 3
     assert ("(--onnx)" in str(err.value)) == (refused == "reference")
+
+
+def test_the_prompts_forward_is_each_decodes_first_step_not_run_again(tmp_path, monkeypatch):
+    """No token flips (the corpus Llama's INT4 file): the forward bisected is the prompt's prefill, each decode's first
+    step on the same session with the same feed — the reference's on its probed session: its outputs are the reference
+    stage's run (`lent.lent_outputs`); the candidate's on its file as written: its graph as deployed's run
+    (`ort_sessions.first_of`). The FP32 session runs the N steps and the noise floor's run only, the INT4 file's the N
+    steps, and every probe's values are those of runs made again (the answer the same with the reuse refused)."""
+    from cp_debug import ort_sessions
+    from cp_debug.api import bisect_request as groups
+    from cp_debug.api.bisect_run import run_request
+    from cp_debug.bisect.stages import lent
+
+    fp32, int4 = LLM / "llama/fp32/model.onnx", LLM / "llama/int4/model.onnx"
+    prompt = tmp_path / "prompt.npz"
+    np.savez(prompt, input_ids=PROMPT)
+    runs: list[int] = []  # the FP32 probed session's runs, one entry each
+    written: list[int] = []  # the runs of the INT4 file's session made from its path (its decode's, kept)
+    real = ort_sessions.open_session
+
+    class Counted:
+        def __init__(self, sess, into: list):
+            self._sess, self._into = sess, into
+
+        def __getattr__(self, name):
+            return getattr(self._sess, name)
+
+        def run(self, *args, **kwargs):
+            self._into.append(1)
+            return self._sess.run(*args, **kwargs)
+
+    plain = len(onnx.load(str(fp32), load_external_data=False).graph.output)
+
+    def counted(src, so=None, providers=("CPUExecutionProvider",), **kwargs):
+        sess = real(src, so, providers, **kwargs)
+        probed_fp32 = not isinstance(src, str) and len(sess.get_outputs()) > plain and not any(
+            n.op_type == "MatMulNBits" for n in onnx.load_from_string(bytes(src)).graph.node)
+        if isinstance(src, str) and "int4" in src:
+            return Counted(sess, written)
+        return Counted(sess, runs) if probed_fp32 else sess
+
+    def bisect():
+        subject = groups.samples_group(groups.model_group(onnx_model=fp32, generate=N), prompt)
+        return run_request(groups.bisect_request(groups.backends_group(f"ort,ort@{int4.parent}"), subject,
+                                                 groups.options_group()))
+
+    monkeypatch.setattr(ort_sessions, "open_session", counted)
+    report = bisect()
+    assert any("decodes the same" in w for w in report.warnings)
+    assert len(runs) == N + 1  # the decode's N steps (the first of them the forward's) and the noise floor's run
+    assert len(written) == N  # the decode's N steps, the first of them the graph as deployed's
+    runs.clear()
+    written.clear()
+    from cp_debug.bisect.stages import stage_whole
+
+    monkeypatch.setattr(lent, "lent_outputs", lambda *a: None)
+    monkeypatch.setattr(stage_whole, "lent_outputs", lambda *a: None)
+    monkeypatch.setattr(ort_sessions, "first_of", lambda path: None)
+    again = bisect()
+    assert (len(runs), len(written)) == (N + 2, N + 1)
+    (a,), (b,) = report.candidates, again.candidates
+    assert a.outcome == b.outcome
+    def values(c):  # every probe's propagated and local error, exactly
+        return {r.probe: (r.status, r.diff and r.diff.rel_rmse, r.local and r.local.rel_rmse) for r in c.results}
+
+    assert values(a) == values(b) and any(r.diff is not None for r in a.results)
+    assert a.probe_effect == b.probe_effect and a.probe_effect["model"]["outputs"]  # the graph as deployed: the same

@@ -20,6 +20,10 @@ checks and maps the deployed files: ONNX Runtime makes a session on one core wit
 3-4 s), the mapping is numpy on the main thread (1.4 s: the weights' rounding, the twin projections); the decode
 waits for it (`lend_reference`). Not in a server that keeps its sessions (its keep captures the process's stderr
 around a session's making: `ort_kept.speaking`).
+
+Where the forward bisected is the prompt's prefill (no token flipped, or the first did), the decode's first step is
+that forward on that session: it is run with every output copied out, and those are the reference stage's run
+(`lent_outputs`: the same session, the same feed, checked), not made again.
 """
 
 from __future__ import annotations
@@ -97,15 +101,22 @@ def lend_reference(run: RunState, probes: list, capture: bool) -> None:
         except Exception:
             pending.check()  # the file as written refused: ONNX Runtime's own line, exit 3
             raise
+        first: list = []
+
+        def forward(feed: dict) -> dict:  # the first step (the prompt's prefill) with every output: `lent_outputs`
+            if first:
+                return runner.infer_some(feed, ())
+            first.extend((runner, feed, runner.infer(feed)))
+            return first[2]
         try:
-            answer = pending.decode(lambda feed: runner.infer_some(feed, ()))
+            answer = pending.decode(forward)
         except BaseException:
             runner.deactivate()
             raise
     for line in answer.lines:
         run.progress.warn(line)
     run.warnings[:0] = answer.lines
-    run.lent = (runner, tuple(p.name for p in sp), capture)
+    run.lent, run.lent_first = (runner, tuple(p.name for p in sp), capture), tuple(first) or None
 
 
 def take_lent(run: RunState, index: int, sp: list, capture: bool):
@@ -118,13 +129,28 @@ def take_lent(run: RunState, index: int, sp: list, capture: bool):
     if index == 0 and names == tuple(p.name for p in sp) and captured == capture:
         return runner
     runner.deactivate()
+    run.lent_first = None
     return None
+
+
+def lent_outputs(run: RunState, runner, feed: dict) -> dict | None:
+    """What the decode's first step on the lent `runner` returned (every output, its probes among them), where
+    `runner` is to run `feed` now and that step's feed was the same (the prompt's prefill: no token flipped, or the
+    first did): the same session on the same feed, not run again (a 0.5 B FP32 file's probed forward); None
+    otherwise. Taken once."""
+    from cp_debug.backends.feed import same_feed
+    from cp_debug.backends.spec import Capability
+
+    first, run.lent_first = run.lent_first, None
+    if first is None or first[0] is not runner or runner.can(Capability.STREAM_PROBES):
+        return None
+    return first[2] if same_feed(first[1], feed) else None
 
 
 def release_lent(run: RunState) -> None:
     """A lent runner no stage took, let go (the engine's close), and one still being made (a run stopped before its
     decode)."""
-    lent, run.lent = run.lent, None
+    lent, run.lent, run.lent_first = run.lent, None, None
     if lent is not None:
         lent[0].deactivate()
     lending, run.lending = run.lending, None

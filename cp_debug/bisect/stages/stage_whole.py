@@ -18,7 +18,7 @@ import numpy as np
 from cp_debug.backends.spec import BackendSpec, Capability
 from cp_debug.bisect.stages.qdq_segments import note_int8_graph
 from cp_debug.bisect.stages.ahead import Ahead
-from cp_debug.bisect.stages.lent import take_lent
+from cp_debug.bisect.stages.lent import lent_outputs, take_lent
 from cp_debug.bisect.stages.local_error import local_errors
 from cp_debug.bisect.stages.placement import (binds_on_device, compares_on_device, device_feed, free_gpu_memory,
     probe_bytes,
@@ -76,7 +76,7 @@ def reference_stage(run: RunState, i: int, sp: list[ProbeSpec], *, noise: bool, 
                 runner.on_device_probe = twins.keep
             # bound: the feed copied in once, for both runs and as the input probes' values (kept where they lie)
             fed = device_feed(feed, run.store.device) if bound else feed
-            out = runner.infer_device(fed) if bound else runner.infer(feed)
+            out = runner.infer_device(fed) if bound else lent_outputs(run, runner, feed) or runner.infer(feed)
             for name, v in probe_values(st, run.ref_spec, out, sp, fed).items():
                 if not (on_device and run.store.put_device(name, to_device(v, run.store.device))):
                     run.store.put(name, to_host(feed[name] if v is fed.get(name) else v))  # an input: as it came

@@ -136,6 +136,7 @@ def greedy(model: "onnx.ModelProto", dec: DecoderInputs, ids: np.ndarray, n: int
                             f"{', '.join(o.name for o in model.graph.output)[:120]}; the builder's exclude_lm_head "
                             "writes hidden states)")
     sess = det = None
+    first: list = []  # the session's first run (feed, outputs): held with it (the graph as deployed's, on that feed)
     if run is None:
         from cp_debug.determinism import Determinism
 
@@ -144,7 +145,10 @@ def greedy(model: "onnx.ModelProto", dec: DecoderInputs, ids: np.ndarray, n: int
         outs = [o.name for o in sess.get_outputs()]
 
         def run(feed: dict) -> dict:
-            return dict(zip(outs, sess.run(outs, feed)))
+            got = dict(zip(outs, sess.run(outs, feed)))
+            if not first:
+                first.append((feed, got))
+            return got
     prompt = [int(t) for t in np.asarray(ids).reshape(-1)]
     seq, step_ids, cache = list(prompt), list(prompt), None
     tokens, margins = [], []
@@ -175,7 +179,7 @@ def greedy(model: "onnx.ModelProto", dec: DecoderInputs, ids: np.ndarray, n: int
     if sess is not None and det is not None:
         from cp_debug.ort_sessions import hold as keep
 
-        keep(path, sess, det.numbers_key())
+        keep(path, sess, det.numbers_key(), first[0] if first else None)
     return Decode(tuple(tokens), tuple(margins))
 
 
@@ -239,12 +243,15 @@ def level_cures(model: "onnx.ModelProto", dec: DecoderInputs, ids: np.ndarray, r
     first flipped step; where the whole file at level 1 flips later than it, the step's own flip is the INT8
     activations' and a later one another cause's: the nodes whose level 1 alone gets past `step` are found by
     halving too, each said with the step its decode then flips at (Mistral's inner file: down_proj's, 1 → 3)."""
+    from cp_debug.graph.weight_store import referring
+
     nodes = level4_nodes(model)
     if not nodes:
         return LevelCure(nodes, builder=builder)
+    light = referring(model)  # the tensors read in from a user's data file referred to there: each copy is small
 
     def decoded(group: Sequence[str], n: int = len(ref.tokens)) -> Decode:
-        return greedy(with_levels(model, group), dec, ids, n, ref.tokens[:n])
+        return greedy(with_levels(light, group), dec, ids, n, ref.tokens[:n])
 
     def cures(group: Sequence[str]) -> bool:
         return decoded(group).tokens == ref.tokens
