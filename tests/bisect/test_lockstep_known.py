@@ -92,3 +92,24 @@ def test_a_segment_that_moves_elements_is_not_run_again_on_the_reference_boundar
     assert sum(p == "fp32" for p, _ in runs) == 7
     lane_runs = [feed for p, feed in runs if p == "fp16"]
     assert len(lane_runs) == 7 + 1  # e's local run: y's segment holds no probe, its local value is read by no one
+
+
+def test_a_rounded_local_value_takes_the_lanes_dropped_array():
+    """b's segment (a ReLU) has its local value rounded from the reference's; a's lane array, read by no later segment
+    and held by no one (this caller keeps copies), takes it: the same values in the array that was dropped."""
+    model = _model()
+    x = np.random.default_rng(4).normal(size=(1, 256)).astype(np.float32)
+    lane = Lane(FP16, BackendSpec.parse(FP16), {"x": x})
+    seen, where = {}, {}
+
+    def kept(pv):
+        seen[pv.tensor] = (pv.reference.copy(), np.array(pv.local[FP16], copy=True))
+        where[pv.tensor] = (pv.propagated[FP16].ctypes.data, pv.local[FP16].ctypes.data)
+        return False
+
+    Lockstep(model, plan_segments(model, PROBES), BackendSpec.parse("ort"), [lane], determinism=Determinism(),
+             noise=False, local=True).run({"x": x}, kept)
+    ref_b, local_b = seen["b"]
+    assert local_b.dtype == np.float16
+    np.testing.assert_array_equal(local_b, ref_b.astype(np.float16))
+    assert where["b"][1] == where["a"][0]  # into a's lane array: no new one
