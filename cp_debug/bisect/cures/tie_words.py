@@ -16,7 +16,8 @@ def _alone(found) -> dict[str, bool]:
 def at_tie(found) -> bool:
     """Only a decision moved (the outputs within their budget), at a margin read at 0.5 / argmax, and a layer
     restored alone brings it back: the decision sits at a near tie — no error that accumulates (one story)."""
-    return bool(found.before.flips and found.before.ratio < 1 and found.before.tie and found.cure is not None)
+    return bool(found.before.flips and found.before.ratio < 1 and found.before.tie and found.cure is not None
+                and found.tie is None)  # a finding that places the flip (`Finding.tie`) tells its story: not twice
 
 
 def one_tie(found) -> str:
@@ -33,7 +34,7 @@ def tipped(found) -> list[str]:
     """Where the outputs were within their budget and a decision flipped at a near tie: the layers tried that each,
     restored alone, bring it back — where two or more do, the decision sits at a near tie the rounding of any of
     them tips (fer's FP16 row at 0.251 / 0.250: 5 of its 43 nodes each), none of them its root."""
-    if not (found.before.flips and found.before.ratio < 1 and found.before.tie):
+    if not (found.before.flips and found.before.ratio < 1 and found.before.tie) or found.tie is not None:
         return []
     back = [probe for probe, came in _alone(found).items() if came]
     return back if len(back) > 1 else []

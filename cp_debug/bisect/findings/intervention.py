@@ -5,20 +5,22 @@ beyond their budget or a decision they carry flips, the top `TRIED` candidates a
 own terms (`cures/restore.py`: its nodes kept in FP32 / left out of INT8, or its tensor replaced by the reference's)
 and the stage run to its outputs: the first whose restoration brings every output back within its budget and no
 decision flipped is the root cause, confirmed; where none alone does, the smallest set of the first `SET_FROM` ranked
-that does (`cures/set_search.py`: keep-fp32's 1-minimal search, each run at the outputs, at most `SET_RUNS`), named as
-the root ("restored together: A, B — no one of them alone does") with its nodes the cure verified at the outputs — one
-member where the search ends at one, or where one member of a set of 2 or 3 run alone after it does: it alone is the
-root, confirmed. What was tried is said (`Intervention.to_json`: each candidate's output error ÷ budget before and
-after). A user's Q/DQ file's node is left out of the file's quantization, as the built-in's is left out of its own; a
-tensor replaced with the reference's (a node that reads no Q/DQ pair) hides every error that flowed into it: a tensor
-later than the proposal that brings the outputs back is said (`hides_upstream`), never named in its place. A user's
-file's constants off the reference's are tried first, each replaced alone (`cures/constants.py`), its shared scales
-after the ranked (`cures/shared_scale.py`). An overflow its consumer saturates (a tanh-GELU's x³) is proposed first
-and let go: restoring it changes nothing at the output. Where nothing brings them back, the graph's halves say where
-the error accumulates (`cures/spread.py`: evidence, never the cure). A module whose own nodes are not its whole
-segment is tried again over its segment, as its local error ran it (`restore.widened`). Cost: one probe-less run of
-the stage per restoration (at most 2 × `TRIED` + `SET_RUNS` + `MEMBERS_ALONE` + a file's constants and shared scales),
-only where the outputs are wrong, on ONNX Runtime only (`Capability.ORT_SESSIONS`)."""
+that does (`cures/set_search.py`: keep-fp32's 1-minimal search, each run at the outputs, at most `SET_RUNS`), named
+as the root ("restored together: A, B — no one of them alone does") with its nodes the cure verified at the outputs —
+one member where the search ends at one, or where one member of a set of 2 or 3 run alone after it does: it alone is
+the root, confirmed. What was tried is said (`Intervention.to_json`: each candidate's output error ÷ budget before
+and after). A user's Q/DQ file's node is left out of the file's quantization, as the built-in's is left out of its
+own; a tensor replaced with the reference's (a node that reads no Q/DQ pair) hides every error that flowed into it: a
+tensor later than the proposal that brings the outputs back is said (`hides_upstream`), never named in its place. A
+user's file's constants off the reference's are tried first, each replaced alone (`cures/constants.py`), its shared
+scales after the ranked (`cures/shared_scale.py`). An overflow its consumer saturates (a tanh-GELU's x³) is proposed
+first and let go: restoring it changes nothing at the output. Where nothing brings them back, the graph's halves say
+where the error accumulates (`cures/spread.py`: evidence, never the cure); where only a decision moved and no one
+brings it back, the ranking's first is named "proposed, not confirmed", and a decision at a near tie that several
+layers each bring back alone is said as such, no root among them (`cures/tie_words.py`). A module whose own nodes are
+not its whole segment is tried again over its segment, as its local error ran it (`restore.widened`). Cost: one
+probe-less run of the stage per restoration (at most 2 × `TRIED` + `SET_RUNS` + `MEMBERS_ALONE` + a file's constants
+and shared scales), only where the outputs are wrong, on ONNX Runtime only (`Capability.ORT_SESSIONS`)."""
 
 from __future__ import annotations
 
