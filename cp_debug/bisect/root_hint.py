@@ -33,11 +33,13 @@ class Made:
         """Its own INT8 reading says lost resolution (`hints.reads_lost`)."""
         return hints_mod.reads_lost(self.ctx)
 
-    def text(self, exclusion: hints_mod.Exclusion | None = None, ladder: bool = False) -> str | None:
+    def text(self, exclusion: hints_mod.Exclusion | None = None, ladder: bool = False, tie: bool = False
+             ) -> str | None:
         """The hint, its INT8 advice as the outputs decided it (`exclusion`), its own INT8 reading left to a story's
-        cure ladder (`ladder`)."""
+        cure ladder (`ladder`); `tie`: the intervention found the decision at a near tie a layer restored alone
+        brings back (`Intervention.at_tie`), said there — no "the error accumulates" beside it (one story)."""
         hint = hints_mod.hint_for(self.result, replace(self.ctx, exclusion=exclusion, ladder=ladder))
-        if self.spread is not None:
+        if self.spread is not None and not tie:
             hint = (hint + "; " if hint else "") + self.spread
         return hint
 

@@ -88,7 +88,8 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
     settle(run, state, rc, owner, [x for f in [placed, *whys.values()] if f is not None for x in f.restores], tie)
     if making is not None or story:  # its INT8 advice as the outputs decided it (`cures/advice.exclusion`); a story
         ladder = placed is not None and placed.ladder  # first, its cure ladder standing for the probe's INT8 reading
-        hint = making.text(exclusion(state.intervention, rc), ladder) if making is not None else None
+        tipped = state.intervention is not None and state.intervention.at_tie()  # a near tie: said there
+        hint = making.text(exclusion(state.intervention, rc), ladder, tipped) if making is not None else None
         hint = merged(story, ladder, hint, making is not None and making.reads_lost()) if story else hint
     ran = catalog.findings(seg, Role.RUN)
     blame = ran["graph"].detail if "graph" in ran else GraphBlame()

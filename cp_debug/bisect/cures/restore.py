@@ -104,6 +104,7 @@ class OutputError:
     in_budget: bool = False
     # the output failing the element-wise check with the most elements beyond (None where every output holds it)
     elementwise: Elementwise | None = field(default=None, compare=False)
+    tie: str = field(default="", compare=False)  # the outputs read at 0.5 / argmax that flip (`tie_words`)
 
     def short(self, budget: bool = True) -> str:
         """`ratio` as a list of runs says it; one within the RMS budget and still beyond the element-wise tolerance
@@ -418,7 +419,7 @@ def keep_at_outputs(run: "RunState", state: "CandidateState", r: Restoration) ->
 def output_error(run: "RunState", state: "CandidateState", stage: int, out: dict[str, np.ndarray]) -> OutputError:
     """`out` (a stage's outputs) against the reference's: every output by `noise.output_passes`, the worst one's
     error ÷ budget, and the decisions its outputs carry that flip (`findings/decisions.py`)."""
-    from cp_debug.bisect.findings.decisions import flips
+    from cp_debug.bisect.findings.decisions import output_decisions, tie_words
     from cp_debug.compare import noise
 
     ref = run.ref_outputs.get(stage, {})
@@ -437,7 +438,9 @@ def output_error(run: "RunState", state: "CandidateState", stage: int, out: dict
         if d.status != "ok" and d.shape_ok:
             e = _elementwise(d, tol)
             failed = e if failed is None or (e.nonfinite, e.beyond) > (failed.nonfinite, failed.beyond) else failed
-    return OutputError(worst, worst_rel, passes, flips(run, stage, ref, out), budget, failed)
+    decided = [d for d in output_decisions(run, stage, ref, out) if d.decisive]
+    return OutputError(worst, worst_rel, passes, sum(d.flipped for d in decided), budget, failed,
+                       tie_words(decided, state.spec.precision))
 
 
 def _elementwise(d: TensorDiff, tol) -> Elementwise:

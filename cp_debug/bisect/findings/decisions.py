@@ -20,7 +20,7 @@ declared metric that holds does. A row's label, a classifier's argmax, is never 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
@@ -29,6 +29,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.bisect.run_state import RunState
 
 THRESHOLD = 0.5
+LISTED = 4  # flipped elements up to which each one's margin is said
+NEAR_TIE = 0.05  # a Sigmoid's / Softmax's margin (its scale 0–1) up to which a flip sits at a near tie
 SCATTERED = 1e-3  # the share of a map's elements whose flips are near ties, not its decision (fp16's element-wise
 # tolerance lets as many elements through: `compare/diff.DEFAULT`)
 
@@ -45,6 +47,9 @@ class OutputDecision:
     margin: float | None  # the reference's smallest margin at a flipped element
     reference: float | None = None  # a metric's values
     candidate: float | None = None
+    margins: tuple[float, ...] = ()  # each flipped element's, smallest first, where at most `LISTED` flip
+    value: float | None = None  # the reference's value at the smallest margin (a score, a row's top): its step
+    at: str = ""  # a metric that changed: the Sigmoid / Softmax outputs that flip with it, read at 0.5 / argmax
 
     @property
     def scattered(self) -> bool:
@@ -60,8 +65,10 @@ class OutputDecision:
     def summary(self) -> str:
         if self.rule == "metric":
             return (f"--metric {self.name}: {self.candidate:.6g} where the reference gives {self.reference:.6g}"
-                    + (" (changed)" if self.changed else ""))
+                    + (" (changed)" if self.changed else "") + (f", where {self.at}" if self.at else ""))
         at = f", the reference's margin there {self.margin:.3g}" if self.margin is not None else ""
+        if len(self.margins) > 1:
+            at = f", the reference's margins there {', '.join(f'{m:.3g}' for m in self.margins)}"
         few = (f" (≤ {SCATTERED:.1%} of its elements: the map's near ties at its threshold, no decision of the map)"
                if self.scattered else "")
         return (f"{self.name} read at its {self.rule}: {self.flipped} of {self.total} decide otherwise than the "
@@ -82,9 +89,15 @@ def output_decisions(run: "RunState", stage: int, ref: Mapping[str, np.ndarray],
     last = stage == len(run.subject.stages) - 1
     metric = getattr(run.opts, "metric", None)
     st = run.subject.stages[stage]
-    if metric is not None and last:
-        return metric_decision(metric, st.output_names, ref, out)
-    return read_decisions(decided_outputs(st), ref, out)
+    if metric is None or not last:
+        return read_decisions(decided_outputs(st), ref, out)
+    found = metric_decision(metric, st.output_names, ref, out)
+    if found and found[0].changed:  # the near tie the metric moved at, where an output read at 0.5 / argmax flips
+        ties = [d for d in read_decisions(decided_outputs(st), ref, out) if d.changed and d.margin is not None]
+        if ties:
+            tie = min(ties, key=lambda d: d.margin)
+            found = [replace(found[0], margin=tie.margin, value=tie.value, at="; ".join(d.summary for d in ties))]
+    return found
 
 
 def metric_decision(metric, names, ref: Mapping[str, np.ndarray], out: Mapping[str, np.ndarray]
@@ -116,17 +129,19 @@ def read_decisions(decided: Mapping[str, str], ref: Mapping[str, np.ndarray], ou
             a, b = np.moveaxis(a, int(axis), -1), np.moveaxis(b, int(axis), -1)
         if op == "Sigmoid":
             flip = (a > THRESHOLD) != (b > THRESHOLD)
-            margins = np.abs(a - THRESHOLD)[flip]
+            margins, values = np.abs(a - THRESHOLD)[flip], a[flip]
             total = a.size
         else:
             a2, b2 = a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1])
             flip = a2.argmax(-1) != b2.argmax(-1)
             top2 = np.sort(a2, axis=-1)[:, -2:] if a2.shape[-1] > 1 else np.zeros((len(a2), 2))
-            margins = (top2[:, 1] - top2[:, 0])[flip]
+            margins, values = (top2[:, 1] - top2[:, 0])[flip], top2[:, 1][flip]
             total = len(a2)
         n = int(flip.sum())
         found.append(OutputDecision(name, f"threshold {THRESHOLD:g}" if op == "Sigmoid" else "argmax", n > 0, n,
-                                    int(total), float(margins.min()) if n else None))
+                                    int(total), float(margins.min()) if n else None,
+                                    value=float(values[margins.argmin()]) if n else None,
+                                    margins=tuple(sorted(float(m) for m in margins)) if n <= LISTED else ()))
     return found
 
 
@@ -237,3 +252,25 @@ def shown(decisions: list, choice) -> list:
     if choice is None:
         return list(decisions)
     return [d for d in decisions if not isinstance(d, OutputDecision) or d.rule == "metric"]
+
+
+def in_steps(ties: list, precision: str) -> str:
+    """The smallest margin of the decisions `ties` in the float format's rounding steps at the reference's value
+    there (float16's / bfloat16's spacing); "" for another format or none."""
+    if precision not in ("fp16", "bf16") or not ties:
+        return ""
+    d = min(ties, key=lambda d: d.margin)
+    if d.value is None:
+        return ""
+    bits = 7 if precision == "bf16" else 10  # the mantissa's
+    exp = math.floor(math.log2(abs(d.value))) if d.value else -14
+    step = 2.0 ** (max(exp, -14 if precision == "fp16" else -126) - bits)
+    return f" ({d.margin / step:.3g} of {precision}'s rounding steps there, {step:.3g})"
+
+
+def tie_words(decided: list[OutputDecision], precision: str) -> str:
+    """The flipped decisions `decided` at a near tie (outputs read at 0.5 / argmax, a metric's where they flip with
+    it, the reference's margin there ≤ `NEAR_TIE`), each said with that margin, the smallest in `precision`'s steps
+    (`in_steps`); "" where none (langid's INT8: a row at 0.983 flipped — no tie)."""
+    ties = [d for d in decided if d.margin is not None and d.margin <= NEAR_TIE]
+    return "; ".join(d.at or d.summary for d in ties) + in_steps(ties, precision)

@@ -5,20 +5,22 @@ beyond their budget or a decision they carry flips, the top `TRIED` candidates a
 own terms (`cures/restore.py`: its nodes kept in FP32 / left out of INT8, or its tensor replaced by the reference's)
 and the stage run to its outputs: the first whose restoration brings every output back within its budget and no
 decision flipped is the root cause, confirmed; where none alone does, the smallest set of the first `SET_FROM` ranked
-that does (`cures/set_search.py`: keep-fp32's 1-minimal search, each run at the outputs, at most `SET_RUNS`), named as
-the root ("restored together: A, B — no one of them alone does") with its nodes the cure verified at the outputs — one
-member where the search ends at one, or where one member of a set of 2 or 3 run alone after it does: it alone is the
-root, confirmed. What was tried is said (`Intervention.to_json`: each candidate's output error ÷ budget before and
-after). A user's Q/DQ file's node is left out of the file's quantization, as the built-in's is left out of its own; a
-tensor replaced with the reference's (a node that reads no Q/DQ pair) hides every error that flowed into it: a tensor
-later than the proposal that brings the outputs back is said (`hides_upstream`), never named in its place. A user's
-file's constants off the reference's are tried first, each replaced alone (`cures/constants.py`), its shared scales
-after the ranked (`cures/shared_scale.py`). An overflow its consumer saturates (a tanh-GELU's x³) is proposed first
-and let go: restoring it changes nothing at the output. Where nothing brings them back, the graph's halves say where
-the error accumulates (`cures/spread.py`: evidence, never the cure). A module whose own nodes are not its whole
-segment is tried again over its segment, as its local error ran it (`restore.widened`). Cost: one probe-less run of
-the stage per restoration (at most 2 × `TRIED` + `SET_RUNS` + `MEMBERS_ALONE` + a file's constants and shared scales),
-only where the outputs are wrong, on ONNX Runtime only (`Capability.ORT_SESSIONS`)."""
+that does (`cures/set_search.py`: keep-fp32's 1-minimal search, each run at the outputs, at most `SET_RUNS`), named
+as the root ("restored together: A, B — no one of them alone does") with its nodes the cure verified at the outputs —
+one member where the search ends at one, or where one member of a set of 2 or 3 run alone after it does: it alone is
+the root, confirmed. What was tried is said (`Intervention.to_json`: each candidate's output error ÷ budget before
+and after). A user's Q/DQ file's node is left out of the file's quantization, as the built-in's is left out of its
+own; a tensor replaced with the reference's (a node that reads no Q/DQ pair) hides every error that flowed into it: a
+tensor later than the proposal that brings the outputs back is said (`hides_upstream`), never named in its place. A
+user's file's constants off the reference's are tried first, each replaced alone (`cures/constants.py`), its shared
+scales after the ranked (`cures/shared_scale.py`). An overflow its consumer saturates (a tanh-GELU's x³) is proposed
+first and let go: restoring it changes nothing at the output. Where nothing brings them back, the graph's halves say
+where the error accumulates (`cures/spread.py`: evidence, never the cure); where only a decision moved and no one
+brings it back, the ranking's first is named "proposed, not confirmed", and a decision at a near tie that several
+layers each bring back alone is said as such, no root among them (`cures/tie_words.py`). A module whose own nodes are
+not its whole segment is tried again over its segment, as its local error ran it (`restore.widened`). Cost: one
+probe-less run of the stage per restoration (at most 2 × `TRIED` + `SET_RUNS` + `MEMBERS_ALONE` + a file's constants
+and shared scales), only where the outputs are wrong, on ONNX Runtime only (`Capability.ORT_SESSIONS`)."""
 
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from cp_debug.bisect.cures import spread
+from cp_debug.bisect.cures import spread, tie_words
 from cp_debug.bisect.cures.restore import (CONSTANT, EXCLUDE, KEEP, KEPT_FLOAT, REPLACE, OutputError, Restoration,
                                            cure_words, output_error, restoration, run_restored, widened)
 from cp_debug.bisect.cures.set_search import (SET_FROM, SET_RUNS, Tried, members_words, searched, sets_words,
@@ -56,6 +58,8 @@ class Intervention:
     breaks: str | None = None  # where nothing brings them back: the first ranked candidate that alone breaks them
     spent: bool = False  # the set search's runs spent before every drop was tried: `chosen` not proven 1-minimal
     tie: str | None = None  # the decision flip the verdict's reason names (`Finding.tie`, set by `settle`)
+    near: str | None = None  # nothing confirmed, the metric moved: the ranking's first is the root, proposed only
+    # (`confirmed`), and the outputs read at 0.5 / argmax that flip with the metric (their margin), where any
 
     @property
     def cure(self) -> Tried | None:
@@ -90,8 +94,11 @@ class Intervention:
                           + ([sets_words(self.tried, self.searched)] if sets and not self.chosen else []))
         if c is None:
             return (f"confirmed by no intervention: restoring each of the proposed causes leaves "
-                    f"{'a decision flipped' if flipped_only else 'the outputs beyond ' + limit} (worst output "
-                    f"{before}; {tried}){self._alone()}{spread.words(self.tried, budget, self.tie)}")
+                    f"{'a decision flipped' if flipped_only else tie_words.held(self, limit)} (worst output "
+                    f"{before}; {tried}){self._alone()}{spread.words(self.tried, budget, self.tie)}"
+                    f"{tie_words.near(self)}")
+        if self.tipped() and not self.confirmed_set:
+            return tie_words.tipped_text(self, tried)
         what = ("the set " + ", ".join(self.confirmed_set)) if self.confirmed_set else self.confirmed
         how = c.restored[0].how_words()  # in the candidate's own precision: left out of INT8 / FP8 / NVFP4
         # a keep set with its nodes' count; a constant; a file's pairs kept float
@@ -108,7 +115,8 @@ class Intervention:
                     f"removal still brings them back: {len(sets)} run(s){members_words(self.tried)}{spent}); verified "
                     f"at the outputs: {cure_words(c.restored)}{self._which()}")
         return (f"confirmed by intervention: {what}{' ' + how if how else ''} brings {back} "
-                f"(worst output {before}{flips} → {c.after.ratio:.3g}×; tried {tried}){self._which()}")
+                f"(worst output {before}{flips} → {c.after.ratio:.3g}×; tried {tried}){self._which()}"
+                f"{tie_words.one_tie(self)}")
 
     def _alone(self) -> str:
         """Where nothing brings the outputs back: the first ranked layer that alone, in its precision, breaks them."""
@@ -118,6 +126,12 @@ class Intervention:
         flips = f", {t.after.flips} decision(s) flipped" if t.after.flips else ""
         return (f"; {t.restored[0].words()} breaks them alone: {t.after.ratio:.3g}× their budget{flips} — the first "
                 "ranked layer that alone breaks them, with others beside it (no one restored alone brings them back)")
+
+    def tipped(self) -> list[str]:
+        return tie_words.tipped(self)
+
+    def at_tie(self) -> bool:
+        return tie_words.at_tie(self)
 
     def _which(self) -> str:
         """Where the confirmation names another module than the root the verdict settled on (`at`): which holds."""
@@ -142,6 +156,8 @@ class Intervention:
                 "probe": self.confirmed, "set": list(self.confirmed_set), "keep": list(self.keep()),
                 "how": c.restored[0].how if c is not None else None, "output_error": self.before.to_json(),
                 "set_searched_among": self.searched, "set_runs_spent": self.spent, "alone_breaks": self.breaks,
+                "proposed_only": self.near is not None,
+                "tipped_by": self.tipped(),
                 "spread": spread.verdict(self.tried, self.tie),
                 "tried": [t.to_json(self.before) for t in self.tried]}  # its time: the report's phases
 
@@ -179,13 +195,14 @@ def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results
         tried: list[Tried] = []
         own = state.spec.onnx_dir is not None  # a user's file: its constants off the reference's, one by one
         back = own and _until_back(constants.restorations(run, state, stage), tried, measure)
-        for r in restorable if not back else ():
+        for k, r in enumerate(restorable if not back else ()):
             tried.append(Tried((r,), measure([r])))
             wide = widened(run, state, r) if not tried[-1].after.back else None
             if wide is not None:  # the module's own nodes are not its whole segment: the segment restored
                 tried.append(Tried((wide,), measure([wide])))
             back = tried[-1].after.back
-            if back:
+            if back:  # a decision moved within budget: do the others proposed tip it too (a near tie, no root)?
+                tried += [Tried((o,), measure([o])) for o in (restorable[k + 1:] if decision_only else ())]
                 break
         # tensors as candidates: a file's shared scales
         back = back or (own and _until_back(shared_scale.restorations(run, state, stage), tried, measure))
@@ -351,7 +368,7 @@ def confirmed(run: "RunState", state: "CandidateState", ranked: list[str], resul
               ) -> str | None:
     """The root cause the intervention confirms at the outputs, else the own-error ranking's first; the intervention
     kept on the state for the verdict (`state.intervention`)."""
-    from cp_debug.bisect.findings.decisions import flipped
+    from cp_debug.bisect.findings.decisions import NEAR_TIE, flipped
     from cp_debug.bisect.ranking import causes
 
     proposed = ranked
@@ -366,8 +383,15 @@ def confirmed(run: "RunState", state: "CandidateState", ranked: list[str], resul
         return found.confirmed_set[0]
     if found is not None and found.confirmed:
         return found.confirmed
-    # no probe beyond its budget and a decision moved: the first ranked that alone breaks it is the root
-    return proposed[0] if proposed else (found.breaks if found is not None else None)
+    # no probe beyond its budget and a decision moved: the first ranked that alone breaks it is the root; where none
+    # does, the ranking's first, proposed and not confirmed (its hint says what was tried: never silence)
+    if proposed or found is None:
+        return proposed[0] if proposed else None
+    if found.breaks or not ranked or found.cure is not None:
+        return found.breaks
+    state.intervention = replace(found, near="; ".join(d.at for d in flipped(state, metric_only=True) if d.at
+                                                       and d.margin is not None and d.margin <= NEAR_TIE))
+    return ranked[0]
 
 
 def confirmed_at(state: "CandidateState", root: str | None) -> bool:
