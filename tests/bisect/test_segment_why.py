@@ -10,7 +10,8 @@ from onnx import TensorProto, helper
 from cp_debug.bisect.findings.op_findings import find_collapse, find_long_reduction, find_overflow
 from cp_debug.bisect.findings.segment_why import SegmentWhy
 
-ONNX_ONLY = SimpleNamespace(module=None, has_module=False)  # a stage without its torch module: modules from node metadata only
+# a stage without its torch module: modules from node metadata only
+ONNX_ONLY = SimpleNamespace(module=None, has_module=False)
 
 
 def _graph(op: str, n: int, **attrs):
