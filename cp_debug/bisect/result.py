@@ -168,10 +168,10 @@ class RootCause:
     @property
     def named(self) -> str:
         """How a report names it, one story with its hint: "root cause X", or at a near tie several layers each tip
-        alone "no single root cause: the decision sits at a near tie that A, B each tip alone" (issue 115)."""
+        alone "no single root cause (A, B each tip a near tie alone)", the hint then saying the tie (issue 115)."""
         if self.tipped_by:
             tips = ", ".join(self.tipped_by)
-            return f"no single root cause: the decision sits at a near tie that {tips} each tip alone"
+            return f"no single root cause ({tips} each tip a near tie alone)"
         return f"root cause {self.title}"
 
     @property

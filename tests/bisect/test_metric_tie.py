@@ -149,11 +149,12 @@ def test_a_near_tie_several_layers_each_tip_is_said_as_one_with_no_root(tmp_path
     assert len(tipped) == int(tips[1]) and set(tipped) <= {"t0", "t1", "t2", "t3"} and rc["probe"] in tipped, rc
     assert tips[3] == ", ".join(tipped), (tips[3], tipped)  # the hint's layers are the JSON's
     # the summary's story is the hint's: no single root, the near tie, the layers that each tip it (by name)
-    named = f"no single root cause: the decision sits at a near tie that {', '.join(tipped)} each tip alone"
+    named = f"no single root cause ({', '.join(tipped)} each tip a near tie alone)"
     tie = rc["near_tie"]
     assert tie["single"] is False and tie["tipped_by"] == tipped and tie["text"] == named, tie
     assert tie["margin"] and f"({tie['margin']})" in hint, (tie, hint)
     out = " ".join(proc.stdout.split())  # the panel's lines joined
+    assert hint.startswith("the decision sits at a near tie"), hint  # no one layer's "rounding … keep it in FP32"
     assert f"; {named}: {' '.join(hint.split())[:60]}" in out, out[-3000:]
     assert f"≈ {named} — " in out and "★ root cause" not in out and "root cause t" not in out, out[-3000:]
     assert out.count("≈ tips the tie") == len(tipped), out[:3000]  # the table marks each, no star
