@@ -77,7 +77,8 @@ class Report:
         for c in self.report.candidates:
             lines.append(f"{c.label} vs {self.report.reference}: {verdict(c, hint=False)[1]}")
             if c.root_cause is not None:
-                lines.append(f"  root cause: {c.root_cause.title}")
+                rc = c.root_cause
+                lines.append(f"  {rc.named}" if rc.tipped_by else f"  root cause: {rc.title}")
                 if c.root_cause.hint:
                     lines.append(f"  why: {c.root_cause.hint}")
         return "\n".join(lines) or f"vs {self.report.reference}: no candidates"

@@ -145,6 +145,9 @@ class RootCause:
         if self.intervention is not None:
             out["confirmed"] = self.intervention["confirmed"]
             out["intervention"] = self.intervention
+        if self.tipped_by:  # no single root: `probe` is the first ranked of the layers that each tip the near tie
+            out["near_tie"] = {"single": False, "tipped_by": list(self.tipped_by),
+                               "margin": self.intervention.get("tie"), "text": self.named}
         if self.module:
             out["module"] = self.module
         if self.nodes:
@@ -155,6 +158,21 @@ class RootCause:
     def from_json(cls, d: dict) -> "RootCause":
         nodes = tuple(UnmatchedNode.from_json(n, n.get("side", CANDIDATE)) for n in d.get("graph_difference") or ())
         return cls(d["probe"], d.get("hint"), nodes, d.get("module"), d.get("intervention"))
+
+    @property
+    def tipped_by(self) -> tuple[str, ...]:
+        """Where only a decision moved, at a near tie that two or more layers restored alone each bring back
+        (`cures/tie_words.tipped`): those layers — no single root cause, `probe` only the first ranked of them."""
+        return tuple((self.intervention or {}).get("tipped_by") or ())
+
+    @property
+    def named(self) -> str:
+        """How a report names it, one story with its hint: "root cause X", or at a near tie several layers each tip
+        alone "no single root cause (A, B each tip a near tie alone)", the hint then saying the tie (issue 115)."""
+        if self.tipped_by:
+            tips = ", ".join(self.tipped_by)
+            return f"no single root cause ({tips} each tip a near tie alone)"
+        return f"root cause {self.title}"
 
     @property
     def title(self) -> str:

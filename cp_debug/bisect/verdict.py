@@ -15,6 +15,7 @@ from cp_debug.bisect.findings.contract import Candidate, Role, Segment
 from cp_debug.bisect.findings.decisions import decided_outcome, held_decision, shown
 from cp_debug.bisect.findings.intervention import confirmed_at, settle
 from cp_debug.bisect.findings.graph_blame import GraphBlame
+from cp_debug.bisect.findings.hints import rounding_only
 from cp_debug.bisect.findings.int8_story import merged
 from cp_debug.bisect.inconclusive import unstable_reference
 from cp_debug.bisect.result import BisectReport, CandidateResult, Probe, ProbeResult, RootCause
@@ -109,8 +110,9 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
                             after=(flipped or _after(run, state, placed)) if tie is not None else frozenset())
     outcome, reason = decided_outcome(state, outcome, reason)
     closing = [f for f in ran.values() if f.adds_to_hint and f.text]
-    if closing:
-        hint = "; ".join([*([hint] if hint else []), *(f.text for f in closing)])
+    if closing:  # at a near tie several layers each tip, no one layer's "rounding … keep it in FP32" (one story)
+        tips = state.intervention is not None and bool(state.intervention.tipped()) and rounding_only(hint)
+        hint = "; ".join([*([hint] if hint and not tips else []), *(f.text for f in closing)])
     tried = next((f.detail for f in closing if f.detail is not None and hasattr(f.detail, "to_json")), None)
     state.seconds += time.perf_counter() - started
     return CandidateResult(

@@ -14,6 +14,7 @@ from cp_debug.compare.diff import BROKEN
 
 FIRST_DIVERGENT = "◀ first divergent"
 ROOT_CAUSE = "★ root cause"
+TIPS = "≈ tips the tie"  # a layer that alone brings back a decision at a near tie others tip too: no single root
 NOT_OK = ("diverged", *BROKEN)
 
 
@@ -72,6 +73,7 @@ class Row:
     first_divergent: bool
     root_cause: bool
     on_path: bool
+    tips: bool = False  # one of the layers that each tip a near tie (`RootCause.tipped_by`): no root marked then
 
     @property
     def marker(self) -> str:
@@ -80,6 +82,8 @@ class Row:
             marks.append(FIRST_DIVERGENT)
         if self.root_cause:
             marks.append(ROOT_CAUSE)
+        if self.tips:
+            marks.append(TIPS)
         return "  ".join(marks)
 
 
@@ -119,13 +123,14 @@ def rows(report: BisectReport, cand: CandidateResult) -> list[Row]:
     for name in by_name:  # anything left over (a parent cycle) still shows, never silently dropped
         visit(name)
 
-    rc = cand.root_cause.probe if cand.root_cause else None
+    tips = set(cand.root_cause.tipped_by) if cand.root_cause else set()
+    rc = cand.root_cause.probe if cand.root_cause and not tips else None
     path = set(cand.path)
     out = []
     for name in order:
         p = probes.get(name)
         out.append(Row(p.index if p else None, name, p.depth if p else 0, p.op_type if p else None, by_name[name],
-                       name == cand.first_divergent, name == rc, name in path))
+                       name == cand.first_divergent, name == rc, name in path, name in tips))
     return out
 
 
@@ -157,8 +162,8 @@ def verdict(cand: CandidateResult, hint: bool = True) -> tuple[str, str]:
             text = f"{cand.outcome.words}: beyond {cand.judged_at} from {cand.first_divergent}"
         if cand.root_cause:
             same = (cand.root_cause.probe == cand.first_divergent and not cand.root_cause.nodes
-                    and not cand.root_cause.module)
-            text += " (the root cause)" if same else f", root cause {cand.root_cause.title}"
+                    and not cand.root_cause.module and not cand.root_cause.tipped_by)
+            text += " (the root cause)" if same else f", {cand.root_cause.named}"
             if cand.root_cause.hint and hint:
                 text += f": {cand.root_cause.hint}"
         if cand.outputs_within_tolerance:
@@ -180,11 +185,12 @@ def verdict(cand: CandidateResult, hint: bool = True) -> tuple[str, str]:
 
 def _moved_by(cand: CandidateResult, hint: bool) -> str:
     """"; root cause X: hint" where no probe diverged and the intervention found the layer that moves the decision
-    (a user's langid file: its Add left out of INT8 brings the language back), else ""."""
+    (a user's langid file: its Add left out of INT8 brings the language back), "; no single root cause: …" where
+    several layers each tip a near tie (`RootCause.named`), else ""."""
     if not cand.root_cause:
         return ""
     said = f": {cand.root_cause.hint}" if cand.root_cause.hint and hint else ""
-    return f"; root cause {cand.root_cause.title}{said}"
+    return f"; {cand.root_cause.named}{said}"
 
 
 def candidate_title(cand: CandidateResult) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from cp_debug.bisect.result import BisectReport, CandidateResult
 from cp_debug.report.bev_plot import bisect_pictures, pictures_html
-from cp_debug.report._format import (FIRST_DIVERGENT, ROOT_CAUSE, Row, as_float, candidate_title, fmt_db, fmt_num,
+from cp_debug.report._format import (FIRST_DIVERGENT, ROOT_CAUSE, TIPS, Row, as_float, candidate_title, fmt_db, fmt_num,
                                      model_title,
                                      precision_line, rows, third_party_line, tolerance_for, tolerance_line, topo_rows,
                                      verdict)
@@ -134,7 +134,9 @@ def _candidate(report: BisectReport, cand: CandidateResult, pictures=None) -> st
                    + "</div>")
     if cand.root_cause:
         hint = f" — {escape(cand.root_cause.hint)}" if cand.root_cause.hint else ""
-        out.append(f'<div class="hint"><b>{ROOT_CAUSE}: {escape(cand.root_cause.title)}</b>{hint}</div>')
+        rc = cand.root_cause
+        named = f"≈ {rc.named}" if rc.tipped_by else f"{ROOT_CAUSE}: {rc.title}"
+        out.append(f'<div class="hint"><b>{escape(named)}</b>{hint}</div>')
     out.append(_table(report, cand))
     tol = tolerance_for(report, cand.label)
     imgs = []
@@ -208,6 +210,8 @@ def _marks(row: Row) -> str:
         marks.append(f'<span class="fdm">{FIRST_DIVERGENT}</span>')
     if row.root_cause:
         marks.append(f'<span class="rcm">{ROOT_CAUSE}</span>')
+    if row.tips:
+        marks.append(f'<span class="rcm">{TIPS}</span>')
     return "<br>".join(marks)
 
 

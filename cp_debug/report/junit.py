@@ -141,7 +141,9 @@ def _candidate_case(report, c) -> TestCase:
     worst = max((r for r in c.results if r.diff is not None and math.isfinite(r.diff.rel_rmse)),
                 key=lambda r: r.diff.rel_rmse, default=None)
     props: dict[str, object] = {"outcome": outcome.value, "first_divergent": c.first_divergent,
-                                "root_cause": c.root_cause.title if c.root_cause else None,
+                                "root_cause": c.root_cause.title if c.root_cause and not c.root_cause.tipped_by
+                                else None,
+                                "near_tie": ",".join(c.root_cause.tipped_by) if c.root_cause else None,
                                 "hint": c.root_cause.hint if c.root_cause else None, "judged_at": c.judged_at}
     if worst is not None:
         props.update({"worst_probe": worst.probe, "worst_rel_rmse": worst.diff.rel_rmse,
@@ -155,7 +157,7 @@ def _candidate_case(report, c) -> TestCase:
         if c.first_divergent:
             parts.append(f"first divergent {c.first_divergent}")
         if c.root_cause:
-            parts.append(f"root cause {c.root_cause.title}" + (f" ({c.root_cause.hint})" if c.root_cause.hint else ""))
+            parts.append(c.root_cause.named + (f" ({c.root_cause.hint})" if c.root_cause.hint else ""))
         if worst is not None:
             parts.append(f"worst rel. RMSE {worst.diff.rel_rmse:.3g} (max/|ref|max {worst.diff.rel_max:.3g}) at "
                          f"{worst.probe}")

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 from cp_debug.bisect.phases import phases_line
 from cp_debug.bisect.result import BisectReport, CandidateResult
 from cp_debug.compare.diff import BROKEN
-from cp_debug.report._format import (FIRST_DIVERGENT, ROOT_CAUSE, Row, candidate_title, fmt_db, fmt_num, model_title,
-                                     precision_line,
-                                     rows, summary_line, third_party_line, tolerance_line, verdict)
+from cp_debug.report._format import (FIRST_DIVERGENT, ROOT_CAUSE, TIPS, Row, candidate_title, fmt_db, fmt_num,
+                                     model_title, precision_line, rows, summary_line, third_party_line,
+                                     tolerance_line, verdict)
 from cp_debug.report import int8_rows
 
 if TYPE_CHECKING:
@@ -239,7 +239,8 @@ def _render_candidate(report: BisectReport, cand: CandidateResult, console: "Con
     if cand.first_divergent:
         console.print(Text(f"  {FIRST_DIVERGENT}: {cand.first_divergent}", style="bold red"))
     if cand.root_cause:
-        line = Text(f"  {ROOT_CAUSE}: {cand.root_cause.title}", style="bold yellow")
+        rc = cand.root_cause
+        line = Text(f"  ≈ {rc.named}" if rc.tipped_by else f"  {ROOT_CAUSE}: {rc.title}", style="bold yellow")
         if cand.root_cause.hint:
             line.append(f" — {cand.root_cause.hint}", style="yellow")
         console.print(line)
@@ -274,7 +275,7 @@ def _probe_cell(row: Row, fold: bool = True):
     from rich.text import Text
 
     mark, name = Text("› " if row.on_path else "  ", style="bold cyan"), \
-        Text(row.probe, style="bold" if (row.first_divergent or row.root_cause) else "")
+        Text(row.probe, style="bold" if (row.first_divergent or row.root_cause or row.tips) else "")
     if not fold:
         return Text(" " * (2 * row.depth)) + mark + name
     g = Table.grid()
@@ -292,6 +293,8 @@ def _marker(row: Row, short: int):
         t.append((FIRST_DIVERGENT, "◀ first", "◀")[short], style="bold red")
     if row.root_cause:
         t.append(("\n" if row.first_divergent else "") + (ROOT_CAUSE, "★ root", "★")[short], style="bold yellow")
+    if row.tips:
+        t.append(("\n" if row.first_divergent else "") + (TIPS, "≈ tips", "≈")[short], style="bold yellow")
     return t
 
 
@@ -301,7 +304,7 @@ def _elide(all_rows: list[Row], max_rows: int | None) -> list[Row | str]:
     if not max_rows or len(all_rows) <= max_rows:
         return list(all_rows)
     tree = any(r.depth > 0 for r in all_rows)  # a refined run: its coarse probes are the overview
-    keep = [bool(r.first_divergent or r.root_cause or r.on_path or (tree and r.depth == 0)
+    keep = [bool(r.first_divergent or r.root_cause or r.tips or r.on_path or (tree and r.depth == 0)
                  or r.result.status in BROKEN or _local_beyond(r)) for r in all_rows]
     # rows with a local error tell where error enters: all of them while they fit, else the largest
     local = sorted((i for i, r in enumerate(all_rows) if not keep[i] and r.result.local is not None),
@@ -311,7 +314,7 @@ def _elide(all_rows: list[Row], max_rows: int | None) -> list[Row | str]:
         keep[i] = True
     keep[0] = keep[-1] = True
     for i, r in enumerate(all_rows):
-        if r.first_divergent or r.root_cause:
+        if r.first_divergent or r.root_cause or r.tips:
             for j in (i - 1, i + 1):
                 if 0 <= j < len(keep):
                     keep[j] = True

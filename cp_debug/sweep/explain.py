@@ -111,15 +111,23 @@ def bisected(out: str | Path, r: RankedFrame, rep: BisectReport, runs_on: dict |
     doc = rep if runs_on is None else {**rep.to_json(), "runs_on": runs_on}
     write_json(Path(out) / "bisect" / f"{r.token}.json", doc, parents=True)
     rc = next((c.root_cause for c in rep.candidates if c.label == r.candidate), None)
-    return replace(r, bisected=True, root_cause=rc.probe if rc else None, hint=rc.hint if rc else None)
+    tips = rc.tipped_by if rc else ()  # a near tie several layers each tip: no single root cause to count
+    return replace(r, bisected=True, root_cause=rc.probe if rc and not tips else None, hint=rc.hint if rc else None,
+                   near_tie=tips)
 
 
 def root_cause_counts(ranked: list[RankedFrame]) -> dict:
-    """{"bisected": n, "counts": {probe: frames}, "text": "root cause X on a of n bisected frames"}."""
+    """{"bisected": n, "counts": {probe: frames}, "text": "root cause X on a of n bisected frames"}; frames whose
+    decision sits at a near tie several layers each tip (no single root cause) counted apart, under "near_tie"."""
     bisected = [r for r in ranked if r.bisected]
     counts = Counter(r.root_cause for r in bisected if r.root_cause)
-    text = None
+    ties = sum(1 for r in bisected if r.near_tie)
+    said = []
     if counts:
         top, k = counts.most_common(1)[0]
-        text = f"root cause `{top}` on {k} of {len(bisected)} bisected frames"
-    return {"bisected": len(bisected), "counts": dict(counts.most_common()), "text": text}
+        said.append(f"root cause `{top}` on {k} of {len(bisected)} bisected frames")
+    if ties:
+        said.append(f"no single root cause on {ties} of {len(bisected)} bisected frames (a decision at a near tie "
+                    "several layers each tip alone)")
+    out = {"bisected": len(bisected), "counts": dict(counts.most_common()), "text": "; ".join(said) or None}
+    return {**out, "near_tie": ties} if ties else out

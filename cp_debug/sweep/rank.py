@@ -82,6 +82,7 @@ class RankedFrame:
     bisected: bool = False  # the worst frames' full bisect ran (explain.bisect_worst)
     root_cause: str | None = None  # filled for bisected frames
     hint: str | None = None  # the bisect's hint at the root cause
+    near_tie: tuple[str, ...] = ()  # no single root: the layers that each tip a near tie (`RootCause.tipped_by`)
     outcome: Outcome | None = None  # the worst of its candidates' (None: failed)
 
     @property

@@ -68,6 +68,8 @@ def _frame_doc(r: RankedFrame, result) -> dict:
     if r.bisected:
         doc["root_cause"] = r.root_cause
         doc["hint"] = r.hint
+        if r.near_tie:
+            doc["near_tie"] = list(r.near_tie)
     return doc
 
 

@@ -124,6 +124,8 @@ def render_samples_html(doc: dict) -> str:
 
     def root(f) -> str | None:
         rc = f.get("root_cause")
+        if rc is None and f.get("near_tie"):  # no single root cause: the layers that each tip a near tie
+            return f"no single root cause ({', '.join(f['near_tie'])} each tip a near tie alone)"
         return rc.get("module") or rc.get("node") or rc.get("text") if isinstance(rc, dict) else rc
 
     parts.append("<h2>Ranked samples</h2>")

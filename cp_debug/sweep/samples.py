@@ -315,6 +315,7 @@ def sweep_doc(result: SampleSweep, opts: SampleSweepOptions, model) -> dict:
             "reason": r.reason, "class": None, "candidate": r.candidate,
             "worst_probe": w.worst_probe if w else None, "worst_ratio": w.worst_ratio if w else None,
             "local_probe": None, "root_cause": r.root_cause, "hint": r.hint, "bisected": r.bisected,
+            **({"near_tie": list(r.near_tie)} if r.near_tie else {}),
             "detections": {}, "candidates": {v.candidate: {"outcome": v.outcome.value, "reason": v.reason}
                                              for v in r.verdicts},
             "shape": _shape_json((result.shapes or {}).get(r.token)), "decisions": decided.get(r.token, {})})

@@ -34,8 +34,10 @@ def junit_suite(doc: dict, extra=()):
                 parts.append(f"layer-local at {f['local_probe']}")
             parts += [f"{c}: {d['lost']} lost, {d['added']} added" for c, d in (f["detections"] or {}).items()
                       if d["lost"] or d["added"]]
-            if f.get("root_cause"):
-                parts.append(f"root cause {f['root_cause']}" + (f" ({f['hint']})" if f.get("hint") else ""))
+            if f.get("root_cause") or f.get("near_tie"):
+                named = (f"root cause {f['root_cause']}" if f.get("root_cause") else
+                         f"no single root cause ({', '.join(f['near_tie'])} each tip a near tie alone)")
+                parts.append(named + (f" ({f['hint']})" if f.get("hint") else ""))
             failure = "; ".join(p for p in parts if p)
         cases.append(TestCase(f["token"], f"cpdebug.sweep.{doc['reference']}", failure=failure,
                               properties=figures, failure_type=f"cpdebug.{state}"))

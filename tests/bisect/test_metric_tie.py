@@ -126,22 +126,39 @@ def test_a_cure_that_brings_the_outputs_within_budget_is_said_so_where_the_decis
 def test_a_near_tie_several_layers_each_tip_is_said_as_one_with_no_root(tmp_path):
     """fer's FP16 (ONNX Runtime's own kernels): a face at 0.251 / 0.250 reads another emotion; any of 5 of its 43
     nodes kept in FP32 alone brings it back. Before: one of them named the root, "confirmed by intervention … kept
-    in FP32 brings the decisions back", beside "no single layer dominates … the error accumulates"."""
+    in FP32 brings the decisions back", beside "no single layer dominates … the error accumulates"; then the hint
+    said the tie while the summary, the table's marker, `root_cause`, --junit and the HTML still named one layer
+    "root cause" (two stories). Now every view names no single root and the layers that each tip it."""
     _tipped(tmp_path / "tie.onnx")
     x = np.zeros((1, K), np.float32)
     x[0, 0] = 3
     np.savez(tmp_path / "x.npz", x=x)
     proc = cpdebug("bisect", "--onnx", tmp_path / "tie.onnx", "--inputs", tmp_path / "x.npz", "-b",
                    "ort-cpu,ort-cpu-fp16", "--metric", f"{__file__}:called_metric", "--json", tmp_path / "r.json",
-                   "--quiet")
+                   "--junit", tmp_path / "j.xml", "--html", tmp_path / "r.html")
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
     rc = json.loads((tmp_path / "r.json").read_text())["root_cause"]["ort-cpu-fp16"]
     hint = rc["hint"]
     assert "the decision sits at a near tie (p read at its threshold 0.5: 1 of 4 decide otherwise" in hint, hint
     assert "of fp16's rounding steps there" in hint, hint
-    tips = re.search(r"(\d+) of the (\d+) layers tried each bring it back alone — ([^—]+) —", hint)
+    tips = re.search(r"(\d+) of the (\d+) layers tried each bring it back alone — ([^—]+) \(kept in FP32\) —", hint)
     assert tips is not None and int(tips[1]) >= 2, hint  # the first ranked: those that round, each tips it
     assert "none of them its root" in hint and "accumulates" not in hint, hint
     assert "confirmed by intervention:" not in hint, hint
     tipped = rc["intervention"]["tipped_by"]
     assert len(tipped) == int(tips[1]) and set(tipped) <= {"t0", "t1", "t2", "t3"} and rc["probe"] in tipped, rc
+    assert tips[3] == ", ".join(tipped), (tips[3], tipped)  # the hint's layers are the JSON's
+    # the summary's story is the hint's: no single root, the near tie, the layers that each tip it (by name)
+    named = f"no single root cause ({', '.join(tipped)} each tip a near tie alone)"
+    tie = rc["near_tie"]
+    assert tie["single"] is False and tie["tipped_by"] == tipped and tie["text"] == named, tie
+    assert tie["margin"] and f"({tie['margin']})" in hint, (tie, hint)
+    out = " ".join(proc.stdout.split())  # the panel's lines joined
+    assert hint.startswith("the decision sits at a near tie"), hint  # no one layer's "rounding … keep it in FP32"
+    assert f"; {named}: {' '.join(hint.split())[:60]}" in out, out[-3000:]
+    assert f"≈ {named} — " in out and "★ root cause" not in out and "root cause t" not in out, out[-3000:]
+    assert out.count("≈ tips the tie") == len(tipped), out[:3000]  # the table marks each, no star
+    junit = (tmp_path / "j.xml").read_text()
+    assert named in junit and "root cause t" not in junit, junit[:3000]
+    html = (tmp_path / "r.html").read_text()
+    assert f"<b>≈ {named}</b>" in html and "★ root cause</span>" not in html, html[:2000]

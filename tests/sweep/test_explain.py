@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -59,3 +60,19 @@ def test_bisects_and_failures_are_typed_and_the_report_is_written_whole(tmp_path
                        "b": explain.FrameFailure("b", "the frame cannot be bisected")}
     assert reports["a"].to_json() == {"error": "the frame cannot be bisected"}
     assert not any(r.bisected for r in out) and not (tmp_path / "f").exists()
+
+
+def test_a_frame_at_a_near_tie_several_layers_tip_counts_no_single_root_cause(tmp_path):
+    """Issue 115: a bisected frame whose decision sits at a near tie two layers each tip alone (the intervention's
+    `tipped_by`, as `tests/bisect/test_metric_tie.py` finds it) names no root to count, but the layers."""
+    tie = RootCause("t0", "the decision sits at a near tie …", intervention={
+        "confirmed": True, "tipped_by": ["t0", "t1"], "tie": "p read at its threshold 0.5: 1 of 4 decide otherwise"})
+    report = BisectReport("ort-cpu", [CandidateResult("ort-cpu-fp16", "ort-cpu-fp16", [], root_cause=tie)], [])
+    one = explain.bisected(tmp_path, _ranked("a", 1), report)
+    assert (one.root_cause, one.near_tie, one.hint) == (None, ("t0", "t1"), tie.hint)
+    rooted = replace(explain.bisected(tmp_path, _ranked("b", 2), report), root_cause="x", near_tie=())
+    assert explain.root_cause_counts([one, rooted]) == {
+        "bisected": 2, "counts": {"x": 1}, "near_tie": 1,
+        "text": "root cause `x` on 1 of 2 bisected frames; no single root cause on 1 of 2 bisected frames (a decision "
+                "at a near tie several layers each tip alone)"}
+    assert tie.to_json()["near_tie"]["tipped_by"] == ["t0", "t1"] and "(t0, t1 each tip a near tie alone)" in tie.named

@@ -158,6 +158,7 @@ class Intervention:
                 "set_searched_among": self.searched, "set_runs_spent": self.spent, "alone_breaks": self.breaks,
                 "proposed_only": self.near is not None,
                 "tipped_by": self.tipped(),
+                "tie": self.before.tie if self.tipped() else None,  # the near tie's margin those layers each tip
                 "spread": spread.verdict(self.tried, self.tie),
                 "tried": [t.to_json(self.before) for t in self.tried]}  # its time: the report's phases
 
@@ -185,8 +186,9 @@ def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results
     if not restorable:
         return None
     stage = restorable[0].stage
-    with run.progress.step(f"{state.label}: the root cause confirmed at the outputs"), run.phases.timed(
-            f"{state.label}: root cause confirmed"):
+    # said before its end: what it does, not what it finds (a near tie several layers tip confirms no single root)
+    with run.progress.step(f"{state.label}: the proposed root causes restored at the outputs"), run.phases.timed(
+            f"{state.label}: root cause by intervention"):
         before = output_error(run, state, stage, _as_deployed(run, state, stage))
         decision_only = run.opts.tolerance_mode == "model" and before.in_budget
         if before.back or (decision_only and not before.flips):
