@@ -6,7 +6,8 @@
 `conv2d_16` (batch_normalization_16, ranked third by own error) alone moves none. The own-error ranking puts the first
 Conv fourth; before, only the top three were run alone and `batch_normalization_16` (one frame tipped, 0.145× of the
 candidate's 0.806×) was named "the first ranked layer that alone breaks them"; now the set search's pool is run alone
-and the one carrying the most of the candidate's error is named."""
+and the one carrying the most of the candidate's error is named, with its mechanism: its filters cancel (each sums to
+~0), and INT8's rounding of them leaks the input's offset (`findings/quantized/cancel.py`)."""
 
 from __future__ import annotations
 
@@ -77,3 +78,5 @@ def test_the_layer_that_holds_the_wake_words_damage_is_named(tmp_path):
     others = [t for t in found["tried"] if t["alone"] and t["candidate"] != cause["probe"]]
     assert others and all(t["output_error_after"]["ratio"] < run["output_error_after"]["ratio"] for t in others)
     assert "of the ranked layers that alone break them, the one with the most" in cause["hint"], cause["hint"]
+    # the mechanism (quantized/cancel.py): its 24 filters are DC-free, fed mel features whose mean is ~8
+    assert "its weights cancel: 24 of 24 filters of Conv" in cause["hint"], cause["hint"]
