@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from cp_debug.backends.spec import Capability
 from cp_debug.bisect.findings.contract import Candidate, Examiner, Finding, Role, Segment, examined
+from cp_debug.bisect.findings.quantized.cancel import CancelledWeights
 from cp_debug.bisect.findings.quantized.choice import QuantizedChoice
 from cp_debug.bisect.routing import RoutingChange
 from cp_debug.bisect.ranking import beyond_locally
@@ -43,8 +44,7 @@ def _own_status(r) -> str:
 
 def _tried(found) -> tuple:
     """The keep set `found` tried at the outputs, (Restoration, OutputError), as `Finding.restores` carries it."""
-    at = getattr(found, "at_outputs", None)
-    return (at,) if at is not None else ()
+    return (found.at_outputs,) if getattr(found, "at_outputs", None) is not None else ()
 
 
 def _verified_keep(seg: Segment, p, why) -> tuple:
@@ -423,8 +423,8 @@ class Intervened:
 
 EXAMINERS: tuple[Examiner, ...] = (
     MeasuredChoice(), NearTie(), RoutingChange(), QuantizedChoice(), RangeLoss(), QdqFlushBefore(), ConstantRange(),
-    FlushBefore(), SegmentWhy(), SharedScaleWhy(), QdqFile(), Eps(), Export(), CalibrationFit(), GraphDifference(),
-    RuntimeDefaults(), Intervened())
+    FlushBefore(), SegmentWhy(), SharedScaleWhy(), QdqFile(), Eps(), Export(), CalibrationFit(), CancelledWeights(),
+    GraphDifference(), RuntimeDefaults(), Intervened())
 
 
 def where(seg: Segment) -> Finding | None:

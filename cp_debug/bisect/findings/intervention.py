@@ -19,11 +19,12 @@ where the error accumulates (`cures/spread.py`: evidence, never the cure); where
 brings it back, the ranking's first is named "proposed, not confirmed", and a decision at a near tie that several
 layers each bring back alone is said as such, no root among them (`cures/tie_words.py`). A module whose own nodes are
 not its whole segment is tried again over its segment, as its local error ran it (`restore.widened`). Cost: one
-probe-less run of the stage per restoration (at most 2 × `TRIED` + `SET_RUNS` + `MEMBERS_ALONE` + a file's constants
-and shared scales), only where the outputs are wrong, on ONNX Runtime only (`Capability.ORT_SESSIONS`)."""
+probe-less run of the stage per restoration (at most 2 × `TRIED` + `SET_RUNS` + `MEMBERS_ALONE` + `SET_FROM` alone + a file's
+constants and shared scales), only where the outputs are wrong, on ONNX Runtime only (`Capability.ORT_SESSIONS`)."""
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -39,6 +40,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.bisect.run_state import CandidateState, RunState
 
 TRIED = 3  # the proposed restored one by one before a set
+CARRIES = 0.5  # a layer alone in the format that breaks the outputs with this share of the candidate's error: no
+# further one run alone
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ class Intervention:
     at: str | None = None  # the root the verdict names, where `settle` brought the intervention to it
     chosen: tuple[str, ...] = ()  # the 1-minimal set of ranked candidates that brings the outputs back together
     searched: int = 0  # how many ranked candidates that set was searched among
-    breaks: str | None = None  # where nothing brings them back: the first ranked candidate that alone breaks them
+    breaks: str | None = None  # where nothing brings them back: the ranked candidate that alone breaks them (`_breaks`)
     spent: bool = False  # the set search's runs spent before every drop was tried: `chosen` not proven 1-minimal
     tie: str | None = None  # the decision flip the verdict's reason names (`Finding.tie`, set by `settle`)
     near: str | None = None  # nothing confirmed, the metric moved: the ranking's first is the root, proposed only
@@ -124,8 +127,12 @@ class Intervention:
         if t is None:
             return ""
         flips = f", {t.after.flips} decision(s) flipped" if t.after.flips else ""
-        return (f"; {t.restored[0].words()} breaks them alone: {t.after.ratio:.3g}× their budget{flips} — the first "
-                "ranked layer that alone breaks them, with others beside it (no one restored alone brings them back)")
+        first = next((x for x in self.tried if x.restored[0].alone and x.after.flips), t)
+        which = "the first ranked layer that alone breaks them" if first is t else (
+            f"of the ranked layers that alone break them, the one with the most of the candidate's "
+            f"{self.before.ratio:.3g}× ({first.restored[0].probe} alone: {first.after.ratio:.3g}×)")
+        return (f"; {t.restored[0].words()} breaks them alone: {t.after.ratio:.3g}× their budget{flips} — {which}, "
+                "with others beside it (no one restored alone brings them back)")
 
     def tipped(self) -> list[str]:
         return tie_words.tipped(self)
@@ -221,10 +228,10 @@ def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results
                     for t in tried]
         if chosen and any(t.whole and {x.probe for x in t.restored} == set(chosen) for t in tried):
             chosen, spent = (), False
-        # the first ranked that alone breaks them, where nothing restores: judged at the outputs' budget (in fixed
+        # the ranked layer that alone breaks them, where nothing restores: judged at the outputs' budget (in fixed
         # mode any one layer alone in the format may miss a tight --atol/--rtol: that names no cause)
         breaks = None if back or chosen or run.opts.tolerance_mode == "fixed" else _breaks(
-            run, state, restorable, tried, measure)
+            run, state, [r for r in pool if r.stage == stage], tried, measure, before)
         if not (back or chosen or breaks) and run.opts.tolerance_mode == "model":  # no layer: the halves' evidence
             tried += spread.tried(run, state, stage, lambda h, s: Tried((h,), measure([h]), spread=s), decision_only)
     found = Intervention(ranked[0], single, before, tuple(tried), 0.0, stage, chosen=chosen, spent=spent)
@@ -239,14 +246,19 @@ def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results
                         searched=searched(tried), breaks=breaks, spent=spent)
 
 
-def _breaks(run: "RunState", state: "CandidateState", restorable: list[Restoration], tried: list[Tried],
-            measure) -> str | None:
-    """The ranked candidates, most first, each alone in the candidate's precision, every other node restored
-    (`restore.alone`), run at the outputs (appended to `tried`) until one breaks them — a decision they carry
-    flipped by it alone: that one (whichever door the candidate came through), None where none alone does."""
+def _breaks(run: "RunState", state: "CandidateState", pool: list[Restoration], tried: list[Tried],
+            measure, before: OutputError) -> str | None:
+    """The ranked candidates (the set search's pool, `SET_FROM`), most first, each alone in the candidate's precision,
+    every other node restored (`restore.alone`), run at the outputs (appended to `tried`): the first that breaks them
+    — a decision they carry flipped by it alone — with at least `CARRIES` of the candidate's own error at the outputs;
+    else, the pool run, the one of those that break them whose error alone is the largest (a near tie any layer's
+    rounding tips is not the layer that holds the damage: openwakeword's speech embedding in INT8, its first Conv alone
+    takes a wake word's frames from 0.52 to 0.15, a layer ranked above it tips one by 0.02); None where none alone
+    does."""
     from cp_debug.bisect.cures.restore import alone
 
-    for r in restorable:
+    breaking: list[tuple[float, int, str]] = []
+    for k, r in enumerate(pool):
         a = alone(run, state, r)
         if a is None:
             continue
@@ -255,9 +267,12 @@ def _breaks(run: "RunState", state: "CandidateState", restorable: list[Restorati
         except Exception as err:  # noqa: BLE001 - a layer that cannot be run alone is said, the rest stands
             run.warnings.append(f"{state.label}: {a.words()} was not run: {err}")
             continue
-        if tried[-1].after.flips:  # a decision moved by it alone (the issue's "the layer that alone breaks its
-            return r.probe  # decision"); outputs off by its error alone are the own-error ranking's to weigh
-    return None
+        after = tried[-1].after
+        if after.flips:  # a decision moved by it alone (the issue's "the layer that alone breaks its decision")
+            if after.ratio >= CARRIES * before.ratio or not math.isfinite(before.ratio):
+                return r.probe
+            breaking.append((-after.ratio, k, r.probe))
+    return min(breaking)[2] if breaking else None
 
 
 def _whole(run: "RunState", state: "CandidateState", stage: int, chosen) -> bool:
