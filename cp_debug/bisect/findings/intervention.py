@@ -20,7 +20,8 @@ brings it back, the ranking's first is named "proposed, not confirmed", and a de
 layers each bring back alone is said as such, no root among them (`cures/tie_words.py`). A module whose own nodes are
 not its whole segment is tried again over its segment, as its local error ran it (`restore.widened`). Cost: one
 probe-less run of the stage per restoration (at most 2 × `TRIED` + `SET_RUNS` + `MEMBERS_ALONE` + `SET_FROM` alone +
-a file's constants and shared scales), only where the outputs are wrong, on ONNX Runtime only (`Capability.ORT_SESSIONS`)."""
+a file's constants and shared scales), only where the outputs are wrong, on ONNX Runtime only
+(`Capability.ORT_SESSIONS`)."""
 
 from __future__ import annotations
 
