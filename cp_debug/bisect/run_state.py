@@ -36,22 +36,6 @@ class ProbeSpec:
     depth: int = 0
 
 
-@dataclass(frozen=True)
-class ProbePlots:
-    """The small arrays of one probe's error plots (`compare.plot_data`): a histogram, and a heat map where the
-    tensor is image-like. `to_json()` is what the report keeps for the root cause."""
-
-    histogram: dict[str, Any]
-    heatmap: dict[str, Any] | None = None
-
-    @property
-    def has_heatmap(self) -> bool:
-        return self.heatmap is not None
-
-    def to_json(self) -> dict:
-        return {"histogram": self.histogram, **({"heatmap": self.heatmap} if self.heatmap is not None else {})}
-
-
 @dataclass
 class CandidateState:
     label: str
@@ -71,7 +55,8 @@ class CandidateState:
     # stage -> the graph as deployed's outputs on `feeds` (that check's): the intervention's outputs before a restore
     as_deployed: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # stage -> the runner's settings (JSON)
-    # probe -> its plots; on a device, `compare.device_plots.DevicePlots` (the same attributes, made when asked)
+    # probe -> its plots' material (`compare.plot_data.HostPlots`; on a device, `compare.device_plots.DevicePlots`),
+    # drawn when the report asks
     plots: dict[str, Any] = field(default_factory=dict)
     int8_amax: dict[str, float] = field(default_factory=dict)  # ONNX tensor -> calibrated amax (a file: its scales)
     # stage -> the Q/DQ graph its run quantized (`precision.int8.QuantizedModel`): its segments are cut from it, as a

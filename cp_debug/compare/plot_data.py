@@ -32,14 +32,21 @@ def error_histogram(ref: np.ndarray, test: np.ndarray, bins: int = 50, *, probe:
     `max_elements` elements is sampled: every k-th element ("every": k); counts, zeros, nonfinite and total are
     then of the sample, `source_total` is the tensor's size.
     """
+    size = int(np.asarray(ref).size)
+    return errors_histogram(sample_errors(ref, test, max_elements), histogram_stride(size, max_elements), size, bins,
+                            probe=probe)
+
+
+def sample_errors(ref: np.ndarray, test: np.ndarray, max_elements: int = MAX_HISTOGRAM_ELEMENTS) -> np.ndarray:
+    """The errors `error_histogram` bins, as a new array (every k-th |test - ref|; `test is ref`: 0 where finite,
+    NaN where not): `errors_histogram` of it is `error_histogram(ref, test)`."""
     ref, test = np.asarray(ref), np.asarray(test)
     _same_shape(ref, test, "error_histogram")
-    source_total = int(ref.size)
-    every = histogram_stride(source_total, max_elements)
+    every = histogram_stride(int(ref.size), max_elements)
     same = test is ref  # one array (bit-identical runs): every difference is an exact 0 unless it is NaN/Inf
     if every > 1:
         ref, test = ref.reshape(-1)[::every], test.reshape(-1)[::every]
-    return sampled_histogram(ref, ref if same else test, every, source_total, bins, probe=probe)
+    return np.where(np.isfinite(ref), 0.0, np.nan) if same else _absdiff(ref, test, "error_histogram")
 
 
 def histogram_stride(size: int, max_elements: int = MAX_HISTOGRAM_ELEMENTS) -> int:
@@ -54,6 +61,12 @@ def sampled_histogram(ref: np.ndarray, test: np.ndarray, every: int, source_tota
     the same JSON with `histogram_edges` and `histogram_dict`."""
     same = test is ref
     d = np.where(np.isfinite(ref), 0.0, np.nan) if same else _absdiff(ref, test, "error_histogram")
+    return errors_histogram(d, every, source_total, bins, probe=probe)
+
+
+def errors_histogram(d: np.ndarray, every: int, source_total: int, bins: int = 50, *,
+                     probe: str | None = None) -> dict:
+    """`error_histogram`'s JSON from its sampled errors `d` (|test - ref|, NaN/inf where not finite)."""
     finite = np.isfinite(d)
     pos = d[finite & (d > 0)]
     edges = histogram_edges(float(pos.min()), float(pos.max()), bins) if pos.size else None
@@ -89,6 +102,12 @@ def error_heatmap(ref: np.ndarray, test: np.ndarray, max_side: int = 128, *, pro
 
     Takes (B, C, H, W), (C, H, W) or (H, W). A cell whose channels hold a NaN/Inf error is "inf".
     """
+    return pooled_heatmap(error_map(ref, test), max_side, probe=probe)
+
+
+def error_map(ref: np.ndarray, test: np.ndarray) -> np.ndarray:
+    """The (H, W) map `error_heatmap` pools: max over the batch of the channel mean of |test - ref| (inf where not
+    finite)."""
     ref, test = np.asarray(ref), np.asarray(test)
     _same_shape(ref, test, "error_heatmap")
     if ref.ndim not in (2, 3, 4):
@@ -97,10 +116,8 @@ def error_heatmap(ref: np.ndarray, test: np.ndarray, max_side: int = 128, *, pro
         raise BadInputError(f"error_heatmap got an empty tensor of shape {list(ref.shape)}")
     lead = (1,) * (4 - ref.ndim)
     if test is ref and all_finite(ref):  # one array: no error anywhere
-        d = np.zeros(ref.shape[-2:], np.float64)
-    else:
-        d = _channel_mean_error(ref.reshape(lead + ref.shape), test.reshape(lead + test.shape))
-    return pooled_heatmap(d, max_side, probe=probe)
+        return np.zeros(ref.shape[-2:], np.float64)
+    return _channel_mean_error(ref.reshape(lead + ref.shape), test.reshape(lead + test.shape))
 
 
 def heatmap_shape_ok(shape: tuple[int, ...]) -> bool:
@@ -111,11 +128,19 @@ def heatmap_shape_ok(shape: tuple[int, ...]) -> bool:
 def pooled_heatmap(d: np.ndarray, max_side: int = 128, *, probe: str | None = None) -> dict:
     """`error_heatmap` from its (H, W) error map (max over the batch of the channel mean of |test - ref|,
     non-finite as inf): max-pooled to at most `max_side` cells a side, 4 significant digits."""
+    return heatmap_dict(*pool_map(d, max_side), probe=probe)
+
+
+def pool_map(d: np.ndarray, max_side: int = 128) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
+    """(the max-pooled map, the source's (H, W), the pool's (kh, kw)) of an (H, W) error map: `heatmap_dict`'s
+    arguments, as `pooled_heatmap` pools it."""
     H, W = d.shape
     (h, w), (kh, kw) = heatmap_pool(H, W, max_side)
-    padded = np.zeros((h * kh, w * kw), dtype=np.float64)
-    padded[:H, :W] = d
-    return heatmap_dict(padded.reshape(h, kh, w, kw).max(axis=(1, 3)), (H, W), (kh, kw), probe=probe)
+    padded = np.asarray(d, np.float64)
+    if (h * kh, w * kw) != (H, W):  # the last row and column padded with zeros (errors are >= 0 or inf)
+        padded = np.zeros((h * kh, w * kw), dtype=np.float64)
+        padded[:H, :W] = d
+    return padded.reshape(h, kh, w, kw).max(axis=(1, 3)), (H, W), (kh, kw)
 
 
 def heatmap_pool(H: int, W: int, max_side: int = 128) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -194,3 +219,30 @@ def _absdiff(ref: np.ndarray, test: np.ndarray, who: str) -> np.ndarray:
             return np.abs(d, out=d)
     with np.errstate(invalid="ignore", over="ignore"):
         return np.abs(test.astype(np.float64) - ref.astype(np.float64))
+
+
+class HostPlots:
+    """One probe's plots kept as their material until a report asks (a bisect draws a few: `verdict.assemble_report`):
+    the sampled errors `error_histogram` bins (at most `MAX_HISTOGRAM_ELEMENTS`) and the max-pooled heat map (at most
+    128 × 128 float64; None where the tensor is not image-like), measured while the probe's values live. `histogram`,
+    `heatmap` and `to_json()` are `error_histogram`'s and `error_heatmap`'s, made on first use (not kept: a report
+    asks once); `has_heatmap` asks without making. The host's `compare.device_plots.DevicePlots`."""
+
+    def __init__(self, name: str, ref: np.ndarray, test: np.ndarray, heatmap: bool):
+        ref, test = np.asarray(ref), np.asarray(test)
+        self.name, self.every, self.n = name, histogram_stride(int(ref.size)), int(ref.size)
+        self._errors = sample_errors(ref, test)
+        self._pooled = pool_map(error_map(ref, test)) if heatmap else None
+        self.has_heatmap = heatmap
+
+    @property
+    def histogram(self) -> dict:
+        return errors_histogram(self._errors, self.every, self.n, probe=self.name)
+
+    @property
+    def heatmap(self) -> dict | None:
+        return None if self._pooled is None else heatmap_dict(*self._pooled, probe=self.name)
+
+    def to_json(self) -> dict:
+        heatmap = self.heatmap
+        return {"histogram": self.histogram, **({"heatmap": heatmap} if heatmap is not None else {})}

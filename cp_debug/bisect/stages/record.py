@@ -9,9 +9,9 @@ import numpy as np
 
 from cp_debug.backends.base import PrecisionReport
 from cp_debug.bisect.result import ProbeResult
-from cp_debug.bisect.run_state import CandidateState, ProbePlots, RunState
+from cp_debug.bisect.run_state import CandidateState, RunState
 from cp_debug.compare.diff import TensorDiff
-from cp_debug.compare.plot_data import error_heatmap, error_histogram, heatmap_shape_ok
+from cp_debug.compare.plot_data import HostPlots, heatmap_shape_ok
 
 
 def record(run: RunState, s: CandidateState, name: str, ref, value, local_value, upstream: tuple) -> TensorDiff:
@@ -278,16 +278,13 @@ PLOT_MATERIAL_BYTES = 256 << 20
 
 
 def keep_plot(state: CandidateState, name: str, ref, test) -> None:
-    """The small histogram (and heatmap, for image-like tensors) arrays of one probe's error."""
+    """The material of one probe's error histogram (and heat map, for image-like tensors), drawn only for the probes
+    the report keeps (`compare.plot_data.HostPlots`; issue 118: ~60 drawn for the few a report keeps)."""
     ref = np.asarray(ref)
     test = np.asarray(test)
     if ref.shape != test.shape:
         return
-    histogram = error_histogram(ref, test, probe=name)
-    heatmap = None
-    if heatmap_shape_ok(ref.shape):
-        heatmap = error_heatmap(ref, test, probe=name)
-    state.plots[name] = ProbePlots(histogram, heatmap)
+    state.plots[name] = HostPlots(name, ref, test, heatmap_shape_ok(ref.shape))
 
 
 def keep_plots_device(state: CandidateState, items: list[tuple]) -> None:
