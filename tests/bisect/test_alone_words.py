@@ -3,7 +3,8 @@ brings the wake word back, and the first Conv alone in INT8 breaks it with the m
 root. Its hint said "confirmed by no intervention" and, beside the layer it named, the own-error words "no single
 layer dominates … the error accumulates across the network" and the halves' "no single layer: the error
 accumulates". Now: "placed by its run alone, confirmed by no restoration", the halves said as the others' error
-beside it. Where the verdict's root is another (a finding placed it) the words stay as they were.
+beside it (the JSON's `spread.accumulates` false). Where the verdict's root is another (a finding placed it) the
+words stay as they were.
 The intervention's words from its own runs, as `intervention.py` records them (the runs themselves are the real ones
 of tests/trained/test_wake_word.py, long)."""
 
@@ -37,9 +38,11 @@ def test_the_root_its_run_alone_placed_is_one_story():
     assert "(the first ranked that flips one, bn16, alone: 0.145×)" in text, text
     assert "accumulates" not in text and "confirmed by no intervention" not in text, text
     assert "beside it, the others' error: no half of the graph restored together brings them back" in text, text
+    assert _found(at="conv1").to_json()["spread"] == {"accumulates": False, "tie": None, "within": []}
 
 
 def test_a_root_placed_elsewhere_keeps_its_words():
     text = _found(at="h0").text()
     assert text.startswith("confirmed by no intervention: restoring each"), text
     assert "no single layer: the error accumulates" in text, text
+    assert _found(at="h0").to_json()["spread"]["accumulates"] is True

@@ -115,15 +115,17 @@ def block(tried) -> Restoration | None:
     return back[-1] if back else None
 
 
-def verdict(tried, tie: str | None = None) -> dict | None:
+def verdict(tried, tie: str | None = None, beside: bool = False) -> dict | None:
     """The halves' finding for the report: {"accumulates": True} where neither half of the graph brought the outputs
     back, else the smallest block that did ({"accumulates": False, "within": its nodes}); None where not run. `tie`:
     the decision flip the verdict's reason names (`Finding.tie`): the one story `words` tells, a near tie the rounding
-    tips, not an error that accumulates ({"accumulates": False, "tie": the flip})."""
+    tips, not an error that accumulates ({"accumulates": False, "tie": the flip}); `beside`: a layer alone breaks
+    them and is the root (`Intervention.placed_alone`): the halves are the error beside it, no accumulation."""
     if sum(t.spread for t in tried) < 2:
         return None
     b = block(tried)
-    return {"accumulates": b is None and tie is None, "tie": tie, "within": list(b.nodes) if b is not None else []}
+    return {"accumulates": b is None and tie is None and not beside, "tie": tie,
+            "within": list(b.nodes) if b is not None else []}
 
 
 def words(tried, budget: bool = True, tie: str | None = None, beside: bool = False) -> str:

@@ -97,7 +97,7 @@ class Intervention:
                            if len(t.restored) == 1 and not t.spread]
                           + ([sets_words(self.tried, self.searched)] if sets and not self.chosen else []))
         if c is None:  # the root a run alone placed (it alone breaks them): no "no intervention", no accumulation
-            placed = self.breaks is not None and self.at == self.breaks
+            placed = self.placed_alone
             head = "placed by its run alone, confirmed by no restoration" if placed else "confirmed by no intervention"
             return (f"{head}: restoring each of the proposed causes leaves "
                     f"{'a decision flipped' if flipped_only else tie_words.held(self, limit)} (worst output "
@@ -139,6 +139,11 @@ class Intervention:
         return (f"; {t.restored[0].words()} breaks them alone: {t.after.ratio:.3g}× their budget{flips} — {which}, "
                 "with others beside it (no one restored alone brings them back)")
 
+    @property
+    def placed_alone(self) -> bool:
+        """The verdict's root is the layer that alone breaks them (`_breaks`): that run placed it."""
+        return self.breaks is not None and self.at == self.breaks
+
     def tipped(self) -> list[str]:
         return tie_words.tipped(self)
 
@@ -171,7 +176,7 @@ class Intervention:
                 "proposed_only": self.near is not None,
                 "tipped_by": self.tipped(),
                 "tie": self.before.tie if self.tipped() else None,  # the near tie's margin those layers each tip
-                "spread": spread.verdict(self.tried, self.tie),
+                "spread": spread.verdict(self.tried, self.tie, self.placed_alone),
                 "tried": [t.to_json(self.before) for t in self.tried]}  # its time: the report's phases
 
 
