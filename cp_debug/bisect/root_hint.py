@@ -14,7 +14,7 @@ import numpy as np
 
 from cp_debug.bisect.cures.advice import file_exclusion
 from cp_debug.bisect.findings import hints as hints_mod
-from cp_debug.bisect.findings.intervention import confirmed_at
+from cp_debug.bisect.findings.intervention import breaks_at, confirmed_at
 from cp_debug.bisect.result import ProbeResult
 from cp_debug.bisect.run_state import CandidateState, RunState
 from cp_debug.compare import noise
@@ -91,8 +91,9 @@ def made(run: RunState, state: CandidateState, name: str, whys: dict,
         eps=said.get("eps"), export=said.get("export"),
         calib_fit=said.get("calibration"), file_exclude=file_exclusion(run, state, name) if int8 else None)
     # a calibration that misses tells its own story; a cause confirmed at the outputs is no accumulation
+    # a layer that alone breaks them (its run alone placed it) is no accumulation either (one story)
     spread = (_dominance(run, state, name) if not ctx.calib_fit and not measured and not confirmed_at(state, name)
-              else None)
+              and not breaks_at(state, name) else None)
     return Made(r, ctx, spread), why.owner if why is not None else None
 
 

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.long  # two quantizations and a bisect of a 68-probe CN
 HERE = Path(__file__).resolve().parent
 
 
-def _quantized(path: str, calib: np.ndarray, only: list[str], out: Path):
+def _quantized(path: str, calib: np.ndarray, only: list[str] | None, out: Path):
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     class Reader(CalibrationDataReader):
@@ -80,3 +80,18 @@ def test_the_layer_that_holds_the_wake_words_damage_is_named(tmp_path):
     assert "of the ranked layers that alone break them, the one with the most" in cause["hint"], cause["hint"]
     # the mechanism (quantized/cancel.py): its 24 filters are DC-free, fed mel features whose mean is ~8
     assert "its weights cancel: 24 of 24 filters of Conv" in cause["hint"], cause["hint"]
+    # one story (issue 115): the layer its run alone placed, no "the error accumulates" nor "no intervention" beside it
+    assert "no single layer dominates" not in cause["hint"] and "accumulates" not in cause["hint"], cause["hint"]
+    assert "placed by its run alone, confirmed by no restoration" in cause["hint"], cause["hint"]
+
+    # the user's own per-channel file (`ort@DIR`): the same mechanism, read from the file's own levels and scales
+    (tmp_path / "q").mkdir()
+    _quantized(emb, np.stack([clips[i] for i in CALIB]), None, tmp_path / "q" / "model.onnx")
+    label = f"ort@{tmp_path / 'q'}"
+    proc = cpdebug("bisect", "--onnx", emb, "--inputs", tmp_path / "x.npz", "-b", f"ort-cpu,{label}", "--metric",
+                   f"{HERE / 'wake_word.py'}:mycroft_metric", "--json", tmp_path / "u.json", "--quiet")
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
+    mine = json.loads((tmp_path / "u.json").read_text())["root_cause"][label]
+    assert mine["probe"] == f"{FIRST_CONV}:0", mine["hint"]
+    assert "its weights cancel: 24 of 24 filters of Conv" in mine["hint"], mine["hint"]
+    assert "the file's own INT8 rounding (its levels at its own scales)" in mine["hint"], mine["hint"]

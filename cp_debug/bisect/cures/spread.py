@@ -115,22 +115,25 @@ def block(tried) -> Restoration | None:
     return back[-1] if back else None
 
 
-def verdict(tried, tie: str | None = None) -> dict | None:
+def verdict(tried, tie: str | None = None, beside: bool = False) -> dict | None:
     """The halves' finding for the report: {"accumulates": True} where neither half of the graph brought the outputs
     back, else the smallest block that did ({"accumulates": False, "within": its nodes}); None where not run. `tie`:
     the decision flip the verdict's reason names (`Finding.tie`): the one story `words` tells, a near tie the rounding
-    tips, not an error that accumulates ({"accumulates": False, "tie": the flip})."""
+    tips, not an error that accumulates ({"accumulates": False, "tie": the flip}); `beside`: a layer alone breaks
+    them and is the root (`Intervention.placed_alone`): the halves are the error beside it, no accumulation."""
     if sum(t.spread for t in tried) < 2:
         return None
     b = block(tried)
-    return {"accumulates": b is None and tie is None, "tie": tie, "within": list(b.nodes) if b is not None else []}
+    return {"accumulates": b is None and tie is None and not beside, "tie": tie,
+            "within": list(b.nodes) if b is not None else []}
 
 
-def words(tried, budget: bool = True, tie: str | None = None) -> str:
+def words(tried, budget: bool = True, tie: str | None = None, beside: bool = False) -> str:
     """The halves' evidence, closing the intervention's words where no layer nor set brought the outputs back
     (`budget`: the outputs judged by their budget, `OutputError.short`). `tie`: the decision flip the verdict's reason
     names (`Finding.tie`): the evidence said as the near tie the rounding of several layers tips, not as an error
-    that accumulates (one story)."""
+    that accumulates (one story). `beside`: a layer alone breaks them (`Intervention.breaks`), said before these
+    words: the halves said as the error beside it, not as one that accumulates with no layer dominating."""
     if verdict(tried) is None:
         return ""
     runs = "; ".join(f"{t.restored[0].words()}: {t.after.short(budget)}"
@@ -144,6 +147,11 @@ def words(tried, budget: bool = True, tie: str | None = None) -> str:
                     f"restored together brings them back ({runs})")
         return (f"{flip} the {len(b.nodes)} node(s) {b.source} tips: {b.how_words()} together they bring them "
                 f"back, neither of their halves ({runs})")
+    if beside:
+        within = (f"within {len(b.nodes)} node(s) {b.source}, which {b.how_words()} together bring them back, "
+                  "neither of its halves" if b is not None else
+                  "no half of the graph restored together brings them back")
+        return f"; beside it, the others' error: {within} ({runs})"
     if b is None:
         return (f" — no single layer: the error accumulates; no layer alone, no set of the ranked and no half of the "
                 f"graph restored together brings them back ({runs})")

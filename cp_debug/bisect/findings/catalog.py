@@ -9,9 +9,11 @@ Pow (`qdq_flush.py`). *Why*, at the root cause: a constant or statistic beyond f
 flush to zero before a Log / Div / Sqrt / Pow named at its producer (`flush_why.py`) — each in place of the rounding
 hint —, the op-level why of its segment by format (`segment_why.py` FP16/BF16, `segment_int8.py`, `segment_fp8.py`,
 `segment_blocks.py`), a user's Q/DQ file's scales (`qdq_file_why.py`), an eps lost (`eps_why.py`), an export that
-computes otherwise (`export_why.py`), the calibration's fit (`segment_int8.calibration_fit`). *Run*: the deployed
-graph's own nodes (`graph_blame.py`), a runtime computing the user's file wrong at its defaults (`runtime_fault.py`),
-the root cause restored and run to the outputs (`intervention.py`, issue 115)."""
+computes otherwise (`export_why.py`), the calibration's fit (`segment_int8.calibration_fit`), a Conv's weights that
+cancel over an offset input, rounded by the built-in INT8 or read from a user's Q/DQ file's own levels and scales
+(`quantized/cancel.py`, in place of the rounding hint). *Run*: the deployed graph's own nodes (`graph_blame.py`), a
+runtime computing the user's file wrong at its defaults (`runtime_fault.py`), the root cause restored and run to the
+outputs (`intervention.py`, issue 115)."""
 
 from __future__ import annotations
 
@@ -78,9 +80,7 @@ class MeasuredChoice:
     def examine(self, seg: Segment) -> Finding | None:
         from cp_debug.bisect.findings.choice_flip import choice_flip
 
-        if seg.root is None:
-            return None
-        flip = choice_flip(seg.run, seg.state, seg.first_divergent)
+        flip = choice_flip(seg.run, seg.state, seg.first_divergent) if seg.root is not None else None
         if flip is None:
             return None
         judged = flip.verdict() if seg.run.opts.tolerance_mode == "model" else None
@@ -102,9 +102,7 @@ class NearTie:
     def examine(self, seg: Segment) -> Finding | None:
         from cp_debug.bisect.findings.choice_flip import known_flip
 
-        if seg.root is None:
-            return None
-        flip = known_flip(seg.run, seg.state, seg.first_divergent, seg.root)
+        flip = known_flip(seg.run, seg.state, seg.first_divergent, seg.root) if seg.root is not None else None
         if flip is None:
             return None
         number = getattr(flip, "gap", None)  # a decision's margin (`flip_why.Flip`); an index has none: no tie

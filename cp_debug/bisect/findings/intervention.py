@@ -96,10 +96,13 @@ class Intervention:
         tried = "; ".join([f"{t.restored[0].words()}: {t.after.short(budget)}" for t in self.tried
                            if len(t.restored) == 1 and not t.spread]
                           + ([sets_words(self.tried, self.searched)] if sets and not self.chosen else []))
-        if c is None:
-            return (f"confirmed by no intervention: restoring each of the proposed causes leaves "
+        if c is None:  # the root a run alone placed (it alone breaks them): no "no intervention", no accumulation
+            placed = self.placed_alone
+            head = "placed by its run alone, confirmed by no restoration" if placed else "confirmed by no intervention"
+            return (f"{head}: restoring each of the proposed causes leaves "
                     f"{'a decision flipped' if flipped_only else tie_words.held(self, limit)} (worst output "
-                    f"{before}; {tried}){self._alone()}{spread.words(self.tried, budget, self.tie)}"
+                    f"{before}; {tried}){self._alone()}"
+                    f"{spread.words(self.tried, budget, self.tie, beside=placed)}"
                     f"{tie_words.near(self)}")
         if self.tipped() and not self.confirmed_set:
             return tie_words.tipped_text(self, tried)
@@ -131,9 +134,15 @@ class Intervention:
         first = next((x for x in self.tried if x.restored[0].alone and x.after.flips), t)
         which = "the first ranked layer that alone breaks them" if first is t else (
             f"of the ranked layers that alone break them, the one with the most of the candidate's "
-            f"{self.before.ratio:.3g}× ({first.restored[0].probe} alone: {first.after.ratio:.3g}×)")
+            f"{self.before.ratio:.3g}× (the first ranked that flips one, {first.restored[0].probe}, alone: "
+            f"{first.after.ratio:.3g}×)")
         return (f"; {t.restored[0].words()} breaks them alone: {t.after.ratio:.3g}× their budget{flips} — {which}, "
                 "with others beside it (no one restored alone brings them back)")
+
+    @property
+    def placed_alone(self) -> bool:
+        """The verdict's root is the layer that alone breaks them (`_breaks`): that run placed it."""
+        return self.breaks is not None and self.at == self.breaks
 
     def tipped(self) -> list[str]:
         return tie_words.tipped(self)
@@ -167,7 +176,7 @@ class Intervention:
                 "proposed_only": self.near is not None,
                 "tipped_by": self.tipped(),
                 "tie": self.before.tie if self.tipped() else None,  # the near tie's margin those layers each tip
-                "spread": spread.verdict(self.tried, self.tie),
+                "spread": spread.verdict(self.tried, self.tie, self.placed_alone),
                 "tried": [t.to_json(self.before) for t in self.tried]}  # its time: the report's phases
 
 
@@ -418,6 +427,13 @@ def confirmed_at(state: "CandidateState", root: str | None) -> bool:
     if found is None or root is None:
         return False
     return found.confirmed == root or (bool(found.confirmed_set) and found.confirmed_set[0] == root)
+
+
+def breaks_at(state: "CandidateState", root: str | None) -> bool:
+    """Nothing restored brings the outputs back and `root` alone in the candidate's precision breaks them (`_breaks`):
+    a layer placed by that run, no error said to accumulate beside it."""
+    found = state.intervention
+    return found is not None and root is not None and not found.confirmed and found.breaks == root
 
 
 def about(found: Intervention | None, root: str | None) -> bool:

@@ -90,7 +90,7 @@ def _fill(model, dq, inits: dict, value):
     from cp_debug.bisect.cures.qdq_fill import fill_range
 
     fmt = _format(inits.get(dq.input[2]) if len(dq.input) > 2 else None)
-    params = _scale_zero(dq, inits, np.ndim(value)) if value is not None and fmt is not None else None
+    params = scale_zero(dq, inits, np.ndim(value)) if value is not None and fmt is not None else None
     if params is None:
         return None
     end = float(np.max(np.abs([(LEVELS[fmt][0] - params[1]) * params[0], (LEVELS[fmt][1] - params[1]) * params[0]])))
@@ -228,7 +228,7 @@ def _pair_why(run: RunState, state: CandidateState, probe: str, t: str, dq_out: 
         return None
     fmt = _format(inits.get(dq.input[2]) if len(dq.input) > 2 else None)
     value = np.asarray(value, np.float64)
-    params = _scale_zero(dq, inits, value.ndim)
+    params = scale_zero(dq, inits, value.ndim)
     if params is None or fmt is None:
         return None
     where = (repr(source) if dq_out == t
@@ -318,7 +318,7 @@ def _stored_weight(run: RunState, probe: str, dq, inits: dict, reader) -> str | 
         return None
     ref = numpy_helper.to_array(ref_inits[node.input[1]]).astype(np.float64)
     q = numpy_helper.to_array(inits[dq.input[0]]).astype(np.float64)
-    params = _scale_zero(dq, inits, q.ndim)
+    params = scale_zero(dq, inits, q.ndim)
     if params is None or q.shape != ref.shape:
         return None
     scale, zero = params
@@ -385,7 +385,7 @@ def _format(zero_point) -> str | None:
             TensorProto.FLOAT8E4M3FN: "fp8"}.get(zero_point.data_type)
 
 
-def _scale_zero(dq, inits: dict, ndim: int) -> tuple[np.ndarray, np.ndarray] | None:
+def scale_zero(dq, inits: dict, ndim: int) -> tuple[np.ndarray, np.ndarray] | None:
     """A DequantizeLinear's scale and zero point (float64), shaped to broadcast against a tensor of `ndim` dimensions
     along its `axis` where they are per channel; None where its scale is no initializer."""
     from onnx import numpy_helper
