@@ -89,8 +89,8 @@ def quantized_weights(model: "onnx.ModelProto") -> dict[str, np.ndarray]:
 
 
 def expert_weights(model: "onnx.ModelProto") -> dict[str, dict[int, np.ndarray]]:
-    """Each QMoE node's experts dequantized (`nbits.qmoe_weights`: its packed 4- / 8-bit weights and scales as
-    onnxruntime's contrib op reads them), by node name: input index → float [E, N, K]."""
+    """Each QMoE node's experts dequantized (`qmoe.qmoe_weights`: its packed 4- / 8-bit weights, scales and zero points
+    as onnxruntime's contrib op reads them), by node name: input index → float [E, N, K]."""
     from cp_debug.precision.qmoe import qmoe_dequantized, qmoe_nodes
 
     inits = {i.name: i for i in model.graph.initializer}
