@@ -20,6 +20,9 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from cp_debug.precision.packed import _attrs, _unpack, array  # noqa: F401 (array: nbits.array, used elsewhere)
+from cp_debug.precision.qmoe import qmoe_nodes, qmoe_square_sums
+
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     import onnx
@@ -34,11 +37,6 @@ FOUR_BITS = (21, 22)  # onnx.TensorProto.UINT4, INT4
 def nbits_nodes(model: "onnx.ModelProto") -> list:
     return [n for n in model.graph.node if n.op_type == "MatMulNBits"]
 
-
-def _attrs(node) -> dict:
-    from onnx import helper
-
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
 def nbits_precision(model: "onnx.ModelProto") -> str | None:
@@ -149,21 +147,6 @@ def _rows(node, inits: dict, step: int) -> "np.ndarray | None":
     q = q.astype(np.float32) - (zp[:, grp] if np.ndim(zp) else zp)
     return (q * scale[:, grp]).T
 
-
-def array(t) -> "np.ndarray | None":
-    """An initializer's values: in the message, or in this process's weights folder (`graph/weight_store.py`); None
-    where they lie elsewhere (a file not read in)."""
-    import onnx
-    from onnx import numpy_helper
-
-    from cp_debug.graph import weight_store
-
-    if weight_store.is_stored(t):
-        return weight_store.values(t)
-    if t.data_location == onnx.TensorProto.EXTERNAL:
-        return None
-    values = numpy_helper.to_array(t)
-    return values if values.size or not t.dims else None
 
 
 def _blocks(node, inits: dict):
@@ -314,15 +297,6 @@ def _lane_sums(got: "np.ndarray") -> "np.ndarray":
     return (acc + (acc >> 16)) & 0xFFFF
 
 
-def _unpack(packed: "np.ndarray", bits: int) -> "np.ndarray":
-    """Bytes to `bits`-bit values, the low nibble first (ONNX Runtime's layout)."""
-    import numpy as np
-
-    if bits == 8:
-        return packed.reshape(packed.shape[0], -1)
-    flat = packed.reshape(packed.shape[0], -1)
-    return np.stack([flat & 0x0F, flat >> 4], axis=-1).reshape(flat.shape[0], -1)
-
 
 def weight_unit(model: "onnx.ModelProto") -> float | None:
     """The relative RMS rounding of the file's MatMulNBits weights and its QMoE's experts, √(Σ step²/12) ÷ √(Σ w²)
@@ -357,81 +331,3 @@ def weight_unit(model: "onnx.ModelProto") -> float | None:
         return None
     unit = math.sqrt(err / total)
     return math.hypot(unit, A8_UNIT) if a8 else unit
-
-
-
-QMOE_WEIGHTS = ((2, 3, 11), (5, 6, 12), (8, 9, 13))  # (packed weights, scales, zero points) of fc1, fc2, fc3
-
-
-def qmoe_nodes(model: "onnx.ModelProto") -> list:
-    return [n for n in model.graph.node if n.op_type == "QMoE"]
-
-
-def qmoe_packed(node, inits: dict) -> list:
-    """A QMoE node's expert weights as onnxruntime's contrib op holds them: each of fc1 / fc2 / fc3 packed
-    [E, N, K·bits/8] (`expert_weight_bits` 4 or 8, the low nibble first), its scales [E, N] (a row each) or
-    [E, N, K / block_size] (a block each), no zero point (the middle level: 8 for 4 bits, 128 for 8) — each as (its
-    input's index, packed bytes [E·N, blocks, bytes a block], scales [E·N, blocks], bits). A weight with zero points,
-    or not of these shapes, is left out (not read)."""
-    import numpy as np
-
-    a = _attrs(node)
-    bits, block = int(a.get("expert_weight_bits", 4)), int(a.get("block_size", 0))
-    names = list(node.input) + [""] * 14
-    out = []
-    for w, sc, zp in QMOE_WEIGHTS:
-        if not names[w] or names[w] not in inits or names[sc] not in inits or names[zp] or bits not in (4, 8):
-            continue
-        packed, scale = array(inits[names[w]]), array(inits[names[sc]])
-        if packed is None or scale is None or packed.ndim != 3 or packed.dtype != np.uint8:
-            continue
-        e, n, width = packed.shape
-        blocks = width * 8 // bits // block if block and scale.ndim == 3 else 1
-        if scale.shape[:2] != (e, n) or scale.size != e * n * blocks or width % blocks:
-            continue
-        out.append((w, packed.reshape(e * n, blocks, width // blocks), scale.astype(np.float32).reshape(e * n, blocks),
-                    bits))
-    return out
-
-
-def qmoe_unread(model: "onnx.ModelProto") -> list[str]:
-    """The QMoE nodes of which some expert weight is not read (`qmoe_packed`: zero points, another layout)."""
-    inits = {i.name: i for i in model.graph.initializer}
-    return [n.name for n in qmoe_nodes(model)
-            if len(qmoe_packed(n, inits)) < sum(1 for w, _, _ in QMOE_WEIGHTS if w < len(n.input) and n.input[w])]
-
-
-def qmoe_square_sums(node, inits: dict):
-    """Each read QMoE weight's (Σ (q − zp)² of each block [E·N, blocks] in float64, scales, values a block), through
-    a table of a byte's Σ (q − zp)² (no float copy of the experts: a large MoE's are gigabytes unpacked)."""
-    import numpy as np
-
-    byte = np.arange(256, dtype=np.int64)
-    tables = {4: (((byte & 0x0F) - 8) ** 2 + ((byte >> 4) - 8) ** 2).astype(np.uint8),
-              8: ((byte - 128) ** 2).astype(np.uint16)}
-    for _, packed, scale, bits in qmoe_packed(node, inits):
-        sums = np.empty(scale.shape, np.float64)
-        for r in range(0, len(packed), 4096):  # a band of rows at a time
-            sums[r:r + 4096] = tables[bits][packed[r:r + 4096]].sum(axis=-1, dtype=np.uint64)
-        yield sums, scale, packed.shape[-1] * 8 // bits
-
-
-def qmoe_weights(node, inits: dict) -> list:
-    """`qmoe_packed`'s weights unpacked: (its input's index, levels − zp as float [E·N, blocks, block], scales)."""
-    import numpy as np
-
-    out = []
-    for w, packed, scale, bits in qmoe_packed(node, inits):
-        rows, blocks, width = packed.shape
-        q = _unpack(packed.reshape(rows, -1), bits).astype(np.float32) - float(2 ** (bits - 1))
-        out.append((w, q.reshape(rows, blocks, -1), scale))
-    return out
-
-
-def qmoe_dequantized(node, inits: dict) -> dict:
-    """A QMoE node's expert weights dequantized, input index → float [E, N, K] (`qmoe_weights`' read)."""
-    out = {}
-    for w, q, scale in qmoe_weights(node, inits):
-        e, n = (int(d) for d in inits[node.input[w]].dims[:2])
-        out[w] = (q * scale[..., None]).reshape(e, n, -1)
-    return out

@@ -126,8 +126,9 @@ def test_the_qmoe_experts_are_read_as_onnxruntime_holds_them(tmp_path):
     from safetensors.numpy import load_file
 
     from cp_debug.bisect.subjects.weight_cures import float_arrays, matched, with_float
-    from cp_debug.precision.nbits import (qmoe_dequantized, qmoe_nodes, qmoe_packed, qmoe_square_sums, qmoe_unread,
-                                          qmoe_weights, weight_unit)
+    from cp_debug.precision.nbits import weight_unit
+    from cp_debug.precision.qmoe import (qmoe_dequantized, qmoe_nodes, qmoe_packed, qmoe_square_sums, qmoe_unread,
+                                         qmoe_weights)
 
     int4, fp32 = onnx.load(MOE / "int4/model.onnx"), onnx.load(MOE / "fp32/model.onnx")
     floats = {i.name: numpy_helper.to_array(i) for i in fp32.graph.initializer}

@@ -205,7 +205,8 @@ def _as_prefill(model, path: Path, stage: Stage, subject: Subject, notes: list[s
 
 def _weight_unit(precision: str, models: list, held: list[str], notes: list[str], label: str) -> float | None:
     """A weight-only precision's unit: the largest of its files' weights' own rounding (`precision/nbits.py`)."""
-    from cp_debug.precision.nbits import qmoe_unread, weight_unit
+    from cp_debug.precision.nbits import weight_unit
+    from cp_debug.precision.qmoe import qmoe_unread
 
     if precision not in WEIGHT_ONLY_UNIT:
         return None
@@ -220,7 +221,7 @@ def _weight_unit(precision: str, models: list, held: list[str], notes: list[str]
     unread = [n for m in models for n in qmoe_unread(m)]
     if unread:  # said where the experts are not read, not passed over
         notes.append(f"{label}: the experts of {', '.join(unread[:3])}{' …' if len(unread) > 3 else ''} not read "
-                     "(zero points, or not the packed layout onnxruntime's QMoE documents): the unit is the rest's")
+                     "(not the packed layout onnxruntime's QMoE documents): the unit is the rest's")
     return max(units)
 
 

@@ -89,9 +89,9 @@ def quantized_weights(model: "onnx.ModelProto") -> dict[str, np.ndarray]:
 
 
 def expert_weights(model: "onnx.ModelProto") -> dict[str, dict[int, np.ndarray]]:
-    """Each QMoE node's experts dequantized (`nbits.qmoe_weights`: its packed 4- / 8-bit weights and scales as
-    onnxruntime's contrib op reads them), by node name: input index → float [E, N, K]."""
-    from cp_debug.precision.nbits import qmoe_dequantized, qmoe_nodes
+    """Each QMoE node's experts dequantized (`qmoe.qmoe_weights`: its packed 4- / 8-bit weights, scales and zero points
+    as onnxruntime's contrib op reads them), by node name: input index → float [E, N, K]."""
+    from cp_debug.precision.qmoe import qmoe_dequantized, qmoe_nodes
 
     inits = {i.name: i for i in model.graph.initializer}
     return {n.name: w for n in qmoe_nodes(model) if n.name and (w := qmoe_dequantized(n, inits))}
@@ -200,7 +200,7 @@ def _float_moe(m: "onnx.ModelProto", n, weights: dict[int, np.ndarray]):
     quantization's."""
     from onnx import helper, numpy_helper
 
-    from cp_debug.precision.nbits import QMOE_WEIGHTS
+    from cp_debug.precision.qmoe import QMOE_WEIGHTS
 
     ins = list(n.input) + [""] * 14
     inputs = ins[:2]
