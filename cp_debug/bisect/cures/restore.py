@@ -187,25 +187,26 @@ def quantized_as(state: "CandidateState") -> str:
 
 
 def _file_exclusion(run: "RunState", st, stage: int, tensor: str) -> str | None:
-    """The node writing `tensor` in a user's Q/DQ file where it reads through a DequantizeLinear and can be left out
-    of the file's quantization (`qdq_exclude.without_qdq`: its pairs removed, a weight stored quantized read as the
-    reference's float weight of the same node); None where it reads none, or no float weight of the reference's is
-    the one the file quantized (the tensor is then replaced by the reference's)."""
-    from cp_debug.bisect.cures.qdq_removal import NoFloatWeight, without_qdq
+    """The node writing `tensor` in a user's Q/DQ file where it reads through a DequantizeLinear, or a QOperator
+    file's integer op (by the FP32 graph's name, `qoperator_exclusion`), that can be left out of the file's
+    quantization (`qdq_removal.without_qdq`: its pairs removed, a weight stored quantized read as the reference's float
+    weight of the same node); else None (the tensor is then replaced by the reference's)."""
+    from cp_debug.bisect.cures import qdq_removal as qr, qoperator_exclusion as qo
 
     model = st.onnx()
     producer = {o: n for n in model.graph.node for o in n.output}
     writer = producer.get(tensor)
     while writer is not None and writer.op_type in ("QuantizeLinear", "DequantizeLinear"):  # the probe's pair
         writer = producer.get(writer.input[0])
-    dq = {o for o, n in producer.items() if n.op_type == "DequantizeLinear"}
-    if writer is None or not writer.name or not any(x in dq for x in writer.input):
+    dq, ref = {o for o, n in producer.items() if n.op_type == "DequantizeLinear"}, run.subject.stages[stage].onnx()
+    name = qo.qoperator_writer(model, ref, writer) if writer is not None else None  # a QOperator file's integer op
+    if writer is None or not (name or writer.name and any(x in dq for x in writer.input)):
         return None
     try:
-        without_qdq(model, [writer.name], run.subject.stages[stage].onnx())
-    except NoFloatWeight:
+        qr.without_qdq(model, [name or writer.name], ref)
+    except qr.NoFloatWeight:
         return None
-    return writer.name
+    return name or writer.name
 
 
 def widened(run: "RunState", state: "CandidateState", r: Restoration) -> Restoration | None:
