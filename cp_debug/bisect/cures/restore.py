@@ -188,9 +188,8 @@ def quantized_as(state: "CandidateState") -> str:
 
 def _file_exclusion(run: "RunState", st, stage: int, tensor: str) -> str | None:
     """The node writing `tensor` in a user's Q/DQ file where it reads through a DequantizeLinear, or a QOperator
-    file's integer op (by the FP32 graph's name, `qoperator_exclusion`), that can be left out of the file's
-    quantization (`qdq_removal.without_qdq`: its pairs removed, a weight stored quantized read as the reference's float
-    weight of the same node); else None (the tensor is then replaced by the reference's)."""
+    file's integer op (by the FP32 graph's name, `qoperator_exclusion`), that can be left out of its quantization
+    (`qdq_removal.without_qdq`); else None (the tensor is then replaced by the reference's)."""
     from cp_debug.bisect.cures import qdq_removal as qr, qoperator_exclusion as qo
 
     model = st.onnx()
