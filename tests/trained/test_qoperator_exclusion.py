@@ -38,15 +38,24 @@ def _qoperator(model, feeds, path: Path, exclude=()):
     return onnx.load(path)
 
 
-@pytest.mark.long  # torch's export of the RNet, two quantizations, a bisect (~6 s)
-def test_a_qoperator_files_node_left_out_as_its_quantizer_leaves_it_and_named(tmp_path):
-    from cp_debug.bisect.cures.qdq_removal import without_qdq
-    from tests.trained.corpus import run_of, session
+@pytest.fixture(scope="module")
+def rnet(tmp_path_factory):
+    """The RNet exported, its samples, and its QOperator file (per tensor, calibrated on the 6 samples) in a folder."""
+    from tests.trained.corpus import run_of
     from tests.trained.more_wheels import MtcnnRNet
 
-    spec, model, feeds, ref = run_of(MtcnnRNet(), "facenet-pytorch", "pip install --no-deps facenet-pytorch")
-    (tmp_path / "q").mkdir()
-    qop = _qoperator(model, feeds, tmp_path / "q" / "model.onnx")
+    _, model, feeds, _ = run_of(MtcnnRNet(), "facenet-pytorch", "pip install --no-deps facenet-pytorch")
+    where = tmp_path_factory.mktemp("rnet")
+    (where / "q").mkdir()
+    return model, feeds, _qoperator(model, feeds, where / "q" / "model.onnx"), where
+
+
+@pytest.mark.long  # torch's export of the RNet, two quantizations, a bisect (~6 s)
+def test_a_qoperator_files_node_left_out_as_its_quantizer_leaves_it_and_named(rnet, tmp_path):
+    from cp_debug.bisect.cures.qdq_removal import without_qdq
+    from tests.trained.corpus import session
+
+    model, feeds, qop, where = rnet
     assert {"QLinearConv", "QGemm"} <= {n.op_type for n in qop.graph.node}
     score = {k: float(session(m)(feeds[SAMPLE])[1][CROP, 1]) for k, m in (("fp32", model), ("file", qop))}
     assert score["fp32"] < 0.7 <= score["file"]  # the right answer: the file moves this crop's face
@@ -59,17 +68,45 @@ def test_a_qoperator_files_node_left_out_as_its_quantizer_leaves_it_and_named(tm
     np.savez(tmp_path / "x.npz", **feeds[SAMPLE])
     onnx.save(model, tmp_path / "model.onnx")
     proc = cpdebug("bisect", "--onnx", tmp_path / "model.onnx", "--inputs", tmp_path / "x.npz", "-b",
-                   f"ort-cpu,ort@{tmp_path / 'q'}", "--metric", f"{HERE / 'more_wheels.py'}:faces_metric",
+                   f"ort-cpu,ort@{where / 'q'}", "--metric", f"{HERE / 'more_wheels.py'}:faces_metric",
                    "--json", tmp_path / "r.json", "--quiet")
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
     rep = json.loads((tmp_path / "r.json").read_text())
-    label = f"ort@{tmp_path / 'q'}"
+    label = f"ort@{where / 'q'}"
     assert rep["outcomes"][label] == "diverged"
     assert not [w for w in rep["warnings"] if "not checked at the outputs" in w]
     found = rep["root_cause"][label]
     assert found["confirmed"] and found["probe"] in ("/conv1/Conv_output_0", "/conv2/Conv_output_0")
     assert found["intervention"]["how"] == "left out of INT8"
     assert found["intervention"]["keep"] == [found["probe"].replace("_output_0", "")]  # the FP32 graph's node name
+
+
+@pytest.mark.long  # the module's RNet
+def test_an_integer_only_tensor_replaced_reaches_its_integer_readers(rnet):
+    """`dense5_1`'s output, which the file holds only as the integer tensor `QLinearSoftmax` reads, replaced by the
+    reference's value (read through the DequantizeLinear view the probes read): the file loads and checks (was: an
+    input without a shape, refused), and the softmax reads the reference's value at the file's scale — the face
+    score the reference's within one output level (the file alone is 0.08 off on a crop)."""
+    from onnx import checker, numpy_helper
+
+    from cp_debug.bisect.cures.reference_inputs import with_reference_inputs
+    from cp_debug.probes.quantized_forms import with_dequantized
+    from tests.trained.corpus import session
+
+    model, feeds, qop, _ = rnet
+    t = "/dense5_1/Gemm_output_0"
+    gemm = next(n for n in qop.graph.node if n.op_type == "QGemm" and n.output[0] == t + "_quantized")
+    viewed = with_dequantized(qop, {t: (gemm.output[0], gemm.input[7], gemm.input[8])})
+    exposed = model.__class__()
+    exposed.CopyFrom(model)
+    exposed.graph.output.add().name = t
+    _, want, want_t = session(exposed)(feeds[SAMPLE])  # reg, prob, the tensor
+    replaced, fed = with_reference_inputs(viewed, {t: want_t})
+    checker.check_model(replaced)
+    got = session(replaced)({**feeds[SAMPLE], **fed})[1]
+    level = float(numpy_helper.to_array(next(i for i in qop.graph.initializer if i.name == "prob_scale")))
+    assert np.abs(session(qop)(feeds[SAMPLE])[1] - want).max() > 2 * level  # the file alone is off
+    assert np.abs(got - want).max() <= 2 * level
 
 
 @pytest.mark.parametrize("op", ["QLinearConv", "QGemm"])
