@@ -2,9 +2,9 @@
 answer on them against a right answer found without it, by intervention (issue 115, items 4 and 6).
 
     pip install silero-vad nudenet rapidocr-onnxruntime   # 11 + 11 + 15 MB wheels; the weights are their files
-    pip install --no-deps basic-pitch facenet-pytorch     # basic-pitch's nmp.onnx, MTCNN's pnet.pt / onet.pt
+    pip install --no-deps basic-pitch facenet-pytorch     # basic-pitch's nmp.onnx, MTCNN's pnet.pt / rnet.pt / onet.pt
     python benchmarks/trained_corpus.py [--models silero-vad,nudenet,rapidocr-det,rapidocr-cls,rapidocr-rec,
-        basic-pitch,mtcnn-pnet,mtcnn-onet]
+        basic-pitch,mtcnn-pnet,mtcnn-rnet,mtcnn-onet]
         [--candidates fp16,int8] [--out DIR]
         [--answers tests/data/trained_corpus.json]   # write the right answers found (else: read and check them)
         [--stored] [--at DIR]   # the stored answers; the cp_debug of DIR (`git archive 9e2ea8b cp_debug | tar -x`)
@@ -14,8 +14,8 @@ quantize_static, Q/DQ, its defaults, calibrated on the model's own samples, with
 1. the decision: silero-vad's speech flag per 32 ms frame (probability ≥ 0.5, the state carried frame to frame, as
    `get_speech_timestamps` reads it); nudenet's boxes after its own post-processing (score ≥ 0.2, NMS 0.25 / 0.45:
    class and box rounded to 8 px);
-   basic-pitch's notes (key, onset); MTCNN's PNet face proposals (score ≥ 0.6) and ONet faces (≥ 0.7), these
-   three also given to cp_debug as `--metric tests/trained/more_wheels.py:FUNC`;
+   basic-pitch's notes (key, onset); MTCNN's PNet face proposals (score ≥ 0.6), RNet and ONet faces (≥ 0.7), these
+   four also given to cp_debug as `--metric tests/trained/more_wheels.py:FUNC`;
 2. the right answer, by intervention: the candidate unchanged keeps every decision → "healthy"; else each node
    the conversion touched is kept out of it alone (FP32 with its own constants / not quantized) and the nodes that
    alone bring every decision back are the answer ("none alone" where no single one does); over 64 nodes, by

@@ -90,18 +90,18 @@ def _mtcnn_input(x: np.ndarray) -> np.ndarray:
 
 
 def _mtcnn_onnx(net: str, shape: tuple, dynamic: bool):
-    """facenet-pytorch's `net` (pnet / onet) with its wheel's weights, exported as its users export it."""
+    """facenet-pytorch's `net` (pnet / rnet / onet) with its wheel's weights, exported as its users export it."""
     import io
 
     import onnx
     import torch
-    from facenet_pytorch.models.mtcnn import ONet, PNet
+    from facenet_pytorch.models.mtcnn import ONet, PNet, RNet
 
-    module = {"pnet": PNet, "onet": ONet}[net]().eval()
+    module = {"pnet": PNet, "rnet": RNet, "onet": ONet}[net]().eval()
     buf = io.BytesIO()
     axes = {"image": {2: "h", 3: "w"}} if dynamic else None
     torch.onnx.export(module, torch.zeros(shape), buf, input_names=["image"], dynamo=False, dynamic_axes=axes,
-                      output_names=["reg", "prob"] if net == "pnet" else ["reg", "landmarks", "prob"])
+                      output_names=["reg", "prob"] if net != "onet" else ["reg", "landmarks", "prob"])
     return onnx.load_from_string(buf.getvalue())
 
 
@@ -151,7 +151,31 @@ class MtcnnONet:
         return [tuple((np.asarray(run(f)[2])[:, 1] >= 0.7).tolist()) for f in feeds]
 
 
-MORE = {m.name: m for m in (BasicPitch(), MtcnnPNet(), MtcnnONet())}
+@dataclass
+class MtcnnRNet:
+    """facenet-pytorch 2.6 MTCNN's refine net (`data/rnet.pt`; 3 convs with PReLU, two max-pools, a dense layer, a
+    softmax face score and a box). Decision: a 24×24 crop is a face, score ≥ 0.7 (MTCNN's second threshold): a grid
+    of crops of the portrait and its mirror (25 per sample: 5 × 5 shifts of 30 px around the face, one size each)."""
+
+    name: str = "mtcnn-rnet"
+    sizes: tuple = (160, 210, 260)
+
+    def model(self):
+        return _mtcnn_onnx("rnet", (25, 3, 24, 24), dynamic=False)
+
+    def samples(self, run) -> list[dict]:
+        from PIL import Image
+
+        shifts = (-60, -30, 0, 30, 60)
+        return [{"image": _mtcnn_input(np.stack([
+            np.asarray(im.crop((170 + dx, 120 + dy, 170 + dx + s, 120 + dy + s)).resize((24, 24), Image.BILINEAR))
+            for dy in shifts for dx in shifts]))} for im in _portraits() for s in self.sizes]
+
+    def decisions(self, run, feeds) -> list:
+        return [tuple((np.asarray(run(f)[1])[:, 1] >= 0.7).tolist()) for f in feeds]
+
+
+MORE = {m.name: m for m in (BasicPitch(), MtcnnPNet(), MtcnnRNet(), MtcnnONet())}
 
 
 # -- the decisions as `--metric FILE.py:FUNC` reads them (each output by name; 1.0 where the reference's hold) ------
@@ -177,7 +201,7 @@ def proposals_metric(outputs, reference, label=None) -> float:
 
 
 def faces_metric(outputs, reference, label=None) -> float:
-    """MTCNN's ONet: the share of crops whose face / no face at 0.7 is the reference's."""
+    """MTCNN's RNet and ONet: the share of crops whose face / no face at 0.7 is the reference's."""
     return float(np.mean((np.asarray(outputs["prob"])[:, 1] >= 0.7) == (np.asarray(reference["prob"])[:, 1] >= 0.7)))
 
 
@@ -189,4 +213,4 @@ def boxes_metric(outputs, reference, label=None) -> float:
 
 
 METRICS = {"nudenet": "boxes_metric", "basic-pitch": "notes_metric", "mtcnn-pnet": "proposals_metric",
-           "mtcnn-onet": "faces_metric"}
+           "mtcnn-rnet": "faces_metric", "mtcnn-onet": "faces_metric"}

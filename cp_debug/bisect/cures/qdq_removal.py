@@ -48,12 +48,14 @@ def without_qdq(model, nodes: list[str], reference=None, values=None):
     import onnx_graphsurgeon as gs
     from onnx import numpy_helper
 
+    from cp_debug.bisect.cures.qoperator_exclusion import with_float_ops
     from cp_debug.graph.model import cleanup, constant_tensors, export_like
     from cp_debug.graph.weight_store import import_graph
 
     # paddle2onnx's Clip bounds are Constant nodes: a Clip ONNX Runtime folded into its pair is read through again
     # with them
     inits = constant_tensors(reference.graph) if reference is not None else {}
+    model = with_float_ops(model, nodes, reference)  # a QOperator file's integer op left out: its float op again
     ref_nodes = {n.name: n for n in reference.graph.node} if reference is not None else {}
     written = {o for n in ref_nodes.values() for o in n.output}  # the reference's own tensors, by name
     folded = {n.output[0]: n for n in ref_nodes.values() if n.op_type in FOLDED

@@ -31,7 +31,6 @@ KEEP, EXCLUDE, REPLACE = "kept in FP32", "left out of INT8", "its tensor replace
 UNPAIRED = "its scale's Q/DQ pairs removed"  # a tensor candidate: a user's file's shared scale (cures/shared_scale)
 CONSTANT = "its constant replaced by the reference's"  # a tensor candidate: a user's file's constant (cures/constants)
 KEPT_FLOAT = "kept float (its Q/DQ pairs removed)"  # a file's pairs that flush before a Log (findings/qdq_flush)
-_REF_INPUT = "{}__cpdebug_reference"
 
 
 @dataclass(frozen=True)
@@ -187,25 +186,25 @@ def quantized_as(state: "CandidateState") -> str:
 
 
 def _file_exclusion(run: "RunState", st, stage: int, tensor: str) -> str | None:
-    """The node writing `tensor` in a user's Q/DQ file where it reads through a DequantizeLinear and can be left out
-    of the file's quantization (`qdq_exclude.without_qdq`: its pairs removed, a weight stored quantized read as the
-    reference's float weight of the same node); None where it reads none, or no float weight of the reference's is
-    the one the file quantized (the tensor is then replaced by the reference's)."""
-    from cp_debug.bisect.cures.qdq_removal import NoFloatWeight, without_qdq
+    """The node writing `tensor` in a user's Q/DQ file where it reads through a DequantizeLinear, or a QOperator
+    file's integer op (by the FP32 graph's name, `qoperator_exclusion`), that can be left out of its quantization
+    (`qdq_removal.without_qdq`); else None (the tensor is then replaced by the reference's)."""
+    from cp_debug.bisect.cures import qdq_removal as qr, qoperator_exclusion as qo
 
     model = st.onnx()
     producer = {o: n for n in model.graph.node for o in n.output}
     writer = producer.get(tensor)
     while writer is not None and writer.op_type in ("QuantizeLinear", "DequantizeLinear"):  # the probe's pair
         writer = producer.get(writer.input[0])
-    dq = {o for o, n in producer.items() if n.op_type == "DequantizeLinear"}
-    if writer is None or not writer.name or not any(x in dq for x in writer.input):
+    dq, ref = {o for o, n in producer.items() if n.op_type == "DequantizeLinear"}, run.subject.stages[stage].onnx()
+    name = qo.qoperator_writer(model, ref, writer) if writer is not None else None  # a QOperator file's integer op
+    if writer is None or not (name or writer.name and any(x in dq for x in writer.input)):
         return None
     try:
-        without_qdq(model, [writer.name], run.subject.stages[stage].onnx())
-    except NoFloatWeight:
+        qr.without_qdq(model, [name or writer.name], ref)
+    except qr.NoFloatWeight:
         return None
-    return writer.name
+    return name or writer.name
 
 
 def widened(run: "RunState", state: "CandidateState", r: Restoration) -> Restoration | None:
@@ -291,10 +290,10 @@ def run_restored(run: "RunState", state: "CandidateState", stage: int, restored:
     feed = dict(run.ref_feeds[stage])
     replaced = [r for r in restored if r.how == REPLACE]
     if replaced:
-        model = _with_reference_inputs(model, [r.tensor for r in replaced])
-        dtypes = {i.name: np.float16 if i.type.tensor_type.elem_type == 10 else np.float32 for i in model.graph.input}
-        feed.update({(n := _REF_INPUT.format(r.tensor)): np.asarray(run.store.get(r.probe)).astype(dtypes[n])
-                     for r in replaced})
+        from cp_debug.bisect.cures.reference_inputs import with_reference_inputs
+
+        model, fed = with_reference_inputs(model, {r.tensor: np.asarray(run.store.get(r.probe)) for r in replaced})
+        feed.update(fed)
     unpaired = [n for r in restored if r.how in (UNPAIRED, KEPT_FLOAT) for n in r.nodes]
     if unpaired:
         model = _without_pairs(model, set(unpaired))
@@ -354,36 +353,6 @@ def _without_pairs(model, nodes: set[str]):
     kept = [n for n in g.node if n.name not in paired]
     del g.node[:]
     g.node.extend(kept)
-    return m
-
-
-def _with_reference_inputs(model, tensors: list[str]):
-    """`model` with every reader of `tensors` reading a new float input of the same shape instead (a graph output
-    among them: the output itself that input's)."""
-    import onnx
-
-    from cp_debug.graph.plan import tensor_types
-
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    types = tensor_types(m)
-    for t in dict.fromkeys(tensors):
-        name = _REF_INPUT.format(t)
-        for node in m.graph.node:
-            for k, x in enumerate(node.input):
-                if x == t:
-                    node.input[k] = name
-        if t in {o.name for o in m.graph.output}:  # a graph output (a plain export's logits: lm_head's product) is
-            # the reference's too: its producer writes a tensor of its own, an Identity the output from the input
-            for node in m.graph.node:
-                node.output[:] = [x + "::deployed" if x == t else x for x in node.output]
-            m.graph.node.append(onnx.helper.make_node("Identity", [name], [t], name=t + "::reference"))
-        vi = onnx.ValueInfoProto(name=name)
-        if t in types:
-            vi.type.CopyFrom(types[t])
-        else:
-            vi.type.tensor_type.elem_type = onnx.TensorProto.FLOAT
-        m.graph.input.append(vi)
     return m
 
 
