@@ -425,16 +425,21 @@ def attempted(measure) -> OutputError:
     """`measure()`; where it raises, one restoration that cannot be built or run (ONNX Runtime refuses its graph) is
     one entry said ("could not be built: <why>"), never back, and the others still run — with CPDEBUG_DEBUG=1 the
     exception is raised as it came (a bug of cp_debug surfaces there, never silently)."""
-    import os
-
     try:
         return measure()
     except Exception as err:  # noqa: BLE001 - one restoration that cannot be built is said; the others still run
-        if os.environ.get("CPDEBUG_DEBUG", "").strip().lower() in ("1", "true", "yes", "on"):
+        if debugging():
             raise
         why = next((x.strip() for x in str(err).splitlines() if x.strip()), "")[:300]
         return OutputError(math.inf, math.inf, False, unbuilt=f"{type(err).__name__}: {why}" if why else
                            type(err).__name__)
+
+
+def debugging() -> bool:
+    """CPDEBUG_DEBUG=1: what a run would say in one line and go on past is raised as it came."""
+    import os
+
+    return os.environ.get("CPDEBUG_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _elementwise(d: TensorDiff, tol) -> Elementwise:
