@@ -325,7 +325,8 @@ def sweep_doc(result: SampleSweep, opts: SampleSweepOptions, model) -> dict:
               for s in ("within_precision", "inconclusive", "degraded", "diverged", "failed")}
     outcome = _outcome(result.ranked)
     verdict = (f"{outcome.words}: {counts['diverged']} diverged, {counts['degraded']} degraded, {counts['failed']} "
-               f"failed of {len(frames)} samples" + (f"; {flips['text']}" if flips["flipped"] else "")
+               f"failed of {len(frames)} samples"
+               + (f"; {flips['text']}" if flips["flipped"] or flips.get("held") else "")
                + (f"; {rc['text']}" if rc["text"] else ""))
     return {"schema": SCHEMA, "kind": MANIFEST_KIND, "model": model.source, "samples": result.source,
             "reference": opts.pairs[0][0], "candidates": [label for label, _ in opts.pairs[1:]],
@@ -349,8 +350,10 @@ def decision_flips(frames: list[dict], metric, decided: dict) -> dict:
     share = len(flipped) / len(ran) if ran else 0.0
     text = (f"the decision ({rule}) flips on {len(flipped)} of {len(ran)} samples ({100 * share:.0f} %)"
             if rule else "")
+    held = metric is not None and bool(ran) and not flipped  # a declared metric: said where it held on every one
+    text = f"the decision ({rule}) held on all {len(ran)} samples" if held else text
     return {"rule": rule or None, "flipped": len(flipped), "samples": len(ran), "share": share,
-            "tokens": flipped, "text": text}
+            "tokens": flipped, "text": text, **({"held": held} if metric is not None else {})}
 
 
 def _shape_json(shapes: dict | None) -> dict | None:

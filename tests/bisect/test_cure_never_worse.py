@@ -78,6 +78,11 @@ def test_a_hidden_local_fault_whose_declared_decision_holds_is_degraded_not_dive
     reason = json.loads((tmp_path / "r.json").read_text())["outcome_reasons"]["ort-cpu-int8"]
     assert "local fault at body.0" in reason and "the decision holds (--metric" in reason, reason
     assert re.search(r"its outputs within their budget on this input \([\d.e+-]+×\), not broken", reason), reason
+    # the declared metric held is said: in the report's decisions (its name, each side's value, held) and its summary
+    decision, = json.loads((tmp_path / "r.json").read_text())["decisions"]["ort-cpu-int8"]
+    assert decision["rule"] == "metric" and decision["held"] is True and not decision["changed"], decision
+    assert decision["reference"] == decision["candidate"] and decision["summary"].endswith("(held)"), decision
+    assert "decision: --metric" in proc.stdout and "(held)" in proc.stdout, proc.stdout[-3000:]
 
 
 def test_a_rung_nearer_but_not_back_at_the_outputs_is_said_as_a_step_not_the_cure():

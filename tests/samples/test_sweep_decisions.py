@@ -40,6 +40,7 @@ def test_a_sample_whose_metric_changes_is_a_flip_and_diverged(planted, tmp_path)
     for token, f in frames.items():
         d, = f["decisions"]["ort-cpu-fp16"]  # the metric's value per sample, the reference's and the candidate's
         assert d["rule"] == "metric" and d["changed"] == (token in threshold_model.FLIPPED), (token, d)
+        assert d["held"] is (token not in threshold_model.FLIPPED), d  # a declared metric: held, or not
         if token in threshold_model.FLIPPED:
             assert d["candidate"] == d["reference"] - 1, d  # score 0 no longer kept
             assert f["status"] == "diverged" and "the decision changes" in f["outcome_reason"], f
@@ -60,3 +61,19 @@ def test_without_a_metric_the_sigmoid_is_read_at_half(planted, tmp_path):
     d, = f["decisions"]["ort-cpu-fp16"]
     assert d["rule"] == "threshold 0.5" and d["flipped"] == 1 and d["total"] == 4, d
     assert d["margin"] == pytest.approx(0.5000750 - 0.5, rel=1e-2), d  # the reference's distance to 0.5
+
+
+def test_a_declared_metric_that_holds_on_every_sample_is_said_held():
+    """A `--metric` sweep whose metric flips on no sample says it held (the summary's words and `held`); without a
+    metric no `held` is claimed."""
+    from types import SimpleNamespace
+
+    from cp_debug.sweep.samples import decision_flips
+
+    frames = [{"token": t, "status": "within_precision", "decisions": {"c": [{"changed": False}]}} for t in "ab"]
+    held = decision_flips(frames, SimpleNamespace(name="top1"), {})
+    assert held["held"] is True and held["text"] == "the decision (--metric top1) held on all 2 samples", held
+    frames[1]["decisions"]["c"][0]["changed"] = True
+    flip = decision_flips(frames, SimpleNamespace(name="top1"), {})
+    assert flip["held"] is False and "flips on 1 of 2 samples" in flip["text"], flip
+    assert "held" not in decision_flips(frames, None, {"p": "Sigmoid"})

@@ -104,10 +104,13 @@ class OutputError:
     # the output failing the element-wise check with the most elements beyond (None where every output holds it)
     elementwise: Elementwise | None = field(default=None, compare=False)
     tie: str = field(default="", compare=False)  # the outputs read at 0.5 / argmax that flip (`tie_words`)
+    unbuilt: str = field(default="", compare=False)  # the restoration could not be built or run: why (`attempted`)
 
     def short(self, budget: bool = True) -> str:
         """`ratio` as a list of runs says it; one within the RMS budget and still beyond the element-wise tolerance
         says so where the words speak of the budget (`budget`; judged by --atol/--rtol they name the tolerance)."""
+        if self.unbuilt:
+            return f"could not be built: {self.unbuilt}"
         e, held = self.elementwise, budget and not self.passes and self.ratio <= 1
         if not held:
             return f"{self.ratio:.3g}×"
@@ -131,7 +134,7 @@ class OutputError:
         def num(x: float) -> float | None:
             return round(x, 4) if math.isfinite(x) else None
         return {"ratio": num(self.ratio), "rel_rmse": num(self.rel_rmse), "within": self.passes,
-                "decisions_flipped": self.flips}
+                "decisions_flipped": self.flips, **({"could_not_build": self.unbuilt} if self.unbuilt else {})}
 
 
 @dataclass(frozen=True)
@@ -410,6 +413,33 @@ def output_error(run: "RunState", state: "CandidateState", stage: int, out: dict
     decided = [d for d in output_decisions(run, stage, ref, out) if d.decisive]
     return OutputError(worst, worst_rel, passes, sum(d.flipped for d in decided), budget, failed,
                        tie_words(decided, state.spec.precision))
+
+
+def measured(run: "RunState", state: "CandidateState", stage: int, rs: list[Restoration]) -> OutputError:
+    """The outputs' error with `rs` restored (`run_restored`, `output_error`), or, where they cannot be built or run,
+    a run that is not back and says why (`attempted`)."""
+    return attempted(lambda: output_error(run, state, stage, run_restored(run, state, stage, rs)))
+
+
+def attempted(measure) -> OutputError:
+    """`measure()`; where it raises, one restoration that cannot be built or run (ONNX Runtime refuses its graph) is
+    one entry said ("could not be built: <why>"), never back, and the others still run — with CPDEBUG_DEBUG=1 the
+    exception is raised as it came (a bug of cp_debug surfaces there, never silently)."""
+    try:
+        return measure()
+    except Exception as err:  # noqa: BLE001 - one restoration that cannot be built is said; the others still run
+        if debugging():
+            raise
+        why = next((x.strip() for x in str(err).splitlines() if x.strip()), "")[:300]
+        return OutputError(math.inf, math.inf, False, unbuilt=f"{type(err).__name__}: {why}" if why else
+                           type(err).__name__)
+
+
+def debugging() -> bool:
+    """CPDEBUG_DEBUG=1: what a run would say in one line and go on past is raised as it came."""
+    import os
+
+    return os.environ.get("CPDEBUG_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _elementwise(d: TensorDiff, tol) -> Elementwise:

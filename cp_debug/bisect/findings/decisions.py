@@ -65,7 +65,7 @@ class OutputDecision:
     def summary(self) -> str:
         if self.rule == "metric":
             return (f"--metric {self.name}: {self.candidate:.6g} where the reference gives {self.reference:.6g}"
-                    + (" (changed)" if self.changed else "") + (f", where {self.at}" if self.at else ""))
+                    + (" (changed)" if self.changed else " (held)") + (f", where {self.at}" if self.at else ""))
         at = f", the reference's margin there {self.margin:.3g}" if self.margin is not None else ""
         if len(self.margins) > 1:
             at = f", the reference's margins there {', '.join(f'{m:.3g}' for m in self.margins)}"
@@ -79,7 +79,8 @@ class OutputDecision:
             return x if x is None or math.isfinite(x) else None
         return {"name": self.name, "kind": "output", "rule": self.rule, "changed": self.changed,
                 "flipped": self.flipped, "total": self.total, "scattered": self.scattered, "margin": num(self.margin),
-                "reference": num(self.reference), "candidate": num(self.candidate), "summary": self.summary}
+                "reference": num(self.reference), "candidate": num(self.candidate), "summary": self.summary,
+                **({"held": not self.changed} if self.rule == "metric" else {})}  # a declared metric: held, or not
 
 
 def output_decisions(run: "RunState", stage: int, ref: Mapping[str, np.ndarray], out: Mapping[str, np.ndarray]
@@ -184,12 +185,13 @@ _SHAPE_ONLY = ("Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze")
 
 
 def record_flips(run: "RunState", states: list, cand_up: Mapping[str, Mapping[str, np.ndarray]]) -> None:
-    """Each candidate's last-stage decisions that flip, added to its decisions (the report's `decisions`)."""
+    """Each candidate's last-stage decisions that flip, added to its decisions (the report's `decisions`), and a
+    declared `--metric`'s where it holds too (its name, each side's value, "held": a user who declared it sees it)."""
     i = len(run.subject.stages) - 1
     for s in states:
         if s.refused is None and cand_up.get(s.label) and i in run.ref_outputs:
             found = output_decisions(run, i, run.ref_outputs[i], cand_up[s.label])
-            s.decisions += [d for d in found if d.changed]
+            s.decisions += [d for d in found if d.changed or d.rule == "metric"]
             s.metric_held = _held(found, run.subject.stages[i].output_names)
 
 

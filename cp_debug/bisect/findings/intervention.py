@@ -21,7 +21,7 @@ layers each bring back alone is said as such, no root among them (`cures/tie_wor
 not its whole segment is tried again over its segment, as its local error ran it (`restore.widened`). Cost: one
 probe-less run of the stage per restoration (at most 2 × `TRIED` + `SET_RUNS` + `MEMBERS_ALONE` + `SET_FROM` alone +
 a file's constants and shared scales), only where the outputs are wrong, on ONNX Runtime only
-(`Capability.ORT_SESSIONS`)."""
+(`Capability.ORT_SESSIONS`). One that cannot be built or run is one entry said, the others run (`restore.attempted`)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING
 
 from cp_debug.bisect.cures import spread, tie_words
 from cp_debug.bisect.cures.restore import (CONSTANT, EXCLUDE, KEEP, KEPT_FLOAT, REPLACE, OutputError, Restoration,
-                                           cure_words, output_error, restoration, run_restored, widened)
+                                           cure_words, debugging, measured, output_error, restoration,
+                                           run_restored, widened)
 from cp_debug.bisect.cures.set_search import (SET_FROM, SET_RUNS, Tried, members_words, searched, sets_words,
                                               smallest_set)
 
@@ -314,7 +315,7 @@ def _measurer(run: "RunState", state: "CandidateState", stage: int, decision_onl
     in FP32 brought its boxes back, never confirmed; a set with a node that moves no decision was named)."""
 
     def measure(rs: list[Restoration]) -> OutputError:
-        e = output_error(run, state, stage, run_restored(run, state, stage, rs))
+        e = measured(run, state, stage, rs)  # one that cannot be built: said, the others still run
         return replace(e, passes=e.passes or e.in_budget) if decision_only else e
 
     return measure
@@ -404,6 +405,8 @@ def confirmed(run: "RunState", state: "CandidateState", ranked: list[str], resul
     try:
         state.intervention = confirm(run, state, ranked, results)
     except Exception as err:  # noqa: BLE001 - the ranking's proposal stands where the check cannot run
+        if debugging():  # a bug of ours surfaces there, never silently
+            raise
         run.warnings.append(f"{state.label}: the root cause was not checked at the outputs: {err}")
     found = state.intervention
     if found is not None and found.confirmed_set:  # a set that only together brings them back: its first ranked
