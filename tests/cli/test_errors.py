@@ -129,3 +129,26 @@ def test_no_command_maps_errors_itself():
     cli = Path(cli_main.__file__).parent
     for module in sorted(cli.glob("*_cmd.py")):
         assert "handle_errors" not in module.read_text(), module.name
+
+
+
+def test_a_library_cp_debugs_install_requires_missing_is_one_line_exit_3_and_any_other_import_a_bug(capsys):
+    import importlib
+
+    from cp_debug.cli.common.errors import handle_errors, missing_requirement
+
+    with pytest.raises(ModuleNotFoundError) as raised:
+        importlib.import_module("onnx_graphsurgeon_not_here")  # a missing module, raised as Python raises it
+    assert missing_requirement(raised.value) is None  # no requirement of cp_debug: a bug line (exit 70), as before
+
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.delenv("CPDEBUG_DEBUG", raising=False)
+    try:
+        with pytest.raises(SystemExit) as exited, handle_errors():
+            raise ModuleNotFoundError("No module named 'onnx_graphsurgeon'", name="onnx_graphsurgeon")
+    finally:
+        monkeypatch.undo()
+    err = capsys.readouterr().err
+    assert exited.value.code == 3, err
+    assert err.startswith("cpdebug: error: cp_debug needs onnx-graphsurgeon, which is not installed") and \
+        "pip install 'onnx-graphsurgeon>=0.5'" in err and len(err.strip().splitlines()) == 1

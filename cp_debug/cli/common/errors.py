@@ -41,6 +41,9 @@ def handle_errors():
         user = UserCodeError.of(err)
         if user is not None:  # the user's model raised: their error (exit 2), not ours
             _error_line(user, err)
+        missing = missing_requirement(err)
+        if missing is not None:  # a library cp_debug requires is not installed: the install's fault (exit 3)
+            _error_line(missing, err)
         if debug_enabled():
             raise
         print(internal_error_line(err), file=sys.stderr)
@@ -55,6 +58,31 @@ def _error_line(err: CpDebugError, raised: BaseException | None = None) -> None:
     msg = str(err).strip().splitlines()
     print(f"cpdebug: error: {msg[0] if msg else type(err).__name__}", file=sys.stderr)
     raise SystemExit(err.exit_code) from None
+
+
+def missing_requirement(err: BaseException) -> CpDebugError | None:
+    """A library cp_debug's own install requires (pyproject's `dependencies`, not an extra's) that cannot be imported
+    here (a `ModuleNotFoundError` naming it): one line with the pip line, exit 3 — the environment's fault, not a bug
+    of cp_debug. Extras say their own hints where they are imported (`imports.optional`)."""
+    if not isinstance(err, ModuleNotFoundError) or not err.name:
+        return None
+    from importlib import metadata
+
+    from cp_debug.errors import BackendUnavailableError
+
+    try:
+        required = [r for r in metadata.requires("cp-debug") or () if "extra ==" not in r]
+    except metadata.PackageNotFoundError:  # run from a copy of the tree that is not installed
+        return None
+    top = err.name.split(".")[0]
+    for req in required:
+        spec = req.split(";")[0].strip()
+        dist = spec.split("<")[0].split(">")[0].split("=")[0].split("!")[0].split("~")[0].split("[")[0].strip()
+        if dist.lower().replace("-", "_") == top.lower():
+            return BackendUnavailableError(
+                f"cp_debug needs {dist}, which is not installed in this Python ({sys.executable}): pip install "
+                f"'{spec}' (or reinstall cp_debug: pip install -e .)")
+    return None
 
 
 def exit_status(code: object) -> int:
