@@ -46,6 +46,12 @@ def sample_errors(ref: np.ndarray, test: np.ndarray, max_elements: int = MAX_HIS
     same = test is ref  # one array (bit-identical runs): every difference is an exact 0 unless it is NaN/Inf
     if every > 1:
         ref, test = ref.reshape(-1)[::every], test.reshape(-1)[::every]
+    return _errors(ref, test, same)
+
+
+def _errors(ref: np.ndarray, test: np.ndarray, same: bool) -> np.ndarray:
+    """|test - ref| of a sample as `errors_histogram` bins it; `same` (one array: bit-identical runs): 0 where
+    finite, NaN where not."""
     return np.where(np.isfinite(ref), 0.0, np.nan) if same else _absdiff(ref, test, "error_histogram")
 
 
@@ -59,9 +65,7 @@ def sampled_histogram(ref: np.ndarray, test: np.ndarray, every: int, source_tota
     """`error_histogram` of the sample `ref`/`test` already taken (every `every`-th of `source_total` elements;
     `test is ref`: one array). The device path (`device_plots.DevicePlots`) counts where the tensors lie and builds
     the same JSON with `histogram_edges` and `histogram_dict`."""
-    same = test is ref
-    d = np.where(np.isfinite(ref), 0.0, np.nan) if same else _absdiff(ref, test, "error_histogram")
-    return errors_histogram(d, every, source_total, bins, probe=probe)
+    return errors_histogram(_errors(ref, test, test is ref), every, source_total, bins, probe=probe)
 
 
 def errors_histogram(d: np.ndarray, every: int, source_total: int, bins: int = 50, *,
