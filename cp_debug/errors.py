@@ -137,6 +137,11 @@ def plain(text: str) -> str:
     return _ANSI.sub("", text)
 
 
+def debug_enabled() -> bool:
+    """CPDEBUG_DEBUG=1: a traceback shown, and what a run would say in one line and go on past raised as it came."""
+    return os.environ.get("CPDEBUG_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def first_line(err: BaseException, limit: int | None = 300) -> str:
     """The first line of a library's error message (at most `limit` characters, escape sequences removed), or its
     type's name where it says nothing: what a one-line error quotes of ONNX, ONNX Runtime, polygraphy or TensorRT."""

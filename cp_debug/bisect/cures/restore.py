@@ -428,18 +428,12 @@ def attempted(measure) -> OutputError:
     try:
         return measure()
     except Exception as err:  # noqa: BLE001 - one restoration that cannot be built is said; the others still run
-        if debugging():
+        from cp_debug.errors import debug_enabled, first_line
+
+        if debug_enabled():
             raise
-        why = next((x.strip() for x in str(err).splitlines() if x.strip()), "")[:300]
-        return OutputError(math.inf, math.inf, False, unbuilt=f"{type(err).__name__}: {why}" if why else
-                           type(err).__name__)
-
-
-def debugging() -> bool:
-    """CPDEBUG_DEBUG=1: what a run would say in one line and go on past is raised as it came."""
-    import os
-
-    return os.environ.get("CPDEBUG_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
+        why = f"{type(err).__name__}: {first_line(err)}" if str(err).strip() else type(err).__name__
+        return OutputError(math.inf, math.inf, False, unbuilt=why)
 
 
 def _elementwise(d: TensorDiff, tol) -> Elementwise:

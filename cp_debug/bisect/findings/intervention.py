@@ -32,8 +32,9 @@ from typing import TYPE_CHECKING
 
 from cp_debug.bisect.cures import spread, tie_words
 from cp_debug.bisect.cures.restore import (CONSTANT, EXCLUDE, KEEP, KEPT_FLOAT, REPLACE, OutputError, Restoration,
-                                           cure_words, debugging, measured, output_error, restoration,
-                                           run_restored, widened)
+                                           cure_words, measured, output_error, restoration, run_restored,
+                                           widened)
+from cp_debug.errors import debug_enabled
 from cp_debug.bisect.cures.set_search import (SET_FROM, SET_RUNS, Tried, members_words, searched, sets_words,
                                               smallest_set)
 
@@ -405,7 +406,7 @@ def confirmed(run: "RunState", state: "CandidateState", ranked: list[str], resul
     try:
         state.intervention = confirm(run, state, ranked, results)
     except Exception as err:  # noqa: BLE001 - the ranking's proposal stands where the check cannot run
-        if debugging():  # a bug of ours surfaces there, never silently
+        if debug_enabled():  # a bug of ours surfaces there, never silently
             raise
         run.warnings.append(f"{state.label}: the root cause was not checked at the outputs: {err}")
     found = state.intervention

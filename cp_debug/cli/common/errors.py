@@ -15,11 +15,7 @@ import sys
 from contextlib import contextmanager
 
 from cp_debug.cli.common.pipe import cut_short, output_closed
-from cp_debug.errors import CpDebugError, ExitCode, UserCodeError
-
-
-def debug_enabled() -> bool:
-    return os.environ.get("CPDEBUG_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
+from cp_debug.errors import CpDebugError, ExitCode, UserCodeError, debug_enabled
 
 
 @contextmanager
