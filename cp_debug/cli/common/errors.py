@@ -11,6 +11,7 @@ The traceback is shown in full only with CPDEBUG_DEBUG=1 (the exception is then 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from contextlib import contextmanager
 
@@ -73,7 +74,7 @@ def missing_requirement(err: BaseException) -> CpDebugError | None:
     top = err.name.split(".")[0]
     for req in required:
         spec = req.split(";")[0].strip()
-        dist = spec.split("<")[0].split(">")[0].split("=")[0].split("!")[0].split("~")[0].split("[")[0].strip()
+        dist = re.match(r"[A-Za-z0-9._-]*", spec).group(0)  # the name before any extras or version (PEP 508)
         if dist.lower().replace("-", "_") == top.lower():
             return BackendUnavailableError(
                 f"cp_debug needs {dist}, which is not installed in this Python ({sys.executable}): pip install "
