@@ -151,7 +151,7 @@ def decode_numpy(head, cfg: "CenterPointConfig", *, score_threshold: float | Non
     _, num_cls, height, width = heat.shape
     k = min(cfg.max_num, height * width)
     flat = heat.reshape(num_cls, -1)
-    topk_inds = np.argsort(-flat, axis=1, kind="stable")[:, :k]
+    topk_inds = np.stack([_top_k(row, k) for row in flat])
     topk_scores = np.take_along_axis(flat, topk_inds, 1).reshape(-1)
     ind = np.argsort(-topk_scores, kind="stable")[: min(k, num_cls * k)]
     scores, labels = topk_scores[ind], ind // k
@@ -190,3 +190,15 @@ def _kept(boxes, scores, labels, cells, rot_norm, rot_rms: float, cfg) -> Detect
         rot_norm=np.ascontiguousarray(rot_norm, dtype=np.float32),
         rot_rms=rot_rms,
     )
+
+
+def _top_k(row: np.ndarray, k: int) -> np.ndarray:
+    """`np.argsort(-row, kind="stable")[:k]` — the k largest, descending, ties to the lower index, as torch's top-k
+    in `decode` — without sorting the whole row: a partition finds the k-th value, the cells above it and the first
+    ties at it are sorted alone (a 510 × 510 class map: ~3 ms against a full sort's ~95 on this machine)."""
+    if k >= row.size:
+        return np.argsort(-row, kind="stable")
+    kth = -np.partition(-row, k - 1)[k - 1]
+    above = np.flatnonzero(row > kth)
+    cells = np.sort(np.concatenate([above, np.flatnonzero(row == kth)[: k - above.size]]))
+    return cells[np.argsort(-row[cells], kind="stable")]

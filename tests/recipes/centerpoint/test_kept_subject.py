@@ -65,6 +65,20 @@ def test_the_numpy_decode_is_torchs(tiny_cfg):
     assert np.array_equal(nan_got.boxes, nan_want.boxes, equal_nan=True)
 
 
+def test_the_numpy_top_k_is_a_full_sorts_head():
+    """The decode's top-k by partition: the same cells, in the same order, as the whole row sorted (descending,
+    ties to the lower cell), with ties across the k-th value, infinities and k past the row."""
+    from cp_debug.models.centerpoint.decode import _top_k
+
+    rng = np.random.default_rng(5)
+    for trial in range(200):
+        n = int(rng.integers(1, 2000))
+        row = (rng.integers(-4, 4, n) if trial % 2 else rng.standard_normal(n)).astype(np.float32)
+        row[rng.integers(0, n, 2)] = np.inf if trial % 3 == 0 else -0.0
+        k = int(rng.integers(1, n + 3))
+        assert np.array_equal(_top_k(row, k), np.argsort(-row, kind="stable")[:k]), (trial, n, k)
+
+
 def _bisect(cache: Path, out: Path) -> dict:
     env = {**os.environ, "CPDEBUG_SERVER": "off", "CPDEBUG_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT)}
     env.pop("CPDEBUG_NO_CACHE", None)
