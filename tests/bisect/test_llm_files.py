@@ -132,8 +132,13 @@ def test_bisect_generate_names_the_flipped_step_and_the_cure(tmp_path):
     # report: the summary box wraps its lines where their words fall, by the paths' lengths)
     assert res.returncode == 1, res.stderr
     said = res.stdout + res.stderr
-    why = next(iter(json.loads((tmp_path / "r.json").read_text())["outcome_reasons"].values()))
+    doc = json.loads((tmp_path / "r.json").read_text())
+    why = next(iter(doc["outcome_reasons"].values()))
     assert "root cause: logits" in said and "local fault at logits" in why, why
+    # confirmed: the KV cache's outputs miss the element-wise tolerance as a healthy INT4 file's do, within their
+    # budget before and after; judged by it, as the verdict judges them (was "confirmed by no intervention")
+    root = next(iter(doc["root_cause"].values()))
+    assert root["confirmed"] and root["intervention"]["tried"][0]["back"], root["hint"]
     assert "greedy step 7: token 23 → 225" in said
     assert "accuracy_level=1 on /lm_head/MatMul_Q4 alone gives the reference's tokens back" in said
     assert "nodes_to_exclude=/lm_head/MatMul" in said

@@ -105,6 +105,7 @@ class OutputError:
     elementwise: Elementwise | None = field(default=None, compare=False)
     tie: str = field(default="", compare=False)  # the outputs read at 0.5 / argmax that flip (`tie_words`)
     unbuilt: str = field(default="", compare=False)  # the restoration could not be built or run: why (`attempted`)
+    held: frozenset = field(default=frozenset(), compare=False)  # the outputs within their budget (`status_of`)
 
     def short(self, budget: bool = True) -> str:
         """`ratio` as a list of runs says it; one within the RMS budget and still beyond the element-wise tolerance
@@ -388,37 +389,43 @@ def keep_at_outputs(run: "RunState", state: "CandidateState", r: Restoration) ->
         return None
 
 
-def output_error(run: "RunState", state: "CandidateState", stage: int, out: dict[str, np.ndarray]) -> OutputError:
+def output_error(run: "RunState", state: "CandidateState", stage: int, out: dict[str, np.ndarray],
+                 held: frozenset = frozenset()) -> OutputError:
     """`out` (a stage's outputs) against the reference's: every output by `noise.output_passes`, the worst one's
-    error ÷ budget, and the decisions its outputs carry that flip (`findings/decisions.py`)."""
+    error ÷ budget, and the decisions its outputs carry that flip (`findings/decisions.py`). `held`: outputs judged
+    by their budget alone — within it before a restoration, their element-wise miss is the run's own, not a cause's
+    (an INT4 file's KV cache beside the logits a restoration brings back)."""
     from cp_debug.bisect.findings.decisions import output_decisions, tie_words
     from cp_debug.compare import noise
 
     ref = run.ref_outputs.get(stage, {})
-    worst, worst_rel, passes, budget, failed = 0.0, 0.0, True, True, None
+    worst, worst_rel, passes, budget, failed, within = 0.0, 0.0, True, True, None, set()
     for name in run.subject.stages[stage].output_names:
         if name not in ref or name not in out:
             continue
         tol = run.tolerance(state, name)
         d = TensorDiff.from_arrays(name, np.asarray(ref[name]), out[name], tol)
         j = run.judge(state, name, d)
-        passes = passes and noise.output_passes(d, state.judged_at, j)
-        budget = budget and noise.status_of(d, j) == "ok"
+        ok = noise.status_of(d, j) == "ok"
+        within.update([name] if ok else [])
+        passes = passes and (ok if name in held else noise.output_passes(d, state.judged_at, j))
+        budget = budget and ok
         ratio = j.noise_ratio if math.isfinite(j.noise_ratio) else math.inf
         if ratio >= worst:
             worst, worst_rel = ratio, d.rel_rmse
-        if d.status != "ok" and d.shape_ok:
+        if d.status != "ok" and d.shape_ok and name not in held:
             e = _elementwise(d, tol)
             failed = e if failed is None or (e.nonfinite, e.beyond) > (failed.nonfinite, failed.beyond) else failed
     decided = [d for d in output_decisions(run, stage, ref, out) if d.decisive]
     return OutputError(worst, worst_rel, passes, sum(d.flipped for d in decided), budget, failed,
-                       tie_words(decided, state.spec.precision))
+                       tie_words(decided, state.spec.precision), held=frozenset(within))
 
 
-def measured(run: "RunState", state: "CandidateState", stage: int, rs: list[Restoration]) -> OutputError:
-    """The outputs' error with `rs` restored (`run_restored`, `output_error`), or, where they cannot be built or run,
-    a run that is not back and says why (`attempted`)."""
-    return attempted(lambda: output_error(run, state, stage, run_restored(run, state, stage, rs)))
+def measured(run: "RunState", state: "CandidateState", stage: int, rs: list[Restoration],
+             held: frozenset = frozenset()) -> OutputError:
+    """The outputs' error with `rs` restored (`run_restored`, `output_error`; `held` its), or, where they cannot be
+    built or run, a run that is not back and says why (`attempted`)."""
+    return attempted(lambda: output_error(run, state, stage, run_restored(run, state, stage, rs), held))
 
 
 def attempted(measure) -> OutputError:
