@@ -177,7 +177,7 @@ class Intervention:
                 "how": c.restored[0].how if c is not None else None, "output_error": self.before.to_json(),
                 "set_searched_among": self.searched, "set_runs_spent": self.spent, "alone_breaks": self.breaks,
                 "proposed_only": self.near is not None,
-                "tipped_by": self.tipped(),
+                "tipped_by": self.tipped(), "also_back": tie_words.also_back(self),
                 "tie": self.before.tie if self.tipped() else None,  # the near tie's margin those layers each tip
                 "spread": spread.verdict(self.tried, self.tie, self.placed_alone),
                 "tried": [t.to_json(self.before) for t in self.tried]}  # its time: the report's phases
@@ -224,7 +224,7 @@ def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results
                 tried.append(Tried((wide,), measure([wide])))
             back = tried[-1].after.back
             if back:  # a decision moved within budget: do the others proposed tip it too (a near tie, no root)?
-                tried += [Tried((o,), measure([o])) for o in (restorable[k + 1:] if decision_only else ())]
+                tried += [Tried((o,), measure([o])) for o in pool[k + 1:] if decision_only and o.stage == stage]
                 break
         # tensors as candidates: a file's shared scales
         back = back or (own and _until_back(shared_scale.restorations(run, state, stage), tried, measure))
