@@ -162,3 +162,48 @@ def test_a_near_tie_several_layers_each_tip_is_said_as_one_with_no_root(tmp_path
     assert named in junit and "root cause t" not in junit, junit[:3000]
     html = (tmp_path / "r.html").read_text()
     assert f"<b>≈ {named}</b>" in html and "★ root cause</span>" not in html, html[:2000]
+
+
+# A decision at a `--metric`'s own threshold (no output read at 0.5 / argmax: no margin known) that two layers each
+# bring back alone (MTCNN's RNet in INT8: a crop at 0.725 → 0.683 against its 0.7; `prelu2` and `conv3` each left out
+# alone bring it back, `fix` ends at `conv2`). Built small: two MatMuls read 1000·u − 1000 ≈ 100, whose float16
+# weights each round down by 0.45 at the output; their sum, within FP16's budget, falls 0.9 where the metric's
+# threshold sits 0.6 below the reference's: either kept in FP32 alone brings it back.
+G = 2.0 ** -10  # float16's step at 1
+U = {"a": 1126 * G + 0.00045, "b": 1127 * G + 0.00045}
+
+
+def above_metric(outputs, reference, label=None) -> float:
+    """The score above its threshold, 0.6 below the reference's: 1 where it holds."""
+    return float(float(np.ravel(outputs["score"])[0]) > float(np.ravel(reference["score"])[0]) - 0.6)
+
+
+def _build_up(path) -> None:
+    inits = [numpy_helper.from_array(np.array([[U[n]], [-1000]], np.float32), f"w_{n}") for n in U]
+    inits.append(numpy_helper.from_array(np.ones((2, 1), np.float32), "ones"))
+    nodes = [helper.make_node("MatMul", ["x", f"w_{n}"], [n], name=f"mm_{n}") for n in U]
+    nodes += [helper.make_node("Concat", list(U), ["ab"], name="ab", axis=1),
+              helper.make_node("MatMul", ["ab", "ones"], ["score"], name="sum")]
+    graph = helper.make_graph(nodes, "build_up", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+                              [helper.make_tensor_value_info("score", TensorProto.FLOAT, [1, 1])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def test_a_decision_two_layers_each_bring_back_at_a_metric_threshold_says_both(tmp_path):
+    def score(exact: set[str]) -> float:  # by hand: the named weights in float32, the others rounded to float16
+        return sum(1000 * (U[n] if n in exact else float(np.float16(U[n]))) - 1000 for n in U)
+
+    ref = score(set(U))
+    assert score(set()) < ref - 0.6 < min(score({"a"}), score({"b"}))
+    _build_up(tmp_path / "m.onnx")
+    np.savez(tmp_path / "x.npz", x=np.array([[1000.0, 1]], np.float32))
+    proc = cpdebug("bisect", "--onnx", tmp_path / "m.onnx", "--inputs", tmp_path / "x.npz", "-b",
+                   "ort-cpu,ort-cpu-fp16", "--metric", f"{__file__}:above_metric", "--json", tmp_path / "r.json",
+                   "--quiet")
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
+    rc = json.loads((tmp_path / "r.json").read_text())["root_cause"]["ort-cpu-fp16"]
+    assert rc["probe"] in U and rc["intervention"]["probe"] == rc["probe"], rc
+    other = next(n for n in U if n != rc["probe"])
+    assert rc["intervention"]["also_back"] == [other], rc["intervention"]
+    assert f"so do {other}, each alone (2 of the" in rc["hint"], rc["hint"]
+    assert "none the only one" in rc["hint"] and "no single layer" not in rc["hint"], rc["hint"]

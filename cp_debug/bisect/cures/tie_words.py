@@ -20,8 +20,25 @@ def at_tie(found) -> bool:
                 and found.tie is None)  # a finding that places the flip (`Finding.tie`) tells its story: not twice
 
 
+def also_back(found) -> list[str]:
+    """Only a decision moved (the outputs within their budget) and no near tie read at 0.5 / argmax (a `--metric`'s
+    own threshold): the other layers tried that each, restored alone, bring it back too, beside the confirmed one."""
+    if not (found.before.flips and found.before.ratio < 1) or found.before.tie or found.confirmed_set:
+        return []
+    return [probe for probe, came in _alone(found).items() if came and probe != found.confirmed]
+
+
 def one_tie(found) -> str:
-    """`at_tie` where one layer brings it back: the tie said with how many of the layers tried did."""
+    """`at_tie` where one layer brings it back: the tie said with how many of the layers tried did; a decision moved
+    at a `--metric`'s threshold (no margin read) that other layers tried bring back alone too: those said (one story
+    with `fix`, whose 1-minimal search over its own ranking may end at another of them: MTCNN's RNet in INT8, a crop at
+    0.725 → 0.683 against its 0.7, `prelu2`, `conv3` … each left out alone bring it back, `fix` ends at `conv2`)."""
+    also = also_back(found)
+    if also:
+        alone = _alone(found)
+        return (f"; so do {', '.join(also)}, each alone ({len(also) + 1} of the {len(alone)} layers tried): the "
+                f"decision moves by the error several layers build up together, any one of which restored brings it "
+                f"back — the first ranked of them named, none the only one")
     if not at_tie(found) or found.confirmed_set:
         return ""
     alone = _alone(found)

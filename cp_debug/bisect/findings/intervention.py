@@ -15,12 +15,13 @@ tensor later than the proposal that brings the outputs back is said (`hides_upst
 user's file's constants off the reference's are tried first, each replaced alone (`cures/constants.py`), its shared
 scales after the ranked (`cures/shared_scale.py`). An overflow its consumer saturates (a tanh-GELU's x³) is proposed
 first and let go: restoring it changes nothing at the output. Where nothing brings them back, the graph's halves say
-where the error accumulates (`cures/spread.py`: evidence, never the cure); where only a decision moved and no one
-brings it back, the ranking's first is named "proposed, not confirmed", and a decision at a near tie that several
+where the error accumulates (`cures/spread.py`: evidence, never the cure; a decision moved, the members of the
+smallest block and of the halves that moved the outputs nearer run alone: `spread.beside`); where only a decision
+moved and no one brings it back, the ranking's first is named "proposed, not confirmed", and a near tie that several
 layers each bring back alone is said as such, no root among them (`cures/tie_words.py`). A module whose own nodes are
 not its whole segment is tried again over its segment, as its local error ran it (`restore.widened`). Cost: one
 probe-less run of the stage per restoration (at most 2 × `TRIED` + `SET_RUNS` + `MEMBERS_ALONE` + `SET_FROM` alone +
-a file's constants and shared scales), only where the outputs are wrong, on ONNX Runtime only
+a file's constants and shared scales + `spread.RUNS` + `SCAN`), only where the outputs are wrong, on ONNX Runtime only
 (`Capability.ORT_SESSIONS`). One that cannot be built or run is one entry said, the others run (`restore.attempted`)."""
 
 from __future__ import annotations
@@ -124,8 +125,8 @@ class Intervention:
                     f"removal still brings them back: {len(sets)} run(s){members_words(self.tried)}{spent}); verified "
                     f"at the outputs: {cure_words(c.restored)}{self._which()}")
         return (f"confirmed by intervention: {what}{' ' + how if how else ''} brings {back} "
-                f"(worst output {before}{flips} → {c.after.ratio:.3g}×; tried {tried}){self._which()}"
-                f"{tie_words.one_tie(self)}")
+                f"(worst output {before}{flips} → {c.after.ratio:.3g}×; tried {tried})"
+                f"{spread.found_beside(self.tried, c)}{self._which()}{tie_words.one_tie(self)}")
 
     def _alone(self) -> str:
         """Where nothing brings the outputs back: the first ranked layer that alone, in its precision, breaks them."""
@@ -176,7 +177,7 @@ class Intervention:
                 "how": c.restored[0].how if c is not None else None, "output_error": self.before.to_json(),
                 "set_searched_among": self.searched, "set_runs_spent": self.spent, "alone_breaks": self.breaks,
                 "proposed_only": self.near is not None,
-                "tipped_by": self.tipped(),
+                "tipped_by": self.tipped(), "also_back": tie_words.also_back(self),
                 "tie": self.before.tie if self.tipped() else None,  # the near tie's margin those layers each tip
                 "spread": spread.verdict(self.tried, self.tie, self.placed_alone),
                 "tried": [t.to_json(self.before) for t in self.tried]}  # its time: the report's phases
@@ -223,7 +224,7 @@ def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results
                 tried.append(Tried((wide,), measure([wide])))
             back = tried[-1].after.back
             if back:  # a decision moved within budget: do the others proposed tip it too (a near tie, no root)?
-                tried += [Tried((o,), measure([o])) for o in (restorable[k + 1:] if decision_only else ())]
+                tried += [Tried((o,), measure([o])) for o in pool[k + 1:] if decision_only and o.stage == stage]
                 break
         # tensors as candidates: a file's shared scales
         back = back or (own and _until_back(shared_scale.restorations(run, state, stage), tried, measure))
@@ -245,7 +246,8 @@ def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results
         breaks = None if back or chosen or run.opts.tolerance_mode == "fixed" else _breaks(
             run, state, [r for r in pool if r.stage == stage], tried, measure, before)
         if not (back or chosen or breaks) and run.opts.tolerance_mode == "model":  # no layer: the halves' evidence
-            tried += spread.tried(run, state, stage, lambda h, s: Tried((h,), measure([h]), spread=s), decision_only)
+            tried += spread.tried(run, state, stage, lambda h, s: Tried((h,), measure([h]), spread=s), decision_only,
+                                  before)
     found = Intervention(ranked[0], single, before, tuple(tried), 0.0, stage, chosen=chosen, spent=spent)
     cure = found.cure
     confirmed = cure.restored[0].probe if cure is not None and len(cure.restored) == 1 else None
@@ -343,8 +345,6 @@ def settle(run: "RunState", state: "CandidateState", root: str | None, module: s
     of these that brings the outputs back is the confirmed cause — the root's, though a block holding it brought
     them back too —; otherwise the confirmation stands and its words say which one holds (`Intervention._which`).
     `tie`: the decision flip the verdict's reason names (`Finding.tie`), beside which its words are said."""
-    from dataclasses import replace
-
     from cp_debug.bisect.cures.restore import keep_at_outputs
 
     found = state.intervention
