@@ -42,9 +42,9 @@ def without_qdq(model, nodes: list[str], reference=None, values=None):
     the file's scale is the file's levels (`NoFloatWeight` where none is: a dequantized weight keeps the rounding
     leaving the node out removes). An activation whose pair clips at 0 is read through the Relu a quantizer folds
     into such a pair (the reference's Relu / Clip of that tensor where it has one). `values`: (tensor names) → their
-    float values on the run's input, for the pairs a node left out shared its scale with through an op that passes
-    it on (`_left_float`'s `own`): the quantizer gives such a tensor a scale of its own, calibrated here as its MinMax
-    does; without `values` those pairs keep the file's scale."""
+    float values on the calibration samples (`reference_values`), for the pairs a node left out shared its scale with
+    through an op that passes it on (`_left_float`'s `own`): the quantizer gives such a tensor a scale of its own,
+    calibrated here as its MinMax does; without `values` those pairs keep the file's scale."""
     import onnx_graphsurgeon as gs
     from onnx import numpy_helper
 
@@ -242,8 +242,11 @@ def _same_weight(dq, src, value: np.ndarray) -> bool:
 
 
 def reference_values(run: "RunState", state: "CandidateState", i: int, names: list[str], asked: list[str]) -> dict:
-    """The float values of the tensors `names` on the candidate's feed of stage i, from the reference's FP32 graph
-    (the file keeps its tensors' names); those it does not hold are left out. `asked` gets the names it gives."""
+    """The float values of the tensors `names` from the reference's FP32 graph (the file keeps its tensors' names),
+    those it does not hold left out; `asked` gets the names it gives. Over every `--calib` sample where the run has
+    them (stage 0), as the quantizer calibrated the file — a scale set on the judged sample alone fits that sample and
+    can bring back a decision the quantizer's own exclusion leaves flipped (attacut's boundary: 0.502 against 0.361);
+    else on the candidate's feed of stage i. Each value flattened, the samples one after another."""
     from cp_debug.graph.model import expose_outputs
     from cp_debug.graph.session import run_ort
 
@@ -253,5 +256,7 @@ def reference_values(run: "RunState", state: "CandidateState", i: int, names: li
     asked += names
     if not names:
         return {}
-    got = run_ort(expose_outputs(ref, names), state.feeds.get(i) or run.ref_feeds[i])
-    return {n: got[n] for n in names if n in got}
+    feeds = run.calib(i) if i == 0 and run.opts.calib_feeds else [state.feeds.get(i) or run.ref_feeds[i]]
+    exposed = expose_outputs(ref, names)
+    got = [run_ort(exposed, feed) for feed in feeds]
+    return {n: np.concatenate([np.ravel(g[n]) for g in got]) for n in names if all(n in g for g in got)}
