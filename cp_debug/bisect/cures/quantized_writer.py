@@ -16,7 +16,6 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cp_debug.bisect.cures.restore import Restoration
     from cp_debug.bisect.run_state import CandidateState, RunState
 
 DEPTH = 8  # nodes walked back at most
@@ -30,9 +29,10 @@ def quantized_ops(precision: str) -> tuple[str, ...]:
     return tuple(DEFAULT_OP_TYPES) if precision == "int8" else tuple(COMPUTE_OPS)
 
 
-def onto_quantized(run: "RunState", state: "CandidateState", r: "Restoration", tensor: str) -> "Restoration | None":
-    """`r` (a built-in candidate's nodes left out of its format, `tensor` its probe's) as it is where one of its nodes
-    is quantized; else the nearest quantized node upstream of `tensor` under its own probe (module docstring)."""
+def onto_quantized(run: "RunState", state: "CandidateState", r, tensor: str):
+    """`r` (a `restore.Restoration`: a built-in candidate's nodes left out of its format; `tensor` its probe's) as it
+    is where one of its nodes is quantized; else the nearest quantized node upstream of `tensor` under its own probe,
+    or None (module docstring)."""
     ops = quantized_ops(state.spec.precision)
     st = run.stage_of(state.label, r.stage)
     model = st.onnx()
