@@ -5,10 +5,12 @@ A pair's own scale, set as the quantizer sets it: a user's per-channel `quantize
 windows; window 15 loses a word start (0.566 → 0.361). Without cp_debug, `nodes_to_exclude=['/conv1/conv/Conv']`
 leaves it lost (its output's pair past the Transpose and Unsqueeze, read by the Concat, is calibrated by the
 quantizer on the calibration set: 0.361 again), where leaving out `conv2` brings it back. The intervention in the
-file gives such a pair a scale of its own; it was set on the judged window alone, a scale that fits that window and
-brought the word start back (0.502): `conv1` was "confirmed". Now, with `--calib`, the pair's scale is the MinMax over
-the calibration samples, as the quantizer calibrated the file (`qdq_removal.reference_values`), and the layer named is
-one whose exclusion by the quantizer itself brings the decision back.
+file gave such a pair a scale of its own, set on the judged window alone: a scale that fits that window and brought
+the word start back (0.502): `conv1` was "confirmed". Now a pair past ops that only move values (a Transpose, an
+Unsqueeze) keeps the file's scale — the range of the same values on the file's calibration —, one past an op that
+changes them (a MaxPool) is calibrated on the `--calib` samples where given (`qdq_removal._left_float`,
+`reference_values`), and the layer named, with `--calib` or without, is one whose exclusion by the quantizer itself
+brings the decision back.
 
 A restoration that leaves out something the built-in quantizes: the built-in INT8 (per channel, its own settings) on
 the same window loses three word starts. Without cp_debug (its quantizer, `precision.int8.quantize_int8`), no node
@@ -67,9 +69,9 @@ def _starts(model, w: list[np.ndarray]) -> np.ndarray:
     return ort.InferenceSession(src, providers=["CPUExecutionProvider"]).run(None, {"chars": w[JUDGED]})[0] > 0.5
 
 
-def _bisect(tmp_path: Path, backend: str, out: str) -> dict:
-    proc = cpdebug("bisect", "--onnx", tmp_path / "attacut.onnx", "--inputs", tmp_path / "x.npz", "--calib",
-                   tmp_path / "c.npz", "-b", f"ort-cpu,{backend}", "--metric",
+def _bisect(tmp_path: Path, backend: str, out: str, calib: bool = True) -> dict:
+    proc = cpdebug("bisect", "--onnx", tmp_path / "attacut.onnx", "--inputs", tmp_path / "x.npz",
+                   *(("--calib", tmp_path / "c.npz") if calib else ()), "-b", f"ort-cpu,{backend}", "--metric",
                    f"{HERE / 'attacut.py'}:boundary_metric", "--json", tmp_path / out, "--quiet")
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
     return json.loads((tmp_path / out).read_text())["root_cause"][backend]
@@ -86,14 +88,16 @@ def test_a_pairs_own_scale_is_calibrated_on_the_calibration_set(tmp_path):
     assert (_starts(_quantized(fp32, calib, tmp_path / "c2.onnx", ("/conv2/conv/Conv",)), w) == ref).all()
 
     label = f"ort@{tmp_path / 'q'}"
-    cause = _bisect(tmp_path, label, "r.json")
-    assert cause["confirmed"], cause["hint"]
-    assert cause["probe"] != "/conv1/conv/Conv_output_0", cause["hint"]
-    tried = {t["candidate"]: t for t in cause["intervention"]["tried"] if isinstance(t["candidate"], str)}
-    assert tried["/conv1/conv/Conv_output_0"]["back"] is False, tried  # as the quantizer's own exclusion: still lost
-    # the cure named holds as the quantizer applies it
-    nodes = tuple(tried[cause["probe"]]["nodes"])
-    assert (_starts(_quantized(fp32, calib, tmp_path / "cure.onnx", nodes), w) == ref).all(), (nodes, cause["hint"])
+    for given in (True, False):  # with the calibration samples, and without (the user's file alone)
+        cause = _bisect(tmp_path, label, f"r{given}.json", calib=given)
+        assert cause["confirmed"], cause["hint"]
+        assert cause["probe"] != "/conv1/conv/Conv_output_0", cause["hint"]
+        tried = {t["candidate"]: t for t in cause["intervention"]["tried"] if isinstance(t["candidate"], str)}
+        assert tried["/conv1/conv/Conv_output_0"]["back"] is False, tried  # as the quantizer's exclusion: still lost
+        # the cure named holds as the quantizer applies it
+        nodes = tuple(tried[cause["probe"]]["nodes"])
+        cured = _quantized(fp32, calib, tmp_path / "cure.onnx", nodes)
+        assert (_starts(cured, w) == ref).all(), (nodes, cause["hint"])
 
 
 def test_the_built_in_restores_what_it_quantizes_and_finds_the_set(tmp_path):

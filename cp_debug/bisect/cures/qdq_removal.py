@@ -24,6 +24,8 @@ FOLDED = ("Relu", "Clip")  # activations a quantizer folds into the range of the
 # ops a quantizer quantizes at their input's scale (ONNX Runtime's QDQ: the pair after them shares the one before)
 PASSED = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity", "MaxPool", "Gather", "Slice",
           "Split", "Resize", "Expand", "Pad")
+# of those, the ops that only move or repeat values: their output's range is their input's
+LAYOUT = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Expand")
 # ops whose inputs ONNX Runtime's QDQ quantizer quantizes (its registry, less the ops above): a tensor one of them reads
 # keeps its pair where its writer is left out
 QUANTIZES = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Mul", "Relu", "Clip", "LeakyRelu", "Sigmoid",
@@ -136,10 +138,13 @@ def _left_float(tensor, own: bool = False) -> tuple[list, list]:
     None where a reader quantizes (it reads the tensor quantized whether or not the writer is: a Conv after a Conv), a
     pair holds a scale of its own, or a pair's tensor is a graph output. `own`: a reader that quantizes past an op
     passing the scale on (an Add after a MaxPool after a Pad left out) keeps its pair, which the quantizer
-    calibrates on that tensor's own values — the pairs before it left float, it second (with a scale of its own)."""
-    pairs, kept, todo, scale = [], [], [tensor], None
+    calibrates on that tensor's own values — the pairs before it left float, it second (with a scale of its own) —
+    except past ops that only move values (`LAYOUT`): their tensor holds the left-out node's values, whose range on
+    the file's calibration is the file's scale already; that pair stays as the file has it (attacut's `conv1` left
+    out: the pair past its Transpose and Unsqueeze, read by a Concat)."""
+    pairs, kept, todo, scale = [], [], [(tensor, True)], None
     while todo:
-        t = todo.pop()
+        t, same = todo.pop()
         for q in [r for r in t.outputs if r.op == "QuantizeLinear"]:
             name = getattr(q.inputs[1], "name", None) if len(q.inputs) > 1 else None
             scale = name if scale is None else scale
@@ -149,7 +154,8 @@ def _left_float(tensor, own: bool = False) -> tuple[list, list]:
                 if dq.op != "DequantizeLinear" or not dq.outputs or not dq.outputs[0].outputs:
                     return [], []
                 if own and t is not tensor and any(_quantizes(r, dq.outputs[0]) for r in dq.outputs[0].outputs):
-                    kept.append((q, dq))  # read quantized past the op that passed the scale on: its own scale
+                    if not same:  # read quantized past an op that changed its values: a scale of its own
+                        kept.append((q, dq))
                     continue
                 pairs.append((q, dq))
                 for reader in dq.outputs[0].outputs:
@@ -157,7 +163,7 @@ def _left_float(tensor, own: bool = False) -> tuple[list, list]:
                     if reader.op in PASSED and out is not None and any(
                             r.op == "QuantizeLinear" and getattr(r.inputs[1], "name", None) == scale
                             for r in out.outputs):
-                        todo.append(out)
+                        todo.append((out, same and reader.op in LAYOUT))
                     elif _quantizes(reader, dq.outputs[0]):
                         return [], []
     return pairs, kept
