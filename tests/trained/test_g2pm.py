@@ -1,0 +1,64 @@
+"""g2pM's readings of Chinese polyphones (tests/trained/g2pm.py, tried as a new user): a PyTorch model its author
+runs in numpy, ported back to torch and exported with its targets' positions as an input; its LSTM stays float in
+INT8 (ONNX Runtime's quantizer quantizes the embedding's Gather, cp_debug's built-in the two Gemms only).
+
+The right answers, without cp_debug: FP16 moves no reading; the built-in INT8 (its own quantizer,
+`precision.int8.quantize_int8`) calibrated on the even windows changes one reading of window 15, and leaving the
+classifier's last Gemm (876 classes) out of INT8 alone brings it back, the Gemm before it does not. cp_debug says the
+FP16 candidate is within precision with its decision held, and names the last Gemm, confirmed by intervention."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.cli_run import cpdebug
+
+pytestmark = pytest.mark.long  # an export, three quantizations and a bisect with its intervention (~20 s)
+HERE = Path(__file__).resolve().parent
+JUDGED, LAST, HIDDEN = 15, "/logit_layer/logit_layer.2/Gemm", "/logit_layer/logit_layer.0/Gemm"
+
+
+def test_the_classifiers_last_gemm_is_named_and_fp16_holds(tmp_path):
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    from cp_debug.precision.int8 import quantize_int8
+    from tests.trained.corpus import needs
+    from tests.trained.g2pm import CALIB, model, windows
+
+    needs("g2pM", "pip install --no-deps g2pM==0.1.2.5: its files only")
+    w = windows()
+    fp32 = tmp_path / "g2pm.onnx"
+    torch.onnx.export(model(), (torch.from_numpy(w[JUDGED]["ids"]), torch.from_numpy(w[JUDGED]["targets"])),
+                      str(fp32), input_names=["ids", "targets"], output_names=["logits"], opset_version=17,
+                      dynamo=False)
+    graph, calib = onnx.load(fp32), [w[i] for i in CALIB]
+
+    def readings(m) -> np.ndarray:
+        return ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+            None, w[JUDGED])[0].argmax(-1)
+
+    ref = readings(graph)
+    assert (readings(quantize_int8(graph, calib).model) != ref).sum() == 1
+    assert (readings(quantize_int8(graph, calib, exclude_nodes=[LAST]).model) == ref).all()
+    assert (readings(quantize_int8(graph, calib, exclude_nodes=[HIDDEN]).model) != ref).any()
+
+    np.savez(tmp_path / "x.npz", **w[JUDGED])
+    (tmp_path / "calib").mkdir()
+    for i in CALIB:
+        np.savez(tmp_path / "calib" / f"w{i}.npz", **w[i])
+    proc = cpdebug("bisect", "--onnx", fp32, "--inputs", tmp_path / "x.npz", "--calib", tmp_path / "calib", "-b",
+                   "ort-cpu,ort-cpu-fp16,ort-cpu-int8", "--metric", f"{HERE / 'g2pm.py'}:pinyin_metric", "--json",
+                   tmp_path / "r.json", "--quiet")
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["outcomes"]["ort-cpu-fp16"] == "within_precision", report["outcomes"]
+    assert all(d["held"] for d in report["decisions"]["ort-cpu-fp16"]), report["decisions"]
+    assert report["outcomes"]["ort-cpu-int8"] == "diverged", report["outcomes"]
+    cause = report["root_cause"]["ort-cpu-int8"]
+    assert cause["confirmed"] and cause["intervention"]["keep"] == [LAST], cause["hint"]
