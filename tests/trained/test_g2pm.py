@@ -5,7 +5,9 @@ INT8 (ONNX Runtime's quantizer quantizes the embedding's Gather, cp_debug's buil
 The right answers, without cp_debug: FP16 moves no reading; the built-in INT8 (its own quantizer,
 `precision.int8.quantize_int8`) calibrated on the even windows changes one reading of window 15, and leaving the
 classifier's last Gemm (876 classes) out of INT8 alone brings it back, the Gemm before it does not. cp_debug says the
-FP16 candidate is within precision with its decision held, and names the last Gemm, confirmed by intervention."""
+FP16 candidate is within precision with its decision held, and names the last Gemm, confirmed by intervention — for
+torch's dynamo export too, whose refinement went on from the confirmed Gemm into the Sequential's first layer before
+(`look_inside.within_confirmed`)."""
 
 from __future__ import annotations
 
@@ -17,12 +19,16 @@ import pytest
 
 from tests.cli_run import cpdebug
 
-pytestmark = pytest.mark.long  # an export, three quantizations and a bisect with its intervention (~20 s)
+pytestmark = pytest.mark.long  # an export, three quantizations and a bisect with its intervention (~20 s each)
 HERE = Path(__file__).resolve().parent
-JUDGED, LAST, HIDDEN = 15, "/logit_layer/logit_layer.2/Gemm", "/logit_layer/logit_layer.0/Gemm"
+JUDGED = 15
+# the classifier's last Gemm and the one before it, as each exporter names them
+NODES = {False: ("/logit_layer/logit_layer.2/Gemm", "/logit_layer/logit_layer.0/Gemm"),
+         True: ("node_linear_1", "node_linear")}
 
 
-def test_the_classifiers_last_gemm_is_named_and_fp16_holds(tmp_path):
+@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
+def test_the_classifiers_last_gemm_is_named_and_fp16_holds(tmp_path, dynamo):
     import onnx
     import onnxruntime as ort
     import torch
@@ -35,9 +41,10 @@ def test_the_classifiers_last_gemm_is_named_and_fp16_holds(tmp_path):
     w = windows()
     fp32 = tmp_path / "g2pm.onnx"
     torch.onnx.export(model(), (torch.from_numpy(w[JUDGED]["ids"]), torch.from_numpy(w[JUDGED]["targets"])),
-                      str(fp32), input_names=["ids", "targets"], output_names=["logits"], opset_version=17,
-                      dynamo=False)
+                      str(fp32), input_names=["ids", "targets"], output_names=["logits"],
+                      opset_version=18 if dynamo else 17, dynamo=dynamo)
     graph, calib = onnx.load(fp32), [w[i] for i in CALIB]
+    last, hidden = NODES[dynamo]
 
     def readings(m) -> np.ndarray:
         return ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(
@@ -45,8 +52,8 @@ def test_the_classifiers_last_gemm_is_named_and_fp16_holds(tmp_path):
 
     ref = readings(graph)
     assert (readings(quantize_int8(graph, calib).model) != ref).sum() == 1
-    assert (readings(quantize_int8(graph, calib, exclude_nodes=[LAST]).model) == ref).all()
-    assert (readings(quantize_int8(graph, calib, exclude_nodes=[HIDDEN]).model) != ref).any()
+    assert (readings(quantize_int8(graph, calib, exclude_nodes=[last]).model) == ref).all()
+    assert (readings(quantize_int8(graph, calib, exclude_nodes=[hidden]).model) != ref).any()
 
     np.savez(tmp_path / "x.npz", **w[JUDGED])
     (tmp_path / "calib").mkdir()
@@ -61,4 +68,7 @@ def test_the_classifiers_last_gemm_is_named_and_fp16_holds(tmp_path):
     assert all(d["held"] for d in report["decisions"]["ort-cpu-fp16"]), report["decisions"]
     assert report["outcomes"]["ort-cpu-int8"] == "diverged", report["outcomes"]
     cause = report["root_cause"]["ort-cpu-int8"]
-    assert cause["confirmed"] and cause["intervention"]["keep"] == [LAST], cause["hint"]
+    assert cause["confirmed"] and cause["intervention"]["keep"] == [last], cause["hint"]
+    # the root named is the layer whose restoration brought the reading back, not the Gemm before it (dynamo's
+    # export: the refinement of the confirmed `logit_layer.2/Gemm` went on into `logit_layer.0/Gemm`)
+    assert cause["probe"] in ("logits", "logit_layer.2/Gemm"), cause["probe"]
