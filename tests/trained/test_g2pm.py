@@ -5,7 +5,9 @@ INT8 (ONNX Runtime's quantizer quantizes the embedding's Gather, cp_debug's buil
 The right answers, without cp_debug: FP16 moves no reading; the built-in INT8 (its own quantizer,
 `precision.int8.quantize_int8`) calibrated on the even windows changes one reading of window 15, and leaving the
 classifier's last Gemm (876 classes) out of INT8 alone brings it back, the Gemm before it does not. cp_debug says the
-FP16 candidate is within precision with its decision held, and names the last Gemm, confirmed by intervention — for
+FP16 candidate is within precision with its decision held, and names the last Gemm, confirmed by intervention, with
+its mechanism: the logits' Q/DQ pair rounds them at a step (1.02: ±129 over 127 levels) wider than the changed row's
+top-two margin (0.367), three classes read one level and the argmax takes the first (`quantized/output_step.py`) — for
 torch's dynamo export too, whose refinement went on from the confirmed Gemm into the Sequential's first layer before
 (`look_inside.within_confirmed`)."""
 
@@ -51,7 +53,15 @@ def test_the_classifiers_last_gemm_is_named_and_fp16_holds(tmp_path, dynamo):
             None, w[JUDGED])[0].argmax(-1)
 
     ref = readings(graph)
-    assert (readings(quantize_int8(graph, calib).model) != ref).sum() == 1
+    built = quantize_int8(graph, calib).model
+    assert (readings(built) != ref).sum() == 1
+    # the mechanism: the logits' own pair rounds them at a step wider than the changed row's top-two margin
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in built.graph.initializer}
+    step = float(inits[next(n.input[1] for n in built.graph.node if n.op_type == "DequantizeLinear"
+                            and n.output[0] == "logits")])
+    logits = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, w[JUDGED])[0]
+    top = np.sort(logits, axis=1)
+    assert (top[:, -1] - top[:, -2]).min() < step
     assert (readings(quantize_int8(graph, calib, exclude_nodes=[last]).model) == ref).all()
     assert (readings(quantize_int8(graph, calib, exclude_nodes=[hidden]).model) != ref).any()
 
@@ -69,6 +79,7 @@ def test_the_classifiers_last_gemm_is_named_and_fp16_holds(tmp_path, dynamo):
     assert report["outcomes"]["ort-cpu-int8"] == "diverged", report["outcomes"]
     cause = report["root_cause"]["ort-cpu-int8"]
     assert cause["confirmed"] and cause["intervention"]["keep"] == [last], cause["hint"]
+    assert f"the output 'logits' is quantized at a step of {step:.3g}" in cause["hint"], cause["hint"]
     # the root named is the layer whose restoration brought the reading back, not the Gemm before it (dynamo's
     # export: the refinement of the confirmed `logit_layer.2/Gemm` went on into `logit_layer.0/Gemm`)
     assert cause["probe"] in ("logits", "logit_layer.2/Gemm"), cause["probe"]
