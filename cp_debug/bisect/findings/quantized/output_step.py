@@ -6,8 +6,9 @@ the same level, and the argmax takes the first of them. By hand, g2pM's changed 
 reference's top two 0.37 apart, three classes at one level in INT8; its last Gemm left out of INT8 (its output pair
 with it) brings the reading back, the Gemm before it does not.
 
-The finding reads the root cause's tensor where it is a graph output with more than one value along its last axis
-(a score per class), read through a Q/DQ pair in the candidate (the built-in's calibrated amax / 127, or the user's
+The finding reads the root cause's tensor where it is a graph output of scores along its last axis (written by a
+Gemm / MatMul, or a Softmax over that axis: not a detector's head of boxes by anchor), read through a Q/DQ pair in the
+candidate (the built-in's calibrated amax / 127, or the user's
 file's own scale), and the reference's top-two margin of each row: it is said, in place of the rounding hint, where a
 decision flipped and at least one row's margin lies below one step, with the step, its range, the rows and the cure
 (the output kept float: its writer left out of INT8)."""
@@ -63,6 +64,19 @@ def _step(state, st, tensor: str) -> tuple[float, float, float] | None:
     return (float(amax) / 127.0, -float(amax), float(amax)) if amax else None
 
 
+def _scores(run, stage: int, tensor: str) -> bool:
+    """Whether the reference graph writes `tensor` as a score per class along its last axis: a Gemm / MatMul's output
+    (a classifier head) or a (Log)Softmax's over its last axis — not a detector's Concat of boxes and scores, whose
+    last axis holds anchors."""
+    from onnx import helper
+
+    node = next((n for n in run.subject.stages[stage].onnx().graph.node if tensor in n.output), None)
+    if node is None or node.op_type not in ("Gemm", "MatMul", "Softmax", "LogSoftmax"):
+        return False
+    axis = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "axis"), -1)
+    return node.op_type in ("Gemm", "MatMul") or axis == -1 or axis == len(run.ref_outputs[stage][tensor].shape) - 1
+
+
 def coarse_output(run, state, root: str) -> OutputStep | None:
     """`root`'s tensor read as a graph output through a pair coarser than some row's top-two margin, or None."""
     from cp_debug.bisect.findings.decisions import flipped
@@ -74,7 +88,7 @@ def coarse_output(run, state, root: str) -> OutputStep | None:
     pm = st.probe_map()
     tensor = root if p.kind == "output" else (pm.tensors.get(root) if pm is not None else None)
     ref = (run.ref_outputs.get(p.stage) or {}).get(tensor)
-    if tensor is None or ref is None or np.ndim(ref) < 1 or np.shape(ref)[-1] < 2:
+    if tensor is None or ref is None or np.ndim(ref) < 1 or np.shape(ref)[-1] < 2 or not _scores(run, p.stage, tensor):
         return None
     got = _step(state, st, tensor)
     if got is None:
