@@ -38,7 +38,7 @@ from cp_debug.bisect.ranking import beyond_locally, causes, first_divergent, roo
 from cp_debug.bisect.stages.screen import screen_candidates
 from cp_debug.bisect.stages.screen_ahead import ScreenAhead
 from cp_debug.bisect.stages.refused import build_later_stage, refusal, refused_at
-from cp_debug.bisect.look_inside import look_inside
+from cp_debug.bisect.look_inside import look_inside, within_confirmed
 from cp_debug.bisect.phases import Phases
 from cp_debug.bisect.result import BisectReport, CandidateResult
 from cp_debug.bisect.run_state import BisectOptions, CandidateState, NullProgress, ProbeSpec, RunState
@@ -413,15 +413,15 @@ class BisectEngine:
     # -- refinement ------------------------------------------------------------------------------------------
     def _refine(self, state: CandidateState, rc: str, fd: str | None, path: list[str]) -> tuple[str, str | None]:
         """Descend into the root cause's children (re-running its stage with them exposed) down to a leaf."""
-        rs = self.run_state
-        mapped_only = state.spec.runs_onnx or rs.ref_spec.runs_onnx
+        rs, mapped_only = self.run_state, state.spec.runs_onnx or self.run_state.ref_spec.runs_onnx
         for _ in range(self.opts.max_refine_depth):
             p = rs.probes[rc]
             kids = self._children(p, mapped_only, state.label)
-            if not kids:
-                break
             for k in kids:
                 rs.probes.setdefault(k.name, k)
+            kids = within_confirmed(rs, state, rc, kids)  # a confirmed root: the children holding what restored it
+            if not kids:
+                break
             self._measure(p.stage, kids, state)
             judge_small_terms(rs, state, [k.name for k in kids])
             sub = ordered(state, kids)

@@ -25,7 +25,7 @@ from cp_debug.bisect.result import ProbeResult
 from cp_debug.bisect.run_state import CandidateState, ProbeSpec, RunState
 from cp_debug.bisect.verdict import ordered
 
-__all__ = ["LOOK", "look_inside"]
+__all__ = ["LOOK", "look_inside", "within_confirmed"]
 
 LOOK = 0.25  # a block's own segment at this share of its budget, or more, is looked into (a healthy one: ≲ 0.2)
 
@@ -90,3 +90,18 @@ def look_inside(rs: RunState, state: CandidateState, results: list[ProbeResult],
         return None
     rc = max(beyond, key=_ratio).probe
     return rc, first_divergent(sub) or rc, [block.probe, rc]
+
+
+def within_confirmed(run: RunState, state: CandidateState, rc: str, kids: list[ProbeSpec]) -> list[ProbeSpec]:
+    """The children of `rc` its refinement may descend into: where the intervention confirmed `rc` alone (its nodes
+    restored bring the outputs back), those holding a node of that cure — a child the restoration did not touch is
+    not where the output came back (g2pM's classifier exported by torch's dynamo exporter: its last Gemm confirmed,
+    the refinement of that probe into the Sequential's layers named the Gemm before it, whose restoration leaves the
+    reading changed); every child otherwise."""
+    from cp_debug.bisect.cures.restore import own_nodes
+
+    found = state.intervention
+    keep = set(found.keep()) if found is not None and found.confirmed == rc and not found.confirmed_set else set()
+    if not keep:
+        return kids
+    return [k for k in kids if (got := own_nodes(run, state, k.name)) is not None and got[1] & keep]

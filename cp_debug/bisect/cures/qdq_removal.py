@@ -24,6 +24,8 @@ FOLDED = ("Relu", "Clip")  # activations a quantizer folds into the range of the
 # ops a quantizer quantizes at their input's scale (ONNX Runtime's QDQ: the pair after them shares the one before)
 PASSED = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity", "MaxPool", "Gather", "Slice",
           "Split", "Resize", "Expand", "Pad")
+# of those, the ops that only move or repeat values: their output's range is their input's
+LAYOUT = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Expand")
 # ops whose inputs ONNX Runtime's QDQ quantizer quantizes (its registry, less the ops above): a tensor one of them reads
 # keeps its pair where its writer is left out
 QUANTIZES = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Mul", "Relu", "Clip", "LeakyRelu", "Sigmoid",
@@ -42,9 +44,9 @@ def without_qdq(model, nodes: list[str], reference=None, values=None):
     the file's scale is the file's levels (`NoFloatWeight` where none is: a dequantized weight keeps the rounding
     leaving the node out removes). An activation whose pair clips at 0 is read through the Relu a quantizer folds
     into such a pair (the reference's Relu / Clip of that tensor where it has one). `values`: (tensor names) → their
-    float values on the run's input, for the pairs a node left out shared its scale with through an op that passes
-    it on (`_left_float`'s `own`): the quantizer gives such a tensor a scale of its own, calibrated here as its MinMax
-    does; without `values` those pairs keep the file's scale."""
+    float values on the calibration samples (`reference_values`), for the pairs a node left out shared its scale with
+    through an op that passes it on (`_left_float`'s `own`): the quantizer gives such a tensor a scale of its own,
+    calibrated here as its MinMax does; without `values` those pairs keep the file's scale."""
     import onnx_graphsurgeon as gs
     from onnx import numpy_helper
 
@@ -136,10 +138,13 @@ def _left_float(tensor, own: bool = False) -> tuple[list, list]:
     None where a reader quantizes (it reads the tensor quantized whether or not the writer is: a Conv after a Conv), a
     pair holds a scale of its own, or a pair's tensor is a graph output. `own`: a reader that quantizes past an op
     passing the scale on (an Add after a MaxPool after a Pad left out) keeps its pair, which the quantizer
-    calibrates on that tensor's own values — the pairs before it left float, it second (with a scale of its own)."""
-    pairs, kept, todo, scale = [], [], [tensor], None
+    calibrates on that tensor's own values — the pairs before it left float, it second (with a scale of its own) —
+    except past ops that only move values (`LAYOUT`): their tensor holds the left-out node's values, whose range on
+    the file's calibration is the file's scale already; that pair stays as the file has it (attacut's `conv1` left
+    out: the pair past its Transpose and Unsqueeze, read by a Concat)."""
+    pairs, kept, todo, scale = [], [], [(tensor, True)], None
     while todo:
-        t = todo.pop()
+        t, same = todo.pop()
         for q in [r for r in t.outputs if r.op == "QuantizeLinear"]:
             name = getattr(q.inputs[1], "name", None) if len(q.inputs) > 1 else None
             scale = name if scale is None else scale
@@ -149,7 +154,8 @@ def _left_float(tensor, own: bool = False) -> tuple[list, list]:
                 if dq.op != "DequantizeLinear" or not dq.outputs or not dq.outputs[0].outputs:
                     return [], []
                 if own and t is not tensor and any(_quantizes(r, dq.outputs[0]) for r in dq.outputs[0].outputs):
-                    kept.append((q, dq))  # read quantized past the op that passed the scale on: its own scale
+                    if not same:  # read quantized past an op that changed its values: a scale of its own
+                        kept.append((q, dq))
                     continue
                 pairs.append((q, dq))
                 for reader in dq.outputs[0].outputs:
@@ -157,7 +163,7 @@ def _left_float(tensor, own: bool = False) -> tuple[list, list]:
                     if reader.op in PASSED and out is not None and any(
                             r.op == "QuantizeLinear" and getattr(r.inputs[1], "name", None) == scale
                             for r in out.outputs):
-                        todo.append(out)
+                        todo.append((out, same and reader.op in LAYOUT))
                     elif _quantizes(reader, dq.outputs[0]):
                         return [], []
     return pairs, kept
@@ -242,8 +248,11 @@ def _same_weight(dq, src, value: np.ndarray) -> bool:
 
 
 def reference_values(run: "RunState", state: "CandidateState", i: int, names: list[str], asked: list[str]) -> dict:
-    """The float values of the tensors `names` on the candidate's feed of stage i, from the reference's FP32 graph
-    (the file keeps its tensors' names); those it does not hold are left out. `asked` gets the names it gives."""
+    """The float values of the tensors `names` from the reference's FP32 graph (the file keeps its tensors' names),
+    those it does not hold left out; `asked` gets the names it gives. Over every `--calib` sample where the run has
+    them (stage 0), as the quantizer calibrated the file — a scale set on the judged sample alone fits that sample and
+    can bring back a decision the quantizer's own exclusion leaves flipped (attacut's boundary: 0.502 against 0.361);
+    else on the candidate's feed of stage i. Each value flattened, the samples one after another."""
     from cp_debug.graph.model import expose_outputs
     from cp_debug.graph.session import run_ort
 
@@ -253,5 +262,7 @@ def reference_values(run: "RunState", state: "CandidateState", i: int, names: li
     asked += names
     if not names:
         return {}
-    got = run_ort(expose_outputs(ref, names), state.feeds.get(i) or run.ref_feeds[i])
-    return {n: got[n] for n in names if n in got}
+    feeds = run.calib(i) if i == 0 and run.opts.calib_feeds else [state.feeds.get(i) or run.ref_feeds[i]]
+    exposed = expose_outputs(ref, names)
+    got = [run_ort(exposed, feed) for feed in feeds]
+    return {n: np.concatenate([np.ravel(g[n]) for g in got]) for n in names if all(n in g for g in got)}

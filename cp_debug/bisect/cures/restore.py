@@ -179,7 +179,12 @@ def restoration(run: "RunState", state: "CandidateState", probe: str) -> Restora
     if how is None:
         return None
     nodes = probe_nodes(st, probe, tensor, kind)
-    return Restoration(probe, p.stage, how, nodes=nodes, fmt=quantized_as(state)) if nodes else None
+    r = Restoration(probe, p.stage, how, nodes=nodes, fmt=quantized_as(state)) if nodes else None
+    if r is None or how == KEEP:
+        return r
+    from cp_debug.bisect.cures.quantized_writer import onto_quantized  # a node the built-in quantizes
+
+    return onto_quantized(run, state, r, tensor)
 
 
 def quantized_as(state: "CandidateState") -> str:

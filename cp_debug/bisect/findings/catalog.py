@@ -11,7 +11,8 @@ hint —, the op-level why of its segment by format (`segment_why.py` FP16/BF16,
 `segment_blocks.py`), a user's Q/DQ file's scales (`qdq_file_why.py`), an eps lost (`eps_why.py`), an export that
 computes otherwise (`export_why.py`), the calibration's fit (`segment_int8.calibration_fit`), a Conv's weights that
 cancel over an offset input, rounded by the built-in INT8 or read from a user's Q/DQ file's own levels and scales
-(`quantized/cancel.py`, in place of the rounding hint). *Run*: the deployed graph's own nodes (`graph_blame.py`), a
+(`quantized/cancel.py`), a graph output of scores quantized coarser than a row's top two (`quantized/output_step.py`)
+— both in place of the rounding hint. *Run*: the deployed graph's own nodes (`graph_blame.py`), a
 runtime computing the user's file wrong at its defaults (`runtime_fault.py`), the root cause restored and run to the
 outputs (`intervention.py`, issue 115)."""
 
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from cp_debug.backends.spec import Capability
 from cp_debug.bisect.findings.contract import Candidate, Examiner, Finding, Role, Segment, examined
 from cp_debug.bisect.findings.quantized.cancel import CancelledWeights
+from cp_debug.bisect.findings.quantized.output_step import CoarseOutput
 from cp_debug.bisect.findings.quantized.choice import QuantizedChoice
 from cp_debug.bisect.routing import RoutingChange
 from cp_debug.bisect.ranking import beyond_locally
@@ -422,7 +424,7 @@ class Intervened:
 EXAMINERS: tuple[Examiner, ...] = (
     MeasuredChoice(), NearTie(), RoutingChange(), QuantizedChoice(), RangeLoss(), QdqFlushBefore(), ConstantRange(),
     FlushBefore(), SegmentWhy(), SharedScaleWhy(), QdqFile(), Eps(), Export(), CalibrationFit(), CancelledWeights(),
-    GraphDifference(), RuntimeDefaults(), Intervened())
+    CoarseOutput(), GraphDifference(), RuntimeDefaults(), Intervened())
 
 
 def where(seg: Segment) -> Finding | None:
