@@ -25,9 +25,12 @@ _TYPES = {1: np.float32, 10: np.float16, 11: np.float64, 7: np.int64, 6: np.int3
 
 def switched_graph(model: "onnx.ModelProto", tensors) -> "tuple[onnx.ModelProto, tuple[str, ...]]":
     """(a copy of `model` with a switch in front of the readers of each of `tensors` that is a graph output a node
-    computes and a node reads, of a type a switch holds; the tensors switched). None switched: `model` itself."""
+    computes and a node reads, of a type a switch holds; the tensors switched). None switched: `model` itself, as
+    for a graph of IR version < 4 (its initializers listed as inputs are constants there, not overridable)."""
     from onnx import TensorProto, helper, numpy_helper
 
+    if model.ir_version < 4:
+        return model, ()
     g = model.graph
     types = {o.name: o.type.tensor_type.elem_type for o in g.output}
     read = {x for n in g.node for x in n.input}
