@@ -161,14 +161,16 @@ def _fed_from(a, b, pair: dict[int, int]):
     unpaired (nothing says they differ)."""
     memo_a: dict = {}
     memo_b: dict = {}
+    mine: dict[int, set] = {}  # i -> its sources through `pair`, worked out once (a layer's i meets every j)
 
     def sources(g, memo, k: int) -> frozenset:
         t = g.model.graph.node[k].input[0]
         return g._sources(t, memo) if g.computed(t) else frozenset()
 
     def fed(i: int, j: int) -> bool:
-        mine = {pair.get(s) if isinstance(s, int) else s for s in sources(a, memo_a, i)}
-        return None in mine or mine == set(sources(b, memo_b, j))
+        if i not in mine:
+            mine[i] = {pair.get(s) if isinstance(s, int) else s for s in sources(a, memo_a, i)}
+        return None in mine[i] or mine[i] == sources(b, memo_b, j)
 
     return fed
 

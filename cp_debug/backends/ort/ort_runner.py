@@ -30,9 +30,10 @@ from cp_debug.backends.graph_loader import PRECISION_TRANSFORMS, PrecisionTransf
 from cp_debug.backends.ort.ort_precision import (FP8_ORT_OPT_LEVEL, HALF_ENV, GraphFacts, graph_facts,
                                              precision_report_from_facts, probe_effect)
 from cp_debug.backends.ort.ort_session import (INT8_CPU_BOUND, INT8_SESSION_CONFIG, SessionSettings,  # noqa: F401
-                                           exact_int8, first_line, make_session, ort_errors)
+                                           exact_int8, first_line, make_session, ort_errors, ort_version)
 from cp_debug.backends.spec import CAPABILITIES, BackendSpec
 from cp_debug.determinism import Determinism, cpu_int8_path
+from cp_debug.graph.switches import switch_feed, switched_graph
 from cp_debug.errors import BackendRuntimeError, BackendUnavailableError, BadInputError
 from cp_debug.precision.held import FLOAT8_GRAPHS, file_precision
 
@@ -52,7 +53,7 @@ _ORT_TYPES = {
 
 # what an activation makes: kept whole in a server between commands (ort_kept.py)
 _MADE = ("_sess", "_inputs", "_graph", "_transform", "_facts", "_probe_effect", "_deployed", "_made_from",
-         "_left_kernels", "_providers", "_held_half", "_held_quant", "determinism")
+         "_left_kernels", "_providers", "_held_half", "_held_quant", "determinism", "switched")
 
 
 class OrtRunner(Runner):
@@ -71,14 +72,11 @@ class OrtRunner(Runner):
     fp16_io: for ort-*-fp16, the converted graph takes and returns float16 (no Casts at its edges): float32 feeds
         are converted on the way in, float16 outputs are returned as they are (the lockstep's segments, whose
         values cross every cut in float16 as the deployed graph holds them).
-    prepack: False: the kernels read the weights where they lie instead of copying them into their own layout first
-        (`session.disable_prepacking`): for a session run once (a local-error session: 135m8's made in 0.08 against
-        0.5 CPU s, its run 0.14 against 0.10; the values within float16's rounding, not bit for bit).
-    shared_arena: host memory (a CPU session's tensors, a CUDA session's outputs copied back) comes from one
-        arena kept by ONNX Runtime's environment for the process (`session.use_env_allocators`) instead of
-        one of the session's own: the lockstep builds a session per segment, and each fresh arena faulted its
-        pages in anew (on the CPU machine, 48 of 128 CPU seconds of an awml-base `--level all` bisect were the
-        kernel's, zero-filling pages).
+    prepack: False: the kernels read the weights where they lie (`session.disable_prepacking`), for a session run
+        once (a local-error session: 135m8's made in 0.08 against 0.5 CPU s; the values within float16's rounding).
+    shared_arena: host memory comes from one arena of ONNX Runtime's environment for the process
+        (`session.use_env_allocators`), not the session's own, whose pages each fresh session faulted in anew (48 of
+        128 CPU seconds of an awml-base `--level all` bisect's lockstep, a session per segment).
     The graph is prepared by `graph_loader()` (`graph_loader.PrepareGraph`, shared with TensorRT); this class holds
     the session.
     """
@@ -110,6 +108,7 @@ class OrtRunner(Runner):
         self.fp16_io = fp16_io and spec.precision == "fp16"
         self.shared_arena = shared_arena
         self.prepack = prepack
+        self.switches: tuple[str, ...] = ()  # set before activate: tensors whose readers `infer_switched` feeds
         self.dump_facts = graph_facts  # False: ORT's optimised graph not written and read back (no precision facts)
         self._reset()
 
@@ -128,6 +127,7 @@ class OrtRunner(Runner):
         self._held_half, self._held_quant, self._as_run = False, None, None  # _as_run: `graph_as_run`
         self._held: ort_kept.Held | None = None  # kept in a server between commands (ort_kept.py)
         self._spoken: set = set()  # the input shapes run so far (what a kept session's first runs said)
+        self.switched: tuple[str, ...] = ()  # those of `switches` its session switches (`graph.switches`)
 
     def graph_loader(self) -> PrepareGraph:
         """The loader that prepares this runner's graph: the spec's precision transform, the probes exposed (a
@@ -187,7 +187,8 @@ class OrtRunner(Runner):
             how = replace(how, dump_facts=False)
         probed = self.dump_facts and len(model.graph.output) > len(graph.graph_outputs)
         live_for = graph.graph_outputs if probed else None  # its nodes, to compare with the graph as deployed's
-        self._sess, self._facts = make_session(model, self._providers, True, how, live_for)
+        made, self.switched = switched_graph(model, self.switches) if self.switches else (model, ())
+        self._sess, self._facts = make_session(made, self._providers, True, how, live_for)
         self._made_from = (model, self._facts.nodes) if probed and self._facts.nodes else None
         if declared is not None:
             self._facts = replace(declared, cpu_fallback=self._facts.cpu_fallback)
@@ -200,7 +201,7 @@ class OrtRunner(Runner):
 
     def _kept_key(self) -> str | None:
         """What this runner's activation is made of, for the server's keep (`ort_kept.key_of`)."""
-        parts = (str(self.spec), self.extra_outputs, self.keep_fp32_nodes, self.exclude_int8_nodes,
+        parts = (str(self.spec), self.extra_outputs, self.keep_fp32_nodes, self.exclude_int8_nodes, self.switches,
                  self.determinism, self.threads, self.calib_method, self.spinning, self.check_model, self.fp16_io,
                  self.shared_arena, self.dump_facts, self.prepack, half_mode(), ort_kept.feeds_digest(self.calib_feeds))
         return ort_kept.key_of(parts, (self._model_src, self.int8_model))
@@ -235,6 +236,12 @@ class OrtRunner(Runner):
             else:
                 out[original] = arr.astype(np.float32, copy=False) if np.issubdtype(arr.dtype, np.floating) else arr
         return out
+
+    def infer_switched(self, feed: dict[str, np.ndarray], refs: dict) -> dict[str, np.ndarray]:
+        """Every output, the readers of each tensor of `refs` (tensor -> value; of `switched`) reading that value: the
+        local values of the local-error segments, in the probed session (`graph.switches`: no session more)."""
+        names, fed = [o.name for o in self._sess.get_outputs()], {**check_feed(feed, self._inputs), **switch_feed(refs)}
+        return dict(zip(names, self._run(fed, "switched", lambda: self._sess.run(names, fed))))
 
     def probes_left_kernels(self) -> bool | None:
         """Whether ORT's optimised graph without the probe outputs computes the graph's outputs with the probed
@@ -361,7 +368,7 @@ class OrtRunner(Runner):
     def settings(self) -> dict:
         return {
             "backend": str(self.spec),
-            "onnxruntime": _ort_version(),
+            "onnxruntime": ort_version(),
             "providers": [p if isinstance(p, str) else p[0] for p in self._providers] or self._provider_names(),
             "provider_options": {p[0]: p[1] for p in self._providers if not isinstance(p, str)},
             "graph_optimization_level": self.determinism.settings()["onnxruntime"]["graph_optimization_level"],
@@ -402,10 +409,8 @@ class OrtRunner(Runner):
     # -- internals ---------------------------------------------------------------------------------------
     def _emulates_half(self, model) -> bool:
         """CPU, not INT8, the mode not native, and an FP16 graph (converted here, or holding float16 weights or Casts
-        itself); a lockstep float16 segment (`fp16_io`) too where a node reads a tensor another computed: its inner
-        tensors rounded as the whole graph's are. A segment of one node is left to ORT's own Casts around it, which
-        round its output as the emulation would (on awml-base's 60 one-node segments the emulation cost 10 % more CPU
-        and 0.23 GB more peak memory for the same values)."""
+        itself); a lockstep float16 segment (`fp16_io`) too where a node reads a tensor another computed (a segment
+        of one node is left to ORT's own Casts around it, which round its output as the emulation would)."""
         if self.spec.device != "cpu" or self.spec.precision == "int8" or half_mode() == "native":
             return False
         if self.fp16_io and not reads_inside(model):
@@ -440,11 +445,3 @@ def half_mode() -> str:
         raise BadInputError(f"{HALF_ENV}={mode!r}: use 'emulated' (default) or 'native'")
     return mode
 
-
-def _ort_version() -> str | None:
-    try:
-        import onnxruntime as ort
-
-        return ort.__version__
-    except Exception:  # noqa: BLE001
-        return None

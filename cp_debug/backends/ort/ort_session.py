@@ -127,7 +127,9 @@ def make_session(model: "onnx.ModelProto", providers: list, record: bool, how: S
             facts = GraphFacts(error="model too large to dump" if big else "ORT wrote no optimised model")
         else:
             try:
-                opt = onnx.load(str(opt_path), load_external_data=False)
+                from cp_debug.graph.switches import without_switches
+
+                opt = without_switches(onnx.load(str(opt_path), load_external_data=False))  # the probed graph's facts
                 facts = graph_facts(opt)
                 if live_for is not None:
                     from cp_debug.backends.ort.ort_unprobed import live_nodes
@@ -223,3 +225,13 @@ def shrink_arena(sess, signature: tuple, arena: str = "gpu:0") -> None:
     options.add_run_config_entry("memory.enable_memory_arena_shrinkage", arena)
     feed = {name: np.zeros(shape, np.dtype(str(dtype).replace("torch.", ""))) for name, shape, dtype in signature}
     sess.run([sess.get_outputs()[0].name], feed, options)
+
+
+def ort_version() -> str | None:
+    """ONNX Runtime's version, None where it cannot be imported."""
+    try:
+        import onnxruntime as ort
+
+        return ort.__version__
+    except Exception:  # noqa: BLE001
+        return None

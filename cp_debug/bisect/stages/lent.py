@@ -71,7 +71,7 @@ def start_lending(run: RunState, probes: list, capture: bool) -> None:
     if run.subject.pending_decode is None or run.lending is not None or ort_kept.keeping():
         return
     sp = [p for p in probes if p.stage == 0]
-    runner = make_stage_runner(run, run.ref_spec, run.subject.stages[0], sp, capture_inputs=capture)
+    runner = make_stage_runner(run, run.ref_spec, run.subject.stages[0], sp, capture_inputs=capture, facts=False)
     lending = run.lending = Lending(runner, tuple(p.name for p in sp), capture)
     lending.thread = threading.Thread(target=lending.activate, name="cpdebug-reference-session", daemon=True)
     lending.thread.start()
@@ -92,8 +92,8 @@ def lend_reference(run: RunState, probes: list, capture: bool) -> None:
     if lending is not None and (lending.probes, lending.capture) != (tuple(p.name for p in sp), capture):
         _let_go(lending)  # made for other probes: not this one
         lending = None
-    runner = lending.runner if lending is not None else \
-        make_stage_runner(run, run.ref_spec, run.subject.stages[0], sp, capture_inputs=capture)
+    runner = lending.runner if lending is not None else make_stage_runner(
+        run, run.ref_spec, run.subject.stages[0], sp, capture_inputs=capture, facts=False)
     with run.progress.step(f"reference {run.ref_label}: the decode (--generate, on its probed session)"), \
             run.phases.timed("decode"):
         try:

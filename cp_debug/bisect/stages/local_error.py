@@ -50,7 +50,23 @@ def local_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeSpe
     """probe -> (local TensorDiff, names of the upstream probes its segment starts from)."""
     if runner.can(Capability.RUN_SUBMODULE):
         return _submodule_errors(run, state, i, sp, runner)
-    return segment_errors(run, state, i, sp).apply(run, state, i)
+    return segment_errors(run, state, i, sp, probed=runner).apply(run, state, i)
+
+
+def switch_tensors(run: RunState, state: CandidateState, i: int, st) -> tuple[str, ...]:
+    """The tensors whose readers the candidate's probed session (an ONNX Runtime runner's: `OrtRunner.switches`) is
+    to switch to the reference's values for its local errors (`graph.switches`), where a local-error session would
+    prepack weight-only kernels' weights again (MatMulNBits, QMoE: an INT4 file's 4-bit weights, 0.55 CPU s of a 0.5 B
+    model's session; float kernels' local sessions are made without prepacking: `segment_why.unpacked_once`) and its
+    segments run its graph as it is on the host: on the CPU, no precision transform, no float16 storage, not judged
+    at INT8 (whose boundaries are its Q/DQ pairs') — the known tensors of its graph; else none (a session of their
+    own, as before)."""
+    spec, model = state.spec, st.onnx()
+    if (not run.opts.local or spec.device != "cpu" or spec.calibrated or state.judged_at == "int8"
+            or run.store.device is not None or _as_it_is(spec, model) is None
+            or not any(n.op_type in WEIGHT_ONLY_MATMULS for n in model.graph.node)):
+        return ()
+    return tuple(run.known_tensors(i, st))
 
 
 def _submodule_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeSpec], runner) -> dict:
@@ -78,11 +94,13 @@ def _submodule_errors(run: RunState, state: CandidateState, i: int, sp: list[Pro
 
 
 def segment_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeSpec],
-                   noise_known: Callable[[], object] | None = None) -> LocalErrors:
+                   noise_known: Callable[[], object] | None = None, probed=None) -> LocalErrors:
     """ONNX backends: each probe's segment cut from the nearest known reference tensors to its tensor. Reads the
     run's state (the store, the noise floor for tolerances) and writes none of it: the result says what to add.
     `noise_known`, where the reference's noise run may still be going on, is waited for before the first value is
-    measured (the noise floor widens each probe's tolerance): the segments are cut and run meanwhile."""
+    measured (the noise floor widens each probe's tolerance): the segments are cut and run meanwhile. `probed`: the
+    candidate's probed runner, still active: where its session switches the segments' boundaries (`switch_tensors`)
+    they all run there, in one run (`_in_probed_session`)."""
     from cp_debug.backends.factory import make_runner
     from cp_debug.bisect.stages.stand_in import local_spec
     from cp_debug.bisect.stages.qdq_segments import before_pairs, ran_graph
@@ -126,6 +144,10 @@ def segment_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeS
         return {b: quantize[b](_boundary(run, i, known[b], device)) if b in quantize
                 else _as_held(_boundary(run, i, known[b], device), types.get(b)) for b in cut.inputs}
 
+    if (cuts and device is None and qdq is None and not quantize and getattr(probed, "switched", ())
+            and _in_probed_session(run, i, model, probed, cuts, known, feed_of, measured)):
+        found.settings.update(local_error_segments=len(cuts), local_error_sessions=1)  # the probed one
+        return found
     alone, joined = cuts, 0
     if len(cuts) > 1 and qdq is None and not spec.calibrated:  # side by side: a session per group, not per probe
         alone, joined = _side_by_side(run, spec, model, types, inits, cuts, feed_of, measured, device is not None)
@@ -150,6 +172,39 @@ def segment_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeS
     return found
 
 
+def _in_probed_session(run: RunState, i: int, model, probed, cuts: list, known: dict, feed_of, measured) -> bool:
+    """Every segment of `cuts` run in the candidate's probed session (`probed.infer_switched`): its readers of every
+    segment's boundaries switched to the reference's values there, its inputs fed the reference's. What each segment
+    computes alone, where no node of it reads another segment's boundary that is not its own (a tensor known under
+    its probe's name too: `_cuts` leaves it inside) and every boundary is switched or an input; False otherwise (the
+    segments then run in a session of their own). Each value goes to `measured`."""
+    from cp_debug.graph.plan import node_reads
+
+    switched, inputs = set(probed.switched), set(probed.input_names)
+    bounds = {b for _, _, cut in cuts for b in cut.inputs}
+    if not bounds <= switched | inputs or not inputs <= set(known):
+        return False
+    nodes = model.graph.node
+    for _, _, cut in cuts:  # (a subgraph's read of a boundary is not switched: its segment runs as before)
+        if any((set(node_reads(nodes[k])) & bounds) - (set(cut.inputs) & set(nodes[k].input)) for k in cut.nodes):
+            return False
+    given: dict = {}
+    for _, _, cut in cuts:
+        given.update(feed_of(cut))
+    try:
+        feed = {n: given[n] if n in given else _as_held(np.asarray(run.known_value(i, known[n])), None)
+                for n in inputs}
+    except KeyError:  # an input of the deployed file the reference's feed does not hold
+        return False
+    try:
+        vals = probed.infer_switched(feed, {b: v for b, v in given.items() if b in switched})
+    except Exception:  # noqa: BLE001 - the segments then run in a session of their own, as before
+        return False
+    for ps, tensor, cut in cuts:
+        measured(ps, cut, vals[tensor])
+    return True
+
+
 def _cuts(run: RunState, state: CandidateState, sp: list[ProbeSpec], model, pm, known: dict, notes: list) -> list:
     """(the probes of one tensor, that tensor, its segment) for each probe of `sp` with a reference value and a
     tensor in `model`: a module and the child whose output it returns (a Sequential and its last layer) read one
@@ -158,6 +213,9 @@ def _cuts(run: RunState, state: CandidateState, sp: list[ProbeSpec], model, pm, 
 
     present = {t for n in model.graph.node for t in n.output}
     cuts, of_tensor = [], {}
+    everything, named = set(known), {}  # the known tensors, and those of each key: a cut's boundaries by difference
+    for t, key in known.items():
+        named.setdefault(key, set()).add(t)
     for k, p in enumerate(sp):
         if p.kind == "input":
             continue
@@ -168,8 +226,8 @@ def _cuts(run: RunState, state: CandidateState, sp: list[ProbeSpec], model, pm, 
             of_tensor[tensor].append(p)
             continue
         try:  # the probe's own value, under any name it is known by, is no boundary of its segment
-            cut = cut_segment(model, [tensor], {t for t, key in known.items() if key != known.get(tensor, p.name)}
-                              - {tensor}, index=k)
+            cut = cut_segment(model, [tensor], everything - named.get(known.get(tensor, p.name), set()) - {tensor},
+                              index=k)
         except Exception as err:
             notes.append(f"{state.label}: local error of {p.name} not computed: {err}")
             continue

@@ -19,7 +19,7 @@ from cp_debug.backends.spec import BackendSpec, Capability
 from cp_debug.bisect.stages.qdq_segments import note_int8_graph
 from cp_debug.bisect.stages.ahead import Ahead
 from cp_debug.bisect.stages.lent import lent_outputs, take_lent
-from cp_debug.bisect.stages.local_error import local_errors
+from cp_debug.bisect.stages.local_error import local_errors, switch_tensors
 from cp_debug.bisect.stages.placement import (binds_on_device, compares_on_device, device_feed, free_gpu_memory,
     probe_bytes,
                                        to_device, to_host, use_device_tier)
@@ -52,8 +52,10 @@ def reference_stage(run: RunState, i: int, sp: list[ProbeSpec], *, noise: bool, 
     modules = {p.name for p in sp if p.kind == "module"}
     streaming = run.ref_spec.can(Capability.STREAM_PROBES)
     with run.progress.step(f"reference {run.ref_label}: {st.name}"):
+        # no precision facts: no one reads the reference's (ORT's optimised graph of a 0.5 B FP32 file, its 2 GB of
+        # weights written to the null device, was 0.8 of its session's 3.8 CPU s)
         runner = take_lent(run, i, sp, capture) or make_stage_runner(run, run.ref_spec, st, sp, capture_inputs=capture,
-                                                                      calib=run.calib(i))  # lent: the decode's
+                                                                      calib=run.calib(i), facts=False)  # lent: decode's
         twins = None
         on_device = (streaming or binds_on_device(run.ref_spec)) and use_device_tier(run)
         bound = on_device and not streaming  # ONNX Runtime read through IO binding
@@ -172,7 +174,7 @@ def candidate_stage(run: RunState, state: CandidateState, i: int, sp: list[Probe
             if made is not None:
                 runner = made.runner
             else:
-                runner = whole or make_stage_runner(run, spec, st, chunk, calib=run.calib(i))
+                runner = whole or _probed_runner(run, state, i, st, chunk, sole=len(chunks) == 1 and not device)
             if runner.can(Capability.STREAM_PROBES):  # compared as the hooks produce them: never all in memory
                 runner.on_probe = _streamed_compare(run, state, {p.name for p in chunk}, diffs)
                 if run.store.device is not None and spec.device == run.store.device.type:
@@ -197,7 +199,7 @@ def candidate_stage(run: RunState, state: CandidateState, i: int, sp: list[Probe
                 del out
                 _compare(run, state, st, chunk, vals, runner, diffs)
                 del vals
-                exposed.update({p.name: _exposed(st, spec, sp if whole else chunk) for p in chunk})
+                exposed.update(dict.fromkeys((p.name for p in chunk), _exposed(st, spec, sp if whole else chunk)))
                 if k == len(chunks) - 1 and run.opts.local:
                     found = ahead.local(state.label) if ahead is not None else None
                     if found is not None:  # measured on a helper thread while the engine's compared
@@ -258,6 +260,15 @@ def _fits_on_device(run: RunState, spec: BackendSpec, sp: list[ProbeSpec]) -> bo
         return False
     free = free_gpu_memory()  # None: no CUDA runtime to ask, keep one session per chunk
     return free is not None and probe_bytes(run, sp) <= free // 2
+
+
+def _probed_runner(run: RunState, state: CandidateState, i: int, st: Stage, chunk: list[ProbeSpec], sole: bool):
+    """The candidate's runner with `chunk` exposed; where it is the stage's one run (`sole`), its session switches
+    its local-error segments' boundaries (`local_error.switch_tensors`): they run there, not in a session more."""
+    runner = make_stage_runner(run, state.spec, st, chunk, calib=run.calib(i))
+    if sole and hasattr(runner, "switches"):
+        runner.switches = switch_tensors(run, state, i, st)
+    return runner
 
 
 def _exposed(st: Stage, spec: BackendSpec, chunk: list[ProbeSpec]) -> tuple[str, ...]:
