@@ -180,11 +180,9 @@ def restoration(run: "RunState", state: "CandidateState", probe: str) -> Restora
         return None
     nodes = probe_nodes(st, probe, tensor, kind)
     r = Restoration(probe, p.stage, how, nodes=nodes, fmt=quantized_as(state)) if nodes else None
-    if r is None or how == KEEP:
-        return r
     from cp_debug.bisect.cures.quantized_writer import onto_quantized  # a node the built-in quantizes
 
-    return onto_quantized(run, state, r, tensor)
+    return r if r is None or how == KEEP else onto_quantized(run, state, r, tensor)
 
 
 def quantized_as(state: "CandidateState") -> str:
@@ -397,9 +395,8 @@ def keep_at_outputs(run: "RunState", state: "CandidateState", r: Restoration) ->
 def output_error(run: "RunState", state: "CandidateState", stage: int, out: dict[str, np.ndarray],
                  held: frozenset = frozenset()) -> OutputError:
     """`out` (a stage's outputs) against the reference's: every output by `noise.output_passes`, the worst one's
-    error ÷ budget, and the decisions its outputs carry that flip (`findings/decisions.py`). `held`: outputs judged
-    by their budget alone — within it before a restoration, their element-wise miss is the run's own, not a cause's
-    (an INT4 file's KV cache beside the logits a restoration brings back)."""
+    error ÷ budget, the decisions its outputs carry that flip (`findings/decisions.py`). `held`: outputs judged by
+    their budget alone (within it before a restoration, an element-wise miss is the run's own: an INT4 KV cache)."""
     from cp_debug.bisect.findings.decisions import output_decisions, tie_words
     from cp_debug.compare import noise
 
@@ -411,8 +408,8 @@ def output_error(run: "RunState", state: "CandidateState", stage: int, out: dict
         tol = run.tolerance(state, name)
         d = TensorDiff.from_arrays(name, np.asarray(ref[name]), out[name], tol)
         j = run.judge(state, name, d)
-        ok = noise.status_of(d, j) == "ok"
-        within.update([name] if ok else [])
+        if ok := noise.status_of(d, j) == "ok":
+            within.add(name)
         passes = passes and (ok if name in held else noise.output_passes(d, state.judged_at, j))
         budget = budget and ok
         ratio = j.noise_ratio if math.isfinite(j.noise_ratio) else math.inf
@@ -428,15 +425,13 @@ def output_error(run: "RunState", state: "CandidateState", stage: int, out: dict
 
 def measured(run: "RunState", state: "CandidateState", stage: int, rs: list[Restoration],
              held: frozenset = frozenset()) -> OutputError:
-    """The outputs' error with `rs` restored (`run_restored`, `output_error`; `held` its), or, where they cannot be
-    built or run, a run that is not back and says why (`attempted`)."""
+    """`output_error` with `rs` restored (`run_restored`), or a run not back saying why it could not (`attempted`)."""
     return attempted(lambda: output_error(run, state, stage, run_restored(run, state, stage, rs), held))
 
 
 def attempted(measure) -> OutputError:
     """`measure()`; where it raises, one restoration that cannot be built or run (ONNX Runtime refuses its graph) is
-    one entry said ("could not be built: <why>"), never back, and the others still run — with CPDEBUG_DEBUG=1 the
-    exception is raised as it came (a bug of cp_debug surfaces there, never silently)."""
+    said ("could not be built: <why>"), never back, the others still run (CPDEBUG_DEBUG=1: raised as it came)."""
     try:
         return measure()
     except Exception as err:  # noqa: BLE001 - one restoration that cannot be built is said; the others still run
