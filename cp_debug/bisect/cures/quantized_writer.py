@@ -8,7 +8,10 @@ built-in quantizes, walking back through nodes with one data input (the others c
 so a Transpose ranked first and the Conv before it are one candidate, and the set search's pool holds layers whose
 restoration does something (attacut's Thai word boundaries in INT8: Transposes, Unsqueezes and bias Adds ranked
 among the first six, the set {`linear2`, `conv2`} that brings them back never reachable). None where no such node
-is found within a few steps, or its output is no probe: nothing to restore."""
+is found within a few steps, or its output is no probe: nothing to restore. A node that reads a tensor the candidate
+rounds (its calibrated amax known: ORT's Q/DQ rounds a Conv's output too) and changes values is its own restoration,
+kept: left out, it reads that tensor float (MTCNN PNet's `prelu2`, conv2's output: the built-in and its twin file one
+story)."""
 
 from __future__ import annotations
 
@@ -29,6 +32,15 @@ def quantized_ops(precision: str) -> tuple[str, ...]:
     return tuple(DEFAULT_OP_TYPES) if precision == "int8" else tuple(COMPUTE_OPS)
 
 
+def _reads_rounded(node, rounded) -> bool:
+    """`node` reads a tensor the candidate rounds (`rounded`: its calibrated amax by tensor) and changes its values:
+    left out, it computes on the float tensor. An op the quantizer passes at its input's scale (a Transpose, a
+    MaxPool: `qdq_removal.PASSED`) gives the same levels either way."""
+    from cp_debug.bisect.cures.qdq_removal import PASSED
+
+    return node.op_type not in PASSED and any(t in rounded for t in node.input)
+
+
 def onto_quantized(run: "RunState", state: "CandidateState", r, tensor: str):
     """`r` (a `restore.Restoration`: a built-in candidate's nodes left out of its format; `tensor` its probe's) as it
     is where one of its nodes is quantized; else the nearest quantized node upstream of `tensor` under its own probe,
@@ -37,8 +49,8 @@ def onto_quantized(run: "RunState", state: "CandidateState", r, tensor: str):
     st = run.stage_of(state.label, r.stage)
     model = st.onnx()
     nodes = {n.name: n for n in model.graph.node if n.name}
-    if any(nodes[n].op_type in ops for n in r.nodes if n in nodes):
-        return r
+    if any(nodes[n].op_type in ops or _reads_rounded(nodes[n], state.int8_amax) for n in r.nodes if n in nodes):
+        return r  # a node it quantizes, or one reading a tensor it rounds: left out, something reads float
     producer = {o: n for n in model.graph.node for o in n.output if o}
     consts = {i.name for i in model.graph.initializer} | {
         o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
