@@ -18,6 +18,7 @@ block (a trained LLM's residual stream) rounds its block's other values to nothi
 from __future__ import annotations
 
 import math
+import threading
 from typing import TYPE_CHECKING
 
 from cp_debug.precision.packed import _attrs, _unpack, array  # noqa: F401 (array: nbits.array, used elsewhere)
@@ -270,9 +271,12 @@ def _square_sums(node, inits: dict):
     top = int(table.max())  # gathered: the fewer bytes the better (4 bits at the middle level: ≤ 128 a byte)
     table = table.astype(np.uint8 if top < 1 << 8 else np.uint16 if top < 1 << 16 else np.uint64)
     sums = np.empty(scale.shape, np.uint64)
-    step = max(1, (1 << 22) // max(1, scale.shape[1] * width))  # rows of ~4 M lookups a band
+    kernel = _compiled_sums()
+    if kernel is not None:  # one pass, no gathered copy: 0.09 against 0.8 CPU s on a 0.5 B INT4 file's 310 MB
+        kernel(table, packed, width, sums)
+    step = n if kernel is not None else max(1, (1 << 22) // max(1, scale.shape[1] * width))  # ~4 M lookups a band
     lanes = table.dtype == np.uint16 and width % 4 == 0 and top * width < 1 << 16
-    for r in range(0, n, step):
+    for r in range(0, n if kernel is None else 0, step):
         got = table[packed[r:r + step, :, :width]]
         sums[r:r + step] = _lane_sums(got) if lanes else got.sum(axis=-1, dtype=np.uint32 if top < 1 << 16 else
                                                                   np.uint64)
@@ -281,6 +285,39 @@ def _square_sums(node, inits: dict):
     s2, s1 = (sums & 0xFFFFFFFF).astype(np.float64), (sums >> 32).astype(np.float64)
     z = np.asarray(zp, np.float64)
     return s2 - 2.0 * z * s1 + block * z * z, scale, real
+
+
+_KERNEL: list = []  # numba's compiled table sums (`_compile_sums`), or None where numba is missing: made once
+_KERNEL_LOCK = threading.Lock()
+
+
+def _compiled_sums():
+    """The table sums compiled by numba (cached beside the source, as the comparison kernels are), or None without
+    numba (the bands of numpy lookups then)."""
+    with _KERNEL_LOCK:
+        if not _KERNEL:
+            try:
+                _KERNEL.append(_compile_sums())
+            except ImportError:
+                _KERNEL.append(None)
+    return _KERNEL[0]
+
+
+def _compile_sums():
+    import numba
+    import numpy as np
+
+    @numba.njit(cache=True, nogil=True)
+    def table_sums(table, packed, width, out):  # pragma: no cover - compiled
+        """out[r, b] = Σ table[packed[r, b, :width]] in uint64 (exact: integers), every byte read once."""
+        for r in range(out.shape[0]):
+            for b in range(out.shape[1]):
+                s = np.uint64(0)
+                for j in range(width):
+                    s += table[packed[r, b, j]]
+                out[r, b] = s
+
+    return table_sums
 
 
 def _lane_sums(got: "np.ndarray") -> "np.ndarray":

@@ -215,3 +215,17 @@ def test_matmulnbits_square_sums_from_the_packed_bytes_exact(files):
         q = q.astype(np.float64)
         assert np.array_equal(sums, np.einsum("nbk,nbk->nb", q, q)), node.name
         assert np.array_equal(read_scale, scale)
+
+
+def test_matmulnbits_square_sums_compiled_and_numpy_alike(files, monkeypatch):
+    """The table sums compiled by numba (`nbits._compiled_sums`: one pass, no gathered copy) give the numpy bands'
+    sums to the last bit, and so the same weights' unit: 4 bits with zero points, at the middle level, 8 bits."""
+    pytest.importorskip("numba")
+    from cp_debug.precision import nbits
+
+    cases = _nbits_cases(files, 64)
+    assert nbits._compiled_sums() is not None
+    compiled = [nbits._square_sums(node, inits)[0] for node, inits in cases]
+    monkeypatch.setattr(nbits, "_KERNEL", [None])  # numba missing: the numpy bands
+    for (node, inits), sums in zip(cases, compiled):
+        assert sums.dtype == np.float64 and np.array_equal(sums, nbits._square_sums(node, inits)[0]), node.name
