@@ -62,8 +62,10 @@ class ThresholdStep:
                        "decision left to the rounding after it")
         said = f"; of them, {'; '.join(own)}" if own else ""
         cure = "; keep this tensor float (its writer out of INT8)" if self.names_set else (
-            f"; this layer's error moves a value across one of its levels ({self.writer} writes it)")
+            "; this layer's error moves a value across one of its levels")
+        own_name = self.writer in self.tensor  # an exporter's name says its writer: `/linear2/MatMul_output_0`
         return (f"the decision at '{self.output}' (Sigmoid at {THRESHOLD:g}) reads '{self.tensor}'"
+                f"{'' if own_name else f' ({self.writer} writes it)'}"
                 f"{' behind ' + self.behind if self.behind else ''}, quantized at a step of {self.step:.3g}{where}: "
                 f"wider than the reference's distance to the threshold at {self.closer} of {self.flipped} flipped "
                 f"element(s) ({listed}): one level's rounding takes such a value across{said}{cure}")
