@@ -121,7 +121,8 @@ def test_a_pairs_own_scale_is_calibrated_on_the_calibration_set(tmp_path):
         cause = _bisect(tmp_path, label, f"r{given}.json", calib=given)
         assert not (cause["confirmed"] and cause["probe"] == "/conv1/conv/Conv_output_0"), cause["hint"]
         # the tie said as the reason: the step and the margin (before: no reason)
-        assert f"quantized at a step of {step:.3g}" in cause["hint"] and "at the tie" in cause["hint"], cause["hint"]
+        assert f"quantized at a step of {step:.3g}" in cause["hint"] and "onto it at 1 — at the tie" in cause["hint"], \
+            cause["hint"]
         assert f"{float(np.abs(logit).min()):.3g}" in cause["hint"], cause["hint"]
         tried = {t["candidate"]: t for t in cause["intervention"]["tried"] if isinstance(t["candidate"], str)}
         assert tried["/conv1/conv/Conv_output_0"]["back"] is False, tried  # as the quantizer's exclusion: still lost

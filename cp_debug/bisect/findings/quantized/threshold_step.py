@@ -44,25 +44,25 @@ class ThresholdStep:
     at: float | None  # the threshold in the tensor's units (one value where every element shares it)
     behind: str  # what lies between the tensor and the Sigmoid ("a bias Add and a Reshape")
     names_set: bool  # its writer is the root cause or a member of the confirmed set
+    at_output: bool = False  # the root cause is the decided output itself (its own pair, after the Sigmoid)
 
     def text(self) -> str:
         listed = ", ".join(f"{m:.3g}" for m in self.margins[:LISTED]) + (" …" if len(self.margins) > LISTED else "")
         where = ""
         if self.at is not None:  # the bin of the level nearest the threshold: every value in it reads that level
             level = round(self.at / self.step) * self.step
-            side = "the threshold itself" if abs(level - self.at) <= 1e-6 * self.step else (
+            side = "the threshold itself" if abs(level - self.at) <= 1e-4 * self.step else (
                 "above it" if level > self.at else "below it")
             where = (f" (the threshold {self.at:.3g} there, in level {level:.3g}'s bin [{level - self.step / 2:.3g}, "
                      f"{level + self.step / 2:.3g}]: every value in it reads {level:.3g}, {side})")
-        own = []
-        if self.across:
-            own.append(f"{self.across} the reference's own value rounds across it")
+        own = [f"across it at {self.across}"] if self.across else []
         if self.tie:
-            own.append(f"{self.tie} it rounds onto it — at the tie: the Sigmoid reads {THRESHOLD:g} exactly, the "
-                       "decision left to the rounding after it")
-        said = f"; of them, {'; '.join(own)}" if own else ""
-        cure = "; keep this tensor float (its writer out of INT8)" if self.names_set else (
-            "; this layer's error moves a value across one of its levels")
+            own.append(f"onto it at {self.tie} — at the tie: the Sigmoid reads {THRESHOLD:g} exactly, the decision "
+                       "left to the rounding after it")
+        said = f"; the reference's own value rounds {', '.join(own)}" if own else ""
+        cure = ("; keep this tensor float (its writer out of INT8)" if self.names_set else
+                "; the output's own pair decides that tie" if self.at_output and self.tie else
+                "; the root cause's rounding moves values across its levels")
         own_name = self.writer in self.tensor  # an exporter's name says its writer: `/linear2/MatMul_output_0`
         return (f"the decision at '{self.output}' (Sigmoid at {THRESHOLD:g}) reads '{self.tensor}'"
                 f"{'' if own_name else f' ({self.writer} writes it)'}"
@@ -183,7 +183,8 @@ def threshold_step(run, state, root: str) -> ThresholdStep | None:
             tensor)]))
         return ThresholdStep(out, tensor, writer.name if writer is not None else tensor, step,
                              tuple(sorted(float(m) for m in margin[closer])), int(flip.sum()), int(closer.sum()),
-                             across, tie, at, behind, writer is not None and _names(writer, tensor, names))
+                             across, tie, at, behind, writer is not None and _names(writer, tensor, names),
+                             at_output=root == out)
     return None
 
 
