@@ -3,8 +3,9 @@ answer on them against a right answer found without it, by intervention (issue 1
 
     pip install silero-vad nudenet rapidocr-onnxruntime   # 11 + 11 + 15 MB wheels; the weights are their files
     pip install --no-deps basic-pitch facenet-pytorch     # basic-pitch's nmp.onnx, MTCNN's pnet.pt / rnet.pt / onet.pt
+    pip install --no-deps attacut==1.0.6 g2pM==0.1.2.5    # attacut-c's model.pth, g2pM's np_ckpt.pkl
     python benchmarks/trained_corpus.py [--models silero-vad,nudenet,rapidocr-det,rapidocr-cls,rapidocr-rec,
-        basic-pitch,mtcnn-pnet,mtcnn-rnet,mtcnn-onet]
+        basic-pitch,mtcnn-pnet,mtcnn-rnet,mtcnn-onet,attacut,g2pm]
         [--candidates fp16,int8] [--out DIR]
         [--answers tests/data/trained_corpus.json]   # write the right answers found (else: read and check them)
         [--stored] [--at DIR]   # the stored answers; the cp_debug of DIR (`git archive 9e2ea8b cp_debug | tar -x`)
@@ -15,7 +16,9 @@ quantize_static, Q/DQ, its defaults, calibrated on the model's own samples, with
    `get_speech_timestamps` reads it); nudenet's boxes after its own post-processing (score ≥ 0.2, NMS 0.25 / 0.45:
    class and box rounded to 8 px);
    basic-pitch's notes (key, onset); MTCNN's PNet face proposals (score ≥ 0.6), RNet and ONet faces (≥ 0.7), these
-   four also given to cp_debug as `--metric tests/trained/more_wheels.py:FUNC`;
+   four also given to cp_debug as `--metric tests/trained/more_wheels.py:FUNC`; attacut's word starts per character
+   (> 0.5) and g2pM's polyphone readings (the argmax of 876), as `--metric tests/trained/attacut.py:boundary_metric`
+   and `g2pm.py:pinyin_metric` (tests/trained/text_wheels.py);
 2. the right answer, by intervention: the candidate unchanged keeps every decision → "healthy"; else each node
    the conversion touched is kept out of it alone (FP32 with its own constants / not quantized) and the nodes that
    alone bring every decision back are the answer ("none alone" where no single one does); over 64 nodes, by
@@ -47,14 +50,16 @@ sys.path.insert(0, str(ROOT))
 
 from tests.trained.corpus import MODELS, make, right_answer, session, touched  # noqa: E402 - the corpus lives beside its tests
 from tests.trained.more_wheels import METRICS, MORE  # noqa: E402
+from tests.trained.text_wheels import TEXT, TEXT_METRICS  # noqa: E402
 
-MODELS = {**MODELS, **MORE}
+MODELS = {**MODELS, **MORE, **TEXT}
 
 
 def metric_args(spec) -> list[str]:
-    """`--metric FILE.py:FUNC` where the model's decision is written as one (tests/trained/more_wheels.py)."""
-    fn = METRICS.get(spec.name)
-    return ["--metric", f"{ROOT / 'tests' / 'trained' / 'more_wheels.py'}:{fn}"] if fn else []
+    """`--metric FILE.py:FUNC` where the model's decision is written as one (tests/trained/more_wheels.py; the text
+    models' beside their files, `text_wheels.TEXT_METRICS`)."""
+    file, fn = TEXT_METRICS.get(spec.name, ("more_wheels.py", METRICS.get(spec.name)))
+    return ["--metric", f"{ROOT / 'tests' / 'trained' / file}:{fn}"] if fn else []
 
 
 def alike(feeds, like: dict) -> list[dict]:

@@ -12,7 +12,7 @@ hint —, the op-level why of its segment by format (`segment_why.py` FP16/BF16,
 computes otherwise (`export_why.py`), the calibration's fit (`segment_int8.calibration_fit`), a Conv's weights that
 cancel over an offset input, rounded by the built-in INT8 or read from a user's Q/DQ file's own levels and scales
 (`quantized/cancel.py`), a graph output of scores quantized coarser than a row's top two (`quantized/output_step.py`)
-— both in place of the rounding hint. *Run*: the deployed graph's own nodes (`graph_blame.py`), a
+or a Sigmoid's 0.5 (`threshold_step.py`), in place of the rounding hint. *Run*: the deployed nodes (`graph_blame.py`), a
 runtime computing the user's file wrong at its defaults (`runtime_fault.py`), the root cause restored and run to the
 outputs (`intervention.py`, issue 115)."""
 

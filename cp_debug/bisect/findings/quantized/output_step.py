@@ -105,7 +105,8 @@ def coarse_output(run, state, root: str) -> OutputStep | None:
 @dataclass(frozen=True)
 class CoarseOutput:
     """The examiner (`contract.py`, a *why*): an INT8 root cause — the built-in's or a user's Q/DQ file's — that is a
-    graph output of scores whose pair's step exceeds a row's top-two margin."""
+    graph output of scores whose pair's step exceeds a row's top-two margin; else a decision at a Sigmoid's threshold
+    read through a pair coarser than the reference's distance to it (`threshold_step.py`)."""
 
     fault: str = "output step"
     role: Role = Role.WHY
@@ -114,6 +115,10 @@ class CoarseOutput:
         return c.ran and c.precision == "int8" and c.spec.runs_onnx
 
     def examine(self, seg: Segment) -> Finding | None:
+        from cp_debug.bisect.findings.quantized.threshold_step import CoarseThreshold
+
         found = coarse_output(seg.run, seg.state, seg.root) if seg.root in seg.run.probes else None
+        if found is None:  # no row of scores: a decision at a Sigmoid's threshold read through a coarse pair
+            return CoarseThreshold().examine(seg)
         return Finding(self.fault, self.role, seg.root, found.text(), found.step, replaces_hint=True,
-                       detail=found) if found else None  # the mechanism, in place of the rounding hint
+                       detail=found)  # the mechanism, in place of the rounding hint

@@ -1,0 +1,71 @@
+"""The trained-weights corpus's text models (issue 115, item 6): attacut's Thai word boundaries and g2pM's Chinese
+polyphone readings (tests/trained/attacut.py, g2pm.py: their wheels' weights, exported here as their users export
+them, torch's TorchScript exporter at opset 17), each with its application's decision — an int64 character sequence
+in, an embedding's Gather the graph's first op.
+
+    pip install --no-deps attacut==1.0.6 g2pM==0.1.2.5   # 1.3 MB and 1.7 MB wheels, their files only"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def _exported(module, feed: dict, outputs: list[str]):
+    """`module` exported as its users export it (TorchScript, opset 17), its inputs named as `feed`'s."""
+    import onnx
+    import torch
+
+    buf = io.BytesIO()
+    torch.onnx.export(module, tuple(torch.from_numpy(v) for v in feed.values()), buf, input_names=list(feed),
+                      output_names=outputs, opset_version=17, dynamo=False)
+    return onnx.load_from_string(buf.getvalue())
+
+
+@dataclass
+class Attacut:
+    """attacut 1.0.6's attacut-c (`attacut/artifacts/attacut-c/model.pth`). Decision: a word starts at each character
+    (p > 0.5, its tokenizer's `pred_threshold`), per window of 128 characters (17 windows, stride 64)."""
+
+    name: str = "attacut"
+
+    def model(self):
+        from tests.trained.attacut import model, windows
+
+        return _exported(model(), {"chars": windows()[0]}, ["boundary"])
+
+    def samples(self, run) -> list[dict]:
+        from tests.trained.attacut import windows
+
+        return [{"chars": w} for w in windows()]
+
+    def decisions(self, run, feeds) -> list:
+        return [tuple((np.asarray(run(f)[0]) > 0.5).tolist()) for f in feeds]
+
+
+@dataclass
+class G2pm:
+    """g2pM 0.1.2.5 (`g2pM/np_ckpt.pkl`, ported to torch). Decision: each polyphone's reading (the argmax over 876
+    pinyin classes), 4 a window of 30 characters (56 windows, stride 10)."""
+
+    name: str = "g2pm"
+
+    def model(self):
+        from tests.trained.g2pm import model, windows
+
+        return _exported(model(), windows()[0], ["logits"])
+
+    def samples(self, run) -> list[dict]:
+        from tests.trained.g2pm import windows
+
+        return windows()
+
+    def decisions(self, run, feeds) -> list:
+        return [tuple(np.asarray(run(f)[0]).argmax(-1).tolist()) for f in feeds]
+
+
+TEXT = {m.name: m for m in (Attacut(), G2pm())}
+# their decisions as `--metric FILE.py:FUNC` reads them, beside the models' own files
+TEXT_METRICS = {"attacut": ("attacut.py", "boundary_metric"), "g2pm": ("g2pm.py", "pinyin_metric")}
