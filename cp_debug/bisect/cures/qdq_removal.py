@@ -26,12 +26,14 @@ PASSED = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity",
           "Split", "Resize", "Expand", "Pad")
 # of those, the ops that only move or repeat values: their output's range is their input's
 LAYOUT = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Expand")
-# ops whose inputs ONNX Runtime's QDQ quantizer quantizes (its registry, less the ops above): a tensor one of them reads
-# keeps its pair where its writer is left out
+# ops whose inputs ONNX Runtime's QDQ quantizer quantizes by default (its registries, less the ops above): a tensor
+# one of them reads keeps its pair where its writer is left out
 QUANTIZES = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Mul", "Relu", "Clip", "LeakyRelu", "Sigmoid",
              "GlobalAveragePool", "AveragePool", "Concat", "ArgMax", "Softmax", "Where", "InstanceNormalization",
-             "LayerNormalization", "BatchNormalization", "HardSigmoid", "Tanh", "Sub", "Div", "Pow", "Sqrt",
-             "ReduceMean", "Min", "Max")
+             "LayerNormalization", "BatchNormalization")
+# ops it quantizes only where asked (`op_types_to_quantize`): one quantizes where the file quantizes its output too
+# (RivaGAN's decoder: a ReduceMean, read past the left-out Mul's pair and its Reshape's, writes a float output)
+ASKED = ("HardSigmoid", "Tanh", "Sub", "Div", "Pow", "Sqrt", "ReduceMean", "Min", "Max")
 
 
 class NoFloatWeight(Exception):
@@ -173,9 +175,12 @@ def _quantizes(node, read) -> bool:
     """Whether `node` (reading `read` through a pair) quantizes its input: another input of its written by a
     DequantizeLinear (a weight), or an op ONNX Runtime's QDQ quantizer quantizes the inputs of (`QUANTIZES`). A
     PRelu or an LSTM reads float where its writer is left out, though a pair may follow it for its own readers
-    (facenet-pytorch's PNet: `conv3` left out, `prelu3` reads it float)."""
-    return node.op in QUANTIZES or any(
-        x is not read and len(x.inputs) == 1 and x.inputs[0].op == "DequantizeLinear" for x in node.inputs)
+    (facenet-pytorch's PNet: `conv3` left out, `prelu3` reads it float). An op of `ASKED` quantizes where a
+    QuantizeLinear reads one of its outputs (the file's quantizer was asked for it)."""
+    if node.op in QUANTIZES or (node.op in ASKED and any(
+            r.op == "QuantizeLinear" for out in node.outputs for r in out.outputs)):
+        return True
+    return any(x is not read and len(x.inputs) == 1 and x.inputs[0].op == "DequantizeLinear" for x in node.inputs)
 
 
 def _unfolded(graph, q, folded: dict, inits: dict, written: set = frozenset()):

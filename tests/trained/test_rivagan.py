@@ -1,0 +1,70 @@
+"""invisible-watermark's RivaGAN decoder (tests/trained/rivagan.py, tried as a new user, ninth stop): a watermark's
+32 bits read at a threshold (score > 0.52) from a mean over the frame of an attention-weighted conv map.
+
+A user's per-tensor `quantize_static` file (the shipped opset-10 file upgraded to opset 13, as the quantizer's
+warning asks) flips two bits of frame 5. Without cp_debug, `nodes_to_exclude=['Mul_16']` brings them back (the
+quantizer then writes no pair on the Mul's output nor past its Reshape: the ReduceMean reading it is not an op it
+quantizes by default); leaving out the Reshape or the ReduceMean does not. The mechanism: the pair on the Mul's output,
+range ±2.2e4, rounds most of its values (median |x| 14) to zero before the mean.
+
+cp_debug's restoration of the Mul in the file kept the pairs on its output: it read the ReduceMean after the Reshape
+as an op that quantizes its input (`qdq_removal.QUANTIZES` held ops ONNX Runtime quantizes only when asked), so the
+Mul "left out" still rounded its output, and the root named was the Reshape's output '47', "confirmed by no
+restoration". Now such an op quantizes only where the file quantizes its output too (`ASKED`), and the Mul's
+restoration is the quantizer's own: root '40', confirmed, its cure `Mul_16`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.cli_run import cpdebug
+
+pytestmark = pytest.mark.long  # the frames, two quantizations and a bisect with its interventions (~25 s)
+HERE = Path(__file__).resolve().parent
+JUDGED = 5
+
+
+def _flips(model, feeds, ref) -> int:
+    import onnxruntime as ort
+
+    from tests.trained.rivagan import THRESHOLD
+
+    s = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return int(np.sum((s.run(None, feeds[JUDGED])[0] > THRESHOLD) != (ref > THRESHOLD)))
+
+
+def test_a_left_out_mul_takes_its_output_pairs_along(tmp_path):
+    import onnx
+    import onnxruntime as ort
+    from onnx import version_converter
+
+    from tests.trained.corpus import int8, needs
+    from tests.trained.rivagan import decoder_feeds, model_path
+
+    needs("invisible-watermark", "pip install --no-deps invisible-watermark==0.2.0: its files only")
+    dec = version_converter.convert_version(onnx.load(str(model_path("decoder"))), 13)
+    onnx.save(dec, tmp_path / "decoder.onnx")
+    feeds = decoder_feeds()
+    ref = ort.InferenceSession(dec.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, feeds[JUDGED])[0]
+    calib = feeds[0::2]
+    user = int8(dec, calib)
+    assert _flips(user, feeds, ref) >= 1  # the user's file flips a bit of the judged frame
+    assert _flips(int8(dec, calib, keep=["Mul_16"]), feeds, ref) == 0  # by hand: the Mul left out brings it back
+    assert _flips(int8(dec, calib, keep=["Reshape_19", "ReduceMean_20"]), feeds, ref) >= 1  # what is past it not
+
+    (tmp_path / "q").mkdir()
+    onnx.save(user, tmp_path / "q" / "model.onnx")
+    np.savez(tmp_path / "x.npz", **feeds[JUDGED])
+    proc = cpdebug("bisect", "--onnx", tmp_path / "decoder.onnx", "--inputs", tmp_path / "x.npz", "-b",
+                   f"ort-cpu,ort@{tmp_path / 'q'}", "--metric", f"{HERE / 'rivagan.py'}:bit_metric", "--json",
+                   tmp_path / "r.json", "--quiet")
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
+    root = next(iter(json.loads((tmp_path / "r.json").read_text())["root_cause"].values()))
+    assert root["probe"] == "40" and root["confirmed"], root  # before: '47', confirmed by no restoration
+    assert "Mul_16" in str(root["intervention"]), root["intervention"]
+    assert "rounds" in root["hint"] and "to zero" in root["hint"], root["hint"]
