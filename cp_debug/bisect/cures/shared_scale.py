@@ -62,7 +62,8 @@ class SharedScale:
             return (f"the file reads its graph input {self.input!r} through a per-tensor Q/DQ pair at scale "
                     f"{self.scale!r} (a step of {self.step:.3g}): every value of the input is rounded to that step "
                     f"before the model sees it{_moved(self.moved)}; re-quantize leaving out the op that reads it "
-                    "(ONNX Runtime: `quantize_static(..., nodes_to_exclude=[...])`), or give the input a scale of its own range")
+                    "(ONNX Runtime: `quantize_static(..., nodes_to_exclude=[...])`), or give the input a scale of "
+                    "its own range")
         if self.concat is None:
             return (f"the file's graph output {self.output!r} is read through a Q/DQ pair at scale {self.scale!r} "
                     f"(a step of {self.step:.3g}): the application reads its INT8 rounding; re-quantize without it "
