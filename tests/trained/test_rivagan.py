@@ -68,3 +68,49 @@ def test_a_left_out_mul_takes_its_output_pairs_along(tmp_path):
     assert root["probe"] == "40" and root["confirmed"], root  # before: '47', confirmed by no restoration
     assert "Mul_16" in str(root["intervention"]), root["intervention"]
     assert "rounds" in root["hint"] and "to zero" in root["hint"], root["hint"]
+
+
+def test_the_encoders_frame_read_at_a_half_step(tmp_path):
+    """The encoder (frame + watermark → frame): a user's per-tensor file changes a bit of frame 5 as the FP32 decoder
+    reads the uint8 frame the application writes. Without cp_debug, removing the pair on the graph input `frame`
+    alone brings it back (its step 2/255 with zero point 0: the frame's values u / 127.5 - 1 sit halfway between two
+    levels, each moved by half a step); removing any other pair alone, or leaving out any node, does not. cp_debug
+    before: an internal error on the Concat of an empty Slice ("zero-size array", the check skipped), then root '95'
+    ("INT8 saturation"), confirmed by no restoration: the graph input's pair, cut by the two candidates tried, never
+    tried. Now the input whose values lie off the pair's levels comes first, and it is the root, confirmed."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import version_converter
+
+    from tests.bisect.test_tensor_candidates import _without_scale
+    from tests.trained.corpus import int8, needs
+    from tests.trained.rivagan import encoder_feeds, model_path, watermark_metric
+
+    needs("invisible-watermark", "pip install --no-deps invisible-watermark==0.2.0: its files only")
+    enc = version_converter.convert_version(onnx.load(str(model_path("encoder"))), 13)
+    onnx.save(enc, tmp_path / "encoder.onnx")
+    feeds = encoder_feeds()
+    judged = feeds[JUDGED]
+
+    def bits(model) -> float:
+        s = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        ref = ort.InferenceSession(enc.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, judged)
+        return watermark_metric({"o": s.run(None, judged)[0]}, {"o": ref[0]})
+
+    user = int8(enc, feeds[0::2])
+    (tmp_path / "q").mkdir()
+    onnx.save(user, tmp_path / "q" / "model.onnx")
+    assert bits(user) < 1.0  # a bit of the watermark changes
+    # by hand: the input's pair removed brings it back, the saturated pair's removal does not
+    assert bits(_without_scale(tmp_path / "q" / "model.onnx", "frame_scale")) == 1.0
+    assert bits(_without_scale(tmp_path / "q" / "model.onnx", "95_scale")) < 1.0
+    np.savez(tmp_path / "x.npz", **judged)
+    proc = cpdebug("bisect", "--onnx", tmp_path / "encoder.onnx", "--inputs", tmp_path / "x.npz", "-b",
+                   f"ort-cpu,ort@{tmp_path / 'q'}", "--metric", f"{HERE / 'rivagan.py'}:watermark_metric", "--json",
+                   tmp_path / "r.json", "--quiet")
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
+    report = json.loads((tmp_path / "r.json").read_text())
+    root = next(iter(report["root_cause"].values()))
+    assert root["confirmed"] and "graph input 'frame'" in root["hint"], root  # before: '95', not confirmed
+    assert "halfway" in root["hint"], root["hint"]
+    assert not any("not checked" in w for w in report.get("warnings", [])), report.get("warnings")
