@@ -11,7 +11,10 @@ cp_debug's restoration of the Mul in the file kept the pairs on its output: it r
 as an op that quantizes its input (`qdq_removal.QUANTIZES` held ops ONNX Runtime quantizes only when asked), so the
 Mul "left out" still rounded its output, and the root named was the Reshape's output '47', "confirmed by no
 restoration". Now such an op quantizes only where the file quantizes its output too (`ASKED`), and the Mul's
-restoration is the quantizer's own: root '40', confirmed, its cure `Mul_16`."""
+restoration is the quantizer's own: root '40', confirmed, its cure `Mul_16`. A node left out that reads the output
+pair of an op the quantizer quantizes with its output (a Mul) keeps reading it (`OUTPUT_PAIRED`: the Reshape left
+out alone was "so do 47"), and the finding's re-quantization is judged as the intervention judges a decision brought
+back (`qdq_exclude._by_decision`: one score of 32 past the element-wise tolerance made `Mul_16` "not enough")."""
 
 from __future__ import annotations
 
@@ -68,6 +71,10 @@ def test_a_left_out_mul_takes_its_output_pairs_along(tmp_path):
     assert root["probe"] == "40" and root["confirmed"], root  # before: '47', confirmed by no restoration
     assert "Mul_16" in str(root["intervention"]), root["intervention"]
     assert "rounds" in root["hint"] and "to zero" in root["hint"], root["hint"]
+    # one story: the finding's re-quantization is judged as the intervention judges (the bits back within the
+    # budget: verified, with Mul_16), and the Reshape alone — whose exclusion leaves the Mul's pair — is not enough
+    assert "'Mul_16', 'Reshape_19']`)): verified" in root["hint"], root["hint"]
+    assert "['Reshape_19'] alone was not enough" in root["hint"] and "so do 47" not in root["hint"], root["hint"]
 
 
 def test_the_encoders_frame_read_at_a_half_step(tmp_path):

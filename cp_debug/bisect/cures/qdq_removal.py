@@ -34,6 +34,9 @@ QUANTIZES = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Mul", "Relu", "C
 # ops it quantizes only where asked (`op_types_to_quantize`): one quantizes where the file quantizes its output too
 # (RivaGAN's decoder: a ReduceMean, read past the left-out Mul's pair and its Reshape's, writes a float output)
 ASKED = ("HardSigmoid", "Tanh", "Sub", "Div", "Pow", "Sqrt", "ReduceMean", "Min", "Max")
+# ops its QDQ quantizer quantizes through its base operator: their outputs too, whoever reads them (a Mul's output
+# keeps its pair where the Reshape reading it is left out)
+OUTPUT_PAIRED = ("Add", "Mul", "Softmax", "Sigmoid", "LeakyRelu", "Concat", "GlobalAveragePool", "ArgMax", "CumSum")
 
 
 class NoFloatWeight(Exception):
@@ -76,6 +79,9 @@ def without_qdq(model, nodes: list[str], reference=None, values=None):
             if q is not None and q.op == "QuantizeLinear":
                 if any(r.name not in nodes and _quantizes(r, x) for r in x.outputs):
                     continue  # quantized for a reader kept in INT8: nodes_to_exclude leaves it read so (one tensor)
+                writer = q.inputs[0].inputs[0] if len(q.inputs[0].inputs) == 1 else None
+                if writer is not None and writer.op in OUTPUT_PAIRED and writer.name not in nodes:
+                    continue  # quantized as its writer's output: the writer kept in INT8 keeps it
                 if q.inputs[0].name not in made:
                     made[q.inputs[0].name] = _unfolded(graph, q, folded, inits, written)
                 node.inputs[k] = made[q.inputs[0].name]
