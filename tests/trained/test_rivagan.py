@@ -73,7 +73,7 @@ def test_a_left_out_mul_takes_its_output_pairs_along(tmp_path):
     assert "rounds" in root["hint"] and "to zero" in root["hint"], root["hint"]
     # one story: the finding's re-quantization is judged as the intervention judges (the bits back within the
     # budget: verified, with Mul_16), and the Reshape alone — whose exclusion leaves the Mul's pair — is not enough
-    assert "'Mul_16', 'Reshape_19']`)): verified" in root["hint"], root["hint"]
+    assert "verified — the file with the Q/DQ feeding Mul_16" in root["hint"], root["hint"]
     assert "['Reshape_19'] alone was not enough" in root["hint"] and "so do 47" not in root["hint"], root["hint"]
 
 
