@@ -26,12 +26,17 @@ PASSED = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity",
           "Split", "Resize", "Expand", "Pad")
 # of those, the ops that only move or repeat values: their output's range is their input's
 LAYOUT = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Expand")
-# ops whose inputs ONNX Runtime's QDQ quantizer quantizes (its registry, less the ops above): a tensor one of them reads
-# keeps its pair where its writer is left out
+# ops whose inputs ONNX Runtime's QDQ quantizer quantizes by default (its registries, less the ops above): a tensor
+# one of them reads keeps its pair where its writer is left out
 QUANTIZES = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Mul", "Relu", "Clip", "LeakyRelu", "Sigmoid",
              "GlobalAveragePool", "AveragePool", "Concat", "ArgMax", "Softmax", "Where", "InstanceNormalization",
-             "LayerNormalization", "BatchNormalization", "HardSigmoid", "Tanh", "Sub", "Div", "Pow", "Sqrt",
-             "ReduceMean", "Min", "Max")
+             "LayerNormalization", "BatchNormalization")
+# ops it quantizes only where asked (`op_types_to_quantize`): one quantizes where the file quantizes its output too
+# (RivaGAN's decoder: a ReduceMean, read past the left-out Mul's pair and its Reshape's, writes a float output)
+ASKED = ("HardSigmoid", "Tanh", "Sub", "Div", "Pow", "Sqrt", "ReduceMean", "Min", "Max")
+# ops its QDQ quantizer quantizes through its base operator: their outputs too, whoever reads them (a Mul's output
+# keeps its pair where the Reshape reading it is left out)
+OUTPUT_PAIRED = ("Add", "Mul", "Softmax", "Sigmoid", "LeakyRelu", "Concat", "GlobalAveragePool", "ArgMax", "CumSum")
 
 
 class NoFloatWeight(Exception):
@@ -74,6 +79,9 @@ def without_qdq(model, nodes: list[str], reference=None, values=None):
             if q is not None and q.op == "QuantizeLinear":
                 if any(r.name not in nodes and _quantizes(r, x) for r in x.outputs):
                     continue  # quantized for a reader kept in INT8: nodes_to_exclude leaves it read so (one tensor)
+                writer = q.inputs[0].inputs[0] if len(q.inputs[0].inputs) == 1 else None
+                if writer is not None and writer.op in OUTPUT_PAIRED and writer.name not in nodes:
+                    continue  # quantized as its writer's output: the writer kept in INT8 keeps it
                 if q.inputs[0].name not in made:
                     made[q.inputs[0].name] = _unfolded(graph, q, folded, inits, written)
                 node.inputs[k] = made[q.inputs[0].name]
@@ -173,9 +181,12 @@ def _quantizes(node, read) -> bool:
     """Whether `node` (reading `read` through a pair) quantizes its input: another input of its written by a
     DequantizeLinear (a weight), or an op ONNX Runtime's QDQ quantizer quantizes the inputs of (`QUANTIZES`). A
     PRelu or an LSTM reads float where its writer is left out, though a pair may follow it for its own readers
-    (facenet-pytorch's PNet: `conv3` left out, `prelu3` reads it float)."""
-    return node.op in QUANTIZES or any(
-        x is not read and len(x.inputs) == 1 and x.inputs[0].op == "DequantizeLinear" for x in node.inputs)
+    (facenet-pytorch's PNet: `conv3` left out, `prelu3` reads it float). An op of `ASKED` quantizes where a
+    QuantizeLinear reads one of its outputs (the file's quantizer was asked for it)."""
+    if node.op in QUANTIZES or (node.op in ASKED and any(
+            r.op == "QuantizeLinear" for out in node.outputs for r in out.outputs)):
+        return True
+    return any(x is not read and len(x.inputs) == 1 and x.inputs[0].op == "DequantizeLinear" for x in node.inputs)
 
 
 def _unfolded(graph, q, folded: dict, inits: dict, written: set = frozenset()):

@@ -50,6 +50,7 @@ class SharedScale:
     output: str | None = None  # the graph output a pair writes, where one does
     input: str | None = None  # the graph input a pair reads (through ops that only reshape it), where one does
     reads: str | None = None  # that pair's tensor
+    moved: float | None = None  # the input's mean distance to the pair's levels, in steps (`_rounding`)
 
     def words(self) -> str:
         what = (f"Concat {self.concat!r}'s shared scale" if self.concat else f"the graph output {self.output!r}'s "
@@ -60,8 +61,9 @@ class SharedScale:
         if self.concat is None and self.output is None:
             return (f"the file reads its graph input {self.input!r} through a per-tensor Q/DQ pair at scale "
                     f"{self.scale!r} (a step of {self.step:.3g}): every value of the input is rounded to that step "
-                    "before the model sees it; re-quantize leaving out the op that reads it (ONNX Runtime: "
-                    "`quantize_static(..., nodes_to_exclude=[...])`), or give the input a scale of its own range")
+                    f"before the model sees it{_moved(self.moved)}; re-quantize leaving out the op that reads it "
+                    "(ONNX Runtime: `quantize_static(..., nodes_to_exclude=[...])`), or give the input a scale of "
+                    "its own range")
         if self.concat is None:
             return (f"the file's graph output {self.output!r} is read through a Q/DQ pair at scale {self.scale!r} "
                     f"(a step of {self.step:.3g}): the application reads its INT8 rounding; re-quantize without it "
@@ -132,8 +134,33 @@ def shared_scales(run: RunState, state: CandidateState, stage: int) -> list[Shar
             found.append(SharedScale(q.input[1], step, *pairs, output=out))
         elif step > 0 and (src := _graph_input(q.input[0], producer, graph_inputs)) is not None:
             seen.add(q.input[1])  # after the outputs' (`MOST`): a model's input read in INT8 levels (torchfcpe's mel)
-            inputs.append(SharedScale(q.input[1], step, *pairs, input=src, reads=q.input[0]))
-    return [*found, *inputs][:MOST]
+            moved = _rounding(run.ref_feeds[stage].get(src), q, inits, step)
+            if moved is None or moved > 0:  # an input on the pair's levels (0 / 1 bits) loses nothing to them
+                inputs.append((-(moved or 0.0), len(inputs), SharedScale(q.input[1], step, *pairs, input=src,
+                                                                         reads=q.input[0], moved=moved)))
+    return [*found, *(s for *_, s in sorted(inputs, key=lambda x: x[:2]))][:MOST]
+
+
+def _moved(moved: float | None) -> str:
+    if moved is None:
+        return ""
+    half = " — halfway between two levels: the input's grid and the pair's are offset by half a step" if (
+        moved > 0.45) else ""
+    return f" (the reference's values lie {moved:.2g} step on average from a level{half})"
+
+
+def _rounding(value, q, inits: dict, step: float) -> float | None:
+    """The mean distance, in steps, of the reference's input `value` to the levels of `q`'s pair (its scale `step`, its
+    zero point): 0 where every value is a level, 0.5 where each sits halfway (RivaGAN's frame, u / 127.5 - 1 against
+    levels k · 2 / 255); None where it is not known."""
+    from onnx import numpy_helper
+
+    if value is None or not np.size(value):
+        return None
+    zero = inits.get(q.input[2]) if len(q.input) > 2 else None
+    zp = float(numpy_helper.to_array(zero).reshape(-1)[0]) if zero is not None else 0.0
+    x = np.asarray(value, dtype=np.float64) / step + zp
+    return float(np.mean(np.abs(x - np.round(x))))
 
 
 _RESHAPES = frozenset({"Transpose", "Reshape", "Unsqueeze", "Squeeze", "Flatten", "Identity", "Cast"})
@@ -185,7 +212,8 @@ def _float_values(run: RunState, state: CandidateState, stage: int, model, produ
 
 def _parts(concat, producer: dict, value_of, step: float):
     """(tensor, |x| max, steps its range spans) of each of `concat`'s inputs, where their ranges lie `RATIO` apart and
-    the smallest spans at most `LEVELS` steps; else None (an input whose reference value is unknown: None)."""
+    the smallest spans at most `LEVELS` steps; else None (an input whose reference value is unknown: None). An empty
+    input is left out."""
     parts = []
     for x in concat.input:
         dq = producer.get(x)
@@ -195,6 +223,8 @@ def _parts(concat, producer: dict, value_of, step: float):
         if value is None:
             return None
         v = np.asarray(value, dtype=np.float64)
+        if not v.size:  # an empty input (RivaGAN's encoder: a Slice of 0 channels) shares no range
+            continue
         parts.append((src, float(np.abs(v).max()), float(v.max() - v.min()) / step))
     spans = [s for _, _, s in parts]
     if len(spans) < 2 or min(spans) > LEVELS or max(spans) < RATIO * max(min(spans), 1.0):
@@ -222,7 +252,22 @@ def restorations(run: RunState, state: CandidateState, stage: int) -> list[Resto
         probe = None
         for t in (concat.output[0] if concat is not None else None, s.output, s.reads):  # its own, else the output's
             probe = probe or (t if t in run.probes else entered.get(t) or by_tensor.get(t)) if t else probe
+        if probe is None and s.input is not None:  # an input read as it is (RivaGAN's frame): its first reader's
+            probe = _first_read(model, s, run.probes, by_tensor)
         if probe is not None and probe in run.probes:
             out.append(Restoration(probe, stage, UNPAIRED, nodes=(*s.quantize, *s.dequantize), tensor=s.scale,
                                    detail=s))
     return out
+
+
+def _first_read(model, s: SharedScale, probes, by_tensor: dict) -> str | None:
+    """The probe of the first node (in the graph's order) reading `s`'s pair with a probe on its output: the layer
+    that first sees the input's rounding."""
+    read = {n.output[0] for n in model.graph.node if n.name in s.dequantize}
+    for n in model.graph.node:
+        if read & set(n.input):
+            for t in n.output:
+                probe = t if t in probes else by_tensor.get(t)
+                if probe is not None and probe in probes:
+                    return probe
+    return None
