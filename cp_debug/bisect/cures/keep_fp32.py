@@ -180,11 +180,18 @@ def find_keep_fp32(model: "onnx.ModelProto | str", spec: BackendSpec, feed: Mapp
     opts = dict(runner_options or {})
     runs = itertools.count(1)
 
+    held: set[str] = set()  # model mode: the outputs within their budget as nothing is kept, judged by it after
+
     def judge(keep: list[str]) -> Verdict:
         out, report = run_once(spec, model, feed, progress, f"{spec}: run {next(runs)}, {len(keep)} node(s) kept "
                                "in FP32", keep_fp32_nodes=keep, **opts)
         diffs = tuple(TensorDiff.from_arrays(n, expected[n], out[n], tol) for n in outputs)
-        failed = any(is_bad(d) if mode != "model" else not noise.output_passes(d, spec.precision) for d in diffs)
+        if mode != "model":
+            return Verdict(any(is_bad(d) for d in diffs), KeepFp32Figures(diffs, report))
+        within = {d.name for d in diffs if noise.status_of(d, noise.judge(d, spec.precision)) == "ok"}
+        held.update(within if not keep else ())  # as bisect's verdict: an element-wise miss within budget is none
+        failed = any(d.name not in within if d.name in held else not noise.output_passes(d, spec.precision)
+                     for d in diffs)
         return Verdict(failed, KeepFp32Figures(diffs, report))
 
     if tie is not None:  # a choice between near ties: no set of FP32 layers keeps it (issue 84, item 2)
