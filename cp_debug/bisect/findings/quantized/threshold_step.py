@@ -14,8 +14,9 @@ to the tensors read through a Q/DQ pair in the candidate (the built-in's calibra
 scale), and takes the coarsest. It is said where a decision flipped at 0.5 and the reference's distance to the
 threshold at a flipped element (its logit: the same in each of those tensors) lies below that step, with the step,
 the margins, how many of them the reference's own value rounds across or onto the threshold (a tie), and the cure
-(that tensor's writer out of INT8). It names the mechanism where the pair's writer is the root cause or a member of
-the set the intervention confirmed, with that cure; else with the root's part (its error moves a value across a level
+(that tensor's writer out of INT8). It names the mechanism where the pair's writer, or a node computing on it (left
+out, it reads the tensor float: a bias Add after a MatMul's output pair), is the root cause or a member of the set
+the intervention confirmed, with that cure; else with the root's part (its error moves a value across a level
 of that pair). Either way in place of the rounding hint: the rounding is the root's, the decision's loss the pair's."""
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ class ThresholdStep:
             own.append(f"onto it at {self.tie} — at the tie: the Sigmoid reads {THRESHOLD:g} exactly, the decision "
                        "left to the rounding after it")
         said = f"; the reference's own value rounds {', '.join(own)}" if own else ""
-        cure = ("; keep this tensor float (its writer out of INT8)" if self.names_set else
+        cure = ("; keep this tensor float (its writer or its reader out of INT8)" if self.names_set else
                 "; the output's own pair decides that tie" if self.at_output and self.tie else
                 "; the root cause's rounding moves values across its levels")
         own_name = self.writer in self.tensor  # an exporter's name says its writer: `/linear2/MatMul_output_0`
@@ -179,11 +180,13 @@ def threshold_step(run, state, root: str) -> ThresholdStep | None:
             at = 0.0 if at is not None and abs(at) < 1e-4 * step else at
         writer = next((n for n in model.graph.node if tensor in n.output), None)
         names = _cure_nodes(state, root)
+        named = writer is not None and _names(writer, tensor, names) or any(
+            _names(n, n.output[0], names) for n in model.graph.node if tensor in n.input and n.output)
         behind = " and ".join(dict.fromkeys("a bias Add" if o == "Add" else f"a {o}" for o in ops[:chain.index(
             tensor)]))
         return ThresholdStep(out, tensor, writer.name if writer is not None else tensor, step,
                              tuple(sorted(float(m) for m in margin[closer])), int(flip.sum()), int(closer.sum()),
-                             across, tie, at, behind, writer is not None and _names(writer, tensor, names),
+                             across, tie, at, behind, named,
                              at_output=root == out)
     return None
 
