@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # On the GPU device machine: install what its image lacks, from wheels staged on the CPU machine.
 # Stage them there first (repo root): bash ../shared/tools/stage-device-wheels.sh mmengine-lite addict yapf termcolor \
-#   platformdirs nuscenes-devkit==1.2.0 pyquaternion cachetools   (CHUNK=50M keeps one part + the tree under 64 MiB)
+#   platformdirs nuscenes-devkit==1.2.0 pyquaternion cachetools jsonschema jsonschema-specifications referencing \
+#   rpds-py attrs   (the `-m gpu` tests read reports against their schema; CHUNK=50M keeps one part + the tree,
+#   tests/data and the weights moved aside, under 64 MiB)
 # Then one device call per part:  carry [".whl/ort.partNN"], command: mkdir -p /tmp/stage && cp .whl/ort.partNN /tmp/stage/
 # and finally, in the same warm machine, carry [".whl/deps"] and begin the command with:
 #   source benchmarks/gpu_setup.sh && ...
