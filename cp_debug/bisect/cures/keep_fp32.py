@@ -188,10 +188,11 @@ def find_keep_fp32(model: "onnx.ModelProto | str", spec: BackendSpec, feed: Mapp
         diffs = tuple(TensorDiff.from_arrays(n, expected[n], out[n], tol) for n in outputs)
         if mode != "model":
             return Verdict(any(is_bad(d) for d in diffs), KeepFp32Figures(diffs, report))
-        within = {d.name for d in diffs if noise.status_of(d, noise.judge(d, spec.precision)) == "ok"}
+        judged = [(d, noise.judge(d, spec.precision)) for d in diffs]  # each output judged once
+        within = {d.name for d, j in judged if noise.status_of(d, j) == "ok"}
         held.update(within if not keep else ())  # as bisect's verdict: an element-wise miss within budget is none
-        failed = any(d.name not in within if d.name in held else not noise.output_passes(d, spec.precision)
-                     for d in diffs)
+        failed = any(d.name not in within if d.name in held else not noise.output_passes(d, spec.precision, j)
+                     for d, j in judged)
         return Verdict(failed, KeepFp32Figures(diffs, report))
 
     if tie is not None:  # a choice between near ties: no set of FP32 layers keeps it (issue 84, item 2)
