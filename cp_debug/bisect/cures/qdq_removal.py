@@ -186,7 +186,21 @@ def _quantizes(node, read) -> bool:
     if node.op in QUANTIZES or (node.op in ASKED and any(
             r.op == "QuantizeLinear" for out in node.outputs for r in out.outputs)):
         return True
-    return any(x is not read and len(x.inputs) == 1 and x.inputs[0].op == "DequantizeLinear" for x in node.inputs)
+    return any(x is not read and len(x.inputs) == 1 and x.inputs[0].op == "DequantizeLinear" and _constant(x.inputs[0])
+               for x in node.inputs)
+
+
+def _constant(dq) -> bool:
+    """A DequantizeLinear of a weight: its levels stored, or a constant quantized before it. Another activation's
+    pair is no weight: a Sub reading two Mul outputs' pairs quantizes nothing itself (magika's LayerNorm written as
+    ops, E[x²] − E[x]²: both writers left out, the quantizer leaves the Sub reading float)."""
+    import onnx_graphsurgeon as gs
+
+    src = dq.inputs[0]
+    if isinstance(src, gs.Constant):
+        return True
+    q = src.inputs[0] if src.inputs else None
+    return q is not None and q.op == "QuantizeLinear" and isinstance(q.inputs[0], gs.Constant)
 
 
 def _unfolded(graph, q, folded: dict, inits: dict, written: set = frozenset()):

@@ -13,16 +13,16 @@ and after). A user's Q/DQ file's node is left out of the file's quantization, as
 own; a tensor replaced with the reference's (a node that reads no Q/DQ pair) hides every error that flowed into it: a
 tensor later than the proposal that brings the outputs back is said (`hides_upstream`), never named in its place. A
 user's file's constants off the reference's are tried first, each replaced alone (`cures/constants.py`), its shared
-scales after the ranked (`cures/shared_scale.py`). An overflow its consumer saturates (a tanh-GELU's x³) is proposed
-first and let go: restoring it changes nothing at the output. Where nothing brings them back, the graph's halves say
-where the error accumulates (`cures/spread.py`: evidence, never the cure; a decision moved, the members of the
-smallest block and of the halves that moved the outputs nearer run alone: `spread.beside`); where only a decision
-moved and no one brings it back, the ranking's first is named "proposed, not confirmed", and a near tie that several
-layers each bring back alone is said as such, no root among them (`cures/tie_words.py`). A module whose own nodes are
-not its whole segment is tried again over its segment, as its local error ran it (`restore.widened`). Cost: one
-probe-less run of the stage per restoration (at most 2 × `TRIED` + `SET_RUNS` + `MEMBERS_ALONE` + `SET_FROM` alone +
-a file's constants and shared scales + `spread.RUNS` + `SCAN`), only where the outputs are wrong, on ONNX Runtime only
-(`Capability.ORT_SESSIONS`). One that cannot be built or run is one entry said, the others run (`restore.attempted`)."""
+scales after the ranked (`cures/shared_scale.py`), then two quantized terms a Sub cancels (`cures/cancel_terms.py`).
+An overflow its consumer saturates (a tanh-GELU's x³) is proposed first and let go: restoring it changes nothing at
+the output. Where nothing brings them back, the graph's halves say where the error accumulates (`cures/spread.py`:
+evidence, never the cure; a decision moved, the members of the smallest block and of the halves that moved the outputs
+nearer run alone: `spread.beside`); where only a decision moved and no one brings it back, the ranking's first is
+named "proposed, not confirmed", and a near tie that several layers each bring back alone is said as such, no root
+among them (`cures/tie_words.py`). A module whose own nodes are not its whole segment is tried again over its segment,
+as its local error ran it (`restore.widened`). Cost: one probe-less run of the stage per restoration (at most
+2 × `TRIED` + `SET_RUNS` + `MEMBERS_ALONE` + `SET_FROM` alone + a file's constants and shared scales + `spread.RUNS` +
+`SCAN` + `cancel_terms.MOST`), only where the outputs are wrong, on ONNX Runtime only (`Capability.ORT_SESSIONS`). One that cannot be built or run is one entry said, the others run (`restore.attempted`)."""
 
 from __future__ import annotations
 
@@ -188,7 +188,7 @@ def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results
     """The intervention over `ranked` (`ranking.causes`, most first) for `state`, or None where nothing is tried: no
     candidate, a runner that takes no restoration, or outputs already within budget with no decision flipped."""
     from cp_debug.backends.spec import Capability
-    from cp_debug.bisect.cures import constants, qdq_fill, shared_scale
+    from cp_debug.bisect.cures import cancel_terms, constants, qdq_fill, shared_scale
 
     # ONNX Runtime sessions only: a TensorRT engine built per restoration would cost minutes each
     if not ranked or state.refused is not None or not state.spec.can(Capability.ORT_SESSIONS):
@@ -226,9 +226,10 @@ def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results
             if back:  # a decision moved within budget: do the others proposed tip it too (a near tie, no root)?
                 tried += [Tried((o,), measure([o])) for o in pool[k + 1:] if decision_only and o.stage == stage]
                 break
-        # tensors as candidates: a file's shared scales
+        # tensors as candidates: a file's shared scales, a fill, the two terms a subtraction cancels (cancel_terms)
         back = back or (own and _until_back(shared_scale.restorations(run, state, stage), tried, measure))
         back = back or (own and _until_back(qdq_fill.restorations(run, state, stage), tried, measure))  # a fill
+        back = back or _until_back(cancel_terms.restorations(run, state, stage, results), tried, measure)
         # no one alone: the smallest set of the ranked that does (a set of tensors replaced would hide what flows
         # into its latest: never searched)
         chosen, spent = ((), False) if back else smallest_set(

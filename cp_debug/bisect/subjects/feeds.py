@@ -106,11 +106,14 @@ def cast_inputs(feed: dict[str, np.ndarray], dtypes: Mapping[str, np.dtype], sou
 
 
 def calibration_feeds(paths: Sequence[Path | Mapping[str, np.ndarray]], sample: Mapping[str, np.ndarray], what: str,
-                      takes: str) -> tuple[list[dict[str, np.ndarray]], list[str]]:
+                      takes: str, declared: Mapping[str, tuple | None] | None = None
+                      ) -> tuple[list[dict[str, np.ndarray]], list[str]]:
     """The feeds INT8 calibrates on, from the `--calib` files (or folders of them, `calib_files`): each input's array
     is one sample (the shape of `sample`, the run's feed) or a batch of them along the first axis (example
     [1,3,32,32], calib [8,3,32,32]: 8 samples; or stacked on a new first axis, [8,1,3,32,32]); every input of a file
-    gives the same number. Also the casts said (`cast_inputs`)."""
+    gives the same number. `declared`: the model's input shapes (None for an axis left open): a sample may differ from
+    the run's on an open axis (a sentence of other words than the judged one's, `[1, 12]` beside `[1, 14]`). Also the
+    casts said (`cast_inputs`)."""
     names = tuple(sample)
     feeds: list[dict[str, np.ndarray]] = []
     said: list[str] = []
@@ -122,7 +125,7 @@ def calibration_feeds(paths: Sequence[Path | Mapping[str, np.ndarray]], sample: 
         given = match_inputs(arrays, names, {}, what, option)
         given, casts = cast_inputs(given, {n: a.dtype for n, a in sample.items()}, source, takes)
         said += [c for c in casts if c not in said]
-        counts = {n: _samples(option, n, a, sample[n].shape) for n, a in given.items()}
+        counts = {n: _samples(option, n, a, sample[n].shape, (declared or {}).get(n)) for n, a in given.items()}
         if len(set(counts.values())) > 1:
             shown = ", ".join(f"{n}: {c}" for n, c in counts.items())
             raise BadInputError(f"{option}: its inputs hold different numbers of samples ({shown}): give each input "
@@ -130,6 +133,16 @@ def calibration_feeds(paths: Sequence[Path | Mapping[str, np.ndarray]], sample: 
         for k in range(next(iter(counts.values()))):
             feeds.append({n: _sample(a, k, sample[n].shape) for n, a in given.items()})
     return feeds, said
+
+
+def declared_inputs(model) -> dict[str, tuple | None]:
+    """An ONNX model's input shapes as it declares them (None for an axis left open); {} without a model (a `--torch`
+    model not yet exported)."""
+    if model is None:
+        return {}
+    from cp_debug.graph.model import static_dims
+
+    return {i.name: static_dims(i.type) for i in model.graph.input}
 
 
 def _calib_npz(path: Path) -> dict[str, np.ndarray]:
@@ -141,15 +154,23 @@ def _calib_npz(path: Path) -> dict[str, np.ndarray]:
         raise BadInputError(f"--calib {path}: not a valid .npz file ({type(err).__name__}); {CALIB_FORMS}") from err
 
 
-def _samples(option: str, name: str, arr: np.ndarray, shape: tuple) -> int:
-    """How many samples of `shape` `arr` holds (one line naming both shapes where it fits neither way)."""
+def _fits(got: tuple, shape: tuple, declared: tuple | None) -> bool:
+    """`got` is `shape` but on the axes `declared` leaves open (the model runs any size there)."""
+    return len(got) == len(shape) and all(
+        g == s or (declared is not None and len(declared) == len(shape) and declared[a] is None)
+        for a, (g, s) in enumerate(zip(got, shape)))
+
+
+def _samples(option: str, name: str, arr: np.ndarray, shape: tuple, declared: tuple | None = None) -> int:
+    """How many samples of `shape` `arr` holds (one line naming both shapes where it fits neither way); an axis
+    `declared` open (None) may differ from `shape`'s."""
     shape = tuple(shape)
     if arr.shape == shape:
         return 1
-    if arr.ndim == len(shape) + 1 and arr.shape[1:] == shape and arr.shape[0] > 0:
+    if arr.ndim == len(shape) + 1 and _fits(arr.shape[1:], shape, declared) and arr.shape[0] > 0:
         return arr.shape[0]
-    if shape and arr.ndim == len(shape) and arr.shape[1:] == shape[1:] and shape[0] and arr.shape[0] % shape[0] == 0 \
-            and arr.shape[0] > 0:
+    if shape and arr.ndim == len(shape) and _fits(arr.shape[1:], shape[1:], declared and declared[1:]) and shape[0] \
+            and arr.shape[0] % shape[0] == 0 and arr.shape[0] > 0:
         return arr.shape[0] // shape[0]
     batch = [f"N×{shape[0]}" if shape[0] != 1 else "N", *shape[1:]] if shape else ["N"]
     raise BadInputError(f"{option}: input {name!r} has shape {list(arr.shape)}, but one sample is {list(shape)} "
