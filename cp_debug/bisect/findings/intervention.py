@@ -1,28 +1,29 @@
 """The root cause confirmed by intervention (issue 115, item 1): the own-error ranking proposes, the output decides.
 
-`ranking.causes` orders the probes by their own error ÷ budget (NaN/Inf first). Where the candidate's outputs are
-beyond their budget or a decision they carry flips, the top `TRIED` candidates are each restored in the candidate's
-own terms (`cures/restore.py`: its nodes kept in FP32 / left out of INT8, or its tensor replaced by the reference's)
-and the stage run to its outputs: the first whose restoration brings every output back within its budget and no
-decision flipped is the root cause, confirmed; where none alone does, the smallest set of the first `SET_FROM` ranked
-that does (`cures/set_search.py`: keep-fp32's 1-minimal search, each run at the outputs, at most `SET_RUNS`), named
-as the root ("restored together: A, B — no one of them alone does") with its nodes the cure verified at the outputs —
-one member where the search ends at one, or where one member of a set of 2 or 3 run alone after it does: it alone is
-the root, confirmed. What was tried is said (`Intervention.to_json`: each candidate's output error ÷ budget before
-and after). A user's Q/DQ file's node is left out of the file's quantization, as the built-in's is left out of its
-own; a tensor replaced with the reference's (a node that reads no Q/DQ pair) hides every error that flowed into it: a
-tensor later than the proposal that brings the outputs back is said (`hides_upstream`), never named in its place. A
-user's file's constants off the reference's are tried first, each replaced alone (`cures/constants.py`), its shared
-scales after the ranked (`cures/shared_scale.py`), then two quantized terms a Sub cancels (`cures/cancel_terms.py`).
-An overflow its consumer saturates (a tanh-GELU's x³) is proposed first and let go: restoring it changes nothing at
-the output. Where nothing brings them back, the graph's halves say where the error accumulates (`cures/spread.py`:
-evidence, never the cure; a decision moved, the members of the smallest block and of the halves that moved the outputs
-nearer run alone: `spread.beside`); where only a decision moved and no one brings it back, the ranking's first is
-named "proposed, not confirmed", and a near tie that several layers each bring back alone is said as such, no root
-among them (`cures/tie_words.py`). A module whose own nodes are not its whole segment is tried again over its segment,
-as its local error ran it (`restore.widened`). Cost: one probe-less run of the stage per restoration (at most
-2 × `TRIED` + `SET_RUNS` + `MEMBERS_ALONE` + `SET_FROM` alone + a file's constants and shared scales + `spread.RUNS` +
-`SCAN` + `cancel_terms.MOST`), only where the outputs are wrong, on ONNX Runtime only (`Capability.ORT_SESSIONS`). One that cannot be built or run is one entry said, the others run (`restore.attempted`)."""
+`ranking.causes` orders the probes by their own error ÷ budget (NaN/Inf first). Where the candidate's outputs are beyond
+their budget or a decision they carry flips, the top `TRIED` candidates are each restored in the candidate's own terms
+(`cures/restore.py`: its nodes kept in FP32 / left out of INT8, or its tensor replaced by the reference's) and the stage
+run to its outputs: the first whose restoration brings every output back within its budget and no decision flipped is
+the root cause, confirmed; where none alone does, the smallest set of the first `SET_FROM` ranked that does
+(`cures/set_search.py`: keep-fp32's 1-minimal search, each run at the outputs, at most `SET_RUNS`), named as the root
+("restored together: A, B — no one of them alone does") with its nodes the cure verified at the outputs — one member
+where the search ends at one, or where one member of a set of 2 or 3 run alone after it does: it alone is the root,
+confirmed. What was tried is said (`Intervention.to_json`: each candidate's output error ÷ budget before and after). A
+user's Q/DQ file's node is left out of the file's quantization, as the built-in's is left out of its own; a tensor
+replaced with the reference's (a node that reads no Q/DQ pair) hides every error that flowed into it: a tensor later
+than the proposal that brings the outputs back is said (`hides_upstream`), never named in its place. A user's file's
+constants off the reference's are tried first, each replaced alone (`cures/constants.py`), its shared scales after the
+ranked (`cures/shared_scale.py`), then two quantized terms a Sub cancels (`cures/cancel_terms.py`). An overflow its
+consumer saturates (a tanh-GELU's x³) is proposed first and let go: restoring it changes nothing at the output. Where
+nothing brings them back, the graph's halves say where the error accumulates (`cures/spread.py`: evidence, never the
+cure; a decision moved, the members of the smallest block and of the halves that moved the outputs nearer run alone:
+`spread.beside`); where only a decision moved and no one brings it back, the ranking's first is named "proposed, not
+confirmed", and a near tie that several layers each bring back alone is said as such, no root among them
+(`cures/tie_words.py`). A module whose own nodes are not its whole segment is tried again over its segment, as its local
+error ran it (`restore.widened`). Cost: one probe-less run of the stage per restoration (at most 2 × `TRIED` +
+`SET_RUNS` + `MEMBERS_ALONE` + `SET_FROM` alone + a file's constants and shared scales + `spread.RUNS` + `SCAN` +
+`cancel_terms.MOST`), only where the outputs are wrong, on ONNX Runtime only (`Capability.ORT_SESSIONS`). One that
+cannot be built or run is one entry said, the others run (`restore.attempted`)."""
 
 from __future__ import annotations
 
@@ -44,8 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.bisect.run_state import CandidateState, RunState
 
 TRIED = 3  # the proposed restored one by one before a set
-CARRIES = 0.5  # a layer alone in the format that breaks the outputs with this share of the candidate's error: no
-# further one run alone
+CARRIES = 0.5  # a layer alone in the format breaking the outputs with this share of the candidate's error: the last
 
 
 @dataclass(frozen=True)
@@ -303,8 +303,7 @@ def _whole(run: "RunState", state: "CandidateState", stage: int, chosen) -> bool
 
 
 def _until_back(candidates: list[Restoration], tried: list[Tried], measure) -> bool:
-    """Each of `candidates` restored alone and run at the outputs (`measure`, appended to `tried`) until one brings
-    them back."""
+    """Each of `candidates` restored alone, run at the outputs (`measure`, into `tried`), until one brings them back."""
     for r in candidates:
         tried.append(Tried((r,), measure([r])))
         if tried[-1].after.back:
