@@ -191,6 +191,34 @@ def test_onnx_input_in_another_dtype_is_cast(tmp_path):
         json.loads((tmp_path / "r.json").read_text())["warnings"]
 
 
+def test_calib_samples_may_differ_on_the_models_open_axes(tmp_path):
+    """Sentences of other lengths than the judged one calibrate a model whose words axis is open (natasha's NER:
+    before, every one was refused, "input 'word_id' has shape [1, 12], but one sample is [1, 14]", exit 2); an axis
+    the model fixes is still one line."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((8, 4)).astype(np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["h"], name="mm"),
+                               helper.make_node("Relu", ["h"], ["y"], name="relu")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, "words", 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, "words", 4])], [w])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "m.onnx")
+    x = save(tmp_path / "x.npz", x=rng.standard_normal((1, 6, 8)).astype(np.float32))
+    (tmp_path / "calib").mkdir()
+    for n in (5, 7, 9):
+        save(tmp_path / "calib" / f"s{n}.npz", x=rng.standard_normal((1, n, 8)).astype(np.float32))
+    proc = cpdebug("bisect", "--onnx", tmp_path / "m.onnx", "--inputs", x, "--calib", tmp_path / "calib", "-b",
+                   "ort-cpu,ort-cpu-int8", "--json", tmp_path / "r.json", "--quiet")
+    assert proc.returncode in (0, 1), proc.stdout[-2000:] + proc.stderr[-2000:]
+    stage = json.loads((tmp_path / "r.json").read_text())["settings"]["backends"]["ort-cpu-int8"]["m"]
+    assert stage["precision_transform"]["calibration_feeds"] == 3
+    bad = save(tmp_path / "bad.npz", x=np.zeros((1, 6, 9), np.float32))  # the model's last axis is 8
+    proc = cpdebug("bisect", "--onnx", tmp_path / "m.onnx", "--inputs", x, "--calib", bad, "-b", "ort-cpu,ort-cpu-int8")
+    assert proc.returncode == 2 and "[1, 6, 9]" in error_line(proc), proc.stderr[-2000:]
+
+
 def test_a_module_alone_takes_its_example_from_the_inputs_and_a_candidate_may_be_the_file_itself(model, tmp_path):
     """FUNC() returning the module alone (no example): the sample given is its example (`loaders._example_of`); and
     `ort@FILE.onnx`, a one-stage model's own file as the candidate, beside others in one folder (refused as "not a

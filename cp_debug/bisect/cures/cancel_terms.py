@@ -4,14 +4,15 @@ through tf2onnx: magika's file-type classifier), both terms read through their o
 at its own step (magika: 0.0018, their ranges [0, 0.47] over 255 levels), small against the terms; their
 difference, the variance, is of the order of a step (its median 2.6 steps, its smallest 0.13): the subtraction
 computes nothing wrong itself (its local error 0) and amplifies the terms' rounding (magika's ×8.95, relative RMS
-0.0155 → 0.138), the rsqrt after it more, and the file's label flips (json → snap). No node left out of INT8 alone
-brings it back — each term's writer left out leaves the other's rounding —; both together do.
+0.0155 → 0.138), the rsqrt after it more, and the file's label flips (json → snap).
 
-The candidate (`restorations`, tried by `intervention.confirm` after the ranked): a probe the run finds diverged,
-written by a Sub whose own (local) error is at most `OWN` of its propagated error and which amplifies the error
-flowing in at least `AMPLIFIES`×, whose two inputs each read through a Q/DQ pair: both terms' writers left out of
-INT8 together (`nodes_to_exclude`, the file's own quantization), named by the Sub's probe, the mechanism in its
-words (the terms' steps, the difference in steps, the amplification)."""
+The candidates (`restorations`, tried by `intervention.confirm` after the ranked, until one brings the outputs
+back): a probe the run finds diverged, written by a Sub whose own (local) error is at most `OWN` of its propagated
+error and which amplifies the error flowing in at least `AMPLIFIES`×, whose two inputs each read through a Q/DQ pair:
+each term's writer left out of INT8 alone (named by the term's probe: magika's JSON file is back with E[x]² float
+alone, E[x²] float alone leaves it changed), then both together (named by the Sub's probe: every file back), each
+as the file's own quantization leaves a node out (`nodes_to_exclude`), the mechanism in its words (the terms'
+steps, the difference in steps, the amplification)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ MOST = 2  # subtractions tried at most (the first diverged, in the run's order)
 
 def restorations(run: "RunState", state: "CandidateState", stage: int, results: list["ProbeResult"]
                  ) -> list["Restoration"]:
-    """Each cancelling subtraction's two terms left out of INT8 together (module docstring), at most `MOST`."""
+    """Each cancelling subtraction's terms left out of INT8, each alone then both (module docstring), at most `MOST`
+    subtractions."""
     from dataclasses import replace
 
     from cp_debug.bisect.cures.restore import EXCLUDE, restoration
@@ -42,7 +44,7 @@ def restorations(run: "RunState", state: "CandidateState", stage: int, results: 
     out: list[Restoration] = []
     for r in results:
         p = run.probes.get(r.probe)
-        if len(out) == MOST or p is None or p.stage != stage or not _amplified(r):
+        if len(out) == 3 * MOST or p is None or p.stage != stage or not _amplified(r):
             continue
         sub = _writer(producer, r.probe if p.kind == "output" else pm.tensors.get(r.probe))
         if sub is None or sub.op_type != "Sub" or len(sub.input) != 2:
@@ -54,9 +56,10 @@ def restorations(run: "RunState", state: "CandidateState", stage: int, results: 
         rs = [restoration(run, state, x) if x is not None else None for x in probes]
         if any(x is None or x.how != EXCLUDE for x in rs):
             continue
-        nodes = tuple(dict.fromkeys(n for x in rs for n in x.nodes))
-        words = _words(run, r, probes, [_step(model, q) for q, _ in terms])
-        out.append(replace(rs[0], probe=r.probe, nodes=nodes, source=words, segment=False))
+        words = _words(run, r, probes, [_step(model, q) for q, _ in terms], sub.name)
+        out += [replace(x, source=f"{words}; this term left out of INT8 alone", segment=False) for x in rs]
+        out.append(replace(rs[0], probe=r.probe, nodes=tuple(dict.fromkeys(n for x in rs for n in x.nodes)),
+                           source=f"{words}; both terms left out of INT8 together", segment=False))
     return out
 
 
@@ -99,9 +102,9 @@ def _step(model, q) -> float | None:
     return float(scale) if scale is not None and scale.size == 1 else None
 
 
-def _words(run: "RunState", r: "ProbeResult", probes: list, steps: list) -> str:
+def _words(run: "RunState", r: "ProbeResult", probes: list, steps: list, sub: str) -> str:
     """The mechanism: the terms' steps, the difference in steps (the reference's, where stored), the amplification."""
-    said = f"its two terms ({', '.join(probes)}) each rounded by its own Q/DQ pair"
+    said = f"Sub '{sub}' subtracts two terms ({', '.join(probes)}), each rounded by its own Q/DQ pair"
     if all(s is not None for s in steps):
         said += f" (steps {' and '.join(f'{s:.3g}' for s in steps)})"
         diff = run.store.get(r.probe) if r.probe in run.store else None
@@ -109,4 +112,4 @@ def _words(run: "RunState", r: "ProbeResult", probes: list, steps: list) -> str:
             mag = np.abs(np.asarray(diff, np.float64)) / max(steps)
             said += f", their difference a median {np.median(mag):.2g} steps (the smallest {mag.min():.2g})"
     return (f"{said}: the subtraction cancels them and amplifies their rounding ×{r.amplification:.3g} (relative "
-            f"RMS {r.diff.rel_rmse / r.amplification:.3g} → {r.diff.rel_rmse:.3g}); both left out of INT8 together")
+            f"RMS {r.diff.rel_rmse / r.amplification:.3g} → {r.diff.rel_rmse:.3g})")
