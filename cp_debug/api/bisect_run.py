@@ -77,7 +77,7 @@ def start_engine(request: BisectRequest, progress, phases: Phases) -> BisectEngi
         from cp_debug.bisect.subjects.feeds import calibration_feeds, declared_inputs
 
         feeds, said = calibration_feeds(request.calib, subject.feed(0, {}), "the model", "the model's input is",
-                                        declared_inputs(subject.stages[0].onnx_model))
+                                        lambda: declared_inputs(subject.stages[0].onnx()))
         subject.warnings.extend(said)
         opts = replace(opts, calib_feeds=tuple(feeds))
     return BisectEngine(subject, request.pairs[0], list(request.pairs[1:]), opts, progress=progress, phases=phases)

@@ -219,6 +219,23 @@ def test_calib_samples_may_differ_on_the_models_open_axes(tmp_path):
     assert proc.returncode == 2 and "[1, 6, 9]" in error_line(proc), proc.stderr[-2000:]
 
 
+def test_a_torch_models_open_axis_takes_calib_samples_of_other_lengths(model, tmp_path):
+    """The `--torch` door: the model is exported with its `ids` axis 1 open (`--dynamic ids:1`, or inferred from the
+    samples' lengths), its declared shapes read from that export (before, the export came later and every sentence
+    of another length was refused)."""
+    rng = np.random.default_rng(0)
+    x = save(tmp_path / "x.npz", ids=rng.integers(0, 16, (1, 6)))
+    (tmp_path / "calib").mkdir()
+    for n in (4, 9):
+        save(tmp_path / "calib" / f"s{n}.npz", ids=rng.integers(0, 16, (1, n)))
+    for opened in (("--dynamic", "ids:1"), ()):
+        proc = bisect(model, "tokens", "--inputs", x, "--calib", tmp_path / "calib", *opened, "--json",
+                      tmp_path / "r.json", backends="ort-cpu,ort-cpu-int8")
+        assert proc.returncode in (0, 1, 4), proc.stdout[-2000:] + proc.stderr[-2000:]
+        stage = json.loads((tmp_path / "r.json").read_text())["settings"]["backends"]["ort-cpu-int8"]["my_model"]
+        assert stage["precision_transform"]["calibration_feeds"] == 2
+
+
 def test_a_module_alone_takes_its_example_from_the_inputs_and_a_candidate_may_be_the_file_itself(model, tmp_path):
     """FUNC() returning the module alone (no example): the sample given is its example (`loaders._example_of`); and
     `ort@FILE.onnx`, a one-stage model's own file as the candidate, beside others in one folder (refused as "not a

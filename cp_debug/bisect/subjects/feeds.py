@@ -106,14 +106,14 @@ def cast_inputs(feed: dict[str, np.ndarray], dtypes: Mapping[str, np.dtype], sou
 
 
 def calibration_feeds(paths: Sequence[Path | Mapping[str, np.ndarray]], sample: Mapping[str, np.ndarray], what: str,
-                      takes: str, declared: Mapping[str, tuple | None] | None = None
-                      ) -> tuple[list[dict[str, np.ndarray]], list[str]]:
+                      takes: str, declared=None) -> tuple[list[dict[str, np.ndarray]], list[str]]:
     """The feeds INT8 calibrates on, from the `--calib` files (or folders of them, `calib_files`): each input's array
     is one sample (the shape of `sample`, the run's feed) or a batch of them along the first axis (example
     [1,3,32,32], calib [8,3,32,32]: 8 samples; or stacked on a new first axis, [8,1,3,32,32]); every input of a file
     gives the same number. `declared`: the model's input shapes (None for an axis left open): a sample may differ from
-    the run's on an open axis (a sentence of other words than the judged one's, `[1, 12]` beside `[1, 14]`). Also the
-    casts said (`cast_inputs`)."""
+    the run's on an open axis (a sentence of other words than the judged one's, `[1, 12]` beside `[1, 14]`), or a
+    callable giving them, asked only where a sample's shape is not the run's (a `--torch` model exported then). Also
+    the casts said (`cast_inputs`)."""
     names = tuple(sample)
     feeds: list[dict[str, np.ndarray]] = []
     said: list[str] = []
@@ -125,7 +125,10 @@ def calibration_feeds(paths: Sequence[Path | Mapping[str, np.ndarray]], sample: 
         given = match_inputs(arrays, names, {}, what, option)
         given, casts = cast_inputs(given, {n: a.dtype for n, a in sample.items()}, source, takes)
         said += [c for c in casts if c not in said]
-        counts = {n: _samples(option, n, a, sample[n].shape, (declared or {}).get(n)) for n, a in given.items()}
+        if callable(declared) and any(a.shape != sample[n].shape for n, a in given.items()):
+            declared = declared()
+        shapes = declared if isinstance(declared, Mapping) else {}
+        counts = {n: _samples(option, n, a, sample[n].shape, shapes.get(n)) for n, a in given.items()}
         if len(set(counts.values())) > 1:
             shown = ", ".join(f"{n}: {c}" for n, c in counts.items())
             raise BadInputError(f"{option}: its inputs hold different numbers of samples ({shown}): give each input "
@@ -136,8 +139,7 @@ def calibration_feeds(paths: Sequence[Path | Mapping[str, np.ndarray]], sample: 
 
 
 def declared_inputs(model) -> dict[str, tuple | None]:
-    """An ONNX model's input shapes as it declares them (None for an axis left open); {} without a model (a `--torch`
-    model not yet exported)."""
+    """An ONNX model's input shapes as it declares them (None for an axis left open); {} without one."""
     if model is None:
         return {}
     from cp_debug.graph.model import static_dims
@@ -173,8 +175,10 @@ def _samples(option: str, name: str, arr: np.ndarray, shape: tuple, declared: tu
             and arr.shape[0] % shape[0] == 0 and arr.shape[0] > 0:
         return arr.shape[0] // shape[0]
     batch = [f"N×{shape[0]}" if shape[0] != 1 else "N", *shape[1:]] if shape else ["N"]
+    fixed = [a for a in range(1, arr.ndim) if arr.ndim == len(shape) and arr.shape[a] != shape[a]]
+    also = f"; the model fixes axis {fixed[0]} (a --torch model opens it: --dynamic {name}:{fixed[0]})" if fixed else ""
     raise BadInputError(f"{option}: input {name!r} has shape {list(arr.shape)}, but one sample is {list(shape)} "
-                        f"(a batch of N samples: [{', '.join(map(str, batch))}])")
+                        f"(a batch of N samples: [{', '.join(map(str, batch))}]){also}")
 
 
 def _sample(arr: np.ndarray, k: int, shape: tuple) -> np.ndarray:
