@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cp_debug.backends.spec import BackendSpec
-from cp_debug.bisect.subjects.feeds import calib_files, npz_shapes
+from cp_debug.bisect.subjects.feeds import calib_files, declared_inputs, npz_shapes
 from cp_debug.errors import BadInputError
 from cp_debug.export.dynamic import said_of
 from cp_debug.samples.sets import Sample, default_samples, graph_inputs, load_samples
@@ -150,7 +150,7 @@ def prepare(g: Mapping, seed: int, backends: Sequence[BackendSpec], recipe: "Rec
         samples = default_samples(m.first, seed, first_name=m.first_name)
     split = split_samples(samples, g["verify_samples"], source)
     split = SampleSplit(split.search, split.verify, split.source, ranged)
-    calib = _calibration(calib_given, samples[0].feed) if calib_given else None
+    calib = _calibration(calib_given, samples[0].feed, declared_inputs(m.model)) if calib_given else None
     return m, split, calib, said
 
 
@@ -180,9 +180,9 @@ def _range_samples(profile, model, graph, seed: int, given: list[Sample]) -> tup
     return [*given, *made], range_doc(ShapedInputs(space, graph.dtypes, bounds, seed))
 
 
-def _calibration(given: Sequence[Path], one: Mapping[str, np.ndarray]) -> list[Sample]:
+def _calibration(given: Sequence[Path], one: Mapping[str, np.ndarray], declared=None) -> list[Sample]:
     """`--calib`'s samples (its files, repeated or a folder's), read as every command reads them
-    (`samples.calibration.read_calib`)."""
+    (`samples.calibration.read_calib`; `declared`: the model's input shapes, open axes None)."""
     from cp_debug.samples.calibration import read_calib
 
-    return [Sample(f"calib_{k}", feed) for k, feed in enumerate(read_calib(given, one))]
+    return [Sample(f"calib_{k}", feed) for k, feed in enumerate(read_calib(given, one, declared))]
