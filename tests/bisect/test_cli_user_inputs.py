@@ -214,6 +214,10 @@ def test_calib_samples_may_differ_on_the_models_open_axes(tmp_path):
     assert proc.returncode in (0, 1), proc.stdout[-2000:] + proc.stderr[-2000:]
     stage = json.loads((tmp_path / "r.json").read_text())["settings"]["backends"]["ort-cpu-int8"]["m"]
     assert stage["precision_transform"]["calibration_feeds"] == 3
+    # fix reads --calib as bisect does (`samples.calibration.read_calib`), with the model's declared shapes
+    proc = cpdebug("fix", "--onnx", tmp_path / "m.onnx", "--inputs", tmp_path / "calib", "--calib", tmp_path / "calib",
+                   "-b", "ort-cpu,ort-cpu-int8", "--out", tmp_path / "fix", "--quiet")
+    assert proc.returncode != 2 and "one sample is" not in proc.stderr, proc.stderr[-2000:]
     bad = save(tmp_path / "bad.npz", x=np.zeros((1, 6, 9), np.float32))  # the model's last axis is 8
     proc = cpdebug("bisect", "--onnx", tmp_path / "m.onnx", "--inputs", x, "--calib", bad, "-b", "ort-cpu,ort-cpu-int8")
     assert proc.returncode == 2 and "[1, 6, 9]" in error_line(proc), proc.stderr[-2000:]
