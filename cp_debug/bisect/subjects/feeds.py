@@ -175,7 +175,8 @@ def _samples(option: str, name: str, arr: np.ndarray, shape: tuple, declared: tu
             and arr.shape[0] % shape[0] == 0 and arr.shape[0] > 0:
         return arr.shape[0] // shape[0]
     batch = [f"N×{shape[0]}" if shape[0] != 1 else "N", *shape[1:]] if shape else ["N"]
-    fixed = [a for a in range(1, arr.ndim) if arr.ndim == len(shape) and arr.shape[a] != shape[a]]
+    fixed = [a for a in range(1, arr.ndim) if arr.ndim == len(shape) == len(declared or ()) and arr.shape[a] != shape[a]
+             and declared[a] is not None]  # an axis the model declares fixed
     also = f"; the model fixes axis {fixed[0]} (a --torch model opens it: --dynamic {name}:{fixed[0]})" if fixed else ""
     raise BadInputError(f"{option}: input {name!r} has shape {list(arr.shape)}, but one sample is {list(shape)} "
                         f"(a batch of N samples: [{', '.join(map(str, batch))}]){also}")
