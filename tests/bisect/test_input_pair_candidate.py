@@ -8,7 +8,8 @@ layer: the error accumulates". The input's pair is now tried after the graph out
 Here, built small: a [time, features] input transposed, read by two 1-d convs whose sum is decided at 0.5. One
 feature spans ±100 (the convs ignore it), the three others ±0.5: at the input's one step (~0.8) they round to 0 or
 one step, and 7 of 16 scores flip. Each conv left out of INT8 alone leaves the other reading the rounded input (by
-hand, ONNX Runtime's `nodes_to_exclude`: the scores still flip); the file with the input's pair removed flips none."""
+hand, ONNX Runtime's `nodes_to_exclude`: the scores still flip); the file with the input's pair removed flips none,
+and so does the file quantized with both convs left out (the cure said in the quantizer's terms, by name)."""
 
 from __future__ import annotations
 
@@ -83,6 +84,7 @@ def test_the_input_s_pair_is_the_root_cause_where_no_layer_alone_restores(tmp_pa
     assert _flips(_without_scale(folder / "model.onnx", scale), x, ref) == 0
     for conv in ("conv_a", "conv_b"):
         assert _flips(_quantized(tmp_path, conv, (conv,)) / "model.onnx", x, ref) > 0
+    assert _flips(_quantized(tmp_path, "both", ("conv_a", "conv_b")) / "model.onnx", x, ref) == 0  # its readers
 
     proc = cpdebug("bisect", "--onnx", tmp_path / "m.onnx", "--inputs", tmp_path / "x.npz", "-b",
                    f"ort-cpu,ort@{folder}", "--metric", f"{METRIC}:kept", "--json", tmp_path / "r.json", "--quiet")
@@ -90,5 +92,7 @@ def test_the_input_s_pair_is_the_root_cause_where_no_layer_alone_restores(tmp_pa
     cause = json.loads((tmp_path / "r.json").read_text())["root_cause"][f"ort@{folder}"]
     assert cause["probe"] == "feats" and cause["confirmed"], cause
     assert cause["hint"].startswith("the file reads its graph input 'x' through a per-tensor Q/DQ pair"), cause["hint"]
+    # the cure in the quantizer's terms names the ops that read it (before: "nodes_to_exclude=[...]")
+    assert "nodes_to_exclude=['conv_a', 'conv_b']" in cause["hint"], cause["hint"]
     cure = next(t for t in cause["intervention"]["tried"] if t["back"])
     assert cure["tensors"] == [scale] and cure["output_error_after"]["decisions_flipped"] == 0, cure

@@ -51,6 +51,7 @@ class SharedScale:
     input: str | None = None  # the graph input a pair reads (through ops that only reshape it), where one does
     reads: str | None = None  # that pair's tensor
     moved: float | None = None  # the input's mean distance to the pair's levels, in steps (`_rounding`)
+    leave_out: tuple[str, ...] = ()  # the ops the quantizer is told to leave out: the input's readers, the writer
 
     def words(self) -> str:
         what = (f"Concat {self.concat!r}'s shared scale" if self.concat else f"the graph output {self.output!r}'s "
@@ -61,14 +62,15 @@ class SharedScale:
         if self.concat is None and self.output is None:
             return (f"the file reads its graph input {self.input!r} through a per-tensor Q/DQ pair at scale "
                     f"{self.scale!r} (a step of {self.step:.3g}): every value of the input is rounded to that step "
-                    f"before the model sees it{_moved(self.moved)}; re-quantize leaving out the op that reads it "
-                    "(ONNX Runtime: `quantize_static(..., nodes_to_exclude=[...])`), or give the input a scale of "
-                    "its own range")
+                    f"before the model sees it{_moved(self.moved)}; re-quantize leaving out "
+                    f"{_ops(self.leave_out, 'reads')} "
+                    f"(ONNX Runtime: `quantize_static(..., nodes_to_exclude=[{_listed(self.leave_out)}])`), or give "
+                    "the input a scale of its own range")
         if self.concat is None:
             return (f"the file's graph output {self.output!r} is read through a Q/DQ pair at scale {self.scale!r} "
-                    f"(a step of {self.step:.3g}): the application reads its INT8 rounding; re-quantize without it "
-                    "(ONNX Runtime: `quantize_static(..., op_types_to_quantize=...)` leaving out the op that writes "
-                    "it)")
+                    f"(a step of {self.step:.3g}): the application reads its INT8 rounding; re-quantize leaving out "
+                    f"{_ops(self.leave_out, 'writes')} (ONNX Runtime: `quantize_static(..., nodes_to_exclude="
+                    f"[{_listed(self.leave_out)}])`)")
         parts = ", ".join(f"{t!r} up to |x| {m:.3g} ({s:.3g} step(s))" for t, m, s in self.parts)
         return (f"one per-tensor INT8 scale covers Concat {self.concat!r}'s inputs of very different ranges: {parts} "
                 f"— the scale {self.scale!r} (a step of {self.step:.3g}, read by {len(self.quantize)} Q/DQ pair(s) "
@@ -131,14 +133,42 @@ def shared_scales(run: RunState, state: CandidateState, stage: int) -> list[Shar
                 continue
         if out is not None:
             seen.add(q.input[1])
-            found.append(SharedScale(q.input[1], step, *pairs, output=out))
+            found.append(SharedScale(q.input[1], step, *pairs, output=out,
+                                     leave_out=_leave_out(model, pairs[1], q.input[0], producer)))
         elif step > 0 and (src := _graph_input(q.input[0], producer, graph_inputs)) is not None:
             seen.add(q.input[1])  # after the outputs' (`MOST`): a model's input read in INT8 levels (torchfcpe's mel)
             moved = _rounding(run.ref_feeds[stage].get(src), q, inits, step)
             if moved is None or moved > 0:  # an input on the pair's levels (0 / 1 bits) loses nothing to them
-                inputs.append((-(moved or 0.0), len(inputs), SharedScale(q.input[1], step, *pairs, input=src,
-                                                                         reads=q.input[0], moved=moved)))
+                inputs.append((-(moved or 0.0), len(inputs), SharedScale(
+                q.input[1], step, *pairs, input=src, reads=q.input[0], moved=moved,
+                leave_out=_leave_out(model, pairs[1], None, producer))))
     return [*found, *(s for *_, s in sorted(inputs, key=lambda x: x[:2]))][:MOST]
+
+
+def _ops(names: tuple[str, ...], does: str) -> str:
+    """The ops to leave out, by name where the file names them."""
+    if not names:
+        return f"the op that {does} it"
+    return f"the op that {does} it, {names[0]!r}" if len(names) == 1 else (
+        f"the {len(names)} ops that {does[:-1]} it, {', '.join(map(repr, names))}")
+
+
+def _listed(names: tuple[str, ...]) -> str:
+    return ", ".join(map(repr, names)) if names else "..."
+
+
+def _leave_out(model, dequantize: tuple[str, ...], tensor: str | None, producer: dict) -> tuple[str, ...]:
+    """The named ops a quantizer leaves out to keep the pair's tensor float: its writer (`tensor`: the one the
+    QuantizeLinear reads, past ops that only reshape it), else the readers of the pair's dequantized outputs; () where
+    one of them has no name (nothing a user could write into `nodes_to_exclude`)."""
+    if tensor is not None:
+        node = producer.get(tensor)
+        while node is not None and node.op_type in _RESHAPES and node.input:
+            node = producer.get(node.input[0])
+        return (node.name,) if node is not None and node.name else ()
+    outs = {t for n in model.graph.node if n.name in dequantize for t in n.output}
+    readers = [n.name for n in model.graph.node if outs.intersection(n.input)]
+    return tuple(dict.fromkeys(readers)) if readers and all(readers) else ()
 
 
 def _moved(moved: float | None) -> str:
