@@ -74,9 +74,10 @@ def start_engine(request: BisectRequest, progress, phases: Phases) -> BisectEngi
         progress.warn(line)
     opts = request.options
     if request.calib:
-        from cp_debug.bisect.subjects.feeds import calibration_feeds
+        from cp_debug.bisect.subjects.feeds import calibration_feeds, free_first
 
-        feeds, said = calibration_feeds(request.calib, subject.feed(0, {}), "the model", "the model's input is")
+        feeds, said = calibration_feeds(request.calib, subject.feed(0, {}), "the model", "the model's input is",
+                                        free_first(subject.stages[0].onnx_model))
         subject.warnings.extend(said)
         opts = replace(opts, calib_feeds=tuple(feeds))
     return BisectEngine(subject, request.pairs[0], list(request.pairs[1:]), opts, progress=progress, phases=phases)

@@ -106,11 +106,13 @@ def cast_inputs(feed: dict[str, np.ndarray], dtypes: Mapping[str, np.dtype], sou
 
 
 def calibration_feeds(paths: Sequence[Path | Mapping[str, np.ndarray]], sample: Mapping[str, np.ndarray], what: str,
-                      takes: str) -> tuple[list[dict[str, np.ndarray]], list[str]]:
+                      takes: str, free: frozenset[str] = frozenset()) -> tuple[list[dict[str, np.ndarray]], list[str]]:
     """The feeds INT8 calibrates on, from the `--calib` files (or folders of them, `calib_files`): each input's array
     is one sample (the shape of `sample`, the run's feed) or a batch of them along the first axis (example
     [1,3,32,32], calib [8,3,32,32]: 8 samples; or stacked on a new first axis, [8,1,3,32,32]); every input of a file
-    gives the same number. Also the casts said (`cast_inputs`)."""
+    gives the same number. An input of `free` (the model leaves its first axis free: a batch, a text's characters)
+    given at another length along it that no whole number of samples makes is one sample of that length (pythainlp's
+    deepcut: a text of 338 characters calibrates, the judged one has 325). Also the casts said (`cast_inputs`)."""
     names = tuple(sample)
     feeds: list[dict[str, np.ndarray]] = []
     said: list[str] = []
@@ -122,7 +124,7 @@ def calibration_feeds(paths: Sequence[Path | Mapping[str, np.ndarray]], sample: 
         given = match_inputs(arrays, names, {}, what, option)
         given, casts = cast_inputs(given, {n: a.dtype for n, a in sample.items()}, source, takes)
         said += [c for c in casts if c not in said]
-        counts = {n: _samples(option, n, a, sample[n].shape) for n, a in given.items()}
+        counts = {n: _samples(option, n, a, sample[n].shape, n in free) for n, a in given.items()}
         if len(set(counts.values())) > 1:
             shown = ", ".join(f"{n}: {c}" for n, c in counts.items())
             raise BadInputError(f"{option}: its inputs hold different numbers of samples ({shown}): give each input "
@@ -130,6 +132,14 @@ def calibration_feeds(paths: Sequence[Path | Mapping[str, np.ndarray]], sample: 
         for k in range(next(iter(counts.values()))):
             feeds.append({n: _sample(a, k, sample[n].shape) for n, a in given.items()})
     return feeds, said
+
+
+def free_first(model) -> frozenset[str]:
+    """The inputs of ONNX `model` (None: none known) whose first axis it leaves free (a named or unknown dimension)."""
+    if model is None:
+        return frozenset()
+    return frozenset(i.name for i in model.graph.input if i.type.tensor_type.shape.dim
+                     and not i.type.tensor_type.shape.dim[0].HasField("dim_value"))
 
 
 def _calib_npz(path: Path) -> dict[str, np.ndarray]:
@@ -141,10 +151,15 @@ def _calib_npz(path: Path) -> dict[str, np.ndarray]:
         raise BadInputError(f"--calib {path}: not a valid .npz file ({type(err).__name__}); {CALIB_FORMS}") from err
 
 
-def _samples(option: str, name: str, arr: np.ndarray, shape: tuple) -> int:
-    """How many samples of `shape` `arr` holds (one line naming both shapes where it fits neither way)."""
+def _samples(option: str, name: str, arr: np.ndarray, shape: tuple, free: bool = False) -> int:
+    """How many samples of `shape` `arr` holds (one line naming both shapes where it fits neither way); `free`: the
+    model leaves the first axis free, and an array of the sample's rank and trailing shape that no whole number of
+    samples makes is one sample."""
     shape = tuple(shape)
     if arr.shape == shape:
+        return 1
+    if free and shape and arr.ndim == len(shape) and arr.shape[1:] == shape[1:] and arr.shape[0] > 0 and (
+            not shape[0] or arr.shape[0] % shape[0]):
         return 1
     if arr.ndim == len(shape) + 1 and arr.shape[1:] == shape and arr.shape[0] > 0:
         return arr.shape[0]
@@ -160,7 +175,9 @@ def _sample(arr: np.ndarray, k: int, shape: tuple) -> np.ndarray:
     if arr.ndim == len(shape) + 1:
         return np.asarray(arr[k])  # a 0-d input's sample (silero-vad's `sr`) stays an array, not a numpy scalar
     b = shape[0] if shape else 1
-    return arr[k * b:(k + 1) * b] if arr.shape != tuple(shape) else arr
+    if arr.shape == tuple(shape) or (b and arr.shape[0] % b) or not b:  # one sample of a free first axis' own length
+        return arr
+    return arr[k * b:(k + 1) * b]
 
 
 def _check_finite(name: str, arr: np.ndarray, why: str = "") -> None:
