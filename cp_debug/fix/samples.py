@@ -150,7 +150,7 @@ def prepare(g: Mapping, seed: int, backends: Sequence[BackendSpec], recipe: "Rec
         samples = default_samples(m.first, seed, first_name=m.first_name)
     split = split_samples(samples, g["verify_samples"], source)
     split = SampleSplit(split.search, split.verify, split.source, ranged)
-    calib = _calibration(calib_given, samples[0].feed) if calib_given else None
+    calib = _calibration(calib_given, samples[0].feed, m.model) if calib_given else None
     return m, split, calib, said
 
 
@@ -180,9 +180,9 @@ def _range_samples(profile, model, graph, seed: int, given: list[Sample]) -> tup
     return [*given, *made], range_doc(ShapedInputs(space, graph.dtypes, bounds, seed))
 
 
-def _calibration(given: Sequence[Path], one: Mapping[str, np.ndarray]) -> list[Sample]:
+def _calibration(given: Sequence[Path], one: Mapping[str, np.ndarray], model=None) -> list[Sample]:
     """`--calib`'s samples (its files, repeated or a folder's), read as every command reads them
-    (`samples.calibration.read_calib`)."""
+    (`samples.calibration.read_calib`; `model`: the ONNX graph whose free first axes take any length)."""
     from cp_debug.samples.calibration import read_calib
 
-    return [Sample(f"calib_{k}", feed) for k, feed in enumerate(read_calib(given, one))]
+    return [Sample(f"calib_{k}", feed) for k, feed in enumerate(read_calib(given, one, model))]

@@ -50,11 +50,13 @@ def calibration_of(samples, given: "Path | Sequence[Path] | None" = None, n: int
     return Calibration(tuple(feeds), f"the set's first {len(feeds)} samples (no --calib: the judged data itself)")
 
 
-def read_calib(given: "Path | Sequence[Path]", one: Mapping[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+def read_calib(given: "Path | Sequence[Path]", one: Mapping[str, np.ndarray],
+               model=None) -> list[dict[str, np.ndarray]]:
     """`--calib`'s feeds as every command reads them (`bisect.subjects.feeds.calibration_feeds`): .npz files (or
     folders of them) whose arrays are one sample each, of `one`'s shapes, or a batch along a first axis ([8,3,32,32]
-    or [8,1,3,32,32] for one sample of [1,3,32,32])."""
-    from cp_debug.bisect.subjects.feeds import calib_files, calibration_feeds
+    or [8,1,3,32,32] for one sample of [1,3,32,32]); of another length along a first axis ONNX `model` leaves free,
+    one sample."""
+    from cp_debug.bisect.subjects.feeds import calib_files, calibration_feeds, free_first
 
-    feeds, _ = calibration_feeds(calib_files(given), dict(one), "the model", "the model takes it")
+    feeds, _ = calibration_feeds(calib_files(given), dict(one), "the model", "the model takes it", free_first(model))
     return feeds

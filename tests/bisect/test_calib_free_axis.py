@@ -40,3 +40,18 @@ def test_a_whole_number_of_samples_along_a_free_axis_is_still_split(tmp_path):
     assert [f["x"].shape for f in feeds] == [(4, 5, 4)] * 3  # 3 samples of the judged one's length
     feeds, _ = calibration_feeds([{"x": np.ones((10, 5, 4), np.float32)}], one, "the model", "it", frozenset({"x"}))
     assert [f["x"].shape for f in feeds] == [(10, 5, 4)]  # one sample of its own length
+
+
+def test_fix_reads_such_a_calib_array_as_one_sample_too():
+    """`cpdebug fix --calib` reads it as bisect does (`samples.calibration.read_calib` with the model): before, fix on
+    deepcut refused "[338, 21], but one sample is [36, 21]"."""
+    import tempfile
+    from pathlib import Path
+
+    from cp_debug.samples.calibration import read_calib
+    from tests.bisect.int8_concat_reader import build, samples
+
+    with tempfile.TemporaryDirectory() as d:
+        np.savez(Path(d) / "calib.npz", x=samples(20, 1))
+        feeds = read_calib([Path(d) / "calib.npz"], {"x": samples(64, 2)}, build())
+    assert [f["x"].shape for f in feeds] == [(20, 5, 4)]

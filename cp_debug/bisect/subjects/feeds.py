@@ -135,10 +135,12 @@ def calibration_feeds(paths: Sequence[Path | Mapping[str, np.ndarray]], sample: 
 
 
 def free_first(model) -> frozenset[str]:
-    """The inputs of ONNX `model` (None: none known) whose first axis it leaves free (a named or unknown dimension)."""
-    if model is None:
+    """The inputs of ONNX `model` (None, or no ONNX graph: none known) whose first axis it leaves free (a named or
+    unknown dimension)."""
+    inputs = getattr(getattr(model, "graph", None), "input", None)
+    if inputs is None:
         return frozenset()
-    return frozenset(i.name for i in model.graph.input if i.type.tensor_type.shape.dim
+    return frozenset(i.name for i in inputs if i.type.tensor_type.shape.dim
                      and not i.type.tensor_type.shape.dim[0].HasField("dim_value"))
 
 
