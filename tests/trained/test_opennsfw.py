@@ -5,8 +5,9 @@ Without cp_debug: the file in a plain ONNX Runtime session (its default options:
 kernels) takes image 17's score from 0.613 to 0.816, across 0.8 — the band changes; with the graph optimisations off
 (float arithmetic on dequantized values, as a session exposing every probe runs) it reads 0.765, the band held.
 cp_debug measured with its probes exposed, said "the decision held" and degraded (exit 4), its warning that probing
-changed the outputs (2.1× the budget) beside it. Now the decisions are read on the graph as deployed where probing
-moved them (`findings/decisions.record_deployed`): the band changes, exit 1."""
+changed the outputs (2.1× the budget) beside it; on eight images it said 0.875 of them keep their band where the
+deployment keeps 0.625. Now the decisions are read on the graph as deployed where probing moved them
+(`findings/decisions.record_deployed`): the band changes, exit 1; 0.625."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import pytest
 
 from tests.cli_run import cpdebug
 
-pytestmark = pytest.mark.long  # 160 images drawn, a quantization of a ResNet-50 and a bisect (~60 s)
+pytestmark = pytest.mark.long  # 160 images drawn, a quantization of a ResNet-50 and two bisects (~60 s)
 HERE = Path(__file__).resolve().parent
 
 
@@ -62,3 +63,15 @@ def test_the_decision_is_the_graph_as_deployed_s(tmp_path):
     assert metric and metric[0]["changed"] and metric[0]["candidate"] == 0.0, report["decisions"]
     assert any("graph as deployed" in w and "measured with its probes exposed" in w for w in report["warnings"]), \
         report["warnings"]
+
+    # eight images at once: 3 change band as deployed, 1 with the probes (both "changed": the value is the
+    # deployment's — before, 0.875)
+    eight = {"input:0": np.concatenate([f["input:0"] for f in judged[:8]])}
+    np.savez(tmp_path / "x8.npz", **eight)
+    proc = cpdebug("bisect", "--onnx", tmp_path / "nsfw13.onnx", "--inputs", tmp_path / "x8.npz", "-b",
+                   f"ort-cpu,ort@{tmp_path / 'q'}", "--metric", f"{HERE / 'opennsfw.py'}:band_metric", "--json",
+                   tmp_path / "r8.json", "--quiet")
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
+    decisions = json.loads((tmp_path / "r8.json").read_text())["decisions"]
+    metric = [d for ds in decisions.values() for d in ds if d.get("rule") == "metric"]
+    assert metric and metric[0]["candidate"] == 0.625, decisions

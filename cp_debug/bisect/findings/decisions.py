@@ -209,7 +209,8 @@ def record_deployed(run: "RunState", states: list) -> None:
         found = output_decisions(run, i, run.ref_outputs[i], plain)
         now = [d for d in found if d.changed or d.rule == "metric"]
         was = [d for d in s.decisions if isinstance(d, OutputDecision)]
-        if {(d.name, d.changed, d.flipped) for d in now} == {(d.name, d.changed, d.flipped) for d in was}:
+        if {(d.name, d.changed, d.flipped, d.candidate) for d in now} == {
+                (d.name, d.changed, d.flipped, d.candidate) for d in was}:  # a metric's value too (0.875 vs 0.625)
             continue
         s.decisions = [d for d in s.decisions if not isinstance(d, OutputDecision)] + now
         s.metric_held = _held(found, run.subject.stages[i].output_names)
