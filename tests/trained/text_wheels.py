@@ -66,6 +66,31 @@ class G2pm:
         return [tuple(np.asarray(run(f)[0]).argmax(-1).tolist()) for f in feeds]
 
 
-TEXT = {m.name: m for m in (Attacut(), G2pm())}
+@dataclass
+class Deepcut:
+    """pythainlp 5.4.0's DeepCut (`pythainlp/corpus/deepcut.onnx`, its author's tf2onnx file, as it ships; tests/
+    trained/deepcut.py). Decision: a word boundary at each character (> 0.5, as `segment` reads it), per text (16
+    sentences written here; the even ones calibrate)."""
+
+    name: str = "deepcut"
+
+    def model(self):
+        import onnx
+
+        from tests.trained.deepcut import model_path
+
+        return onnx.load(str(model_path()))
+
+    def samples(self, run) -> list[dict]:
+        from tests.trained.deepcut import TEXTS, feeds
+
+        return [feeds([t]) for t in TEXTS]
+
+    def decisions(self, run, feeds) -> list:
+        return [tuple((np.asarray(run(f)[0]).ravel() > 0.5).tolist()) for f in feeds]
+
+
+TEXT = {m.name: m for m in (Attacut(), G2pm(), Deepcut())}
 # their decisions as `--metric FILE.py:FUNC` reads them, beside the models' own files
-TEXT_METRICS = {"attacut": ("attacut.py", "boundary_metric"), "g2pm": ("g2pm.py", "pinyin_metric")}
+TEXT_METRICS = {"attacut": ("attacut.py", "boundary_metric"), "g2pm": ("g2pm.py", "pinyin_metric"),
+                "deepcut": ("deepcut.py", "boundary_metric")}

@@ -22,7 +22,7 @@ readers left out of INT8 one at a time leave the others reading the rounded inpu
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -52,6 +52,7 @@ class SharedScale:
     reads: str | None = None  # that pair's tensor
     moved: float | None = None  # the input's mean distance to the pair's levels, in steps (`_rounding`)
     leave_out: tuple[str, ...] = ()  # the ops the quantizer is told to leave out: the input's readers, the writer
+    cure: object = None  # a Concat's: its `qdq_exclude.ExcludeCure`, tried (`with_cure`)
 
     def words(self) -> str:
         what = (f"Concat {self.concat!r}'s shared scale" if self.concat else f"the graph output {self.output!r}'s "
@@ -75,9 +76,11 @@ class SharedScale:
         return (f"one per-tensor INT8 scale covers Concat {self.concat!r}'s inputs of very different ranges: {parts} "
                 f"— the scale {self.scale!r} (a step of {self.step:.3g}, read by {len(self.quantize)} Q/DQ pair(s) "
                 f"from the Concat on{', the graph output ' + repr(self.output) + ' among them' if self.output else ''})"
-                f" holds the smaller input in a few levels; re-quantize with `nodes_to_exclude=[{self.concat!r}]` "
-                f"(ONNX Runtime: `quantize_static(..., nodes_to_exclude=[{self.concat!r}])`), or give the Concat's "
-                "inputs scales of their own (quantize them before it and concatenate in float)")
+                f" holds the smaller input in a few levels; " + (
+                    f"{self.cure.text()}; or" if self.cure is not None else
+                    f"re-quantize with `nodes_to_exclude=[{self.concat!r}]` (ONNX Runtime: `quantize_static(..., "
+                    f"nodes_to_exclude=[{self.concat!r}])`), or") + " give the Concat's inputs scales of their own "
+                "(quantize them before it and concatenate in float)")
 
 
 def shared_scales(run: RunState, state: CandidateState, stage: int) -> list[SharedScale]:
@@ -301,3 +304,28 @@ def _first_read(model, s: SharedScale, probes, by_tensor: dict) -> str | None:
                 if probe is not None and probe in probes:
                     return probe
     return None
+
+
+def with_cure(run: RunState, state: CandidateState, restored: Restoration) -> SharedScale:
+    """The shared scale the intervention confirmed (`restored.detail`) with its cure tried as the file's quantizer
+    gives it (`qdq_exclude.exclusion_cure`): the Concat left out, then with the readers of its pairs that quantize
+    what they read — the Concat left out alone keeps its output's pair where a reader quantizes it (pythainlp's
+    deepcut: its BatchNorm's `Mul` reads the Concat at one step of 7.46; left out alone, the 21 boundaries of 325 the
+    file moves stay moved, with the Mul 20 come back). A graph output's or input's scale as it is."""
+    from cp_debug.bisect.cures.qdq_exclude import exclusion_cure
+    from cp_debug.bisect.cures.qdq_removal import QUANTIZES
+
+    found = restored.detail
+    if not isinstance(found, SharedScale) or found.concat is None:
+        return found
+    model = run.stage_of(state.label, restored.stage).onnx()
+    producer = {o: n for n in model.graph.node for o in n.output}
+    read = {t for n in model.graph.node if n.name in found.dequantize for t in n.output}
+    readers = [n.name for n in model.graph.node if read & set(n.input) and (n.op_type in QUANTIZES or any(
+        x not in read and x in producer and producer[x].op_type == "DequantizeLinear" for x in n.input))]
+    ladder = [[found.concat], *([[found.concat, *readers]] if readers else [])]
+    try:
+        cure = exclusion_cure(run, state, restored.stage, model, ladder)
+    except Exception:  # noqa: BLE001 - untried: the cure said as before, the finding stands on the intervention
+        return found
+    return replace(found, cure=cure) if cure is not None and cure.passes is not None else found

@@ -245,13 +245,13 @@ class SharedScaleWhy:
         return c.ran and c.own_files and c.state.intervention is not None
 
     def examine(self, seg: Segment) -> Finding | None:
-        from cp_debug.bisect.cures.restore import UNPAIRED
+        from cp_debug.bisect.cures import restore, shared_scale
 
         cure = seg.state.intervention.cure
-        if cure is None or len(cure.restored) != 1 or cure.restored[0].how != UNPAIRED \
+        if cure is None or len(cure.restored) != 1 or cure.restored[0].how != restore.UNPAIRED \
                 or cure.restored[0].probe != seg.root or cure.restored[0].detail is None:
             return None
-        found = cure.restored[0].detail
+        found = shared_scale.with_cure(seg.run, seg.state, cure.restored[0])  # its cure tried as the quantizer's
         return Finding(self.fault, self.role, seg.root, found.text(), found.step, replaces_hint=True, detail=found)
 
 

