@@ -43,8 +43,8 @@ def test_a_whole_number_of_samples_along_a_free_axis_is_still_split(tmp_path):
 
 
 def test_fix_reads_such_a_calib_array_as_one_sample_too():
-    """`cpdebug fix --calib` reads it as bisect does (`samples.calibration.read_calib` with the model's declared shapes): before, fix on
-    deepcut refused "[338, 21], but one sample is [36, 21]"."""
+    """`cpdebug fix --calib` reads it as bisect does (`samples.calibration.read_calib` with the model's declared
+    shapes): before, fix on deepcut refused "[338, 21], but one sample is [36, 21]"."""
     import tempfile
     from pathlib import Path
 

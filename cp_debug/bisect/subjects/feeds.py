@@ -135,7 +135,7 @@ def calibration_feeds(paths: Sequence[Path | Mapping[str, np.ndarray]], sample: 
             raise BadInputError(f"{option}: its inputs hold different numbers of samples ({shown}): give each input "
                                 "the same number")
         for k in range(next(iter(counts.values()))):
-            feeds.append({n: _sample(a, k, sample[n].shape) for n, a in given.items()})
+            feeds.append({n: _sample(a, k, sample[n].shape, counts[n]) for n, a in given.items()})
     return feeds, said
 
 
@@ -186,9 +186,11 @@ def _samples(option: str, name: str, arr: np.ndarray, shape: tuple, declared: tu
                         f"(a batch of N samples: [{', '.join(map(str, batch))}]){also}")
 
 
-def _sample(arr: np.ndarray, k: int, shape: tuple) -> np.ndarray:
+def _sample(arr: np.ndarray, k: int, shape: tuple, count: int = 0) -> np.ndarray:
     if arr.ndim == len(shape) + 1:
         return np.asarray(arr[k])  # a 0-d input's sample (silero-vad's `sr`) stays an array, not a numpy scalar
+    if count == 1:
+        return arr  # one sample, of the run's shape or of its own along the model's open axes
     b = shape[0] if shape else 1
     return arr[k * b:(k + 1) * b] if arr.shape != tuple(shape) else arr
 
