@@ -92,7 +92,7 @@ def test_the_input_s_pair_is_the_root_cause_where_no_layer_alone_restores(tmp_pa
     cause = json.loads((tmp_path / "r.json").read_text())["root_cause"][f"ort@{folder}"]
     assert cause["probe"] == "feats" and cause["confirmed"], cause
     assert cause["hint"].startswith("the file reads its graph input 'x' through a per-tensor Q/DQ pair"), cause["hint"]
-    # the cure in the quantizer's terms names the ops that read it (before: "nodes_to_exclude=[...]")
-    assert "nodes_to_exclude=['conv_a', 'conv_b']" in cause["hint"], cause["hint"]
+    # the cure in the quantizer's terms names the ops that read it (before: "nodes_to_exclude=[...]"), tried
+    assert "nodes_to_exclude=['conv_a', 'conv_b']" in cause["hint"] and ": verified —" in cause["hint"], cause["hint"]
     cure = next(t for t in cause["intervention"]["tried"] if t["back"])
     assert cure["tensors"] == [scale] and cure["output_error_after"]["decisions_flipped"] == 0, cure

@@ -107,6 +107,8 @@ def _outputs_float(graph, nodes: list[str], values) -> None:
         for out in node.outputs:
             pairs, kept = _left_float(out, own=values is not None)
             own += kept
+            if not pairs:
+                _output_float(graph, out)
             for q, dq in pairs:
                 for reader in list(dq.outputs[0].outputs):
                     for k, x in enumerate(reader.inputs):
@@ -114,6 +116,22 @@ def _outputs_float(graph, nodes: list[str], values) -> None:
                             reader.inputs[k] = q.inputs[0]
     if own:
         _own_scales(own, values([q.inputs[0].name for q, _ in own]))
+
+
+def _output_float(graph, out) -> None:
+    """A left-out node's output read only by a pair that writes a graph output: the graph output written float by
+    the node, under its name, as the quantizer leaves it (RivaGAN's encoder: `Add_65` left out writes 'output')."""
+    if len(out.outputs) != 1 or out.outputs[0].op != "QuantizeLinear" or len(out.outputs[0].outputs[0].outputs) != 1:
+        return
+    dq = out.outputs[0].outputs[0].outputs[0]
+    final = dq.outputs[0] if dq.op == "DequantizeLinear" and len(dq.outputs) == 1 else None
+    if final is None or final.outputs or not any(o is final for o in graph.outputs):
+        return
+    k = next(i for i, o in enumerate(graph.outputs) if o is final)
+    name = final.name
+    final.name, dq.outputs = f"{name}_paired", []
+    out.name, out.dtype, out.shape = name, final.dtype, out.shape if out.shape is not None else final.shape
+    graph.outputs[k] = out
 
 
 def _own_scales(own: list, got: dict) -> None:
@@ -182,12 +200,20 @@ def _quantizes(node, read) -> bool:
     DequantizeLinear (a weight), or an op ONNX Runtime's QDQ quantizer quantizes the inputs of (`QUANTIZES`). A
     PRelu or an LSTM reads float where its writer is left out, though a pair may follow it for its own readers
     (facenet-pytorch's PNet: `conv3` left out, `prelu3` reads it float). An op of `ASKED` quantizes where a
-    QuantizeLinear reads one of its outputs (the file's quantizer was asked for it)."""
+    QuantizeLinear reads one of its outputs that its readers do not explain: a pair read only by ops that quantize
+    their inputs anyway (`QUANTIZES`) is theirs (RivaGAN's encoder: `Tanh_5`'s output pair is its BatchNorm's; with
+    `Conv_4` left out, the quantizer leaves `Conv_4`'s output float)."""
     if node.op in QUANTIZES or (node.op in ASKED and any(
-            r.op == "QuantizeLinear" for out in node.outputs for r in out.outputs)):
+            r.op == "QuantizeLinear" and not _readers_quantize(r) for out in node.outputs for r in out.outputs)):
         return True
     return any(x is not read and len(x.inputs) == 1 and x.inputs[0].op == "DequantizeLinear" and _constant(x.inputs[0])
                for x in node.inputs)
+
+
+def _readers_quantize(q) -> bool:
+    """Whether every node reading QuantizeLinear `q`'s pair quantizes its inputs of its own (`QUANTIZES`)."""
+    readers = [r for dq in q.outputs[0].outputs if dq.op == "DequantizeLinear" for o in dq.outputs for r in o.outputs]
+    return bool(readers) and all(r.op in QUANTIZES for r in readers)
 
 
 def _constant(dq) -> bool:

@@ -52,7 +52,7 @@ class SharedScale:
     reads: str | None = None  # that pair's tensor
     moved: float | None = None  # the input's mean distance to the pair's levels, in steps (`_rounding`)
     leave_out: tuple[str, ...] = ()  # the ops the quantizer is told to leave out: the input's readers, the writer
-    cure: object = None  # a Concat's: its `qdq_exclude.ExcludeCure`, tried (`with_cure`)
+    cure: object = None  # its `qdq_exclude.ExcludeCure` as the quantizer gives it, tried (`with_cure`)
 
     def words(self) -> str:
         what = (f"Concat {self.concat!r}'s shared scale" if self.concat else f"the graph output {self.output!r}'s "
@@ -63,15 +63,17 @@ class SharedScale:
         if self.concat is None and self.output is None:
             return (f"the file reads its graph input {self.input!r} through a per-tensor Q/DQ pair at scale "
                     f"{self.scale!r} (a step of {self.step:.3g}): every value of the input is rounded to that step "
-                    f"before the model sees it{_moved(self.moved)}; re-quantize leaving out "
-                    f"{_ops(self.leave_out, 'reads')} "
-                    f"(ONNX Runtime: `quantize_static(..., nodes_to_exclude=[{_listed(self.leave_out)}])`), or give "
-                    "the input a scale of its own range")
+                    f"before the model sees it{_moved(self.moved)}; " + (
+                        self.cure.text() if self.cure is not None else
+                        f"re-quantize leaving out {_ops(self.leave_out, 'reads')} (ONNX Runtime: `quantize_static("
+                        f"..., nodes_to_exclude=[{_listed(self.leave_out)}])`)") + ", or give the input a scale of "
+                    "its own range")
         if self.concat is None:
             return (f"the file's graph output {self.output!r} is read through a Q/DQ pair at scale {self.scale!r} "
-                    f"(a step of {self.step:.3g}): the application reads its INT8 rounding; re-quantize leaving out "
-                    f"{_ops(self.leave_out, 'writes')} (ONNX Runtime: `quantize_static(..., nodes_to_exclude="
-                    f"[{_listed(self.leave_out)}])`)")
+                    f"(a step of {self.step:.3g}): the application reads its INT8 rounding; " + (
+                        self.cure.text() if self.cure is not None else
+                        f"re-quantize leaving out {_ops(self.leave_out, 'writes')} (ONNX Runtime: `quantize_static("
+                        f"..., nodes_to_exclude=[{_listed(self.leave_out)}])`)"))
         parts = ", ".join(f"{t!r} up to |x| {m:.3g} ({s:.3g} step(s))" for t, m, s in self.parts)
         return (f"one per-tensor INT8 scale covers Concat {self.concat!r}'s inputs of very different ranges: {parts} "
                 f"— the scale {self.scale!r} (a step of {self.step:.3g}, read by {len(self.quantize)} Q/DQ pair(s) "
@@ -311,19 +313,23 @@ def with_cure(run: RunState, state: CandidateState, restored: Restoration) -> Sh
     gives it (`qdq_exclude.exclusion_cure`): the Concat left out, then with the readers of its pairs that quantize
     what they read — the Concat left out alone keeps its output's pair where a reader quantizes it (pythainlp's
     deepcut: its BatchNorm's `Mul` reads the Concat at one step of 7.46; left out alone, the 21 boundaries of 325 the
-    file moves stay moved, with the Mul 20 come back). A graph output's or input's scale as it is."""
+    file moves stay moved, with the Mul 20 come back). A graph input's scale: its readers left out (RivaGAN's
+    encoder: `Conv_4`, `Concat_57`, `Add_65`); a graph output's: its writer."""
     from cp_debug.bisect.cures.qdq_exclude import exclusion_cure
     from cp_debug.bisect.cures.qdq_removal import QUANTIZES
 
     found = restored.detail
-    if not isinstance(found, SharedScale) or found.concat is None:
+    if not isinstance(found, SharedScale) or found.concat is None and not found.leave_out:
         return found
     model = run.stage_of(state.label, restored.stage).onnx()
-    producer = {o: n for n in model.graph.node for o in n.output}
-    read = {t for n in model.graph.node if n.name in found.dequantize for t in n.output}
-    readers = [n.name for n in model.graph.node if read & set(n.input) and (n.op_type in QUANTIZES or any(
-        x not in read and x in producer and producer[x].op_type == "DequantizeLinear" for x in n.input))]
-    ladder = [[found.concat], *([[found.concat, *readers]] if readers else [])]
+    if found.concat is None:  # a graph input's readers, a graph output's writer: the ops the quantizer leaves out
+        ladder = [list(found.leave_out)]
+    else:
+        producer = {o: n for n in model.graph.node for o in n.output}
+        read = {t for n in model.graph.node if n.name in found.dequantize for t in n.output}
+        readers = [n.name for n in model.graph.node if read & set(n.input) and (n.op_type in QUANTIZES or any(
+            x not in read and x in producer and producer[x].op_type == "DequantizeLinear" for x in n.input))]
+        ladder = [[found.concat], *([[found.concat, *readers]] if readers else [])]
     try:
         cure = exclusion_cure(run, state, restored.stage, model, ladder)
     except Exception:  # noqa: BLE001 - untried: the cure said as before, the finding stands on the intervention
