@@ -31,10 +31,11 @@ class SampleFigures:
 
     @classmethod
     def of(cls, sample: str, diffs: Sequence[TensorDiff], precision: str, judgements: Mapping | None = None,
-           held: frozenset = frozenset()) -> SampleFigures:
+           held: frozenset | None = frozenset()) -> SampleFigures:
         """Judged as a cure is everywhere (`compare/cure_judge.passes`): within the tolerance and `precision`'s
-        budget, or within the budget alone for the outputs `held` (within it in the plain candidate on this sample);
-        `judgements`: INT8's, by the budget an output's input carries where it applies (`carried_outputs`)."""
+        budget, or within the budget alone for the outputs `held` (within it in the plain candidate on this sample;
+        None: this run is the plain candidate's, its own within held, as bisect's verdict judges it); `judgements`:
+        INT8's, by the budget an output's input carries where it applies (`carried_outputs`)."""
         from cp_debug.compare import cure_judge
         from cp_debug.compare.noise import judge
 
@@ -43,10 +44,12 @@ class SampleFigures:
             return (d.status != "ok", float("inf") if r != r else r)
 
         judged = [(d, (judgements or {}).get(d.name) or judge(d, precision)) for d in diffs]
+        within = cure_judge.held_of(judged)
+        held = within if held is None else held
         worst = max(diffs, key=badness, default=None)
         return cls(sample, worst.name if worst else None, worst.rel_rmse if worst else 0.0,
                    tuple(d.name for d, j in judged if not cure_judge.passes(d, precision, j, d.name in held)),
-                   tuple(sorted(cure_judge.held_of(judged))))
+                   tuple(sorted(within)))
 
     def to_json(self) -> dict:
         return {"sample": self.sample, "passed": self.passed, "worst_output": self.worst_output,

@@ -173,8 +173,8 @@ def run_samples(spec: BackendSpec, model, samples: Sequence["Sample"], expected:
     """`spec` built once with `opts`, run on every sample, each sample's outputs judged as a cure (`SampleFigures.of`)
     against `expected` within `tol` and the budget of `judged_at` (default: the spec's precision; INT8 with `carry`:
     the budget an output's input carries where it applies, as bisect judges it), `held`: each sample's outputs
-    within their budget in the plain candidate (`held_by_sample`); `outputs`: where given, each sample's graph
-    outputs appended to it (a task metric's input)."""
+    within their budget in the plain candidate (`held_by_sample`; None: this run is the plain candidate, each
+    sample's own held); `outputs`: where given, each sample's graph outputs appended to it (a task metric's input)."""
     from cp_debug.backends import make_runner
 
     names = [o.name for o in model.graph.output]
@@ -189,7 +189,7 @@ def run_samples(spec: BackendSpec, model, samples: Sequence["Sample"], expected:
             js = carry.judgements(diffs, {**s.feed, **ref}, {t: got[x] for t, x in shown.items() if x in got},
                                   amax) if carry is not None else None
             out.append(SampleFigures.of(s.name, diffs, judged_at or spec.precision, js,
-                                        (held or {}).get(s.name, frozenset())))
+                                        None if held is None else held.get(s.name, frozenset())))
             if outputs is not None:
                 outputs.append({n: got[n] for n in names})
     return tuple(out)
@@ -238,9 +238,9 @@ def search_set(spec: BackendSpec, model: "onnx.ModelProto", samples: Sequence["S
                                      "sample(s)"):
             carry = CarriedOutputs.of(model, spec.precision, keep)
             got: list | None = [] if decided else None
-            figures = run_samples(spec, model, samples, values, tol, outputs=got, carry=carry, held=held,
-                                  **{option: list(keep)}, **extra)
-        held.update(held_by_sample(figures) if not keep else {})
+            figures = run_samples(spec, model, samples, values, tol, outputs=got, carry=carry,
+                                  held=held if keep else None, **{option: list(keep)}, **extra)
+        held.update(held_by_sample(figures) if not keep else {})  # the run that keeps nothing: run first
         bad = not all(f.passed for f in figures)
         return Verdict(bad or (decided and any(metric.changed(metric.value(o, r, s.label), metric.value(r, r, s.label))
                                                for o, r, s in zip(got, outputs_of(values, outputs), samples))), figures)
@@ -347,9 +347,9 @@ def verify_file(kind: str, device: str, reference: "onnx.ModelProto", fixed: "on
     tol = default_tolerance(kind)
     if kind == "int8":
         return run_samples(BackendSpec.parse(f"ort-{device}-int8"), fixed, samples, expected, tol, kind, outputs,
-                           carry, held, int8_model=fixed)
+                           carry, held or {}, int8_model=fixed)
     return run_samples(BackendSpec.parse(f"ort-{device}-fp32"), fixed, samples, expected, tol, kind, outputs,
-                       held=held)
+                       held=held or {})
 
 
 def node_modules(model, module_names: set[str]) -> dict[str, str | None]:
@@ -372,7 +372,7 @@ def before_after(spec: BackendSpec, model, fixed, samples: Sequence["Sample"], c
     option = "keep_fp32_nodes" if spec.precision == "fp16" else "exclude_int8_nodes"
     extra = {"calib_feeds": [dict(c) for c in calib_feeds]} if spec.precision in QUANTIZED else {}
     before = run_samples(spec, model, samples, expected, default_tolerance(spec.precision), outputs=got_before,
-                         carry=carry, **{option: []}, **extra)
+                         carry=carry, held=None, **{option: []}, **extra)
     after = verify_file(spec.precision, spec.device, model, fixed, samples, expected, got_after,
                         held_by_sample(before))
     if metric is None:

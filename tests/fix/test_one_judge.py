@@ -22,7 +22,9 @@ N = 1024
 FP16 = "ort-cpu,ort-cpu-fp16"
 
 
-def _model(path: Path) -> Path:
+def _model(path: Path, overflow: bool = True) -> Path:
+    """y = x · 3e4 / 3e4 (`overflow`: Inf past 2.18 in float16) and z = x + offset − offset (within FP16's budget,
+    eight elements past its tolerance)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -31,9 +33,10 @@ def _model(path: Path) -> Path:
     nodes = [helper.make_node("Mul", ["x", "big"], ["scaled"], name="scale_up"),
              helper.make_node("Div", ["scaled", "big"], ["y"], name="scale_down"),
              helper.make_node("Add", ["x", "offset"], ["shifted"], name="shift"),
-             helper.make_node("Sub", ["shifted", "offset"], ["z"], name="unshift")]
+             helper.make_node("Sub", ["shifted", "offset"], ["z"], name="unshift")][0 if overflow else 2:]
+    outputs = ("y", "z") if overflow else ("z",)
     graph = helper.make_graph(nodes, "one_judge", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, N])],
-                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, N]) for n in ("y", "z")],
+                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, N]) for n in outputs],
                               [numpy_helper.from_array(np.array(3e4, np.float32), "big"),
                                numpy_helper.from_array(offset, "offset")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -112,3 +115,19 @@ def test_bisect_keep_fp32_fix_and_check_verify_one_cure(tmp_path):
     (tmp_path / "fix" / "fix.json").write_text(json.dumps(doc))
     proc = cpdebug("fix", "--check", tmp_path / "fix", "--quiet")
     assert proc.returncode == 5, proc.stdout[-2000:]
+
+
+@pytest.mark.long  # three cpdebug runs end to end (≥ 5 s on 2 idle cores)
+def test_a_candidate_bisect_calls_within_precision_needs_no_fix(tmp_path):
+    """z alone: bisect says within precision (exit 0) and keep-fp32 "not needed"; fix held z to its tolerance and
+    found no set (exit 1, "No set passes") where nothing needs fixing. Now: nothing kept, and the file holds."""
+    model, sample = _model(tmp_path / "m.onnx", overflow=False), _input(tmp_path / "x.npz")
+    proc = cpdebug("bisect", "--onnx", model, "--inputs", sample, "-b", FP16, "--quiet")
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    proc = cpdebug("keep-fp32", "--onnx", model, "--inputs", sample, "--json", tmp_path / "k.json")
+    assert proc.returncode == 0 and _json(tmp_path / "k.json")["status"] == "not_needed", proc.stdout[-2000:]
+    proc = cpdebug("fix", "--onnx", model, "--out", tmp_path / "fix", "--quiet")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    doc = _json(tmp_path / "fix" / "fix.json")
+    assert doc["set"]["keep_fp32"] == [] and doc["verification"]["holds"], doc["set"]
+    assert all(not s["before"]["bad_outputs"] for s in doc["verification"]["samples"])  # as bisect's verdict
