@@ -50,7 +50,7 @@ The flow of one `cpdebug bisect`:
    cause `qdq_file_why.py` reads the file's own scales against the reference's values (the range, and the outlier
    channels and quantized node that set it) and `qdq_exclude.py` says the cure in the producing tool's terms
    (ModelOpt's or ONNX Runtime's quantizer `nodes_to_exclude`, the tool told from the file), tried on the file with
-   the Q/DQ feeding those nodes removed and judged by `compare/noise.output_passes` ("verified" only where every
+   the Q/DQ feeding those nodes removed and judged by `compare/cure_judge.passes` ("verified" only where every
    output passes); an FP16 overflow between a ModelOpt file's Q/DQ pairs (its default high_precision_dtype='fp16') is
    said first, with `high_precision_dtype='fp32'` tried on the file widened to FP32.
 3. `engine.py` ranks (`ranking.py`) and descends into the root cause's children (refinement), re-running only that

@@ -243,13 +243,6 @@ def carried(j: Judgement, err: float, gain: float, source: Judgement, name: str,
                      name)
 
 
-def output_passes(d: TensorDiff, precision: str, j: Judgement | None = None) -> bool:
-    """A graph output passes the judge of a cure: within its tolerance and within `precision`'s budget (`j`: its
-    judgement where already made, INT8's carried budget: `int8_carry`) — the rule that bisect's verdict, keep-fp32's
-    search and fix's search and verification share, so that a set one of them calls a cure the others call one too."""
-    return d.status == "ok" and not (j or judge(d, precision)).beyond
-
-
 def status_of(d: TensorDiff, j: Judgement) -> str:
     """The report's `status` word (unchanged vocabulary) for a tensor judged by the model."""
     if d.status in BROKEN:

@@ -5,7 +5,7 @@ Each graph output's source is the data input of the nearest quantized node upstr
 the pooled features): the candidate's run exposes it, its error is judged by its own budget (at its calibrated
 range), and the output's own segment — cut from the source to the output, quantized and calibrated on the
 reference's values there, as bisect's local errors are — is run alone only where everything else holds. keep-fp32
-searches FP16 only: its outputs are judged by their own budget, the same `noise.output_passes`.
+searches FP16 only: its outputs are judged by their own budget, the same `cure_judge.passes`.
 """
 
 from __future__ import annotations

@@ -15,35 +15,60 @@ from cp_debug.compare.diff import TensorDiff, Tolerance
 
 @dataclass(frozen=True)
 class SampleFigures:
-    """One sample's graph outputs against the reference: the worst (rel. RMSE) and those beyond the budget."""
+    """One sample's graph outputs against the reference: the worst (rel. RMSE), those that do not pass as a cure
+    (`cure_judge.passes`) and those within their budget (`within`: a plain candidate's are the outputs a fix is held
+    to by their budget alone on this sample, `held`)."""
 
     sample: str
     worst_output: str | None
     worst_rel_rmse: float
     bad_outputs: tuple[str, ...]
+    within: tuple[str, ...] | None = None  # None: not recorded (a fix.json written before it was)
 
     @property
     def passed(self) -> bool:
         return not self.bad_outputs
 
     @classmethod
-    def of(cls, sample: str, diffs: Sequence[TensorDiff], precision: str,
-           judgements: Mapping | None = None) -> SampleFigures:
-        """Judged as a cure is everywhere (`noise.output_passes`): within the tolerance and `precision`'s budget
-        (`judgements`: INT8's, by the budget an output's input carries where it applies: `carried_outputs`)."""
-        from cp_debug.compare.noise import output_passes
+    def of(cls, sample: str, diffs: Sequence[TensorDiff], precision: str, judgements: Mapping | None = None,
+           held: frozenset | None = frozenset()) -> SampleFigures:
+        """Judged as a cure is everywhere (`compare/cure_judge.passes`): within the tolerance and `precision`'s
+        budget, or within the budget alone for the outputs `held` (within it in the plain candidate on this sample;
+        None: this run is the plain candidate's, its own within held, as bisect's verdict judges it); `judgements`:
+        INT8's, by the budget an output's input carries where it applies (`carried_outputs`)."""
+        from cp_debug.compare import cure_judge
+        from cp_debug.compare.noise import judge
 
         def badness(d):
             r = d.rel_rmse
             return (d.status != "ok", float("inf") if r != r else r)
 
+        judged = [(d, (judgements or {}).get(d.name) or judge(d, precision)) for d in diffs]
+        within = cure_judge.held_of(judged)
+        held = within if held is None else held
         worst = max(diffs, key=badness, default=None)
         return cls(sample, worst.name if worst else None, worst.rel_rmse if worst else 0.0,
-                   tuple(d.name for d in diffs if not output_passes(d, precision, (judgements or {}).get(d.name))))
+                   tuple(d.name for d, j in judged if not cure_judge.passes(d, precision, j, d.name in held)),
+                   tuple(sorted(within)))
 
     def to_json(self) -> dict:
         return {"sample": self.sample, "passed": self.passed, "worst_output": self.worst_output,
-                "worst_rel_rmse": self.worst_rel_rmse, "bad_outputs": list(self.bad_outputs)}
+                "worst_rel_rmse": self.worst_rel_rmse, "bad_outputs": list(self.bad_outputs),
+                **({"within_budget": list(self.within)} if self.within is not None else {})}
+
+
+def held_by_sample(before: Sequence[SampleFigures | dict | None]) -> dict[str, frozenset]:
+    """Each sample's outputs within their budget in the plain candidate (`before`: its figures, or fix.json's
+    `before` of each sample), which a fix's run on that sample is held to by their budget alone (`SampleFigures.of`);
+    a sample without them (a fix.json written before they were) holds none: every output judged by its tolerance
+    too."""
+    out = {}
+    for f in before:
+        if isinstance(f, dict):
+            out[f["sample"]] = frozenset(f.get("within_budget") or ())
+        elif f is not None:
+            out[f.sample] = frozenset(f.within or ())
+    return out
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from cp_debug.backends.spec import BackendSpec
 from cp_debug.bisect.cures.search import TraceStep, Verdict, keep_step_json
 from cp_debug.compare.diff import TensorDiff, Tolerance, default_tolerance
 from cp_debug.errors import BackendUnavailableError, BadInputError, ExitCode
-from cp_debug.fix.graph_verification import GraphVerification, SampleFigures  # noqa: F401 - fix's API
+from cp_debug.fix.graph_verification import GraphVerification, SampleFigures, held_by_sample  # noqa: F401 - fix's API
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -169,11 +169,12 @@ def reference_values(model: "onnx.ModelProto", samples: Sequence["Sample"],
 
 def run_samples(spec: BackendSpec, model, samples: Sequence["Sample"], expected: Sequence[Mapping], tol: Tolerance,
                 judged_at: str | None = None, outputs: list | None = None, carry: "CarriedOutputs | None" = None,
-                **opts) -> tuple[SampleFigures, ...]:
-    """`spec` built once with `opts`, run on every sample, each sample's outputs judged against `expected` within
-    `tol` and the budget of `judged_at` (default: the spec's precision; INT8 with `carry`: the budget an output's
-    input carries where it applies, as bisect judges it); `outputs`: where given, each sample's graph outputs
-    appended to it (a task metric's input)."""
+                held: Mapping[str, frozenset] | None = None, **opts) -> tuple[SampleFigures, ...]:
+    """`spec` built once with `opts`, run on every sample, each sample's outputs judged as a cure (`SampleFigures.of`)
+    against `expected` within `tol` and the budget of `judged_at` (default: the spec's precision; INT8 with `carry`:
+    the budget an output's input carries where it applies, as bisect judges it), `held`: each sample's outputs
+    within their budget in the plain candidate (`held_by_sample`; None: this run is the plain candidate, each
+    sample's own held); `outputs`: where given, each sample's graph outputs appended to it (a task metric's input)."""
     from cp_debug.backends import make_runner
 
     names = [o.name for o in model.graph.output]
@@ -187,7 +188,8 @@ def run_samples(spec: BackendSpec, model, samples: Sequence["Sample"], expected:
             diffs = [TensorDiff.from_arrays(n, ref[n], got[n], tol) for n in names]
             js = carry.judgements(diffs, {**s.feed, **ref}, {t: got[x] for t, x in shown.items() if x in got},
                                   amax) if carry is not None else None
-            out.append(SampleFigures.of(s.name, diffs, judged_at or spec.precision, js))
+            out.append(SampleFigures.of(s.name, diffs, judged_at or spec.precision, js,
+                                        None if held is None else held.get(s.name, frozenset())))
             if outputs is not None:
                 outputs.append({n: got[n] for n in names})
     return tuple(out)
@@ -228,6 +230,7 @@ def search_set(spec: BackendSpec, model: "onnx.ModelProto", samples: Sequence["S
     extra = {} if spec.precision == "fp16" else {"calib_feeds": [dict(c) for c in calib]}
     runs = itertools.count(1)
     decided = metric is not None and metric.discrete
+    held: dict[str, frozenset] = {}  # each sample's outputs within budget as nothing is kept (the search's first run)
 
     def judge(keep: list[str]) -> Verdict:
         what = "kept in FP32" if spec.precision == "fp16" else f"left out of {spec.precision.upper()}"
@@ -236,7 +239,8 @@ def search_set(spec: BackendSpec, model: "onnx.ModelProto", samples: Sequence["S
             carry = CarriedOutputs.of(model, spec.precision, keep)
             got: list | None = [] if decided else None
             figures = run_samples(spec, model, samples, values, tol, outputs=got, carry=carry,
-                                  **{option: list(keep)}, **extra)
+                                  held=held if keep else None, **{option: list(keep)}, **extra)
+        held.update(held_by_sample(figures) if not keep else {})  # the run that keeps nothing: run first
         bad = not all(f.passed for f in figures)
         return Verdict(bad or (decided and any(metric.changed(metric.value(o, r, s.label), metric.value(r, r, s.label))
                                                for o, r, s in zip(got, outputs_of(values, outputs), samples))), figures)
@@ -330,10 +334,11 @@ def fixed_model(spec: BackendSpec, model, keep: Sequence[str], calib: Sequence[M
 
 def verify_file(kind: str, device: str, reference: "onnx.ModelProto", fixed: "onnx.ModelProto",
                 samples: Sequence["Sample"], expected: Sequence[Mapping] | None = None,
-                outputs: list | None = None) -> tuple[SampleFigures, ...]:
+                outputs: list | None = None, held: Mapping[str, frozenset] | None = None) -> tuple[SampleFigures, ...]:
     """The written file run as it is (its own precision: FP16 Casts, or Q/DQ) in ONNX Runtime on `device`, each
-    sample judged against the FP32 graph on the CPU within `kind`'s budget (`outputs`: as `run_samples`'). A file
-    holding float8 runs with the session setting its lanes take (`backends/ort/ort_precision.FP8_ORT_OPT_LEVEL`)."""
+    sample judged against the FP32 graph on the CPU as a cure, within `kind`'s budget (`outputs`, `held`: as
+    `run_samples`'; `held`: the plain candidate's outputs within budget on each sample). A file holding float8 runs
+    with the session setting its lanes take (`backends/ort/ort_precision.FP8_ORT_OPT_LEVEL`)."""
     from cp_debug.fix.carried_outputs import CarriedOutputs, excluded_in
 
     carry = CarriedOutputs.of(reference, kind, excluded_in(fixed, reference) if kind == "int8" else ())
@@ -342,8 +347,9 @@ def verify_file(kind: str, device: str, reference: "onnx.ModelProto", fixed: "on
     tol = default_tolerance(kind)
     if kind == "int8":
         return run_samples(BackendSpec.parse(f"ort-{device}-int8"), fixed, samples, expected, tol, kind, outputs,
-                           carry, int8_model=fixed)
-    return run_samples(BackendSpec.parse(f"ort-{device}-fp32"), fixed, samples, expected, tol, kind, outputs)
+                           carry, held or {}, int8_model=fixed)
+    return run_samples(BackendSpec.parse(f"ort-{device}-fp32"), fixed, samples, expected, tol, kind, outputs,
+                       held=held or {})
 
 
 def node_modules(model, module_names: set[str]) -> dict[str, str | None]:
@@ -355,18 +361,20 @@ def node_modules(model, module_names: set[str]) -> dict[str, str | None]:
 
 def before_after(spec: BackendSpec, model, fixed, samples: Sequence["Sample"], calib_feeds: Sequence[Mapping],
                  metric: "TaskMetric | None" = None, part: str = "held_out"):
-    """The written file (after) and the plain candidate (before) on `samples`, each judged against the FP32 graph:
-    (after's figures, before's, the metric's figures or None)."""
+    """The written file (after) and the plain candidate (before) on `samples`, each judged against the FP32 graph,
+    the file held to the budget alone where the plain candidate was within it (`held_by_sample`): (after's figures,
+    before's, the metric's figures or None)."""
     from cp_debug.fix.carried_outputs import CarriedOutputs
 
     carry = CarriedOutputs.of(model, spec.precision)
     expected = reference_values(model, samples, carry.tensors)
     got_after, got_before = ([], []) if metric is not None else (None, None)
-    after = verify_file(spec.precision, spec.device, model, fixed, samples, expected, got_after)
     option = "keep_fp32_nodes" if spec.precision == "fp16" else "exclude_int8_nodes"
     extra = {"calib_feeds": [dict(c) for c in calib_feeds]} if spec.precision in QUANTIZED else {}
     before = run_samples(spec, model, samples, expected, default_tolerance(spec.precision), outputs=got_before,
-                         carry=carry, **{option: []}, **extra)
+                         carry=carry, held=None, **{option: []}, **extra)
+    after = verify_file(spec.precision, spec.device, model, fixed, samples, expected, got_after,
+                        held_by_sample(before))
     if metric is None:
         return after, before, None
     from cp_debug.fix.metric import outputs_of, score

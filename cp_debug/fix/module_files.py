@@ -199,6 +199,7 @@ def check_graph_fix(root: Path, doc: dict, *, device: str | None = None, progres
     from cp_debug.bisect.cures.experiment import progress_step
     from cp_debug.fix.artifact import sha256
     from cp_debug.fix.toolchain import Change, toolchain, version_changes
+    from cp_debug.fix.graph_verification import held_by_sample
     from cp_debug.fix.module import reference_values, verify_file
     from cp_debug.samples.sets import graph_inputs, read_saved
     from cp_debug.graph.model import load_onnx
@@ -235,7 +236,8 @@ def check_graph_fix(root: Path, doc: dict, *, device: str | None = None, progres
     with progress_step(progress, f"running {model['file']} on {len(samples)} sample(s), {device}"):
         expected = reference_values(ref, samples)
         got: list | None = [] if metric is not None else None
-        after = verify_file(kind, device, ref, fixed, samples, expected, got)
+        after = verify_file(kind, device, ref, fixed, samples, expected, got,  # held as the fix held it
+                            held_by_sample([x.get("before") for x in rec.get("samples") or ()]))
     from cp_debug.compare.diff import Tolerance
 
     t = rec.get("tolerance") or {}

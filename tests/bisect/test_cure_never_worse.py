@@ -100,7 +100,7 @@ def test_a_rung_nearer_but_not_back_at_the_outputs_is_said_as_a_step_not_the_cur
 
 def test_outputs_within_their_rms_budget_yet_beyond_the_tolerance_say_which_check_failed():
     """Issue 115 (s9, item 2): an output fails the judge by its RMS budget or by elements beyond the tolerance
-    (`noise.output_passes`); where the ratio alone reads as back ("inf× → 0.266× its budget … not the cure" read as a
+    (`cure_judge.passes`); where the ratio alone reads as back ("inf× → 0.266× its budget … not the cure" read as a
     contradiction), the words name the element-wise check with the judge's own numbers."""
     import math
 

@@ -14,7 +14,7 @@ restoration". Now such an op quantizes only where the file quantizes its output 
 restoration is the quantizer's own: root '40', confirmed, its cure `Mul_16`. A node left out that reads the output
 pair of an op the quantizer quantizes with its output (a Mul) keeps reading it (`OUTPUT_PAIRED`: the Reshape left
 out alone was "so do 47"), and the finding's re-quantization is judged as the intervention judges a decision brought
-back (`qdq_exclude._by_decision`: one score of 32 past the element-wise tolerance made `Mul_16` "not enough")."""
+back (`qdq_exclude._held`: one score of 32 past the element-wise tolerance made `Mul_16` "not enough")."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ there. That says nothing of what it does downstream: a tensor re-quantized at a 
 segment and raise the model's output error (the issue's re-quantization, 0.357 → 0.422). So a rung the segment
 passes is run once more over its whole stage, as the candidate runs it (its calibration, its node lists) with the
 rung applied, on the reference's stage inputs, and judged at the stage outputs by the rule the intervention uses
-(`restore.output_error`: every output by `noise.output_passes`, the worst one's error ÷ its budget, the decisions
+(`restore.output_error`: every output by `cure_judge.passes`, the worst one's error ÷ its budget, the decisions
 that flip). Compared with the uncured candidate's own output error on the same run: a rung whose worst output
 error ÷ budget is larger than the uncured one's, or that flips a decision the candidate kept, is dropped — the
 ladder goes on to its next rung — and said as tried (`Worse.text`).

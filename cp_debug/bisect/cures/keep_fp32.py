@@ -151,11 +151,12 @@ def find_keep_fp32(model: "onnx.ModelProto | str", spec: BackendSpec, feed: Mapp
     tol: default `default_tolerance("fp16")`. reference: graph-output values by name, or a callable from names
         to values; default ORT CPU FP32. Runs: see KeepFp32Search. Candidate names may take any form cp_debug
         prints (`probes/node_names.py`; `module_names`: the exported module's, for a TorchScript graph's scopes).
-    mode: "model" (a run passes when every graph output is within `tol` and within the candidate's precision
-        budget: the rule `cpdebug bisect` judges by, so a set found here is one its bisect calls within precision)
-        or "fixed" (`tol` alone: the user's --atol/--rtol).
+    mode: "model" (a run passes when every graph output passes as a cure, `compare/cure_judge.passes`: within `tol`
+        and the candidate's precision budget, or within the budget alone where it was so with nothing kept — the
+        judge of bisect's intervention and fix, so a set found here is one they verify too) or "fixed" (`tol` alone:
+        the user's --atol/--rtol).
     """
-    from cp_debug.compare import noise
+    from cp_debug.compare import cure_judge, noise
     from cp_debug.graph.model import load_onnx
     from cp_debug.probes.node_names import NodeNames
 
@@ -189,10 +190,8 @@ def find_keep_fp32(model: "onnx.ModelProto | str", spec: BackendSpec, feed: Mapp
         if mode != "model":
             return Verdict(any(is_bad(d) for d in diffs), KeepFp32Figures(diffs, report))
         judged = [(d, noise.judge(d, spec.precision)) for d in diffs]  # each output judged once
-        within = {d.name for d, j in judged if noise.status_of(d, j) == "ok"}
-        held.update(within if not keep else ())  # as bisect's verdict: an element-wise miss within budget is none
-        failed = any(d.name not in within if d.name in held else not noise.output_passes(d, spec.precision, j)
-                     for d, j in judged)
+        held.update(cure_judge.held_of(judged) if not keep else ())  # the run that keeps nothing: run first
+        failed = any(not cure_judge.passes(d, spec.precision, j, d.name in held) for d, j in judged)
         return Verdict(failed, KeepFp32Figures(diffs, report))
 
     if tie is not None:  # a choice between near ties: no set of FP32 layers keeps it (issue 84, item 2)

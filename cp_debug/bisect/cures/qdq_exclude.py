@@ -12,7 +12,7 @@ The cure is tried here as leaving the node out does it: the same file with the Q
 a weight stored quantized read as the reference's float weight of the same node where that is the weight the file
 quantized, else the cure is said untried: a dequantized weight keeps the rounding the cure removes), every other
 node's scales as they are; run on the run's input by the candidate's runner and judged as the run judges its outputs
-(`compare/noise.output_passes`). "verified" only where every output passes; else what it gave. Where the nodes reading
+(`compare/cure_judge.passes`). "verified" only where every output passes; else what it gave. Where the nodes reading
 the pair are not enough, the quantized node computing the values that set its range (`quantized_writer`) is left out
 with them, and the smaller set's figure said too.
 """
@@ -141,7 +141,7 @@ def _tried(run: RunState, state: CandidateState, i: int, model, nodes: list[str]
     if not ref_out:
         return cure
     from cp_debug.bisect.stages.stage_runner import make_stage_runner
-    from cp_debug.compare import noise
+    from cp_debug.compare import cure_judge
     from cp_debug.compare.diff import TensorDiff
     from cp_debug.precision.half_storage import widen_half
 
@@ -157,13 +157,13 @@ def _tried(run: RunState, state: CandidateState, i: int, model, nodes: list[str]
     with make_stage_runner(run, state.spec, st, [], onnx_model=edited, extra_tensors=[]) as r:
         out = r.infer(feed)
     worst = None
-    passes = True
+    passes, held = True, _held(run, state, i)
     for name, ref in ref_out.items():
         if name not in out:
             continue
         d = TensorDiff.from_arrays(name, np.asarray(ref), np.asarray(out[name]), run.tolerance(state, name))
-        j = noise.judge(d, state.judged_at)
-        passes &= noise.output_passes(d, state.judged_at, j)
+        j = run.judge(state, name, d)  # the run's judge (its calibrated ranges, its noise floor), as the verdict's
+        passes &= cure_judge.passes(d, state.judged_at, j, name in held)
         if worst is None or not j.noise_ratio <= worst[1].noise_ratio:
             worst = (d, j)
     if worst is None:
@@ -177,22 +177,22 @@ def _tried(run: RunState, state: CandidateState, i: int, model, nodes: list[str]
 
     worse = before is not None and d.rel_rmse > WORSE * before
     flipped = flips(run, i, ref_out, out)
-    passes = (passes or _by_decision(run, state, i, out)) and not worse and not flipped  # one flipped: not enough
+    passes = passes and not worse and not flipped  # one flipped: not enough
     return replace(cure, passes=passes, output=d.name, before=before, after=d.rel_rmse, ratio=j.noise_ratio,
                    worse=worse, flipped=flipped, own=len(asked))
 
 
-def _by_decision(run: RunState, state: CandidateState, i: int, out: dict) -> bool:
-    """Whether the cure's outputs pass as the intervention judges a decision brought back (`intervention._measurer`):
-    in model mode, where the file's own outputs were within their budget (a decision moved), every output within its
-    budget — an element-wise miss the file had before is not the cure's to remove (RivaGAN's decoder: `Mul_16` left
-    out brings its bits back at 0.27× the budget, one score of 32 past the element-wise tolerance)."""
+def _held(run: RunState, state: CandidateState, i: int) -> frozenset:
+    """The outputs the cure is held to by their budget alone (`cure_judge.passes`): in model mode, those within it as
+    the file runs, nothing left out (`restore.output_error`'s, as the intervention holds them) — an element-wise
+    miss the file had before is not the cure's to remove (RivaGAN's decoder: `Mul_16` left out brings its bits back
+    at 0.27× the budget, one score of 32 past the element-wise tolerance)."""
     from cp_debug.bisect.cures.restore import output_error
 
     was = state.as_deployed.get(i)
-    if run.opts.tolerance_mode != "model" or was is None or not output_error(run, state, i, was).in_budget:
-        return False
-    return output_error(run, state, i, out).in_budget
+    if run.opts.tolerance_mode != "model" or was is None:
+        return frozenset()
+    return output_error(run, state, i, was).held
 
 
 def quantized_writer(model, tensor: str, depth: int = 8):

@@ -10,7 +10,7 @@ built-in's restoration in the file's terms), in a user's FP16 file kept in FP32 
 read a new graph input fed with it). Tensors are candidates too: a file's shared scale (`UNPAIRED`,
 `shared_scale.py`) and a file's constant off the reference's (`CONSTANT`, `constants.py`). The stage then runs
 whole, as the candidate runs it, on the reference's stage inputs, and each stage output is judged against the
-reference's by the rule every cure shares (`noise.output_passes`), with the decisions its outputs carry
+reference's by the judge every cure shares (`compare/cure_judge.passes`), with the decisions its outputs carry
 (`findings/decisions.py`) compared too.
 """
 
@@ -71,7 +71,7 @@ class Restoration:
 
 @dataclass(frozen=True)
 class Elementwise:
-    """An output that fails the element-wise check of `noise.output_passes` (|Δ| ≤ atol + rtol·|ref| on all but
+    """An output that fails the element-wise check of `cure_judge.passes` (|Δ| ≤ atol + rtol·|ref| on all but
     `allowed` elements), with the judge's own numbers: which output, how many elements beyond, the largest |Δ|."""
 
     output: str
@@ -394,11 +394,11 @@ def keep_at_outputs(run: "RunState", state: "CandidateState", r: Restoration) ->
 
 def output_error(run: "RunState", state: "CandidateState", stage: int, out: dict[str, np.ndarray],
                  held: frozenset = frozenset()) -> OutputError:
-    """`out` (a stage's outputs) against the reference's: every output by `noise.output_passes`, the worst one's
+    """`out` (a stage's outputs) against the reference's: every output by `cure_judge.passes`, the worst one's
     error ÷ budget, the decisions its outputs carry that flip (`findings/decisions.py`). `held`: outputs judged by
     their budget alone (within it before a restoration, an element-wise miss is the run's own: an INT4 KV cache)."""
     from cp_debug.bisect.findings.decisions import output_decisions, tie_words
-    from cp_debug.compare import noise
+    from cp_debug.compare import cure_judge
 
     ref = run.ref_outputs.get(stage, {})
     worst, worst_rel, passes, budget, failed, within = 0.0, 0.0, True, True, None, set()
@@ -408,9 +408,9 @@ def output_error(run: "RunState", state: "CandidateState", stage: int, out: dict
         tol = run.tolerance(state, name)
         d = TensorDiff.from_arrays(name, np.asarray(ref[name]), out[name], tol)
         j = run.judge(state, name, d)
-        if ok := noise.status_of(d, j) == "ok":
+        if ok := cure_judge.within(d, j):
             within.add(name)
-        passes = passes and (ok if name in held else noise.output_passes(d, state.judged_at, j))
+        passes = passes and cure_judge.passes(d, state.judged_at, j, name in held)
         budget = budget and ok
         ratio = j.noise_ratio if math.isfinite(j.noise_ratio) else math.inf
         if ratio >= worst:

