@@ -204,3 +204,36 @@ def test_the_prompts_forward_is_each_decodes_first_step_not_run_again(tmp_path, 
 
     assert values(a) == values(b) and any(r.diff is not None for r in a.results)
     assert a.probe_effect == b.probe_effect and a.probe_effect["model"]["outputs"]  # the graph as deployed: the same
+
+
+def test_without_a_lending_the_candidate_is_decoded_by_the_references_decode(tmp_path, monkeypatch):
+    """Where no helper thread makes the reference's session (a server keeping its sessions: `lent.start_lending`
+    returns at once), the candidate's decode is run by the reference's (`PendingDecode.candidate`, once): the same
+    flip and cure as with the lending, its file's session made once, on the main thread."""
+    import threading
+
+    from cp_debug import ort_sessions
+    from cp_debug.api import bisect_request as groups
+    from cp_debug.api.bisect_run import run_request
+    from cp_debug.backends.ort import ort_kept
+
+    fp32, int4 = LLM / "qwen3_massive/fp32/model.onnx", LLM / "qwen3_massive/int4/model.onnx"
+    written: list[str] = []  # the thread each session of the INT4 file as written was made on
+    real = ort_sessions.open_session
+
+    def counted(src, so=None, providers=("CPUExecutionProvider",), **kwargs):
+        if isinstance(src, str) and "int4" in src:
+            written.append(threading.current_thread().name)
+        return real(src, so, providers, **kwargs)
+
+    monkeypatch.setattr(ort_sessions, "open_session", counted)
+    monkeypatch.setattr(ort_kept, "keeping", lambda: True)  # as in a server: no lending
+    prompt = tmp_path / "prompt.npz"
+    np.savez(prompt, input_ids=PROMPT)
+    subject = groups.samples_group(groups.model_group(onnx_model=fp32, generate=N), prompt)
+    report = run_request(groups.bisect_request(groups.backends_group(f"ort,ort@{int4.parent}"), subject,
+                                               groups.options_group()))
+    said = " ".join(report.warnings)
+    assert "greedy step 7: token 23 → 225" in said
+    assert "accuracy_level=1 on /lm_head/MatMul_Q4 alone gives the reference's tokens back" in said
+    assert written == ["MainThread"]
