@@ -13,8 +13,10 @@ written (the file's load check then makes no other), kept where the candidate is
 candidate's graph as deployed on the step's feed (`unprobed.as_written`; no session of the file made for that); the
 reference, where it runs the file as it is (ONNX Runtime,
 FP32, CPU), decodes on the session the engine makes for its probed run, before stage 0's feed (`PendingDecode`,
-`stages/lent.py`): its tokens are then the probed session's, the values the bisect compares with. A decode whose
-session ONNX Runtime refuses is that file's load check's line (exit 3).
+`stages/lent.py`): its tokens are then the probed session's, the values the bisect compares with; the candidate's
+decode is then made while that session is made on its helper thread (`PendingDecode.candidate`: s24, 1.4 CPU s of a
+0.5 B INT4 file's, in the load before it). A decode whose session ONNX Runtime refuses is that file's load check's line
+(exit 3).
 
 A flipped token that a runtime setting alone causes (its level-1 cure verified on the decode) is beyond what the
 file's precision explains, whatever that step's forward says: the subject's decision verdict (`TokenVerdict`, the
