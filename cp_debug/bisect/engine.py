@@ -23,7 +23,6 @@ this file (orchestration and refinement), `stage_whole.py` and `stage_lockstep.p
 from __future__ import annotations
 
 import time
-
 import numpy as np
 
 from cp_debug.backends.spec import BackendSpec, Capability
@@ -251,8 +250,9 @@ class BisectEngine:
         modules = [p for p in probes if p.kind == "module"]
         per_stage = {i: [p.name for p in modules if p.stage == i] for i in {p.stage for p in modules}}
         for k, (label, spec) in enumerate(self.candidates):
-            if spec.onnx_dir is not None:
-                with rs.progress.step(f"{label}: checking and mapping the deployed ONNX files"):
+            if spec.onnx_dir is not None:  # its phase: "LABEL: deployed files" (the weights' rounding, the twins)
+                with rs.progress.step(f"{label}: checking and mapping the deployed ONNX files"), \
+                        rs.phases.timed(f"{label}: deployed files"):
                     found = deployed_stages(spec, self.subject, per_stage)
                 rs.deployed[label] = found
                 rs.warnings.extend(found.notes)

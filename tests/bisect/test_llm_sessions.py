@@ -3,9 +3,9 @@ reference's file once — its decode runs on the reference's probed session (`bi
 of its own — and the candidate's graph as deployed once — its decode's session of the file as written runs it
 (`unprobed.as_written`) and its outputs are the intervention's "before" (`CandidateState.as_deployed`) — with the
 answer of the corpus file unchanged (step 7's flip, lm_head's level-1 cure, the root at the logits); the reference's
-session is made on a helper thread while the deployed files are mapped (`lent.start_lending`). Every session
-the run makes is counted where ONNX Runtime is asked for it (`ort_sessions.open_session`, the one door), each told by
-its graph."""
+session is made on a helper thread while the candidate's file is decoded and the deployed files are mapped
+(`lent.start_lending`). Every session the run makes is counted where ONNX Runtime is asked for it
+(`ort_sessions.open_session`, the one door), each told by its graph."""
 
 from __future__ import annotations
 
@@ -21,19 +21,29 @@ def test_generate_loads_the_reference_once_and_the_graph_as_deployed_once(tmp_pa
     from cp_debug import ort_sessions
     from cp_debug.api import bisect_request as groups
     from cp_debug.api.bisect_run import run_request
+    from cp_debug.bisect.stages import lent
 
     fp32, int4 = LLM / "qwen3_massive/fp32/model.onnx", LLM / "qwen3_massive/int4/model.onnx"
     plain = onnx.load(str(int4), load_external_data=False)
     ins, outs = [i.name for i in plain.graph.input], [o.name for o in plain.graph.output]
     made: list[tuple[str, str]] = []  # (the file it is of, how: "path", "probed", "as deployed", "other")
     threads: list[str] = []  # the thread each session of the reference's file was made on
+    begun: list[str] = []  # on the main thread, in order: the reference's helper thread started, the INT4 decode's
     real = ort_sessions.open_session
+
+    class Started(lent.threading.Thread):
+        def start(self):
+            begun.append(self.name)
+            super().start()
+
+    monkeypatch.setattr(lent.threading, "Thread", Started)
 
     def counted(src, so=None, providers=("CPUExecutionProvider",), **kwargs):
         import threading
 
         if isinstance(src, str):
             made.append(("int4" if "int4" in str(src) else "fp32", "path"))
+            begun.append(f"{made[-1][0]} {threading.current_thread().name}")
         else:
             m = onnx.load_from_string(bytes(src))
             which = "int4" if any(n.op_type == "MatMulNBits" for n in m.graph.node) else "fp32"
@@ -60,8 +70,12 @@ def test_generate_loads_the_reference_once_and_the_graph_as_deployed_once(tmp_pa
     assert cand.root_cause is not None and cand.root_cause.probe == "logits"
     # the reference's file: one session, its probed one (the decode's and the probed run's), none of the file itself
     assert [how for which, how in made if which == "fp32"] == ["probed"]
-    # made on a helper thread while the main thread mapped the deployed files (`lent.start_lending`)
+    # made on a helper thread while the main thread decoded the candidate's file and mapped the deployed files
+    # (`lent.start_lending`): the candidate's decode session opened on the main thread once that thread had started
     assert threads == ["cpdebug-reference-session"]
+    assert begun == ["cpdebug-reference-session", "int4 MainThread"]
+    phases = report.settings["phases"]  # the candidate's decode in the decode's phase, the mapping in its own
+    assert {"decode", f"ort@{int4.parent}: deployed files"} <= set(phases)
     # the candidate's graph as deployed: its decode's session of the file as written (its load check's proof), kept
     # and run on the step's feed (`unprobed.as_written`): no session of it from bytes (a kernel check's, made to run
     # it), not a second for the probing check, nor a third for the intervention
@@ -190,3 +204,36 @@ def test_the_prompts_forward_is_each_decodes_first_step_not_run_again(tmp_path, 
 
     assert values(a) == values(b) and any(r.diff is not None for r in a.results)
     assert a.probe_effect == b.probe_effect and a.probe_effect["model"]["outputs"]  # the graph as deployed: the same
+
+
+def test_without_a_lending_the_candidate_is_decoded_by_the_references_decode(tmp_path, monkeypatch):
+    """Where no helper thread makes the reference's session (a server keeping its sessions: `lent.start_lending`
+    returns at once), the candidate's decode is run by the reference's (`PendingDecode.candidate`, once): the same
+    flip and cure as with the lending, its file's session made once, on the main thread."""
+    import threading
+
+    from cp_debug import ort_sessions
+    from cp_debug.api import bisect_request as groups
+    from cp_debug.api.bisect_run import run_request
+    from cp_debug.backends.ort import ort_kept
+
+    fp32, int4 = LLM / "qwen3_massive/fp32/model.onnx", LLM / "qwen3_massive/int4/model.onnx"
+    written: list[str] = []  # the thread each session of the INT4 file as written was made on
+    real = ort_sessions.open_session
+
+    def counted(src, so=None, providers=("CPUExecutionProvider",), **kwargs):
+        if isinstance(src, str) and "int4" in src:
+            written.append(threading.current_thread().name)
+        return real(src, so, providers, **kwargs)
+
+    monkeypatch.setattr(ort_sessions, "open_session", counted)
+    monkeypatch.setattr(ort_kept, "keeping", lambda: True)  # as in a server: no lending
+    prompt = tmp_path / "prompt.npz"
+    np.savez(prompt, input_ids=PROMPT)
+    subject = groups.samples_group(groups.model_group(onnx_model=fp32, generate=N), prompt)
+    report = run_request(groups.bisect_request(groups.backends_group(f"ort,ort@{int4.parent}"), subject,
+                                               groups.options_group()))
+    said = " ".join(report.warnings)
+    assert "greedy step 7: token 23 → 225" in said
+    assert "accuracy_level=1 on /lm_head/MatMul_Q4 alone gives the reference's tokens back" in said
+    assert written == ["MainThread"]

@@ -16,10 +16,12 @@ The file's load check as written (`deployed.refuse_unloadable_given`, exit 3) is
 cannot be made, not beforehand: it loaded the whole file again (ORT_DISABLE_ALL: 5.9 s).
 
 That runner's session is made on a helper thread (`start_lending`, once the probes are known) while the main thread
-checks and maps the deployed files: ONNX Runtime makes a session on one core without the GIL (the 0.5 B FP32 file's:
-3-4 s), the mapping is numpy on the main thread (1.4 s: the weights' rounding, the twin projections); the decode
-waits for it (`lend_reference`). Not in a server that keeps its sessions (its keep captures the process's stderr
-around a session's making: `ort_kept.speaking`).
+decodes the candidate's file as written and then checks and maps the deployed files: ONNX Runtime makes a session on
+one core without the GIL (the 0.5 B FP32 file's: 3-4 s), the candidate's decode is its INT4 session and 9 runs (1.5 s,
+in the load before s24: the main thread then waited for the reference's session the longer), the mapping is numpy on
+the main thread (0.9-1.4 s: the weights' rounding, the twin projections); the decode waits for it
+(`lend_reference`). Not in a server that keeps its sessions (its keep captures the process's stderr around a
+session's making: `ort_kept.speaking`); the candidate's decode is then made where the reference's is.
 
 Where the forward bisected is the prompt's prefill (no token flipped, or the first did), the decode's first step is
 that forward on that session: it is run with every output copied out, and those are the reference stage's run
@@ -75,6 +77,11 @@ def start_lending(run: RunState, probes: list, capture: bool) -> None:
     lending = run.lending = Lending(runner, tuple(p.name for p in sp), capture)
     lending.thread = threading.Thread(target=lending.activate, name="cpdebug-reference-session", daemon=True)
     lending.thread.start()
+    candidate = run.subject.pending_decode.candidate
+    if candidate is not None:  # the candidate's decode meanwhile, on this thread (its session, its N + 1 runs)
+        with run.progress.step("the candidate: its decode (--generate, its file as written)"), \
+                run.phases.timed("decode"):
+            candidate()
 
 
 def lend_reference(run: RunState, probes: list, capture: bool) -> None:

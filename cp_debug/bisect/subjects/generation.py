@@ -13,8 +13,10 @@ written (the file's load check then makes no other), kept where the candidate is
 candidate's graph as deployed on the step's feed (`unprobed.as_written`; no session of the file made for that); the
 reference, where it runs the file as it is (ONNX Runtime,
 FP32, CPU), decodes on the session the engine makes for its probed run, before stage 0's feed (`PendingDecode`,
-`stages/lent.py`): its tokens are then the probed session's, the values the bisect compares with. A decode whose
-session ONNX Runtime refuses is that file's load check's line (exit 3).
+`stages/lent.py`): its tokens are then the probed session's, the values the bisect compares with; the candidate's
+decode is then made while that session is made on its helper thread (`PendingDecode.candidate`: s24, 1.4 CPU s of a
+0.5 B INT4 file's, in the load before it). A decode whose session ONNX Runtime refuses is that file's load check's line
+(exit 3).
 
 A flipped token that a runtime setting alone causes (its level-1 cure verified on the decode) is beyond what the
 file's precision explains, whatever that step's forward says: the subject's decision verdict (`TokenVerdict`, the
@@ -60,12 +62,19 @@ def generation_subject(path: str | Path, inputs: str | Path | None, seed: int, n
                             f"{', '.join(given) or 'nothing'})")
     ids = given[IDS]
     ids = np.asarray(ids).reshape(1, -1)
-    with _refused_said(cand_path, path, specs):  # its file loaded as written: its load check's proof
-        cand = greedy(cand_model, cand_dec, ids, n, path=cand_path, hold=cand_path != path and _cpu_ort(specs, 1))
+    decoded: list = []
+
+    def candidate():  # its file loaded as written: its load check's proof; decoded once
+        if not decoded:
+            with _refused_said(cand_path, path, specs):
+                decoded.append(greedy(cand_model, cand_dec, ids, n, path=cand_path,
+                                      hold=cand_path != path and _cpu_ort(specs, 1)))
+        return decoded[0]
 
     def answer(run=None) -> DecodeAnswer:
         from cp_debug.bisect.subjects.weight_cures import float_arrays
 
+        cand = candidate()
         ref = greedy(ref_model, dec, ids, n, path=None if run else path, run=run)
         from cp_debug.bisect.subjects.norm_cures import reference_norms
 
@@ -88,8 +97,9 @@ def generation_subject(path: str | Path, inputs: str | Path | None, seed: int, n
             found.told(subject)  # its verdict (the lines: `lent.py` says them)
             return found
 
-        subject.pending_decode = PendingDecode(decode, lambda: refuse_unloadable_given(path, specs))
+        subject.pending_decode = PendingDecode(decode, lambda: refuse_unloadable_given(path, specs), candidate)
         return subject
+    candidate()
     with _refused_said(path, path, specs):
         found = answer()
     return found.told(onnx_subject(path, None, seed, ids=found.prefix))
@@ -117,10 +127,13 @@ class PendingDecode:
     (`stages/lent.py`): the FP32 file loaded once (a 0.5 B builder file: 2 GB, 5 s a load), not once to decode and
     again to be probed. `decode(run)`: the decode with `run` the session's forward (logits and cache only), the
     subject fed the step's prefix, its answer (lines said then); `check()`: the file's load check as written (exit
-    3 where ONNX Runtime refuses it), run where that session cannot be made."""
+    3 where ONNX Runtime refuses it), run where that session cannot be made; `candidate()`: the candidate's decode of
+    its file as written (run once: by `lent.start_lending` while the reference's session is made on its helper
+    thread, else by `decode`)."""
 
     decode: Callable
     check: Callable[[], None]
+    candidate: Callable[[], object] | None = None
 
 
 def _cpu_ort(specs: Sequence, k: int) -> bool:
