@@ -10,7 +10,8 @@ candidate had before is not the cure's to remove, and bisect's verdict never cal
 `encoder/3` left out brings the worst output to 0.72× its budget, an element past --atol/--rtol). Any other output
 passes where it is within its tolerance (|Δ| ≤ atol + rtol·|ref| on all but `max_share` of its elements) and within
 its budget (`noise.judge`'s, or the one given: INT8's carried budget, the run's calibrated range). A judge by the
-tolerance alone (keep-fp32's `--mode fixed`, bisect's --atol/--rtol) is the tolerance's, not this one.
+tolerance alone (keep-fp32 given --atol/--rtol: its fixed mode; bisect's `--tolerance-mode fixed`) is the tolerance's,
+not this one.
 """
 
 from __future__ import annotations
