@@ -82,6 +82,41 @@ def at_decision(tried: list[Tried], before: OutputError) -> Tried | None:
     return min(back, key=lambda t: t.after.ratio) if back else None
 
 
+def weight_in_float(run: "RunState", state: "CandidateState", decided: Tried) -> Restoration | None:
+    """Where the layer at the decision (`decided`) is a user's file's node reading a quantized weight: that weight
+    alone read in float (the reference's value in its slot, `constants.ConstantOff`; its input's pair kept), one run
+    that says whether the weight's rounding is the mechanism (`findings/quantized/weight_steps.py` reads it); None
+    otherwise."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    from cp_debug.bisect.cures.constants import ConstantOff, read_constant
+    from cp_debug.bisect.cures.restore import CONSTANT
+
+    r = decided.restored[0]
+    if state.spec.onnx_dir is None or r.how != EXCLUDE or len(r.nodes) != 1:
+        return None
+    model, ref = run.stage_of(state.label, r.stage).onnx(), run.subject.stages[r.stage].onnx()
+    node = next((n for n in model.graph.node if n.name == r.nodes[0]), None)
+    theirs = next((n for n in ref.graph.node if n.name == r.nodes[0]), None)
+    dq = next((n for n in model.graph.node if node is not None and len(node.input) > 1 and n.output[0] ==
+               node.input[1] and n.op_type == "DequantizeLinear"), None)
+    want = next((numpy_helper.to_array(i) for i in ref.graph.initializer
+                 if theirs is not None and len(theirs.input) > 1 and i.name == theirs.input[1]), None)
+    if dq is None or want is None or not np.issubdtype(want.dtype, np.floating):
+        return None
+    from cp_debug.graph.model import constant_tensors
+
+    protos = constant_tensors(model.graph)
+    got, _ = read_constant(node.input[1], {}, {dq.output[0]: dq}, protos)
+    if got is None or got.shape != want.shape:
+        return None
+    want = want.astype(np.float64)
+    rel = float(np.sqrt(np.mean((got - want) ** 2) / max(float(np.mean(want ** 2)), 1e-30)))
+    c = ConstantOff(node.name, node.op_type, 1, dq.input[0], float(np.mean(got != want)), rel, want.astype(np.float32))
+    return Restoration(r.probe, r.stage, CONSTANT, nodes=(node.name,), tensor=dq.input[0], detail=c)
+
+
 def words(found, metric: str, tried: str) -> str:
     """The intervention's words where its cure is back at the declared decision only (`found.decided`)."""
     t, b = found.decided, found.before

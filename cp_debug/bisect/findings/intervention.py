@@ -251,6 +251,8 @@ def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results
         if not (back or chosen or decision_only) and before.flips and decision_layer.declared(run, stage):
             tried += [Tried((r,), measure([r])) for r in decision_layer.early(run, state, stage, results, tried)]
             decided = decision_layer.at_decision(tried, before)
+            w = decision_layer.weight_in_float(run, state, decided) if decided is not None else None
+            tried += [Tried((w,), measure([w]))] if w is not None else []  # the mechanism's run: its weight alone
         breaks = None if back or chosen or decided or run.opts.tolerance_mode == "fixed" else decision_layer.breaks(
             run, state, [r for r in pool if r.stage == stage], tried, measure, before)
         if not (back or chosen or breaks or decided) and run.opts.tolerance_mode == "model":  # the halves' evidence
