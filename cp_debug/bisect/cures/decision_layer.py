@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from cp_debug.bisect.cures.restore import EXCLUDE, KEEP, REPLACE, OutputError, Restoration
+from cp_debug.bisect.cures.restore import EXCLUDE, KEEP, OutputError, Restoration
 from cp_debug.bisect.cures.set_search import Tried
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -73,10 +73,12 @@ def early(run: "RunState", state: "CandidateState", stage: int, results: list["P
 
 
 def at_decision(tried: list[Tried], before: OutputError) -> Tried | None:
-    """Of the single restorations in `tried` (not a layer alone in the format, not a half), the one that brings every
+    """Of the layers restored alone in `tried` (their nodes kept in FP32 / left out of INT8: not a layer alone in the
+    format, not a half, not a tensor — a shared scale's pairs removed there are the file's tensor, which the
+    quantizer's own exclusion may not give: pythainlp's deepcut, `shared_scale.with_cure`), the one that brings every
     decision back with the least error left, where that is at most `CARRIES` of `before`'s; None where none does."""
     back = [t for t in tried if len(t.restored) == 1 and not (t.spread or t.hides or t.restored[0].alone)
-            and t.restored[0].how != REPLACE
+            and t.restored[0].how in (EXCLUDE, KEEP)
             and before.flips and not t.after.flips and not t.after.unbuilt and math.isfinite(t.after.ratio)
             and t.after.ratio <= CARRIES * before.ratio]
     return min(back, key=lambda t: t.after.ratio) if back else None
