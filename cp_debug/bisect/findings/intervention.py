@@ -17,13 +17,15 @@ ranked (`cures/shared_scale.py`), then two quantized terms a Sub cancels (`cures
 consumer saturates (a tanh-GELU's x³) is proposed first and let go: restoring it changes nothing at the output. Where
 nothing brings them back, the graph's halves say where the error accumulates (`cures/spread.py`: evidence, never the
 cure; a decision moved, the members of the smallest block and of the halves that moved the outputs nearer run alone:
-`spread.beside`); where only a decision moved and no one brings it back, the ranking's first is named "proposed, not
-confirmed", and a near tie that several layers each bring back alone is said as such, no root among them
-(`cures/tie_words.py`). A module whose own nodes are not its whole segment is tried again over its segment, as its local
-error ran it (`restore.widened`). Cost: one probe-less run of the stage per restoration (at most 2 × `TRIED` +
-`SET_RUNS` + `MEMBERS_ALONE` + `SET_FROM` alone + a file's constants and shared scales + `spread.RUNS` + `SCAN` +
-`cancel_terms.MOST`), only where the outputs are wrong, on ONNX Runtime only (`Capability.ORT_SESSIONS`). One that
-cannot be built or run is one entry said, the others run (`restore.attempted`)."""
+`spread.beside`), after, where a declared decision (`--metric`) moved, the first layers holding a weight restored alone
+too: the layer that alone brings that decision back with most of the error gone is the root, "confirmed at the decision"
+(`cures/decision_layer.py`), no halves run; where only a decision moved and no one brings it back, the ranking's first
+is named "proposed, not confirmed", and a near tie that several layers each bring back alone is said as such, no root
+among them (`cures/tie_words.py`). A module whose own nodes are not its whole segment is tried again over its segment,
+as its local error ran it (`restore.widened`). Cost: one probe-less run of the stage per restoration (at most 2 ×
+`TRIED` + `SET_RUNS` + `MEMBERS_ALONE` + `SET_FROM` alone + a file's constants and shared scales + `spread.RUNS` +
+`SCAN` + `decision_layer.EARLY` + 1 + `cancel_terms.MOST`), only where the outputs are wrong, on ONNX Runtime only
+(`Capability.ORT_SESSIONS`). One that cannot be built or run is one entry said, the others run (`restore.attempted`)."""
 
 from __future__ import annotations
 
