@@ -81,7 +81,7 @@ def constants_off(model, reference) -> list[ConstantOff]:
             want = ref.get(y)
             if want is None or not np.issubdtype(want.dtype, np.floating):
                 continue
-            got, step = _read(x, held, dq, protos)
+            got, step = read_constant(x, held, dq, protos)
             if got is None or got.shape != want.shape:
                 continue
             name = dq[x].input[0] if x in dq else x  # a weight stored quantized: its integer initializer
@@ -93,7 +93,7 @@ def constants_off(model, reference) -> list[ConstantOff]:
     return sorted((c for c in found if c.rel >= SMALL), key=lambda c: -c.rel)
 
 
-def _read(x: str, held: dict, dq: dict, protos: dict) -> tuple[np.ndarray | None, object]:
+def read_constant(x: str, held: dict, dq: dict, protos: dict) -> tuple[np.ndarray | None, object]:
     """The file's value of input `x` as its node reads it (float64), and its rounding: 'f16' / 'f32' for a float
     constant, the scale (broadcast to the value) for a dequantized one (`nbits.dq_parts`: per tensor, axis or block);
     (None, None) for a computed input."""

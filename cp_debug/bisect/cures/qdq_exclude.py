@@ -51,6 +51,7 @@ class ExcludeCure:
     ops: tuple[str, ...] = ()  # fp32: the op types of `nodes` (ModelOpt's op_types_to_exclude_fp16)
     worse: bool = False  # the worst output's error larger than the file's own (issue 115: never offered)
     flipped: int = 0  # the decisions its outputs still flip (`findings/decisions.flips`)
+    decided: bool = False  # not within budget, yet the declared decision the file moved back (`decision_layer`)
     own: int = 0  # pairs that shared a left-out node's scale past an op passing it on, calibrated on their own
 
     def text(self) -> str:
@@ -80,6 +81,9 @@ class ExcludeCure:
         if self.passes:
             return (f"{said}: verified — {tried}, holds every output within {self.precision} ({self.figure()})"
                     + before)
+        if self.decided:
+            return (f"{said}: tried — brings the declared decision back, its outputs still beyond {self.precision}'s "
+                    f"budget — {tried}: {self.figure()}{before}")
         return f"{said}: tried and not enough — {tried}: {self.figure()}{before}"
 
     def figure(self) -> str:
@@ -173,13 +177,17 @@ def _tried(run: RunState, state: CandidateState, i: int, model, nodes: list[str]
     before = had.diff.rel_rmse if had is not None and had.diff is not None else None
     # issue 115: judged against the file's own error too, and at the decisions its outputs carry
     from cp_debug.bisect.cures.at_outputs import WORSE
+    from cp_debug.bisect.cures.decision_layer import declared
     from cp_debug.bisect.findings.decisions import flips
 
     worse = before is not None and d.rel_rmse > WORSE * before
     flipped = flips(run, i, ref_out, out)
     passes = passes and not worse and not flipped  # one flipped: not enough
+    was = state.as_deployed.get(i)
+    decided = not (passes or worse or flipped) and was is not None and declared(run, i) and bool(
+        flips(run, i, ref_out, was))  # a declared decision the file moves, brought back
     return replace(cure, passes=passes, output=d.name, before=before, after=d.rel_rmse, ratio=j.noise_ratio,
-                   worse=worse, flipped=flipped, own=len(asked))
+                   worse=worse, flipped=flipped, own=len(asked), decided=decided)
 
 
 def _held(run: RunState, state: CandidateState, i: int) -> frozenset:

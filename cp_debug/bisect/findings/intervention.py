@@ -17,22 +17,23 @@ ranked (`cures/shared_scale.py`), then two quantized terms a Sub cancels (`cures
 consumer saturates (a tanh-GELU's x³) is proposed first and let go: restoring it changes nothing at the output. Where
 nothing brings them back, the graph's halves say where the error accumulates (`cures/spread.py`: evidence, never the
 cure; a decision moved, the members of the smallest block and of the halves that moved the outputs nearer run alone:
-`spread.beside`); where only a decision moved and no one brings it back, the ranking's first is named "proposed, not
-confirmed", and a near tie that several layers each bring back alone is said as such, no root among them
-(`cures/tie_words.py`). A module whose own nodes are not its whole segment is tried again over its segment, as its local
-error ran it (`restore.widened`). Cost: one probe-less run of the stage per restoration (at most 2 × `TRIED` +
-`SET_RUNS` + `MEMBERS_ALONE` + `SET_FROM` alone + a file's constants and shared scales + `spread.RUNS` + `SCAN` +
-`cancel_terms.MOST`), only where the outputs are wrong, on ONNX Runtime only (`Capability.ORT_SESSIONS`). One that
-cannot be built or run is one entry said, the others run (`restore.attempted`)."""
+`spread.beside`), after, where a declared decision (`--metric`) moved, the first layers holding a weight restored alone
+too: the layer that alone brings that decision back with most of the error gone is the root, "confirmed at the decision"
+(`cures/decision_layer.py`), no halves run; where only a decision moved and no one brings it back, the ranking's first
+is named "proposed, not confirmed", and a near tie that several layers each bring back alone is said as such, no root
+among them (`cures/tie_words.py`). A module whose own nodes are not its whole segment is tried again over its segment,
+as its local error ran it (`restore.widened`). Cost: one probe-less run of the stage per restoration (at most 2 ×
+`TRIED` + `SET_RUNS` + `MEMBERS_ALONE` + `SET_FROM` alone + a file's constants and shared scales + `spread.RUNS` +
+`SCAN` + `decision_layer.EARLY` + 1 + `cancel_terms.MOST`), only where the outputs are wrong, on ONNX Runtime only
+(`Capability.ORT_SESSIONS`). One that cannot be built or run is one entry said, the others run (`restore.attempted`)."""
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from cp_debug.bisect.cures import spread, tie_words
+from cp_debug.bisect.cures import decision_layer, spread, tie_words
 from cp_debug.bisect.cures.restore import (CONSTANT, EXCLUDE, KEEP, KEPT_FLOAT, REPLACE, OutputError, Restoration,
                                            cure_words, measured, output_error, restoration, run_restored,
                                            widened)
@@ -45,7 +46,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.bisect.run_state import CandidateState, RunState
 
 TRIED = 3  # the proposed restored one by one before a set
-CARRIES = 0.5  # a layer alone in the format breaking the outputs with this share of the candidate's error: the last
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,9 @@ class Intervention:
     tie: str | None = None  # the decision flip the verdict's reason names (`Finding.tie`, set by `settle`)
     near: str | None = None  # nothing confirmed, the metric moved: the ranking's first is the root, proposed only
     # (`confirmed`), and the outputs read at 0.5 / argmax that flip with the metric (their margin), where any
+    metric: str = ""  # the declared decision (`--metric`'s name), where `decided`
+    decided: Tried | None = None  # nothing back within budget: the one that alone brings a declared decision back
+    # with the most of the error gone (`decision_layer.at_decision`)
 
     @property
     def cure(self) -> Tried | None:
@@ -75,7 +78,7 @@ class Intervention:
         back = [t for t in self.tried if t.after.back and not (t.hides or t.whole or t.spread or t.restored[0].alone)]
         mine = [t for t in back if len(t.restored) == 1 and t.restored[0].probe == self.confirmed]
         chosen = [t for t in back if self.chosen and {x.probe for x in t.restored} == set(self.chosen)]
-        return (mine or chosen or back or [None])[0]
+        return (mine or chosen or back or [self.decided])[0]
 
     @property
     def confirmed_set(self) -> tuple[str, ...]:
@@ -107,6 +110,8 @@ class Intervention:
                     f"{before}; {tried}){self._alone()}"
                     f"{spread.words(self.tried, budget, self.tie, beside=placed)}"
                     f"{tie_words.near(self)}")
+        if self.decided is not None and c is self.decided:
+            return decision_layer.words(self, self.metric, tried)
         if self.tipped() and not self.confirmed_set:
             return tie_words.tipped_text(self, tried)
         what = ("the set " + ", ".join(self.confirmed_set)) if self.confirmed_set else self.confirmed
@@ -176,7 +181,7 @@ class Intervention:
                 "probe": self.confirmed, "set": list(self.confirmed_set), "keep": list(self.keep()),
                 "how": c.restored[0].how if c is not None else None, "output_error": self.before.to_json(),
                 "set_searched_among": self.searched, "set_runs_spent": self.spent, "alone_breaks": self.breaks,
-                "proposed_only": self.near is not None,
+                "proposed_only": self.near is not None, "at_decision": self.decided is not None,
                 "tipped_by": self.tipped(), "also_back": tie_words.also_back(self),
                 "tie": self.before.tie if self.tipped() else None,  # the near tie's margin those layers each tip
                 "spread": spread.verdict(self.tried, self.tie, self.placed_alone),
@@ -244,12 +249,19 @@ def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results
             chosen, spent = (), False
         # the ranked layer that alone breaks them, where nothing restores: judged at the outputs' budget (in fixed
         # mode any one layer alone in the format may miss a tight --atol/--rtol: that names no cause)
-        breaks = None if back or chosen or run.opts.tolerance_mode == "fixed" else _breaks(
+        decided = None  # a declared decision moved, the outputs beyond budget: the early layers too, judged there
+        if not (back or chosen or decision_only) and before.flips and decision_layer.declared(run, stage):
+            tried += [Tried((r,), measure([r])) for r in decision_layer.early(run, state, stage, results, tried)]
+            decided = decision_layer.at_decision(tried, before)
+            w = decision_layer.weight_in_float(run, state, decided) if decided is not None else None
+            tried += [Tried((w,), measure([w]))] if w is not None else []  # the mechanism's run: its weight alone
+        breaks = None if back or chosen or decided or run.opts.tolerance_mode == "fixed" else decision_layer.breaks(
             run, state, [r for r in pool if r.stage == stage], tried, measure, before)
-        if not (back or chosen or breaks) and run.opts.tolerance_mode == "model":  # no layer: the halves' evidence
+        if not (back or chosen or breaks or decided) and run.opts.tolerance_mode == "model":  # the halves' evidence
             tried += spread.tried(run, state, stage, lambda h, s: Tried((h,), measure([h]), spread=s), decision_only,
                                   before)
-    found = Intervention(ranked[0], single, before, tuple(tried), 0.0, stage, chosen=chosen, spent=spent)
+    found = Intervention(ranked[0], single, before, tuple(tried), 0.0, stage, chosen=chosen, spent=spent,
+                         decided=decided)
     cure = found.cure
     confirmed = cure.restored[0].probe if cure is not None and len(cure.restored) == 1 else None
     order = {r.probe: k for k, r in enumerate(results)}
@@ -258,36 +270,8 @@ def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results
         confirmed = None
         tried = [replace(t, hides=t is cure) for t in tried]
     return Intervention(ranked[0], confirmed, before, tuple(tried), time.perf_counter() - t0, stage, chosen=chosen,
-                        searched=searched(tried), breaks=breaks, spent=spent)
-
-
-def _breaks(run: "RunState", state: "CandidateState", pool: list[Restoration], tried: list[Tried],
-            measure, before: OutputError) -> str | None:
-    """The ranked candidates (the set search's pool, `SET_FROM`), most first, each alone in the candidate's precision,
-    every other node restored (`restore.alone`), run at the outputs (appended to `tried`): the first that breaks them
-    — a decision they carry flipped by it alone — with at least `CARRIES` of the candidate's own error at the outputs;
-    else, the pool run, the one of those that break them whose error alone is the largest (a near tie any layer's
-    rounding tips is not the layer that holds the damage: openwakeword's speech embedding in INT8, its first Conv alone
-    takes a wake word's frames from 0.52 to 0.15, a layer ranked above it tips one by 0.02); None where none alone
-    does."""
-    from cp_debug.bisect.cures.restore import alone
-
-    breaking: list[tuple[float, int, str]] = []
-    for k, r in enumerate(pool):
-        a = alone(run, state, r)
-        if a is None:
-            continue
-        try:
-            tried.append(Tried((a,), measure([a])))
-        except Exception as err:  # noqa: BLE001 - a layer that cannot be run alone is said, the rest stands
-            run.warnings.append(f"{state.label}: {a.words()} was not run: {err}")
-            continue
-        after = tried[-1].after
-        if after.flips:  # a decision moved by it alone (the issue's "the layer that alone breaks its decision")
-            if after.ratio >= CARRIES * before.ratio or not math.isfinite(before.ratio):
-                return r.probe
-            breaking.append((-after.ratio, k, r.probe))
-    return min(breaking)[2] if breaking else None
+                        searched=searched(tried), breaks=breaks, spent=spent, decided=decided,
+                        metric=getattr(getattr(run.opts, "metric", None), "name", "") if decided else "")
 
 
 def _whole(run: "RunState", state: "CandidateState", stage: int, chosen) -> bool:

@@ -218,7 +218,7 @@ def _pair_why(run: RunState, state: CandidateState, probe: str, t: str, dq_out: 
         fault = _scale_fault(dq, inits, None, fmt, paired=False) if fmt and dq.input[0] in inits else None
         if fault is not None:
             return f"the file's {fmt.upper()} weight {dq.input[0]!r} of {_node(node)}: {fault}", None, None
-        found = _stored_weight(run, probe, dq, inits, node) if dq.input[0] in inits and dq_out != t else None
+        found = _stored_weight(run, state, probe, dq, inits, node) if dq.input[0] in inits and dq_out != t else None
         return (found, None, None) if found is not None else None
     if source in inits:
         value = numpy_helper.to_array(inits[source])
@@ -300,13 +300,16 @@ def _scale_fault(dq, inits: dict, value: np.ndarray | None, fmt: str, paired: bo
     return f"{said}{cause}: every value it dequantizes{there} is 0"
 
 
-def _stored_weight(run: RunState, probe: str, dq, inits: dict, reader) -> str | None:
+def _stored_weight(run: RunState, state: CandidateState, probe: str, dq, inits: dict, reader) -> str | None:
     """A weight the file stores quantized, dequantized with the file's own scale, against the reference's weight of
     the same node (the reference graph's node that computes `probe`, its second input): where they differ by more
     than WEIGHT_OFF (relative RMS), the words that say so — its rounding where the file's levels are the reference's
     weight rounded at the file's own scale (per tensor or per channel alike: issue 115), else not this model's; a
-    weight rounded so that most of its nonzero values are zero is said as its rounding too."""
+    weight rounded so that most of its nonzero values are zero is said as its rounding too, and any rounding where its
+    weight alone read in float brought the decision back (`quantized/weight_steps.py`)."""
     from onnx import TensorProto, numpy_helper
+
+    from cp_debug.bisect.findings.quantized import weight_steps
 
     ref_stage = run.subject.stages[run.probes[probe].stage]  # the reference's graph of the stage
     pm = ref_stage.probe_map()
@@ -326,7 +329,10 @@ def _stored_weight(run: RunState, probe: str, dq, inits: dict, reader) -> str | 
     norm = float(np.sqrt(np.mean(ref ** 2))) or 1.0
     off = float(np.sqrt(np.mean((got - ref) ** 2))) / norm
     fmt = {TensorProto.INT8: "int8", TensorProto.UINT8: "uint8"}.get(inits[dq.input[0]].data_type)
-    rounded = _weight_rounding(ref, q, scale, zero, fmt, off) if fmt is not None else None
+    run_back = weight_steps.shown(state, dq.input[0])  # its weight alone in float brought the decision back
+    rounded = _weight_rounding(ref, q, scale, zero, fmt, off, run_back is not None) if fmt is not None else None
+    if rounded and run_back is not None:
+        rounded += weight_steps.channels(ref, scale) + weight_steps.run_words(run_back, state.intervention.before.ratio)
     if rounded is not None:  # this model's weights: said where their rounding is worth naming
         return f"the file's {fmt.upper()} weight {dq.input[0]!r} of {_node(reader)} {rounded}" if rounded else None
     if off <= WEIGHT_OFF:
@@ -340,13 +346,14 @@ def _stored_weight(run: RunState, probe: str, dq, inits: dict, reader) -> str | 
 ROUNDED = 0.99  # the share of a file's weight levels within one level of the reference's weight rounded at its scale
 
 
-def _weight_rounding(ref: np.ndarray, q: np.ndarray, scale: np.ndarray, zero: np.ndarray, fmt: str, off: float
-                     ) -> str | None:
+def _weight_rounding(ref: np.ndarray, q: np.ndarray, scale: np.ndarray, zero: np.ndarray, fmt: str, off: float,
+                     shown: bool = False) -> str | None:
     """The words for a stored weight whose levels `q` are the reference's weight `ref` rounded at the file's own
     `scale` and `zero` (all but a share 1 - ROUNDED within one level: calibrators round and clip alike, some nudge a
     level) — its rounding, per tensor or per channel, with the range that sets the step, where it loses more than
     WEIGHT_OFF (rel. RMS) or rounds most nonzero values to zero (LOST: a range set by an outlier, whose own size
-    keeps the RMS small), else "" (nothing worth naming); None where the levels are not the reference's weight."""
+    keeps the RMS small) or where a run showed it (`shown`), else "" (nothing worth naming); None where the levels
+    are not the reference's weight."""
     qmin, qmax = LEVELS[fmt]
     with np.errstate(divide="ignore", invalid="ignore"):
         own = np.clip(np.rint(ref / scale) + zero, qmin, qmax)
@@ -360,7 +367,7 @@ def _weight_rounding(ref: np.ndarray, q: np.ndarray, scale: np.ndarray, zero: np
     nonzero = a > 0
     zeroed = int(np.count_nonzero(nonzero & (np.abs(own - zero) == 0)))
     lost = zeroed / max(int(np.count_nonzero(nonzero)), 1)
-    if off <= WEIGHT_OFF and lost <= LOST:
+    if off <= WEIGHT_OFF and lost <= LOST and not shown:
         return ""
     median = float(np.median(a[nonzero])) if nonzero.any() else 0.0
     steps = np.broadcast_to(scale, ref.shape)

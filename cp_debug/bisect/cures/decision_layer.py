@@ -1,0 +1,159 @@
+"""The layer that alone holds a declared decision (issue 115, items 1 and 3): where no restoration brings the outputs
+back within their budget, the one that alone breaks the decision (`breaks`), and the one that alone brings a declared
+decision (`--metric`) back (`early`, `at_decision`).
+
+A user declares what the application decides (`--metric NAME|FILE.py:FUNC`); where the candidate changes it and its
+outputs are beyond their budget, a layer whose restoration brings that decision back and takes away most of the
+outputs' error (at least 1 - `CARRIES` of it) is the root at the decision, though its outputs stay beyond the budget:
+the budget is the probes' expected rounding, the decision what the user said matters. Among several that do, the one
+that leaves the least error. The own-error ranking does not propose every such layer: an early layer's rounding
+passes through every layer after it, which amplify it, while its own error is measured at its own output (open_nsfw's
+per-tensor INT8 file: its stem conv `Conv__440`, ×3.11 its probe's budget, ranked below the six the set search takes;
+left out of INT8 alone it takes image 17's score from 0.816 back to the reference's band, the outputs 10.6× → 1.9×
+their budget, where each of the ranked leaves ≥ 6.2×). So the first `EARLY` quantized layers holding a weight, in
+graph order, not yet tried, are each restored alone too (`EARLY` runs of the stage, only where a declared decision
+moved and nothing brought the outputs back)."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from cp_debug.bisect.cures.restore import EXCLUDE, KEEP, OutputError, Restoration
+from cp_debug.bisect.cures.set_search import Tried
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cp_debug.bisect.result import ProbeResult
+    from cp_debug.bisect.run_state import CandidateState, RunState
+
+CARRIES = 0.5  # a layer alone in the format breaking the outputs with this share of the candidate's error: the last;
+# restored alone, bringing a declared decision back and leaving at most this share of it: the root at the decision
+EARLY = 3  # the first layers holding a weight, in graph order, restored alone where a declared decision moved
+WEIGHTED = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+def declared(run: "RunState", stage: int) -> bool:
+    """The run declares its decision (`--metric`), read on the last stage's outputs (`decisions.output_decisions`)."""
+    return getattr(run.opts, "metric", None) is not None and stage == len(run.subject.stages) - 1
+
+
+def early(run: "RunState", state: "CandidateState", stage: int, results: list["ProbeResult"], tried: list[Tried]
+          ) -> list[Restoration]:
+    """The first `EARLY` probes of `stage` (`results`: graph order) whose restoration in the candidate's terms leaves
+    one node holding a weight out of its precision (a Conv / Gemm / MatMul reading a constant), not yet in `tried`."""
+    from cp_debug.bisect.cures.restore import restoration
+
+    model = run.stage_of(state.label, stage).onnx()
+    if model is None:
+        return []
+    consts = {i.name for i in model.graph.initializer} | {o for n in model.graph.node if n.op_type == "Constant"
+                                                          for o in n.output}
+    writer = {o: n for n in model.graph.node for o in n.output}
+
+    def weighted(name: str) -> bool:  # its weight a constant, read directly or through a DequantizeLinear
+        n = next((n for n in model.graph.node if n.name == name), None)
+        if n is None or n.op_type not in WEIGHTED or len(n.input) < 2:
+            return False
+        w = writer.get(n.input[1])
+        return n.input[1] in consts or (w is not None and w.op_type == "DequantizeLinear" and w.input[0] in consts)
+
+    done = {t.restored[0].nodes for t in tried if len(t.restored) == 1 and not t.restored[0].alone}
+    out: list[Restoration] = []
+    for p in results:
+        if len(out) == EARLY:
+            break
+        r = restoration(run, state, p.probe) if run.probes.get(p.probe) and run.probes[p.probe].stage == stage \
+            else None
+        if r is None or r.how not in (EXCLUDE, KEEP) or len(r.nodes) != 1 or r.nodes in done \
+                or not weighted(r.nodes[0]):
+            continue
+        done.add(r.nodes)
+        out.append(r)
+    return out
+
+
+def at_decision(tried: list[Tried], before: OutputError) -> Tried | None:
+    """Of the layers restored alone in `tried` (their nodes kept in FP32 / left out of INT8: not a layer alone in the
+    format, not a half, not a tensor — a shared scale's pairs removed there are the file's tensor, which the
+    quantizer's own exclusion may not give: pythainlp's deepcut, `shared_scale.with_cure`), the one that brings every
+    decision back with the least error left, where that is at most `CARRIES` of `before`'s; None where none does."""
+    back = [t for t in tried if len(t.restored) == 1 and not (t.spread or t.hides or t.restored[0].alone)
+            and t.restored[0].how in (EXCLUDE, KEEP)
+            and before.flips and not t.after.flips and not t.after.unbuilt and math.isfinite(t.after.ratio)
+            and t.after.ratio <= CARRIES * before.ratio]
+    return min(back, key=lambda t: t.after.ratio) if back else None
+
+
+def weight_in_float(run: "RunState", state: "CandidateState", decided: Tried) -> Restoration | None:
+    """Where the layer at the decision (`decided`) is a user's file's node reading a quantized weight: that weight
+    alone read in float (the reference's value in its slot, `constants.ConstantOff`; its input's pair kept), one run
+    that says whether the weight's rounding is the mechanism (`findings/quantized/weight_steps.py` reads it); None
+    otherwise."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    from cp_debug.bisect.cures.constants import ConstantOff, read_constant
+    from cp_debug.bisect.cures.restore import CONSTANT
+
+    r = decided.restored[0]
+    if state.spec.onnx_dir is None or r.how != EXCLUDE or len(r.nodes) != 1:
+        return None
+    model, ref = run.stage_of(state.label, r.stage).onnx(), run.subject.stages[r.stage].onnx()
+    node = next((n for n in model.graph.node if n.name == r.nodes[0]), None)
+    theirs = next((n for n in ref.graph.node if n.name == r.nodes[0]), None)
+    dq = next((n for n in model.graph.node if node is not None and len(node.input) > 1 and n.output[0] ==
+               node.input[1] and n.op_type == "DequantizeLinear"), None)
+    want = next((numpy_helper.to_array(i) for i in ref.graph.initializer
+                 if theirs is not None and len(theirs.input) > 1 and i.name == theirs.input[1]), None)
+    if dq is None or want is None or not np.issubdtype(want.dtype, np.floating):
+        return None
+    from cp_debug.graph.model import constant_tensors
+
+    protos = constant_tensors(model.graph)
+    got, _ = read_constant(node.input[1], {}, {dq.output[0]: dq}, protos)
+    if got is None or got.shape != want.shape:
+        return None
+    want = want.astype(np.float64)
+    rel = float(np.sqrt(np.mean((got - want) ** 2) / max(float(np.mean(want ** 2)), 1e-30)))
+    c = ConstantOff(node.name, node.op_type, 1, dq.input[0], float(np.mean(got != want)), rel, want.astype(np.float32))
+    return Restoration(r.probe, r.stage, CONSTANT, nodes=(node.name,), tensor=dq.input[0], detail=c)
+
+
+def words(found, metric: str, tried: str) -> str:
+    """The intervention's words where its cure is back at the declared decision only (`found.decided`)."""
+    t, b = found.decided, found.before
+    r = t.restored[0]
+    return (f"confirmed at the decision: {r.probe} {r.how_words()} alone brings the declared decision back "
+            f"({metric}), its outputs still beyond their budget (worst output {b.ratio:.3g}× → {t.after.ratio:.3g}×,"
+            f" {b.flips} decision(s) flipped before, none after) — the most of the candidate's error any restoration "
+            f"tried takes away (tried {tried}; the first {EARLY} layers holding a weight, in graph order, restored "
+            "alone too: an early layer's rounding is amplified by the layers after it, its own error small)")
+
+
+def breaks(run: "RunState", state: "CandidateState", pool: list[Restoration], tried: list[Tried],
+           measure, before: OutputError) -> str | None:
+    """The ranked candidates (the set search's pool, `SET_FROM`), most first, each alone in the candidate's precision,
+    every other node restored (`restore.alone`), run at the outputs (appended to `tried`): the first that breaks them
+    — a decision they carry flipped by it alone — with at least `CARRIES` of the candidate's own error at the outputs;
+    else, the pool run, the one of those that break them whose error alone is the largest (a near tie any layer's
+    rounding tips is not the layer that holds the damage: openwakeword's speech embedding in INT8, its first Conv alone
+    takes a wake word's frames from 0.52 to 0.15, a layer ranked above it tips one by 0.02); None where none alone
+    does."""
+    from cp_debug.bisect.cures.restore import alone
+
+    breaking: list[tuple[float, int, str]] = []
+    for k, r in enumerate(pool):
+        a = alone(run, state, r)
+        if a is None:
+            continue
+        try:
+            tried.append(Tried((a,), measure([a])))
+        except Exception as err:  # noqa: BLE001 - a layer that cannot be run alone is said, the rest stands
+            run.warnings.append(f"{state.label}: {a.words()} was not run: {err}")
+            continue
+        after = tried[-1].after
+        if after.flips:  # a decision moved by it alone (the issue's "the layer that alone breaks its decision")
+            if after.ratio >= CARRIES * before.ratio or not math.isfinite(before.ratio):
+                return r.probe
+            breaking.append((-after.ratio, k, r.probe))
+    return min(breaking)[2] if breaking else None

@@ -1,0 +1,73 @@
+"""The layer that alone brings a declared decision back where its own error ranks low (issue 115, items 1-3;
+bisect/cures/decision_layer.py). open_nsfw's per-tensor INT8 file (docs/trained-models.md, "open_nsfw's first conv"):
+of its 74 nodes left out of INT8 one at a time, only the stem conv brings every band back, its outputs still beyond
+cp_debug's budget; its weights rounded per tensor, 16 % of them to zero. cp_debug never tried it (its own error ranks
+low) and named a later conv, or "no single layer". The graph here (tests/bisect/int8_stem_rounding.py) has that shape.
+
+The right answer without cp_debug (plain ONNX Runtime, `quantize_static` with `nodes_to_exclude`, each weighted node
+left out alone): the file flips labels; the stem left out flips none; every other one left out alone leaves most
+flipped. Before: the stem "placed by its run alone, confirmed by no restoration" (the intervention's `confirmed`
+false); now "confirmed at the decision", its exclusion the cure verified there, its weight alone read in float run."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from tests.cli_run import cpdebug
+
+pytestmark = pytest.mark.long  # eleven quantizations of a small graph and a bisect with its intervention (~20 s)
+HERE = Path(__file__).resolve().parent
+
+
+def test_the_first_conv_is_the_root_at_the_declared_decision(tmp_path):
+    import onnxruntime as ort
+
+    from tests.bisect.int8_stem_rounding import STEM, build, samples
+    from tests.trained.corpus import int8
+
+    model = build()
+    onnx.save(model, tmp_path / "fp32.onnx")
+    calib = [{"x": samples(1, 100 + i)} for i in range(16)]
+    x = samples(256, 2)
+
+    def labels(m) -> np.ndarray:
+        return ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+            None, {"x": x})[0].argmax(1)
+
+    p = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    x = x[np.abs(p[:, 1] - 0.5) > 0.05][:64]  # samples the application decides clearly (no tie left to ISA noise)
+    ref = labels(model)
+    logging.disable(logging.WARNING)  # the quantizer's advice to pre-process
+    try:
+        user = int8(model, calib)
+        moved = int(np.sum(labels(user) != ref))
+        assert moved >= 8  # the file flips labels
+        assert np.sum(labels(int8(model, calib, keep=(STEM,))) != ref) == 0  # the stem left out alone: none
+        weighted = [n.name for n in model.graph.node if n.op_type in ("Conv", "MatMul") and n.name != STEM]
+        for name in weighted:  # every other one left out alone leaves most flipped
+            assert np.sum(labels(int8(model, calib, keep=(name,))) != ref) >= moved // 2, name
+    finally:
+        logging.disable(logging.NOTSET)
+    (tmp_path / "q").mkdir()
+    onnx.save(user, tmp_path / "q" / "model.onnx")
+
+    np.savez(tmp_path / "x.npz", x=x)
+    proc = cpdebug("bisect", "--onnx", tmp_path / "fp32.onnx", "--inputs", tmp_path / "x.npz", "-b",
+                   f"ort-cpu,ort@{tmp_path / 'q'}", "--metric", f"{HERE / 'int8_stem_rounding.py'}:label_metric",
+                   "--json", tmp_path / "r.json", "--quiet")
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
+    cause = next(iter(json.loads((tmp_path / "r.json").read_text())["root_cause"].values()))
+    found = cause["intervention"]
+    # before: the stem not tried, or "placed by its run alone" with `confirmed` false
+    assert cause["probe"] == "c0" and found["confirmed"] and found["at_decision"], found
+    assert found["keep"] == [STEM], found
+    assert "confirmed at the decision" in cause["hint"], cause["hint"]
+    stem = [t for t in found["tried"] if t["candidate"] == "c0" and t["nodes"] == [STEM]]
+    assert stem and stem[0]["output_error_after"]["decisions_flipped"] == 0, found["tried"]
+    assert stem[0]["output_error_after"]["ratio"] <= 0.5 * found["output_error"]["ratio"], stem
