@@ -87,7 +87,8 @@ def test_the_lstm_decoder_holds_every_next_phoneme_and_says_so(tmp_path, spec):
     np.savez(tmp_path / "x.npz", **judged)
     np.savez(tmp_path / "cal.npz", **calib)
     model = onnx.load(str(path))
-    backend = {"fp16": "ort-cpu,ort-cpu-fp16", "int8": "ort-cpu,ort-cpu-int8"}.get(spec, f"ort-cpu,ort@{tmp_path / 'u'}")
+    backend = {"fp16": "ort-cpu,ort-cpu-fp16", "int8": "ort-cpu,ort-cpu-int8"}.get(
+        spec, f"ort-cpu,ort@{tmp_path / 'u'}")
     if spec.endswith("-file"):  # the user's file: onnxconverter-common's defaults, or quantize_static's
         user = float16.convert_float_to_float16(model) if spec == "fp16-file" else int8(
             model, [{k: v[i:i + 1] for k, v in calib.items()} for i in range(len(calib["input_2"]))])
