@@ -51,6 +51,7 @@ class ExcludeCure:
     ops: tuple[str, ...] = ()  # fp32: the op types of `nodes` (ModelOpt's op_types_to_exclude_fp16)
     worse: bool = False  # the worst output's error larger than the file's own (issue 115: never offered)
     flipped: int = 0  # the decisions its outputs still flip (`findings/decisions.flips`)
+    moved: int = 0  # the decisions the file itself flips: where it moved some and the cure none, said so
     own: int = 0  # pairs that shared a left-out node's scale past an op passing it on, calibrated on their own
 
     def text(self) -> str:
@@ -86,7 +87,8 @@ class ExcludeCure:
         if self.after is None:
             return "no output compared"
         was = f"{self.before:.3g} → " if self.before is not None else ""
-        flipped = f", {self.flipped} decision(s) still flipped" if self.flipped else ""
+        flipped = (f", {self.flipped} decision(s) still flipped" if self.flipped
+                   else f", every decision back ({self.moved} moved by the file)" if self.moved else "")
         return f"{self.output!r} rel. RMSE {was}{self.after:.3g}, {self.ratio:.2g}× {self.precision}'s budget{flipped}"
 
 
@@ -177,9 +179,11 @@ def _tried(run: RunState, state: CandidateState, i: int, model, nodes: list[str]
 
     worse = before is not None and d.rel_rmse > WORSE * before
     flipped = flips(run, i, ref_out, out)
+    was = state.as_deployed.get(i)  # a cure that gives the decisions back and not the outputs' budget: both said
+    moved = flips(run, i, ref_out, was) if was and not flipped else 0  # (BlazeFace's faces: back at 1.7× it)
     passes = passes and not worse and not flipped  # one flipped: not enough
     return replace(cure, passes=passes, output=d.name, before=before, after=d.rel_rmse, ratio=j.noise_ratio,
-                   worse=worse, flipped=flipped, own=len(asked))
+                   worse=worse, flipped=flipped, own=len(asked), moved=moved)
 
 
 def _held(run: RunState, state: CandidateState, i: int) -> frozenset:
