@@ -74,7 +74,7 @@ class ExcludeCure:
                 "quantized node: calibrated on their own values, as the quantizer does" if self.own else "")
         if self.passes is None:
             return said + ", not tried here" + (f": {self.untried}" if self.untried else "")
-        before = "".join(f"; {list(f.nodes)!r} alone was not enough ({f.figure()})" for f in self.failed)
+        before = "".join(f"; {list(f.nodes)!r} alone was not enough ({f.figure(back=False)})" for f in self.failed)
         if self.worse:
             return (f"{said.split(' (')[0]}: tried, not offered — {tried}, leaves the outputs worse than the file's "
                     f"own: {self.figure()}{before}")
@@ -83,12 +83,15 @@ class ExcludeCure:
                     + before)
         return f"{said}: tried and not enough — {tried}: {self.figure()}{before}"
 
-    def figure(self) -> str:
+    def figure(self, back: bool = True) -> str:
+        """The worst output's figures and the decisions still flipped; with `back`, the decisions the file moves all
+        back where so (said of the cure offered: a smaller set's surgery may remove a pair its writer's quantizer
+        keeps — BlazeFace's `conv2d_16` alone, back in the surgery, not in `quantize_static`'s file)."""
         if self.after is None:
             return "no output compared"
         was = f"{self.before:.3g} → " if self.before is not None else ""
         flipped = (f", {self.flipped} decision(s) still flipped" if self.flipped
-                   else f", every decision back ({self.moved} moved by the file)" if self.moved else "")
+                   else f", every decision back ({self.moved} moved by the file)" if self.moved and back else "")
         return f"{self.output!r} rel. RMSE {was}{self.after:.3g}, {self.ratio:.2g}× {self.precision}'s budget{flipped}"
 
 
