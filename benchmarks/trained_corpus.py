@@ -5,8 +5,9 @@ answer on them against a right answer found without it, by intervention (issue 1
     pip install --no-deps basic-pitch facenet-pytorch     # basic-pitch's nmp.onnx, MTCNN's pnet.pt / rnet.pt / onet.pt
     pip install --no-deps attacut==1.0.6 g2pM==0.1.2.5    # attacut-c's model.pth, g2pM's np_ckpt.pkl
     pip install --no-deps pythainlp==5.4.0                # its corpus/deepcut.onnx (a 22 MB wheel)
+    pip install --no-deps g2p-id-py==0.4.2                # its models/lstm/decoder_model.onnx (a 5 MB wheel)
     python benchmarks/trained_corpus.py [--models silero-vad,nudenet,rapidocr-det,rapidocr-cls,rapidocr-rec,
-        basic-pitch,mtcnn-pnet,mtcnn-rnet,mtcnn-onet,attacut,g2pm,deepcut]
+        basic-pitch,mtcnn-pnet,mtcnn-rnet,mtcnn-onet,attacut,g2pm,deepcut,g2pid-decoder]
         [--candidates fp16,int8] [--out DIR]
         [--answers tests/data/trained_corpus.json]   # write the right answers found (else: read and check them)
         [--stored] [--at DIR]   # the stored answers; the cp_debug of DIR (`git archive 9e2ea8b cp_debug | tar -x`)
@@ -19,7 +20,8 @@ quantize_static, Q/DQ, its defaults, calibrated on the model's own samples, with
    basic-pitch's notes (key, onset); MTCNN's PNet face proposals (score ≥ 0.6), RNet and ONet faces (≥ 0.7), these
    four also given to cp_debug as `--metric tests/trained/more_wheels.py:FUNC`; attacut's word starts per character
    (> 0.5) and g2pM's polyphone readings (the argmax of 876), as `--metric tests/trained/attacut.py:boundary_metric`
-   and `g2pm.py:pinyin_metric`; deepcut's word boundaries per character (> 0.5) as `deepcut.py:boundary_metric`
+   and `g2pm.py:pinyin_metric`; deepcut's word boundaries per character (> 0.5) as `deepcut.py:boundary_metric`;
+   g2p-id's LSTM decoder's next phoneme per step (the argmax of 32) as `g2pid.py:phoneme_metric`
    (tests/trained/text_wheels.py);
 2. the right answer, by intervention: the candidate unchanged keeps every decision → "healthy"; else each node
    the conversion touched is kept out of it alone (FP32 with its own constants / not quantized) and the nodes that

@@ -50,3 +50,41 @@ def test_the_range_rung_tried_first_is_said_with_its_figure_before_the_set_that_
     assert "verified: within precision with 'gelu' quantized at ±3.5" in cured and "--exclude-int8" not in cured
     assert cured.endswith("extra_options={'TensorQuantOverrides': {'gelu': [{'rmin': np.float32(-3.5), "
                           "'rmax': np.float32(3.5)}]}})")
+
+
+
+def _masked_attention_weights(mask_value: float, keys: int = 32, real: int = 6) -> np.ndarray:
+    """A padded word's attention weights as ONNX Runtime computes them: scores plus a padding mask, Softmax over the
+    keys (g2p-id's BERT: 32 positions, a word of a few letters, the rest padding)."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph(
+        [helper.make_node("Add", ["scores", "mask"], ["masked"]),
+         helper.make_node("Softmax", ["masked"], ["weights"], axis=-1)], "attention",
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [4, keys, keys]),
+         helper.make_tensor_value_info("mask", TensorProto.FLOAT, [1, 1, keys])],
+        [helper.make_tensor_value_info("weights", TensorProto.FLOAT, [4, keys, keys])])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    mask = np.where(np.arange(keys) < real, 0.0, mask_value).astype(np.float32).reshape(1, 1, keys)
+    scores = np.random.default_rng(0).normal(0, 2, (4, keys, keys)).astype(np.float32)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, {"scores": scores, "mask": mask})[0]
+
+
+def test_a_masked_softmax_s_padding_weights_are_not_values_lost_to_the_range():
+    """A finite padding mask (g2p-id's BERT, exported from Keras: its padding keys' weights have a median of 1.7e-21
+    at a range of 1) leaves weights that are nonzero, yet zero in FP32 arithmetic beside the weights at the range
+    (below FP32's epsilon × the range): INT8 rounding them to zero loses nothing. The finding counted them as
+    nonzero values lost and called the attention's range "set by outliers" (92% round to zero); the real keys'
+    weights, the ones that count, fit it."""
+    w = _masked_attention_weights(-48.0)
+    nonzero = w[w > 0]
+    assert (nonzero < 1e-15).mean() > 0.5 and (nonzero < 0.5 / 127).mean() > 0.5  # the padding's, by ORT's Softmax
+    assert _range_finding("weights", w, float(w.max())) is None
+    assert _range_finding("weights", _masked_attention_weights(-1e9), 1.0) is None  # exp underflows to 0: as before
+    # a range truly set by an outlier still is: the real keys' weights flushed by a value 1e3 above them
+    spiked = w.copy()
+    spiked[0, 0, 0] = 1e3
+    found = _range_finding("weights", spiked, 1e3)
+    assert found is not None and found(("m: MatMul 'mm'",)).lost > 0.5

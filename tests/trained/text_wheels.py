@@ -90,7 +90,32 @@ class Deepcut:
         return [tuple((np.asarray(run(f)[0]).ravel() > 0.5).tolist()) for f in feeds]
 
 
-TEXT = {m.name: m for m in (Attacut(), G2pm(), Deepcut())}
+@dataclass
+class G2pidDecoder:
+    """g2p-id-py 0.4.2's LSTM decoder, one step (`g2p_id/models/lstm/decoder_model.onnx`, its author's tf2onnx file,
+    as it ships; tests/trained/g2pid.py). Decision: the next phoneme (the argmax of `dense`, as `LSTM.predict` reads
+    it), per step (the first 64 steps of 66 words decoded in FP32, shuffled)."""
+
+    name: str = "g2pid-decoder"
+
+    def model(self):
+        import onnx
+
+        from tests.trained.g2pid import models
+
+        return onnx.load(str(models() / "lstm" / "decoder_model.onnx"))
+
+    def samples(self, run) -> list[dict]:
+        from tests.trained.g2pid import decoder_steps
+
+        judged, _ = decoder_steps(64, 1)
+        return [{k: v[i:i + 1] for k, v in judged.items()} for i in range(64)]
+
+    def decisions(self, run, feeds) -> list:
+        return [int(np.asarray(run(f)[0]).argmax()) for f in feeds]
+
+
+TEXT = {m.name: m for m in (Attacut(), G2pm(), Deepcut(), G2pidDecoder())}
 # their decisions as `--metric FILE.py:FUNC` reads them, beside the models' own files
 TEXT_METRICS = {"attacut": ("attacut.py", "boundary_metric"), "g2pm": ("g2pm.py", "pinyin_metric"),
-                "deepcut": ("deepcut.py", "boundary_metric")}
+                "deepcut": ("deepcut.py", "boundary_metric"), "g2pid-decoder": ("g2pid.py", "phoneme_metric")}

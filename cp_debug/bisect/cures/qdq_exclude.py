@@ -52,6 +52,7 @@ class ExcludeCure:
     worse: bool = False  # the worst output's error larger than the file's own (issue 115: never offered)
     flipped: int = 0  # the decisions its outputs still flip (`findings/decisions.flips`)
     decided: bool = False  # not within budget, yet the declared decision the file moved back (`decision_layer`)
+    moved: int = 0  # the decisions the file itself flips: where it moved some and the cure none, said so
     own: int = 0  # pairs that shared a left-out node's scale past an op passing it on, calibrated on their own
 
     def text(self) -> str:
@@ -74,7 +75,7 @@ class ExcludeCure:
                 "quantized node: calibrated on their own values, as the quantizer does" if self.own else "")
         if self.passes is None:
             return said + ", not tried here" + (f": {self.untried}" if self.untried else "")
-        before = "".join(f"; {list(f.nodes)!r} alone was not enough ({f.figure()})" for f in self.failed)
+        before = "".join(f"; {list(f.nodes)!r} alone was not enough ({f.figure(back=False)})" for f in self.failed)
         if self.worse:
             return (f"{said.split(' (')[0]}: tried, not offered — {tried}, leaves the outputs worse than the file's "
                     f"own: {self.figure()}{before}")
@@ -86,11 +87,15 @@ class ExcludeCure:
                     f"budget — {tried}: {self.figure()}{before}")
         return f"{said}: tried and not enough — {tried}: {self.figure()}{before}"
 
-    def figure(self) -> str:
+    def figure(self, back: bool = True) -> str:
+        """The worst output's figures and the decisions still flipped; with `back`, the decisions the file moves all
+        back where so (said of the cure offered: a smaller set's surgery may remove a pair its writer's quantizer
+        keeps — BlazeFace's `conv2d_16` alone, back in the surgery, not in `quantize_static`'s file)."""
         if self.after is None:
             return "no output compared"
         was = f"{self.before:.3g} → " if self.before is not None else ""
-        flipped = f", {self.flipped} decision(s) still flipped" if self.flipped else ""
+        flipped = (f", {self.flipped} decision(s) still flipped" if self.flipped
+                   else f", every decision back ({self.moved} moved by the file)" if self.moved and back else "")
         return f"{self.output!r} rel. RMSE {was}{self.after:.3g}, {self.ratio:.2g}× {self.precision}'s budget{flipped}"
 
 
@@ -182,12 +187,12 @@ def _tried(run: RunState, state: CandidateState, i: int, model, nodes: list[str]
 
     worse = before is not None and d.rel_rmse > WORSE * before
     flipped = flips(run, i, ref_out, out)
+    was = state.as_deployed.get(i)  # a cure that gives the decisions back and not the outputs' budget: both said
+    moved = flips(run, i, ref_out, was) if was and not flipped else 0  # (BlazeFace's faces: back at 1.7× it)
     passes = passes and not worse and not flipped  # one flipped: not enough
-    was = state.as_deployed.get(i)
-    decided = not (passes or worse or flipped) and was is not None and declared(run, i) and bool(
-        flips(run, i, ref_out, was))  # a declared decision the file moves, brought back
+    decided = not (passes or worse or flipped) and bool(moved) and declared(run, i)  # a declared one brought back
     return replace(cure, passes=passes, output=d.name, before=before, after=d.rel_rmse, ratio=j.noise_ratio,
-                   worse=worse, flipped=flipped, own=len(asked), decided=decided)
+                   worse=worse, flipped=flipped, own=len(asked), decided=decided, moved=moved)
 
 
 def _held(run: RunState, state: CandidateState, i: int) -> frozenset:
