@@ -264,8 +264,10 @@ def served_rows(trees: list[Tree], preset: str, pairs: list[str], out: Path, run
 
 
 def _same_report(a: Path, b: Path) -> str:
-    """"yes" where two bisect reports are equal less their wall times (the run's and its phases') and the store's
-    budgets (free memory)."""
+    """"yes" where two bisect reports are equal less their wall times (the run's and its phases'), the store's
+    budgets (free memory) and how many times a third-party line was logged (ONNX Runtime logs some once per session
+    made, and a served run makes fewer: its server keeps them)."""
+    import re
     try:
         docs = [json.loads(p.read_text()) for p in (a, b)]
     except (OSError, ValueError) as err:
@@ -276,6 +278,10 @@ def _same_report(a: Path, b: Path) -> str:
         d.get("settings", {}).pop("phases", None)  # walls: a served run has no load or export of its own
         for key in ("budget_mb", "device_budget_mb"):
             d.get("settings", {}).get("reference_store", {}).pop(key, None)
+        for w in d.get("third_party_warnings") or ():
+            w.pop("count", None)
+        d["warnings"] = [re.sub(r"^(third-party \([^)]*\)), ×\d+\)", r"\1)", w) if isinstance(w, str) else w
+                         for w in d.get("warnings") or ()]
     if docs[0] == docs[1]:
         return "yes"
     return f"**no** ({', '.join(_differing(docs[0], docs[1])[:4])})"
