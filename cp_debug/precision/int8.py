@@ -212,6 +212,18 @@ def check_calib_feeds(model: "onnx.ModelProto", feeds: Sequence[dict[str, np.nda
             )
 
 
+def pair_scale(model: "onnx.ModelProto", node) -> float | None:
+    """The scale of a QuantizeLinear / DequantizeLinear `node` of `model` where it is one initializer value (a
+    per-tensor pair); None per channel, or where its scale is no initializer."""
+    from onnx import numpy_helper
+
+    if len(node.input) < 2:
+        return None
+    init = next((t for t in model.graph.initializer if t.name == node.input[1]), None)
+    scale = numpy_helper.to_array(init) if init is not None else None
+    return float(scale.reshape(())) if scale is not None and scale.size == 1 else None
+
+
 def read_qdq(qmodel: "onnx.ModelProto", names: Iterable[str]) -> tuple[dict[str, str], dict[str, float]]:
     """(tensor_map, activation_amax) for the given original tensor names.
 

@@ -31,6 +31,17 @@ pytestmark = pytest.mark.long  # 160 images drawn, a quantization of a ResNet-50
 HERE = Path(__file__).resolve().parent
 
 
+def _bisect(tmp_path: Path, feed: dict, name: str) -> dict:
+    """`cpdebug bisect` of the file as exported against the user's INT8 file (`tmp_path/q`) on `feed`, at open_nsfw's
+    bands: it exits 1 (a decision changed); its report."""
+    np.savez(tmp_path / f"{name}.npz", **feed)
+    proc = cpdebug("bisect", "--onnx", tmp_path / "nsfw13.onnx", "--inputs", tmp_path / f"{name}.npz", "-b",
+                   f"ort-cpu,ort@{tmp_path / 'q'}", "--metric", f"{HERE / 'opennsfw.py'}:band_metric", "--json",
+                   tmp_path / f"{name}.json", "--quiet")
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
+    return json.loads((tmp_path / f"{name}.json").read_text())
+
+
 def test_the_decision_is_the_graph_as_deployed_s(tmp_path):
     import onnx
     import onnxruntime as ort
@@ -60,13 +71,8 @@ def test_the_decision_is_the_graph_as_deployed_s(tmp_path):
     assert band(score("ORT_ENABLE_ALL")) == 3  # as deployed (ONNX Runtime's default): nsfw, the band changes
     assert band(score("ORT_DISABLE_ALL")) == 2  # unfused, as with probes exposed: held
 
-    np.savez(tmp_path / "x.npz", **x)
-    proc = cpdebug("bisect", "--onnx", tmp_path / "nsfw13.onnx", "--inputs", tmp_path / "x.npz", "-b",
-                   f"ort-cpu,ort@{tmp_path / 'q'}", "--metric", f"{HERE / 'opennsfw.py'}:band_metric", "--json",
-                   tmp_path / "r.json", "--quiet")
     # before: exit 4, "--metric …: 1 where the reference gives 1 (held)"
-    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
-    report = json.loads((tmp_path / "r.json").read_text())
+    report = _bisect(tmp_path, x, "x")
     metric = [d for ds in report["decisions"].values() for d in ds if d.get("rule") == "metric"]
     assert metric and metric[0]["changed"] and metric[0]["candidate"] == 0.0, report["decisions"]
     assert any("graph as deployed" in w and "measured with its probes exposed" in w for w in report["warnings"]), \
@@ -75,12 +81,7 @@ def test_the_decision_is_the_graph_as_deployed_s(tmp_path):
     # eight images at once: 3 change band as deployed, 1 with the probes (both "changed": the value is the
     # deployment's — before, 0.875)
     eight = {"input:0": np.concatenate([f["input:0"] for f in judged[:8]])}
-    np.savez(tmp_path / "x8.npz", **eight)
-    proc = cpdebug("bisect", "--onnx", tmp_path / "nsfw13.onnx", "--inputs", tmp_path / "x8.npz", "-b",
-                   f"ort-cpu,ort@{tmp_path / 'q'}", "--metric", f"{HERE / 'opennsfw.py'}:band_metric", "--json",
-                   tmp_path / "r8.json", "--quiet")
-    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
-    report = json.loads((tmp_path / "r8.json").read_text())
+    report = _bisect(tmp_path, eight, "x8")
     metric = [d for ds in report["decisions"].values() for d in ds if d.get("rule") == "metric"]
     assert metric and metric[0]["candidate"] == 0.625, report["decisions"]
 

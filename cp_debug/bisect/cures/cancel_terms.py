@@ -37,6 +37,7 @@ def restorations(run: "RunState", state: "CandidateState", stage: int, results: 
     from dataclasses import replace
 
     from cp_debug.bisect.cures.restore import EXCLUDE, restoration
+    from cp_debug.precision.int8 import pair_scale
 
     st = run.stage_of(state.label, stage)
     pm, model = st.probe_map(), st.onnx()
@@ -56,7 +57,7 @@ def restorations(run: "RunState", state: "CandidateState", stage: int, results: 
         rs = [restoration(run, state, x) if x is not None else None for x in probes]
         if any(x is None or x.how != EXCLUDE for x in rs):
             continue
-        words = _words(run, r, probes, [_step(model, q) for q, _ in terms], sub.name)
+        words = _words(run, r, probes, [pair_scale(model, q) for q, _ in terms], sub.name)
         out += [replace(x, source=f"{words}; this term left out of INT8 alone", segment=False) for x in rs]
         out.append(replace(rs[0], probe=r.probe, nodes=tuple(dict.fromkeys(n for x in rs for n in x.nodes)),
                            source=f"{words}; both terms left out of INT8 together", segment=False))
@@ -91,15 +92,6 @@ def _probe_of(pm, run: "RunState", tensor: str, dequantized: str) -> str | None:
         return tensor
     by_tensor = {t: p for p, t in pm.tensors.items()}
     return by_tensor.get(dequantized) or by_tensor.get(tensor)
-
-
-def _step(model, q) -> float | None:
-    """A per-tensor QuantizeLinear's scale, or None."""
-    from onnx import numpy_helper
-
-    init = next((t for t in model.graph.initializer if t.name == q.input[1]), None)
-    scale = numpy_helper.to_array(init) if init is not None else None
-    return float(scale) if scale is not None and scale.size == 1 else None
 
 
 def _words(run: "RunState", r: "ProbeResult", probes: list, steps: list, sub: str) -> str:

@@ -42,19 +42,19 @@ def early(run: "RunState", state: "CandidateState", stage: int, results: list["P
     """The first `EARLY` probes of `stage` (`results`: graph order) whose restoration in the candidate's terms leaves
     one node holding a weight out of its precision (a Conv / Gemm / MatMul reading a constant), not yet in `tried`."""
     from cp_debug.bisect.cures.restore import restoration
+    from cp_debug.graph.model import constant_tensors, wiring
 
     model = run.stage_of(state.label, stage).onnx()
     if model is None:
         return []
-    consts = {i.name for i in model.graph.initializer} | {o for n in model.graph.node if n.op_type == "Constant"
-                                                          for o in n.output}
-    writer = {o: n for n in model.graph.node for o in n.output}
+    nodes = model.graph.node
+    consts, writer, by_name = constant_tensors(model.graph), wiring(nodes)[0], {n.name: n for n in nodes}
 
     def weighted(name: str) -> bool:  # its weight a constant, read directly or through a DequantizeLinear
-        n = next((n for n in model.graph.node if n.name == name), None)
+        n = by_name.get(name)
         if n is None or n.op_type not in WEIGHTED or len(n.input) < 2:
             return False
-        w = writer.get(n.input[1])
+        w = nodes[writer[n.input[1]]] if n.input[1] in writer else None
         return n.input[1] in consts or (w is not None and w.op_type == "DequantizeLinear" and w.input[0] in consts)
 
     done = {t.restored[0].nodes for t in tried if len(t.restored) == 1 and not t.restored[0].alone}

@@ -28,6 +28,7 @@ fault at lm_head's logits already; the RTN file's flipped step (9) has logits at
 
 from __future__ import annotations
 
+import functools
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,14 +63,11 @@ def generation_subject(path: str | Path, inputs: str | Path | None, seed: int, n
                             f"{', '.join(given) or 'nothing'})")
     ids = given[IDS]
     ids = np.asarray(ids).reshape(1, -1)
-    decoded: list = []
 
+    @functools.cache
     def candidate():  # its file loaded as written: its load check's proof; decoded once
-        if not decoded:
-            with _refused_said(cand_path, path, specs):
-                decoded.append(greedy(cand_model, cand_dec, ids, n, path=cand_path,
-                                      hold=cand_path != path and _cpu_ort(specs, 1)))
-        return decoded[0]
+        with _refused_said(cand_path, path, specs):
+            return greedy(cand_model, cand_dec, ids, n, path=cand_path, hold=cand_path != path and _cpu_ort(specs, 1))
 
     def answer(run=None) -> DecodeAnswer:
         from cp_debug.bisect.subjects.weight_cures import float_arrays

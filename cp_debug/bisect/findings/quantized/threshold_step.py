@@ -100,14 +100,10 @@ def _chain(model, output: str) -> tuple[list[str], list[str]]:
 
 def _file_step(model, tensor: str) -> float | None:
     """The scale of the per-tensor QuantizeLinear a user's Q/DQ file reads `tensor` through."""
-    from onnx import numpy_helper
+    from cp_debug.precision.int8 import pair_scale
 
-    inits = {i.name: i for i in model.graph.initializer}
     q = next((n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == tensor), None)
-    if q is None or len(q.input) < 2 or q.input[1] not in inits:
-        return None
-    scale = numpy_helper.to_array(inits[q.input[1]])
-    return float(scale.reshape(())) if scale.size == 1 else None
+    return pair_scale(model, q) if q is not None else None
 
 
 def _steps(run, state, stage: int, chain: list[str]) -> dict[str, float]:
