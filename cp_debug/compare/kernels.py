@@ -145,6 +145,9 @@ def _compile() -> dict:
     import os
 
     from cp_debug.compare import _numba_kernels as nk  # imports numba (ImportError where it is missing)
+    from cp_debug.compare.numba_start import start
+
+    start()  # numba's target without scipy.linalg (numba_start.py says why)
 
     if not os.environ.get("NUMBA_THREADING_LAYER"):  # the module docstring says why; a user's choice stands
         import numba

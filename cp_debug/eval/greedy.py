@@ -53,6 +53,10 @@ def true_positives_numpy(dist: np.ndarray, thresholds) -> np.ndarray:
 def _compile():
     import numba
 
+    from cp_debug.compare.numba_start import start
+
+    start()  # numba's target without scipy.linalg (compare/numba_start.py says why)
+
     @numba.njit(cache=True, nogil=True)
     def greedy(dist, thresholds, nan_stops):  # pragma: no cover - compiled
         n, m = dist.shape

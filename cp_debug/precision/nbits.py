@@ -307,6 +307,10 @@ def _compile_sums():
     import numba
     import numpy as np
 
+    from cp_debug.compare.numba_start import start
+
+    start()  # numba's target without scipy.linalg (compare/numba_start.py says why)
+
     @numba.njit(cache=True, nogil=True)
     def table_sums(table, packed, width, out):  # pragma: no cover - compiled
         """out[r, b] = Σ table[packed[r, b, :width]] in uint64 (exact: integers), every byte read once."""
