@@ -28,8 +28,9 @@ class GraphBlame:
     rewired: str = ""  # the segment computed from other probes' tensors than the reference's (`_rewired`)
 
     def hint(self, hint: str | None) -> str | None:
-        # a segment of matched nodes reading other tensors is the wiring's (one with nodes of its own: those's)
-        said = [*self.scales, *([self.rewired] if self.rewired and not self.in_segment else [])]
+        # a segment reading other tensors is the wiring's, its own nodes said beside it (`_rewired` leaves out a fused
+        # op reading its entries' own inputs)
+        said = [*self.scales, *([self.rewired + self._beside()] if self.rewired else [])]
         if self.clamped:
             weights = "; ".join(c.line() for c in self.clamped)
             said.append(f"the file's weight differs from the model's here: {weights} — the file computes another "
@@ -47,6 +48,12 @@ class GraphBlame:
             _, confirmed, words = hint.partition(CONFIRMED)  # the intervention's words stay
             hint = CONFIRMED.lstrip("; ") + words if confirmed else None
         return "; ".join(said + ([hint] if hint else []))
+
+    def _beside(self) -> str:
+        """The segment's own nodes, said after its wiring (builder 0.18.0's lm_head of another Linear: its bias Add)."""
+        if not self.in_segment:
+            return ""
+        return "; beside it " + ", ".join(f"{n.describe()} is {n.where}" for n in self.in_segment[:_NAMED])
 
 
 _NAMED = 4  # unmatched nodes a hint names; the report's graph_differences list them all
@@ -144,22 +151,28 @@ def _segment(stage, rc: str, kind: str, measured: list[tuple[str, str]]):
 def _rewired(deployed, reference, rc: str, kind: str, measured: list[tuple[str, str]]) -> str:
     """A segment the file computes from other measured tensors than the reference's: the probes its entries are on
     each side, where the two share none (the builder's Granite-4 lm_head reading layer 0's post-attention norm, the
-    final norm's output left unread): the file wires another tensor into it. "" where they share one, or either side
-    reads none (a graph input, a constant)."""
+    final norm's output left unread): the file wires another tensor into it. "" where they share one, either side
+    reads none (a graph input, a constant), or the file's entries are inputs of the reference's entries' own segments
+    (a fused op reading what the reference's entry is computed from: a SkipLayerNorm's summands for their sum)."""
     from cp_debug.errors import BadInputError
 
-    def entries(stage) -> list[str]:
+    kinds = dict(measured)
+
+    def entries(stage, target: str, kind: str) -> list[str]:
+        known = [(n, k) for n, k in measured if n != target]
         try:
-            seg = _segment(stage, rc, kind, measured)
+            seg = _segment(stage, target, kind, known)
         except BadInputError:
             return []
         by_tensor = {}
-        for name, _ in measured:
+        for name, _ in known:
             by_tensor.setdefault(stage.probe_map().tensors.get(name), name)
         return [] if seg is None else list(dict.fromkeys(by_tensor[t] for t in seg.inputs if t in by_tensor))
 
-    ours, theirs = entries(deployed), entries(reference)
+    ours, theirs = entries(deployed, rc, kind), entries(reference, rc, kind)
     if not ours or not theirs or set(ours) & set(theirs):
+        return ""
+    if set(ours) <= {e for t in theirs for e in entries(reference, t, kinds[t])}:
         return ""
     return (f"the file computes {rc} from {', '.join(ours[:3])}'s output, where the reference computes it from "
             f"{', '.join(theirs[:3])}'s: it wires another tensor into {rc} (the converter's wiring, not the layers' "
