@@ -59,12 +59,15 @@ def test_the_sweep_keeps_the_cure_that_gives_the_most_prompts_back(tmp_path):
     assert (f"accuracy_level=1 on {LM_HEAD} (of the first flipped prompt's 2 cures, each alone, the one that gives "
             "the most prompts back) gives the reference's tokens back on 4 of 6 prompts; every MatMulNBits at level 1 "
             "gives 4 of 6 back") in res.stdout, res.stdout
+    # the first flipped prompt's bisect says its setting: each node that alone cures that prompt, each exclusion
+    assert (f"the setting: accuracy_level=1 on {DOWN} alone, or on {LM_HEAD} alone gives the reference's tokens back"
+            in res.stdout) and "(or nodes_to_exclude=/lm_head/MatMul)" in doc["bisect"]["setting"], res.stdout
 
 
 def test_several_nodes_each_curing_alone_are_said_each_with_its_exclusion():
     """A flip that each of two nodes' level 1 cures alone: both named, each one's exclusion an alternative (the
     builder's terms named the first node's alone before)."""
     line = LevelCure((DOWN, LM_HEAD, "/model/layers.0/attn/qkv_proj/MatMul_Q4"), (DOWN, LM_HEAD), True).line()
-    assert line == (f"accuracy_level=1 on {DOWN} alone, or on {LM_HEAD} alone, gives the reference's tokens back (of 3 "
+    assert line == (f"accuracy_level=1 on {DOWN} alone, or on {LM_HEAD} alone gives the reference's tokens back (of 3 "
                     "MatMulNBits at level 4); in the builder's terms --extra_options accuracy_level=1 or "
                     "nodes_to_exclude=/model/layers.2/mlp/down_proj/MatMul (or nodes_to_exclude=/lm_head/MatMul)")

@@ -84,8 +84,8 @@ class LevelCure:
             names = [_builder_name(n) for n in self.curing if not prequantized(n)]  # a checkpoint's own: none
             exclude = "".join(f" or nodes_to_exclude={n}" if not i else f" (or nodes_to_exclude={n})"
                               for i, n in enumerate(names))
-            return (f"accuracy_level={CURE_LEVEL} on {' alone, or on '.join(self.curing)} alone"
-                    f"{',' if len(self.curing) > 1 else ''} gives the reference's tokens back "
+            return (f"accuracy_level={CURE_LEVEL} on {' alone, or on '.join(self.curing)} alone gives the reference's "
+                    "tokens back "  # these words are what api/prompt_bisect reads the setting by
                     f"(of {len(self.nodes)} MatMulNBits at level {INT8_LEVEL}); in the builder's terms "
                     f"--extra_options accuracy_level={CURE_LEVEL}{exclude}")
         if self.all_at_level1:
