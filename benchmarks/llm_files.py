@@ -169,9 +169,25 @@ def make_other(name: str, folder: Path, seed: int = 3, massive: bool = False) ->
         path.write_text(json.dumps(saved, indent=2))
 
 
-def _massive(model, offset: float, block_gain: float = 0.25, final: float = 512.0) -> None:
+def tiny_model(config_cls: str, model_cls: str, extra: dict, seed: int):
+    """A tiny transformers model from its config (`SMALL` | `extra`), random weights, its biases drawn too (so that
+    they matter): `llm_inner.py`'s and `llm_hidden.py`'s."""
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    cfg = getattr(transformers, config_cls)(**(SMALL | extra))
+    model = getattr(transformers, model_cls)(cfg).eval()
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if n.endswith("bias"):
+                p.normal_(0, 0.05)
+    return model
+
+
+def _massive(model, offset: float, block_gain: float = 0.25, final: float = 512.0, alpha: float = ALPHA) -> None:
     """`make_qwen3_massive`'s massive channel in any Llama-like model (norm weights less `offset`); `final`: what the
-    final norm hands lm_head there (0: lm_head sees no massive channel, `llm_inner.py`)."""
+    final norm hands lm_head there (0: lm_head sees no massive channel, `llm_inner.py`); `alpha`: `_bigram`'s."""
     import torch
 
     c, h = MASSIVE_CHANNEL, model.config.hidden_size
@@ -189,7 +205,7 @@ def _massive(model, offset: float, block_gain: float = 0.25, final: float = 512.
     fin[lo:lo + 32] *= block_gain
     fin[c] = final / h ** 0.5
     fin -= offset
-    _bigram(model, torch.Generator().manual_seed(1), ALPHA)
+    _bigram(model, torch.Generator().manual_seed(1), alpha)
     emb[:, c] = 250.0 / scale
     model.lm_head.weight[:, c] = 0.0
 

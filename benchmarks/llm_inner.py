@@ -30,16 +30,10 @@ LAYER, ROW = 1, 5
 
 def make_model(name: str, folder: Path, seed: int = 3) -> None:
     import torch
-    import transformers
 
-    config_cls, model_cls, extra = CONFIGS[name]
-    torch.manual_seed(seed)
-    cfg = getattr(transformers, config_cls)(**(L.SMALL | extra))
-    model = getattr(transformers, model_cls)(cfg).eval()
+    model = L.tiny_model(*CONFIGS[name], seed)
+    cfg = model.config
     with torch.no_grad():
-        for n, p in model.named_parameters():
-            if n.endswith("bias"):
-                p.normal_(0, 0.05)
         L._massive(model, 0.0, block_gain=1.0, final=0.0)  # lm_head sees no massive channel
         _plant(model, cfg, *MODELS[name], model.model.layers[LAYER])
     model.save_pretrained(folder)

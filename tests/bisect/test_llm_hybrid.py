@@ -118,3 +118,37 @@ def test_the_hf_granite4_against_the_builders_fp32_file(tmp_path):
     assert root["hint"].startswith("the file computes lm_head from model.layers.0.post_attention_layernorm's "
                                    "output, where the reference computes it from model.layers.1's"), root["hint"]
     assert "24 of 25 probes mapped" in said and "weights differ" not in said
+
+
+def test_a_rewired_lm_head_with_a_bias_of_its_own_is_named_as_wired(tmp_path):
+    """The builder's lm_head wired to layer 0's post-attention norm *and* given a bias Add (builder 0.18.0 on a Llama
+    with `mlp_bias` whose MLP is as wide as the vocabulary: it takes layer 0's gate_proj for the LM head, its bias with
+    it; `benchmarks/llm_hidden.py`'s llama_wide): granite4/fp32 with that Add put in by hand. The Add, a node of the
+    segment's own, hid the wiring (only "Add '/lm_head/Add' is only in the deployed graph" was said, as if the bias
+    were the fault); the segment's entries share no probe with the reference's and are no input of the reference's
+    entries, so the wiring is named first and the Add beside it."""
+    import shutil
+
+    import onnx
+    from onnx import helper, numpy_helper
+
+    folder = tmp_path / "biased"
+    shutil.copytree(GRANITE4 / "fp32", folder)
+    model = onnx.load(str(folder / "model.onnx"))  # its data read in: saved whole below
+    head = next(n for n in model.graph.node if n.name == "/lm_head/MatMul")
+    head.output[0] = "/lm_head/MatMul/output_0"
+    vocab = next(numpy_helper.to_array(t).shape[1] for t in model.graph.initializer if t.name == head.input[1])
+    bias = np.random.default_rng(0).normal(0, 0.05, vocab).astype(np.float32)
+    model.graph.initializer.append(numpy_helper.from_array(bias, "lm_head.Add.bias"))
+    model.graph.node.append(helper.make_node("Add", ["/lm_head/MatMul/output_0", "lm_head.Add.bias"], ["logits"],
+                                             name="/lm_head/Add"))
+    (folder / "model.onnx.data").unlink()
+    onnx.save(model, str(folder / "model.onnx"), save_as_external_data=True, location="model.onnx.data")
+    code, said, report = _run(tmp_path, "--onnx", GRANITE4 / "fp32_fixed/model.onnx", "-b", f"ort,ort@{folder}")
+    assert code == 1, said
+    (root,) = report["root_cause"].values()
+    assert root["hint"].startswith("the file computes logits from /model/layers.0/post_attention_layernorm/output_0's "
+                                   "output, where the reference computes it from "
+                                   "/model/layers.2/final_norm_layernorm/output_0's: it wires another tensor into "
+                                   "logits"), root["hint"]
+    assert "Add '/lm_head/Add'" in root["hint"], root["hint"]

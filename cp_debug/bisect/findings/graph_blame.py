@@ -28,8 +28,9 @@ class GraphBlame:
     rewired: str = ""  # the segment computed from other probes' tensors than the reference's (`_rewired`)
 
     def hint(self, hint: str | None) -> str | None:
-        # a segment of matched nodes reading other tensors is the wiring's (one with nodes of its own: those's)
-        said = [*self.scales, *([self.rewired] if self.rewired and not self.in_segment else [])]
+        # a segment reading other tensors is the wiring's, its own nodes said beside it (`_rewired` leaves out a fused
+        # op reading the entries)
+        said = [*self.scales, *([self.rewired + self._beside()] if self.rewired else [])]
         if self.clamped:
             weights = "; ".join(c.line() for c in self.clamped)
             said.append(f"the file's weight differs from the model's here: {weights} — the file computes another "
@@ -47,6 +48,12 @@ class GraphBlame:
             _, confirmed, words = hint.partition(CONFIRMED)  # the intervention's words stay
             hint = CONFIRMED.lstrip("; ") + words if confirmed else None
         return "; ".join(said + ([hint] if hint else []))
+
+    def _beside(self) -> str:
+        """The segment's own nodes, said after its wiring (builder 0.18.0's lm_head of another Linear: its bias Add)."""
+        if not self.in_segment:
+            return ""
+        return "; beside it " + ", ".join(f"{n.describe()} is {n.where}" for n in self.in_segment[:_NAMED])
 
 
 _NAMED = 4  # unmatched nodes a hint names; the report's graph_differences list them all
@@ -106,8 +113,9 @@ def graph_blame(run: RunState, state: CandidateState, rc: str | None) -> GraphBl
     measured = [(n, run.probes[n].kind) for n, r in state.results.items()
                 if r.diff is not None and n != rc and run.probes[n].stage == p.stage]
     deployed = _segment_nodes(found.stages[p.stage], rc, p.kind, measured)  # the file's nodes of the segment
-    rewired = _rewired(found.stages[p.stage], run.subject.stages[p.stage], rc, p.kind, measured)
     hits = _made_in(deployed, stage.only_in_candidate)
+    own = frozenset(t for n in hits for t in n.outputs)
+    rewired = _rewired(found.stages[p.stage], run.subject.stages[p.stage], rc, p.kind, measured, own)
     if any(not n.form for n in stage.only_in_reference):
         hits += _made_in(_segment_nodes(run.subject.stages[p.stage], rc, p.kind, measured), stage.only_in_reference)
     read = {t for n in deployed for t in n.input if t}
@@ -141,24 +149,34 @@ def _segment(stage, rc: str, kind: str, measured: list[tuple[str, str]]):
     return cut_segment(stage.onnx(), [target], known)
 
 
-def _rewired(deployed, reference, rc: str, kind: str, measured: list[tuple[str, str]]) -> str:
+def _rewired(deployed, reference, rc: str, kind: str, measured: list[tuple[str, str]],
+             own: frozenset[str] = frozenset()) -> str:
     """A segment the file computes from other measured tensors than the reference's: the probes its entries are on
     each side, where the two share none (the builder's Granite-4 lm_head reading layer 0's post-attention norm, the
-    final norm's output left unread): the file wires another tensor into it. "" where they share one, or either side
-    reads none (a graph input, a constant)."""
+    final norm's output left unread): the file wires another tensor into it. "" where they share one, either side
+    reads none (a graph input, a constant), or a node of the file's own (`own`: the outputs of its unmatched nodes in
+    the segment) reads an entry — a fused op reading other tensors than the module it replaces (OLMo's
+    SkipSimplifiedLayerNormalization, the residual's summands for their sum), not a wiring; a node of its own that
+    reads none is said beside the wiring (the builder's lm_head of another Linear, with that Linear's bias Add)."""
     from cp_debug.errors import BadInputError
 
-    def entries(stage) -> list[str]:
+    def entries(stage, mine: frozenset[str]) -> list[str] | None:  # None: a node of `mine` reads an entry
         try:
             seg = _segment(stage, rc, kind, measured)
         except BadInputError:
             return []
+        if seg is None:
+            return []
         by_tensor = {}
         for name, _ in measured:
             by_tensor.setdefault(stage.probe_map().tensors.get(name), name)
-        return [] if seg is None else list(dict.fromkeys(by_tensor[t] for t in seg.inputs if t in by_tensor))
+        read = {t for t in seg.inputs if t in by_tensor}
+        nodes = (stage.onnx().graph.node[k] for k in seg.nodes)
+        if any(mine & set(n.output) and read & set(n.input) for n in nodes):
+            return None
+        return list(dict.fromkeys(by_tensor[t] for t in seg.inputs if t in by_tensor))
 
-    ours, theirs = entries(deployed), entries(reference)
+    ours, theirs = entries(deployed, own), entries(reference, frozenset())
     if not ours or not theirs or set(ours) & set(theirs):
         return ""
     return (f"the file computes {rc} from {', '.join(ours[:3])}'s output, where the reference computes it from "

@@ -80,10 +80,12 @@ class LevelCure:
                     f"(of {len(self.nodes)} MatMulNBits at level {INT8_LEVEL}); in the quantizer's terms "
                     f"MatMulNBitsQuantizer(..., accuracy_level={CURE_LEVEL}) or nodes_to_exclude="
                     f"{[_builder_name(n) for n in self.curing]!r}")
-        if self.curing:
-            exclude = ("" if prequantized(self.curing[0]) else  # a checkpoint's own weight: nothing to exclude
-                       f" or nodes_to_exclude={_builder_name(self.curing[0])}")
-            return (f"accuracy_level={CURE_LEVEL} on {', '.join(self.curing)} alone gives the reference's tokens back "
+        if self.curing:  # each node alone cures: each is said, its exclusion an alternative to the others'
+            names = [_builder_name(n) for n in self.curing if not prequantized(n)]  # a checkpoint's own: none
+            exclude = "".join(f" or nodes_to_exclude={n}" if not i else f" (or nodes_to_exclude={n})"
+                              for i, n in enumerate(names))
+            return (f"accuracy_level={CURE_LEVEL} on {' alone, or on '.join(self.curing)} alone gives the reference's "
+                    "tokens back "  # these words are what api/prompt_bisect reads the setting by
                     f"(of {len(self.nodes)} MatMulNBits at level {INT8_LEVEL}); in the builder's terms "
                     f"--extra_options accuracy_level={CURE_LEVEL}{exclude}")
         if self.all_at_level1:

@@ -56,7 +56,7 @@ class PromptSweep:
 
     @property
     def exit_code(self) -> int:
-        cured = self.cure is not None and self.cure["curing"] and self.cure["verified"] == len(self.prompts)
+        cured = self.cure is not None and self.cure["kept"] and self.cure["verified"] == len(self.prompts)
         return DEGRADED if self.flipped and cured else 0
 
     def lines(self) -> list[str]:
@@ -72,9 +72,15 @@ class PromptSweep:
                    + (f", at steps {steps}" if steps else ""))
         if self.cure is not None:
             c = self.cure
-            if c["curing"]:
-                out.append(f"--generate {n}: accuracy_level=1 on {', '.join(c['curing'])} (the first flipped prompt's "
-                           f"cure) gives the reference's tokens back on {c['verified']} of {total} prompts")
+            if c["kept"]:
+                which = ("the first flipped prompt's cure" if len(c["curing"]) == 1 else
+                         f"of the first flipped prompt's {len(c['curing'])} cures, each alone, the one that gives the "
+                         "most prompts back" if len(c["kept"]) == 1 else "the first flipped prompt's cures together")
+                out.append(f"--generate {n}: accuracy_level=1 on {', '.join(c['kept'])} ({which}) gives the "
+                           f"reference's tokens back on {c['verified']} of {total} prompts" + (
+                               f"; every MatMulNBits at level 1 gives {c['every_node']} of {total} back: the other "
+                               "prompts' flips are not the INT8 activations'" if c["verified"] < total
+                               and c["every_node"] == c["verified"] else ""))
             else:
                 out.append(f"--generate {n}: no single MatMulNBits at accuracy_level=1 cures the first flipped prompt")
         if self.bisect is not None:
@@ -140,11 +146,29 @@ def sweep_prompts(reference: str, torch_model: bool, specs: Sequence, n_tokens: 
     cure = None
     if first is not None and level4_nodes(cand):
         found = level_cures(cand, dec, *refs[first])
-        cured = with_levels(cand, found.curing) if found.curing else None
-        verified = sum(greedy(cured, dec, ids, n_tokens).tokens == ref.tokens for ids, ref in refs) if cured else 0
+
+        def given_back(nodes) -> int:  # the prompts that decode the reference's tokens with `nodes` at level 1
+            cured = with_levels(cand, nodes)
+            return int(sum(greedy(cured, dec, ids, n_tokens, ref.tokens).tokens == ref.tokens for ids, ref in refs))
+
+        kept, verified = _kept(found.curing, given_back)
         cure = {"nodes": list(found.nodes), "curing": list(found.curing), "all_at_level1": found.all_at_level1,
-                "prompt": first, "verified": int(verified)}
+                "prompt": first, "verified": verified, "kept": list(kept),
+                "every_node": given_back(found.nodes) if kept else 0}
     return PromptSweep(str(reference), str(cand_path), n_tokens, tuple(prompts), cure)
+
+
+def _kept(curing: Sequence[str], given_back) -> tuple[tuple[str, ...], int]:
+    """Of the first flipped prompt's cures (each node alone gives its tokens back), the one that gives the most prompts
+    back (`given_back(nodes)`), fewer nodes first where they tie; all of them together where that gives more back (a
+    near tie's prompt is cured by nodes that cure no other: the massive-channel Llama's last down_proj beside lm_head,
+    1 and 4 of 6 prompts)."""
+    if not curing:
+        return (), 0
+    tried = [((node,), given_back([node])) for node in curing]
+    if len(curing) > 1:
+        tried.append((tuple(curing), given_back(curing)))
+    return max(tried, key=lambda t: (t[1], -len(t[0])))
 
 
 def _reference(reference: str, torch_model: bool, seed: int):
