@@ -1,0 +1,75 @@
+"""A mask's fill an INT8 pair clips (issue 115, item 7: "this difference is no error", read where a user's Q/DQ file's
+range is judged, `qdq_file_why._range`).
+
+`transformers` fills a masked attention's logits with finfo.min (-3.4e38); ONNX Runtime's `quantize_static`
+calibrated on unpadded samples sets the logits' pair to the real scores' range (rxnmapper's ALBERT: [-38.6, 40.1])
+and the mask's own pair to [-128, 127]: 42.83% of a padded batch's values "lie beyond", and leaving the pairs out
+changes the output's error by nothing (0.382 → 0.382). A clipped value is a fill the softmax weighs at nothing
+where, every clipped value a fill (at or below -65504, no value a layer computes):
+- the pair is read by a softmax alone, and the clipped fill still weighs, row by row, at most FP32's epsilon of the
+  row's largest weight (`graph/masks.masked_fill`);
+- or the pair feeds an Add (the mask added to the scores) whose output is clipped again by a pair a softmax alone
+  reads, low enough that the clipped fill plus the scores' largest value still clips to that pair's low end: the
+  softmax sees the same level either way.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cp_debug.half import FP16_MAX
+
+
+def unweighed_fill(producer: dict, inits: dict, dq_out: str, value: np.ndarray, lo) -> np.ndarray:
+    """The elements of `value` (the reference's, entering the pair ending at `dq_out`) below the pair's low end `lo`
+    that are a mask's fill the softmax weighs at nothing (module docstring), in the file whose nodes write
+    `producer`'s tensors. A boolean array of `value`'s shape."""
+    from cp_debug.graph.masks import masked_fill, softmax_axis
+
+    nodes = list({id(n): n for n in producer.values()}.values())
+    none = np.zeros(np.shape(value), bool)
+    axis = softmax_axis(nodes, dq_out)
+    if axis is not None:
+        return masked_fill(value, lo, axis)
+    below = value < lo
+    if not below.any() or (below & (value > -FP16_MAX)).any():
+        return none  # nothing clipped, or a clipped value that is no fill
+    readers = [n for n in nodes if dq_out in n.input]
+    if len(readers) != 1 or readers[0].op_type != "Add" or dq_out not in readers[0].input[:2]:
+        return none
+    add = readers[0]
+    other = producer.get(add.input[1 - list(add.input[:2]).index(dq_out)])
+    scores = _ends(other, inits) if other is not None and other.op_type == "DequantizeLinear" else None
+    after = _pair_to_softmax(nodes, add.output[0])
+    low = _ends(after, inits) if after is not None else None
+    if scores is None or low is None:
+        return none
+    return below if float(np.max(lo)) + scores[1] <= low[0] else none
+
+
+def _pair_to_softmax(nodes, tensor: str):
+    """The DequantizeLinear of the pair `tensor` enters, where a softmax alone reads it; else None."""
+    from cp_debug.graph.masks import softmax_axis
+
+    q = [n for n in nodes if tensor in n.input]
+    if len(q) != 1 or q[0].op_type != "QuantizeLinear":
+        return None
+    dq = [n for n in nodes if q[0].output[0] in n.input]
+    if len(dq) != 1 or dq[0].op_type != "DequantizeLinear" or softmax_axis(nodes, dq[0].output[0]) is None:
+        return None
+    return dq[0]
+
+
+def _ends(dq, inits: dict) -> tuple[float, float] | None:
+    """A per-tensor DequantizeLinear's range, [low, high]; None where it is per channel or not a Q/DQ format."""
+    from onnx import numpy_helper
+
+    from cp_debug.bisect.findings.qdq_file_why import LEVELS, _format
+
+    fmt = _format(inits.get(dq.input[2]) if len(dq.input) > 2 else None)
+    if fmt is None or dq.input[1] not in inits or dq.input[2] not in inits:
+        return None
+    scale, zero = (numpy_helper.to_array(inits[x]).astype(np.float64) for x in dq.input[1:3])
+    if scale.size != 1 or zero.size != 1:
+        return None
+    return tuple(float((level - zero.item()) * scale.item()) for level in LEVELS[fmt])
