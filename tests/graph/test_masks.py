@@ -150,3 +150,11 @@ def test_a_fill_an_int8_range_clips_is_no_clip_where_the_softmax_weighs_it_at_no
     assert _range(logits, scale, zero, fmt, fill) is None
     narrow = _range(logits, scale / 4, zero, fmt, unweighed_fill(producer, inits, dq.output[0], logits, lo / 4))
     assert narrow is not None and "clips" in narrow  # a range that cuts the real scores is still one
+    # the mask's own pair (Where → Q/DQ → Add, calibrated on zeros): its fill clipped to the pair's low end, plus the
+    # scores' largest, still lies below the logits' pair: the softmax sees that pair's low end either way
+    bias_dq = next(n for n in q.graph.node if n.op_type == "DequantizeLinear" and n.input[0].startswith("bias"))
+    bias = _run(path, feed, ["bias"])["bias"].astype(np.float64)
+    b_scale, b_zero = scale_zero(bias_dq, inits, bias.ndim)
+    b_lo = float((-128 - b_zero) * b_scale) if fmt == "int8" else float(-b_zero * b_scale)
+    assert "clips" in _range(bias, b_scale, b_zero, fmt)  # before: "42.83% of them lie beyond" on rxnmapper's
+    assert unweighed_fill(producer, inits, bias_dq.output[0], bias, b_lo).sum() == 3

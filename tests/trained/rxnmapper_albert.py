@@ -133,8 +133,10 @@ def mappings(attn: np.ndarray, reactions=REACTIONS) -> list[list[int]]:
 
 def mapping_metric(outputs, reference, label=None) -> float:
     """The share of REACTIONS' product atoms mapped to the reference's reactant atom (layer 10's head 5); the share
-    of tokens whose argmax is the reference's where the batch is not REACTIONS."""
-    out, ref = (np.asarray(d["attn"], dtype=np.float32) for d in (outputs, reference))
+    of tokens whose argmax is the reference's where the batch is not REACTIONS. The output `attn` (the exported
+    file's), else the only one (a `--torch` run's)."""
+    out, ref = (np.asarray(d["attn"] if "attn" in d else next(iter(d.values())), dtype=np.float32)
+                for d in (outputs, reference))
     if out.shape[0] != len(REACTIONS):
         return float(np.mean(out.argmax(-1) == ref.argmax(-1)))
     got, want = mappings(out), mappings(ref)
