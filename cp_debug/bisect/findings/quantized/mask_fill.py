@@ -8,8 +8,8 @@ changes the output's error by nothing (0.382 → 0.382). A clipped value is a fi
 where, every clipped value a fill (at or below -65504, no value a layer computes):
 - the pair is read by a softmax alone, and the clipped fill still weighs, row by row, at most FP32's epsilon of the
   row's largest weight (`graph/masks.masked_fill`);
-- or the pair feeds an Add (the mask added to the scores) whose output is clipped again by a pair a softmax alone
-  reads, low enough that the clipped fill plus the scores' largest value still clips to that pair's low end: the
+- or the pair feeds Adds only (the mask added to each layer's scores), each output clipped again by a pair a softmax
+  alone reads, low enough that the clipped fill plus the scores' largest value still clips to that pair's low end: the
   softmax sees the same level either way.
 """
 
@@ -35,16 +35,21 @@ def unweighed_fill(producer: dict, inits: dict, dq_out: str, value: np.ndarray, 
     if not below.any() or (below & (value > -FP16_MAX)).any():
         return none  # nothing clipped, or a clipped value that is no fill
     readers = [n for n in nodes if dq_out in n.input]
-    if len(readers) != 1 or readers[0].op_type != "Add" or dq_out not in readers[0].input[:2]:
-        return none
-    add = readers[0]
+    undone = bool(readers) and all(_clipped_again(n, nodes, producer, inits, dq_out, float(np.max(lo)))
+                                   for n in readers)
+    return below if undone else none
+
+
+def _clipped_again(add, nodes, producer: dict, inits: dict, dq_out: str, lo: float) -> bool:
+    """Whether `add` adds the pair ending at `dq_out` to scores read through a pair, into a pair a softmax alone
+    reads whose low end the clipped fill plus the scores' largest value still lies at or below."""
+    if add.op_type != "Add" or dq_out not in add.input[:2]:
+        return False
     other = producer.get(add.input[1 - list(add.input[:2]).index(dq_out)])
     scores = _ends(other, inits) if other is not None and other.op_type == "DequantizeLinear" else None
     after = _pair_to_softmax(nodes, add.output[0])
     low = _ends(after, inits) if after is not None else None
-    if scores is None or low is None:
-        return none
-    return below if float(np.max(lo)) + scores[1] <= low[0] else none
+    return scores is not None and low is not None and lo + scores[1] <= low[0]
 
 
 def _pair_to_softmax(nodes, tensor: str):
