@@ -27,9 +27,10 @@ from __future__ import annotations
 import numpy as np
 
 from cp_debug.bisect.cures.qdq_fill import entered_at
+from cp_debug.bisect.findings.quantized.levels import LEVELS
+from cp_debug.bisect.findings.quantized.levels import qdq_format as _format
 from cp_debug.bisect.run_state import CandidateState, RunState
 
-LEVELS = {"int8": (-128.0, 127.0), "uint8": (0.0, 255.0), "fp8": (-448.0, 448.0)}  # each Q/DQ format's levels
 SATURATED = 1e-3  # a share of the values beyond the file's range worth naming
 LOST = 0.5  # a share of the nonzero values rounded to zero worth naming
 WEIGHT_OFF = 0.1  # a stored weight this far from the reference's (rel. RMS): not rounding (INT8's ~0.005, FP8's ~0.03)
@@ -384,15 +385,6 @@ def _weight_rounding(ref: np.ndarray, q: np.ndarray, scale: np.ndarray, zero: np
     return (f"is the reference's weight rounded {how}: {zeroed} of its {int(np.count_nonzero(nonzero))} nonzero "
             f"values ({lost:.0%}) round to zero, a rel. RMS rounding error of {off:.3g} — INT8 weight rounding, "
             "this model's weights")
-
-
-def _format(zero_point) -> str | None:
-    from onnx import TensorProto
-
-    if zero_point is None:
-        return None
-    return {TensorProto.INT8: "int8", TensorProto.UINT8: "uint8",
-            TensorProto.FLOAT8E4M3FN: "fp8"}.get(zero_point.data_type)
 
 
 def scale_zero(dq, inits: dict, ndim: int) -> tuple[np.ndarray, np.ndarray] | None:

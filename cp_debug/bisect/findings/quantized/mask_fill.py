@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cp_debug.bisect.findings.quantized.levels import pair_ends
 from cp_debug.half import FP16_MAX
 
 
@@ -46,9 +47,9 @@ def _clipped_again(add, nodes, producer: dict, inits: dict, dq_out: str, lo: flo
     if add.op_type != "Add" or dq_out not in add.input[:2]:
         return False
     other = producer.get(add.input[1 - list(add.input[:2]).index(dq_out)])
-    scores = _ends(other, inits) if other is not None and other.op_type == "DequantizeLinear" else None
+    scores = pair_ends(other, inits) if other is not None and other.op_type == "DequantizeLinear" else None
     after = _pair_to_softmax(nodes, add.output[0])
-    low = _ends(after, inits) if after is not None else None
+    low = pair_ends(after, inits) if after is not None else None
     return scores is not None and low is not None and lo + scores[1] <= low[0]
 
 
@@ -63,18 +64,3 @@ def _pair_to_softmax(nodes, tensor: str):
     if len(dq) != 1 or dq[0].op_type != "DequantizeLinear" or softmax_axis(nodes, dq[0].output[0]) is None:
         return None
     return dq[0]
-
-
-def _ends(dq, inits: dict) -> tuple[float, float] | None:
-    """A per-tensor DequantizeLinear's range, [low, high]; None where it is per channel or not a Q/DQ format."""
-    from onnx import numpy_helper
-
-    from cp_debug.bisect.findings.qdq_file_why import LEVELS, _format
-
-    fmt = _format(inits.get(dq.input[2]) if len(dq.input) > 2 else None)
-    if fmt is None or dq.input[1] not in inits or dq.input[2] not in inits:
-        return None
-    scale, zero = (numpy_helper.to_array(inits[x]).astype(np.float64) for x in dq.input[1:3])
-    if scale.size != 1 or zero.size != 1:
-        return None
-    return tuple(float((level - zero.item()) * scale.item()) for level in LEVELS[fmt])
