@@ -57,7 +57,9 @@ def made(run: RunState, state: CandidateState, name: str, whys: dict,
     st = run.subject.stages[p.stage]
     ref_in = None
     warn = []
-    if p.kind == "module":
+    if not (run.ref_spec.is_torch or state.spec.is_torch):
+        pass  # both run the one exported graph: a branch it froze is taken by both, no difference of theirs
+    elif p.kind == "module":
         related = {name, *st.trace().descendants(name)} if st.trace() else {name}
         for w in st.export_warnings:
             if related & set(w.modules):

@@ -14,6 +14,8 @@ import numpy as np
 
 from cp_debug.half import FP16_MAX
 
+CLAMPED_FILL = 1e4  # onnxconverter-common's max_finite_val: its -1e4 fill, logits added (half of it), weighs 0
+
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
 
@@ -55,13 +57,36 @@ def mask_tensors(model: "onnx.ModelProto") -> frozenset[str]:
 
 def saturated_mask(ref: np.ndarray, test: np.ndarray) -> np.ndarray | None:
     """Where `test` (a float16 run) is -inf because `ref` lies at or below -65504 — the saturation of a mask's fill —
-    a boolean array; None where `test` has any other non-finite value (then it is no mere saturation) or none but
-    the reference's own (an infinity both hold is no error: `compare/diff.py`)."""
+    or holds the fill as its converter clamped it (at or below -1e4, onnxconverter-common's `max_finite_val`: exp of
+    it is 0 in float32 as exp(-3.4e38) is), a boolean array; None where `test` has any other non-finite value (then
+    it is no mere saturation) or neither (an infinity both hold is no error: `compare/diff.py`)."""
     r, t = np.asarray(ref), np.asarray(test)
     if r.shape != t.shape or not np.issubdtype(t.dtype, np.floating):
         return None
+    fill = np.isfinite(r) & (r <= -FP16_MAX)
     bad = ~np.isfinite(t) & ~(t == r)  # the reference's own -inf (a mask filled with -inf) is no saturation
-    if not bad.any():
+    clamped = fill & np.isfinite(t) & (t <= -CLAMPED_FILL / 2) & (t != r)  # the reference's own: nothing to say
+    sat = (bad & np.isneginf(t) & fill) | clamped
+    return sat if sat.any() and np.array_equal(sat & bad, bad) else None
+
+
+def softmax_axis(nodes, tensor: str) -> int | None:
+    """The axis of the Softmax(es) that alone read `tensor` among `nodes`, else None."""
+    readers = [n for n in nodes if tensor in n.input]
+    if not readers or any(n.op_type != "Softmax" for n in readers):
         return None
-    sat = bad & np.isneginf(t) & np.isfinite(r) & (r <= -FP16_MAX)
-    return sat if np.array_equal(sat, bad) else None
+    axes = {next((a.i for a in n.attribute if a.name == "axis"), -1) for n in readers}
+    return axes.pop() if len(axes) == 1 else None
+
+
+def masked_fill(value: np.ndarray, lo, axis: int | None) -> np.ndarray:
+    """The elements of a softmax's input `value` below `lo` that the softmax over `axis` weighs at nothing whether
+    they are clipped to `lo` or not: a mask's fill (`transformers`' finfo.min, -3.4e38) an INT8 range clips to
+    `lo` still gets, with every other clipped element of its row, at most FP32's epsilon of the row's largest weight
+    (no FP32 sum keeps it beside that weight). A boolean array; all False where `axis` is None."""
+    below = value < lo
+    if axis is None or value.ndim == 0 or not below.any():
+        return np.zeros(np.shape(value), bool)
+    top = np.max(np.maximum(value, lo), axis=axis, keepdims=True)
+    weight = np.sum(below, axis=axis, keepdims=True) * np.exp(np.minimum(np.asarray(lo, np.float64) - top, 0.0))
+    return below & (weight <= float(np.finfo(np.float32).eps))

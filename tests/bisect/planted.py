@@ -72,6 +72,13 @@ def frozen_branch():
     return net, (_input(1).abs(),)
 
 
+def frozen_overflow():
+    """body.0 is a Gate whose `x * 2` branch (the one the example takes) overflows float16 (inputs near 4e4): the
+    FP16 fault is the Gate's, the frozen branch none of two ONNX backends running the one export."""
+    net = _init(Net([Gate(), _block(8, 8), _block(8, 8)]), 0)
+    return net, (_input(1).abs() * 4e4,)
+
+
 def int8_hostile():
     """body.2.0's weights hold one outlier per output channel on a dead input channel: in FP32 it multiplies
     zeros, but per-channel INT8 weight scales are set by it and every other weight rounds to zero."""

@@ -27,9 +27,10 @@ from __future__ import annotations
 import numpy as np
 
 from cp_debug.bisect.cures.qdq_fill import entered_at
+from cp_debug.bisect.findings.quantized.levels import LEVELS
+from cp_debug.bisect.findings.quantized.levels import qdq_format as _format
 from cp_debug.bisect.run_state import CandidateState, RunState
 
-LEVELS = {"int8": (-128.0, 127.0), "uint8": (0.0, 255.0), "fp8": (-448.0, 448.0)}  # each Q/DQ format's levels
 SATURATED = 1e-3  # a share of the values beyond the file's range worth naming
 LOST = 0.5  # a share of the nonzero values rounded to zero worth naming
 WEIGHT_OFF = 0.1  # a stored weight this far from the reference's (rel. RMS): not rounding (INT8's ~0.005, FP8's ~0.03)
@@ -236,7 +237,10 @@ def _pair_why(run: RunState, state: CandidateState, probe: str, t: str, dq_out: 
     fault = _scale_fault(dq, inits, value, fmt, paired=True)
     if fault is not None:
         return f"the file's {fmt.upper()} Q/DQ on {where}: {fault}", source, None
-    found = _range(value, *params, fmt)
+    from cp_debug.bisect.findings.quantized.mask_fill import unweighed_fill
+
+    fill = unweighed_fill(producer, inits, dq_out, value, (LEVELS[fmt][0] - params[1]) * params[0])
+    found = _range(value, *params, fmt, fill)
     if found is not None:
         return f"the file's {fmt.upper()} Q/DQ on {where} {found}", source, value
     return None
@@ -383,15 +387,6 @@ def _weight_rounding(ref: np.ndarray, q: np.ndarray, scale: np.ndarray, zero: np
             "this model's weights")
 
 
-def _format(zero_point) -> str | None:
-    from onnx import TensorProto
-
-    if zero_point is None:
-        return None
-    return {TensorProto.INT8: "int8", TensorProto.UINT8: "uint8",
-            TensorProto.FLOAT8E4M3FN: "fp8"}.get(zero_point.data_type)
-
-
 def scale_zero(dq, inits: dict, ndim: int) -> tuple[np.ndarray, np.ndarray] | None:
     """A DequantizeLinear's scale and zero point (float64), shaped to broadcast against a tensor of `ndim` dimensions
     along its `axis` where they are per channel; None where its scale is no initializer."""
@@ -409,15 +404,19 @@ def scale_zero(dq, inits: dict, ndim: int) -> tuple[np.ndarray, np.ndarray] | No
     return scale, zero
 
 
-def _range(value: np.ndarray, scale: np.ndarray, zero: np.ndarray, fmt: str) -> str | None:
+def _range(value: np.ndarray, scale: np.ndarray, zero: np.ndarray, fmt: str, fill: np.ndarray | None = None
+           ) -> str | None:
     """What the file's range does to `value` (`scale` and `zero` broadcast against it): clips a share beyond it, or
-    rounds most nonzero values to zero."""
+    rounds most nonzero values to zero. `fill`: a mask's fill the softmax weighs at nothing clipped or not, no clip
+    (`quantized/mask_fill.py`)."""
     qmin, qmax = LEVELS[fmt]
     lo, hi = (qmin - zero) * scale, (qmax - zero) * scale
     # an integer level's half step past either end rounds to that end as any value inside does: no clip (PaddleOCR's
     # recogniser's [-0.146, 6.07] reached -0.149, an eighth of a step beyond, was "10.82% of them lie beyond")
     edge = 0.0 if fmt == "fp8" else scale * 0.5
-    beyond = float(np.mean((value < lo * (1 + 1e-6) - edge) | (value > hi * (1 + 1e-6) + edge)))
+    fill = np.zeros(np.shape(value), bool) if fill is None else fill
+    beyond = float(np.mean(((value < lo * (1 + 1e-6) - edge) | (value > hi * (1 + 1e-6) + edge)) & ~fill))
+    value = value[~fill] if fill.any() and np.size(scale) == 1 else value
     a = np.abs(value)
     nonzero = a > 0
     step = scale * (2.0 ** -10 if fmt == "fp8" else 0.5)  # what rounds to zero: half E4M3's subnormal, half a level

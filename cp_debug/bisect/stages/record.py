@@ -125,8 +125,9 @@ def _mask_saturation(ref, value, local_value):
         out.append(fixed)
     if local_value is value:
         out.append(out[0])  # `record` keeps the propagated diff as the local one
-    note = (f"a mask: {max(counts)} fill value(s) at or below -65504 saturate to -inf in float16, read only by "
-            "softmaxes, comparisons and selections (harmless: exp(-inf) = 0 as in float32)") if counts else None
+    note = (f"a mask: {max(counts)} fill value(s) at or below -65504 saturate to -inf in float16 (or are held at "
+            "its converter's -1e4), read only by softmaxes, comparisons and selections (harmless: exp(-inf) = 0 as "
+            "in float32)") if counts else None
     return out[0], out[1], note
 
 
