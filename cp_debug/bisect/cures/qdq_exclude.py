@@ -31,6 +31,10 @@ CALLS = {MODELOPT: "ModelOpt: `modelopt.onnx.quantization.quantize(..., nodes_to
          ONNXRUNTIME: "ONNX Runtime: `quantize_static(..., nodes_to_exclude={nodes!r})` (optimum's ORTQuantizer: "
                       "`QuantizationConfig(nodes_to_exclude={nodes!r})`)"}
 
+# the rule a file that does not name its tool is tried by (`qdq_removal.output_paired`)
+ASSUMED = ("tried by ONNX Runtime's rule, a Conv / Gemm / MatMul kept quantized keeps the pair on its output "
+           "(ModelOpt's keeps none)")
+
 
 @dataclass(frozen=True)
 class ExcludeCure:
@@ -69,7 +73,7 @@ class ExcludeCure:
             tools = [self.producer] if self.producer else [MODELOPT, ONNXRUNTIME]
             calls = "; ".join(CALLS[t].format(nodes=nodes) for t in tools)
             said = (f"re-quantize with `nodes_to_exclude={nodes!r}` ({calls}"
-                    + ("" if self.producer else "; the file does not say which tool wrote it") + ")")
+                    + ("" if self.producer else f"; the file does not say which tool wrote it: {ASSUMED}") + ")")
             tried = f"the file with the Q/DQ feeding {', '.join(nodes)} removed, every other scale as it is" + (
                 f" but {self.own} pair(s) that shared a left-out node's scale past an op passing it on, read by a "
                 "quantized node: calibrated on their own values, as the quantizer does" if self.own else "")
@@ -89,8 +93,7 @@ class ExcludeCure:
 
     def figure(self, back: bool = True) -> str:
         """The worst output's figures and the decisions still flipped; with `back`, the decisions the file moves all
-        back where so (said of the cure offered: a smaller set's surgery may remove a pair its writer's quantizer
-        keeps — BlazeFace's `conv2d_16` alone, back in the surgery, not in `quantize_static`'s file)."""
+        back where so (said of the cure offered; a smaller set is said by what it still flips)."""
         if self.after is None:
             return "no output compared"
         was = f"{self.before:.3g} → " if self.before is not None else ""
