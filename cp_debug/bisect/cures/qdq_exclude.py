@@ -55,7 +55,7 @@ class ExcludeCure:
     ops: tuple[str, ...] = ()  # fp32: the op types of `nodes` (ModelOpt's op_types_to_exclude_fp16)
     worse: bool = False  # the worst output's error larger than the file's own (issue 115: never offered)
     flipped: int = 0  # the decisions its outputs still flip (`findings/decisions.flips`)
-    decided: bool = False  # not within budget, yet the declared decision the file moved back (`decision_layer`)
+    decided: str = ""  # not within budget, yet the decision the file moved back: its words (`decision_layer.decision`)
     moved: int = 0  # the decisions the file itself flips: where it moved some and the cure none, said so
     own: int = 0  # pairs that shared a left-out node's scale past an op passing it on, calibrated on their own
 
@@ -87,7 +87,10 @@ class ExcludeCure:
             return (f"{said}: verified — {tried}, holds every output within {self.precision} ({self.figure()})"
                     + before)
         if self.decided:
-            return (f"{said}: tried — brings the declared decision back, its outputs still beyond {self.precision}'s "
+            from cp_debug.bisect.cures.decision_layer import said as decision_said
+
+            return (f"{said}: tried — brings {decision_said(self.decided)} back, its outputs still beyond "
+                    f"{self.precision}'s "
                     f"budget — {tried}: {self.figure()}{before}")
         return f"{said}: tried and not enough — {tried}: {self.figure()}{before}"
 
@@ -185,7 +188,7 @@ def _tried(run: RunState, state: CandidateState, i: int, model, nodes: list[str]
     before = had.diff.rel_rmse if had is not None and had.diff is not None else None
     # issue 115: judged against the file's own error too, and at the decisions its outputs carry
     from cp_debug.bisect.cures.at_outputs import WORSE
-    from cp_debug.bisect.cures.decision_layer import declared
+    from cp_debug.bisect.cures.decision_layer import decision
     from cp_debug.bisect.findings.decisions import flips
 
     worse = before is not None and d.rel_rmse > WORSE * before
@@ -193,7 +196,8 @@ def _tried(run: RunState, state: CandidateState, i: int, model, nodes: list[str]
     was = state.as_deployed.get(i)  # a cure that gives the decisions back and not the outputs' budget: both said
     moved = flips(run, i, ref_out, was) if was and not flipped else 0  # (BlazeFace's faces: back at 1.7× it)
     passes = passes and not worse and not flipped  # one flipped: not enough
-    decided = not (passes or worse or flipped) and bool(moved) and declared(run, i)  # a declared one brought back
+    # the decision brought back (a declared one, else the outputs read at 0.5 / argmax)
+    decided = decision(run, i) if not (passes or worse or flipped) and moved else ""
     return replace(cure, passes=passes, output=d.name, before=before, after=d.rel_rmse, ratio=j.noise_ratio,
                    worse=worse, flipped=flipped, own=len(asked), decided=decided, moved=moved)
 

@@ -332,7 +332,9 @@ def _stored_weight(run: RunState, state: CandidateState, probe: str, dq, inits: 
     run_back = weight_steps.shown(state, dq.input[0])  # its weight alone in float brought the decision back
     rounded = _weight_rounding(ref, q, scale, zero, fmt, off, run_back is not None) if fmt is not None else None
     if rounded and run_back is not None:
-        rounded += weight_steps.channels(ref, scale) + weight_steps.run_words(run_back, state.intervention.before.ratio)
+        found = state.intervention
+        rounded += weight_steps.channels(ref, scale) + weight_steps.run_words(run_back, found.before.ratio,
+                                                                              found.metric)
     if rounded is not None:  # this model's weights: said where their rounding is worth naming
         return f"the file's {fmt.upper()} weight {dq.input[0]!r} of {_node(reader)} {rounded}" if rounded else None
     if off <= WEIGHT_OFF:
