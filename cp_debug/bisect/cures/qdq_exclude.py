@@ -1,11 +1,8 @@
 """The cure a deployed Q/DQ file's root cause calls for, in the producing tool's own terms, verified where it can be
 (issue 107, item 6): leave the node that reads through the failing Q/DQ pair out of the quantizer.
 
-Who wrote the file is read from the file: ONNX Runtime's quantizer (`quantize_static`, optimum's ORTQuantizer) stamps
-its metadata `onnx.infer: onnxruntime.quant`; NVIDIA ModelOpt's ONNX quantizer runs ORT's underneath (the same
-`onnx.quantize` producer) but writes no such metadata, reads float weights through QuantizeLinear and holds its scales
-in FP16 in its default high-precision mode. Either takes `nodes_to_exclude`: the node names of the FP32 file it
-quantized, which the deployed file keeps (`/block2/conv2/Conv` in both).
+Who wrote the file is read from the file (`qdq_producer`). Either tool takes `nodes_to_exclude`: the node names of the
+FP32 file it quantized, which the deployed file keeps (`/block2/conv2/Conv` in both).
 
 The cure is tried here as leaving the node out does it: the same file with the Q/DQ pairs feeding that node removed
 (an activation read from the QuantizeLinear's input, through the Relu the quantizer folded into the pair where it did;
@@ -23,10 +20,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from cp_debug.bisect.cures.qdq_producer import MODELOPT, ONNXRUNTIME, producer
 from cp_debug.bisect.cures.qdq_removal import NoFloatWeight, reference_values, without_qdq  # noqa: F401
 from cp_debug.bisect.run_state import CandidateState, RunState
 
-MODELOPT, ONNXRUNTIME = "modelopt", "onnxruntime"
 CALLS = {MODELOPT: "ModelOpt: `modelopt.onnx.quantization.quantize(..., nodes_to_exclude={nodes!r})`",
          ONNXRUNTIME: "ONNX Runtime: `quantize_static(..., nodes_to_exclude={nodes!r})` (optimum's ORTQuantizer: "
                       "`QuantizationConfig(nodes_to_exclude={nodes!r})`)"}
@@ -103,23 +100,6 @@ class ExcludeCure:
         flipped = (f", {self.flipped} decision(s) still flipped" if self.flipped
                    else f", every decision back ({self.moved} moved by the file)" if self.moved and back else "")
         return f"{self.output!r} rel. RMSE {was}{self.after:.3g}, {self.ratio:.2g}× {self.precision}'s budget{flipped}"
-
-
-def producer(model) -> str | None:
-    """The tool that wrote a Q/DQ `model` (module docstring), or None where the file does not say."""
-    from onnx import TensorProto
-
-    meta = {p.key: p.value for p in model.metadata_props}
-    if meta.get("onnx.infer") == "onnxruntime.quant":
-        return ONNXRUNTIME
-    inits = {i.name: i for i in model.graph.initializer}
-    qdq = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
-    fp16 = any(len(n.input) > 1 and n.input[1] in inits and inits[n.input[1]].data_type == TensorProto.FLOAT16
-               for n in qdq)
-    weight_q = any(n.op_type == "QuantizeLinear" and n.input[0] in inits for n in qdq)
-    if model.producer_name == "onnx.quantize" and (fp16 or weight_q):
-        return MODELOPT
-    return None
 
 
 def exclusion_cure(run: RunState, state: CandidateState, i: int, model, ladder: list[list[str]]) -> ExcludeCure | None:

@@ -7,7 +7,9 @@ that quantize nothing (an LSTM), as `nodes_to_exclude` leaves that tensor float 
 pair and the two after its Reshape and Transpose, read by a float LSTM, kept by the file's exclusion moved one beat's
 kind that the quantizer's own exclusion brings back). An activation pair that a reader kept in the quantization also
 quantizes stays read by the node left out, as the quantizer leaves one quantized tensor (facenet-pytorch's PNet:
-`conv4_1` left out reads `prelu3`'s pair that `conv4_2` quantizes)."""
+`conv4_1` left out reads `prelu3`'s pair that `conv4_2` quantizes), and so does a pair the file's tool writes with the
+op kept that writes it (`output_paired`, by the file's producer: ONNX Runtime's quantizer pairs a Conv's, Gemm's and
+MatMul's output, ModelOpt's none — BlazeFace's `conv2d_16` left out keeps reading `depthwise_conv2d_15`'s pair)."""
 
 from __future__ import annotations
 
@@ -110,7 +112,7 @@ def output_paired(model) -> tuple[str, ...]:
     that leaving out only a reader keeps it: ONNX Runtime's QDQ quantizer (the built-in INT8 candidate's, and the rule
     assumed where the file does not say — `ExcludeCure.text` says so) `OUTPUT_PAIRED` and `WEIGHTED_PAIRED`; ModelOpt's
     none (`OpTypesToExcludeOutputQuantization`: every op type it quantizes)."""
-    from cp_debug.bisect.cures.qdq_exclude import MODELOPT, producer
+    from cp_debug.bisect.cures.qdq_producer import MODELOPT, producer
 
     return () if producer(model) == MODELOPT else OUTPUT_PAIRED + WEIGHTED_PAIRED
 
