@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cp_debug.bisect.findings.segment_int8 import FP32_EPS
 from cp_debug.bisect.cures.qdq_fill import entered_at
 from cp_debug.bisect.run_state import CandidateState, RunState
 
@@ -421,7 +422,9 @@ def _range(value: np.ndarray, scale: np.ndarray, zero: np.ndarray, fmt: str) -> 
     edge = 0.0 if fmt == "fp8" else scale * 0.5
     beyond = float(np.mean((value < lo * (1 + 1e-6) - edge) | (value > hi * (1 + 1e-6) + edge)))
     a = np.abs(value)
-    nonzero = a > 0
+    # nonzero as the segment's finding counts them (`segment_int8.FP32_EPS`): a value below FP32's epsilon × the range
+    # is zero beside the range's values in any sum (a masked softmax's padding weights, 1e-21: g2p-id's BERT)
+    nonzero = a > np.maximum(np.abs(lo), np.abs(hi)) * FP32_EPS
     step = scale * (2.0 ** -10 if fmt == "fp8" else 0.5)  # what rounds to zero: half E4M3's subnormal, half a level
     lost = float(np.count_nonzero(nonzero & (a <= step)) / max(np.count_nonzero(nonzero), 1))
     span = f"[{float(np.min(lo)):.3g}, {float(np.max(hi)):.3g}]"
