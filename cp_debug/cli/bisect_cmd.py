@@ -72,7 +72,8 @@ def bisect(
     int8: Int8Dir = None,
     metric: Annotated[Optional[str], option(
         "--metric", metavar="NAME|FILE.py:FUNC", help="The application's decision, eval's metrics: a built-in "
-        "(top1, argmax, ...) or FUNC(outputs, reference, label) seeing every output by name; a value that changes "
+        "(top1, argmax, ...) or FUNC(outputs, reference, label) seeing every output by name (and the inputs, by "
+        "name, where it names a parameter `inputs`); a value that changes "
         "is a decision flipped (never within precision), the layer that moves it confirmed by intervention. "
         "Without it, Sigmoid / Softmax outputs are read at 0.5 / argmax.")] = None,
     keep_fp32: Annotated[Optional[str],

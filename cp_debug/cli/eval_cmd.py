@@ -69,7 +69,8 @@ def eval_(
         "--metric", metavar="NAME|FILE.py:FUNC", help="With --torch/--onnx: the task metric per backend, with a "
         "bootstrap interval: top1, top5 (classifier logits: agreement with the reference's top class), argmax "
         "(agreement per position: tokens [.., T, V], pixels [N, C, H, W]), cosine, snr (embeddings), accuracy "
-        "(--data yielding labels), or FILE.py:FUNC(outputs, reference, label) -> float (cpdebug runs FILE.py). "
+        "(--data yielding labels), or FILE.py:FUNC(outputs, reference, label) -> float (cpdebug runs FILE.py; a "
+        "parameter named `inputs` gets the sample's inputs by name). "
         "Default top1.")] = None,
     bootstrap: Annotated[int, option(
         "--bootstrap", min=0, help="With --torch/--onnx: bootstrap resamples of the metric's interval.")] = 1000,

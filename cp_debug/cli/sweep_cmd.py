@@ -25,7 +25,8 @@ Scenes = Annotated[Optional[Path], typer.Option(
     help="Info file (mmdet3d / T4), a folder with infos.pkl, a rosbag2 folder (its PointCloud2 clouds, "
          "--lidar-topic), or a folder of point files.")]
 METRIC_HELP = ("With --torch/--onnx: the application's decision, bisect's and eval's metrics (top1, argmax, ... or "
-               "FUNC(outputs, reference, label) seeing every output by name), per sample for the reference and each "
+               "FUNC(outputs, reference, label) seeing every output by name, and the inputs where it names a "
+               "parameter `inputs`), per sample for the reference and each "
                "candidate; a sample whose value changes is a decision flipped (never within precision), the share of "
                "samples that flip in the verdict. Without it, Sigmoid / Softmax outputs are read at 0.5 / argmax.")
 

@@ -140,11 +140,11 @@ def run_samples_eval(model, samples, pairs, metric, *, resamples: int = 1000, se
                 failed.append((sample.name, str(err).splitlines()[0]))
                 continue
             ref = outs[ref_label]
-            ref_value = metric.value(ref, ref, sample.label)
+            ref_value = metric.value(ref, ref, sample.label, sample.feed)
             values[ref_label].append(ref_value)
             names.append(sample.name)
             for label, spec in cands:
-                v = metric.value(outs[label], ref, sample.label)
+                v = metric.value(outs[label], ref, sample.label, sample.feed)
                 values[label].append(v)
                 j = judge_sample(ref, outs[label], spec.precision, tolerance(spec.precision, atol, rtol), mode)
                 outcomes[label][sample.name] = j.outcome.value

@@ -94,9 +94,9 @@ def score(metric: "TaskMetric", part: str, samples: Sequence["Sample"], expected
     the plain candidate's (`before`), every one against `expected`."""
     out = []
     for k, (s, ref) in enumerate(zip(samples, expected)):
-        r = metric.value(ref, ref, s.label)
-        a = metric.value(after[k], ref, s.label)
-        b = metric.value(before[k], ref, s.label) if before else None
+        r = metric.value(ref, ref, s.label, s.feed)
+        a = metric.value(after[k], ref, s.label, s.feed)
+        b = metric.value(before[k], ref, s.label, s.feed) if before else None
         out.append(SampleScore(s.name, r, b, a, None if b is None else _changed(metric, b, r, before_figures[k]),
                                _changed(metric, a, r, after_figures[k])))
     return MetricFigures(metric.name, part, tuple(out))

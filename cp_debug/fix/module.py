@@ -242,7 +242,8 @@ def search_set(spec: BackendSpec, model: "onnx.ModelProto", samples: Sequence["S
                                   held=held if keep else None, **{option: list(keep)}, **extra)
         held.update(held_by_sample(figures) if not keep else {})  # the run that keeps nothing: run first
         bad = not all(f.passed for f in figures)
-        return Verdict(bad or (decided and any(metric.changed(metric.value(o, r, s.label), metric.value(r, r, s.label))
+        return Verdict(bad or (decided and any(metric.changed(metric.value(o, r, s.label, s.feed),
+                                                              metric.value(r, r, s.label, s.feed))
                                                for o, r, s in zip(got, outputs_of(values, outputs), samples))), figures)
 
     tie = _near_tie(spec, model, values, samples, softmax=False)

@@ -2,13 +2,15 @@
 candidate's outputs against the reference's (and a sample's label, where `--data` yields one). The metric reads the
 model's first output.
 
-Built-ins: `top1` — the candidate's top class is the reference's (classifier logits, classes on the last axis; the
-share of rows of a batch); `top5` — the reference's top class is among the candidate's five; `argmax` — the share of
-positions whose argmax agrees (token logits [.., T, V]: the last axis; pixel logits [N, C, H, W]: axis 1); `cosine` /
-`snr` (dB) — embeddings or any output as numbers; `accuracy` — the top class against the sample's label. A user's
-`FILE.py:FUNC` is called as FUNC(outputs, reference, label) -> float for every sample and backend (the reference's
-own value included). A discrete metric (a class, a token) names the samples whose value changes from the
-reference's; a continuous one (cosine, snr) names those the noise model judges beyond the candidate's precision.
+Built-ins: `top1` — the candidate's top class is the reference's (classifier logits, classes on the last axis; the share
+of rows of a batch); `top5` — the reference's top class is among the candidate's five; `argmax` — the share of positions
+whose argmax agrees (token logits [.., T, V]: the last axis; pixel logits [N, C, H, W]: axis 1); `cosine` / `snr` (dB) —
+embeddings or any output as numbers; `accuracy` — the top class against the sample's label. A user's `FILE.py:FUNC` is
+called as FUNC(outputs, reference, label) -> float for every sample and backend (the reference's own value included);
+one with a parameter named `inputs` — FUNC(outputs, reference, label=None, inputs=None) — gets the sample's inputs too,
+by name as the outputs (an MLM's decision is at its masked positions, which only its input ids hold), told from its
+signature (`TaskMetric.sees_inputs`). A discrete metric (a class, a token) names the samples whose value changes from
+the reference's; a continuous one (cosine, snr) names those the noise model judges beyond the candidate's precision.
 """
 
 from __future__ import annotations
@@ -26,20 +28,27 @@ SNR_CAP_DB = 200.0  # identical outputs: the SNR is capped here (and a non-finit
 
 @dataclass(frozen=True)
 class TaskMetric:
-    """A per-sample score of a backend's outputs: `fn(outputs, reference, label) -> float`, higher is better."""
+    """A per-sample score of a backend's outputs: `fn(outputs, reference, label) -> float`, higher is better; with
+    `sees_inputs`, `fn(outputs, reference, label, inputs=...)`: the sample's inputs by name too."""
 
     name: str
-    fn: Callable[[Mapping[str, np.ndarray], Mapping[str, np.ndarray], np.ndarray | None], float]
+    fn: Callable[..., float]
     discrete: bool = True  # changed: its value differs from the reference's (else: the noise model's outcome)
     needs_label: bool = False
+    sees_inputs: bool = False  # the function names a parameter `inputs` (`task_metric` reads its signature)
 
     def value(self, outputs: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray],
-              label: np.ndarray | None) -> float:
+              label: np.ndarray | None, inputs: Mapping[str, np.ndarray] | None = None) -> float:
+        """The metric of `outputs` against `reference`; `inputs`: the sample's (graph input name -> array), given to a
+        function that reads them (`sees_inputs`)."""
         if self.needs_label and label is None:
             raise BadInputError(f"--metric {self.name} needs each sample's label: --data FILE.py:FUNC yielding a "
                                 "'label' (or 'labels') key besides the inputs")
+        if self.sees_inputs and inputs is None:  # a caller that holds no inputs: a bug of ours, not the user's
+            raise RuntimeError(f"--metric {self.name} reads the inputs and was given none")
         try:
-            return float(self.fn(outputs, reference, label))
+            return float(self.fn(outputs, reference, label, **({"inputs": dict(inputs)} if self.sees_inputs
+                                                                else {})))
         except (BadInputError, TypeError, ValueError, IndexError, KeyError) as err:
             if isinstance(err, BadInputError) or self.name in BUILT_INS:
                 raise BadInputError(f"--metric {self.name}: {err}") from err
@@ -122,4 +131,15 @@ def task_metric(text: str) -> TaskMetric:
         raise BadInputError(f"--metric {text!r}: a built-in ({', '.join(BUILT_INS)}) or FILE.py:FUNC")
     from cp_debug.bisect.subjects.loaders import user_function
 
-    return TaskMetric(text, user_function(text, "--metric"))
+    fn = user_function(text, "--metric")
+    return TaskMetric(text, fn, sees_inputs=_names_inputs(fn))
+
+
+def _names_inputs(fn) -> bool:
+    """Whether the user's metric names a parameter `inputs` (it takes the sample's inputs, by name)."""
+    import inspect
+
+    try:
+        return "inputs" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # a builtin or C function without a signature: the old form
+        return False

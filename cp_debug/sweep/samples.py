@@ -173,8 +173,8 @@ def judge_feed(index: int, sample, runners: dict, opts: SampleSweepOptions) -> F
 
 
 def _run_lanes(index: int, sample, runners: dict, opts: SampleSweepOptions):
-    """(index, name, reference's outputs, each candidate's) of one sample; or, where it cannot be read or run, its
-    failed `FrameResult`, with why."""
+    """(index, name, reference's outputs, each candidate's, its inputs) of one sample; or, where it cannot be read or
+    run, its failed `FrameResult`, with why."""
     from cp_debug.samples.sets import SampleError
 
     if isinstance(sample, SampleError):
@@ -188,7 +188,7 @@ def _run_lanes(index: int, sample, runners: dict, opts: SampleSweepOptions):
         got = {label: runners[label].infer(dict(sample.feed)) for label, _ in cands}
     except CpDebugError as err:
         return FrameResult(index, sample.name, "failed", str(err).splitlines()[0])
-    return index, sample.name, ref, got
+    return index, sample.name, ref, got, sample.feed
 
 
 REFERENCE_FAILS = "the reference cannot run it:"  # a failed sample's reason where the reference raised
@@ -204,7 +204,7 @@ def _judged(ran: tuple, opts: SampleSweepOptions) -> FrameResult:
     from cp_debug.bisect.findings.decisions import outcome_with
     from cp_debug.samples.judge import judge_sample, tolerance
 
-    index, name, ref, got = ran
+    index, name, ref, got, feed = ran
     frames = []
     for label, spec in opts.pairs[1:]:
         precision, unit = opts.at(label, spec)
@@ -214,7 +214,7 @@ def _judged(ran: tuple, opts: SampleSweepOptions) -> FrameResult:
                                  o.diff.nan, o.diff.inf, status_of(o.diff, o.judgement),
                                  o.judgement.expected_rel_rmse, o.judgement.noise_ratio)
                        for k, o in enumerate(j.outputs))
-        decisions = _decisions(ref, got[label], opts)
+        decisions = _decisions(ref, got[label], feed, opts)
         outcome, reason = outcome_with(decisions, j.outcome, j.reason)  # a changed metric: diverged, as bisect
         frames.append(CandidateFrame(label, probes, NO_BOXES, outcome is not Outcome.WITHIN_PRECISION,
                                      outcome.value, reason, precision, decisions))
@@ -223,14 +223,14 @@ def _judged(ran: tuple, opts: SampleSweepOptions) -> FrameResult:
     return FrameResult(index, name, status, reason, 0, tuple(frames))
 
 
-def _decisions(ref: dict, got: dict, opts: SampleSweepOptions) -> tuple:
-    """One candidate's decisions on one sample, as bisect reads them (`bisect/findings/decisions.py`): the
-    `--metric`'s value, the reference's and the candidate's (always kept); else each Sigmoid / Softmax output read
-    at 0.5 / its argmax (kept where it flips)."""
+def _decisions(ref: dict, got: dict, feed, opts: SampleSweepOptions) -> tuple:
+    """One candidate's decisions on one sample (`feed`: its inputs), as bisect reads them
+    (`bisect/findings/decisions.py`): the `--metric`'s value, the reference's and the candidate's (always kept); else
+    each Sigmoid / Softmax output read at 0.5 / its argmax (kept where it flips)."""
     from cp_debug.bisect.findings.decisions import metric_decision, read_decisions
 
     if opts.metric is not None:
-        return tuple(metric_decision(opts.metric, list(ref), ref, got))
+        return tuple(metric_decision(opts.metric, list(ref), ref, got, feed))
     return tuple(d for d in read_decisions(opts.decided, ref, got) if d.changed)
 
 

@@ -1,4 +1,4 @@
-"""The layer that alone brings a declared decision back where its own error ranks low (issue 115, items 1-3;
+"""The layer that alone brings a decision back where its own error ranks low (issue 115, items 1-3;
 bisect/cures/decision_layer.py). open_nsfw's per-tensor INT8 file (docs/trained-models.md, "open_nsfw's first conv"):
 of its 74 nodes left out of INT8 one at a time, only the stem conv brings every band back, its outputs still beyond
 cp_debug's budget; its weights rounded per tensor, 16 % of them to zero. cp_debug never tried it (its own error ranks
@@ -7,7 +7,9 @@ low) and named a later conv, or "no single layer". The graph here (tests/bisect/
 The right answer without cp_debug (plain ONNX Runtime, `quantize_static` with `nodes_to_exclude`, each weighted node
 left out alone): the file flips labels; the stem left out flips none; every other one left out alone leaves most
 flipped. Before: the stem "placed by its run alone, confirmed by no restoration" (the intervention's `confirmed`
-false); now "confirmed at the decision", its exclusion the cure verified there, its weight alone read in float run."""
+false); now "confirmed at the decision", its exclusion the cure verified there, its weight alone read in float run —
+with `--metric` and, since the eleventh stop, without it (the Softmax's output read at its argmax, the decision the
+run judges where none is declared: before, the early layers were tried only for a declared one)."""
 
 from __future__ import annotations
 
@@ -58,16 +60,21 @@ def test_the_first_conv_is_the_root_at_the_declared_decision(tmp_path):
     onnx.save(user, tmp_path / "q" / "model.onnx")
 
     np.savez(tmp_path / "x.npz", x=x)
-    proc = cpdebug("bisect", "--onnx", tmp_path / "fp32.onnx", "--inputs", tmp_path / "x.npz", "-b",
-                   f"ort-cpu,ort@{tmp_path / 'q'}", "--metric", f"{HERE / 'int8_stem_rounding.py'}:label_metric",
-                   "--json", tmp_path / "r.json", "--quiet")
-    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
-    cause = next(iter(json.loads((tmp_path / "r.json").read_text())["root_cause"].values()))
-    found = cause["intervention"]
-    # before: the stem not tried, or "placed by its run alone" with `confirmed` false
-    assert cause["probe"] == "c0" and found["confirmed"] and found["at_decision"], found
-    assert found["keep"] == [STEM], found
-    assert "confirmed at the decision" in cause["hint"], cause["hint"]
-    stem = [t for t in found["tried"] if t["candidate"] == "c0" and t["nodes"] == [STEM]]
-    assert stem and stem[0]["output_error_after"]["decisions_flipped"] == 0, found["tried"]
-    assert stem[0]["output_error_after"]["ratio"] <= 0.5 * found["output_error"]["ratio"], stem
+    # declared (`--metric`), and not: the Softmax's output read at its argmax is the same decision (issue 115: the
+    # early layer at a decision without `--metric`; before, "placed by its run alone" there, `confirmed` false)
+    for metric in (["--metric", f"{HERE / 'int8_stem_rounding.py'}:label_metric"], []):
+        proc = cpdebug("bisect", "--onnx", tmp_path / "fp32.onnx", "--inputs", tmp_path / "x.npz", "-b",
+                       f"ort-cpu,ort@{tmp_path / 'q'}", *metric, "--json", tmp_path / "r.json", "--quiet")
+        # a declared metric changed: diverged (1); the outputs read at argmax, 15 of 64 flipped: degraded (4), as before
+        assert proc.returncode == (1 if metric else 4), proc.stdout[-3000:] + proc.stderr[-2000:]
+        cause = next(iter(json.loads((tmp_path / "r.json").read_text())["root_cause"].values()))
+        found = cause["intervention"]
+        # before: the stem not tried, or "placed by its run alone" with `confirmed` false
+        assert cause["probe"] == "c0" and found["confirmed"] and found["at_decision"], (metric, found)
+        assert found["keep"] == [STEM], found
+        said = "label_metric), its outputs" if metric else "the decision back ('probs' at its argmax), its outputs"
+        assert "confirmed at the decision" in cause["hint"] and said in cause["hint"], cause["hint"]
+        assert ("the declared decision back" in cause["hint"]) == bool(metric), cause["hint"]
+        stem = [t for t in found["tried"] if t["candidate"] == "c0" and t["nodes"] == [STEM]]
+        assert stem and stem[0]["output_error_after"]["decisions_flipped"] == 0, found["tried"]
+        assert stem[0]["output_error_after"]["ratio"] <= 0.5 * found["output_error"]["ratio"], stem

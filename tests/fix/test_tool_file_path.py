@@ -90,7 +90,9 @@ def test_the_whole_path_from_a_tools_int8_file_to_a_checked_fix(tmp_path, sample
 
 def test_the_producing_tool_is_told_from_the_file_and_the_cure_edits_only_the_nodes_left_out():
     """ModelOpt's files and ORT's quantizer's told apart by what each writes (every Q/DQ file of the corpus); the
-    cure's file keeps every other Q/DQ pair, gives back ORT's folded ReLU, and refuses a dequantized weight."""
+    cure's file keeps every other Q/DQ pair — and the pair ORT's quantizer writes with a Conv kept on the output the
+    node left out reads (issue 115, `qdq_removal.output_paired`) —, gives back ORT's folded ReLU, and refuses a
+    dequantized weight; ModelOpt pairs no Conv's output: its reader alone left out reads it float."""
     import onnx
 
     from cp_debug.bisect.cures.qdq_exclude import MODELOPT, ONNXRUNTIME, NoFloatWeight, producer, without_qdq
@@ -104,12 +106,25 @@ def test_the_producing_tool_is_told_from_the_file_and_the_cure_edits_only_the_no
     ort = onnx.load(CNN / "ort-quantize-static-qdq" / "model.onnx")
     with pytest.raises(NoFloatWeight, match=READER):
         without_qdq(ort, [READER])  # its weight stored INT8 and no FP32 graph to read it from
-    edited = without_qdq(ort, [READER], onnx.load(FP32))
     ops = lambda m: [n.op_type for n in m.graph.node]  # noqa: E731
+    # the reader alone: ORT's quantizer quantizes a Conv's output with the Conv, so `quantize_static(nodes_to_exclude=
+    # [READER])` keeps the pair the planted conv writes (by hand on this FP32 file: 12 QuantizeLinear either way, the
+    # reader reading a DequantizeLinear); the reader's weight alone goes float
+    edited = without_qdq(ort, [READER], onnx.load(FP32))
+    assert ops(edited).count("QuantizeLinear") == ops(ort).count("QuantizeLinear")
+    conv = next(n for n in edited.graph.node if n.name == READER)
+    assert next(n for n in edited.graph.node if conv.input[0] in n.output).op_type == "DequantizeLinear"
+    # its writer left out too: the pair goes (by hand: 11 QuantizeLinear, the reader reading the ReLU ORT folded)
+    edited = without_qdq(ort, [PLANTED, READER], onnx.load(FP32))
     assert ops(edited).count("QuantizeLinear") == ops(ort).count("QuantizeLinear") - 1
     conv = next(n for n in edited.graph.node if n.name == READER)
     relu = next(n for n in edited.graph.node if conv.input[0] in n.output)
     assert relu.op_type == "Relu" and relu.input[0] == "/block2/relu/Relu_output_0"  # the ReLU ORT folded
+    mo = onnx.load(CNN / "modelopt-int8" / "model.onnx")
+    edited = without_qdq(mo, [READER], onnx.load(FP32))  # its input's pair and its weight's
+    assert ops(edited).count("QuantizeLinear") == ops(mo).count("QuantizeLinear") - 2
+    conv = next(n for n in edited.graph.node if n.name == READER)
+    assert next(n for n in edited.graph.node if conv.input[0] in n.output).op_type == "Relu"
 
 
 def test_an_fp16_overflow_inside_a_modelopt_int8_file_is_named_at_its_layer_with_modelopts_cure_tried(tmp_path):

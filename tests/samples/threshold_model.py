@@ -50,3 +50,10 @@ def write(folder: Path) -> Path:
 def kept(outputs, reference, label=None) -> float:
     """The scores the application keeps: above 0.5."""
     return float((np.asarray(outputs["scores"]) > 0.5).sum())
+
+
+def kept_of_asked(outputs, reference, label=None, inputs=None) -> float:
+    """The scores the application keeps (above 0.5) of those the request asks for: score k where the input's feature
+    k is positive — a decision only the input tells where it is (`--metric` naming `inputs` gets the sample's)."""
+    asked = np.asarray(inputs["x"])[0, :4] > 0
+    return float((np.asarray(outputs["scores"])[0][asked] > 0.5).sum())

@@ -46,18 +46,13 @@ def letter_ids(words) -> np.ndarray:
     return np.array([r + [tok[""]] * (MAX_LEN - len(r)) for r in rows], dtype=np.int64)
 
 
-def _masked() -> np.ndarray:
+def reading_metric(outputs, reference, label=None, inputs=None) -> float:
+    """The share of the masked letters (the input ids at `[mask]`: `BERT.predict` masks each `e`) whose reading (the
+    argmax there) is the reference's: the decision is at the masked positions, which only the input holds (a
+    `--metric` that names `inputs` gets the sample's, by name)."""
     tok = json.loads((models() / "bert" / "token2id.json").read_text(encoding="utf-8"))
-    return letter_ids(WORDS) == tok["[mask]"]
-
-
-def reading_metric(outputs, reference, label=None) -> float:
-    """The share of WORDS' masked `e` whose reading (the argmax, `BERT.predict`'s) is the reference's; every
-    position where the batch is not WORDS."""
+    mask = np.asarray(inputs["input_1"]) == tok["[mask]"]
     out, ref = (np.asarray(next(iter(d.values())), dtype=np.float32) for d in (outputs, reference))
-    mask = _masked()
-    if out.shape[:2] != mask.shape:
-        mask = np.ones(out.shape[:2], bool)
     return float(np.mean(out.argmax(-1)[mask] == ref.argmax(-1)[mask]))
 
 

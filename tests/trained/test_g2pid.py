@@ -7,7 +7,8 @@ one reading of the 52 words moves, at a near tie (`sepeda`: 0.501 against 0.499)
 resolution lost: a range set by outliers (|x| max 1, median nonzero |x| 1.7e-21): 92% of its nonzero values round to
 zero" — those values are the padding keys' weights, below FP32's epsilon × the range (zero in any sum beside the
 real keys' weights): no value INT8 loses. Now they are not counted (`segment_int8.FP32_EPS`) and the attention
-product is named as the layer that alone breaks the reading.
+product is named as the layer that alone breaks the reading — and so it is where the same quantization is the user's
+file (one story, eleventh stop).
 
 The LSTM decoder (its LSTM left float by ONNX Runtime's quantizer; its MatMul quantized) holds every next phoneme in
 FP16 and INT8, built-in or the user's file: exit 0, no false alarm on an LSTM with its states as outputs."""
@@ -48,9 +49,9 @@ def test_the_bert_s_padding_weights_are_no_lost_resolution_and_the_layer_that_mo
     x, cal = {"input_1": letter_ids(WORDS)}, {"input_1": letter_ids(CALIB)}
     ref = _ort(model, x)
     # by hand: the built-in's quantization moves a reading; the attention product alone in INT8 moves it too
-    assert reading_metric(_ort(quantize_int8(model, [cal]).model, x), ref) < 1
+    assert reading_metric(_ort(quantize_int8(model, [cal]).model, x), ref, inputs=x) < 1
     others = [n.name for n in model.graph.node if n.name != "MatMul__185" and n.op_type != "Constant"]
-    assert reading_metric(_ort(quantize_int8(model, [cal], exclude_nodes=others).model, x), ref) < 1
+    assert reading_metric(_ort(quantize_int8(model, [cal], exclude_nodes=others).model, x), ref, inputs=x) < 1
     # the attention weights MatMul__185 reads: most nonzero values are padding keys', below FP32's eps × the range
     probed = onnx.load(str(path))
     probed.graph.output.append(helper.make_tensor_value_info("Reshape__180:0", TensorProto.FLOAT, None))
@@ -71,6 +72,21 @@ def test_the_bert_s_padding_weights_are_no_lost_resolution_and_the_layer_that_mo
     # before: root 'Reshape__180:0', "INT8 resolution lost … median nonzero |x| 1.7e-21: 92% … round to zero"
     assert "resolution lost" not in cause["hint"], cause["hint"]
     assert cause["intervention"]["alone_breaks"] == "MatMul__185:0", cause["intervention"]
+
+    # one story: the built-in's quantization written as the user's file (`ort@DIR`) names the same layer, for the same
+    # reason. Before (eleventh stop), the file's `…/encoder_0/ffn/dense_1/Tensordot:0` "confirmed" — its surgery removed
+    # the pairs the quantizer's MatMuls write on their outputs (`qdq_removal.output_paired`) — and its reason "rounds
+    # 92% of the reference's nonzero values to zero … median |x| 1.7e-21", the padding keys' weights again
+    (tmp_path / "q").mkdir()
+    onnx.save(quantize_int8(model, [cal]).model, tmp_path / "q" / "model.onnx")
+    proc = cpdebug("bisect", "--onnx", path, "--inputs", tmp_path / "x.npz", "-b", f"ort-cpu,ort@{tmp_path / 'q'}",
+                   "--metric", f"{HERE / 'g2pid.py'}:reading_metric", "--json", tmp_path / "f.json", "--quiet")
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
+    filed = next(iter(json.loads((tmp_path / "f.json").read_text())["root_cause"].values()))
+    assert filed["probe"] == cause["probe"] == "MatMul__185:0", (filed["probe"], cause["probe"])
+    assert filed["intervention"]["alone_breaks"] == "MatMul__185:0", filed["intervention"]
+    assert filed["hint"].split(";")[0] == cause["hint"].split(";")[0], (filed["hint"][:300], cause["hint"][:300])
+    assert "to zero" not in filed["hint"], filed["hint"]
 
 
 @pytest.mark.parametrize("spec", ["fp16", "int8", "fp16-file", "int8-file"])

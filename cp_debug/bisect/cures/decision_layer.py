@@ -1,18 +1,20 @@
-"""The layer that alone holds a declared decision (issue 115, items 1 and 3): where no restoration brings the outputs
-back within their budget, the one that alone breaks the decision (`breaks`), and the one that alone brings a declared
-decision (`--metric`) back (`early`, `at_decision`).
+"""The layer that alone holds a decision (issue 115, items 1 and 3): where no restoration brings the outputs back within
+their budget, the one that alone breaks the decision (`breaks`), and the one that alone brings the decision back
+(`early`, `at_decision`) — a declared one (`--metric`) or, without it, the outputs a Sigmoid / Softmax writes read at
+0.5 / their argmax (`decision`, `findings/decisions`), the decisions the run judges.
 
-A user declares what the application decides (`--metric NAME|FILE.py:FUNC`); where the candidate changes it and its
-outputs are beyond their budget, a layer whose restoration brings that decision back and takes away most of the
-outputs' error (at least 1 - `CARRIES` of it) is the root at the decision, though its outputs stay beyond the budget:
-the budget is the probes' expected rounding, the decision what the user said matters. Among several that do, the one
-that leaves the least error. The own-error ranking does not propose every such layer: an early layer's rounding
+A user declares what the application decides (`--metric NAME|FILE.py:FUNC`), or the outputs say it; where the candidate
+changes it and its outputs are beyond their budget, a layer whose restoration brings that decision back and takes away
+most of the outputs' error (at least 1 - `CARRIES` of it) is the root at the decision, though its outputs stay beyond
+the budget: the budget is the probes' expected rounding, the decision what the user said matters. Among several that do,
+the one that leaves the least error. The own-error ranking does not propose every such layer: an early layer's rounding
 passes through every layer after it, which amplify it, while its own error is measured at its own output (open_nsfw's
 per-tensor INT8 file: its stem conv `Conv__440`, ×3.11 its probe's budget, ranked below the six the set search takes;
-left out of INT8 alone it takes image 17's score from 0.816 back to the reference's band, the outputs 10.6× → 1.9×
-their budget, where each of the ranked leaves ≥ 6.2×). So the first `EARLY` quantized layers holding a weight, in
-graph order, not yet tried, are each restored alone too (`EARLY` runs of the stage, only where a declared decision
-moved and nothing brought the outputs back)."""
+left out of INT8 alone it takes image 17's score from 0.816 back to the reference's band, the outputs 10.6× → 1.9× their
+budget, where each of the ranked leaves ≥ 6.2×). So the first `EARLY` quantized layers holding a weight, in graph order,
+not yet tried, are each restored alone too (`EARLY` runs of the stage, only where a decision moved and nothing brought
+the outputs back). The same without `--metric`: the stem's graph read at its Softmax's argmax
+(tests/bisect/test_stem_at_decision.py) flips 15 of 64 labels, the stem left out none, each other layer 13–15."""
 
 from __future__ import annotations
 
@@ -28,13 +30,26 @@ if TYPE_CHECKING:  # pragma: no cover
 
 CARRIES = 0.5  # a layer alone in the format breaking the outputs with this share of the candidate's error: the last;
 # restored alone, bringing a declared decision back and leaving at most this share of it: the root at the decision
-EARLY = 3  # the first layers holding a weight, in graph order, restored alone where a declared decision moved
+EARLY = 3  # the first layers holding a weight, in graph order, restored alone where a decision moved
 WEIGHTED = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 
 def declared(run: "RunState", stage: int) -> bool:
     """The run declares its decision (`--metric`), read on the last stage's outputs (`decisions.output_decisions`)."""
     return getattr(run.opts, "metric", None) is not None and stage == len(run.subject.stages) - 1
+
+
+def decision(run: "RunState", stage: int) -> str:
+    """What stage `stage`'s outputs decide, in words (`decisions.output_decisions`' rule): the declared `--metric`'s
+    name, else the outputs a Sigmoid / Softmax writes, read at 0.5 / their argmax (no `--metric`: the decisions the
+    run judges are those); "" where they decide nothing."""
+    from cp_debug.bisect.findings.decisions import THRESHOLD, decided_outputs
+
+    if declared(run, stage):
+        return f"--metric {run.opts.metric.name}"
+    read = decided_outputs(run.subject.stages[stage])
+    return ", ".join(f"'{name}' at {f'{THRESHOLD:g}' if op == 'Sigmoid' else 'its argmax'}"
+                     for name, op in read.items())
 
 
 def early(run: "RunState", state: "CandidateState", stage: int, results: list["ProbeResult"], tried: list[Tried]
@@ -119,12 +134,19 @@ def weight_in_float(run: "RunState", state: "CandidateState", decided: Tried) ->
     return Restoration(r.probe, r.stage, CONSTANT, nodes=(node.name,), tensor=dq.input[0], detail=c)
 
 
+def said(decision_words: str) -> str:
+    """"the declared decision" for a `--metric` (`decision`'s words), else "the decision"."""
+    return "the declared decision" if decision_words.startswith("--metric ") else "the decision"
+
+
 def words(found, metric: str, tried: str) -> str:
-    """The intervention's words where its cure is back at the declared decision only (`found.decided`)."""
+    """The intervention's words where its cure is back at the decision only (`found.decided`; `metric`: `decision`'s
+    words)."""
     t, b = found.decided, found.before
     r = t.restored[0]
-    return (f"confirmed at the decision: {r.probe} {r.how_words()} alone brings the declared decision back "
-            f"({metric}), its outputs still beyond their budget (worst output {b.ratio:.3g}× → {t.after.ratio:.3g}×,"
+    return (f"confirmed at the decision: {r.probe} {r.how_words()} alone brings {said(metric)} back "
+            f"({metric.removeprefix('--metric ')}), its outputs still beyond their budget (worst output "
+            f"{b.ratio:.3g}× → {t.after.ratio:.3g}×,"
             f" {b.flips} decision(s) flipped before, none after) — the most of the candidate's error any restoration "
             f"tried takes away (tried {tried}; the first {EARLY} layers holding a weight, in graph order, restored "
             "alone too: an early layer's rounding is amplified by the layers after it, its own error small)")

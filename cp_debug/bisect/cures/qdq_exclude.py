@@ -1,11 +1,8 @@
 """The cure a deployed Q/DQ file's root cause calls for, in the producing tool's own terms, verified where it can be
 (issue 107, item 6): leave the node that reads through the failing Q/DQ pair out of the quantizer.
 
-Who wrote the file is read from the file: ONNX Runtime's quantizer (`quantize_static`, optimum's ORTQuantizer) stamps
-its metadata `onnx.infer: onnxruntime.quant`; NVIDIA ModelOpt's ONNX quantizer runs ORT's underneath (the same
-`onnx.quantize` producer) but writes no such metadata, reads float weights through QuantizeLinear and holds its scales
-in FP16 in its default high-precision mode. Either takes `nodes_to_exclude`: the node names of the FP32 file it
-quantized, which the deployed file keeps (`/block2/conv2/Conv` in both).
+Who wrote the file is read from the file (`qdq_producer`). Either tool takes `nodes_to_exclude`: the node names of the
+FP32 file it quantized, which the deployed file keeps (`/block2/conv2/Conv` in both).
 
 The cure is tried here as leaving the node out does it: the same file with the Q/DQ pairs feeding that node removed
 (an activation read from the QuantizeLinear's input, through the Relu the quantizer folded into the pair where it did;
@@ -23,13 +20,17 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from cp_debug.bisect.cures.qdq_producer import MODELOPT, ONNXRUNTIME, producer
 from cp_debug.bisect.cures.qdq_removal import NoFloatWeight, reference_values, without_qdq  # noqa: F401
 from cp_debug.bisect.run_state import CandidateState, RunState
 
-MODELOPT, ONNXRUNTIME = "modelopt", "onnxruntime"
 CALLS = {MODELOPT: "ModelOpt: `modelopt.onnx.quantization.quantize(..., nodes_to_exclude={nodes!r})`",
          ONNXRUNTIME: "ONNX Runtime: `quantize_static(..., nodes_to_exclude={nodes!r})` (optimum's ORTQuantizer: "
                       "`QuantizationConfig(nodes_to_exclude={nodes!r})`)"}
+
+# the rule a file that does not name its tool is tried by (`qdq_removal.output_paired`)
+ASSUMED = ("tried by ONNX Runtime's rule, a Conv / Gemm / MatMul kept quantized keeps the pair on its output "
+           "(ModelOpt's keeps none)")
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class ExcludeCure:
     ops: tuple[str, ...] = ()  # fp32: the op types of `nodes` (ModelOpt's op_types_to_exclude_fp16)
     worse: bool = False  # the worst output's error larger than the file's own (issue 115: never offered)
     flipped: int = 0  # the decisions its outputs still flip (`findings/decisions.flips`)
-    decided: bool = False  # not within budget, yet the declared decision the file moved back (`decision_layer`)
+    decided: str = ""  # not within budget, yet the decision the file moved back: its words (`decision_layer.decision`)
     moved: int = 0  # the decisions the file itself flips: where it moved some and the cure none, said so
     own: int = 0  # pairs that shared a left-out node's scale past an op passing it on, calibrated on their own
 
@@ -69,7 +70,7 @@ class ExcludeCure:
             tools = [self.producer] if self.producer else [MODELOPT, ONNXRUNTIME]
             calls = "; ".join(CALLS[t].format(nodes=nodes) for t in tools)
             said = (f"re-quantize with `nodes_to_exclude={nodes!r}` ({calls}"
-                    + ("" if self.producer else "; the file does not say which tool wrote it") + ")")
+                    + ("" if self.producer else f"; the file does not say which tool wrote it: {ASSUMED}") + ")")
             tried = f"the file with the Q/DQ feeding {', '.join(nodes)} removed, every other scale as it is" + (
                 f" but {self.own} pair(s) that shared a left-out node's scale past an op passing it on, read by a "
                 "quantized node: calibrated on their own values, as the quantizer does" if self.own else "")
@@ -83,37 +84,22 @@ class ExcludeCure:
             return (f"{said}: verified — {tried}, holds every output within {self.precision} ({self.figure()})"
                     + before)
         if self.decided:
-            return (f"{said}: tried — brings the declared decision back, its outputs still beyond {self.precision}'s "
+            from cp_debug.bisect.cures.decision_layer import said as decision_said
+
+            return (f"{said}: tried — brings {decision_said(self.decided)} back, its outputs still beyond "
+                    f"{self.precision}'s "
                     f"budget — {tried}: {self.figure()}{before}")
         return f"{said}: tried and not enough — {tried}: {self.figure()}{before}"
 
     def figure(self, back: bool = True) -> str:
         """The worst output's figures and the decisions still flipped; with `back`, the decisions the file moves all
-        back where so (said of the cure offered: a smaller set's surgery may remove a pair its writer's quantizer
-        keeps — BlazeFace's `conv2d_16` alone, back in the surgery, not in `quantize_static`'s file)."""
+        back where so (said of the cure offered; a smaller set is said by what it still flips)."""
         if self.after is None:
             return "no output compared"
         was = f"{self.before:.3g} → " if self.before is not None else ""
         flipped = (f", {self.flipped} decision(s) still flipped" if self.flipped
                    else f", every decision back ({self.moved} moved by the file)" if self.moved and back else "")
         return f"{self.output!r} rel. RMSE {was}{self.after:.3g}, {self.ratio:.2g}× {self.precision}'s budget{flipped}"
-
-
-def producer(model) -> str | None:
-    """The tool that wrote a Q/DQ `model` (module docstring), or None where the file does not say."""
-    from onnx import TensorProto
-
-    meta = {p.key: p.value for p in model.metadata_props}
-    if meta.get("onnx.infer") == "onnxruntime.quant":
-        return ONNXRUNTIME
-    inits = {i.name: i for i in model.graph.initializer}
-    qdq = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
-    fp16 = any(len(n.input) > 1 and n.input[1] in inits and inits[n.input[1]].data_type == TensorProto.FLOAT16
-               for n in qdq)
-    weight_q = any(n.op_type == "QuantizeLinear" and n.input[0] in inits for n in qdq)
-    if model.producer_name == "onnx.quantize" and (fp16 or weight_q):
-        return MODELOPT
-    return None
 
 
 def exclusion_cure(run: RunState, state: CandidateState, i: int, model, ladder: list[list[str]]) -> ExcludeCure | None:
@@ -182,7 +168,7 @@ def _tried(run: RunState, state: CandidateState, i: int, model, nodes: list[str]
     before = had.diff.rel_rmse if had is not None and had.diff is not None else None
     # issue 115: judged against the file's own error too, and at the decisions its outputs carry
     from cp_debug.bisect.cures.at_outputs import WORSE
-    from cp_debug.bisect.cures.decision_layer import declared
+    from cp_debug.bisect.cures.decision_layer import decision
     from cp_debug.bisect.findings.decisions import flips
 
     worse = before is not None and d.rel_rmse > WORSE * before
@@ -190,7 +176,8 @@ def _tried(run: RunState, state: CandidateState, i: int, model, nodes: list[str]
     was = state.as_deployed.get(i)  # a cure that gives the decisions back and not the outputs' budget: both said
     moved = flips(run, i, ref_out, was) if was and not flipped else 0  # (BlazeFace's faces: back at 1.7× it)
     passes = passes and not worse and not flipped  # one flipped: not enough
-    decided = not (passes or worse or flipped) and bool(moved) and declared(run, i)  # a declared one brought back
+    # the decision brought back (a declared one, else the outputs read at 0.5 / argmax)
+    decided = decision(run, i) if not (passes or worse or flipped) and moved else ""
     return replace(cure, passes=passes, output=d.name, before=before, after=d.rel_rmse, ratio=j.noise_ratio,
                    worse=worse, flipped=flipped, own=len(asked), decided=decided, moved=moved)
 

@@ -7,7 +7,9 @@ that quantize nothing (an LSTM), as `nodes_to_exclude` leaves that tensor float 
 pair and the two after its Reshape and Transpose, read by a float LSTM, kept by the file's exclusion moved one beat's
 kind that the quantizer's own exclusion brings back). An activation pair that a reader kept in the quantization also
 quantizes stays read by the node left out, as the quantizer leaves one quantized tensor (facenet-pytorch's PNet:
-`conv4_1` left out reads `prelu3`'s pair that `conv4_2` quantizes)."""
+`conv4_1` left out reads `prelu3`'s pair that `conv4_2` quantizes), and so does a pair the file's tool writes with the
+op kept that writes it (`output_paired`, by the file's producer: ONNX Runtime's quantizer pairs a Conv's, Gemm's and
+MatMul's output, ModelOpt's none — BlazeFace's `conv2d_16` left out keeps reading `depthwise_conv2d_15`'s pair)."""
 
 from __future__ import annotations
 
@@ -37,6 +39,11 @@ ASKED = ("HardSigmoid", "Tanh", "Sub", "Div", "Pow", "Sqrt", "ReduceMean", "Min"
 # ops its QDQ quantizer quantizes through its base operator: their outputs too, whoever reads them (a Mul's output
 # keeps its pair where the Reshape reading it is left out)
 OUTPUT_PAIRED = ("Add", "Mul", "Softmax", "Sigmoid", "LeakyRelu", "Concat", "GlobalAveragePool", "ArgMax", "CumSum")
+# ops whose output its QDQ quantizer quantizes with the op too (`QDQConv` / `QDQGemm` / `QDQMatMul` call
+# `quantize_activation_tensor(node.output[0])`): a reader left out keeps reading that pair (BlazeFace's `conv2d_16`
+# left out reads `depthwise_conv2d_15`'s output pair). ModelOpt's quantizer passes every op type it quantizes as
+# `OpTypesToExcludeOutputQuantization`: no output of its files is its writer's (`output_paired`)
+WEIGHTED_PAIRED = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 
 class NoFloatWeight(Exception):
@@ -67,6 +74,7 @@ def without_qdq(model, nodes: list[str], reference=None, values=None):
     written = {o for n in ref_nodes.values() for o in n.output}  # the reference's own tensors, by name
     folded = {n.output[0]: n for n in ref_nodes.values() if n.op_type in FOLDED
               and all(x in inits for x in n.input[1:] if x)}
+    paired = output_paired(model)
     graph = import_graph(model)
     made: dict = {}  # a tensor read through its folded activation once, whichever of its readers are left out
     for node in (n for n in graph.nodes if n.name in nodes):
@@ -80,7 +88,7 @@ def without_qdq(model, nodes: list[str], reference=None, values=None):
                 if any(r.name not in nodes and _quantizes(r, x) for r in x.outputs):
                     continue  # quantized for a reader kept in INT8: nodes_to_exclude leaves it read so (one tensor)
                 writer = q.inputs[0].inputs[0] if len(q.inputs[0].inputs) == 1 else None
-                if writer is not None and writer.op in OUTPUT_PAIRED and writer.name not in nodes:
+                if writer is not None and writer.op in paired and writer.name not in nodes:
                     continue  # quantized as its writer's output: the writer kept in INT8 keeps it
                 if q.inputs[0].name not in made:
                     made[q.inputs[0].name] = _unfolded(graph, q, folded, inits, written)
@@ -97,6 +105,16 @@ def without_qdq(model, nodes: list[str], reference=None, values=None):
             node.inputs[k] = gs.Constant(f"{x.name}_float", value.astype(np.float32 if x.dtype is None else x.dtype))
     _outputs_float(graph, nodes, values)
     return export_like(cleanup(graph).toposort(), model)
+
+
+def output_paired(model) -> tuple[str, ...]:
+    """The op types whose output pair the tool that wrote `model` (`qdq_exclude.producer`) writes with the op, so
+    that leaving out only a reader keeps it: ONNX Runtime's QDQ quantizer (the built-in INT8 candidate's, and the rule
+    assumed where the file does not say — `ExcludeCure.text` says so) `OUTPUT_PAIRED` and `WEIGHTED_PAIRED`; ModelOpt's
+    none (`OpTypesToExcludeOutputQuantization`: every op type it quantizes)."""
+    from cp_debug.bisect.cures.qdq_producer import MODELOPT, producer
+
+    return () if producer(model) == MODELOPT else OUTPUT_PAIRED + WEIGHTED_PAIRED
 
 
 def _outputs_float(graph, nodes: list[str], values) -> None:

@@ -92,7 +92,7 @@ def output_decisions(run: "RunState", stage: int, ref: Mapping[str, np.ndarray],
     st = run.subject.stages[stage]
     if metric is None or not last:
         return read_decisions(decided_outputs(st), ref, out)
-    found = metric_decision(metric, st.output_names, ref, out)
+    found = metric_decision(metric, st.output_names, ref, out, run.ref_feeds.get(0, {}))  # the model's inputs
     if found and found[0].changed:  # the near tie the metric moved at, where an output read at 0.5 / argmax flips
         ties = [d for d in read_decisions(decided_outputs(st), ref, out) if d.changed and d.margin is not None]
         if ties:
@@ -101,15 +101,16 @@ def output_decisions(run: "RunState", stage: int, ref: Mapping[str, np.ndarray],
     return found
 
 
-def metric_decision(metric, names, ref: Mapping[str, np.ndarray], out: Mapping[str, np.ndarray]
-                    ) -> list[OutputDecision]:
+def metric_decision(metric, names, ref: Mapping[str, np.ndarray], out: Mapping[str, np.ndarray],
+                    inputs: Mapping[str, np.ndarray]) -> list[OutputDecision]:
     """`metric` (`samples.tasks.TaskMetric`) on the outputs `names`, the candidate's (`out`) against the
-    reference's: one decision, changed where a discrete metric's value differs; none where an output is missing."""
+    reference's, `inputs` the sample's (a metric may read them: `TaskMetric.sees_inputs`): one decision, changed where
+    a discrete metric's value differs; none where an output is missing."""
     got = {n: np.asarray(out[n]) for n in names if n in out}
     want = {n: np.asarray(ref[n]) for n in names if n in ref}
     if len(got) < len(names) or len(want) < len(names):
         return []
-    r, c = metric.value(want, want, None), metric.value(got, want, None)
+    r, c = metric.value(want, want, None, inputs), metric.value(got, want, None, inputs)
     changed = metric.changed(c, r) if metric.discrete else False
     return [OutputDecision(metric.name, "metric", changed, int(changed), 1, None, r, c)]
 

@@ -17,15 +17,16 @@ ranked (`cures/shared_scale.py`), then two quantized terms a Sub cancels (`cures
 consumer saturates (a tanh-GELU's x³) is proposed first and let go: restoring it changes nothing at the output. Where
 nothing brings them back, the graph's halves say where the error accumulates (`cures/spread.py`: evidence, never the
 cure; a decision moved, the members of the smallest block and of the halves that moved the outputs nearer run alone:
-`spread.beside`), after, where a declared decision (`--metric`) moved, the first layers holding a weight restored alone
-too: the layer that alone brings that decision back with most of the error gone is the root, "confirmed at the decision"
-(`cures/decision_layer.py`), no halves run; where only a decision moved and no one brings it back, the ranking's first
-is named "proposed, not confirmed", and a near tie that several layers each bring back alone is said as such, no root
-among them (`cures/tie_words.py`). A module whose own nodes are not its whole segment is tried again over its segment,
-as its local error ran it (`restore.widened`). Cost: one probe-less run of the stage per restoration (at most 2 ×
-`TRIED` + `SET_RUNS` + `MEMBERS_ALONE` + `SET_FROM` alone + a file's constants and shared scales + `spread.RUNS` +
-`SCAN` + `decision_layer.EARLY` + 1 + `cancel_terms.MOST`), only where the outputs are wrong, on ONNX Runtime only
-(`Capability.ORT_SESSIONS`). One that cannot be built or run is one entry said, the others run (`restore.attempted`)."""
+`spread.beside`), after, where a decision moved (a declared `--metric`, else a Sigmoid / Softmax output read at 0.5 /
+argmax), the first layers holding a weight restored alone too: the layer that alone brings that decision back with most
+of the error gone is the root, "confirmed at the decision" (`cures/decision_layer.py`), no halves run; where only a
+decision moved and no one brings it back, the ranking's first is named "proposed, not confirmed", and a near tie that
+several layers each bring back alone is said as such, no root among them (`cures/tie_words.py`). A module whose own
+nodes are not its whole segment is tried again over its segment, as its local error ran it (`restore.widened`). Cost:
+one probe-less run of the stage per restoration (at most 2 × `TRIED` + `SET_RUNS` + `MEMBERS_ALONE` + `SET_FROM` alone +
+a file's constants and shared scales + `spread.RUNS` + `SCAN` + `decision_layer.EARLY` + 1 + `cancel_terms.MOST`), only
+where the outputs are wrong, on ONNX Runtime only (`Capability.ORT_SESSIONS`). One that cannot be built or run is one
+entry said, the others run (`restore.attempted`)."""
 
 from __future__ import annotations
 
@@ -67,7 +68,8 @@ class Intervention:
     tie: str | None = None  # the decision flip the verdict's reason names (`Finding.tie`, set by `settle`)
     near: str | None = None  # nothing confirmed, the metric moved: the ranking's first is the root, proposed only
     # (`confirmed`), and the outputs read at 0.5 / argmax that flip with the metric (their margin), where any
-    metric: str = ""  # the declared decision (`--metric`'s name), where `decided`
+    metric: str = ""  # the decision in words (`decision_layer.decision`: `--metric NAME`, or the outputs read at
+    # 0.5 / argmax), where `decided`
     decided: Tried | None = None  # nothing back within budget: the one that alone brings a declared decision back
     # with the most of the error gone (`decision_layer.at_decision`)
 
@@ -250,7 +252,7 @@ def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results
         # the ranked layer that alone breaks them, where nothing restores: judged at the outputs' budget (in fixed
         # mode any one layer alone in the format may miss a tight --atol/--rtol: that names no cause)
         decided = None  # a declared decision moved, the outputs beyond budget: the early layers too, judged there
-        if not (back or chosen or decision_only) and before.flips and decision_layer.declared(run, stage):
+        if not (back or chosen or decision_only) and before.flips and decision_layer.decision(run, stage):
             tried += [Tried((r,), measure([r])) for r in decision_layer.early(run, state, stage, results, tried)]
             decided = decision_layer.at_decision(tried, before)
             w = decision_layer.weight_in_float(run, state, decided) if decided is not None else None
@@ -271,7 +273,7 @@ def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results
         tried = [replace(t, hides=t is cure) for t in tried]
     return Intervention(ranked[0], confirmed, before, tuple(tried), time.perf_counter() - t0, stage, chosen=chosen,
                         searched=searched(tried), breaks=breaks, spent=spent, decided=decided,
-                        metric=getattr(getattr(run.opts, "metric", None), "name", "") if decided else "")
+                        metric=decision_layer.decision(run, stage) if decided else "")
 
 
 def _whole(run: "RunState", state: "CandidateState", stage: int, chosen) -> bool:

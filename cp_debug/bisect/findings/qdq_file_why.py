@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cp_debug.bisect.findings.segment_int8 import FP32_EPS
 from cp_debug.bisect.cures.qdq_fill import entered_at
 from cp_debug.bisect.findings.quantized.levels import LEVELS
 from cp_debug.bisect.findings.quantized.levels import qdq_format as _format
@@ -336,7 +337,9 @@ def _stored_weight(run: RunState, state: CandidateState, probe: str, dq, inits: 
     run_back = weight_steps.shown(state, dq.input[0])  # its weight alone in float brought the decision back
     rounded = _weight_rounding(ref, q, scale, zero, fmt, off, run_back is not None) if fmt is not None else None
     if rounded and run_back is not None:
-        rounded += weight_steps.channels(ref, scale) + weight_steps.run_words(run_back, state.intervention.before.ratio)
+        found = state.intervention
+        rounded += weight_steps.channels(ref, scale) + weight_steps.run_words(run_back, found.before.ratio,
+                                                                              found.metric)
     if rounded is not None:  # this model's weights: said where their rounding is worth naming
         return f"the file's {fmt.upper()} weight {dq.input[0]!r} of {_node(reader)} {rounded}" if rounded else None
     if off <= WEIGHT_OFF:
@@ -418,7 +421,9 @@ def _range(value: np.ndarray, scale: np.ndarray, zero: np.ndarray, fmt: str, fil
     beyond = float(np.mean(((value < lo * (1 + 1e-6) - edge) | (value > hi * (1 + 1e-6) + edge)) & ~fill))
     value = value[~fill] if fill.any() and np.size(scale) == 1 else value
     a = np.abs(value)
-    nonzero = a > 0
+    # nonzero as the segment's finding counts them (`segment_int8.FP32_EPS`): a value below FP32's epsilon × the range
+    # is zero beside the range's values in any sum (a masked softmax's padding weights, 1e-21: g2p-id's BERT)
+    nonzero = a > np.maximum(np.abs(lo), np.abs(hi)) * FP32_EPS
     step = scale * (2.0 ** -10 if fmt == "fp8" else 0.5)  # what rounds to zero: half E4M3's subnormal, half a level
     lost = float(np.count_nonzero(nonzero & (a <= step)) / max(np.count_nonzero(nonzero), 1))
     span = f"[{float(np.min(lo)):.3g}, {float(np.max(hi)):.3g}]"

@@ -49,8 +49,10 @@ def channels(ref: np.ndarray, scale: np.ndarray) -> str:
             f"{apart}): {few} of them hold at most {FEW} levels")
 
 
-def run_words(t: "Tried", before_ratio: float) -> str:
-    """The weight-in-float run, said after the rounding."""
-    return (f"; its weight alone read in float brings the declared decision back (worst output {before_ratio:.3g}× → "
+def run_words(t: "Tried", before_ratio: float, decision: str = "--metric") -> str:
+    """The weight-in-float run, said after the rounding (`decision`: the intervention's, `decision_layer.decision`)."""
+    from cp_debug.bisect.cures.decision_layer import said
+
+    return (f"; its weight alone read in float brings {said(decision)} back (worst output {before_ratio:.3g}× → "
             f"{t.after.ratio:.3g}× its budget): the weight's rounding is the mechanism, amplified by the layers after "
             "it")
