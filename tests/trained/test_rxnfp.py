@@ -6,7 +6,8 @@ scores' pair over a range reaching -inf, stores its scale as inf in every layer,
 NaN: the exporter's NaN guard after the Softmax (Where(IsNaN, 0, …)) zeroes every attention, and every reaction gets
 one class. Leaving the 12 masked-score Adds and their Softmaxes out of INT8 brings the classes back (one reaction of
 30 still moves on this machine); a Softmax or an Add alone out of it does not (the other node keeps the pair).
-cp_debug names a masked scores' pair with the reason the data shows: the reference's -inf, not an FP16 cast."""
+cp_debug names a masked scores' pair with the reason the data shows: the reference's -inf, not an FP16 cast; and
+offers the 12 layers' pairs left out at once (their Adds, Softmaxes and the fill's Wheres)."""
 
 from __future__ import annotations
 
@@ -67,3 +68,5 @@ def test_the_masked_scores_infinite_range_is_named_with_its_reason(tmp_path):
     assert proc.returncode == 1, said[-3000:]
     assert "/attention/self/Add_output_0_scale' is inf in the file (the reference's values reach -inf (" in said
     assert "FP16 cast" not in said and "(changed)" in said
+    offered = said[said.index("`nodes_to_exclude=["):].split("]`")[0]  # every layer's pair at once, as by hand
+    assert all(f"{n}'" in offered for n in MASKED), offered

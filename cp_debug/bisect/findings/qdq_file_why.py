@@ -80,6 +80,10 @@ def qdq_file_why(run: RunState, state: CandidateState, probe: str) -> str | None
             text, writer = _set_by(model, source, value, text)
             if writer is not None and writer not in readers:
                 ladder.append([writer, *readers])
+        elif source is not None and source not in inits:  # its scale no number: the pair, then every such pair
+            from cp_debug.bisect.cures.qdq_exclude import bad_scale_sets
+
+            ladder += bad_scale_sets(model, source)
         return text + _cure(run, state, st, model, ladder)
     return None
 
