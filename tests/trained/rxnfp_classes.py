@@ -71,7 +71,8 @@ def export(out: Path, dynamo: bool = False) -> Path:
 
     model = BertForSequenceClassification.from_pretrained(str(model_dir())).eval()
     x = {k: torch.from_numpy(v[:2]) for k, v in feeds().items()}
-    kw = dict(dynamo=True) if dynamo else dict(dynamo=False, dynamic_axes={k: {0: "batch"} for k in (*x, "logits")})
+    kw = (dict(dynamo=True, dynamic_shapes=({0: "batch"}, {0: "batch"})) if dynamo else
+          dict(dynamo=False, dynamic_axes={k: {0: "batch"} for k in (*x, "logits")}))
     torch.onnx.export(model, (x["input_ids"], x["attention_mask"]), str(out), input_names=list(x),
                       output_names=["logits"], opset_version=17, **kw)
     return out
