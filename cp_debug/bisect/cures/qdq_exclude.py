@@ -216,6 +216,28 @@ def quantized_writer(model, tensor: str, depth: int = 8):
     return None
 
 
+def bad_scale_sets(model, source: str) -> list[list[str]]:
+    """Where the file's pair on `source` has a scale that is no number (inf, NaN, 0): its writer with its readers,
+    then every pair of the file whose scale is so, their writers and readers at once (one fault in every layer: a
+    masked attention's -inf fill calibrated into each layer's scores, rxnfp's BERT)."""
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    writer = {o: n.name for n in model.graph.node for o in n.output}
+
+    def bad(q) -> bool:
+        s = numpy_helper.to_array(inits[q.input[1]]) if len(q.input) > 1 and q.input[1] in inits else np.ones(1)
+        return not np.all(np.isfinite(s) & (s != 0))
+
+    def around(q) -> list[str]:
+        dqs = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] == q.output[0]}
+        return [writer[q.input[0]]] * (q.input[0] in writer) + [n.name for n in model.graph.node if dqs & set(n.input)]
+
+    qs = [n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in inits and bad(n)]
+    every = [x for q in qs for x in around(q)]
+    return [around(q) for q in qs if q.input[0] == source] + [every] * (len(qs) > 1)
+
+
 def dominant_channels(value: np.ndarray, axis: int = 1, factor: float = 10.0) -> list[int]:
     """The channels (along `axis`) whose |x| max is `factor`× past the median channel's: the outliers that set a
     per-tensor range (empty where none stands out, or `value` has no such axis)."""

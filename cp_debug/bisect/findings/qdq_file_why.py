@@ -82,6 +82,10 @@ def qdq_file_why(run: RunState, state: CandidateState, probe: str) -> str | None
             text, writer = _set_by(model, source, value, text)
             if writer is not None and writer not in readers:
                 ladder.append([writer, *readers])
+        elif source is not None and source not in inits:  # its scale no number: the pair, then every such pair
+            from cp_debug.bisect.cures.qdq_exclude import bad_scale_sets
+
+            ladder += bad_scale_sets(model, source)
         return text + _cure(run, state, st, model, ladder)
     return None
 
@@ -293,7 +297,11 @@ def _scale_fault(dq, inits: dict, value: np.ndarray | None, fmt: str, paired: bo
     there = " there" if share else ""
     calls = f"{wanted:.3g}, the reference's |x| max / {LEVELS[fmt][1]:g}" if wanted is not None else ""
     if kind == "inf":
-        cause = (f" (the FP16 cast of {calls}, overflowed)" if wanted is not None and wanted > 65504 else
+        infs = np.asarray(value)[np.isinf(value)] if value is not None and np.size(value) else np.zeros(0)
+        sign = "±" if (infs < 0).any() and (infs > 0).any() else "-" if (infs < 0).any() else "+"
+        cause = (f" (the reference's values reach {sign}inf ({infs.size} of {np.size(value)}): a range calibrated "
+                 "over them is infinite)" if infs.size else
+                 f" (the FP16 cast of {calls}, overflowed)" if wanted is not None and wanted > 65504 else
                  " (stored in FP16, where a scale past 65504 is inf)" if stored == "FP16" else "")
         what = "NaN" if paired else "NaN (a zero level) or ±inf"
         return f"{said}{cause}: every value it dequantizes{there} is {what}"

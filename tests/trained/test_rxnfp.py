@@ -1,0 +1,72 @@
+"""rxnfp 0.1.0's reaction classifier (tests/trained/rxnfp_classes.py), tried as a new user: a 12-layer BERT exported
+with `torch.onnx.export`, whose attention mask the exporter writes as Where(mask, 0, -inf) added to the scores.
+
+The right answer, without cp_debug: ONNX Runtime's `quantize_static` (Q/DQ, its defaults) calibrates the masked
+scores' pair over a range reaching -inf, stores its scale as inf in every layer, and every value it dequantizes is
+NaN: the exporter's NaN guard after the Softmax (Where(IsNaN, 0, …)) zeroes every attention, and every reaction gets
+one class. Leaving the 12 masked-score Adds and their Softmaxes out of INT8 brings the classes back (one reaction of
+30 still moves on this machine); a Softmax or an Add alone out of it does not (the other node keeps the pair).
+cp_debug names a masked scores' pair with the reason the data shows: the reference's -inf, not an FP16 cast; and
+offers the 12 layers' pairs left out at once (their Adds, Softmaxes and the fill's Wheres)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.cli_run import cpdebug
+
+pytestmark = pytest.mark.long  # an export, two quantizations and a bisect with its intervention (~3 min)
+HERE = Path(__file__).resolve().parent
+MASKED = [f"/bert/encoder/layer.{i}/attention/self/{op}" for i in range(12) for op in ("Add", "Softmax")]
+
+
+def _quantized(src: Path, out: Path, calib: dict, exclude=()) -> Path:
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([{k: v[i:i + 1] for k, v in calib.items()} for i in range(len(calib["input_ids"]))])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with pytest.warns(RuntimeWarning):  # the quantizer's zero point of an infinite scale
+        quantize_static(str(src), str(out), Reader(), quant_format=QuantFormat.QDQ, nodes_to_exclude=list(exclude))
+    return out
+
+
+def test_the_masked_scores_infinite_range_is_named_with_its_reason(tmp_path):
+    import onnxruntime as ort
+
+    from tests.trained.corpus import needs
+
+    needs("rxnfp", "pip install --no-deps rxnfp==0.1.0: its models only")
+    from tests.trained.rxnfp_classes import export, feeds
+
+    f = feeds()
+    judged, calib = ({k: v[i::2] for k, v in f.items()} for i in (0, 1))
+    model = export(tmp_path / "rx.onnx")
+
+    def classes(path: Path) -> np.ndarray:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return session.run(None, judged)[0].argmax(-1)
+
+    ref = classes(model)
+    assert len(set(ref.tolist())) >= 4  # the five families read as distinct classes
+    moved = int((classes(_quantized(model, tmp_path / "q" / "model.onnx", calib)) != ref).sum())
+    cured = int((classes(_quantized(model, tmp_path / "x" / "model.onnx", calib, MASKED)) != ref).sum())
+    assert moved >= 20 and cured <= 2, (moved, cured)
+
+    np.savez(tmp_path / "x.npz", **{k: v[:6] for k, v in judged.items()})
+    proc = cpdebug("bisect", "--onnx", model, "--inputs", tmp_path / "x.npz", "-b", f"ort-cpu,ort@{tmp_path / 'q'}",
+                   "--metric", f"{HERE / 'rxnfp_classes.py'}:class_metric")
+    said = " ".join((proc.stdout + proc.stderr).split())
+    assert proc.returncode == 1, said[-3000:]
+    assert "/attention/self/Add_output_0_scale' is inf in the file (the reference's values reach -inf (" in said
+    assert "FP16 cast" not in said and "(changed)" in said
+    offered = said[said.index("`nodes_to_exclude=["):].split("]`")[0]  # every layer's pair at once, as by hand
+    assert all(f"{n}'" in offered for n in MASKED), offered
