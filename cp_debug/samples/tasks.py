@@ -55,7 +55,10 @@ class TaskMetric:
             from cp_debug.errors import UserCodeError
 
             # an output read by a name the model does not give it (`--torch`'s export names them `output0`, …)
-            named = f" (the outputs it was given: {', '.join(map(repr, outputs))})" if isinstance(err, KeyError) else ""
+            given = f"the outputs it was given: {', '.join(map(repr, outputs))}"
+            if self.sees_inputs:
+                given += f"; the inputs: {', '.join(map(repr, inputs))}"
+            named = f" ({given})" if isinstance(err, KeyError) else ""
             raise UserCodeError.of(err, f"in the --metric {self.name}{named}") or BadInputError(
                 f"--metric {self.name}: {type(err).__name__}: {err}{named}") from err
 
