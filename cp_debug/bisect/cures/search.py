@@ -200,6 +200,9 @@ class Search:
         yield ()
 
 
+SCAN_FROM = 16  # a prefix longer than this is minimised by the scan, not ddmin (`KeepFp32Search._minimize`)
+
+
 class KeepFp32Search(Search):
     """A small set of nodes to keep in FP32 so that an FP16 model passes; `next()` gives the keep set to try.
 
@@ -208,13 +211,13 @@ class KeepFp32Search(Search):
       1. none: keep nothing. Passing → status "not_needed", result ().
       2. all: keep every candidate. Failing → status "impossible", result None: these candidates cannot fix it.
       3. prefix: binary search for the shortest passing prefix of the ranked list, ⌈log2 n⌉ runs at most.
-      4. minimize: a scan over that prefix removing chunks that grow while their removal passes and halve where it
-         fails (a single node whose removal fails is needed: the scan steps over it), then each single removal from
-         the set found run exactly (`_minimize`); no run at all when the prefix has one node (∅ already failed).
+      4. minimize: ddmin (Zeller) over a prefix of up to `SCAN_FROM` nodes, removing complements of ever finer
+         chunks, down to single nodes; over a longer one a scan (`_minimize` says which and why); no run at all
+         when the prefix has one node (∅ already failed).
     Guarantees, observed rather than assumed: `result` passed, and removing any single node from it failed
     (1-minimal) — every such subset was run, in this search, exactly. Not guaranteed: the smallest set overall
-    (that needs exponentially many runs). Runs: 2 + ⌈log2 n⌉ + the scan's runs for a prefix of k nodes — about
-    m·log2 k for m needed nodes, about 2k where most are needed.
+    (that needs exponentially many runs). Runs: 2 + ⌈log2 n⌉ + the minimising runs for a prefix of k nodes — about
+    m·log2 k for m needed nodes; where most are needed k(k − 1)/2 + k at worst up to `SCAN_FROM`, about 2k past it.
     """
 
     def __init__(self, candidates: Sequence[str]):
@@ -259,13 +262,34 @@ class KeepFp32Search(Search):
         self.status, self._result = "found", tuple(keep)
 
     def _minimize(self, keep: list[str]):
-        """The set shrunk by a scan that removes ever larger chunks while their removal passes and halves a chunk
-        whose removal fails, down to a single node, which is then needed and stepped over (`_shrink`); then each
-        single removal from the set found that was not run exactly is run (`_confirm`), so `result` is 1-minimal
-        as observed, not as assumed. Runs: about m·log2(k/m) for m needed nodes of a prefix of k, about k where
-        most are needed (ddmin's restarts cost k²/2 there: 84 nodes, 60 needed, 683 runs), then ≤ k to confirm."""
+        """ddmin over a prefix of up to `SCAN_FROM` nodes (the intervention's sets, a keep-fp32 search whose ranking
+        is good: its complements first, a few runs); over a longer one a scan that removes ever larger chunks while
+        their removal passes and halves a chunk whose removal fails, down to a single node, which is then needed and
+        stepped over (`_shrink`), then each single removal from the set found that was not run exactly is run
+        (`_confirm`), so `result` is 1-minimal as observed, not as assumed. The scan costs about m·log2(k/m) runs
+        for m needed nodes of k, about 2k where most are needed; ddmin's restarts cost k²/2 there (a user's INT8
+        ALBERT: 60-odd of 84 MatMuls needed, `fix` stopped after 183 runs at 63 nodes; 84 / 60 simulated: 660 runs
+        against the scan's 170)."""
+        if len(keep) <= SCAN_FROM:
+            return (yield from self._ddmin(keep))
         keep = yield from self._shrink(keep)
         return (yield from self._confirm(keep))
+
+    def _ddmin(self, keep: list[str]):
+        """ddmin, complements only: the set shrinks while some complement passes; ends 1-minimal."""
+        g = 2
+        while len(keep) >= 2:
+            g = min(g, len(keep))
+            for chunk in _split(keep, g):
+                rest = [x for x in keep if x not in chunk]
+                if not (yield from self._test(rest, "minimize")):
+                    keep, g = rest, max(g - 1, 2)
+                    break
+            else:
+                if g >= len(keep):
+                    break
+                g = min(2 * g, len(keep))
+        return keep  # one node left: removing it gives ∅, which failed in phase 1
 
     def _shrink(self, keep: list[str]):
         i, size = 0, max(1, len(keep) // 2)
