@@ -79,9 +79,13 @@ def test_the_fill_is_left_out_and_the_root_is_the_first_masked_scores(quantized)
                    "-b", f"ort-cpu,ort@{d / 'q'}", "--json", d / "r.json")
     said = " ".join((proc.stdout + proc.stderr).split())
     assert proc.returncode == 1, said[-3000:]
-    rows = {r["probe"]: r for r in json.loads((d / "r.json").read_text())["candidates"][0]["probes"]}
+    report = json.loads((d / "r.json").read_text())
+    (key,) = report["results"]
+    rows = {r["probe"]: r for r in report["results"][key]}
     masked = rows["a_masked"]
     assert masked["fill"] == 4 * 2  # the 2 masked keys of each of the 4 queries, both sides at the fill
     assert masked["status"] != "ok" and masked["rel_rmse"] > 0.5  # every real score rounded to the zero point
-    assert "a_masked" in said and "left out as a mask's fill" in said, said[-3000:]
-    assert "tanh" not in said.lower()
+    assert rows["a_scores"]["fill"] == 0 and rows["a_scores"]["status"] == "ok"  # no fill: judged as before
+    assert report["first_divergent"][key] == "a_masked"
+    assert report["root_cause"][key]["probe"] == "a_masked"  # before: `out`, "the error accumulates"
+    assert "8 of its 64 elements left out as a mask's fill" in said, said[-3000:]
