@@ -172,7 +172,8 @@ def _fill_note(d: TensorDiff) -> str | None:
     if not d.fill:
         return None
     return (f"{d.fill:,} of its {_size(d.ref_shape):,} elements left out as a mask's fill (the reference at or "
-            f"beyond ±1e{round(math.log10(MASK_FILL))} or ±inf, the candidate at a fill too): its error is that of the rest")
+            f"beyond ±1e{round(math.log10(MASK_FILL))} or ±inf, the candidate at a fill too): its error is that of "
+            "the rest")
 
 
 def carry(run: RunState, s: CandidateState, name: str, upstream) -> None:
