@@ -139,9 +139,13 @@ class RootCause:
     module: str | None = None
     # the restorations run to the outputs (`findings/intervention.py`): None where none was tried
     intervention: dict | None = None
+    # the probes where the same fault sits, the root the first of them (`Finding.repeated`): one mechanism repeated
+    same_fault: tuple[str, ...] = ()
 
     def to_json(self) -> dict:
         out = {"probe": self.probe, "hint": self.hint}
+        if self.same_fault:
+            out["same_fault"] = list(self.same_fault)
         if self.intervention is not None:
             out["confirmed"] = self.intervention["confirmed"]
             out["intervention"] = self.intervention
@@ -157,7 +161,8 @@ class RootCause:
     @classmethod
     def from_json(cls, d: dict) -> "RootCause":
         nodes = tuple(UnmatchedNode.from_json(n, n.get("side", CANDIDATE)) for n in d.get("graph_difference") or ())
-        return cls(d["probe"], d.get("hint"), nodes, d.get("module"), d.get("intervention"))
+        return cls(d["probe"], d.get("hint"), nodes, d.get("module"), d.get("intervention"),
+                   tuple(d.get("same_fault") or ()))
 
     @property
     def tipped_by(self) -> tuple[str, ...]:
@@ -172,6 +177,8 @@ class RootCause:
         if self.tipped_by:
             tips = ", ".join(self.tipped_by)
             return f"no single root cause ({tips} each tip a near tie alone)"
+        if len(self.same_fault) > 1:  # one fault repeated: the root the first of its places
+            return f"root cause {self.title} (the first of {len(self.same_fault)} with the same fault)"
         return f"root cause {self.title}"
 
     @property
