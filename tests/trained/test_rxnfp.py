@@ -73,6 +73,9 @@ def test_the_masked_scores_infinite_range_is_named_with_its_reason(tmp_path):
     root = json.loads((tmp_path / "r.json").read_text())["root_cause"][f"ort@{tmp_path / 'q'}"]
     assert root["probe"] == "/bert/encoder/layer.0/attention/self/Where_output_0", root["probe"]
     assert len(root["same_fault"]) == 24 and root["same_fault"][1].endswith("layer.0/attention/self/Add_output_0")
+    # the confirmation made with the set, as the cure: the 24 readers left out at once bring the classes back
+    assert root["confirmed"] and len(root["intervention"]["keep"]) == 24, root["intervention"]["keep"]
+    assert "(the readers of the 24 pairs: 24 node(s) left out of INT8) brings" in said, said[-3000:]
     assert "FP16 cast" not in said and "(changed)" in said
     offered = said[said.index("`nodes_to_exclude=["):].split("]`")[0]  # every layer's pair at once, as by hand
     assert all(f"{n}'" in offered for n in MASKED) and "/Where'" not in offered, offered
