@@ -177,8 +177,6 @@ class RootCause:
         if self.tipped_by:
             tips = ", ".join(self.tipped_by)
             return f"no single root cause ({tips} each tip a near tie alone)"
-        if len(self.same_fault) > 1:  # one fault repeated: the root the first of its places
-            return f"root cause {self.title} (the first of {len(self.same_fault)} with the same fault)"
         return f"root cause {self.title}"
 
     @property
@@ -187,9 +185,11 @@ class RootCause:
         node its segment holds."""
         if self.module and not self.nodes:
             return f"{self.module} (its own code, before {self.probe})"
+        # one fault repeated (`Finding.repeated`): the root the first of its places
+        same = f" (the first of {len(self.same_fault)} with the same fault)" if len(self.same_fault) > 1 else ""
         if not self.nodes:
-            return self.probe
-        return "; ".join(f"{n.op_type} {n.node!r} ({n.where})" for n in self.nodes) + f", at {self.probe}"
+            return self.probe + same
+        return "; ".join(f"{n.op_type} {n.node!r} ({n.where})" for n in self.nodes) + f", at {self.probe}{same}"
 
 
 @dataclass(frozen=True, eq=False)

@@ -73,6 +73,7 @@ def test_a_scale_made_inf_by_a_range_that_reaches_minus_inf_is_said_as_such(tmp_
     assert "verified — the file with the Q/DQ feeding a/Add, b/Add, a/Softmax, b/Softmax removed" in said
     # one mechanism repeated: the root the first pair in execution order, the set the fact the JSON carries
     assert "the same fault in 3 Q/DQ pairs (fill, a_masked, b_masked): each pair's scale is inf" in said, said[-3000:]
+    assert "root cause: fill (the first of 3 with the same fault)" in said, said[-3000:]
     root = json.loads((tmp_path / "r.json").read_text())["root_cause"][f"ort@{tmp_path / 'q'}"]
     assert root["probe"] == "fill" and root["same_fault"] == ["fill", "a_masked", "b_masked"], root["probe"]
     assert root["confirmed"] and root["intervention"]["keep"] == ["a/Add", "b/Add", "a/Softmax", "b/Softmax"]
