@@ -140,9 +140,13 @@ class RootCause:
     module: str | None = None
     # the restorations run to the outputs (`findings/intervention.py`): None where none was tried
     intervention: dict | None = None
+    # the probes where the same fault sits, the root the first of them (`Finding.repeated`): one mechanism repeated
+    same_fault: tuple[str, ...] = ()
 
     def to_json(self) -> dict:
         out = {"probe": self.probe, "hint": self.hint}
+        if self.same_fault:
+            out["same_fault"] = list(self.same_fault)
         if self.intervention is not None:
             out["confirmed"] = self.intervention["confirmed"]
             out["intervention"] = self.intervention
@@ -158,7 +162,8 @@ class RootCause:
     @classmethod
     def from_json(cls, d: dict) -> "RootCause":
         nodes = tuple(UnmatchedNode.from_json(n, n.get("side", CANDIDATE)) for n in d.get("graph_difference") or ())
-        return cls(d["probe"], d.get("hint"), nodes, d.get("module"), d.get("intervention"))
+        return cls(d["probe"], d.get("hint"), nodes, d.get("module"), d.get("intervention"),
+                   tuple(d.get("same_fault") or ()))
 
     @property
     def tipped_by(self) -> tuple[str, ...]:
@@ -181,9 +186,11 @@ class RootCause:
         node its segment holds."""
         if self.module and not self.nodes:
             return f"{self.module} (its own code, before {self.probe})"
+        # one fault repeated (`Finding.repeated`): the root the first of its places
+        same = f" (the first of {len(self.same_fault)} with the same fault)" if len(self.same_fault) > 1 else ""
         if not self.nodes:
-            return self.probe
-        return "; ".join(f"{n.op_type} {n.node!r} ({n.where})" for n in self.nodes) + f", at {self.probe}"
+            return self.probe + same
+        return "; ".join(f"{n.op_type} {n.node!r} ({n.where})" for n in self.nodes) + f", at {self.probe}{same}"
 
 
 @dataclass(frozen=True, eq=False)

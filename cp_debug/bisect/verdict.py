@@ -118,7 +118,9 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
     return CandidateResult(
         label=state.label, spec=str(state.spec), results=results, first_divergent=fd,
         root_cause=RootCause(rc, blame.hint(hint), blame.in_segment, owner,
-                             tried.to_json() if tried is not None else None) if rc else None, path=path,
+                             tried.to_json() if tried is not None else None,
+                             placed.repeated if placed is not None and placed.probe == rc else ()) if rc else None,
+        path=path,
         precision=state.precision.to_json() if state.precision is not None else None,
         outputs_within_tolerance=_outputs_ok(run, state), wall_s=round(state.seconds, 3),
         detections=state.detections.to_json() if state.detections is not None else None,

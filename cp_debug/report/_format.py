@@ -162,7 +162,7 @@ def verdict(cand: CandidateResult, hint: bool = True) -> tuple[str, str]:
             text = f"{cand.outcome.words}: beyond {cand.judged_at} from {cand.first_divergent}"
         if cand.root_cause:
             same = (cand.root_cause.probe == cand.first_divergent and not cand.root_cause.nodes
-                    and not cand.root_cause.module and not cand.root_cause.tipped_by)
+                    and not cand.root_cause.module and not cand.root_cause.tipped_by and not cand.root_cause.same_fault)
             text += " (the root cause)" if same else f", {cand.root_cause.named}"
             if cand.root_cause.hint and hint:
                 text += f": {cand.root_cause.hint}"

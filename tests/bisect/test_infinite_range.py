@@ -2,9 +2,13 @@
 torch's exporter writes scaled_dot_product_attention's boolean mask): ONNX Runtime's `quantize_static` stores its scale
 as inf, so every value the pair dequantizes is NaN (x / inf rounds to the zero point; 0 × inf is NaN). The reason is
 the reference's -inf, not an FP16 cast (rxnfp's BERT, tests/trained/test_rxnfp.py: the file held no FP16); the cure
-offered leaves every such pair out at once, with its writer and its readers (the fill in each of its 12 layers)."""
+offered leaves every such pair out at once by its readers (each layer's Add and Softmax; the fill's Where not needed).
+The same fault in every layer is said as one (issue 115): the root the first such pair in execution order, the
+pairs carried in the JSON's `root_cause.same_fault`, the intervention's confirmation made with the set."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import onnx
@@ -63,5 +67,13 @@ def test_a_scale_made_inf_by_a_range_that_reaches_minus_inf_is_said_as_such(tmp_
     assert "is inf in the file (the reference's values reach -inf (" in said, said[-3000:]
     assert "a range calibrated over them is infinite): every value it dequantizes is NaN" in said, said[-3000:]
     assert "FP16 cast" not in said
-    # every pair whose scale is inf left out at once, its writer and its readers (each layer's alone is not enough)
-    assert "`nodes_to_exclude=['Where', 'a/Add', 'b/Add', 'a/Softmax', 'b/Softmax']`" in said, said[-3000:]
+    # every pair whose scale is inf left out at once by its readers (each layer's alone is not enough; the fill's
+    # Where left out too is not needed: its pair's readers are the Adds)
+    assert "`nodes_to_exclude=['a/Add', 'b/Add', 'a/Softmax', 'b/Softmax']`" in said, said[-3000:]
+    assert "verified — the file with the Q/DQ feeding a/Add, b/Add, a/Softmax, b/Softmax removed" in said
+    # one mechanism repeated: the root the first pair in execution order, the set the fact the JSON carries
+    assert "the same fault in 3 Q/DQ pairs (fill, a_masked, b_masked): each pair's scale is inf" in said, said[-3000:]
+    assert "root cause: fill (the first of 3 with the same fault)" in said, said[-3000:]
+    root = json.loads((tmp_path / "r.json").read_text())["root_cause"][f"ort@{tmp_path / 'q'}"]
+    assert root["probe"] == "fill" and root["same_fault"] == ["fill", "a_masked", "b_masked"], root["probe"]
+    assert root["confirmed"] and root["intervention"]["keep"] == ["a/Add", "b/Add", "a/Softmax", "b/Softmax"]

@@ -7,10 +7,12 @@ NaN: the exporter's NaN guard after the Softmax (Where(IsNaN, 0, …)) zeroes ev
 one class. Leaving the 12 masked-score Adds and their Softmaxes out of INT8 brings the classes back (one reaction of
 30 still moves on this machine); a Softmax or an Add alone out of it does not (the other node keeps the pair).
 cp_debug names a masked scores' pair with the reason the data shows: the reference's -inf, not an FP16 cast; and
-offers the 12 layers' pairs left out at once (their Adds, Softmaxes and the fill's Wheres)."""
+offers the 12 layers' pairs left out at once (their Adds and Softmaxes: the fill's Wheres not needed); the same fault
+in every layer said as one (issue 115): the root the first pair (layer 0's fill), the 24 in `root_cause.same_fault`."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -63,10 +65,17 @@ def test_the_masked_scores_infinite_range_is_named_with_its_reason(tmp_path):
 
     np.savez(tmp_path / "x.npz", **{k: v[:6] for k, v in judged.items()})
     proc = cpdebug("bisect", "--onnx", model, "--inputs", tmp_path / "x.npz", "-b", f"ort-cpu,ort@{tmp_path / 'q'}",
-                   "--metric", f"{HERE / 'rxnfp_classes.py'}:class_metric")
+                   "--metric", f"{HERE / 'rxnfp_classes.py'}:class_metric", "--json", tmp_path / "r.json")
     said = " ".join((proc.stdout + proc.stderr).split())
     assert proc.returncode == 1, said[-3000:]
-    assert "/attention/self/Add_output_0_scale' is inf in the file (the reference's values reach -inf (" in said
+    assert "/attention/self/Where_output_0_scale' is inf in the file (the reference's values reach -inf (" in said
+    assert "the same fault in 24 Q/DQ pairs, in 12 scopes (" in said, said[-3000:]
+    root = json.loads((tmp_path / "r.json").read_text())["root_cause"][f"ort@{tmp_path / 'q'}"]
+    assert root["probe"] == "/bert/encoder/layer.0/attention/self/Where_output_0", root["probe"]
+    assert len(root["same_fault"]) == 24 and root["same_fault"][1].endswith("layer.0/attention/self/Add_output_0")
+    # the confirmation made with the set, as the cure: the 24 readers left out at once bring the classes back
+    assert root["confirmed"] and len(root["intervention"]["keep"]) == 24, root["intervention"]["keep"]
+    assert "(the readers of the 24 pairs: 24 node(s) left out of INT8) brings" in said, said[-3000:]
     assert "FP16 cast" not in said and "(changed)" in said
     offered = said[said.index("`nodes_to_exclude=["):].split("]`")[0]  # every layer's pair at once, as by hand
-    assert all(f"{n}'" in offered for n in MASKED), offered
+    assert all(f"{n}'" in offered for n in MASKED) and "/Where'" not in offered, offered

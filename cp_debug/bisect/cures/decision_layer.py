@@ -144,7 +144,8 @@ def words(found, metric: str, tried: str) -> str:
     words)."""
     t, b = found.decided, found.before
     r = t.restored[0]
-    return (f"confirmed at the decision: {r.probe} {r.how_words()} alone brings {said(metric)} back "
+    what = r.words() if r.source else f"{r.probe} {r.how_words()} alone"  # an examiner's keep set: its nodes said
+    return (f"confirmed at the decision: {what} brings {said(metric)} back "
             f"({metric.removeprefix('--metric ')}), its outputs still beyond their budget (worst output "
             f"{b.ratio:.3g}× → {t.after.ratio:.3g}×,"
             f" {b.flips} decision(s) flipped before, none after) — the most of the candidate's error any restoration "

@@ -218,8 +218,9 @@ def quantized_writer(model, tensor: str, depth: int = 8):
 
 def bad_scale_sets(model, source: str) -> list[list[str]]:
     """Where the file's pair on `source` has a scale that is no number (inf, NaN, 0): its writer with its readers,
-    then every pair of the file whose scale is so, their writers and readers at once (one fault in every layer: a
-    masked attention's -inf fill calibrated into each layer's scores, rxnfp's BERT)."""
+    then every pair of the file whose scale is so left out at once by its readers — each pair's readers left out
+    remove it, so its writer only where nothing reads it (one fault in every layer: a masked attention's -inf fill
+    calibrated into each layer's scores, rxnfp's BERT: the 12 Adds and Softmaxes, not the fill's Wheres)."""
     from onnx import numpy_helper
 
     inits = {i.name: i for i in model.graph.initializer}
@@ -229,12 +230,15 @@ def bad_scale_sets(model, source: str) -> list[list[str]]:
         s = numpy_helper.to_array(inits[q.input[1]]) if len(q.input) > 1 and q.input[1] in inits else np.ones(1)
         return not np.all(np.isfinite(s) & (s != 0))
 
-    def around(q) -> list[str]:
+    def readers(q) -> list[str]:
         dqs = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] == q.output[0]}
-        return [writer[q.input[0]]] * (q.input[0] in writer) + [n.name for n in model.graph.node if dqs & set(n.input)]
+        return [n.name for n in model.graph.node if dqs & set(n.input)]
+
+    def around(q) -> list[str]:
+        return [writer[q.input[0]]] * (q.input[0] in writer) + readers(q)
 
     qs = [n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in inits and bad(n)]
-    every = [x for q in qs for x in around(q)]
+    every = list(dict.fromkeys(x for q in qs for x in (readers(q) or around(q))))
     return [around(q) for q in qs if q.input[0] == source] + [every] * (len(qs) > 1)
 
 

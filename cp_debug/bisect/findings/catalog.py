@@ -1,20 +1,20 @@
 """The one ordered list of examiners (`contract.py`): each fault class's module behind `applies` / `examine`.
 
 The order is the story's. *Where*: a decision measured (the stage run again on the reference's choice,
-`choice_flip.py`), a near tie at a TopK / ArgMax / saturated Softmax (`flip_why.py`), a MoE's experts routed
-otherwise (`bisect/routing.py`), an index a float rounds across (`index_why.py`), a decision taken otherwise by a
-candidate `choice_flip.py` does not measure (INT8, FP8, a user's file: `quantized/choice.py`), the tensor whose INT8 /
-FP8 range loses its values (`int8_story.py`), a user's Q/DQ file's pairs that round to zero before a Log / Div / Sqrt /
-Pow (`qdq_flush.py`). *Why*, at the root cause: a constant or statistic beyond float16's range (`constant_range.py`), a
-flush to zero before a Log / Div / Sqrt / Pow named at its producer (`flush_why.py`) — each in place of the rounding
-hint —, the op-level why of its segment by format (`segment_why.py` FP16/BF16, `segment_int8.py`, `segment_fp8.py`,
-`segment_blocks.py`), a user's Q/DQ file's scales (`qdq_file_why.py`), an eps lost (`eps_why.py`), an export that
-computes otherwise (`export_why.py`), the calibration's fit (`segment_int8.calibration_fit`), a Conv's weights that
-cancel over an offset input, rounded by the built-in INT8 or read from a user's Q/DQ file's own levels and scales
-(`quantized/cancel.py`), a graph output of scores quantized coarser than a row's top two (`quantized/output_step.py`)
-or a Sigmoid's 0.5 (`threshold_step.py`), in place of the rounding hint. *Run*: the deployed nodes (`graph_blame.py`), a
-runtime computing the user's file wrong at its defaults (`runtime_fault.py`), the root cause restored and run to the
-outputs (`intervention.py`, issue 115)."""
+`choice_flip.py`), a near tie at a TopK / ArgMax / saturated Softmax (`flip_why.py`), a MoE's experts routed otherwise
+(`bisect/routing.py`), an index a float rounds across (`index_why.py`), a decision taken otherwise by a candidate
+`choice_flip.py` does not measure (INT8, FP8, a user's file: `quantized/choice.py`), a scale no number in several pairs
+of a file (`quantized/same_fault.py`), the tensor whose INT8 / FP8 range loses its values (`int8_story.py`), a user's
+Q/DQ file's pairs that round to zero before a Log / Div / Sqrt / Pow (`qdq_flush.py`). *Why*, at the root cause: a
+constant or statistic beyond float16's range (`constant_range.py`), a flush to zero before a Log / Div / Sqrt / Pow
+named at its producer (`flush_why.py`) — each in place of the rounding hint —, the op-level why of its segment by format
+(`segment_why.py` FP16/BF16, `segment_int8.py`, `segment_fp8.py`, `segment_blocks.py`), a user's Q/DQ file's scales
+(`qdq_file_why.py`), an eps lost (`eps_why.py`), an export that computes otherwise (`export_why.py`), the calibration's
+fit (`segment_int8.calibration_fit`), a Conv's weights that cancel over an offset input, rounded by the built-in INT8 or
+read from a user's Q/DQ file's own levels and scales (`quantized/cancel.py`), a graph output of scores quantized coarser
+than a row's top two (`quantized/output_step.py`) or a Sigmoid's 0.5 (`threshold_step.py`), in place of the rounding
+hint. *Run*: the deployed nodes (`graph_blame.py`), a runtime computing the user's file wrong at its defaults
+(`runtime_fault.py`), the root cause restored and run to the outputs (`intervention.py`, issue 115)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from cp_debug.bisect.findings.contract import Candidate, Examiner, Finding, Role
 from cp_debug.bisect.findings.quantized.cancel import CancelledWeights
 from cp_debug.bisect.findings.quantized.output_step import CoarseOutput
 from cp_debug.bisect.findings.quantized.choice import QuantizedChoice
+from cp_debug.bisect.findings.quantized.same_fault import SameFault
 from cp_debug.bisect.routing import RoutingChange
 from cp_debug.bisect.ranking import beyond_locally
 from cp_debug.compare.diff import NON_FINITE
@@ -36,8 +37,7 @@ BLOCKS = ("nvfp4", "mxfp8")
 
 def _module_probe(seg: Segment):
     """The root cause's probe spec and result where it is a module's (the whys read a module's segment)."""
-    p = seg.run.probes.get(seg.root) if seg.root else None
-    r = seg.state.results.get(seg.root) if seg.root else None
+    p, r = (seg.run.probes.get(seg.root), seg.state.results.get(seg.root)) if seg.root else (None, None)
     return (p, r) if p is not None and r is not None and p.kind == "module" else (None, None)
 
 
@@ -422,9 +422,9 @@ class Intervened:
 
 
 EXAMINERS: tuple[Examiner, ...] = (
-    MeasuredChoice(), NearTie(), RoutingChange(), QuantizedChoice(), RangeLoss(), QdqFlushBefore(), ConstantRange(),
-    FlushBefore(), SegmentWhy(), SharedScaleWhy(), QdqFile(), Eps(), Export(), CalibrationFit(), CancelledWeights(),
-    CoarseOutput(), GraphDifference(), RuntimeDefaults(), Intervened())
+    MeasuredChoice(), NearTie(), RoutingChange(), QuantizedChoice(), SameFault(), RangeLoss(), QdqFlushBefore(),
+    ConstantRange(), FlushBefore(), SegmentWhy(), SharedScaleWhy(), QdqFile(), Eps(), Export(), CalibrationFit(),
+    CancelledWeights(), CoarseOutput(), GraphDifference(), RuntimeDefaults(), Intervened())
 
 
 def where(seg: Segment) -> Finding | None:

@@ -133,6 +133,9 @@ class Finding:
     # the outputs back (`cures/spread.words`), and a layer's note whose own error stands out (`verdict_notes.py`), are
     # said as beside that flip, never as a cause of their own
     tie: str | None = None
+    # WHERE: the probes where the same fault sits, in execution order, the root the first of them — one mechanism
+    # repeated (a scale no number in every layer's pair, `quantized/same_fault.py`): the root cause carries the set
+    repeated: tuple[str, ...] = ()
 
     def to_json(self) -> dict:
         """Its JSON: a number that is none (NaN: a runtime that refused the file measured nothing) is null."""

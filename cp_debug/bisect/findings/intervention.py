@@ -359,8 +359,15 @@ def settle(run: "RunState", state: "CandidateState", root: str | None, module: s
     # the root's own verified keep set over a set the search assembled around it (a Q/DQ flush's pairs: one story)
     mine = cure is not None and cure.restored[0].probe == root and found.confirmed is None and bool(found.chosen)
     confirmed = cure.restored[0].probe if cure is not None and (mine or not cured_at) else found.confirmed
+    # nothing back within budget: a keep set an examiner tried that brings a declared decision back is confirmed
+    # there, as an early layer's is (`decision_layer.at_decision`; rxnfp's 24 masked-score readers: 8.25× → 0.42×)
+    decided = decision_layer.at_decision(new, found.before) if cure is None and found.cure is None and (
+        found.before.flips and decision_layer.decision(run, found.stage)) else None
+    confirmed = decided.restored[0].probe if decided is not None else confirmed
     state.intervention = replace(found, tried=(*found.tried, *new), confirmed=confirmed, at=target, tie=tie,
-                                 seconds=found.seconds + time.perf_counter() - t0, chosen=() if mine else found.chosen)
+                                 seconds=found.seconds + time.perf_counter() - t0, chosen=() if mine else found.chosen,
+                                 **({"decided": decided, "metric": decision_layer.decision(run, found.stage)}
+                                    if decided is not None else {}))
 
 
 def _restoration_of(run: "RunState", state: "CandidateState", name: str, stage: int) -> Restoration | None:
