@@ -85,7 +85,6 @@ class ProbeResult:
             "local_status": self.local.status if self.local else None,
             "note": self.note,
             "rel_max": _num(d.rel_max) if d else None,  # max |diff| / max |ref|: robust to near-zero references
-            "fill": d.fill if d else 0,  # elements left out as a mask's fill (compare/diff.mask_fill)
         }
         j, lj = self.judgement, self.local_judgement
         out["outcome"] = j.outcome.value if j else None  # of this tensor alone, by the precision's noise model
@@ -110,7 +109,7 @@ class ProbeResult:
                 _fl(r.get("max_abs")), _fl(r.get("mean_abs")), _fl(r.get("max_rel")), _fl(r.get("rmse")),
                 _fl(r.get("rel_rmse")), _fl(r.get("cosine")), _fl(r.get("snr_db")), _fl(r.get("share_beyond")),
                 int(r.get("nan") or 0), int(r.get("inf") or 0), _fl(r.get("ref_absmax")), _fl(r.get("test_absmax")),
-                r["status"] if r["status"] != "missing" else "ok", int(r.get("fill") or 0))
+                r["status"] if r["status"] != "missing" else "ok")
         local = None
         if r.get("local_max_abs") is not None:
             local = TensorDiff(r["probe"], (), (), _fl(r["local_max_abs"]), math.nan, math.nan, math.nan,

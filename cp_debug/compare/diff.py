@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -54,24 +54,6 @@ def default_tolerance(precision: str) -> Tolerance:
 NON_FINITE = ("nan", "inf")
 BROKEN = (*NON_FINITE, "shape_mismatch")
 
-# A mask's fill: a value at or beyond it (or ±inf) is no value a layer computes but a mask's (`transformers`'
-# finfo.min, -3.4e38, as torch.onnx's dynamo exporter writes it; -inf as the TorchScript exporter's Where writes it)
-MASK_FILL = 1e30
-
-
-def mask_fill(ref: np.ndarray, test: np.ndarray) -> np.ndarray:
-    """The elements that are a mask's fill on both sides: the reference at or beyond ±`MASK_FILL` (or ±inf), the
-    candidate holding the same value or a finite fill of its own of the same sign (an INT8 pair whose scale the fill
-    set dequantizes it to -3.39e38). Left out of a comparison, their size would swamp every real error (a relative
-    RMS over values of -3.4e38). A candidate's -inf where the reference is finite is no match: it stays the
-    candidate's own infinity, which the bisect judges where the graph says the tensor is a mask
-    (`graph/masks.saturated_mask`). A boolean array of `ref`'s shape."""
-    r, t = np.asarray(ref), np.asarray(test)
-    with np.errstate(invalid="ignore"):
-        at = ~(np.abs(r) < MASK_FILL) & ~np.isnan(r)
-        own = np.isfinite(t) & (np.abs(t) >= MASK_FILL) & (np.sign(t) == np.sign(r))
-    return at & ((t == r) | own)
-
 
 
 def one_shape(a: tuple, b: tuple) -> bool:
@@ -100,7 +82,6 @@ class TensorDiff:
     ref_absmax: float
     test_absmax: float
     status: str  # ok | diverged | nan | inf | shape_mismatch
-    fill: int = 0  # elements left out as a mask's fill on both sides (`mask_fill`): every figure is over the rest
 
     @property
     def shape_ok(self) -> bool:
@@ -139,25 +120,10 @@ class TensorDiff:
         elif test is ref and np.issubdtype(ref.dtype, np.floating) and all_finite(ref):
             return cls._identical(name, ref)
         flat_r, flat_t = ref.reshape(-1), test.reshape(-1)
-        d = cls._measured(name, ref.shape, test.shape, flat_r, flat_t, tol, compiled)
-        if not (d.ref_absmax >= MASK_FILL or d.fill) or not np.issubdtype(test.dtype, np.floating):
-            return d  # no element at a fill's magnitude: compared as it always was
-        keep = ~mask_fill(flat_r, flat_t)
-        left = int(flat_r.size - np.count_nonzero(keep))
-        if not left:
-            return replace(d, fill=0)
-        rest = cls._measured(name, ref.shape, test.shape, np.ascontiguousarray(flat_r[keep]),
-                             np.ascontiguousarray(flat_t[keep]), tol, compiled)
-        return replace(rest, fill=left)
-
-    @classmethod
-    def _measured(cls, name: str, ref_shape, test_shape, flat_r, flat_t, tol: Tolerance, compiled: bool
-                  ) -> "TensorDiff":
-        """Every figure over the flat arrays; `fill` > 0 marks a reference holding ±inf (looked at once more)."""
         if compiled:
             acc = _Accumulator(tol)
             acc.add_compiled(flat_r, flat_t)
-            return acc.result(cls, name, tuple(ref_shape), tuple(test_shape))
+            return acc.result(cls, name, tuple(ref.shape), tuple(test.shape))
 
         def part(lo: int, hi: int) -> _Accumulator:
             acc = _Accumulator(tol)
@@ -171,7 +137,7 @@ class TensorDiff:
         acc = accs[0]
         for other in accs[1:]:
             acc.merge(other)
-        return acc.result(cls, name, tuple(ref_shape), tuple(test_shape))
+        return acc.result(cls, name, tuple(ref.shape), tuple(test.shape))
 
     @classmethod
     def _identical(cls, name: str, ref: np.ndarray, amax: float | None = None) -> "TensorDiff":
@@ -209,7 +175,6 @@ class _Accumulator:
         self.n = 0
         self.nan = self.inf = 0
         self.nonfinite_diff = 0
-        self.ref_inf = 0  # the reference's infinities: a mask's fill, perhaps (`TensorDiff.from_arrays`)
         self.max_abs = self.max_rel = 0.0
         self.sum_abs = self.sum_sq = self.ref_sq = self.test_sq = self.dot = 0.0
         self.beyond = 0
@@ -286,7 +251,6 @@ class _Accumulator:
         self.nan += o.nan
         self.inf += o.inf
         self.nonfinite_diff += o.nonfinite_diff
-        self.ref_inf += o.ref_inf
         self.max_abs, self.max_rel = max(self.max_abs, o.max_abs), max(self.max_rel, o.max_rel)
         self.ref_absmax, self.test_absmax = max(self.ref_absmax, o.ref_absmax), max(self.test_absmax, o.test_absmax)
         self.sum_abs += o.sum_abs
@@ -301,7 +265,6 @@ class _Accumulator:
         infinity, or NaN against NaN (an attention mask's -inf in FP32 and in FP16 alike) — agrees: no error, and
         not counted as the candidate's NaN/Inf, which are those where the reference is not the same."""
         same = (np.isnan(t) & np.isnan(r)) | (np.isinf(t) & (t == r))
-        self.ref_inf += int(np.isinf(r).sum())
         self.nan += int((np.isnan(t) & ~same).sum())
         self.inf += int((np.isinf(t) & ~same).sum())
         finite = np.isfinite(d) | same
@@ -325,7 +288,7 @@ class _Accumulator:
         n, tol = self.n, self.tol
         if n == 0:
             return cls(name, ref_shape, test_shape, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, math.inf, 0.0, self.nan, self.inf,
-                       0.0, 0.0, "ok", self.ref_inf)
+                       0.0, 0.0, "ok")
         bad = self.nonfinite_diff > 0
         max_abs = math.inf if bad else self.max_abs
         mean_abs = math.inf if bad else self.sum_abs / n
@@ -356,7 +319,7 @@ class _Accumulator:
         else:
             status = "ok"
         return cls(name, ref_shape, test_shape, max_abs, mean_abs, max_rel, rmse, rel_rmse, cosine, snr_db, share,
-                   self.nan, self.inf, self.ref_absmax, self.test_absmax, status, self.ref_inf)
+                   self.nan, self.inf, self.ref_absmax, self.test_absmax, status)
 
 
 def _dot(a: np.ndarray, b: np.ndarray) -> float:

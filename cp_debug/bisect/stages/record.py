@@ -10,7 +10,7 @@ import numpy as np
 from cp_debug.backends.base import PrecisionReport
 from cp_debug.bisect.result import ProbeResult
 from cp_debug.bisect.run_state import CandidateState, RunState
-from cp_debug.compare.diff import MASK_FILL, TensorDiff
+from cp_debug.compare.diff import TensorDiff
 from cp_debug.compare.plot_data import HostPlots, heatmap_shape_ok
 
 
@@ -147,7 +147,7 @@ def judged(run: RunState, s: CandidateState, name: str, d: TensorDiff, loc: Tens
         from cp_debug.compare.noise import status_of
 
         status = status_of(d, j)
-    res = ProbeResult(name, status, d, loc, judgement=j, local_judgement=lj).noted(massive).noted(_fill_note(d))
+    res = ProbeResult(name, status, d, loc, judgement=j, local_judgement=lj).noted(massive)
     if status != "ok" or run.opts.tolerance_mode == "model":  # rel. RMS error is not diluted by a scatter's zeros
         return res
     bad = [(src, s.results[src]) for src in run.glue_sources(name)
@@ -165,15 +165,6 @@ def judged(run: RunState, s: CandidateState, name: str, d: TensorDiff, loc: Tens
         note += (f"; the glue spreads them over a {n / n_src:.3g}× larger tensor, which dilutes the share under "
                  f"max_share {run.tolerance(s, name).max_share:g}")
     return ProbeResult(name, "diverged", d, loc, note=note, judgement=j, local_judgement=lj)
-
-
-def _fill_note(d: TensorDiff) -> str | None:
-    """What a comparison left out as a mask's fill (`compare/diff.mask_fill`), said where it did."""
-    if not d.fill:
-        return None
-    return (f"{d.fill:,} of its {_size(d.ref_shape):,} elements left out as a mask's fill (the reference at or "
-            f"beyond ±1e{round(math.log10(MASK_FILL))} or ±inf, the candidate at a fill too): its error is that of "
-            "the rest")
 
 
 def carry(run: RunState, s: CandidateState, name: str, upstream) -> None:
