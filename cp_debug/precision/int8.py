@@ -224,6 +224,49 @@ def pair_scale(model: "onnx.ModelProto", node) -> float | None:
     return float(scale.reshape(())) if scale is not None and scale.size == 1 else None
 
 
+@dataclass(frozen=True)
+class BadScalePair:
+    """A Q/DQ pair on an activation whose scale is no number (`bad_scale_pairs`): the tensor it quantizes, the node
+    that writes it (None: a graph input; "" an unnamed one), the kind ("inf", "NaN", "0"), its DequantizeLinears'
+    outputs and the nodes that read them, each in graph order."""
+
+    source: str
+    writer: str | None
+    kind: str
+    dequantized: tuple[str, ...]
+    readers: tuple[str, ...]
+
+
+def bad_scale_pairs(model: "onnx.ModelProto") -> list[BadScalePair]:
+    """The pairs of `model` on an activation (not a weight) whose scale initializer holds an inf, a NaN or a 0, in
+    graph order: every value such a pair dequantizes is NaN or 0 (a masked attention's -inf fill calibrated into
+    its scores). A scale that is no initializer is not read."""
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    writer = {o: n.name for n in model.graph.node for o in n.output}
+    readers: dict[str, list[int]] = {}  # tensor → the positions of the nodes reading it
+    dequantized: dict[str, list[str]] = {}
+    nodes = list(model.graph.node)
+    for i, n in enumerate(nodes):
+        for x in dict.fromkeys(n.input):
+            readers.setdefault(x, []).append(i)
+        if n.op_type == "DequantizeLinear":
+            dequantized.setdefault(n.input[0], []).append(n.output[0])
+    pairs = []
+    for q in nodes:
+        if q.op_type != "QuantizeLinear" or q.input[0] in inits or len(q.input) < 2 or q.input[1] not in inits:
+            continue
+        s = numpy_helper.to_array(inits[q.input[1]]).astype(np.float64)
+        if np.all(np.isfinite(s) & (s != 0)):
+            continue
+        kind = "inf" if np.isinf(s).any() else "NaN" if np.isnan(s).any() else "0"
+        dqs = tuple(dequantized.get(q.output[0], ()))
+        reading = sorted({i for d in dqs for i in readers.get(d, ())})  # each reader once, in graph order
+        pairs.append(BadScalePair(q.input[0], writer.get(q.input[0]), kind, dqs, tuple(nodes[i].name for i in reading)))
+    return pairs
+
+
 def read_qdq(qmodel: "onnx.ModelProto", names: Iterable[str]) -> tuple[dict[str, str], dict[str, float]]:
     """(tensor_map, activation_amax) for the given original tensor names.
 

@@ -221,25 +221,15 @@ def bad_scale_sets(model, source: str) -> list[list[str]]:
     then every pair of the file whose scale is so left out at once by its readers — each pair's readers left out
     remove it, so its writer only where nothing reads it (one fault in every layer: a masked attention's -inf fill
     calibrated into each layer's scores, rxnfp's BERT: the 12 Adds and Softmaxes, not the fill's Wheres)."""
-    from onnx import numpy_helper
+    from cp_debug.precision.int8 import bad_scale_pairs
 
-    inits = {i.name: i for i in model.graph.initializer}
-    writer = {o: n.name for n in model.graph.node for o in n.output}
+    pairs = bad_scale_pairs(model)
 
-    def bad(q) -> bool:
-        s = numpy_helper.to_array(inits[q.input[1]]) if len(q.input) > 1 and q.input[1] in inits else np.ones(1)
-        return not np.all(np.isfinite(s) & (s != 0))
+    def around(p) -> list[str]:
+        return [p.writer] * (p.writer is not None) + list(p.readers)
 
-    def readers(q) -> list[str]:
-        dqs = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] == q.output[0]}
-        return [n.name for n in model.graph.node if dqs & set(n.input)]
-
-    def around(q) -> list[str]:
-        return [writer[q.input[0]]] * (q.input[0] in writer) + readers(q)
-
-    qs = [n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in inits and bad(n)]
-    every = list(dict.fromkeys(x for q in qs for x in (readers(q) or around(q))))
-    return [around(q) for q in qs if q.input[0] == source] + [every] * (len(qs) > 1)
+    every = list(dict.fromkeys(x for p in pairs for x in (list(p.readers) or around(p))))
+    return [around(p) for p in pairs if p.source == source] + [every] * (len(pairs) > 1)
 
 
 def dominant_channels(value: np.ndarray, axis: int = 1, factor: float = 10.0) -> list[int]:

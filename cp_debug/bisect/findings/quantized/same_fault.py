@@ -41,23 +41,15 @@ class Repeated:
 def repeated(model, tensors: dict[str, str], order: dict[str, tuple]) -> Repeated | None:
     """The pairs of `model` (a deployed Q/DQ file) on an activation whose scale is no number, where there are two or
     more and a probe reads each (`tensors`: probe → the file's tensor; `order`: probe → its execution position)."""
-    import numpy as np
-    from onnx import numpy_helper
+    from cp_debug.precision.int8 import bad_scale_pairs
 
-    inits = {i.name: i for i in model.graph.initializer}
     by_tensor = {t: p for p, t in tensors.items()}
     found = []
-    for q in (n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in inits):
-        s = numpy_helper.to_array(inits[q.input[1]]).astype(np.float64) if q.input[1] in inits else None
-        if s is None or np.all(np.isfinite(s) & (s != 0)):
-            continue
-        kind = "inf" if np.isinf(s).any() else "NaN" if np.isnan(s).any() else "0"
-        dqs = [n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] == q.output[0]]
-        probe = next((by_tensor[d.output[0]] for d in dqs if d.output[0] in by_tensor), None)
+    for pair in bad_scale_pairs(model):
+        probe = next((by_tensor[d] for d in pair.dequantized if d in by_tensor), None)
         if probe is None or probe not in order:
             continue
-        outs = {d.output[0] for d in dqs}
-        found.append((order[probe], probe, kind, [n.name for n in model.graph.node if outs & set(n.input)]))
+        found.append((order[probe], probe, pair.kind, pair.readers))
     if len(found) < 2:
         return None
     found.sort(key=lambda f: f[0])
