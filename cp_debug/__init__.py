@@ -29,7 +29,7 @@ floor only uses what is below it.
    │          worst frame (typed until sweep.json), FrameFailure; any model's samples: samples/ (sets, judge, tasks)
    ▼
  bisect/  BisectEngine(Subject, [BackendSpec]) → BisectReport (model: ModelRecord; facts: what ran, ModelFacts)
-          cures/search.py: strategies (KeepFp32Search, RangeShrinkSearch, WindowGrowSearch) ─ run_search(strategy,
+          cures/search.py, window_search.py: strategies (KeepFp32Search; the windows') ─ run_search(strategy,
           judge) → Trace of TraceSteps, each with its search's typed figures; used by keep-fp32, sensitivity
           --search, fix, the bug-report windows
    ▼

@@ -9,7 +9,7 @@
 - `_repro_template.py`: the one-file repro script (no cp_debug import), filled with the run's settings.
 - `from_run`: a bisect run (engine + report) → cut, transform, shrink or grow, write.
 
-The window searches are judges for bisect's strategies (`bisect/cures/search.py`: `RangeShrinkSearch`,
+The window searches are judges for bisect's strategies (`bisect/cures/window_search.py`: `RangeShrinkSearch`,
 `WindowGrowSearch`).
 
 Stands above bisect (it reads a run) and report (it formats numbers the same way); nothing below imports it.

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cp_debug.bisect.cures.search import Verdict, WindowGrowSearch, run_search
+from cp_debug.bisect.cures.search import Verdict, run_search
+from cp_debug.bisect.cures.window_search import WindowGrowSearch
 from cp_debug.compare.diff import TensorDiff, Tolerance
 from cp_debug.graph.segment import extract_segment, segment_inputs
 
@@ -82,7 +83,7 @@ def grow_window(model: "onnx.ModelProto", target: str, reference: np.ndarray, cu
 
     `values(tensors)` gives the reference's values at cut tensors and stage inputs; `run(model, feed)` runs the
     candidate's window (ONNX Runtime, say). The whole stage is window 0; window k > 0 starts at cuts[k - 1].
-    The search is `bisect.cures.search.WindowGrowSearch`, run by the one search driver; `trials` are its runs.
+    The search is `bisect.cures.window_search.WindowGrowSearch`, run by the one search driver; `trials` are its runs.
     """
     windows = _Windows(model, target, reference, cuts, values, stage_inputs, make_candidate, run, tolerance)
     trace = run_search(WindowGrowSearch(len(cuts), key=windows.boundary), windows)

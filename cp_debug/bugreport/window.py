@@ -5,7 +5,7 @@ values at any cut. A candidate range [start, stop) of the topologically sorted n
 onnx-graphsurgeon (its inputs: the tensors it consumes but does not make; its outputs: the tensors it makes that
 later nodes or the segment's outputs use), put through the precision transform, fed the reference values and
 judged by the divergence predicate. The end is shrunk first (the shortest diverging prefix), then the start
-(the latest start that still diverges), by binary search (`bisect.cures.search.RangeShrinkSearch`, run by the one
+(the latest start that still diverges), by binary search (`bisect.cures.window_search.RangeShrinkSearch`, run by the one
 search driver); every range returned has been run and seen to diverge.
 """
 
@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from cp_debug.bisect.cures.search import RangeShrinkSearch, Verdict, run_search
+from cp_debug.bisect.cures.search import Verdict, run_search
+from cp_debug.bisect.cures.window_search import RangeShrinkSearch
 from cp_debug.compare.diff import TensorDiff, Tolerance
 from cp_debug.errors import BadInputError
 from cp_debug.graph.onnx_files import copy_model

@@ -204,7 +204,7 @@ def search_set(spec: BackendSpec, model: "onnx.ModelProto", samples: Sequence["S
     (`--metric`, a discrete one): a sample whose value it changes fails too, its outputs within budget or not (the
     application's decision, as bisect judges it: torchfcpe's INT8 flipped frames within budget: "nothing to fix")."""
     from cp_debug.bisect.cures.experiment import probe_order, progress_step
-    from cp_debug.bisect.cures.search import KeepFp32Search, run_search
+    from cp_debug.bisect.cures.search import KeepFp32Search, run_search, with_eta
     from cp_debug.fix.carried_outputs import CarriedOutputs
     from cp_debug.fix.metric import outputs_of
 
@@ -231,11 +231,12 @@ def search_set(spec: BackendSpec, model: "onnx.ModelProto", samples: Sequence["S
     runs = itertools.count(1)
     decided = metric is not None and metric.discrete
     held: dict[str, frozenset] = {}  # each sample's outputs within budget as nothing is kept (the search's first run)
+    search = KeepFp32Search([c.name for c in ranked])
 
     def judge(keep: list[str]) -> Verdict:
         what = "kept in FP32" if spec.precision == "fp16" else f"left out of {spec.precision.upper()}"
-        with progress_step(progress, f"{spec}: run {next(runs)}, {len(keep)} node(s) {what}, {len(samples)} "
-                                     "sample(s)"):
+        with progress_step(progress, with_eta(f"{spec}: run {next(runs)}, {len(keep)} node(s) {what}, "
+                                              f"{len(samples)} sample(s)", search)):
             carry = CarriedOutputs.of(model, spec.precision, keep)
             got: list | None = [] if decided else None
             figures = run_samples(spec, model, samples, values, tol, outputs=got, carry=carry,
@@ -251,7 +252,7 @@ def search_set(spec: BackendSpec, model: "onnx.ModelProto", samples: Sequence["S
         plain = judge([])
         if plain.bad:
             return GraphSearch("tie", None, ranked, (TraceStep(1, "none", (), True, plain.figures, 0.0),), tie)
-    trace = run_search(KeepFp32Search([c.name for c in ranked]), judge)
+    trace = run_search(search, judge)
     # a saturated softmax between near ties is said where no set passes: an overflowing QK^T is one-hot too, and
     # keeping it in FP32 cures it (tests/zoo's planted DETR), so only a search that fails is read as the tie's
     tie = _near_tie(spec, model, values, samples) if trace.status == "impossible" else None

@@ -8,8 +8,8 @@ import random
 
 import pytest
 
-from cp_debug.bisect.cures.search import (KeepFp32Search, KeepStep, RangeShrinkSearch, Trace, TraceStep, Verdict,
-                                    WindowGrowSearch, run_search)
+from cp_debug.bisect.cures.search import KeepFp32Search, KeepStep, Trace, TraceStep, Verdict, run_search
+from cp_debug.bisect.cures.window_search import RangeShrinkSearch, WindowGrowSearch
 
 
 def drive(search, oracle):
@@ -244,3 +244,24 @@ def test_window_grow_runs_the_windows_the_bug_report_search_ran(n, last, merge, 
     assert trace.status == ("found" if result is not None else "not_diverging")
     assert [s.phase for s in trace.steps] == ["whole"] + ["grow"] * (len(windows) - 1)
     assert [s.figures for s in trace.steps] == [f"window {k}" for k in windows]
+
+
+def test_keep_search_runs_left_bounds_what_a_monotone_judge_makes_it_run():
+    """Every progress line's `runs_left` is at least the runs the search then makes, on the ddmin and the scan
+    paths (a judge whose passing sets stay passing with more kept), and its words carry the run time."""
+    rng = random.Random(3)
+    for _ in range(300):
+        n = rng.choice([rng.randint(0, 12), rng.randint(17, 90)])
+        cands = names(n)
+        need = frozenset(rng.sample(cands, rng.randint(0, n)))
+        s, said = KeepFp32Search(cands), []
+        while (keep := s.next()) is not None:
+            said.append((s.runs, s.runs_left()))
+            s.seconds.append(2.0)
+            s.tell(not need <= frozenset(keep))
+        assert s.status in ("found", "not_needed") and all(s.runs - done <= left for done, left in said)
+    s = KeepFp32Search(names(40))
+    s.seconds.extend([1.5, 2.5, 2.0])
+    assert s.eta() == f"est. ≤ {s.runs_left()} more run(s), ~{s.runs_left() * 2.0 / 60:.0f} min"
+    drive(s, lambda keep: False)
+    assert s.status == "not_needed" and s.eta() == ""

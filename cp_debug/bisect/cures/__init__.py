@@ -7,12 +7,13 @@ smallest first, each verified (`ladder.py`; INT8's rungs `int8_range_rung.py`, `
 file's cure in the producing tool's terms (`qdq_exclude.py`); what a bug report needs to grow a window
 (`window_context.py`); the root cause's set search at the outputs, its members each run alone (`set_search.py`).
 
-Search strategies. A search is a plain object with `next()` / `tell(bad)` (`search.py`: `KeepFp32Search`,
-`RangeShrinkSearch`, `WindowGrowSearch`), tested without any model. One driver runs any of them against a judge
-(experiment → bool or `Verdict(bad, figures)`): `run_search(strategy, judge, on_step)` returns a typed `Trace` (per
-run: step, phase, experiment, verdict, the judge's figures, seconds; the result and status). It is the one step
-record: keep-fp32, the INT8 exclusion search and fix keep the `TraceStep`s as they come, each with its search's typed
-figures (`KeepFp32Figures`, `ExclusionFigures`, fix's `Checked`), and write their step JSON from them.
+Search strategies. A search is a plain object with `next()` / `tell(bad)` (`search.py`: `KeepFp32Search`;
+`window_search.py`: `RangeShrinkSearch`, `WindowGrowSearch`), tested without any model. One driver runs any of them
+against a judge (experiment → bool or `Verdict(bad, figures)`): `run_search(strategy, judge, on_step)` returns a
+typed `Trace` (per run: step, phase, experiment, verdict, the judge's figures, seconds; the result and status). It is
+the one step record: keep-fp32, the INT8 exclusion search and fix keep the `TraceStep`s as they come, each with its
+search's typed figures (`KeepFp32Figures`, `ExclusionFigures`, fix's `Checked`), and write their step JSON from them;
+their progress lines say what is left (`Search.eta`).
 
 strategy (pure)      driver: bisect/cures/search.run_search     judge (knows the backend)
 KeepFp32Search    ──┐                                       ┌── keep-fp32: FP16 vs ORT FP32

@@ -21,7 +21,7 @@ from cp_debug.backends.factory import check_available
 from cp_debug.backends.spec import BackendSpec, Capability
 from cp_debug.bisect.cures.experiment import (OrtFp32Reference, Reference, is_bad, precision_to_json, probe_order,
                                         reference_lookup, run_once)
-from cp_debug.bisect.cures.search import KeepFp32Search, TraceStep, Verdict, keep_step_json, run_search
+from cp_debug.bisect.cures.search import KeepFp32Search, TraceStep, Verdict, keep_step_json, run_search, with_eta
 from cp_debug.compare.diff import TensorDiff, Tolerance, default_tolerance
 from cp_debug.errors import BadInputError
 
@@ -182,10 +182,12 @@ def find_keep_fp32(model: "onnx.ModelProto | str", spec: BackendSpec, feed: Mapp
     runs = itertools.count(1)
 
     held: set[str] = set()  # model mode: the outputs within their budget as nothing is kept, judged by it after
+    search = KeepFp32Search([c.name for c in ranked])
 
     def judge(keep: list[str]) -> Verdict:
-        out, report = run_once(spec, model, feed, progress, f"{spec}: run {next(runs)}, {len(keep)} node(s) kept "
-                               "in FP32", keep_fp32_nodes=keep, **opts)
+        out, report = run_once(spec, model, feed, progress, with_eta(f"{spec}: run {next(runs)}, {len(keep)} node(s) "
+                                                                     "kept in FP32", search),
+                               keep_fp32_nodes=keep, **opts)
         diffs = tuple(TensorDiff.from_arrays(n, expected[n], out[n], tol) for n in outputs)
         if mode != "model":
             return Verdict(any(is_bad(d) for d in diffs), KeepFp32Figures(diffs, report))
@@ -200,7 +202,7 @@ def find_keep_fp32(model: "onnx.ModelProto | str", spec: BackendSpec, feed: Mapp
             step = TraceStep(1, "none", (), True, plain.figures, 0.0)
             return KeepFp32Result(str(spec), "tie", None, ranked, (step,), plain.figures.diffs, plain.figures.diffs,
                                   tol, plain.figures.precision, {}, tie)
-    trace = run_search(KeepFp32Search([c.name for c in ranked]), judge)
+    trace = run_search(search, judge)
     final_set = trace.result if trace.result is not None else tuple(c.name for c in ranked)
     plain = trace.find((), frozenset).figures  # the run that kept nothing
     return KeepFp32Result(str(spec), trace.status, trace.result, ranked, trace.steps, plain.diffs,

@@ -112,6 +112,9 @@ def run_search(strategy: Strategy, judge: Callable[[object], "Verdict | bool"],
         phase = strategy.phase
         t0 = time.perf_counter()
         verdict = judge(experiment)
+        seconds = getattr(strategy, "seconds", None)
+        if seconds is not None:  # a Search's ETA (`Search.eta`) reads how long its runs took
+            seconds.append(time.perf_counter() - t0)
         verdict = verdict if isinstance(verdict, Verdict) else Verdict(verdict)
         bad = _verdict(verdict.bad)
         strategy.tell(bad)
@@ -138,6 +141,7 @@ class Search:
         self.history: list = []
         self.status = "running"
         self._max_runs = max_runs
+        self.seconds: list[float] = []  # each run's wall, as `run_search` times it (`eta`)
         self._cache: dict = {}
         self._result = None
         self._pending: tuple[object, str] | None = None  # (experiment, phase)
@@ -171,6 +175,27 @@ class Search:
     @property
     def runs(self) -> int:
         return len(self.history)
+
+    def runs_left(self) -> int | None:
+        """At most how many runs the search still makes, the pending one included, from how far it has come;
+        None where the strategy does not say (subclasses that can, do)."""
+        return None
+
+    def eta(self) -> str:
+        """What a progress line says of the work left: "est. ≤ N more run(s), ~T" (T at the median run so far), or
+        "" where nothing can be said yet. An estimate: `runs_left` bounds a judge whose verdicts are monotone (a
+        set that passes still passes with more in it); one that is not can make a search run past it, and the
+        next line's figure is read again from where the search is then."""
+        left = None if self._pending is None else self.runs_left()
+        if left is None:
+            return ""
+        if self._max_runs is not None:
+            left = min(left, max(self._max_runs - len(self.history), 0))
+        words = f"est. ≤ {left} more run(s)"
+        if self.seconds:
+            total = left * sorted(self.seconds)[len(self.seconds) // 2]
+            words += f", ~{total / 60:.0f} min" if total >= 90 else f", ~{total:.0f} s"
+        return words
 
     def _advance(self, verdict) -> None:
         try:
@@ -222,7 +247,24 @@ class KeepFp32Search(Search):
 
     def __init__(self, candidates: Sequence[str]):
         self.candidates = _unique(candidates, "candidates")
+        self._plan: tuple = ("start", len(self.candidates))  # where `runs_left` reads how far the search is
         super().__init__()
+
+    def runs_left(self) -> int | None:
+        """The docstring's run counts as a bound from the phase reached (for a monotone judge: `Search.eta`): the
+        prefix's ⌈log2⌉ of its span, ddmin's k(k − 1)/2 + k, the scan's 3 runs a node still ahead of it (each pass
+        removes one, each failure at a node halves its chunk or steps on) and one confirming run a node of the set
+        it leaves."""
+        kind, *at = self._plan
+        if kind == "start":
+            return 2 + _log2(at[0]) + _minimizing(at[0])
+        if kind == "prefix":
+            return _log2(at[0]) + _minimizing(at[1])
+        if kind == "ddmin":
+            return at[0] * (at[0] - 1) // 2 + at[0]
+        if kind == "scan":
+            return 3 * at[0] + _log2(at[1]) + at[1]
+        return at[0]  # confirm
 
     def next(self) -> list[str] | None:
         """The keep set to try next (asking twice without `tell` gives the same one); None when finished."""
@@ -254,6 +296,7 @@ class KeepFp32Search(Search):
         lo, hi = 0, len(c)  # prefix c[:lo] fails, c[:hi] passes
         while hi - lo > 1:
             mid = (lo + hi) // 2
+            self._plan = ("prefix", hi - lo, hi)
             if (yield from self._test(c[:mid], "prefix")):
                 lo = mid
             else:
@@ -279,6 +322,7 @@ class KeepFp32Search(Search):
         """ddmin, complements only: the set shrinks while some complement passes; ends 1-minimal."""
         g = 2
         while len(keep) >= 2:
+            self._plan = ("ddmin", len(keep))
             g = min(g, len(keep))
             for chunk in _split(keep, g):
                 rest = [x for x in keep if x not in chunk]
@@ -294,6 +338,7 @@ class KeepFp32Search(Search):
     def _shrink(self, keep: list[str]):
         i, size = 0, max(1, len(keep) // 2)
         while i < len(keep) and len(keep) >= 2:
+            self._plan = ("scan", len(keep) - i, len(keep))
             size = min(size, len(keep) - i)
             rest = keep[:i] + keep[i + size:]
             if not (yield from self._test(rest, "minimize")):
@@ -307,6 +352,7 @@ class KeepFp32Search(Search):
     def _confirm(self, keep: list[str]):
         shrunk = True
         while shrunk and len(keep) >= 2:
+            self._plan = ("confirm", len(keep))
             shrunk = False
             for x in keep:
                 rest = [y for y in keep if y != x]
@@ -316,75 +362,20 @@ class KeepFp32Search(Search):
         return keep  # one node left: removing it gives ∅, which failed in phase 1
 
 
-class RangeShrinkSearch(Search):
-    """A short contiguous range [start, stop) of n ordered nodes that still diverges; `next()` gives the range.
-
-    Phases: whole (0, n) first — not diverging → status "not_diverging", result None; then, up to three rounds
-    while either end moves, end (binary search for the shortest diverging range from the start) and start (the
-    latest start that still diverges up to that end). Result: status "found", (start, stop), a range that was
-    run and seen to diverge. After `max_runs` runs every new range counts as not diverging (not run).
-    """
-
-    def __init__(self, n: int, max_runs: int | None = None):
-        self.n = int(n)
-        super().__init__(max_runs)
-
-    def _run(self):
-        if not (yield from self._test((0, self.n), "whole")):
-            self.status = "not_diverging"
-            return
-        start, stop = 0, self.n
-        for _ in range(3):  # a new start can let the end move again; stop when neither moves
-            lo, hi = start + 1, stop  # the shortest diverging range [start, hi)
-            while lo < hi:
-                mid = (lo + hi) // 2
-                if (yield from self._test((start, mid), "end")):
-                    hi = mid
-                else:
-                    lo = mid + 1
-            new_stop = hi
-            lo, hi = start, new_stop - 1  # the latest start that still diverges
-            while lo < hi:
-                mid = (lo + hi + 1) // 2
-                if (yield from self._test((mid, new_stop), "start")):
-                    lo = mid
-                else:
-                    hi = mid - 1
-            if (lo, new_stop) == (start, stop):
-                break
-            start, stop = lo, new_stop
-        self.status, self._result = "found", (start, stop)
+def with_eta(text: str, search: Search) -> str:
+    """A search run's progress line with what is left of the search (`Search.eta`), where it can say."""
+    left = search.eta()
+    return f"{text} ({left})" if left else text
 
 
-class WindowGrowSearch(Search):
-    """The largest k in 0..n whose window diverges, windows growing as k falls (k = 0: the whole stage);
-    `next()` gives k.
+def _log2(n: int) -> int:
+    """⌈log2 n⌉ (0 for n ≤ 1): the halvings of a span of n."""
+    return max(int(n) - 1, 0).bit_length()
 
-    Phases: whole (k = 0) — not diverging → status "not_diverging", result None; then grow, a binary search for
-    the largest diverging k (assumes divergence holds below it). `key(k)`: windows with the same key are one
-    run (two cuts whose windows share a boundary), so each is run once. Result: status "found", k.
-    """
 
-    def __init__(self, n: int, key: Callable[[int], Hashable] | None = None):
-        self.n = int(n)
-        self._window_key = key or (lambda k: k)
-        super().__init__()
-
-    def _key(self, experiment) -> Hashable:
-        return self._window_key(experiment)
-
-    def _run(self):
-        if not (yield from self._test(0, "whole")):
-            self.status = "not_diverging"
-            return
-        lo, hi = 0, self.n  # window lo diverges; find the largest such k (the smallest window)
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if (yield from self._test(mid, "grow")):
-                lo = mid
-            else:
-                hi = mid - 1
-        self.status, self._result = "found", lo
+def _minimizing(k: int) -> int:
+    """At most the runs `KeepFp32Search._minimize` makes over a prefix of k nodes (`runs_left`'s terms)."""
+    return k * (k - 1) // 2 + k if k <= SCAN_FROM else 4 * k + _log2(k)
 
 
 def _split(items: list[str], g: int) -> list[list[str]]:
