@@ -71,3 +71,22 @@ def test_several_nodes_each_curing_alone_are_said_each_with_its_exclusion():
     assert line == (f"accuracy_level=1 on {DOWN} alone, or on {LM_HEAD} alone gives the reference's tokens back (of 3 "
                     "MatMulNBits at level 4); in the builder's terms --extra_options accuracy_level=1 or "
                     "nodes_to_exclude=/model/layers.2/mlp/down_proj/MatMul (or nodes_to_exclude=/lm_head/MatMul)")
+
+
+def test_the_sweeps_cure_decodes_each_node_set_over_the_prompts_once():
+    """`prompt_sweep._kept` asks for each node set's prompts given back once: the every-node count of a single level-4
+    node (or of the curing set itself) is the one already decoded, not a second pass over the prompts."""
+    from cp_debug.bisect.subjects.prompt_sweep import _kept
+
+    asked: list[frozenset] = []
+    back = {frozenset([LM_HEAD]): 4, frozenset([DOWN]): 1, frozenset([LM_HEAD, DOWN]): 4}
+
+    def given_back(nodes) -> int:
+        asked.append(frozenset(nodes))
+        return back[frozenset(nodes)]
+
+    assert _kept([LM_HEAD, DOWN], given_back, [DOWN, LM_HEAD]) == ((LM_HEAD,), 4, 4)
+    assert sorted(map(sorted, asked)) == sorted(map(sorted, back))  # three sets, each once
+    asked.clear()
+    assert _kept([LM_HEAD], given_back, [LM_HEAD]) == ((LM_HEAD,), 4, 4) and asked == [frozenset([LM_HEAD])]
+    assert _kept([], given_back, [LM_HEAD]) == ((), 0, 0)

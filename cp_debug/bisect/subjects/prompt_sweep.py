@@ -151,24 +151,33 @@ def sweep_prompts(reference: str, torch_model: bool, specs: Sequence, n_tokens: 
             cured = with_levels(cand, nodes)
             return int(sum(greedy(cured, dec, ids, n_tokens, ref.tokens).tokens == ref.tokens for ids, ref in refs))
 
-        kept, verified = _kept(found.curing, given_back)
+        kept, verified, every = _kept(found.curing, given_back, found.nodes)
         cure = {"nodes": list(found.nodes), "curing": list(found.curing), "all_at_level1": found.all_at_level1,
-                "prompt": first, "verified": verified, "kept": list(kept),
-                "every_node": given_back(found.nodes) if kept else 0}
+                "prompt": first, "verified": verified, "kept": list(kept), "every_node": every}
     return PromptSweep(str(reference), str(cand_path), n_tokens, tuple(prompts), cure)
 
 
-def _kept(curing: Sequence[str], given_back) -> tuple[tuple[str, ...], int]:
+def _kept(curing: Sequence[str], given_back, every: Sequence[str]) -> tuple[tuple[str, ...], int, int]:
     """Of the first flipped prompt's cures (each node alone gives its tokens back), the one that gives the most prompts
     back (`given_back(nodes)`), fewer nodes first where they tie; all of them together where that gives more back (a
     near tie's prompt is cured by nodes that cure no other: the massive-channel Llama's last down_proj beside lm_head,
-    1 and 4 of 6 prompts)."""
+    1 and 4 of 6 prompts); with it, its count and that of `every` level-4 node at level 1 (0 where none cures). Each
+    node set is decoded over the prompts once: `every` is often one of the sets tried (a single level-4 node)."""
     if not curing:
-        return (), 0
-    tried = [((node,), given_back([node])) for node in curing]
+        return (), 0, 0
+    counted: dict[frozenset, int] = {}
+
+    def count(nodes: Sequence[str]) -> int:
+        key = frozenset(nodes)
+        if key not in counted:
+            counted[key] = given_back(list(nodes))
+        return counted[key]
+
+    tried = [((node,), count([node])) for node in curing]
     if len(curing) > 1:
-        tried.append((tuple(curing), given_back(curing)))
-    return max(tried, key=lambda t: (t[1], -len(t[0])))
+        tried.append((tuple(curing), count(curing)))
+    kept, verified = max(tried, key=lambda t: (t[1], -len(t[0])))
+    return kept, verified, count(every)
 
 
 def _reference(reference: str, torch_model: bool, seed: int):
