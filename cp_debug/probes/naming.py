@@ -23,7 +23,7 @@ from typing import Callable
 import onnx
 
 from cp_debug.graph.model import inferred_graph, static_dims
-from cp_debug.probes.chained_calls import chained_calls
+from cp_debug.probes.chained_calls import chained_calls, chained_in_trace, connected
 from cp_debug.probes.sized_shapes import SizedShapes
 from cp_debug.probes.unread import never_read
 from cp_debug.probes.torch_trace import ModuleTrace
@@ -229,13 +229,16 @@ def map_modules_to_onnx(model: onnx.ModelProto, trace: ModuleTrace, rename: Scop
             idx = "no ONNX node carries this module's scope (folded or optimised away by the exporter)"
         elif n_calls > 1:
             if scope not in groups:
-                groups[scope] = _calls_apart(graph, idx, n_calls, scope, names, rename is None)
+                groups[scope] = _calls_apart(graph, idx, n_calls, scope, names, rename is None, trace)
             split = groups[scope]
             idx = split if isinstance(split, str) else split[call - 1]
         if isinstance(idx, str):
             unmapped.update((p, idx) for p in probes)
             continue
         leaving = _leaving(graph, idx, graph_outputs, consumers) + sums.get(scope, [])
+        if any(trace.site(p).path for p in probes):  # a tuple's members are tensors no probe before holds (the
+            held = set(tensors.values())  # member that is a child's output is that child's probe): not theirs
+            leaving = [(i, t) for i, t in leaving if t not in held]
         slot_of = partial(_rnn_slot, graph, producer)
         for p, found in _match_outputs(trace, probes, leaving, shapes, sized, slot_of).items():
             if isinstance(found, str):
@@ -316,9 +319,12 @@ def _rnn_slot(graph, producer: dict[str, tuple[int, int]], i: int, tensor: str, 
     return slots.pop() if len(slots) == 1 else None
 
 
-def _calls_apart(graph, idx: list[int], n_calls: int, module: str, names: set[str],
-                 by_name: bool) -> list[list[int]] | str:
-    """The module's nodes `idx` split into its `n_calls` calls, in graph order; or why they cannot be."""
+def _calls_apart(graph, idx: list[int], n_calls: int, module: str, names: set[str], by_name: bool,
+                 trace: ModuleTrace) -> list[list[int] | str] | str:
+    """The module's nodes `idx` split into its `n_calls` calls, in graph order; or why they cannot be. Where the graph
+    holds fewer whole calls than ran (the exporter cut away what no output reads), they are the first calls only
+    where each call read the one before it in the trace (`chained_in_trace`): a call kept in the graph then needs
+    every call before it."""
     keyed: dict[str, list[int]] = {}
     if by_name:  # TorchScript: each call's scope prefix (`/layer1/layer1.0/relu_1`)
         for i in idx:
@@ -327,35 +333,16 @@ def _calls_apart(graph, idx: list[int], n_calls: int, module: str, names: set[st
                 keyed = {}
                 break
             keyed.setdefault(key, []).append(i)
-    found = list(keyed.values()) if keyed else _connected(graph, idx)
+    found = list(keyed.values()) if keyed else connected(graph, idx)
     found.sort(key=min)
     if len(found) != n_calls and not keyed:  # calls chained into each other: the data flow's cuts
-        found = chained_calls(graph, sorted(idx), n_calls) or found
+        chained = chained_calls(graph, sorted(idx), n_calls)
+        if chained and (all(isinstance(c, list) for c in chained) or chained_in_trace(trace, module, n_calls)):
+            found = chained
     if len(found) != n_calls:
         return (f"called {n_calls} times, but its ONNX nodes form {len(found)} group(s): no call is paired with "
                 "another call's tensor, so none is compared")
     return found
-
-
-def _connected(graph, idx: list[int]) -> list[list[int]]:
-    """Weakly connected groups of the nodes `idx` (edges: a tensor one of them writes and another reads)."""
-    writer = {t: i for i in idx for t in graph.node[i].output if t}
-    root = {i: i for i in idx}
-
-    def find(i: int) -> int:
-        while root[i] != i:
-            root[i] = root[root[i]]
-            i = root[i]
-        return i
-
-    for i in idx:
-        for t in graph.node[i].input:
-            if t in writer:
-                root[find(i)] = find(writer[t])
-    out: dict[int, list[int]] = {}
-    for i in idx:
-        out.setdefault(find(i), []).append(i)
-    return list(out.values())
 
 
 def _leaving(graph, idx: list[int], graph_outputs: set[str], consumers: dict[str, list[int]]) -> list[tuple[int, str]]:

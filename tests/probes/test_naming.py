@@ -168,3 +168,56 @@ def test_an_lstm_state_the_model_drops_is_said_never_read():
     for state in ("lstm[1][0]", "lstm[1][1]"):
         assert "never reads this output" in pm.unmapped[state], pm.unmapped
         assert "write no state output" in pm.unmapped[state], pm.unmapped
+
+
+class _SharedBlock(torch.nn.Module):
+    """ALBERT's shape: one block (its weights shared) run 4 times over the hidden state, heads split by a reshape of
+    the input's own shape; the model's output (the heads) is read inside the 3rd call, so the 4th is dead and the 3rd
+    half there."""
+
+    def __init__(self):
+        super().__init__()
+        self.block = _Block()
+
+    def forward(self, x):
+        h = x
+        for k in range(4):
+            h, heads = self.block(h)
+            if k == 2:
+                out = heads
+        return out
+
+
+class _Block(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.norm = torch.nn.Linear(8, 8), torch.nn.Linear(8, 8), torch.nn.LayerNorm(8)
+
+    def forward(self, h):
+        heads = self.a(h).reshape(h.shape[0], h.shape[1], 2, 4).softmax(-1)
+        return 0.5 * self.norm(h + self.b(torch.nn.functional.gelu(heads.reshape(h.shape)))), heads
+
+
+def test_calls_of_a_shared_block_some_of_which_the_exporter_cut_away():
+    """The dynamo exporter writes each call's weight `Transpose` in the block's scope and the heads' reshape target
+    once (the first call's), and drops what no output reads: the 4th call, most of the 3rd. The block's calls are
+    told apart where the graph holds them whole (each probe its call's value), the others said, never matched to
+    another call's tensor."""
+    torch.manual_seed(0)
+    net, x = _SharedBlock().eval(), torch.randn(2, 5, 8)
+    res = export_module(net, (x,), ("x",), ("y",), exporter="dynamo")
+    pm = map_modules_to_onnx(res.model, trace_module(net, (x,)))
+    assert "only partly in the ONNX graph" in pm.unmapped["block#3[0]"], pm.unmapped
+    assert "not in the ONNX graph" in pm.unmapped["block#4[0]"], pm.unmapped
+    from cp_debug.graph.model import expose_outputs
+
+    calls = ["block#1[0]", "block#2[0]"]
+    assert all(c in pm.tensors for c in calls), pm.unmapped
+    exposed = expose_outputs(res.model, [pm.tensors[c] for c in calls])
+    sess = ort.InferenceSession(exposed.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"x": x.numpy()})))
+    with torch.no_grad():
+        h1, _ = net.block(x)
+        h2, _ = net.block(h1)
+    for c, want in zip(calls, (h1, h2)):
+        np.testing.assert_allclose(got[pm.tensors[c]], want.numpy(), rtol=1e-4, atol=1e-5, err_msg=c)
