@@ -400,19 +400,12 @@ def _weight_rounding(ref: np.ndarray, q: np.ndarray, scale: np.ndarray, zero: np
 
 def scale_zero(dq, inits: dict, ndim: int) -> tuple[np.ndarray, np.ndarray] | None:
     """A DequantizeLinear's scale and zero point (float64), shaped to broadcast against a tensor of `ndim` dimensions
-    along its `axis` where they are per channel; None where its scale is no initializer."""
-    from onnx import numpy_helper
+    along its `axis` where they are per channel (`graph/qdq_pair.QdqPair.broadcast`); None where its scale is no
+    initializer."""
+    from cp_debug.graph.qdq_pair import INITIALIZER, own_pair
 
-    if dq.input[1] not in inits:
-        return None
-    scale = numpy_helper.to_array(inits[dq.input[1]]).astype(np.float64)
-    zero = (numpy_helper.to_array(inits[dq.input[2]]).astype(np.float64)
-            if len(dq.input) > 2 and dq.input[2] in inits else np.zeros(()))
-    if scale.size > 1:  # per channel: each slice against its own scale and zero point
-        shape = [1] * ndim
-        shape[next((a.i for a in dq.attribute if a.name == "axis"), 1)] = -1
-        scale, zero = scale.reshape(shape), (zero.reshape(shape) if zero.size > 1 else zero)
-    return scale, zero
+    pair = own_pair(dq, inits)
+    return pair.broadcast(ndim) if pair is not None and pair.scale_from == INITIALIZER else None
 
 
 def _range(value: np.ndarray, scale: np.ndarray, zero: np.ndarray, fmt: str, fill: np.ndarray | None = None
