@@ -54,7 +54,7 @@ class QuantizedFlip:
     precision: str
 
     @property
-    def gap(self) -> float:  # the number the finding rests on (`catalog.NearTie`'s figure)
+    def gap(self) -> float:  # the number the finding rests on (`examiners/where.NearTie`'s figure)
         return self.members.margin
 
     def _steps(self) -> str:
