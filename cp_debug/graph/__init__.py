@@ -14,6 +14,9 @@
   into its weights folder, a user's own used where they lie — read by graphsurgeon through `StoredValues`, their FP16
   copies made once.
 - `stored`: an ONNX graph kept in a cache folder between processes (the export, FP16 and INT8 caches).
+- `qdq_pair`: the Q/DQ pair a tensor is read through, read in one place (`QdqIndex.of(model).pair(...)`: its scale,
+  zero point, its type's levels, axis, block size, clip ends, nodes, and whether its constants are initializers or
+  `Constant` nodes) — every finding and cure that reads a Q/DQ file's pairs asks it.
 - `masks`: the tensors that only reach softmaxes, comparisons and selections — attention masks, whose finfo.min fill
   saturates to -inf harmlessly in FP16.
 

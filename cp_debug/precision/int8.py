@@ -23,6 +23,7 @@ import numpy as np
 from cp_debug.errors import BadInputError
 from cp_debug.graph.model import at_opset, fold_initializer_identities
 from cp_debug.graph.onnx_files import fits_inline, holds_stored, keep, save_onnx
+from cp_debug.graph.qdq_pair import INITIALIZER, QdqIndex, QdqPair
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -214,14 +215,9 @@ def check_calib_feeds(model: "onnx.ModelProto", feeds: Sequence[dict[str, np.nda
 
 def pair_scale(model: "onnx.ModelProto", node) -> float | None:
     """The scale of a QuantizeLinear / DequantizeLinear `node` of `model` where it is one initializer value (a
-    per-tensor pair); None per channel, or where its scale is no initializer."""
-    from onnx import numpy_helper
-
-    if len(node.input) < 2:
-        return None
-    init = next((t for t in model.graph.initializer if t.name == node.input[1]), None)
-    scale = numpy_helper.to_array(init) if init is not None else None
-    return float(scale.reshape(())) if scale is not None and scale.size == 1 else None
+    per-tensor pair, `graph/qdq_pair.py`); None per channel, or where its scale is no initializer."""
+    pair = QdqIndex.of(model).pair(node) if node is not None else None
+    return pair.step if pair is not None and pair.scale_from == INITIALIZER else None
 
 
 @dataclass(frozen=True)
@@ -241,29 +237,22 @@ def bad_scale_pairs(model: "onnx.ModelProto") -> list[BadScalePair]:
     """The pairs of `model` on an activation (not a weight) whose scale initializer holds an inf, a NaN or a 0, in
     graph order: every value such a pair dequantizes is NaN or 0 (a masked attention's -inf fill calibrated into
     its scores). A scale that is no initializer is not read."""
-    from onnx import numpy_helper
-
-    inits = {i.name: i for i in model.graph.initializer}
-    writer = {o: n.name for n in model.graph.node for o in n.output}
-    readers: dict[str, list[int]] = {}  # tensor → the positions of the nodes reading it
-    dequantized: dict[str, list[str]] = {}
+    index = QdqIndex.of(model)
     nodes = list(model.graph.node)
-    for i, n in enumerate(nodes):
-        for x in dict.fromkeys(n.input):
-            readers.setdefault(x, []).append(i)
-        if n.op_type == "DequantizeLinear":
-            dequantized.setdefault(n.input[0], []).append(n.output[0])
     pairs = []
     for q in nodes:
-        if q.op_type != "QuantizeLinear" or q.input[0] in inits or len(q.input) < 2 or q.input[1] not in inits:
+        if q.op_type != "QuantizeLinear" or q.input[0] in index.inits:
             continue
-        s = numpy_helper.to_array(inits[q.input[1]]).astype(np.float64)
-        if np.all(np.isfinite(s) & (s != 0)):
+        pair = index.pair(q)
+        if pair is None or pair.scale_from != INITIALIZER or np.all(np.isfinite(pair.scale) & (pair.scale != 0)):
             continue
+        s = pair.scale
         kind = "inf" if np.isinf(s).any() else "NaN" if np.isnan(s).any() else "0"
-        dqs = tuple(dequantized.get(q.output[0], ()))
-        reading = sorted({i for d in dqs for i in readers.get(d, ())})  # each reader once, in graph order
-        pairs.append(BadScalePair(q.input[0], writer.get(q.input[0]), kind, dqs, tuple(nodes[i].name for i in reading)))
+        dqs = tuple(d.output[0] for d in pair.dequantize)
+        reading = sorted({index.position[id(n)] for d in dqs for n in index.readers.get(d, ())})  # graph order
+        writer = index.writer.get(q.input[0])
+        pairs.append(BadScalePair(q.input[0], writer.name if writer is not None else None, kind, dqs,
+                                  tuple(nodes[i].name for i in reading)))
     return pairs
 
 
@@ -281,6 +270,7 @@ def read_qdq(qmodel: "onnx.ModelProto", names: Iterable[str]) -> tuple[dict[str,
 
     graph = gs.import_onnx(qmodel)
     tensors = graph.tensors()
+    index = QdqIndex.of(qmodel)
     tmap: dict[str, str] = {}
     amax: dict[str, float] = {}
     for name in names:
@@ -295,7 +285,7 @@ def read_qdq(qmodel: "onnx.ModelProto", names: Iterable[str]) -> tuple[dict[str,
             if dqs:
                 if len(t.outputs) == 1 and len(q.outputs[0].outputs) == 1:
                     tmap[name] = dqs[0].outputs[0].name
-                a = _q_amax(q)
+                a = _q_amax(index.pair(index.writer.get(q.outputs[0].name)))
                 if a is not None:
                     amax[name] = a
                 break
@@ -303,29 +293,21 @@ def read_qdq(qmodel: "onnx.ModelProto", names: Iterable[str]) -> tuple[dict[str,
             if t.inputs and t.inputs[0].op == "DequantizeLinear":
                 src = t.inputs[0].inputs[0]
                 if src.inputs and src.inputs[0].op == "QuantizeLinear":
-                    a = _q_amax(src.inputs[0])
+                    a = _q_amax(index.pair(index.writer.get(src.name)))
                     if a is not None:
                         amax[name] = a
     return tmap, amax
 
 
-def _q_amax(q) -> float | None:
-    """amax of one per-tensor QuantizeLinear: 127·scale for symmetric int8, else the larger end of its range."""
-    import onnx_graphsurgeon as gs
-
-    scale = q.inputs[1] if len(q.inputs) > 1 else None
-    if not isinstance(scale, gs.Constant) or scale.values.size != 1:
+def _q_amax(pair: QdqPair | None) -> float | None:
+    """amax of one per-tensor QuantizeLinear's pair (its scale an initializer): 127·scale for symmetric int8 (or
+    where the QuantizeLinear gives no zero point), else the larger end of its range."""
+    if pair is None or pair.quantize is None or pair.scale_from != INITIALIZER or not pair.per_tensor:
         return None
-    s = float(np.asarray(scale.values).reshape(()))
-    zp = q.inputs[2] if len(q.inputs) > 2 and isinstance(q.inputs[2], gs.Constant) else None
-    if zp is None:
-        return 127.0 * s
-    z_arr = np.asarray(zp.values)
-    z = int(z_arr.reshape(()))
-    if z_arr.dtype == np.int8 and z == 0:
-        return 127.0 * s
-    info = np.iinfo(z_arr.dtype)
-    return float(max(abs((info.min - z) * s), abs((info.max - z) * s)))
+    if pair.zero_from is None or pair.qtype == "int8" and float(pair.zero.reshape(-1)[0]) == 0:
+        return 127.0 * pair.step
+    ends = pair.ends
+    return float(max(abs(ends[0]), abs(ends[1]))) if ends is not None else None
 
 
 @contextlib.contextmanager
@@ -362,26 +344,14 @@ def clip_drops(model: "onnx.ModelProto") -> dict[str, tuple[float, float]]:
     or badly scaled layer) the Clip goes and its negatives pass — a ReLU6 of MobileNetV2 measured 0.052 at
     ORT_DISABLE_ALL and 0.357 at ORT_ENABLE_ALL (issue 84). onnxruntime 1.32 leaves the Clip where the session is
     made with `disabled_optimizers=["ClipQuantRewrite"]` (the rule's own name; "ClipQuantFusion" changes nothing)."""
-    from onnx import numpy_helper
-
-    consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    for n in model.graph.node:
-        if n.op_type == "Constant" and n.attribute:
-            consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
-    readers: dict[str, list] = {}
-    for n in model.graph.node:
-        for t in n.input:
-            readers.setdefault(t, []).append(n)
+    index = QdqIndex.of(model)
     out = {}
     for clip in (n for n in model.graph.node if n.op_type == "Clip"):
-        lo = consts.get(clip.input[1]) if len(clip.input) > 1 and clip.input[1] else None
-        lo = float(lo) if lo is not None else next((a.f for a in clip.attribute if a.name == "min"), None)
-        for q in (r for r in readers.get(clip.output[0], []) if r.op_type == "QuantizeLinear"):
-            scale, zero = consts.get(q.input[1]), consts.get(q.input[2]) if len(q.input) > 2 else np.zeros((), np.int8)
-            if lo is None or scale is None or zero is None or np.size(scale) != 1:
-                continue
-            qmin = -128.0 if np.asarray(zero).dtype == np.int8 else 0.0
-            q_lo = (qmin - float(np.asarray(zero).reshape(-1)[0])) * float(np.asarray(scale).reshape(-1)[0])
-            if lo - FLOAT32_EPS <= q_lo < lo:
-                out[clip.name] = (q_lo, lo)
+        lo = index.constant(clip.input[1]) if len(clip.input) > 1 and clip.input[1] else None
+        lo = float(lo[0]) if lo is not None else next((a.f for a in clip.attribute if a.name == "min"), None)
+        for q in (r for r in index.readers.get(clip.output[0], []) if r.op_type == "QuantizeLinear"):
+            pair = index.pair(q)
+            ends = pair.ends if pair is not None else None
+            if lo is not None and ends is not None and lo - FLOAT32_EPS <= ends[0] < lo:
+                out[clip.name] = (ends[0], lo)
     return out

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from cp_debug.bisect.cures.restore import EXCLUDE, OutputError, Restoration
 from cp_debug.bisect.cures.set_search import Tried
-from cp_debug.bisect.findings.intervention import Intervention
+from cp_debug.bisect.cures.intervened import Intervention
 
 
 def _err(ratio: float, flips: int) -> OutputError:

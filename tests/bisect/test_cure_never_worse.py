@@ -151,7 +151,8 @@ def test_a_restoration_judged_by_a_flipped_decision_says_the_decision_not_the_bu
     where a node brought the frames back, "brings the outputs back within their budget (worst output 0.486× …)" —
     read as a contradiction. It is the decision that a restoration brings back, or leaves flipped."""
     from cp_debug.bisect.cures.restore import EXCLUDE, OutputError, Restoration
-    from cp_debug.bisect.findings.intervention import Intervention, Tried
+    from cp_debug.bisect.cures.intervened import Intervention
+    from cp_debug.bisect.cures.set_search import Tried
 
     before = OutputError(ratio=0.486, rel_rmse=0.21, passes=True, flips=1, in_budget=True)
     cured = Tried((Restoration("layer5.sigmoid", 0, EXCLUDE, nodes=("Sigmoid_5",)),),

@@ -44,7 +44,8 @@ def test_the_member_that_alone_brings_the_outputs_back_is_the_root_not_the_set(t
     import onnx
     import onnxruntime as ort
 
-    from cp_debug.bisect.findings.intervention import SET_RUNS, TRIED
+    from cp_debug.bisect.cures.set_search import SET_RUNS
+    from cp_debug.bisect.findings.intervention import TRIED
     from cp_debug.precision.int8 import quantize_int8
     from tests.bisect.exported import written
     from tests.bisect.int8_member_alone import build

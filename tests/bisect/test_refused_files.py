@@ -222,10 +222,10 @@ def test_sweep_and_eval_run_the_deployed_file_not_the_export(tmp_path):
 def test_a_per_tensor_scale_that_is_no_number_is_said_as_what_it_does(stored, words):
     import ml_dtypes
 
-    from cp_debug.bisect.findings.qdq_file_why import _scale_fault
+    from cp_debug.bisect.findings.quantized.scale_fault import scale_fault
 
     inits = {"x_scale": onnx.numpy_helper.from_array(np.array(stored, np.float16), "x_scale"),
              "x_zero_point": onnx.numpy_helper.from_array(np.zeros((), ml_dtypes.float8_e4m3fn), "x_zero_point")}
     dq = onnx.helper.make_node("DequantizeLinear", ["x_q", "x_scale", "x_zero_point"], ["x_dq"])
     value = np.linspace(-10.0, 10.0, 64)
-    assert _scale_fault(dq, inits, value, "fp8", paired=True) == words
+    assert scale_fault(dq, inits, value, "fp8", paired=True) == words

@@ -56,7 +56,8 @@ XYD, XD, YD, D = ("/x/Conv", "/y/Conv", "/d/Conv"), ("/x/Conv", "/d/Conv"), ("/y
 
 
 def test_a_member_of_the_set_that_alone_brings_the_outputs_back_is_named_alone(tmp_path: Path):
-    from cp_debug.bisect.findings.intervention import SET_RUNS, TRIED
+    from cp_debug.bisect.cures.set_search import SET_RUNS
+    from cp_debug.bisect.findings.intervention import TRIED
     from tests.bisect.int8_set_member import build
 
     err = _errors(build, tmp_path, ((), XYD, XD, YD, D))

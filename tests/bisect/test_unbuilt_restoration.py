@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from cp_debug.bisect.cures.restore import KEEP, OutputError, Restoration, attempted
-from cp_debug.bisect.findings.intervention import Intervention, _until_back
+from cp_debug.bisect.cures.intervened import Intervention
+from cp_debug.bisect.findings.intervention import _until_back
 
 
 def _run(broken: bool) -> np.ndarray:

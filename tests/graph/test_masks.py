@@ -118,7 +118,8 @@ def test_a_fill_an_int8_range_clips_is_no_clip_where_the_softmax_weighs_it_at_no
     clips the real scores is still one."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
 
-    from cp_debug.bisect.findings.qdq_file_why import _range, scale_zero
+    from cp_debug.bisect.findings.qdq_file_why import _range
+    from cp_debug.bisect.findings.quantized.levels import scale_zero
     from cp_debug.bisect.findings.quantized.mask_fill import unweighed_fill
     from cp_debug.graph.masks import masked_fill, softmax_axis
 

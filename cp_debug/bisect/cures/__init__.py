@@ -5,7 +5,8 @@ The search strategies and their one driver (`search.py`: every search's steps ar
 payload typed); the keep-FP32 search (`keep_fp32.py`, one experiment on a backend `experiment.py`); the cure ladder,
 smallest first, each verified (`ladder.py`; INT8's rungs `int8_range_rung.py`, `int8_story_cure.py`); a deployed Q/DQ
 file's cure in the producing tool's terms (`qdq_exclude.py`); what a bug report needs to grow a window
-(`window_context.py`); the root cause's set search at the outputs, its members each run alone (`set_search.py`).
+(`window_context.py`); the root cause's set search at the outputs, its members each run alone (`set_search.py`);
+what the intervention found and how it is said (`intervened.py`, run by `findings/intervention.py`).
 
 Search strategies. A search is a plain object with `next()` / `tell(bad)` (`search.py`: `KeepFp32Search`;
 `window_search.py`: `RangeShrinkSearch`, `WindowGrowSearch`), tested without any model. One driver runs any of them

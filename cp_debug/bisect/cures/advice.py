@@ -29,7 +29,7 @@ from cp_debug.bisect.cures.restore import AtOutputs
 if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.bisect.cures.restore import OutputError
     from cp_debug.bisect.findings.hints import Exclusion
-    from cp_debug.bisect.findings.intervention import Intervention
+    from cp_debug.bisect.cures.intervened import Intervention
     from cp_debug.bisect.run_state import CandidateState, RunState
 
 

@@ -48,11 +48,11 @@ class Fill:
 def fill_range(model, dq, value: np.ndarray, end: float) -> Fill | None:
     """The `Fill` that sets the range of the pair ending at DequantizeLinear `dq` (module docstring), where the
     reference's `value` there stays ten times below the range's `end` (|lo| or |hi|, the larger); None otherwise."""
-    producer = {o: n for n in model.graph.node for o in n.output}
-    inits = {i.name: i for i in model.graph.initializer}
-    shared = [n.input[0] for n in model.graph.node
-              if n.op_type == "QuantizeLinear" and len(n.input) > 1 and n.input[1] == dq.input[1]]
-    for tensor in shared:
+    from cp_debug.graph.qdq_pair import QdqIndex
+
+    index = QdqIndex.of(model)
+    producer, inits = index.writer, index.inits
+    for tensor in (q.input[0] for q in index.quantizers(dq.input[1])):
         writer = producer.get(tensor)
         found = _constant(writer, producer, inits) if writer is not None else None
         if found is None or abs(found) < SETS * end:
@@ -74,6 +74,8 @@ def _constant(node, producer: dict, inits: dict) -> float | None:
     through its Q/DQ pair or an Identity/Cast), or None."""
     from onnx import numpy_helper
 
+    from cp_debug.graph.qdq_pair import own_pair
+
     best = None
     for x in node.input[1:]:
         dq = None
@@ -85,10 +87,10 @@ def _constant(node, producer: dict, inits: dict) -> float | None:
             x = p.input[0]
         if x in inits and int(np.prod(inits[x].dims)) != 1:  # a weight, no fill
             continue
-        if x in inits and dq is not None and dq.input[0] == x and all(y in inits for y in dq.input[1:3]):
-            arr = (numpy_helper.to_array(inits[x]).astype(np.float64)  # a constant stored quantized: its value
-                   - numpy_helper.to_array(inits[dq.input[2]]).astype(np.float64)) * numpy_helper.to_array(
-                inits[dq.input[1]]).astype(np.float64) if len(dq.input) > 2 else None
+        pair = own_pair(dq, inits) if x in inits and dq is not None and dq.input[0] == x else None
+        if pair is not None and pair.from_initializers:  # a constant stored quantized: its value
+            arr = (numpy_helper.to_array(inits[x]).astype(np.float64) - pair.zero) * pair.scale \
+                if pair.zero_from is not None else None
         elif x in inits:
             arr = numpy_helper.to_array(inits[x])
         elif x in producer and producer[x].op_type == "Constant":
@@ -123,17 +125,16 @@ def restorations(run, state, stage: int) -> list:
     writer takes a scalar constant and whose data input's reference value is known), restored by leaving every node
     that writes it out of INT8 together (`Fill.same`: one left quantized collapses its block alone), named by the
     probe of the first one's output. At most one candidate a constant."""
-    from onnx import numpy_helper
-
     from cp_debug.bisect.cures.restore import EXCLUDE, Restoration, quantized_as
+    from cp_debug.graph.qdq_pair import INITIALIZER, QdqIndex
 
     st = run.stage_of(state.label, stage) if state.spec.onnx_dir is not None else None  # a user's file only
     pm = st.probe_map() if st is not None else None
     if pm is None:
         return []
     model = st.onnx()
-    producer = {o: n for n in model.graph.node for o in n.output}
-    inits = {i.name: i for i in model.graph.initializer}
+    index = QdqIndex.of(model)
+    producer, inits = index.writer, index.inits
     entered, by_tensor = entered_at(pm, producer, run.store), {t: p for p, t in pm.tensors.items()}
 
     def probe(t: str) -> str | None:
@@ -144,14 +145,11 @@ def restorations(run, state, stage: int) -> list:
     for q in (n for n in model.graph.node if n.op_type == "QuantizeLinear" and len(n.input) > 2):
         writer = producer.get(q.input[0])
         c = _constant(writer, producer, inits) if writer is not None and writer.input else None
-        if c is None or q.input[1] not in inits or q.input[2] not in inits or round(c, 6) in seen:
+        pair = index.pair(q) if c is not None and round(c, 6) not in seen else None
+        if pair is None or pair.scale_from != INITIALIZER or pair.zero_from != INITIALIZER \
+                or pair.qtype not in ("int8", "uint8") or pair.ends is None:
             continue
-        scale = numpy_helper.to_array(inits[q.input[1]]).astype(np.float64)
-        zero = numpy_helper.to_array(inits[q.input[2]])
-        if scale.size != 1 or zero.dtype not in (np.int8, np.uint8):
-            continue
-        info = np.iinfo(zero.dtype)
-        end = float(max(abs(info.min - float(zero)), abs(info.max - float(zero))) * float(scale))
+        end = float(max(abs(pair.ends[0]), abs(pair.ends[1])))
         data = probe(writer.input[0])
         if data is None or data not in run.store or abs(c) < SETS * end:
             continue

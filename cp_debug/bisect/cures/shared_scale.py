@@ -88,9 +88,8 @@ class SharedScale:
 def shared_scales(run: RunState, state: CandidateState, stage: int) -> list[SharedScale]:
     """The candidate scales of `state`'s own Q/DQ file at `stage` (module docstring), Concats' first; [] where the
     candidate runs no file of its own or the file holds no such scale."""
-    from onnx import numpy_helper
-
     from cp_debug.bisect.cures.qdq_fill import entered_at as _entered
+    from cp_debug.graph.qdq_pair import QdqIndex
 
     if state.spec.onnx_dir is None or state.judged_at not in ("int8", "fp8"):
         return []
@@ -99,8 +98,8 @@ def shared_scales(run: RunState, state: CandidateState, stage: int) -> list[Shar
     if pm is None:
         return []
     model = st.onnx()
-    inits = {i.name: i for i in model.graph.initializer}
-    producer = {o: n for n in model.graph.node for o in n.output}
+    index = QdqIndex.of(model)
+    inits, producer = index.inits, index.writer
     entered = _entered(pm, producer, run.store)
     outputs = {o.name for o in model.graph.output}
     found: list[SharedScale] = []
@@ -121,12 +120,12 @@ def shared_scales(run: RunState, state: CandidateState, stage: int) -> list[Shar
     for q in model.graph.node:
         if q.op_type != "QuantizeLinear" or len(q.input) < 2 or q.input[1] not in inits or q.input[1] in seen:
             continue
-        scale = numpy_helper.to_array(inits[q.input[1]])
-        if scale.size != 1:
+        pair = index.pair(q)
+        if pair is None or not pair.per_tensor:
             continue
-        step = float(scale.reshape(()))
+        step = pair.step
         writer = producer.get(q.input[0])
-        pairs = _pairs(model, q.input[1])
+        pairs = _pairs(index, q.input[1])
         out = next((t for d in pairs[1] for n in model.graph.node if n.name == d for t in n.output
                     if t in outputs), None)
         if writer is not None and writer.op_type == "Concat" and step > 0:
@@ -142,7 +141,7 @@ def shared_scales(run: RunState, state: CandidateState, stage: int) -> list[Shar
                                      leave_out=_leave_out(model, pairs[1], q.input[0], producer)))
         elif step > 0 and (src := _graph_input(q.input[0], producer, graph_inputs)) is not None:
             seen.add(q.input[1])  # after the outputs' (`MOST`): a model's input read in INT8 levels (torchfcpe's mel)
-            moved = _rounding(run.ref_feeds[stage].get(src), q, inits, step)
+            moved = _rounding(run.ref_feeds[stage].get(src), pair)
             if moved is None or moved > 0:  # an input on the pair's levels (0 / 1 bits) loses nothing to them
                 inputs.append((-(moved or 0.0), len(inputs), SharedScale(
                 q.input[1], step, *pairs, input=src, reads=q.input[0], moved=moved,
@@ -184,17 +183,13 @@ def _moved(moved: float | None) -> str:
     return f" (the reference's values lie {moved:.2g} step on average from a level{half})"
 
 
-def _rounding(value, q, inits: dict, step: float) -> float | None:
-    """The mean distance, in steps, of the reference's input `value` to the levels of `q`'s pair (its scale `step`, its
-    zero point): 0 where every value is a level, 0.5 where each sits halfway (RivaGAN's frame, u / 127.5 - 1 against
-    levels k · 2 / 255); None where it is not known."""
-    from onnx import numpy_helper
-
+def _rounding(value, pair) -> float | None:
+    """The mean distance, in steps, of the reference's input `value` to the levels of a per-tensor `pair`
+    (`graph/qdq_pair.QdqPair`: its step, its zero point): 0 where every value is a level, 0.5 where each sits halfway
+    (RivaGAN's frame, u / 127.5 - 1 against levels k · 2 / 255); None where it is not known."""
     if value is None or not np.size(value):
         return None
-    zero = inits.get(q.input[2]) if len(q.input) > 2 else None
-    zp = float(numpy_helper.to_array(zero).reshape(-1)[0]) if zero is not None else 0.0
-    x = np.asarray(value, dtype=np.float64) / step + zp
+    x = np.asarray(value, dtype=np.float64) / pair.step + float(pair.zero.reshape(-1)[0])
     return float(np.mean(np.abs(x - np.round(x))))
 
 
@@ -213,10 +208,12 @@ def _graph_input(t: str, producer: dict, graph_inputs: set[str]) -> str | None:
     return None
 
 
-def _pairs(model, scale: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    qs = [n for n in model.graph.node if n.op_type == "QuantizeLinear" and len(n.input) > 1 and n.input[1] == scale]
-    outs = {n.output[0] for n in qs}
-    dqs = [n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in outs]
+def _pairs(index, scale: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The names of the QuantizeLinear nodes reading the scale `scale` and of the DequantizeLinear nodes reading
+    theirs (each in graph order)."""
+    qs = index.quantizers(scale)
+    dqs = sorted({id(d): d for q in qs for d in index.readers.get(q.output[0], ()) if d.op_type == "DequantizeLinear"
+                  and d.input[0] == q.output[0]}.values(), key=lambda d: index.position[id(d)])
     return tuple(n.name for n in qs), tuple(n.name for n in dqs)
 
 

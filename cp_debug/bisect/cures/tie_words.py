@@ -1,4 +1,4 @@
-"""The words of an intervention (`findings/intervention.Intervention`, `found`) where a decision sits at a near tie
+"""The words of an intervention (`cures/intervened.Intervention`, `found`) where a decision sits at a near tie
 (issue 115): the layers tried that each bring it back alone (several: the rounding of any tips it, none its root —
 fer's FP16 face at 0.251 / 0.250, 5 of its 43 nodes each); a cure that brings the outputs within their budget while
 the decision still moves (fer's INT8 Pads left out: 0.442×, near-tie faces still moved); and, where nothing is

@@ -4,7 +4,8 @@ runtime faults, graph differences) and says what it found with the number it res
 
 One contract (`contract.py`): an examiner `applies(candidate)` by what its runner can do (`spec.can`, never a
 framework's name) and `examine(segment) -> Finding | None`; one ordered list of them (`catalog.py`: where, why,
-run), over which the verdict (`bisect/verdict.py`) is a reducer — the same findings, the same story, at every level.
+run; the examiners by role in `examiners/`), over which the verdict (`bisect/verdict.py`) is a reducer — the same
+findings, the same story, at every level.
 
 The verdict's reasons: the op inside a root cause's segment that overflows, first makes NaN/Inf, collapses to zero or
 reduces too long, with its module, its role and a sum's length and largest term (`op_findings.py`, run by

@@ -119,7 +119,7 @@ def graph_blame(run: RunState, state: CandidateState, rc: str | None) -> GraphBl
     if any(not n.form for n in stage.only_in_reference):
         hits += _made_in(_segment_nodes(run.subject.stages[p.stage], rc, p.kind, measured), stage.only_in_reference)
     read = {t for n in deployed for t in n.input if t}
-    from cp_debug.bisect.findings.qdq_file_why import scale_faults
+    from cp_debug.bisect.findings.quantized.scale_fault import scale_faults
 
     scales = tuple(scale_faults(found.stages[p.stage].onnx(), deployed))
     return GraphBlame(differences, tuple(hits), tuple(c for c in clamps if c.tensor in read), scales, rewired)

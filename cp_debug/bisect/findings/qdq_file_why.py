@@ -11,15 +11,20 @@ that computes it (its data input and its weight); the first that cannot hold the
 values beyond the range clip (a stale or narrow calibration), or most nonzero values round to zero (a range set by
 outliers). A weight stored in float beside its QuantizeLinear (ModelOpt's layout) is read from the file itself.
 
-A scale the file holds as inf, NaN or zero comes first, said as what it is (`_scale_fault`), never as a range: ModelOpt
-stores FP16 scales in its FP16-high-precision mode, and a scale past 65504 (an outlier channel's amax / 448) is inf
-there, one below float16's smallest subnormal 0: x / inf quantizes to 0 and 0 × inf dequantizes to NaN. Before any
-range, an FP16 overflow between the file's pairs (ModelOpt's float parts in FP16) where the candidate's probe is
-inf/NaN and the reference's value past 65504.
+A scale the file holds as inf, NaN or zero comes first, said as what it is (`quantized/scale_fault.py`), never as a
+range: ModelOpt stores FP16 scales in its FP16-high-precision mode, and a scale past 65504 (an outlier channel's amax /
+448) is inf there, one below float16's smallest subnormal 0: x / inf quantizes to 0 and 0 × inf dequantizes to NaN.
+Before any range, an FP16 overflow between the file's pairs (ModelOpt's float parts in FP16) where the candidate's probe
+is inf/NaN and the reference's value past 65504.
 
 Each finding ends with its cure in the producing tool's terms, tried on the file (`qdq_exclude.py`, issue 107 item 6):
 the nodes reading the pair left out of the quantizer (with the quantized node whose outlier channels set the range,
 where those alone are not enough), or ModelOpt's float parts in FP32.
+
+Its parts, each a module of `quantized/`: a scale no number (`scale_fault.py`), an FP16 overflow between the pairs
+(`half_overflow.py`), a weight the file stores quantized against the reference's (`stored_weight.py`), the formats'
+levels and a pair's scale and zero point (`levels.py`, through `graph/qdq_pair.py`). Here: which pairs are read, the
+range they hold against the reference's values (`_range`), and the cure.
 """
 
 from __future__ import annotations
@@ -28,13 +33,14 @@ import numpy as np
 
 from cp_debug.bisect.findings.segment_int8 import FP32_EPS
 from cp_debug.bisect.cures.qdq_fill import entered_at
-from cp_debug.bisect.findings.quantized.levels import LEVELS
+from cp_debug.bisect.findings.quantized.half_overflow import half_overflow
+from cp_debug.bisect.findings.quantized.levels import LEVELS, LOST, scale_zero
 from cp_debug.bisect.findings.quantized.levels import qdq_format as _format
+from cp_debug.bisect.findings.quantized.scale_fault import scale_fault
+from cp_debug.bisect.findings.quantized.stored_weight import stored_weight
 from cp_debug.bisect.run_state import CandidateState, RunState
 
 SATURATED = 1e-3  # a share of the values beyond the file's range worth naming
-LOST = 0.5  # a share of the nonzero values rounded to zero worth naming
-WEIGHT_OFF = 0.1  # a stored weight this far from the reference's (rel. RMS): not rounding (INT8's ~0.005, FP8's ~0.03)
 
 
 def qdq_file_why(run: RunState, state: CandidateState, probe: str) -> str | None:
@@ -62,7 +68,7 @@ def qdq_file_why(run: RunState, state: CandidateState, probe: str) -> str | None
     inner = _biased(node, producer, inits)  # a module probe (--torch) maps to its Linear's bias Add: its MatMul too
     if node.op_type != "DequantizeLinear":
         pairs += [x for x in node.input[:2] if x in producer and producer[x].op_type == "DequantizeLinear"]
-        over = _half_overflow(run, state, st, model, probe, inner or node)  # the MatMul's, as --onnx names it
+        over = half_overflow(run, state, st, model, probe, inner or node)  # the MatMul's, as --onnx names it
         if over is not None:
             return over
     examined = [(x, node) for x in pairs] + [(x, inner) for x in (inner.input[:2] if inner is not None else ())
@@ -129,52 +135,6 @@ def _biased(node, producer: dict, inits: dict):
     return p if p is not None and p.op_type in ("MatMul", "Gemm", "Conv") else None
 
 
-def _half_overflow(run: RunState, state: CandidateState, st, model, probe: str, node) -> str | None:
-    """Where the file holds FP16 between its Q/DQ pairs (ModelOpt's default high_precision_dtype='fp16'), the
-    candidate's probe is inf/NaN and the reference's value past 65504: the FP16 overflow of `node`, said before any
-    range, with ModelOpt's cure tried (`qdq_exclude.fp32_cure`)."""
-    from cp_debug.bisect.cures.qdq_exclude import MODELOPT, fp32_cure, producer
-
-    r = state.results.get(probe)
-    if r is None or r.diff is None or not (r.diff.inf or r.diff.nan) or not run.holds_half(st) \
-            or probe not in run.store:
-        return None
-    big = float(np.max(np.abs(np.asarray(run.store.get(probe), np.float64))))
-    if not big > 65504:
-        return None
-    how = ", as ModelOpt's default high_precision_dtype='fp16' writes them" if producer(model) == MODELOPT else ""
-    text = (f"FP16 overflow in the file: it computes {_node(node)} in FP16 between its Q/DQ pairs (its float parts "
-            f"held in FP16{how}) and the reference's value there reaches |x| = {big:.3g} > 65504")
-    faults = scale_faults(model, _downstream_dq(model, node))  # a scale calibrated on the overflow: inf there too
-    text += "".join(f"; {f}" for f in faults)
-    i = next(k for k, s in enumerate(run.subject.stages) if s.name == st.name)
-    try:
-        cure = fp32_cure(run, state, i, model, [node])
-    except Exception as err:  # noqa: BLE001 - the cure is extra; the finding stands without its trial
-        run.warnings.append(f"{state.label}: the file in FP32 was not tried: {err}")
-        return text
-    return f"{text}; {cure.text()}" + (" (its scales as the file holds them)" if faults else "")
-
-
-def _downstream_dq(model, node, hops: int = 4) -> list:
-    """The DequantizeLinear nodes `node`'s output reaches through one-input ops and Q/DQ pairs (`hops` at most)."""
-    readers: dict[str, list] = {}
-    for n in model.graph.node:
-        for x in n.input:
-            readers.setdefault(x, []).append(n)
-    out, front = [], list(node.output[:1])
-    for _ in range(hops):
-        nxt = []
-        for t in front:
-            for n in readers.get(t, ()):
-                if n.op_type == "DequantizeLinear":
-                    out.append(n)
-                if n.op_type in ("QuantizeLinear", "DequantizeLinear", "Relu", "Clip", "Cast", "Identity"):
-                    nxt += list(n.output[:1])
-        front = nxt
-    return out
-
-
 def _set_by(model, source: str, value: np.ndarray, text: str) -> tuple[str, str | None]:
     """`text` with the channels that set `source`'s range and the quantized node computing them where a few stand
     out (`qdq_exclude.dominant_channels`), and that node's name (None: no such node)."""
@@ -221,10 +181,10 @@ def _pair_why(run: RunState, state: CandidateState, probe: str, t: str, dq_out: 
     source = q.input[0] if q is not None and q.op_type == "QuantizeLinear" else None
     if source is None:  # a weight stored quantized (int8 / float8 initializer → DequantizeLinear)
         fmt = _format(inits.get(dq.input[2]) if len(dq.input) > 2 else None)
-        fault = _scale_fault(dq, inits, None, fmt, paired=False) if fmt and dq.input[0] in inits else None
+        fault = scale_fault(dq, inits, None, fmt, paired=False) if fmt and dq.input[0] in inits else None
         if fault is not None:
             return f"the file's {fmt.upper()} weight {dq.input[0]!r} of {_node(node)}: {fault}", None, None
-        found = _stored_weight(run, state, probe, dq, inits, node) if dq.input[0] in inits and dq_out != t else None
+        found = stored_weight(run, state, probe, dq, inits, node) if dq.input[0] in inits and dq_out != t else None
         return (found, None, None) if found is not None else None
     if source in inits:
         value = numpy_helper.to_array(inits[source])
@@ -239,7 +199,7 @@ def _pair_why(run: RunState, state: CandidateState, probe: str, t: str, dq_out: 
         return None
     where = (repr(source) if dq_out == t
              else f"{_node(node)}'s {'weight' if source in inits else 'input'} {source!r}")
-    fault = _scale_fault(dq, inits, value, fmt, paired=True)
+    fault = scale_fault(dq, inits, value, fmt, paired=True)
     if fault is not None:
         return f"the file's {fmt.upper()} Q/DQ on {where}: {fault}", source, None
     from cp_debug.bisect.findings.quantized.mask_fill import unweighed_fill
@@ -249,170 +209,6 @@ def _pair_why(run: RunState, state: CandidateState, probe: str, t: str, dq_out: 
     if found is not None:
         return f"the file's {fmt.upper()} Q/DQ on {where} {found}", source, value
     return None
-
-
-def scale_faults(model, nodes: list) -> list[str]:
-    """The words for each DequantizeLinear among `nodes` (of `model`) whose scale the file holds as inf, NaN or zero:
-    what a root cause's segment reads where the probe itself is no quantized tensor (a coarse level's block)."""
-    inits = {i.name: i for i in model.graph.initializer}
-    producer = {o: n for n in model.graph.node for o in n.output}
-    out = []
-    for dq in (n for n in nodes if n.op_type == "DequantizeLinear" and len(n.input) > 1):
-        fmt = _format(inits.get(dq.input[2]) if len(dq.input) > 2 else None) or "int8"
-        q = producer.get(dq.input[0])
-        fault = _scale_fault(dq, inits, None, fmt, paired=q is not None and q.op_type == "QuantizeLinear")
-        if fault is not None:
-            reads = next((n for n in model.graph.node if dq.output[0] in n.input), None)
-            out.append(f"the file's Q/DQ {dq.name or dq.output[0]!r}" + (f" before {_node(reads)}" if reads else "")
-                       + f": {fault}")
-    return out
-
-
-def _scale_fault(dq, inits: dict, value: np.ndarray | None, fmt: str, paired: bool) -> str | None:
-    """The words for a DequantizeLinear whose scale the file holds as inf, NaN or zero (in some channels), with the
-    scale the reference's values call for (|x| max over the format's largest level) where they are known; None where
-    every scale is a positive finite number. `paired`: the DequantizeLinear reads a QuantizeLinear (x / inf is 0, so
-    all its values come out NaN); else it reads stored levels (a zero level NaN, the others ±inf)."""
-    from onnx import TensorProto, numpy_helper
-
-    if dq.input[1] not in inits:
-        return None
-    init = inits[dq.input[1]]
-    scale = numpy_helper.to_array(init).astype(np.float64).ravel()
-    bad = {"inf": np.isinf(scale), "NaN": np.isnan(scale), "0": scale == 0}
-    kind = next((k for k, m in bad.items() if m.any()), None)
-    if kind is None:
-        return None
-    mask = bad[kind]
-    stored = {TensorProto.FLOAT16: "FP16", TensorProto.BFLOAT16: "BF16"}.get(init.data_type)
-    share = (f" in {int(mask.sum())} of its {mask.size} channel{'s' * (mask.size > 1)}" if mask.size > 1 else "")
-    said = f"the scale {dq.input[1]!r} is {kind} in the file{share}"
-    wanted = None
-    if value is not None and np.size(value):
-        a = np.abs(value)
-        if mask.size > 1:  # the channels of the bad scales, along the DequantizeLinear's axis
-            axis = next((x.i for x in dq.attribute if x.name == "axis"), 1) % value.ndim
-            a = np.moveaxis(a, axis, 0)[mask] if a.shape[axis] == mask.size else a
-        wanted = float(np.max(a)) / LEVELS[fmt][1]
-    there = " there" if share else ""
-    calls = f"{wanted:.3g}, the reference's |x| max / {LEVELS[fmt][1]:g}" if wanted is not None else ""
-    if kind == "inf":
-        infs = np.asarray(value)[np.isinf(value)] if value is not None and np.size(value) else np.zeros(0)
-        sign = "±" if (infs < 0).any() and (infs > 0).any() else "-" if (infs < 0).any() else "+"
-        cause = (f" (the reference's values reach {sign}inf ({infs.size} of {np.size(value)}): a range calibrated "
-                 "over them is infinite)" if infs.size else
-                 f" (the FP16 cast of {calls}, overflowed)" if wanted is not None and wanted > 65504 else
-                 " (stored in FP16, where a scale past 65504 is inf)" if stored == "FP16" else "")
-        what = "NaN" if paired else "NaN (a zero level) or ±inf"
-        return f"{said}{cause}: every value it dequantizes{there} is {what}"
-    if kind == "NaN":
-        return f"{said}: every value it dequantizes{there} is NaN"
-    held = f"stored in {stored}; " if stored else ""
-    cause = (f" (the FP16 cast of {calls}, flushed to zero)" if wanted is not None and 0 < wanted < 2.0 ** -25 else
-             f" ({held}the reference's |x| max / {LEVELS[fmt][1]:g} calls for {wanted:.3g})" if wanted else "")
-    return f"{said}{cause}: every value it dequantizes{there} is 0"
-
-
-def _stored_weight(run: RunState, state: CandidateState, probe: str, dq, inits: dict, reader) -> str | None:
-    """A weight the file stores quantized, dequantized with the file's own scale, against the reference's weight of
-    the same node (the reference graph's node that computes `probe`, its second input): where they differ by more
-    than WEIGHT_OFF (relative RMS), the words that say so — its rounding where the file's levels are the reference's
-    weight rounded at the file's own scale (per tensor or per channel alike: issue 115), else not this model's; a
-    weight rounded so that most of its nonzero values are zero is said as its rounding too, and any rounding where its
-    weight alone read in float brought the decision back (`quantized/weight_steps.py`)."""
-    from onnx import TensorProto, numpy_helper
-
-    from cp_debug.bisect.findings.quantized import weight_steps
-
-    ref_stage = run.subject.stages[run.probes[probe].stage]  # the reference's graph of the stage
-    pm = ref_stage.probe_map()
-    t = pm.tensors.get(probe) if pm is not None else None
-    model = ref_stage.onnx()
-    node = next((n for n in model.graph.node if t in n.output), None)
-    ref_inits = {i.name: i for i in model.graph.initializer}
-    if node is None or len(node.input) < 2 or node.input[1] not in ref_inits:
-        return None
-    ref = numpy_helper.to_array(ref_inits[node.input[1]]).astype(np.float64)
-    q = numpy_helper.to_array(inits[dq.input[0]]).astype(np.float64)
-    params = scale_zero(dq, inits, q.ndim)
-    if params is None or q.shape != ref.shape:
-        return None
-    scale, zero = params
-    got = (q - zero) * scale
-    norm = float(np.sqrt(np.mean(ref ** 2))) or 1.0
-    off = float(np.sqrt(np.mean((got - ref) ** 2))) / norm
-    fmt = {TensorProto.INT8: "int8", TensorProto.UINT8: "uint8"}.get(inits[dq.input[0]].data_type)
-    run_back = weight_steps.shown(state, dq.input[0])  # its weight alone in float brought the decision back
-    rounded = _weight_rounding(ref, q, scale, zero, fmt, off, run_back is not None) if fmt is not None else None
-    if rounded and run_back is not None:
-        found = state.intervention
-        rounded += weight_steps.channels(ref, scale) + weight_steps.run_words(run_back, found.before.ratio,
-                                                                              found.metric)
-    if rounded is not None:  # this model's weights: said where their rounding is worth naming
-        return f"the file's {fmt.upper()} weight {dq.input[0]!r} of {_node(reader)} {rounded}" if rounded else None
-    if off <= WEIGHT_OFF:
-        return None
-    fit = float(np.sum(got * ref) / max(float(np.sum(ref * ref)), 1e-30))  # the best single factor got ≈ fit · ref
-    return (f"the file's weight {dq.input[0]!r} of {_node(reader)} dequantizes to values {fit:.3g}× the "
-            f"reference's {node.input[1]!r} (rel. RMS difference {off:.3g}, where its own rounding is a few 1e-3): "
-            "the file's weights or their scale are not this model's")
-
-
-ROUNDED = 0.99  # the share of a file's weight levels within one level of the reference's weight rounded at its scale
-
-
-def _weight_rounding(ref: np.ndarray, q: np.ndarray, scale: np.ndarray, zero: np.ndarray, fmt: str, off: float,
-                     shown: bool = False) -> str | None:
-    """The words for a stored weight whose levels `q` are the reference's weight `ref` rounded at the file's own
-    `scale` and `zero` (all but a share 1 - ROUNDED within one level: calibrators round and clip alike, some nudge a
-    level) — its rounding, per tensor or per channel, with the range that sets the step, where it loses more than
-    WEIGHT_OFF (rel. RMS) or rounds most nonzero values to zero (LOST: a range set by an outlier, whose own size
-    keeps the RMS small) or where a run showed it (`shown`), else "" (nothing worth naming); None where the levels
-    are not the reference's weight."""
-    qmin, qmax = LEVELS[fmt]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        own = np.clip(np.rint(ref / scale) + zero, qmin, qmax)
-    if not np.all(np.isfinite(own)):
-        return None
-    close = np.abs(own - q) <= 1
-    big = np.maximum(np.abs(own - zero), np.abs(q - zero)) >= 2  # levels a wrong scale moves (0 and ±1 it may not)
-    if float(np.mean(close)) < ROUNDED or (big.any() and float(np.mean(close[big])) < ROUNDED):
-        return None
-    a = np.abs(ref)
-    nonzero = a > 0
-    zeroed = int(np.count_nonzero(nonzero & (np.abs(own - zero) == 0)))
-    lost = zeroed / max(int(np.count_nonzero(nonzero)), 1)
-    if off <= WEIGHT_OFF and lost <= LOST and not shown:
-        return ""
-    median = float(np.median(a[nonzero])) if nonzero.any() else 0.0
-    steps = np.broadcast_to(scale, ref.shape)
-    if np.size(scale) == 1:
-        per = f" / {qmax:g}" if fmt == "int8" else ""  # uint8's step spans its range (max - min) / 255
-        how = (f"per tensor at step {float(scale):.3g} (its |w| max {float(a.max()):.3g}{per}, against a "
-               f"median nonzero |w| {median:.3g})")
-    else:
-        how = (f"per channel ({np.size(scale)} scales, steps {float(steps.min()):.3g} to {float(steps.max()):.3g}; "
-               f"median nonzero |w| {median:.3g})")
-    return (f"is the reference's weight rounded {how}: {zeroed} of its {int(np.count_nonzero(nonzero))} nonzero "
-            f"values ({lost:.0%}) round to zero, a rel. RMS rounding error of {off:.3g} — INT8 weight rounding, "
-            "this model's weights")
-
-
-def scale_zero(dq, inits: dict, ndim: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """A DequantizeLinear's scale and zero point (float64), shaped to broadcast against a tensor of `ndim` dimensions
-    along its `axis` where they are per channel; None where its scale is no initializer."""
-    from onnx import numpy_helper
-
-    if dq.input[1] not in inits:
-        return None
-    scale = numpy_helper.to_array(inits[dq.input[1]]).astype(np.float64)
-    zero = (numpy_helper.to_array(inits[dq.input[2]]).astype(np.float64)
-            if len(dq.input) > 2 and dq.input[2] in inits else np.zeros(()))
-    if scale.size > 1:  # per channel: each slice against its own scale and zero point
-        shape = [1] * ndim
-        shape[next((a.i for a in dq.attribute if a.name == "axis"), 1)] = -1
-        scale, zero = scale.reshape(shape), (zero.reshape(shape) if zero.size > 1 else zero)
-    return scale, zero
 
 
 def _range(value: np.ndarray, scale: np.ndarray, zero: np.ndarray, fmt: str, fill: np.ndarray | None = None

@@ -162,13 +162,11 @@ def qdq_flush(run, state, results, first_divergent: str | None, root: str | None
 
 def _examined(run, state, by: dict, probe: str, model, writer: dict, target) -> QdqFlush | None:
     from cp_debug.bisect.cures.experiment import OrtFp32Reference
+    from cp_debug.graph.qdq_pair import QdqIndex
 
     p = run.probes[probe]
-    inits = {t.name: t for t in model.graph.initializer}
-    readers: dict[str, list] = {}
-    for n in model.graph.node:
-        for x in n.input:
-            readers.setdefault(x, []).append(n)
+    index = QdqIndex.of(model)
+    inits, readers = index.inits, index.readers
     pairs, walked = _walk(writer, inits, target)
     if not pairs:
         return None
@@ -190,7 +188,7 @@ def _examined(run, state, by: dict, probe: str, model, writer: dict, target) -> 
     if not tensors:
         return None
     ref = OrtFp32Reference(reference, run.ref_feeds[p.stage], determinism=run.det)(tensors)
-    flushing = [x for x in (_pair(q, ref, inits, readers, probe_of) for q in pairs) if x is not None]
+    flushing = [x for x in (_pair(q, ref, index, probe_of) for q in pairs) if x is not None]
     if not flushing:
         return None
     at = next((x.probe for x in flushing if x.probe is not None), probe)
@@ -233,34 +231,31 @@ def _walk(writer: dict, inits: dict, target) -> tuple[list, list[str]]:
     return pairs, walked
 
 
-def _pair(q, ref: dict, inits: dict, readers: dict, probe_of: dict) -> Pair | None:
-    """QuantizeLinear `q`'s pair where it flushes `MIN_SHARE` of the reference's nonzero values (per tensor), else
-    None."""
-    from onnx import numpy_helper
+def _pair(q, ref: dict, index, probe_of: dict) -> Pair | None:
+    """QuantizeLinear `q`'s pair (`index`: `graph/qdq_pair.QdqIndex`; its scale an initializer) where it flushes
+    `MIN_SHARE` of the reference's nonzero values (per tensor), else None."""
+    from cp_debug.graph.qdq_pair import INITIALIZER
 
-    if q.input[0] not in ref or q.input[1] not in inits:
+    pair = index.pair(q)
+    if q.input[0] not in ref or pair is None or pair.scale_from != INITIALIZER or not pair.per_tensor:
         return None
-    scale = numpy_helper.to_array(inits[q.input[1]]).astype(np.float64)
-    zp = numpy_helper.to_array(inits[q.input[2]]) if len(q.input) > 2 and q.input[2] in inits else None
-    share = _share(np.asarray(ref[q.input[0]], np.float64), scale, zp)
-    if share < MIN_SHARE or scale.size != 1:
+    share = _share(np.asarray(ref[q.input[0]], np.float64), pair)
+    if share < MIN_SHARE:
         return None
-    dqs = tuple(d.name for d in readers.get(q.output[0], ()) if d.op_type == "DequantizeLinear")
-    zero = int(np.asarray(zp, np.float64).reshape(-1)[0]) if zp is not None else 0
-    return Pair(q.input[0], float(scale.reshape(-1)[0]), zero, (q.name, *dqs), share, probe_of.get(q.input[0]))
+    zero = int(pair.zero.reshape(-1)[0]) if pair.zero.size else 0
+    return Pair(q.input[0], pair.step, zero, (q.name, *(d.name for d in pair.dequantize)), share,
+                probe_of.get(q.input[0]))
 
 
-def _share(x: np.ndarray, scale: np.ndarray, zp) -> float:
-    """The share of `x`'s nonzero values that quantize-dequantize to exactly 0 at `scale` / `zp` (per tensor)."""
+def _share(x: np.ndarray, pair) -> float:
+    """The share of `x`'s nonzero values that quantize-dequantize to exactly 0 through a per-tensor `pair`."""
     nonzero = x[x != 0]
-    if nonzero.size == 0 or scale.size != 1:
+    if nonzero.size == 0:
         return 0.0
-    s = float(scale.reshape(-1)[0])
-    if zp is None or np.issubdtype(np.asarray(zp).dtype, np.integer):
-        z = int(np.asarray(zp).reshape(-1)[0]) if zp is not None else 0
-        lo, hi = (np.iinfo(np.asarray(zp).dtype).min, np.iinfo(np.asarray(zp).dtype).max) if zp is not None else (
-            -128, 127)
-        q = np.clip(np.rint(nonzero / s) + z, lo, hi)
+    s = pair.step
+    if not pair.qtype.startswith("float"):
+        z = float(pair.zero.reshape(-1)[0])
+        q = np.clip(np.rint(nonzero / s) + z, pair.qmin, pair.qmax)
         return float(np.mean(q == z))
     # float8: its smallest subnormal is 2^-9; below half of it (times the scale) reads 0
     return float(np.mean(np.abs(nonzero) < s * 2.0 ** -10))

@@ -125,7 +125,7 @@ def _stored(weight: str, producer: dict, inits: dict, ndim: int) -> np.ndarray |
     (a DequantizeLinear reading an initializer), or None where it is not stored so."""
     from onnx import numpy_helper
 
-    from cp_debug.bisect.findings.qdq_file_why import scale_zero
+    from cp_debug.bisect.findings.quantized.levels import scale_zero
 
     dq = producer.get(weight)
     if dq is None or dq.op_type != "DequantizeLinear" or dq.input[0] not in inits:

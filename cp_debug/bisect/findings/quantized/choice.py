@@ -54,7 +54,7 @@ class QuantizedFlip:
     precision: str
 
     @property
-    def gap(self) -> float:  # the number the finding rests on (`catalog.NearTie`'s figure)
+    def gap(self) -> float:  # the number the finding rests on (`examiners/where.NearTie`'s figure)
         return self.members.margin
 
     def _steps(self) -> str:
@@ -271,35 +271,22 @@ def _as_run(run: RunState, state: CandidateState, i: int, model, outputs: list[s
 def _step(qdq, node, x: np.ndarray, members: Members, precision: str) -> tuple[float, str]:
     """The rounding step at the values `node` reads: the scale of the Q/DQ pair on them in `qdq` (a per-tensor
     scale; float8: its spacing at the values there), else a float format's spacing; (0, "") where none is known."""
-    from onnx import numpy_helper
+    from cp_debug.graph.qdq_pair import QdqIndex
 
     if qdq is not None:
         g = qdq.graph
-        inits = {t.name: t for t in g.initializer}
-        consts = {n.output[0]: n.attribute[0].t for n in g.node if n.op_type == "Constant" and n.attribute}
+        index = QdqIndex.of(qdq)
         mine = next((n for n in g.node if n.name == node.name and n.op_type == node.op_type), None)
         src = mine.input[0] if mine is not None else node.input[0]
-        deq = next((n for n in g.node if n.op_type == "DequantizeLinear" and n.output[0] == src), None)
-        quant = deq if deq is not None else next(
-            (n for n in g.node if n.op_type == "QuantizeLinear" and n.input[0] == src), None)
-        if quant is not None and len(quant.input) > 1:
-            t = inits.get(quant.input[1]) or consts.get(quant.input[1])
-            scale = numpy_helper.to_array(t) if t is not None else None
-            if scale is not None and scale.size == 1:
-                s = float(scale.reshape(-1)[0])
-                tensor = _float_name(g, src)
-                if "float8" in _zero_type(g, quant, inits):  # float8: 3 mantissa bits (E4M3) at the values there
-                    at = max(abs(float(np.max(np.abs(x)))) / s, 2.0 ** -6)
-                    return s * 2.0 ** (np.floor(np.log2(at)) - 3), f"the FP8 Q/DQ pair on {tensor!r}, scale {s:.3g}"
-                return s, f"the Q/DQ pair on {tensor!r}: one INT8 step, its scale"
+        pair = index.pair(src)  # the DequantizeLinear writing it, else a QuantizeLinear reading it
+        if pair is not None and pair.per_tensor:
+            s = pair.step
+            tensor = _float_name(g, src)
+            if pair.qtype.startswith("float8"):  # float8: 3 mantissa bits (E4M3) at the values there
+                at = max(abs(float(np.max(np.abs(x)))) / s, 2.0 ** -6)
+                return s * 2.0 ** (np.floor(np.log2(at)) - 3), f"the FP8 Q/DQ pair on {tensor!r}, scale {s:.3g}"
+            return s, f"the Q/DQ pair on {tensor!r}: one INT8 step, its scale"
     if precision in ("fp16", "bf16"):  # a float file: the format's spacing at the two values (`Members.compare`)
         return members.step, f"{precision}'s spacing at them"
     return 0.0, ""
 
-
-def _zero_type(g, quant, inits) -> str:
-    """The quantized type of a Q/DQ pair (its zero point's), as a lower-case name ('int8', 'float8e4m3fn' …)."""
-    from onnx import TensorProto
-
-    z = inits.get(quant.input[2]) if len(quant.input) > 2 else None
-    return TensorProto.DataType.Name(z.data_type).lower() if z is not None else "int8"

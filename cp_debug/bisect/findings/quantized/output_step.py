@@ -46,20 +46,15 @@ def _step(state, st, tensor: str) -> tuple[float, float, float] | None:
     file's own scale and zero point (its DequantizeLinear writing `tensor`), else the built-in's symmetric
     calibrated amax / 127."""
     if state.spec.onnx_dir is not None:
-        from onnx import numpy_helper
+        from cp_debug.graph.qdq_pair import INITIALIZER, QdqIndex
 
-        model = st.onnx()
-        producer = {o: n for n in model.graph.node for o in n.output}
-        inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-        dq = producer.get(tensor)
-        if dq is None or dq.op_type != "DequantizeLinear" or len(dq.input) < 3 or dq.input[1] not in inits \
-                or dq.input[2] not in inits or inits[dq.input[1]].size != 1:
+        index = QdqIndex.of(st.onnx())
+        dq = index.writer.get(tensor)
+        pair = index.pair(dq) if dq is not None and dq.op_type == "DequantizeLinear" else None
+        if pair is None or pair.zero_from != INITIALIZER or pair.scale_from != INITIALIZER \
+                or pair.qtype not in ("int8", "uint8") or (ends := pair.ends) is None:
             return None
-        scale, zero = float(inits[dq.input[1]]), inits[dq.input[2]]
-        if zero.dtype not in (np.int8, np.uint8):
-            return None
-        info = np.iinfo(zero.dtype)
-        return scale, (info.min - float(zero)) * scale, (info.max - float(zero)) * scale
+        return pair.step, *ends
     amax = state.int8_amax.get(tensor, state.int8_amax.get(f"{tensor}_QuantizeLinear_Input"))
     return (float(amax) / 127.0, -float(amax), float(amax)) if amax else None
 

@@ -1,8 +1,9 @@
 """A weight's INT8 rounding as the mechanism where a run shows it (issue 115, item 2): "per-tensor and per-channel
 weight rounding both read as rounding".
 
-A user's Q/DQ file whose weight is the reference's rounded at the file's own scale (`qdq_file_why._weight_rounding`)
-says that rounding where it is large of itself (a rel. RMS error past `WEIGHT_OFF`, most nonzero values to zero).
+A user's Q/DQ file whose weight is the reference's rounded at the file's own scale
+(`quantized/stored_weight._weight_rounding`) says that rounding where it is large of itself (a rel. RMS error past
+`WEIGHT_OFF`, most nonzero values to zero).
 A smaller one can still hold the decision where the layers after it amplify it: open_nsfw's stem conv `Conv__440`
 (its BatchNorm folded in), rounded per tensor at a step of 4.66e-5 — 15.6 % of its weights to zero, a rel. RMS error of
 0.027 — moves 3 of 20 images' bands. So where the intervention's layer at the decision (`decision_layer`) had its
