@@ -202,9 +202,9 @@ def _pair_why(run: RunState, state: CandidateState, probe: str, t: str, dq_out: 
     fault = scale_fault(dq, inits, value, fmt, paired=True)
     if fault is not None:
         return f"the file's {fmt.upper()} Q/DQ on {where}: {fault}", source, None
-    from cp_debug.bisect.findings.quantized.mask_fill import unweighed_fill
+    from cp_debug.bisect.findings.quantized.flat_reader import unheeded
 
-    fill = unweighed_fill(producer, inits, dq_out, value, (LEVELS[fmt][0] - params[1]) * params[0])
+    fill = unheeded(producer, inits, dq_out, value, *params, fmt)  # a fill weighed at nothing, a reader saturated
     found = _range(value, *params, fmt, fill)
     if found is not None:
         return f"the file's {fmt.upper()} Q/DQ on {where} {found}", source, value
@@ -214,8 +214,8 @@ def _pair_why(run: RunState, state: CandidateState, probe: str, t: str, dq_out: 
 def _range(value: np.ndarray, scale: np.ndarray, zero: np.ndarray, fmt: str, fill: np.ndarray | None = None
            ) -> str | None:
     """What the file's range does to `value` (`scale` and `zero` broadcast against it): clips a share beyond it, or
-    rounds most nonzero values to zero. `fill`: a mask's fill the softmax weighs at nothing clipped or not, no clip
-    (`quantized/mask_fill.py`)."""
+    rounds most nonzero values to zero. `fill`: values no reader heeds clipped or not (a mask's fill, a saturated
+    reader's input: `quantized/flat_reader.py`), no clip."""
     qmin, qmax = LEVELS[fmt]
     lo, hi = (qmin - zero) * scale, (qmax - zero) * scale
     # an integer level's half step past either end rounds to that end as any value inside does: no clip (PaddleOCR's

@@ -1,0 +1,79 @@
+"""A clip its reader saturates on is no clip (issue 115, item 2; `findings/quantized/flat_reader.py`): an LSTM's gate
+pre-activations calibrated to [-14, 14] and judged up to ±21 feed a Sigmoid that reads sigmoid(14) = 1 − 8e-7 either
+way (captcha-whisperer's CRNN: the clip was the root's reason, and leaving its pair out changed the output's error by
+nothing, 0.0551 → 0.0551). The file is ONNX Runtime's `quantize_static`'s, its defaults; the reference's values are
+ONNX Runtime's FP32 run of the model."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+
+def _gate(path, act: str, gain: float) -> None:
+    """x → MatMul (its weights × `gain`) → `act` → MatMul → out."""
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(16, 16)).astype(np.float32) * gain / 4
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["pre"], name="gate/MatMul"),
+             helper.make_node(act, ["pre"], ["gate"], name=f"gate/{act}"),
+             helper.make_node("MatMul", ["gate", "v"], ["out"], name="out/MatMul")]
+    inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(rng.normal(size=(16, 4)).astype(np.float32), "v")]
+    graph = helper.make_graph(nodes, "gate", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 16])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [None, 4])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+def _clip_words(tmp_path, act: str, gain: float) -> tuple[str | None, str | None]:
+    """What `qdq_file_why._range` says of the pair on `pre` (the gate's input), judged on inputs 1.5× the
+    calibration's: without the values no reader heeds, and with them."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+
+    from cp_debug.bisect.findings.qdq_file_why import _range, scale_zero
+    from cp_debug.bisect.findings.quantized.flat_reader import unheeded
+    from cp_debug.bisect.findings.quantized.levels import qdq_format
+
+    rng = np.random.default_rng(1)
+    cal = [rng.uniform(-1, 1, size=(8, 16)).astype(np.float32) for _ in range(4)]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter({"x": x} for x in cal)
+
+        def get_next(self):
+            return next(self.it, None)
+
+    _gate(tmp_path / "m.onnx", act, gain)
+    quantize_static(str(tmp_path / "m.onnx"), str(tmp_path / "q.onnx"), Reader(), quant_format=QuantFormat.QDQ)
+    judged = np.concatenate(cal) * 1.5
+    # the reference's `pre`: the FP32 model's MatMul output, through an added output
+    m = onnx.load(str(tmp_path / "m.onnx"))
+    m.graph.output.append(helper.make_tensor_value_info("pre", TensorProto.FLOAT, None))
+    value = np.asarray(ort.InferenceSession(m.SerializeToString()).run(["pre"], {"x": judged})[0], np.float64)
+    q = onnx.load(str(tmp_path / "q.onnx"))
+    producer = {o: n for n in q.graph.node for o in n.output}
+    inits = {i.name: i for i in q.graph.initializer}
+    reader = next(n for n in q.graph.node if n.op_type == act)
+    dq = producer[reader.input[0]]
+    assert producer[producer[dq.input[0]].input[0]].name == "gate/MatMul"  # the pair on `pre`
+    fmt = qdq_format(inits[dq.input[2]])
+    params = scale_zero(dq, inits, value.ndim)
+    return _range(value, *params, fmt), _range(value, *params, fmt, unheeded(producer, inits, dq.output[0], value,
+                                                                             *params, fmt))
+
+
+def test_a_clip_a_saturated_sigmoid_reads_the_same_is_no_clip(tmp_path):
+    before, after = _clip_words(tmp_path, "Sigmoid", gain=6.0)  # calibrated to about ±14, judged to about ±21
+    assert before is not None and before.startswith("clips")  # the clip is there ...
+    assert after is None  # ... and the Sigmoid reads the same values either way: no fault named
+
+
+def test_a_clip_in_a_sigmoids_slope_is_still_a_clip(tmp_path):
+    before, after = _clip_words(tmp_path, "Sigmoid", gain=1.0)  # calibrated to about ±2.5: the slope clipped
+    assert before is not None and before.startswith("clips") and after == before
+
+
+def test_a_clip_a_saturated_tanh_reads_the_same_is_no_clip(tmp_path):
+    before, after = _clip_words(tmp_path, "Tanh", gain=6.0)
+    assert before is not None and before.startswith("clips") and after is None
