@@ -12,6 +12,6 @@ QUANTIZED = ("int8", "fp8")
 BLOCKS = ("nvfp4", "mxfp8")
 
 
-def tried(found) -> tuple:
+def kept_at_outputs(found) -> tuple:
     """The keep set `found` tried at the outputs, (Restoration, OutputError), as `Finding.restores` carries it."""
     return (found.at_outputs,) if getattr(found, "at_outputs", None) is not None else ()

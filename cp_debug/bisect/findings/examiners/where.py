@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from cp_debug.backends.spec import Capability
 from cp_debug.bisect.findings.contract import Candidate, Finding, Role, Segment
-from cp_debug.bisect.findings.examiners import HALF, QUANTIZED, tried
+from cp_debug.bisect.findings.examiners import HALF, QUANTIZED, kept_at_outputs
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class NearTie:
             return None
         number = getattr(flip, "gap", None)  # a decision's margin (`flip_why.Flip`); an index has none: no tie
         return Finding(self.fault, self.role, flip.probe, flip.text(), getattr(flip, "step", None) if number is None
-                       else number, replaces_hint=True, detail=flip, restores=tried(flip),
+                       else number, replaces_hint=True, detail=flip, restores=kept_at_outputs(flip),
                        tie=f"{flip.op} {flip.node!r}" if number is not None else None)
 
 
@@ -103,4 +103,4 @@ class QdqFlushBefore:
         if not back and (not within or (tried is not None and tried.cure is not None)):
             return None  # the outputs not within their budget with it removed, or another cause brings them back
         return Finding(self.fault, self.role, found.probe, found.text(), found.share, detail=found,
-                       restores=tried(found), measured=back, mechanism=True)
+                       restores=kept_at_outputs(found), measured=back, mechanism=True)

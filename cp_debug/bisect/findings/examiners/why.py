@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cp_debug.bisect.findings.contract import Candidate, Finding, Role, Segment
-from cp_debug.bisect.findings.examiners import BLOCKS, QUANTIZED, tried
+from cp_debug.bisect.findings.examiners import BLOCKS, QUANTIZED, kept_at_outputs
 from cp_debug.bisect.ranking import beyond_locally
 from cp_debug.compare.diff import NON_FINITE
 
@@ -182,7 +182,7 @@ class FlushBefore:
             return None
         found = flush_before(seg.run, seg.state, p.stage, p.name)
         return Finding(self.fault, self.role, p.name, found.text(), found.share, replaces_hint=True,
-                       detail=found, restores=tried(found)) if found else None
+                       detail=found, restores=kept_at_outputs(found)) if found else None
 
 
 @dataclass(frozen=True)
