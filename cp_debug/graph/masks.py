@@ -15,6 +15,10 @@ import numpy as np
 from cp_debug.half import FP16_MAX
 
 CLAMPED_FILL = 1e4  # onnxconverter-common's max_finite_val: its -1e4 fill, logits added (half of it), weighs 0
+# A mask's fill: a value at or beyond it (or ±inf) is no value a layer computes but a mask's (`transformers`'
+# finfo.min, -3.4e38, as torch.onnx's dynamo exporter writes it; -inf as the TorchScript exporter's Where writes it)
+MASK_FILL = 1e30
+INT8_TOP = 127  # the largest level of an 8-bit pair: a scale reaches this many steps from its zero point
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -68,6 +72,15 @@ def saturated_mask(ref: np.ndarray, test: np.ndarray) -> np.ndarray | None:
     clamped = fill & np.isfinite(t) & (t <= -CLAMPED_FILL / 2) & (t != r)  # the reference's own: nothing to say
     sat = (bad & np.isneginf(t) & fill) | clamped
     return sat if sat.any() and np.array_equal(sat & bad, bad) else None
+
+
+def fill_scale(scale) -> bool:
+    """Whether a Q/DQ pair's finite `scale` (any of its channels) spans a range only a mask's fill reaches: 127 steps
+    of it at or past MASK_FILL. Calibrated over the fill (rxnfp's dynamo export: finfo.min added to each layer's
+    scores, `quantize_static`'s scale 1.33e36, the fill's range / 255), every value a layer computes rounds to its
+    zero point: the pair zeroes the real values and keeps only the fill."""
+    s = np.abs(np.asarray(scale, np.float64))
+    return bool(np.any(np.isfinite(s) & (s * INT8_TOP >= MASK_FILL)))
 
 
 def softmax_axis(nodes, tensor: str) -> int | None:

@@ -222,21 +222,25 @@ def pair_scale(model: "onnx.ModelProto", node) -> float | None:
 
 @dataclass(frozen=True)
 class BadScalePair:
-    """A Q/DQ pair on an activation whose scale is no number (`bad_scale_pairs`): the tensor it quantizes, the node
-    that writes it (None: a graph input; "" an unnamed one), the kind ("inf", "NaN", "0"), its DequantizeLinears'
-    outputs and the nodes that read them, each in graph order."""
+    """A Q/DQ pair on an activation whose scale is no number, or one set by a mask's fill (`bad_scale_pairs`): the
+    tensor it quantizes, the node that writes it (None: a graph input; "" an unnamed one), the kind ("inf", "NaN",
+    "0", "fill"), its DequantizeLinears' outputs and the nodes that read them, each in graph order."""
 
     source: str
     writer: str | None
     kind: str
     dequantized: tuple[str, ...]
     readers: tuple[str, ...]
+    scale: float = float("nan")  # the largest finite |scale| of the pair (a fill's: the figure its words say)
 
 
 def bad_scale_pairs(model: "onnx.ModelProto") -> list[BadScalePair]:
     """The pairs of `model` on an activation (not a weight) whose scale initializer holds an inf, a NaN or a 0, in
     graph order: every value such a pair dequantizes is NaN or 0 (a masked attention's -inf fill calibrated into
-    its scores). A scale that is no initializer is not read."""
+    its scores); or a finite scale a mask's fill set (`graph/masks.fill_scale`, kind "fill": finfo.min calibrated
+    into the scores, every real score rounds to the zero point). A scale that is no initializer is not read."""
+    from cp_debug.graph.masks import fill_scale
+
     index = QdqIndex.of(model)
     nodes = list(model.graph.node)
     pairs = []
@@ -244,15 +248,18 @@ def bad_scale_pairs(model: "onnx.ModelProto") -> list[BadScalePair]:
         if q.op_type != "QuantizeLinear" or q.input[0] in index.inits:
             continue
         pair = index.pair(q)
-        if pair is None or pair.scale_from != INITIALIZER or np.all(np.isfinite(pair.scale) & (pair.scale != 0)):
+        if pair is None or pair.scale_from != INITIALIZER:
             continue
-        s = pair.scale
-        kind = "inf" if np.isinf(s).any() else "NaN" if np.isnan(s).any() else "0"
+        s = np.asarray(pair.scale, np.float64)
+        if np.all(np.isfinite(s) & (s != 0)) and not fill_scale(s):
+            continue
+        kind = "inf" if np.isinf(s).any() else "NaN" if np.isnan(s).any() else "0" if (s == 0).any() else "fill"
         dqs = tuple(d.output[0] for d in pair.dequantize)
         reading = sorted({index.position[id(n)] for d in dqs for n in index.readers.get(d, ())})  # graph order
         writer = index.writer.get(q.input[0])
         pairs.append(BadScalePair(q.input[0], writer.name if writer is not None else None, kind, dqs,
-                                  tuple(nodes[i].name for i in reading)))
+                                  tuple(nodes[i].name for i in reading),
+                                  float(np.max(np.abs(s[np.isfinite(s)]), initial=0.0))))
     return pairs
 
 

@@ -4,10 +4,16 @@ as inf, so every value the pair dequantizes is NaN (x / inf rounds to the zero p
 the reference's -inf, not an FP16 cast (rxnfp's BERT, tests/trained/test_rxnfp.py: the file held no FP16); the cure
 offered leaves every such pair out at once by its readers (each layer's Add and Softmax; the fill's Where not needed).
 The same fault in every layer is said as one (issue 115): the root the first such pair in execution order, the
-pairs carried in the JSON's `root_cause.same_fault`, the intervention's confirmation made with the set."""
+pairs carried in the JSON's `root_cause.same_fault`, the intervention's confirmation made with the set.
+
+The fill as torch.onnx's dynamo exporter writes it, float32's lowest (-3.4e38), not -inf: the scale is finite (the
+fill's range / 255, 1.33e36), every real score rounds to the zero point, each attention uniform over its tokens.
+Compared through the fill the masked scores read "ok" and the root went to the output ("the error accumulates");
+the pairs a mask's fill set are the same fault, said as one, the root the first and the set the cure."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import numpy as np
@@ -18,8 +24,11 @@ from onnx import TensorProto, helper, numpy_helper
 from tests.cli_run import cpdebug
 
 
-def _masked_attention(path) -> None:
-    """Two masked attentions one after the other (`a/`, `b/`), each adding the -inf fill to its scores."""
+LOWEST = float(np.finfo(np.float32).min)  # the dynamo exporter's fill
+
+
+def _masked_attention(path, fill: float = -np.inf) -> None:
+    """Two masked attentions one after the other (`a/`, `b/`), each adding the `fill` to its scores."""
     rng = np.random.default_rng(0)
     nodes, inits = [helper.make_node("Where", ["mask", "zero", "ninf"], ["fill"], name="Where")], []
     for layer, x, y in (("a", "q", "h"), ("b", "h", "out")):
@@ -30,7 +39,7 @@ def _masked_attention(path) -> None:
         inits += [numpy_helper.from_array(rng.normal(size=(8, 16)).astype(np.float32), f"{layer}_kt"),
                   numpy_helper.from_array(rng.normal(size=(16, 8)).astype(np.float32), f"{layer}_v")]
     inits += [numpy_helper.from_array(np.zeros(1, np.float32), "zero"),
-              numpy_helper.from_array(np.full(1, -np.inf, np.float32), "ninf")]
+              numpy_helper.from_array(np.full(1, fill, np.float32), "ninf")]
     graph = helper.make_graph(nodes, "masked_attention",
                               [helper.make_tensor_value_info("q", TensorProto.FLOAT, [1, 4, 8]),
                                helper.make_tensor_value_info("mask", TensorProto.BOOL, [1, 1, 16])],
@@ -44,7 +53,9 @@ def _feeds(n: int, seed: int) -> list[dict]:
              "mask": (np.arange(16) < 16 - 2 * (i % 4 + 1)).reshape(1, 1, 16)} for i in range(n)]
 
 
-def test_a_scale_made_inf_by_a_range_that_reaches_minus_inf_is_said_as_such(tmp_path):
+def _bisected(tmp_path, fill: float) -> tuple:
+    """The two masked attentions with `fill`, quantized by `quantize_static` (Q/DQ, its defaults, 8 samples) and
+    bisected: the run, its words on one line and the report's root cause."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
 
     class Reader(CalibrationDataReader):
@@ -54,15 +65,20 @@ def test_a_scale_made_inf_by_a_range_that_reaches_minus_inf_is_said_as_such(tmp_
         def get_next(self):
             return next(self.it, None)
 
-    _masked_attention(tmp_path / "model.onnx")
+    _masked_attention(tmp_path / "model.onnx", fill)
     (tmp_path / "q").mkdir()
-    with pytest.warns(RuntimeWarning):  # the quantizer's own zero point of an infinite scale
-        quantize_static(str(tmp_path / "model.onnx"), str(tmp_path / "q" / "model.onnx"), Reader(),
+    with pytest.warns(RuntimeWarning) if np.isinf(fill) else contextlib.nullcontext():  # an infinite scale's zero
+        quantize_static(str(tmp_path / "model.onnx"), str(tmp_path / "q" / "model.onnx"), Reader(),  # point
                         quant_format=QuantFormat.QDQ)
     np.savez(tmp_path / "x.npz", **_feeds(1, 2)[0])
     proc = cpdebug("bisect", "--onnx", tmp_path / "model.onnx", "--inputs", tmp_path / "x.npz",
                    "-b", f"ort-cpu,ort@{tmp_path / 'q'}", "--json", tmp_path / "r.json")
-    said = " ".join((proc.stdout + proc.stderr).split())
+    root = json.loads((tmp_path / "r.json").read_text())["root_cause"][f"ort@{tmp_path / 'q'}"]
+    return proc, " ".join((proc.stdout + proc.stderr).split()), root
+
+
+def test_a_scale_made_inf_by_a_range_that_reaches_minus_inf_is_said_as_such(tmp_path):
+    proc, said, root = _bisected(tmp_path, -np.inf)
     assert proc.returncode == 1, said[-3000:]
     assert "is inf in the file (the reference's values reach -inf (" in said, said[-3000:]
     assert "a range calibrated over them is infinite): every value it dequantizes is NaN" in said, said[-3000:]
@@ -74,6 +90,21 @@ def test_a_scale_made_inf_by_a_range_that_reaches_minus_inf_is_said_as_such(tmp_
     # one mechanism repeated: the root the first pair in execution order, the set the fact the JSON carries
     assert "the same fault in 3 Q/DQ pairs (fill, a_masked, b_masked): each pair's scale is inf" in said, said[-3000:]
     assert "root cause: fill (the first of 3 with the same fault)" in said, said[-3000:]
-    root = json.loads((tmp_path / "r.json").read_text())["root_cause"][f"ort@{tmp_path / 'q'}"]
     assert root["probe"] == "fill" and root["same_fault"] == ["fill", "a_masked", "b_masked"], root["probe"]
+    assert root["confirmed"] and root["intervention"]["keep"] == ["a/Add", "b/Add", "a/Softmax", "b/Softmax"]
+
+
+def test_a_range_set_by_a_masks_finite_fill_is_the_same_fault(tmp_path):
+    """The dynamo exporter's fill: the file's masked scores' pair has a finite scale past 1e35, the fill's."""
+    proc, said, root = _bisected(tmp_path, LOWEST)
+    model = onnx.load(str(tmp_path / "q" / "model.onnx"))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    q = next(n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "a_masked")
+    assert np.isfinite(inits[q.input[1]]) and float(inits[q.input[1]]) > 1e35  # the file as its producer writes it
+    assert proc.returncode == 1, said[-3000:]
+    assert "the same fault in 3 Q/DQ pairs (fill, a_masked, b_masked): each pair's range was set by a mask's fill" \
+        in said, said[-3000:]
+    assert "a range set by a mask's fill" in said, said[-3000:]  # the root pair's own reason
+    assert root["probe"] == "fill" and root["same_fault"] == ["fill", "a_masked", "b_masked"], root  # before: `out`
+    assert "`nodes_to_exclude=['a/Add', 'b/Add', 'a/Softmax', 'b/Softmax']`" in said, said[-3000:]
     assert root["confirmed"] and root["intervention"]["keep"] == ["a/Add", "b/Add", "a/Softmax", "b/Softmax"]

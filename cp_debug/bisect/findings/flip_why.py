@@ -28,10 +28,10 @@ import numpy as np
 from cp_debug.backends.spec import Capability
 from cp_debug.bisect.ranking import beyond_locally
 from cp_debug.bisect.run_state import CandidateState, RunState
+from cp_debug.graph.masks import MASK_FILL  # a logit at or below -MASK_FILL is a mask's fill, no value weighed
 from cp_debug.half import FP16_MAX
 
 DECISION_OPS = ("TopK", "ArgMax", "ArgMin")
-MASK_FILL = -1e30  # a logit at or below it is a mask's fill (finfo.min), not a value the softmax weighs
 SATURATED = 0.99  # a softmax row is a hard choice (one-hot) where its top weight reaches this
 
 
@@ -122,7 +122,7 @@ def decision_flip(run: RunState, state: CandidateState, probe: str | None) -> Fl
         if found is not None:
             ties, rows, gap, step, k = found
             # the logits it reads, less a mask's fill (a causal mask's finfo.min: -3.4e38 is no logit)
-            kept = x[np.isfinite(x) & (x > MASK_FILL)] if node.op_type == "Softmax" else None
+            kept = x[np.isfinite(x) & (x > -MASK_FILL)] if node.op_type == "Softmax" else None
             reach = float(np.abs(kept).max(initial=0.0)) if kept is not None else None
             return Flip(probe, node.name, node.op_type, named_module(node, rs.named), k, ties, rows, gap, step,
                         precision, reach, error)

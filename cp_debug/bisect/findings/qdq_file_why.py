@@ -11,11 +11,11 @@ that computes it (its data input and its weight); the first that cannot hold the
 values beyond the range clip (a stale or narrow calibration), or most nonzero values round to zero (a range set by
 outliers). A weight stored in float beside its QuantizeLinear (ModelOpt's layout) is read from the file itself.
 
-A scale the file holds as inf, NaN or zero comes first, said as what it is (`quantized/scale_fault.py`), never as a
-range: ModelOpt stores FP16 scales in its FP16-high-precision mode, and a scale past 65504 (an outlier channel's amax /
-448) is inf there, one below float16's smallest subnormal 0: x / inf quantizes to 0 and 0 × inf dequantizes to NaN.
-Before any range, an FP16 overflow between the file's pairs (ModelOpt's float parts in FP16) where the candidate's probe
-is inf/NaN and the reference's value past 65504.
+A scale the file holds as inf, NaN or zero (or a finite one a mask's fill set) comes first, said as what it is
+(`quantized/scale_fault.py`), never as a range: ModelOpt stores FP16 scales in its FP16-high-precision mode, and a
+scale past 65504 (an outlier channel's amax / 448) is inf there, one below float16's smallest subnormal 0: x / inf
+quantizes to 0 and 0 × inf dequantizes to NaN. Before any range, an FP16 overflow between the file's pairs (ModelOpt's
+float parts in FP16) where the candidate's probe is inf/NaN and the reference's value past 65504.
 
 Each finding ends with its cure in the producing tool's terms, tried on the file (`qdq_exclude.py`, issue 107 item 6):
 the nodes reading the pair left out of the quantizer (with the quantized node whose outlier channels set the range,

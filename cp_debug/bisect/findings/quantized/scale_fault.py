@@ -2,7 +2,9 @@
 as what it is, never as a range — ModelOpt stores FP16 scales in its FP16-high-precision mode, and a scale past 65504
 (an outlier channel's amax / 448) is inf there, one below float16's smallest subnormal 0: x / inf quantizes to 0 and
 0 × inf dequantizes to NaN. Read at the root cause's pairs (`qdq_file_why.py`) and in a root cause's segment where
-the probe itself is no quantized tensor (`graph_blame.py`, `half_overflow.py`)."""
+the probe itself is no quantized tensor (`graph_blame.py`, `half_overflow.py`). So is a finite scale a mask's fill
+set (`graph/masks.fill_scale`: torch.onnx's dynamo export's -3.4e38 calibrated into the scores, a scale of 1.33e36):
+every value a layer computes rounds to its zero point (`fill_scale_words`)."""
 
 from __future__ import annotations
 
@@ -42,8 +44,8 @@ def scale_fault(dq, inits: dict, value: np.ndarray | None, fmt: str, paired: boo
     scale = numpy_helper.to_array(init).astype(np.float64).ravel()
     bad = {"inf": np.isinf(scale), "NaN": np.isnan(scale), "0": scale == 0}
     kind = next((k for k, m in bad.items() if m.any()), None)
-    if kind is None:
-        return None
+    if kind is None:  # a finite scale a mask's fill set: said as such
+        return fill_scale_words(dq.input[1], scale, value)
     mask = bad[kind]
     stored = {TensorProto.FLOAT16: "FP16", TensorProto.BFLOAT16: "BF16"}.get(init.data_type)
     share = (f" in {int(mask.sum())} of its {mask.size} channel{'s' * (mask.size > 1)}" if mask.size > 1 else "")
@@ -72,3 +74,21 @@ def scale_fault(dq, inits: dict, value: np.ndarray | None, fmt: str, paired: boo
     cause = (f" (the FP16 cast of {calls}, flushed to zero)" if wanted is not None and 0 < wanted < 2.0 ** -25 else
              f" ({held}the reference's |x| max / {LEVELS[fmt][1]:g} calls for {wanted:.3g})" if wanted else "")
     return f"{said}{cause}: every value it dequantizes{there} is 0"
+
+
+def fill_scale_words(name: str, scale: np.ndarray, value: np.ndarray | None) -> str | None:
+    """The words for a Q/DQ pair's finite scale `name` a mask's fill set (`graph/masks.fill_scale`), with the
+    fill the reference's values hold where they are known; None where no scale is so."""
+    from cp_debug.graph.masks import INT8_TOP, MASK_FILL, fill_scale
+
+    if not fill_scale(scale):
+        return None
+    top = float(np.max(np.abs(scale)))
+    held = ""
+    if value is not None and np.size(value):
+        at = ~(np.abs(value) < MASK_FILL) & ~np.isnan(value)
+        held = (f"; the reference's values reach {float(np.min(value)):.3g} ({int(at.sum())} of {np.size(value)} at "
+                f"or past ±{MASK_FILL:.0e})") if at.any() else ""
+    return (f"the scale {name!r} is {top:.3g} in the file: a range set by a mask's fill ({INT8_TOP} steps "
+            f"reach {top * INT8_TOP:.3g}{held}), so every value a layer computes rounds to its zero point and only "
+            "the fill is kept")
