@@ -236,9 +236,13 @@ def map_modules_to_onnx(model: onnx.ModelProto, trace: ModuleTrace, rename: Scop
             unmapped.update((p, idx) for p in probes)
             continue
         leaving = _leaving(graph, idx, graph_outputs, consumers) + sums.get(scope, [])
-        if any(trace.site(p).path for p in probes):  # a tuple's members are tensors no probe before holds (the
-            held = set(tensors.values())  # member that is a child's output is that child's probe): not theirs
-            leaving = [(i, t) for i, t in leaving if t not in held]
+        handed = trace.handed_up.get(trace.call_of(probes[0]), ())  # members another call made: its tensors
+        leaving = [(i, t) for i, t in leaving if t not in {tensors.get(q) for q in handed}]
+        blind = {trace.shapes.get(q) for q in handed if q not in tensors}
+        for p in [p for p in probes if trace.site(p).path and trace.shapes.get(p) in blind]:
+            probes = [q for q in probes if q != p]
+            unmapped[p] = (f"a member of its output with the same shape {list(trace.shapes[p])} is another module's "
+                           "output, not mapped here: which tensor holds this one is not known, so none is compared")
         slot_of = partial(_rnn_slot, graph, producer)
         for p, found in _match_outputs(trace, probes, leaving, shapes, sized, slot_of).items():
             if isinstance(found, str):

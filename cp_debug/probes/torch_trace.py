@@ -37,6 +37,8 @@ class ModuleTrace:
     call_counts: dict[str, int] = field(default_factory=dict)  # module (scope name) -> how often it ran
     scopes: dict[str, tuple[str, int]] = field(default_factory=dict)  # call -> (its scope name, which call of it)
     #                                   where that is not (site.module, site.call): a shared module's other names
+    handed_up: dict[str, tuple[str, ...]] = field(default_factory=dict)  # call -> the probes whose tensors are
+    #                                   members of its output (a child's output handed up: no probe of its own)
 
     def call_of(self, name: str) -> str:
         return self.calls.get(name, name)
@@ -82,14 +84,16 @@ class ModuleTrace:
                 "producers": self.producers, "types": self.types,
                 "children": {k: list(v) for k, v in self.children.items()}, "parents": self.parents,
                 "sites": {k: [s.module, s.call, list(s.path)] for k, s in self.sites.items()}, "calls": self.calls,
-                "call_counts": self.call_counts, "scopes": {k: list(v) for k, v in self.scopes.items()}}
+                "call_counts": self.call_counts, "scopes": {k: list(v) for k, v in self.scopes.items()},
+                "handed_up": {k: list(v) for k, v in self.handed_up.items()}}
 
     @classmethod
     def from_json(cls, d: dict) -> "ModuleTrace":
         return cls(tuple(d["order"]), {k: None if v is None else tuple(v) for k, v in d["shapes"].items()},
                    dict(d["producers"]), dict(d["types"]), {k: tuple(v) for k, v in d["children"].items()},
                    dict(d["parents"]), {k: Site(m, c, tuple(path)) for k, (m, c, path) in d["sites"].items()},
-                   dict(d["calls"]), dict(d["call_counts"]), {k: (m, c) for k, (m, c) in d["scopes"].items()})
+                   dict(d["calls"]), dict(d["call_counts"]), {k: (m, c) for k, (m, c) in d["scopes"].items()},
+                   {k: tuple(v) for k, v in d.get("handed_up", {}).items()})
 
 
 def trace_module(module, example_inputs: tuple, *, prefix: str = "") -> ModuleTrace:
@@ -112,6 +116,7 @@ def trace_module(module, example_inputs: tuple, *, prefix: str = "") -> ModuleTr
     stack: list[tuple[str, int]] = []
     versions: dict[tuple[str, int], dict[int, int]] = {}  # a running call's tensor inputs -> their version
     keep_alive: list = []  # tensors whose id() we recorded must stay alive during the pass
+    handed_of: dict[tuple[str, int], list[tuple]] = {}  # (module, call) -> its output's members an earlier call made
 
     def pre_hook(mod, args):
         name = names[mod]
@@ -128,7 +133,7 @@ def trace_module(module, example_inputs: tuple, *, prefix: str = "") -> ModuleTr
         key = stack.pop()
         if key[0] == "":
             return
-        found = []
+        found, handed = [], []
         seen = versions.pop(key, {})
         # an input handed back untouched (its version counter unchanged; an in-place ReLU changes it)
         passed = {id(a) for a in args if isinstance(a, torch.Tensor) and seen.get(id(a)) == a._version}
@@ -136,12 +141,17 @@ def trace_module(module, example_inputs: tuple, *, prefix: str = "") -> ModuleTr
             # a container's tensor that an earlier call made (a child's output handed up) is that call's probe
             # already, and an input handed back as it is (Identity, Dropout in eval) is no value of this call:
             # the exporter drops such a module, and it is not "missing"
-            if (path and id(t) in produced_by) or id(t) in passed:
+            if path and id(t) in produced_by:
+                handed.append(produced_by[id(t)])
+                continue
+            if id(t) in passed:
                 continue
             found.append((path, tuple(t.shape)))
             produced_by.setdefault(id(t), (*key, path))
             keep_alive.append(t)
         events.append((*key, found, type(mod).__name__))
+        if handed:
+            handed_of[key] = handed
 
     handles = []
     for m in names:
@@ -156,7 +166,7 @@ def trace_module(module, example_inputs: tuple, *, prefix: str = "") -> ModuleTr
         for h in handles:
             h.remove()
     modules = {prefix + n for names_of in aliases.values() for n in names_of if n}
-    return _tables(events, reached, first_in, parent_of, prefix, modules)
+    return _tables(events, reached, first_in, parent_of, prefix, modules, handed_of)
 
 
 def _reached_as(name: str, aliases, caller: str | None) -> str:
@@ -170,7 +180,7 @@ def _reached_as(name: str, aliases, caller: str | None) -> str:
     return best[0] if len(best) == 1 else name
 
 
-def _tables(events, reached, first_in, parent_of, prefix, modules) -> ModuleTrace:
+def _tables(events, reached, first_in, parent_of, prefix, modules, handed_of) -> ModuleTrace:
     """The name tables from the recorded calls: call names (`m` or `m#k`, `m` the name the call was reached
     through), probe names, the call tree."""
     counts: dict[str, int] = {}
@@ -225,8 +235,11 @@ def _tables(events, reached, first_in, parent_of, prefix, modules) -> ModuleTrac
         # a call with no tensor out stands in the tree through its children's probes
         children[pname].extend(probes_of.get(cname) or _through(cname, parents, probes_of))
     kids = {k: tuple(sorted(dict.fromkeys(v), key=lambda n: pos.get(n, 1 << 30))) for k, v in children.items()}
+    handed_up = {call_name(*key): tuple(probe_at[src] for src in srcs if src in probe_at)
+                 for key, srcs in handed_of.items()}
     return ModuleTrace(tuple(order), shapes, producers, types, kids, parents, sites, calls,
-                       {prefix + m: n for m, n in counts.items() if m}, scopes)
+                       {prefix + m: n for m, n in counts.items() if m}, scopes,
+                       {k: v for k, v in handed_up.items() if v})
 
 
 def _through(call: str, parents: dict[str, str], probes_of: dict[str, list[str]]) -> list[str]:

@@ -221,3 +221,41 @@ def test_calls_of_a_shared_block_some_of_which_the_exporter_cut_away():
         h2, _ = net.block(h1)
     for c, want in zip(calls, (h1, h2)):
         np.testing.assert_allclose(got[pm.tensors[c]], want.numpy(), rtol=1e-4, atol=1e-5, err_msg=c)
+
+
+class _Pair(torch.nn.Module):
+    """A block returning (its norm's output, a second tensor of the same shape): the first member is the norm's probe,
+    handed up; the second nothing outside reads."""
+
+    def __init__(self):
+        super().__init__()
+        self.norm = torch.nn.LayerNorm(8)
+
+    def forward(self, x):
+        return self.norm(x), x.tanh()
+
+
+class _ReadsFirst(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.block = _Pair()
+
+    def forward(self, x):
+        y, _ = self.block(x)
+        return y + 1
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_a_tuple_member_is_not_the_tensor_of_the_member_a_child_handed_up(exporter):
+    """`block[1]` (the tanh, which nothing reads) has the shape of `block[0]`, the norm's output handed up as its
+    probe: the one tensor leaving the block is the norm's, and `block[1]` was matched to it ("the last one that
+    fits"), comparing the norm's values as the tanh's. Now the trace keeps what a call handed up and the member is
+    said unread, never given the norm's tensor."""
+    torch.manual_seed(0)
+    net, x = _ReadsFirst().eval(), torch.randn(2, 5, 8)
+    res = export_module(net, (x,), ("x",), ("y",), exporter=exporter)
+    trace = trace_module(net, (x,))
+    assert trace.handed_up == {"block": ("block.norm",)}
+    pm = map_modules_to_onnx(res.model, trace)
+    assert "block.norm" in pm.tensors, pm.unmapped
+    assert "block[1]" not in pm.tensors and "block[1]" in pm.unmapped, pm.tensors
