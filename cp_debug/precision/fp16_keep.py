@@ -50,8 +50,7 @@ def fp32_nodes(graph, keep_nodes: set[str], keep_ops: set[str]) -> tuple[set[int
     f32 = np.dtype(np.float32)
     consumers = _consumer_map(graph)
     user_kept = {id(n) for n in graph.nodes if n.name in keep_nodes or n.op in keep_ops}
-    control_flow = {id(n) for n in graph.nodes if n.op in _CONTROL_FLOW}  # kept whole: bodies as they are
-    auto_kept = (_dequantized_accumulators(graph, consumers) | control_flow) - user_kept
+    auto_kept = _dequantized_accumulators(graph, consumers) - user_kept
     for node in reversed(graph.nodes):
         if id(node) in user_kept or id(node) in auto_kept:
             continue
@@ -59,6 +58,9 @@ def fp32_nodes(graph, keep_nodes: set[str], keep_ops: set[str]) -> tuple[set[int
             auto_kept.add(id(node))
         elif _feeds_only_fp32(node, consumers, auto_kept, f32):
             auto_kept.add(id(node))
+    # If / Loop / Scan kept whole (their bodies as they are), after the walk: what feeds them is no shape arithmetic
+    # (a table decoder's Loop reads the whole backbone's features, which the walk would keep in FP32 with it)
+    auto_kept |= {id(n) for n in graph.nodes if n.op in _CONTROL_FLOW} - user_kept
     return user_kept, auto_kept
 
 

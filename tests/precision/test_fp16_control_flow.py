@@ -13,8 +13,9 @@ from tests.cli_run import cpdebug
 
 
 def _loop_model() -> onnx.ModelProto:
-    """x (1×8) → MatMul W → h; a Loop of 3 steps whose body reads h and the constant c from the outer scope
-    (s ← 0.5·s + tanh(h) + c); y = the Loop's state + (h + c): c is read by an outer Add too."""
+    """x (1×8) → MatMul W → h; a Loop of 3 steps from s0 = 0.1·x (read by the Loop alone) whose body reads h and
+    the constant c from the outer scope (s ← 0.5·s + tanh(h) + c); y = the Loop's state + (h + c): c is read by an
+    outer Add too."""
     rng = np.random.default_rng(0)
     w = helper.make_tensor("W", TensorProto.FLOAT, [8, 8], rng.standard_normal((8, 8)).astype(np.float32).ravel())
     c = helper.make_tensor("c", TensorProto.FLOAT, [8], rng.standard_normal(8).astype(np.float32))
@@ -34,14 +35,15 @@ def _loop_model() -> onnx.ModelProto:
         [half])
     trips = helper.make_tensor("trips", TensorProto.INT64, [], [3])
     yes = helper.make_tensor("yes", TensorProto.BOOL, [], [True])
-    s0 = helper.make_tensor("s0", TensorProto.FLOAT, [1, 8], np.zeros(8, np.float32))
+    tenth = helper.make_tensor("tenth", TensorProto.FLOAT, [], [0.1])
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["x", "W"], ["h"], name="mm"),
+         helper.make_node("Mul", ["x", "tenth"], ["s0"], name="start"),  # read by the Loop alone
          helper.make_node("Loop", ["trips", "yes", "s0"], ["s"], name="decode", body=body),
          helper.make_node("Add", ["h", "c"], ["hc"], name="hc"),
          helper.make_node("Add", ["s", "hc"], ["y"], name="out")],
         "loop_reads_outer", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])], [w, c, trips, yes, s0])
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])], [w, c, trips, yes, tenth])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onnx.checker.check_model(model)
     return model
@@ -65,6 +67,7 @@ def test_a_loop_reading_the_outer_scope_is_kept_in_fp32_and_the_rest_converted()
     assert all(o.type.tensor_type.elem_type == TensorProto.FLOAT for o in loop_body.output[1:])  # the body as it was
     types = {v.name: v.type.tensor_type.elem_type for v in half.graph.value_info}
     assert types["h"] == types["hc"] == TensorProto.FLOAT16  # the rest converted
+    assert types["s0"] == TensorProto.FLOAT16  # what feeds the Loop alone too: no shape arithmetic kept with it
     read = {t for n in loop_body.node for t in n.input} - {t for n in loop_body.node for t in n.output}
     casts = {n.output[0]: n.input[0] for n in half.graph.node if n.op_type == "Cast"}
     assert {"h", "c"} <= {casts.get(t) for t in read}  # its outer reads cast back to float32
