@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Iterable
 
 from cp_debug.errors import BackendUnavailableError, CpDebugWarning
 from cp_debug.precision.fp16_keep import (ANY_DTYPE_SLOTS, FP32_ONLY_SLOTS, check_convertible,
-                                         fp32_nodes)
+                                         fp32_nodes, outer_reads)
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -62,6 +62,7 @@ def convert_quietly(model: "onnx.ModelProto", keep_fp32_nodes: Iterable[str], ke
     step.retype(keep_io_types)
     step.convert_constants()
     step.insert_casts()
+    step.cast_outer_reads()
     if keep_io_types:
         step.keep_output_types()
     graph.nodes.extend(step.cast_nodes)
@@ -271,6 +272,13 @@ class _Fp16Conversion:
                 need = self.wanted(node, slot)
                 if need is not None and t.dtype != need:
                     node.inputs[slot] = self._cast(t, need)
+
+    def cast_outer_reads(self) -> None:
+        """An If / Loop / Scan stays FP32 whole (`fp16_keep.fp32_nodes`); where its body reads an outer tensor by
+        name (not as an input) that is now float16, the body reads its Cast to float32 instead."""
+        for node, slot, t in outer_reads(self.graph):
+            if t.dtype == self.f16:
+                node.inputs[slot] = self._cast(t, self.f32)
 
     def _cast(self, t, dtype):
         import onnx

@@ -27,17 +27,12 @@ ANY_DTYPE_SLOTS: dict[str, tuple[int, ...]] = {
 }
 # Integer ops whose int32 output is an accumulator, dequantized by a Cast and a Mul (`_dequantized_accumulators`).
 _INT_ACCUMULATORS = frozenset({"ConvInteger", "MatMulInteger"})
-# Ops with control-flow subgraphs are not converted (see convert_to_fp16).
+# Ops with control-flow subgraphs: kept in FP32 whole, their bodies as they are (`outer_reads`).
 _CONTROL_FLOW = frozenset({"If", "Loop", "Scan"})
 
 
 def check_convertible(graph, keep_nodes: set[str]) -> None:
-    """BadInputError for control flow (not converted) and for keep-FP32 names that are not nodes of `graph`."""
-    if any(n.op in _CONTROL_FLOW for n in graph.nodes):
-        raise BadInputError(
-            "FP16 conversion does not handle control flow (If/Loop/Scan): fold it first, e.g. "
-            "`polygraphy surgeon sanitize model.onnx --fold-constants -o folded.onnx`"
-        )
+    """BadInputError for keep-FP32 names that are not nodes of `graph`."""
     node_names = {n.name for n in graph.nodes}
     unknown = sorted(keep_nodes - node_names)
     if unknown:
@@ -63,7 +58,32 @@ def fp32_nodes(graph, keep_nodes: set[str], keep_ops: set[str]) -> tuple[set[int
             auto_kept.add(id(node))
         elif _feeds_only_fp32(node, consumers, auto_kept, f32):
             auto_kept.add(id(node))
+    # If / Loop / Scan kept whole (their bodies as they are), after the walk: what feeds them is no shape arithmetic
+    # (a table decoder's Loop reads the whole backbone's features, which the walk would keep in FP32 with it)
+    auto_kept |= {id(n) for n in graph.nodes if n.op in _CONTROL_FLOW} - user_kept
     return user_kept, auto_kept
+
+
+def outer_reads(graph) -> list[tuple]:
+    """Where `graph`'s control-flow bodies read an outer-scope tensor by name, not as an input (an If's branches,
+    a Loop's body read the outer graph's tensors, as onnx-graphsurgeon's own objects): (the body's node, its input
+    slot, the tensor), nested bodies included. A body stays float32: an outer tensor made float16 is cast back
+    there (`_Fp16Conversion.cast_outer_reads`)."""
+    import onnx_graphsurgeon as gs
+
+    outer = {id(t) for t in graph.inputs} | {id(t) for n in graph.nodes for t in [*n.inputs, *n.outputs]}
+
+    def inside(node) -> list:
+        found = []
+        for value in node.attrs.values():
+            for body in (value if isinstance(value, list) else [value]):
+                if isinstance(body, gs.Graph):
+                    for n in body.nodes:
+                        found += [(n, slot, t) for slot, t in enumerate(n.inputs) if t is not None and id(t) in outer]
+                        found += inside(n)
+        return found
+
+    return [read for n in graph.nodes if n.op in _CONTROL_FLOW for read in inside(n)]
 
 
 def dequantizing_nodes(model) -> list[str]:
