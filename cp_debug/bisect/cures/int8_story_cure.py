@@ -17,7 +17,7 @@ def story_cure(run: RunState, state: CandidateState, probe: str, fd: str, tensor
     """The ladder for `tensor` (the quantized tensor whose range loses its values, `probe`'s own or one inside its
     segment) on the segment from `probe`'s module on to `fd`, said with each rung's figure; None where it cannot be
     run (no segment, the tensor not quantized there)."""
-    from cp_debug.bisect.cures.at_outputs import NONE_OFFERED, OutputsJudge
+    from cp_debug.bisect.cures.at_outputs import NONE_OFFERED, OutputsJudge, held
     from cp_debug.bisect.cures.int8_range_rung import RangeRung, range_rung, with_range
     from cp_debug.bisect.cures.ladder import climb, ladder_text, within
     from cp_debug.bisect.cures.ladder import named as _named
@@ -61,8 +61,12 @@ def story_cure(run: RunState, state: CandidateState, probe: str, fd: str, tensor
     before = TensorDiff.from_arrays(fd, run.store.get(fd), cand.values[rs.tensor], run.tolerance(state, fd))
     if within(run, state, fd, before)[0]:  # the segment alone does not make the divergence: nothing to verify
         return None
-    seen, worse = [], []
-    k, last, after, ok, budget = climb(run, state, fd, steps, values_of, seen, OutputsJudge(run, state, i), worse)
+    seen, worse, judged = [], [], {}
+    k, last, after, ok, budget = climb(run, state, fd, steps, values_of, seen, OutputsJudge(run, state, i), worse,
+                                       judged)
+    # verified on the segment: what it does at the outputs closes the advice (`at_outputs.held`: back, or a step
+    # toward the cure — tempocnn's fcn: its first conv left out passes the segment, 2 of 12 tempi stay moved)
+    at = f"; {held(*judged[id(last)])}" if ok and id(last) in judged else ""
     by_name = {n.name: n for n in seg.graph.node}
 
     def said(s) -> str:
@@ -78,10 +82,10 @@ def story_cure(run: RunState, state: CandidateState, probe: str, fd: str, tensor
     if id(last) in bad:
         return f"{where}; {NONE_OFFERED}"
     if isinstance(last, RangeRung):
-        return ladder_text(where, last.text(), "int8", before.rel_rmse, after.rel_rmse, budget, (), ok, k) + (
+        return ladder_text(where, last.text(), "int8", before.rel_rmse, after.rel_rmse, budget, (), ok, k) + at + (
             f"; {last.how_to()}" if ok else "")
     return ladder_text(where, _left_out(last, by_name, rs.named, _named), "int8", before.rel_rmse, after.rel_rmse,
-                       budget, last, ok, k)
+                       budget, last, ok, k) + at
 
 
 def _left_out(names: tuple[str, ...], by_name: dict, named, said) -> str:
