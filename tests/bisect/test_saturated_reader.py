@@ -13,13 +13,19 @@ from onnx import TensorProto, helper, numpy_helper
 
 
 def _gate(path, act: str, gain: float) -> None:
-    """x → MatMul (its weights × `gain`) → `act` → MatMul → out."""
+    """x → MatMul (its weights × `gain`) → `act` → MatMul → out; `act` "Split": the MatMul's output split in two
+    halves, a Sigmoid of one times a Tanh of the other (an LSTM's gates), then the MatMul."""
     rng = np.random.default_rng(0)
     w = rng.normal(size=(16, 16)).astype(np.float32) * gain / 4
+    gates = [helper.make_node("Split", ["pre", "halves"], ["i", "g"], axis=1, name="gate/Split"),
+             helper.make_node("Sigmoid", ["i"], ["si"], name="gate/Sigmoid"),
+             helper.make_node("Tanh", ["g"], ["tg"], name="gate/Tanh"),
+             helper.make_node("Concat", ["si", "tg"], ["gate"], axis=1, name="gate/Concat")]
     nodes = [helper.make_node("MatMul", ["x", "w"], ["pre"], name="gate/MatMul"),
-             helper.make_node(act, ["pre"], ["gate"], name=f"gate/{act}"),
+             *(gates if act == "Split" else [helper.make_node(act, ["pre"], ["gate"], name=f"gate/{act}")]),
              helper.make_node("MatMul", ["gate", "v"], ["out"], name="out/MatMul")]
-    inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(rng.normal(size=(16, 4)).astype(np.float32), "v")]
+    inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(rng.normal(size=(16, 4)).astype(np.float32), "v"),
+             numpy_helper.from_array(np.array([8, 8], np.int64), "halves")]
     graph = helper.make_graph(nodes, "gate", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 16])],
                               [helper.make_tensor_value_info("out", TensorProto.FLOAT, [None, 4])], inits)
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
@@ -54,9 +60,9 @@ def _clip_words(tmp_path, act: str, gain: float) -> tuple[str | None, str | None
     q = onnx.load(str(tmp_path / "q.onnx"))
     producer = {o: n for n in q.graph.node for o in n.output}
     inits = {i.name: i for i in q.graph.initializer}
-    reader = next(n for n in q.graph.node if n.op_type == act)
-    dq = producer[reader.input[0]]
-    assert producer[producer[dq.input[0]].input[0]].name == "gate/MatMul"  # the pair on `pre`
+    quant = next(n for n in q.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "pre")
+    dq = next(n for n in q.graph.node if n.op_type == "DequantizeLinear" and n.input[0] == quant.output[0])
+    assert [n.op_type for n in q.graph.node if dq.output[0] in n.input] == [act]  # the pair on `pre`, read by `act`
     fmt = qdq_format(inits[dq.input[2]])
     params = scale_zero(dq, inits, value.ndim)
     return _range(value, *params, fmt), _range(value, *params, fmt, unheeded(producer, inits, dq.output[0], value,
@@ -76,4 +82,9 @@ def test_a_clip_in_a_sigmoids_slope_is_still_a_clip(tmp_path):
 
 def test_a_clip_a_saturated_tanh_reads_the_same_is_no_clip(tmp_path):
     before, after = _clip_words(tmp_path, "Tanh", gain=6.0)
+    assert before is not None and before.startswith("clips") and after is None
+
+
+def test_a_clip_an_lstms_gates_saturate_on_behind_their_split_is_no_clip(tmp_path):
+    before, after = _clip_words(tmp_path, "Split", gain=6.0)  # the pair feeds the Split; its halves the gates
     assert before is not None and before.startswith("clips") and after is None

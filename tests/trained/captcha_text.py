@@ -4,10 +4,12 @@ wheel, 4.5 MB wheel, 19 MB file, MIT; exported by its author from PyTorch 2.14, 
 feature map read as 20 steps, two LSTMs unrolled step by step (80 Gemms, 120 Sigmoids, 80 Tanhs), a MatMul to 37
 classes; `logits` 20×N×37, read by greedy CTC (blank 36). Tried as a new user (docs/trained-models.md, twelfth stop).
 
-The captchas are drawn by the `captcha` package (0.7.1, BSD; its `ImageCaptcha` at 160×60, four characters of
-0-9A-Z, seeded here), which the model reads as its training style (about half read exactly; the decision here is
-the text the reference reads, right or not). The decision (`text_metric`): the share of captchas whose text (the
-package's own `decode`) is the reference's."""
+The captchas were drawn by the `captcha` package (0.7.1, BSD; its `ImageCaptcha` at 160×60, four characters of
+0-9A-Z: `draw`), which the model reads as its training style (about half read exactly; the decision here is the text
+the reference reads, right or not). `ImageCaptcha` draws with `secrets` (no seed holds): the 40 judged (`draw(1, 40)`)
+and the 40 that calibrate (`draw(2, 40)`) the docs' figures were measured on are stored,
+`tests/data/trained/captcha_samples.npz` (uint8, 0.76 MB; `samples`). The decision (`text_metric`): the share of
+captchas whose text (the package's own `decode`) is the reference's."""
 
 from __future__ import annotations
 
@@ -24,8 +26,19 @@ def model_path() -> Path:
     return default_model_path()
 
 
-def images(seed: int, count: int) -> np.ndarray:
-    """`count` captchas of four characters drawn with seed `seed`, as the model reads them: N×3×60×160 float32."""
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "trained" / "captcha_samples.npz"
+
+
+def samples() -> tuple[np.ndarray, np.ndarray]:
+    """The stored captchas (module docstring), as the model reads them: the judged and the calibration's, each
+    40×3×60×160 float32 (BGR, 0 … 255)."""
+    with np.load(SAMPLES) as f:
+        return f["judged"].astype(np.float32), f["cal"].astype(np.float32)
+
+
+def draw(seed: int, count: int) -> np.ndarray:
+    """`count` captchas of four characters whose texts are drawn with seed `seed` (their strokes and noise are not:
+    `secrets`), as the model reads them: N×3×60×160 float32."""
     from captcha.image import ImageCaptcha
     from captcha_whisperer.preprocess import _to_bgr_chw
 

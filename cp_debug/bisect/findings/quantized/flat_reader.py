@@ -7,7 +7,8 @@ sets the pair before the gate to [-13.8, 15] where the judged ones reach [-20, 2
 `/lstm_bwd/cell_1/Split_output_3`: 0.35% beyond). Clipped at 15, the gate reads sigmoid(15) = 1 − 3e-7 where it would
 have read 1 − 7e-10: no error its reader keeps. Leaving the pair out changed the output's error by nothing (0.0551 →
 0.0551) — yet the clip was the root's reason. A value beyond the range is no clip where every reader of the pair is a
-function that saturates there (Sigmoid, Tanh; a Relu below a low end ≤ 0) and reads the clipped value within half a
+function that saturates there (Sigmoid, Tanh; a Relu below a low end ≤ 0), read directly or through ops that only move
+values (the Split into an LSTM's gates, a Reshape, the file's Q/DQ pairs), and reads the clipped value within half a
 step of its own output's pair (where the file quantizes that output too), else within FP16's half ulp at 1 (2^-11)
 of the function's span.
 """
@@ -23,6 +24,8 @@ FLAT = {  # the element-wise readers that saturate, and the span of their output
     "Tanh": (np.tanh, 2.0),
     "Relu": (lambda x: np.maximum(x, 0.0), 0.0),  # flat below 0 only: no tolerance beyond exact equality
 }
+MOVES = {"Split", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Slice", "QuantizeLinear",
+         "DequantizeLinear"}  # ops that move values, not change them: the saturating readers behind them count
 HALF_ULP = 2.0 ** -11  # FP16's half ulp at 1: a reader's output change below it, times its span, is no error
 
 
@@ -42,14 +45,32 @@ def saturated_beyond(producer: dict, inits: dict, dq_out: str, value: np.ndarray
     value = np.asarray(value, np.float64)
     beyond = (value < lo) | (value > hi)
     nodes = list({id(n): n for n in producer.values()}.values())
-    readers = [n for n in nodes if dq_out in n.input]
-    if not beyond.any() or not readers or any(n.op_type not in FLAT for n in readers):
+    readers = _readers(nodes, dq_out)
+    if not beyond.any() or not readers:
         return np.zeros(value.shape, bool)
     clipped = np.clip(value, lo, hi)
     for n in readers:
         f, span = FLAT[n.op_type]
         beyond &= np.abs(f(value) - f(clipped)) <= _tolerance(n, nodes, inits, span)
     return beyond
+
+
+def _readers(nodes: list, tensor: str, hops: int = 6) -> list:
+    """The saturating readers of `tensor` (`FLAT`), through the ops that only move its values (a Split into an LSTM's
+    gates, a Reshape, a Transpose …) and the file's Q/DQ pairs between; [] where any path reaches another op."""
+    found = []
+    for n in (n for n in nodes if tensor in n.input):
+        if n.op_type in FLAT:
+            found.append(n)
+            continue
+        if n.op_type not in MOVES or hops == 0:
+            return []
+        for out in n.output:
+            more = _readers(nodes, out, hops - 1)
+            if not more:
+                return []
+            found += more
+    return found
 
 
 def _tolerance(reader, nodes: list, inits: dict, span: float) -> float:
