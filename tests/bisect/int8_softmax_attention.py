@@ -1,7 +1,7 @@
 """A small attention written here whose Softmax over 256 keys is peaked (scaled logits): most of its probabilities
 lie near 0, the largest near 1. ONNX Runtime's INT8 quantizes the MatMul that reads those probabilities at a range
 ±1 their largest sets — the Softmax's own [0, 1] —, and most of them lie below half a step (1/254): they round to
-zero, and the mass they held is lost from the weighted sum of values that share an offset (8). No outlier sets that range; the op bounds it."""
+zero. No outlier sets that range; the op bounds it."""
 
 from __future__ import annotations
 

@@ -3,8 +3,8 @@ the built-in INT8 read a Softmax output as "78% of the values round to zero (ran
 probability's [0, 1] is the Softmax's by construction. Its reason now says the mechanism the data shows: most of the
 probabilities lie near 0, below half an INT8 step of the op's range, with their median.
 
-The values are a peaked attention's probabilities as ONNX Runtime computes them (tests/bisect/int8_softmax_attention.py),
-their range the calibrated one a MinMax calibration of them gives (their largest, ~1)."""
+The values are a peaked attention's probabilities as ONNX Runtime computes them
+(tests/bisect/int8_softmax_attention.py), their range the calibrated one a MinMax calibration of them gives (their largest, ~1)."""
 
 from __future__ import annotations
 
