@@ -4,7 +4,8 @@ probability's [0, 1] is the Softmax's by construction. Its reason now says the m
 probabilities lie near 0, below half an INT8 step of the op's range, with their median.
 
 The values are a peaked attention's probabilities as ONNX Runtime computes them
-(tests/bisect/int8_softmax_attention.py), their range the calibrated one a MinMax calibration of them gives (their largest, ~1)."""
+(tests/bisect/int8_softmax_attention.py), their range the calibrated one a MinMax calibration of them gives
+(their largest, ~1)."""
 
 from __future__ import annotations
 
