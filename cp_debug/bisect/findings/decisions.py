@@ -78,7 +78,8 @@ class OutputDecision:
         tie broken by rounding, or no tie; "" where no margin is known."""
         if self.margin is None or not self.changed:
             return ""
-        err = f" against the candidate's error there {self.error:.3g}" if self.error is not None else ""
+        where = "at the smallest" if len(self.margins) > 1 else "there"
+        err = f" against the candidate's error {where} {self.error:.3g}" if self.error is not None else ""
         if self.tie is None:
             return err
         if self.tie:
@@ -100,8 +101,7 @@ class OutputDecision:
                     f"(changed){margin}")
         at = f", the reference's margin there {self.margin:.3g}" if self.margin is not None else ""
         if len(self.margins) > 1:
-            at = (f", the reference's margins there {', '.join(f'{m:.3g}' for m in self.margins)} (the smallest "
-                  f"{self.margin:.3g})")
+            at = f", the reference's margins there {', '.join(f'{m:.3g}' for m in self.margins)}"
         few = (f" (≤ {SCATTERED:.1%} of its elements: the map's near ties at its threshold, no decision of the map)"
                if self.scattered else "")
         return (f"{self.name} read at its {self.rule}: {self.flipped} of {self.total} decide otherwise than the "
