@@ -224,6 +224,23 @@ def _budget(a: np.ndarray, precision: str) -> float | None:
     return float(noise.budget(precision, float(np.abs(finite).max()), rms)) * rms
 
 
+def sample_flips(metric, decided: Mapping[str, str], ref: Mapping[str, np.ndarray], out: Mapping[str, np.ndarray],
+                 label=None, inputs: Mapping[str, np.ndarray] | None = None, precision: str | None = None
+                 ) -> list[OutputDecision]:
+    """The decisions one sample's outputs `out` flip against `ref`, as bisect judges them: a discrete `metric`'s
+    (`samples.tasks.TaskMetric`) value that changes, else (no metric) the outputs `decided` (`decided_of`) read at
+    0.5 / their argmax, more than a map's scattered near ties — the judge of keep-fp32's and fix's searches."""
+    if metric is None:
+        return [d for d in read_decisions(decided, ref, out, precision) if d.decisive]
+    if not metric.discrete:  # a continuous metric (cosine, snr): the outputs' budget judges it
+        return []
+    r, c = metric.value(ref, ref, label, inputs), metric.value(out, ref, label, inputs)
+    if not metric.changed(c, r):
+        return []
+    return with_margin([OutputDecision(metric.name, "metric", True, 1, 1, None, r, c)], metric, decided, ref, out,
+                       precision)
+
+
 def flips(run: "RunState", stage: int, ref: Mapping[str, np.ndarray], out: Mapping[str, np.ndarray]) -> int:
     """How many of the decisions `out` carries flip against `ref` (`output_decisions`; a map's scattered near ties
     are none)."""
@@ -236,8 +253,14 @@ def decided_outputs(stage) -> dict[str, str]:
     for a Sigmoid (element-wise: no axis to lose), the ops that only reshape it (tf2onnx writes basic-pitch's note
     maps as a Reshape of their Sigmoid): output name -> op."""
     model = stage.onnx_model  # never exported for this: a torch-only run reads no op
-    if model is None:
-        return {}
+    return decided_of(model, stage.output_names) if model is not None else {}
+
+
+def decided_of(model, names=None) -> dict[str, str]:
+    """`decided_outputs` of an ONNX model's outputs `names` (default: its graph outputs) — keep-fp32's and fix's
+    searches read the same decisions as bisect where no `--metric` is declared."""
+    if names is None:
+        names = [o.name for o in model.graph.output]
     writers = {t: n for n in model.graph.node for t in n.output}
 
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
@@ -255,8 +278,7 @@ def decided_outputs(stage) -> dict[str, str]:
         axis = next((a.i for a in n.attribute if a.name == "axis"), -1 if opset >= 13 else 1)
         return "Softmax" if axis == -1 else f"Softmax@{axis}"  # the classes on that axis, read at its argmax
 
-    return {n: o for n in stage.output_names if (o := op(n)) is not None and o.split("@")[0] in (
-        "Sigmoid", "Softmax")}
+    return {n: o for n in names if (o := op(n)) is not None and o.split("@")[0] in ("Sigmoid", "Softmax")}
 
 
 _SHAPE_ONLY = ("Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze")
