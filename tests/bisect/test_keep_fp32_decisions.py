@@ -4,9 +4,10 @@
 Sigmoid / Softmax outputs at 0.5 / argmax as bisect does: a run that flips a decision fails, within budget or not; fix's
 search (`--onnx`) reads the same decisions where no metric is given.
 
-tests/bisect/flip_margin_models.py (rows 3 and 11 flip in FP16; by hand in tests/bisect/test_flip_margin.py): `tie`'s
-probabilities within FP16's budget (rel. RMSE 2.3e-4) flip at a near tie; `fault`'s logits within it (0.63×) flip
-under `--metric top1`. Each cure found is then checked by `bisect --keep-fp32`: within precision, no decision flipped."""
+tests/bisect/flip_margin_models.py (rows 3 and 11 flip in FP16; by hand in tests/bisect/test_flip_margin.py):
+`tie`'s probabilities within FP16's budget (rel. RMSE 2.3e-4) flip at a near tie; `fault`'s logits within it (0.63×)
+flip under `--metric top1`. Each cure found is then checked by `bisect --keep-fp32`: within precision, no decision
+flipped."""
 
 from __future__ import annotations
 
@@ -26,8 +27,8 @@ def _files(tmp_path, off: float, logits: bool):
 
 
 def _cured(model, x, keep: list[str], *metric: str) -> None:
-    proc = cpdebug("bisect", "--onnx", model, "--inputs", x, "-b", "ort-cpu,ort-cpu-fp16", "--keep-fp32", ",".join(keep),
-                   *metric, "--quiet")
+    proc = cpdebug("bisect", "--onnx", model, "--inputs", x, "-b", "ort-cpu,ort-cpu-fp16", "--keep-fp32",
+                   ",".join(keep), *metric, "--quiet")
     assert proc.returncode == 0, proc.stdout[-2000:]
 
 
