@@ -39,6 +39,10 @@ def test_a_softmax_range_is_the_ops_own_not_outliers():
     assert "a Softmax's output, in [0, 1] by the op itself" in said, said
     assert f"below half an INT8 step ({0.5 * rng.amax / 127:.3g})" in said and f"{rng.median:.3g}" in said, said
     assert f"{rng.rounded_to_zero:.0%} of the values round to zero" in said, said
+    # the values that count apart (above FP32's epsilon of the range: the rest add nothing in FP32 either)
+    assert 0 < rng.counted < 1 and rng.counted_zero > 0.5, rng
+    assert f"of the {rng.counted:.0%} above FP32's epsilon of the range" in said, said
+    assert f"{rng.counted_zero:.0%} round to zero" in said, said
     # an op whose range is no bound of its own (the MatMul's scores): still said as set by outliers
     other = hint_for(ProbeResult("probs", d.status, d), HintContext("int8", int8_range=rng, op="MatMul"))
     assert "is set by outliers" in other, other

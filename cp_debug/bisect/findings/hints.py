@@ -19,7 +19,11 @@ class Int8Range:
     amax: float
     saturated: float  # share of |x| beyond amax
     rounded_to_zero: float  # share of |x| that rounds to 0 at scale amax / 127
-    median: float | None = field(default=None, compare=False)  # the median |x| of the values (where any)
+    median: float | None = field(default=None, compare=False)  # the median |x| of the values that count (below)
+    # the values that count: above FP32's epsilon of the range (a masked softmax's 1e-21 weights add nothing in FP32
+    # either): their share of all, and the share of them that rounds to zero
+    counted: float | None = field(default=None, compare=False)
+    counted_zero: float | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -175,8 +179,13 @@ def _bounded(rng: "Int8Range", op: str) -> str:
     low, high = BOUNDED[op]
     half = 0.5 * rng.amax / 127.0
     median = f", their median |x| {rng.median:.3g}" if rng.median is not None else ""
+    counted = ""
+    if rng.counted is not None and rng.counted_zero is not None and rng.counted < 1:  # a mask's zeros apart
+        counted = (f"; of the {rng.counted:.0%} above FP32's epsilon of the range (the rest add nothing to a sum "
+                   f"with it in FP32 either: a mask's weights, e^-20 tails), {rng.counted_zero:.0%} round to zero")
     return (f"a {op}'s output, in [{low:g}, {high:g}] by the op itself (its range ±{rng.amax:.3g} is the op's, not "
-            f"set by outliers): most of its values lie near 0, below half an INT8 step ({half:.3g}){median}")
+            f"set by outliers): most of its values lie near 0, below half an INT8 step ({half:.3g}){median}"
+            f"{counted}")
 
 
 def _nonfinite_hint(ctx: HintContext) -> str:
@@ -205,5 +214,7 @@ def int8_range(ref_input: np.ndarray, amax: float) -> Int8Range:
     a = np.abs(np.asarray(ref_input, dtype=np.float64))
     if a.size == 0 or amax <= 0:
         return Int8Range(amax, 0.0, 0.0)
+    live = a[a > amax * float(np.finfo(np.float32).eps)]
     return Int8Range(amax, float((a > amax * (1 + 1e-6)).mean()), float((a < 0.5 * amax / 127.0).mean()),
-                     float(np.median(a)))
+                     float(np.median(live)) if live.size else None, live.size / a.size,
+                     float((live < 0.5 * amax / 127.0).mean()) if live.size else None)
