@@ -7,7 +7,8 @@ number says its change and that no margin is known.
 tests/bisect/flip_margin_models.py: rows 3 and 11 flip in FP16 in both files; by hand (numpy, float16 arithmetic as
 the graph's): `tie`'s logits 1.0001 and 1.0003 both round to 1.0 (the probabilities 9.8e-5 apart), `fault`'s 0.6 and
 1.4 both read 2001 at the offset 2000 (0.374 apart). Before: "the decision changes: --metric …" said no margin, and
-without a metric the tie was within precision (exit 0), the fault degraded (exit 4), the margin alone in the JSON."""
+without a metric the tie was within precision (exit 0), the fault degraded (exit 4) by its outputs' error alone, the
+margin in the JSON only; now both degraded, the decision said first with its margin."""
 
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ def test_an_argmax_flip_says_its_margin_against_the_error_and_the_budget(tmp_pat
     rows, gap = _by_hand(off)
     assert rows == list(TIED)
     code, rep = _bisect(tmp_path, off, False)
-    assert code == 1 and rep["outcomes"]["ort-cpu-fp16"] == "diverged", rep["outcome_reasons"]
+    # no --metric: never within precision, degraded (the reading at argmax is cp_debug's, not the user's decision)
+    assert code == 4 and rep["outcomes"]["ort-cpu-fp16"] == "degraded", rep["outcome_reasons"]
     d, = rep["decisions"]["ort-cpu-fp16"]
     assert d["flipped"] == 2 and d["margin"] == pytest.approx(gap, rel=1e-3), d
     assert d["error"] >= d["margin"] > 0 and d["budget"] > 0 and d["tie"] is tie, d

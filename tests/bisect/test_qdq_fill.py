@@ -103,7 +103,8 @@ def test_a_range_set_by_a_pads_fill_is_said_and_its_pads_are_the_cure(tmp_path):
     label = f"ort@{user}"
     assert report["outcomes"] == {label: "diverged"}, report["outcome_reasons"]
     # the decision changed (15 of 16 labels) said first, then the local fault (the twelfth stop: one rule with --metric)
-    assert report["outcome_reasons"][label].startswith("the decision changes: probs read at its argmax: 15 of 16")
+    assert report["outcome_reasons"][label].startswith(
+        "the decision changes (no --metric declared: read at 0.5 / argmax): probs read at its argmax: 15 of 16")
     assert "; local fault at m0" in report["outcome_reasons"][label], report["outcome_reasons"]
     root = report["root_cause"][label]
     hint = root["hint"]

@@ -349,17 +349,24 @@ def held_decision(state) -> str | None:
 
 def outcome_with(decisions, outcome, reason: str | None):
     """The outcome with the candidate's `decisions` weighed, one rule for bisect (`verdict.py`) and a sweep's sample
-    (`sweep/samples.py`): a `--metric` whose value changes, or without one a Sigmoid / Softmax output that decides
-    otherwise at 0.5 / its argmax (more than a map's scattered near ties), is diverged — never within precision, never
-    a mild degradation (docs/exit-codes.md: a decision changed is exit 1) —, the decision said with its margin."""
+    (`sweep/samples.py`), the decision said first with its margin: a declared `--metric` whose value changes is
+    diverged (exit 1: the application's own decision changed); without one, a Sigmoid / Softmax output that decides
+    otherwise at 0.5 / its argmax (more than a map's scattered near ties) is never within precision — at least
+    degraded (exit 4), diverged where the rest of the run says so. The reading at 0.5 / argmax is cp_debug's guess of
+    the application's decision, not the user's: RapidOCR's INT8 detector and orientation classifier keep every box and
+    label at their own thresholds (0.3 / 0.9) while their maps flip at 0.5 / argmax — diverged there would be a false
+    alarm of a healthy candidate (docs/trained-models.md, the twelfth stop)."""
     from cp_debug.compare import noise
 
     changed = [d for d in decisions if isinstance(d, OutputDecision) and d.decisive]
     if outcome is None or not changed or outcome is noise.Outcome.INCONCLUSIVE:
         return outcome, reason
-    worst = noise.Outcome.DIVERGED
+    declared = any(d.rule == "metric" for d in changed)
+    worst = noise.Outcome.DIVERGED if declared else noise.Outcome.DEGRADED
     words = "; ".join(d.summary for d in changed)
-    return noise.worst([outcome, worst]), f"the decision changes: {words}" + (f"; {reason}" if reason else "")
+    undeclared = "" if declared else " (no --metric declared: read at 0.5 / argmax)"
+    return noise.worst([outcome, worst]), f"the decision changes{undeclared}: {words}" + (
+        f"; {reason}" if reason else "")
 
 
 def flipped(state, metric_only: bool = False) -> list[OutputDecision]:
