@@ -91,7 +91,8 @@ def made(run: RunState, state: CandidateState, name: str, whys: dict,
         segment_why="; ".join([*(f.text for f in whys.values() if f.replaces_hint and f.text),  # the mechanism first
                                *([w] if (w := said.get("segment") or said.get("qdq file")) else [])]) or None,
         eps=said.get("eps"), export=said.get("export"),
-        calib_fit=said.get("calibration"), file_exclude=file_exclusion(run, state, name) if int8 else None)
+        calib_fit=said.get("calibration"), file_exclude=file_exclusion(run, state, name) if int8 else None,
+        op=st.op_type(name) if int8 is not None else None)
     # a calibration that misses tells its own story; a cause confirmed at the outputs is no accumulation
     # a layer that alone breaks them (its run alone placed it) is no accumulation either (one story)
     spread = (_dominance(run, state, name) if not ctx.calib_fit and not measured and not confirmed_at(state, name)

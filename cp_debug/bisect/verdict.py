@@ -12,7 +12,7 @@ import time
 from cp_debug.bisect.cures.advice import exclusion
 from cp_debug.bisect.findings import catalog, decision_cause, owner_cause
 from cp_debug.bisect.findings.contract import Candidate, Role, Segment
-from cp_debug.bisect.findings.decisions import decided_outcome, held_decision, shown
+from cp_debug.bisect.findings.decisions import held_decision, outcome_with, shown
 from cp_debug.bisect.findings.intervention import confirmed_at, settle
 from cp_debug.bisect.findings.graph_blame import GraphBlame
 from cp_debug.bisect.findings.hints import rounding_only
@@ -108,7 +108,9 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
                             *(_as_ran(state, *(judged or _outcome(run, state, results, rc)))
                               if state.refused is None else (None, None)), flipped=flipped, tie=tie, root=rc,
                             after=(flipped or _after(run, state, placed)) if tie is not None else frozenset())
-    outcome, reason = decided_outcome(state, outcome, reason)
+    # a decision changed is diverged (`decisions.outcome_with`); a flip inside the model measured as the cause
+    # (`choice`) stands for the output flips it made, judged by its own finding
+    outcome, reason = outcome_with(shown(state.decisions, choice), outcome, reason)
     closing = [f for f in ran.values() if f.adds_to_hint and f.text]
     if closing:  # at a near tie several layers each tip, no one layer's "rounding … keep it in FP32" (one story)
         tips = state.intervention is not None and bool(state.intervention.tipped()) and rounding_only(hint)

@@ -41,6 +41,11 @@ def keep_fp32(
                                           "within FP16's precision budget, as bisect judges).")] = None,
     rtol: Annotated[Optional[float],
                     option("--rtol", help="Relative tolerance on the graph outputs (default: FP16's).")] = None,
+    metric: Annotated[Optional[str], option(
+        "--metric", metavar="NAME|FILE.py:FUNC", help="The application's decision, as bisect's --metric: a built-in "
+        "(top1, argmax, ...) or FUNC(outputs, reference, label) seeing every output by name; a run whose value "
+        "changes fails, its outputs within budget or not. Without it, Sigmoid / Softmax outputs are read at 0.5 / "
+        "argmax, as bisect reads them.")] = None,
     exporter: Exporter = "auto",
     seed: TorchSeed = 0,
     recipe: Recipe = None,
@@ -81,7 +86,7 @@ def keep_fp32(
         r = recipe_of(recipe_name(recipe))
         if r.keep_fp32_is_fix:
             given = [o for o, v in (("--onnx", onnx_model), ("--torch", torch_model), ("--inputs", inputs),
-                                    ("--atol", atol), ("--rtol", rtol)) if v is not None]
+                                    ("--atol", atol), ("--rtol", rtol), ("--metric", metric)) if v is not None]
             if given:
                 raise BadInputError(f"{', '.join(given)}: not for keep-fp32 --recipe {r.name} (it exports the "
                                     "model's one graph and judges it per query over held-out frames, within FP16's "
@@ -99,13 +104,13 @@ def keep_fp32(
             code = _keep_fp32(onnx_model, torch_model, inputs, spec, candidates,
                               tolerance_for(spec.precision, atol, rtol), exporter=exporter, seed=seed,
                               json_out=json_out, quiet=quiet, third_party=third_party,
-                              fixed=atol is not None or rtol is not None)
+                              fixed=atol is not None or rtol is not None, metric=metric)
     raise typer.Exit(code)
 
 
 def _keep_fp32(onnx_model: Path | None, torch_model: str | None, inputs: Path | None, spec: BackendSpec,
                candidates: str, tol: Tolerance, *, exporter: str, seed: int, json_out: str | None, quiet: bool,
-               third_party: ThirdParty, fixed: bool = False) -> int:
+               third_party: ThirdParty, fixed: bool = False, metric: str | None = None) -> int:
     from cp_debug.bisect.cures.keep_fp32 import check_backend, find_keep_fp32
     from cp_debug.cli.common.output import StepProgress, stdout_console
     from cp_debug.cli.common.preflight import check_inputs, check_outputs
@@ -116,13 +121,16 @@ def _keep_fp32(onnx_model: Path | None, torch_model: str | None, inputs: Path | 
     check_backend(spec)  # before loading or exporting anything
     check_inputs(onnx=onnx_model, inputs=inputs)
     check_outputs(json_out)
+    from cp_debug.samples.tasks import task_metric
+
+    task = task_metric(metric) if metric is not None else None  # a wrong name or file: exit 2 before the model
     progress = StepProgress(quiet=quiet or json_out == "-", stream=third_party.terminal)
     with progress.step("loading the model"):
         model, feed, modules = _load(onnx_model, torch_model, inputs, exporter, seed, spec)
     names = candidates.strip()
     chosen = names if names in ("compute", "all") else [n.strip() for n in names.split(",") if n.strip()]
     result = find_keep_fp32(model, spec, feed, tol, chosen, progress=progress, module_names=modules,
-                            mode="fixed" if fixed else "model")
+                            mode="fixed" if fixed else "model", metric=task)
     from cp_debug.cli.common.output import with_own
     from cp_debug.files import json_text, write_json
 
@@ -133,18 +141,19 @@ def _keep_fp32(onnx_model: Path | None, torch_model: str | None, inputs: Path | 
         if json_out:
             write_json(json_out, doc)
         console = stdout_console()
-        render(result, console, _bisect_command(onnx_model, torch_model, inputs, spec))
+        render(result, console, _bisect_command(onnx_model, torch_model, inputs, spec, metric))
         third_party.print_count(console, where="the JSON's third_party_warnings" if json_out else None)
     return 0 if result.found else 1
 
 
-def _bisect_command(onnx_model, torch_model, inputs, spec: BackendSpec) -> str:
+def _bisect_command(onnx_model, torch_model, inputs, spec: BackendSpec, metric: str | None = None) -> str:
     """The `cpdebug bisect` command of this model with the set found (issue 117: it was printed with a literal
     `...` for the model, to be filled in by hand)."""
     import shlex
 
     model = f"--onnx {shlex.quote(str(onnx_model))}" if onnx_model else f"--torch {shlex.quote(str(torch_model))}"
     given = f" --inputs {shlex.quote(str(inputs))}" if inputs else ""
+    given += f" --metric {shlex.quote(metric)}" if metric else ""
     return f"cpdebug bisect {model}{given} --backends {'ort' if onnx_model else 'torch'},{spec}"
 
 
@@ -185,7 +194,9 @@ def render(result, console, command: str) -> None:
                     ("worst output", {}), ("rel. RMSE", {"justify": "right"}), ("s", {"justify": "right"})):
         table.add_column(col, **kw)
     for i, s in enumerate(result.steps, 1):
-        verdict = "[green]pass[/green]" if s.passed else "[red]fail[/red]"
+        flips = sum(d.flipped for d in s.figures.flipped)
+        verdict = "[green]pass[/green]" if s.passed else "[red]fail[/red]" + (
+            f" ({flips} decision(s) flipped)" if flips else "")
         table.add_row(str(i), s.phase, _kept(s.experiment), verdict, s.figures.worst_output or "-",
                       f"{s.figures.worst_rel_rmse:.3g}", f"{s.seconds:.2f}")
     from cp_debug.report.table import print_whole
@@ -197,14 +208,19 @@ def render(result, console, command: str) -> None:
                       + "; ".join(p.notes), highlight=False)
     elif p is not None and any("storage emulated" in n for n in p.notes):
         console.print(f"[dim]note: {result.backend}: {'; '.join(p.notes)}[/dim]", highlight=False)
+    moved = result.steps[0].figures.flipped if result.steps and not result.steps[0].experiment else ()
+    if moved:  # the decisions the FP16 model moves as it is: why it does not pass, said with their margins
+        console.print("the decisions it moves as it is: " + "; ".join(d.summary for d in moved), highlight=False,
+                      markup=False)
     if result.status == "not_needed":
         console.print("[green]The FP16 model passes as it is: no node needs to stay in FP32.[/green]")
     elif result.status == "tie":
         console.print(f"[yellow]No FP32 set searched:[/yellow] {result.tie}", highlight=False)
     elif result.status == "impossible":
         worst = max((d.rel_rmse for d in result.final), default=float("nan"))
+        still = (f"; {sum(d.flipped for d in result.flipped)} decision(s) still flip" if result.flipped else "")
         console.print(f"[red]Even with all {len(result.candidates)} candidates in FP32 the outputs fail[/red] "
-                      f"(worst rel. RMSE {worst:.3g}): FP16 of these nodes does not explain the divergence; "
+                      f"(worst rel. RMSE {worst:.3g}{still}): FP16 of these nodes does not explain the divergence; "
                       "try --search-nodes all, or `cpdebug bisect`.", highlight=False)
     else:
         console.print(f"[green]Keep {len(result.keep)} node(s) in FP32[/green] (1-minimal: dropping any one fails):",

@@ -202,9 +202,12 @@ def search_set(spec: BackendSpec, model: "onnx.ModelProto", samples: Sequence["S
     nodes out of the quantizer. `candidates` (`--search-nodes`): the nodes searched, in any form cp_debug prints
     (`probes/node_names.py`), instead of the ranked ones; a name no node has is one BadInputError line. `metric`
     (`--metric`, a discrete one): a sample whose value it changes fails too, its outputs within budget or not (the
-    application's decision, as bisect judges it: torchfcpe's INT8 flipped frames within budget: "nothing to fix")."""
+    application's decision, as bisect judges it: torchfcpe's INT8 flipped frames within budget: "nothing to fix");
+    without one, a sample whose Sigmoid / Softmax outputs decide otherwise at 0.5 / argmax fails (bisect's reading,
+    `findings/decisions.sample_flips`)."""
     from cp_debug.bisect.cures.experiment import probe_order, progress_step
     from cp_debug.bisect.cures.search import KeepFp32Search, run_search, with_eta
+    from cp_debug.bisect.findings.decisions import decided_of, sample_flips
     from cp_debug.fix.carried_outputs import CarriedOutputs
     from cp_debug.fix.metric import outputs_of
 
@@ -229,7 +232,8 @@ def search_set(spec: BackendSpec, model: "onnx.ModelProto", samples: Sequence["S
     option = "keep_fp32_nodes" if spec.precision == "fp16" else "exclude_int8_nodes"
     extra = {} if spec.precision == "fp16" else {"calib_feeds": [dict(c) for c in calib]}
     runs = itertools.count(1)
-    decided = metric is not None and metric.discrete
+    decided = decided_of(model, outputs)  # no --metric: the Sigmoid / Softmax outputs read at 0.5 / argmax, as bisect
+    reads = metric.discrete if metric is not None else bool(decided)
     held: dict[str, frozenset] = {}  # each sample's outputs within budget as nothing is kept (the search's first run)
     search = KeepFp32Search([c.name for c in ranked])
 
@@ -238,14 +242,13 @@ def search_set(spec: BackendSpec, model: "onnx.ModelProto", samples: Sequence["S
         with progress_step(progress, with_eta(f"{spec}: run {next(runs)}, {len(keep)} node(s) {what}, "
                                               f"{len(samples)} sample(s)", search)):
             carry = CarriedOutputs.of(model, spec.precision, keep)
-            got: list | None = [] if decided else None
+            got: list | None = [] if reads else None
             figures = run_samples(spec, model, samples, values, tol, outputs=got, carry=carry,
                                   held=held if keep else None, **{option: list(keep)}, **extra)
         held.update(held_by_sample(figures) if not keep else {})  # the run that keeps nothing: run first
         bad = not all(f.passed for f in figures)
-        return Verdict(bad or (decided and any(metric.changed(metric.value(o, r, s.label, s.feed),
-                                                              metric.value(r, r, s.label, s.feed))
-                                               for o, r, s in zip(got, outputs_of(values, outputs), samples))), figures)
+        return Verdict(bad or (reads and any(sample_flips(metric, decided, r, o, s.label, s.feed)
+                                             for o, r, s in zip(got, outputs_of(values, outputs), samples))), figures)
 
     tie = _near_tie(spec, model, values, samples, softmax=False)
     if tie is not None:  # a TopK / ArgMax between near ties: no set of layers keeps it on every input (issue 84)

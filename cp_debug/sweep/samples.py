@@ -214,7 +214,7 @@ def _judged(ran: tuple, opts: SampleSweepOptions) -> FrameResult:
                                  o.diff.nan, o.diff.inf, status_of(o.diff, o.judgement),
                                  o.judgement.expected_rel_rmse, o.judgement.noise_ratio)
                        for k, o in enumerate(j.outputs))
-        decisions = _decisions(ref, got[label], feed, opts)
+        decisions = _decisions(ref, got[label], feed, opts, precision)
         outcome, reason = outcome_with(decisions, j.outcome, j.reason)  # a changed metric: diverged, as bisect
         frames.append(CandidateFrame(label, probes, NO_BOXES, outcome is not Outcome.WITHIN_PRECISION,
                                      outcome.value, reason, precision, decisions))
@@ -223,15 +223,17 @@ def _judged(ran: tuple, opts: SampleSweepOptions) -> FrameResult:
     return FrameResult(index, name, status, reason, 0, tuple(frames))
 
 
-def _decisions(ref: dict, got: dict, feed, opts: SampleSweepOptions) -> tuple:
+def _decisions(ref: dict, got: dict, feed, opts: SampleSweepOptions, precision: str | None = None) -> tuple:
     """One candidate's decisions on one sample (`feed`: its inputs), as bisect reads them
-    (`bisect/findings/decisions.py`): the `--metric`'s value, the reference's and the candidate's (always kept); else
-    each Sigmoid / Softmax output read at 0.5 / its argmax (kept where it flips)."""
-    from cp_debug.bisect.findings.decisions import metric_decision, read_decisions
+    (`bisect/findings/decisions.py`): the `--metric`'s value, the reference's and the candidate's (always kept), with
+    the margin it moved at where one is known; else each Sigmoid / Softmax output read at 0.5 / its argmax (kept
+    where it flips), each flip's margin against the candidate's error there and `precision`'s budget."""
+    from cp_debug.bisect.findings.decisions import metric_decision, read_decisions, with_margin
 
     if opts.metric is not None:
-        return tuple(metric_decision(opts.metric, list(ref), ref, got, feed))
-    return tuple(d for d in read_decisions(opts.decided, ref, got) if d.changed)
+        found = metric_decision(opts.metric, list(ref), ref, got, feed)
+        return tuple(with_margin(found, opts.metric, opts.decided, ref, got, precision))
+    return tuple(d for d in read_decisions(opts.decided, ref, got, precision) if d.changed)
 
 
 def _bisect_worst(model, samples, ranked: list, opts: SampleSweepOptions, step, cal=None) -> tuple[dict, list]:

@@ -102,7 +102,10 @@ def test_a_range_set_by_a_pads_fill_is_said_and_its_pads_are_the_cure(tmp_path):
     report = json.loads((tmp_path / "r.json").read_text())
     label = f"ort@{user}"
     assert report["outcomes"] == {label: "diverged"}, report["outcome_reasons"]
-    assert report["outcome_reasons"][label].startswith("local fault at m0"), report["outcome_reasons"]
+    # the decision changed (15 of 16 labels) said first, then the local fault (the twelfth stop: one rule with --metric)
+    assert report["outcome_reasons"][label].startswith(
+        "the decision changes (no --metric declared: read at 0.5 / argmax): probs read at its argmax: 15 of 16")
+    assert "; local fault at m0" in report["outcome_reasons"][label], report["outcome_reasons"]
     root = report["root_cause"][label]
     hint = root["hint"]
     assert root["probe"] == "p0", root  # the first pad's output: the tensor whose range the fill sets

@@ -65,8 +65,12 @@ def test_the_first_conv_is_the_root_at_the_declared_decision(tmp_path):
     for metric in (["--metric", f"{HERE / 'int8_stem_rounding.py'}:label_metric"], []):
         proc = cpdebug("bisect", "--onnx", tmp_path / "fp32.onnx", "--inputs", tmp_path / "x.npz", "-b",
                        f"ort-cpu,ort@{tmp_path / 'q'}", *metric, "--json", tmp_path / "r.json", "--quiet")
-        # a declared metric changed: diverged (1); the outputs read at argmax, 15 of 64 flipped: degraded (4), as before
+        # a declared metric changed: diverged (1); the outputs read at argmax, 15 of 64 flipped: degraded (4), never
+        # within precision, the decision said first (the twelfth stop: before, the noise model's words alone)
         assert proc.returncode == (1 if metric else 4), proc.stdout[-3000:] + proc.stderr[-2000:]
+        report = json.loads((tmp_path / "r.json").read_text())
+        said = "the decision changes: --metric" if metric else "the decision changes (no --metric declared"
+        assert next(iter(report["outcome_reasons"].values())).startswith(said), report["outcome_reasons"]
         cause = next(iter(json.loads((tmp_path / "r.json").read_text())["root_cause"].values()))
         found = cause["intervention"]
         # before: the stem not tried, or "placed by its run alone" with `confirmed` false

@@ -49,18 +49,28 @@ def test_a_sample_whose_metric_changes_is_a_flip_and_diverged(planted, tmp_path)
 
 
 def test_without_a_metric_the_sigmoid_is_read_at_half(planted, tmp_path):
-    """The Sigmoid's output read at 0.5: the flips counted as decisions, the outcome left to the noise model."""
+    """The Sigmoid's output read at 0.5: the flips counted as decisions, each flipped sample never within precision —
+    degraded, as bisect judges it without a declared metric (the twelfth stop: before, within precision) —, its
+    margin said against the candidate's error there and FP16's budget: a near tie broken by rounding."""
     import cp_debug
 
     path, samples = planted
     report = cp_debug.sweep(str(path), str(samples), "ort-cpu,ort-cpu-fp16", bisect_top=0, out=tmp_path / "s")
     flips = report.doc["summary"]["decisions"]
     assert flips["rule"] == "scores at 0.5" and sorted(flips["tokens"]) == list(threshold_model.FLIPPED), flips
-    assert report.doc["outcome"] == "within_precision", report.doc["verdict"]
+    assert report.doc["outcome"] == "degraded", report.doc["verdict"]  # before: within_precision
+    assert "flips on 2 of 6 samples" in report.doc["verdict"], report.doc["verdict"]
+    for f in report.doc["frames"]:  # the flipped samples diverged, the others within precision
+        flipped = f["token"] in threshold_model.FLIPPED
+        assert f["status"] == ("degraded" if flipped else "within_precision"), f
     f = next(f for f in report.doc["frames"] if f["token"] == threshold_model.FLIPPED[0])
+    assert f["outcome_reason"].startswith("the decision changes (no --metric declared"), f
     d, = f["decisions"]["ort-cpu-fp16"]
     assert d["rule"] == "threshold 0.5" and d["flipped"] == 1 and d["total"] == 4, d
     assert d["margin"] == pytest.approx(0.5000750 - 0.5, rel=1e-2), d  # the reference's distance to 0.5
+    # the candidate's error there (the score moved across 0.5 by at least the margin), and the tie said
+    assert d["error"] >= d["margin"] and d["tie"] is True and d["budget"] > d["margin"], d
+    assert "a near tie broken by rounding" in d["summary"] and f"{d['error']:.3g}" in d["summary"], d
 
 
 def test_a_declared_metric_that_holds_on_every_sample_is_said_held():

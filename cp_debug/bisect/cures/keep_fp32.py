@@ -56,6 +56,8 @@ class KeepFp32Figures:
 
     diffs: tuple[TensorDiff, ...]
     precision: PrecisionReport | None
+    flipped: tuple = ()  # the decisions the run flips (`findings/decisions.sample_flips`): a `--metric`'s, else the
+    # Sigmoid / Softmax outputs read at 0.5 / argmax — a run that flips one fails, its outputs within budget or not
 
     @property
     def worst_output(self) -> str | None:
@@ -75,7 +77,7 @@ def step_json(s: TraceStep) -> dict:
     """One step of the search as `keep.json` lists it: the set kept in FP32, the verdict, the worst graph output."""
     f = s.figures
     return {**keep_step_json(s), "worst_output": f.worst_output, "worst_rel_rmse": f.worst_rel_rmse,
-            "seconds": s.seconds}
+            "decisions_flipped": [d.summary for d in f.flipped], "seconds": s.seconds}
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,7 @@ class KeepFp32Result:
     precision: PrecisionReport | None = None
     modules: Mapping[str, str | None] | None = None  # kept node -> the module whose code made it (exporter scopes)
     tie: str | None = None  # status tie: the decision and its margin against the format's step
+    flipped: tuple = ()  # the decisions `final`'s run still flips (`KeepFp32Figures.flipped`)
 
     @property
     def found(self) -> bool:
@@ -136,6 +139,7 @@ class KeepFp32Result:
             "steps": [step_json(s) for s in self.steps],
             "baseline": [d.to_json() for d in self.baseline],
             "final": [d.to_json() for d in self.final],
+            "decisions_flipped": [d.to_json() for d in self.flipped],
         }
 
 
@@ -143,7 +147,7 @@ def find_keep_fp32(model: "onnx.ModelProto | str", spec: BackendSpec, feed: Mapp
                    tol: Tolerance | None = None, candidates: Sequence[str] | str | None = None, *,
                    reference: Reference | None = None, progress=None,
                    runner_options: Mapping | None = None, module_names: Sequence[str] = (),
-                   mode: str = "model") -> KeepFp32Result:
+                   mode: str = "model", metric=None) -> KeepFp32Result:
     """Search a 1-minimal set of nodes to keep in FP32 for `spec` (ort-*-fp16 or trt-fp16) to pass `tol`.
 
     candidates: node names, or "compute" (default: compute nodes plus nodes near FP16's range) or "all" (every
@@ -155,7 +159,11 @@ def find_keep_fp32(model: "onnx.ModelProto | str", spec: BackendSpec, feed: Mapp
         and the candidate's precision budget, or within the budget alone where it was so with nothing kept — the
         judge of bisect's intervention and fix, so a set found here is one they verify too) or "fixed" (`tol` alone:
         the user's --atol/--rtol).
+    metric: `--metric` (`samples.tasks.TaskMetric`): a run whose discrete metric changes fails, its outputs within
+        budget or not; without one the outputs a Sigmoid / Softmax writes are read at 0.5 / argmax, as bisect reads
+        them (`findings/decisions.sample_flips`): "passes as it is" is never said while a decision flips.
     """
+    from cp_debug.bisect.findings.decisions import decided_of, sample_flips
     from cp_debug.compare import cure_judge, noise
     from cp_debug.graph.model import load_onnx
     from cp_debug.probes.node_names import NodeNames
@@ -184,17 +192,21 @@ def find_keep_fp32(model: "onnx.ModelProto | str", spec: BackendSpec, feed: Mapp
     held: set[str] = set()  # model mode: the outputs within their budget as nothing is kept, judged by it after
     search = KeepFp32Search([c.name for c in ranked])
 
+    decided = decided_of(model, outputs)
+
     def judge(keep: list[str]) -> Verdict:
         out, report = run_once(spec, model, feed, progress, with_eta(f"{spec}: run {next(runs)}, {len(keep)} node(s) "
                                                                      "kept in FP32", search),
                                keep_fp32_nodes=keep, **opts)
         diffs = tuple(TensorDiff.from_arrays(n, expected[n], out[n], tol) for n in outputs)
+        flipped = tuple(sample_flips(metric, decided, {n: expected[n] for n in outputs},
+                                     {n: out[n] for n in outputs}, inputs=feed, precision=spec.precision))
         if mode != "model":
-            return Verdict(any(is_bad(d) for d in diffs), KeepFp32Figures(diffs, report))
+            return Verdict(any(is_bad(d) for d in diffs) or bool(flipped), KeepFp32Figures(diffs, report, flipped))
         judged = [(d, noise.judge(d, spec.precision)) for d in diffs]  # each output judged once
         held.update(cure_judge.held_of(judged) if not keep else ())  # the run that keeps nothing: run first
         failed = any(not cure_judge.passes(d, spec.precision, j, d.name in held) for d, j in judged)
-        return Verdict(failed, KeepFp32Figures(diffs, report))
+        return Verdict(failed or bool(flipped), KeepFp32Figures(diffs, report, flipped))
 
     if tie is not None:  # a choice between near ties: no set of FP32 layers keeps it (issue 84, item 2)
         plain = judge([])
@@ -205,9 +217,9 @@ def find_keep_fp32(model: "onnx.ModelProto | str", spec: BackendSpec, feed: Mapp
     trace = run_search(search, judge)
     final_set = trace.result if trace.result is not None else tuple(c.name for c in ranked)
     plain = trace.find((), frozenset).figures  # the run that kept nothing
-    return KeepFp32Result(str(spec), trace.status, trace.result, ranked, trace.steps, plain.diffs,
-                          trace.find(final_set, frozenset).figures.diffs, tol, plain.precision,
-                          {n: names.module_of(n) for n in final_set})
+    final = trace.find(final_set, frozenset).figures
+    return KeepFp32Result(str(spec), trace.status, trace.result, ranked, trace.steps, plain.diffs, final.diffs, tol,
+                          plain.precision, {n: names.module_of(n) for n in final_set}, flipped=final.flipped)
 
 
 def near_tie(model: "onnx.ModelProto", values: Mapping[str, np.ndarray], precision: str,

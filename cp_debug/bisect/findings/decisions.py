@@ -50,6 +50,9 @@ class OutputDecision:
     margins: tuple[float, ...] = ()  # each flipped element's, smallest first, where at most `LISTED` flip
     value: float | None = None  # the reference's value at the smallest margin (a score, a row's top): its step
     at: str = ""  # a metric that changed: the Sigmoid / Softmax outputs that flip with it, read at 0.5 / argmax
+    error: float | None = None  # the candidate's error at the smallest margin: the score's, or the two classes' gap's
+    budget: float | None = None  # the RMS error the candidate's precision allows over the output (`noise.budget`)
+    precision: str = ""  # the candidate's, where `budget` is known
 
     @property
     def scattered(self) -> bool:
@@ -62,17 +65,47 @@ class OutputDecision:
         return self.changed and not self.scattered
 
     @property
+    def tie(self) -> bool | None:
+        """The flip is a near tie the rounding broke: the reference's margin there within the RMS error the
+        candidate's precision allows over the output (`budget`); False: beyond it, no tie — the error moved a clear
+        decision; None where either is unknown."""
+        if not self.changed or self.margin is None or self.budget is None:
+            return None
+        return self.margin <= self.budget
+
+    def tie_words(self) -> str:
+        """The margin of the flip against the candidate's error there and its precision's budget, in words: a near
+        tie broken by rounding, or no tie; "" where no margin is known."""
+        if self.margin is None or not self.changed:
+            return ""
+        where = "at the smallest" if len(self.margins) > 1 else "there"
+        err = f" against the candidate's error {where} {self.error:.3g}" if self.error is not None else ""
+        if self.tie is None:
+            return err
+        if self.tie:
+            return (f"{err} — a near tie broken by rounding (the margin within {self.precision}'s budget over the "
+                    f"output, an RMS error of {self.budget:.3g})")
+        return (f"{err} — no near tie: the margin is {self.margin / self.budget:.3g}× the RMS error "
+                f"{self.precision}'s budget allows over the output ({self.budget:.3g})")
+
+    @property
     def summary(self) -> str:
         if self.rule == "metric":
-            return (f"--metric {self.name}: {self.candidate:.6g} where the reference gives {self.reference:.6g}"
-                    + (" (changed)" if self.changed else " (held)") + (f", where {self.at}" if self.at else ""))
+            if not self.changed:
+                return (f"--metric {self.name}: {self.candidate:.6g} where the reference gives {self.reference:.6g} "
+                        "(held)")
+            margin = (f", where {self.at}" if self.at else "" if self.margin is not None
+                      else f" — the metric's value moved by {abs(self.candidate - self.reference):.3g}: it returns "
+                           "one number, no margin to its threshold is known")
+            return (f"--metric {self.name}: {self.candidate:.6g} where the reference gives {self.reference:.6g} "
+                    f"(changed){margin}")
         at = f", the reference's margin there {self.margin:.3g}" if self.margin is not None else ""
         if len(self.margins) > 1:
             at = f", the reference's margins there {', '.join(f'{m:.3g}' for m in self.margins)}"
         few = (f" (≤ {SCATTERED:.1%} of its elements: the map's near ties at its threshold, no decision of the map)"
                if self.scattered else "")
         return (f"{self.name} read at its {self.rule}: {self.flipped} of {self.total} decide otherwise than the "
-                f"reference{at}{few}")
+                f"reference{at}{self.tie_words()}{few}")
 
     def to_json(self) -> dict:
         def num(x):
@@ -80,25 +113,44 @@ class OutputDecision:
         return {"name": self.name, "kind": "output", "rule": self.rule, "changed": self.changed,
                 "flipped": self.flipped, "total": self.total, "scattered": self.scattered, "margin": num(self.margin),
                 "reference": num(self.reference), "candidate": num(self.candidate), "summary": self.summary,
+                "error": num(self.error), "budget": num(self.budget), "tie": self.tie,
                 **({"held": not self.changed} if self.rule == "metric" else {})}  # a declared metric: held, or not
 
 
-def output_decisions(run: "RunState", stage: int, ref: Mapping[str, np.ndarray], out: Mapping[str, np.ndarray]
-                     ) -> list[OutputDecision]:
+def output_decisions(run: "RunState", stage: int, ref: Mapping[str, np.ndarray], out: Mapping[str, np.ndarray],
+                     precision: str | None = None) -> list[OutputDecision]:
     """The decisions stage `stage`'s outputs carry, each the candidate's (`out`) against the reference's (`ref`):
-    the run's `--metric` on the last stage, else each Sigmoid / Softmax output's."""
+    the run's `--metric` on the last stage, else each Sigmoid / Softmax output's (`precision`: the candidate's, its
+    flips' margins weighed against its budget)."""
     last = stage == len(run.subject.stages) - 1
     metric = getattr(run.opts, "metric", None)
     st = run.subject.stages[stage]
     if metric is None or not last:
-        return read_decisions(decided_outputs(st), ref, out)
+        return read_decisions(decided_outputs(st), ref, out, precision)
     found = metric_decision(metric, st.output_names, ref, out, run.ref_feeds.get(0, {}))  # the model's inputs
-    if found and found[0].changed:  # the near tie the metric moved at, where an output read at 0.5 / argmax flips
-        ties = [d for d in read_decisions(decided_outputs(st), ref, out) if d.changed and d.margin is not None]
-        if ties:
-            tie = min(ties, key=lambda d: d.margin)
-            found = [replace(found[0], margin=tie.margin, value=tie.value, at="; ".join(d.summary for d in ties))]
-    return found
+    return with_margin(found, metric, decided_outputs(st), ref, out, precision)
+
+
+def with_margin(found: list[OutputDecision], metric, decided: Mapping[str, str], ref: Mapping[str, np.ndarray],
+                out: Mapping[str, np.ndarray], precision: str | None) -> list[OutputDecision]:
+    """A changed metric's decision (`found`) with the near tie it moved at: where an output read at 0.5 / argmax
+    (`decided`) flips with it, or a built-in that reads its first output at its argmax (`ARGMAX_METRICS`: top1,
+    argmax) — that output's rows; a user's function returning one number keeps its change alone."""
+    if not (found and found[0].changed):
+        return found
+    ties = [d for d in read_decisions(decided, ref, out, precision) if d.changed and d.margin is not None]
+    first = next(iter(ref), None)
+    if not ties and getattr(metric, "name", None) in ARGMAX_METRICS and first in out:
+        axis = "@1" if metric.name == "argmax" and np.ndim(ref[first]) == 4 else ""  # pixel logits [N, C, H, W]
+        ties = [d for d in read_decisions({first: "Softmax" + axis}, ref, out, precision) if d.changed]
+    if not ties:
+        return found
+    tie = min(ties, key=lambda d: d.margin)
+    return [replace(found[0], margin=tie.margin, value=tie.value, at="; ".join(d.summary for d in ties),
+                    error=tie.error, budget=tie.budget, precision=tie.precision)]
+
+
+ARGMAX_METRICS = ("top1", "argmax")  # built-in metrics that read their first output at its argmax (`samples/tasks`)
 
 
 def metric_decision(metric, names, ref: Mapping[str, np.ndarray], out: Mapping[str, np.ndarray],
@@ -115,10 +167,11 @@ def metric_decision(metric, names, ref: Mapping[str, np.ndarray], out: Mapping[s
     return [OutputDecision(metric.name, "metric", changed, int(changed), 1, None, r, c)]
 
 
-def read_decisions(decided: Mapping[str, str], ref: Mapping[str, np.ndarray], out: Mapping[str, np.ndarray]
-                   ) -> list[OutputDecision]:
+def read_decisions(decided: Mapping[str, str], ref: Mapping[str, np.ndarray], out: Mapping[str, np.ndarray],
+                   precision: str | None = None) -> list[OutputDecision]:
     """Each output of `decided` (name -> "Sigmoid" | "Softmax" | "Softmax@AXIS", `decided_outputs`) read at 0.5 / its
-    argmax (over AXIS), the candidate's (`out`) against the reference's (`ref`)."""
+    argmax (over AXIS), the candidate's (`out`) against the reference's (`ref`); a flip's margin said against the
+    candidate's error there and, `precision` given, the RMS error its budget allows over the output."""
     found = []
     for name, op in decided.items():
         if name not in ref or name not in out:
@@ -131,20 +184,61 @@ def read_decisions(decided: Mapping[str, str], ref: Mapping[str, np.ndarray], ou
             a, b = np.moveaxis(a, int(axis), -1), np.moveaxis(b, int(axis), -1)
         if op == "Sigmoid":
             flip = (a > THRESHOLD) != (b > THRESHOLD)
-            margins, values = np.abs(a - THRESHOLD)[flip], a[flip]
+            margins, values, errors = np.abs(a - THRESHOLD)[flip], a[flip], np.abs(b - a)[flip]
             total = a.size
         else:
-            a2, b2 = a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1])
-            flip = a2.argmax(-1) != b2.argmax(-1)
-            top2 = np.sort(a2, axis=-1)[:, -2:] if a2.shape[-1] > 1 else np.zeros((len(a2), 2))
-            margins, values = (top2[:, 1] - top2[:, 0])[flip], top2[:, 1][flip]
-            total = len(a2)
+            margins, values, errors, flip = _argmax_flips(a, b)
+            total = flip.size
         n = int(flip.sum())
+        at = int(margins.argmin()) if n else None
         found.append(OutputDecision(name, f"threshold {THRESHOLD:g}" if op == "Sigmoid" else "argmax", n > 0, n,
-                                    int(total), float(margins.min()) if n else None,
-                                    value=float(values[margins.argmin()]) if n else None,
-                                    margins=tuple(sorted(float(m) for m in margins)) if n <= LISTED else ()))
+                                    int(total), float(margins[at]) if n else None,
+                                    value=float(values[at]) if n else None,
+                                    margins=tuple(sorted(float(m) for m in margins)) if n <= LISTED else (),
+                                    error=float(errors[at]) if n else None,
+                                    budget=_budget(a, precision) if n and precision else None,
+                                    precision=precision or ""))
     return found
+
+
+def _argmax_flips(a: np.ndarray, b: np.ndarray):
+    """Rows (last axis) whose argmax differs: the reference's top-two gap at each, its top value, and the candidate's
+    error there — how far the gap between the reference's class and the candidate's moved —, the rows flipped."""
+    a2, b2 = a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1])
+    r, c = a2.argmax(-1), b2.argmax(-1)
+    flip = r != c
+    top2 = np.sort(a2, axis=-1)[:, -2:] if a2.shape[-1] > 1 else np.zeros((len(a2), 2))
+    rows = np.arange(len(a2))
+    moved = (a2[rows, r] - a2[rows, c]) - (b2[rows, r] - b2[rows, c])
+    return (top2[:, 1] - top2[:, 0])[flip], top2[:, 1][flip], moved[flip], flip
+
+
+def _budget(a: np.ndarray, precision: str) -> float | None:
+    """The RMS error `precision`'s budget allows over the reference's output `a` (rel. budget × its RMS)."""
+    from cp_debug.compare import noise
+
+    finite = a[np.isfinite(a)]
+    rms = float(np.sqrt(np.mean(finite * finite))) if finite.size else 0.0
+    if rms <= 0:
+        return None
+    return float(noise.budget(precision, float(np.abs(finite).max()), rms)) * rms
+
+
+def sample_flips(metric, decided: Mapping[str, str], ref: Mapping[str, np.ndarray], out: Mapping[str, np.ndarray],
+                 label=None, inputs: Mapping[str, np.ndarray] | None = None, precision: str | None = None
+                 ) -> list[OutputDecision]:
+    """The decisions one sample's outputs `out` flip against `ref`, as bisect judges them: a discrete `metric`'s
+    (`samples.tasks.TaskMetric`) value that changes, else (no metric) the outputs `decided` (`decided_of`) read at
+    0.5 / their argmax, more than a map's scattered near ties — the judge of keep-fp32's and fix's searches."""
+    if metric is None:
+        return [d for d in read_decisions(decided, ref, out, precision) if d.decisive]
+    if not metric.discrete:  # a continuous metric (cosine, snr): the outputs' budget judges it
+        return []
+    r, c = metric.value(ref, ref, label, inputs), metric.value(out, ref, label, inputs)
+    if not metric.changed(c, r):
+        return []
+    return with_margin([OutputDecision(metric.name, "metric", True, 1, 1, None, r, c)], metric, decided, ref, out,
+                       precision)
 
 
 def flips(run: "RunState", stage: int, ref: Mapping[str, np.ndarray], out: Mapping[str, np.ndarray]) -> int:
@@ -159,8 +253,14 @@ def decided_outputs(stage) -> dict[str, str]:
     for a Sigmoid (element-wise: no axis to lose), the ops that only reshape it (tf2onnx writes basic-pitch's note
     maps as a Reshape of their Sigmoid): output name -> op."""
     model = stage.onnx_model  # never exported for this: a torch-only run reads no op
-    if model is None:
-        return {}
+    return decided_of(model, stage.output_names) if model is not None else {}
+
+
+def decided_of(model, names=None) -> dict[str, str]:
+    """`decided_outputs` of an ONNX model's outputs `names` (default: its graph outputs) — keep-fp32's and fix's
+    searches read the same decisions as bisect where no `--metric` is declared."""
+    if names is None:
+        names = [o.name for o in model.graph.output]
     writers = {t: n for n in model.graph.node for t in n.output}
 
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
@@ -178,8 +278,7 @@ def decided_outputs(stage) -> dict[str, str]:
         axis = next((a.i for a in n.attribute if a.name == "axis"), -1 if opset >= 13 else 1)
         return "Softmax" if axis == -1 else f"Softmax@{axis}"  # the classes on that axis, read at its argmax
 
-    return {n: o for n in stage.output_names if (o := op(n)) is not None and o.split("@")[0] in (
-        "Sigmoid", "Softmax")}
+    return {n: o for n in names if (o := op(n)) is not None and o.split("@")[0] in ("Sigmoid", "Softmax")}
 
 
 _SHAPE_ONLY = ("Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze")
@@ -191,7 +290,7 @@ def record_flips(run: "RunState", states: list, cand_up: Mapping[str, Mapping[st
     i = len(run.subject.stages) - 1
     for s in states:
         if s.refused is None and cand_up.get(s.label) and i in run.ref_outputs:
-            found = output_decisions(run, i, run.ref_outputs[i], cand_up[s.label])
+            found = output_decisions(run, i, run.ref_outputs[i], cand_up[s.label], s.judged_at or s.spec.precision)
             s.decisions += [d for d in found if d.changed or d.rule == "metric"]
             s.metric_held = _held(found, run.subject.stages[i].output_names)
 
@@ -207,7 +306,7 @@ def record_deployed(run: "RunState", states: list) -> None:
         plain = s.as_deployed.get(i)
         if s.refused is not None or plain is None or i not in run.ref_outputs:
             continue
-        found = output_decisions(run, i, run.ref_outputs[i], plain)
+        found = output_decisions(run, i, run.ref_outputs[i], plain, s.judged_at or s.spec.precision)
         now = [d for d in found if d.changed or d.rule == "metric"]
         was = [d for d in s.decisions if isinstance(d, OutputDecision)]
         if {(d.name, d.changed, d.flipped, d.candidate) for d in now} == {
@@ -248,23 +347,26 @@ def held_decision(state) -> str | None:
     return getattr(state, "metric_held", None)
 
 
-def decided_outcome(state, outcome, reason: str | None):
-    """The outcome with the candidate's `--metric` weighed: a value that changes is diverged — never within
-    precision —, the decision said. A Sigmoid / Softmax output deciding otherwise without a metric is a decision of
-    the report, the outcome left to the noise model and the findings (a near tie upstream is what the format does)."""
-    return outcome_with(state.decisions, outcome, reason)
-
-
 def outcome_with(decisions, outcome, reason: str | None):
-    """`decided_outcome` on a list of decisions (a sweep's sample: `sweep/samples.py`)."""
+    """The outcome with the candidate's `decisions` weighed, one rule for bisect (`verdict.py`) and a sweep's sample
+    (`sweep/samples.py`), the decision said first with its margin: a declared `--metric` whose value changes is
+    diverged (exit 1: the application's own decision changed); without one, a Sigmoid / Softmax output that decides
+    otherwise at 0.5 / its argmax (more than a map's scattered near ties) is never within precision — at least
+    degraded (exit 4), diverged where the rest of the run says so. The reading at 0.5 / argmax is cp_debug's guess of
+    the application's decision, not the user's: RapidOCR's INT8 detector and orientation classifier keep every box and
+    label at their own thresholds (0.3 / 0.9) while their maps flip at 0.5 / argmax — diverged there would be a false
+    alarm of a healthy candidate (docs/trained-models.md, the twelfth stop)."""
     from cp_debug.compare import noise
 
-    changed = [d for d in decisions if isinstance(d, OutputDecision) and d.changed and d.rule == "metric"]
+    changed = [d for d in decisions if isinstance(d, OutputDecision) and d.decisive]
     if outcome is None or not changed or outcome is noise.Outcome.INCONCLUSIVE:
         return outcome, reason
-    worst = noise.Outcome.DIVERGED
+    declared = any(d.rule == "metric" for d in changed)
+    worst = noise.Outcome.DIVERGED if declared else noise.Outcome.DEGRADED
     words = "; ".join(d.summary for d in changed)
-    return noise.worst([outcome, worst]), f"the decision changes: {words}" + (f"; {reason}" if reason else "")
+    undeclared = "" if declared else " (no --metric declared: read at 0.5 / argmax)"
+    return noise.worst([outcome, worst]), f"the decision changes{undeclared}: {words}" + (
+        f"; {reason}" if reason else "")
 
 
 def flipped(state, metric_only: bool = False) -> list[OutputDecision]:

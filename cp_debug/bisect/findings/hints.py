@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -19,6 +19,11 @@ class Int8Range:
     amax: float
     saturated: float  # share of |x| beyond amax
     rounded_to_zero: float  # share of |x| that rounds to 0 at scale amax / 127
+    median: float | None = field(default=None, compare=False)  # the median |x| of the values that count (below)
+    # the values that count: above FP32's epsilon of the range (a masked softmax's 1e-21 weights add nothing in FP32
+    # either): their share of all, and the share of them that rounds to zero
+    counted: float | None = field(default=None, compare=False)
+    counted_zero: float | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,14 @@ class HintContext:
     exclusion: Exclusion | None = None
     # a story's cure ladder stands for the probe's own INT8 reading and its advice (`int8_story.merged`): not said
     ladder: bool = False
+    # the op writing the probe where it bounds its output by its nature (`BOUNDED`: a Softmax's probabilities in
+    # [0, 1]): a range it sets is no outlier's
+    op: str | None = None
+
+
+# ops whose output lies in a range of their own by construction, whatever their input: (low, high)
+BOUNDED = {"Softmax": (0.0, 1.0), "Sigmoid": (0.0, 1.0), "HardSigmoid": (0.0, 1.0), "Tanh": (-1.0, 1.0),
+           "Softsign": (-1.0, 1.0)}
 
 
 def hint_for(r: ProbeResult, ctx: HintContext) -> str | None:
@@ -145,7 +158,11 @@ def _int8_parts(rng: "Int8Range", said: bool, ctx: HintContext) -> list[str]:
         parts.append(f"INT8 saturation: {sat:.2%} of the reference values exceed the calibrated range ±{amax:.3g}")
     if ctx.ladder:
         return parts
-    if zero > 0.5:
+    if zero > 0.5 and ctx.op in BOUNDED:
+        advice = ctx.exclusion.words() if held else f"{ctx.file_exclude or 'exclude this layer ' + flag}"
+        parts.append(f"INT8 resolution lost: {zero:.0%} of the values round to zero — {_bounded(rng, ctx.op)}; "
+                     f"{advice}")
+    elif zero > 0.5:
         advice = (ctx.exclusion.words() if held
                   else f"{ctx.file_exclude or 'exclude this layer ' + flag} or clip the outliers")
         parts.append(f"INT8 resolution lost: {zero:.0%} of the values round to zero (range ±{amax:.3g} is set "
@@ -154,6 +171,21 @@ def _int8_parts(rng: "Int8Range", said: bool, ctx: HintContext) -> list[str]:
         advice = ctx.exclusion.words() if held else f"{ctx.file_exclude or 'exclude it ' + flag} if it matters"
         parts.append(f"INT8 quantisation error of this layer; {advice}")
     return parts
+
+
+def _bounded(rng: "Int8Range", op: str) -> str:
+    """Why most values of a bounded op's output (`BOUNDED`) round to zero: the range is the op's own, and most
+    values lie near zero below half a step of it (a softmax over many classes: most probabilities near 0)."""
+    low, high = BOUNDED[op]
+    half = 0.5 * rng.amax / 127.0
+    median = f", their median |x| {rng.median:.3g}" if rng.median is not None else ""
+    counted = ""
+    if rng.counted is not None and rng.counted_zero is not None and rng.counted < 1:  # a mask's zeros apart
+        counted = (f"; of the {rng.counted:.0%} above FP32's epsilon of the range (the rest add nothing to a sum "
+                   f"with it in FP32 either: a mask's weights, e^-20 tails), {rng.counted_zero:.0%} round to zero")
+    return (f"a {op}'s output, in [{low:g}, {high:g}] by the op itself (its range ±{rng.amax:.3g} is the op's, not "
+            f"set by outliers): most of its values lie near 0, below half an INT8 step ({half:.3g}){median}"
+            f"{counted}")
 
 
 def _nonfinite_hint(ctx: HintContext) -> str:
@@ -182,4 +214,7 @@ def int8_range(ref_input: np.ndarray, amax: float) -> Int8Range:
     a = np.abs(np.asarray(ref_input, dtype=np.float64))
     if a.size == 0 or amax <= 0:
         return Int8Range(amax, 0.0, 0.0)
-    return Int8Range(amax, float((a > amax * (1 + 1e-6)).mean()), float((a < 0.5 * amax / 127.0).mean()))
+    live = a[a > amax * float(np.finfo(np.float32).eps)]
+    return Int8Range(amax, float((a > amax * (1 + 1e-6)).mean()), float((a < 0.5 * amax / 127.0).mean()),
+                     float(np.median(live)) if live.size else None, live.size / a.size,
+                     float((live < 0.5 * amax / 127.0).mean()) if live.size else None)

@@ -253,7 +253,8 @@ def confirmed(run: "RunState", state: "CandidateState", ranked: list[str], resul
     from cp_debug.bisect.ranking import causes
 
     proposed = ranked
-    if not ranked and results and flipped(state, metric_only=True):  # within budget, the metric moves: by whom
+    # within budget, a decision moves (the metric's, or an output's at 0.5 / argmax: diverged either way): by whom
+    if not ranked and results and flipped(state):
         ranked = causes(results, results[0].probe)
     try:
         state.intervention = confirm(run, state, ranked, results)
@@ -277,8 +278,8 @@ def confirmed(run: "RunState", state: "CandidateState", ranked: list[str], resul
         return proposed[0] if proposed else None
     if found.breaks or not ranked or found.cure is not None:
         return found.breaks
-    state.intervention = replace(found, near="; ".join(d.at for d in flipped(state, metric_only=True) if d.at
-                                                       and d.margin is not None and d.margin <= NEAR_TIE))
+    state.intervention = replace(found, near="; ".join(d.at or d.summary for d in flipped(state)
+                                                       if d.margin is not None and d.margin <= NEAR_TIE))
     return ranked[0]
 
 

@@ -93,9 +93,11 @@ def render_graph(fix, written: Path | None, said: list[str], console) -> None:
         keep = st.experiment
         kept = f"{len(keep)}: " + ", ".join(keep[:2]) + (" …" if len(keep) > 2 else "") if keep else "(none)"
         worst = max((f.worst_rel_rmse for f in st.figures), default=0.0)
-        metric = not st.passed and all(f.passed for f in st.figures)  # within budget, the --metric's decision not
+        metric = not st.passed and all(f.passed for f in st.figures)  # within budget, the decision not (the
+        # --metric's, else a Sigmoid / Softmax output's at 0.5 / argmax)
         t.add_row(str(st.step), st.phase, kept, "[green]pass[/green]" if st.passed else "[red]fail[/red]"
-                  + (" (--metric)" if metric else ""), f"{worst:.3g}", f"{st.seconds:.1f}")
+                  + ((" (--metric)" if fix.metric else " (a decision flipped)") if metric else ""), f"{worst:.3g}",
+                  f"{st.seconds:.1f}")
     from cp_debug.report.table import print_whole
 
     print_whole(console, t)
