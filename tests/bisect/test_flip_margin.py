@@ -49,8 +49,10 @@ def test_an_argmax_flip_says_its_margin_against_the_error_and_the_budget(tmp_pat
     rows, gap = _by_hand(off)
     assert rows == list(TIED)
     code, rep = _bisect(tmp_path, off, False)
-    # no --metric: never within precision, degraded (the reading at argmax is cp_debug's, not the user's decision)
-    assert code == 4 and rep["outcomes"]["ort-cpu-fp16"] == "degraded", rep["outcome_reasons"]
+    # no --metric: degraded (the reading at argmax is cp_debug's, not the user's decision), where a flip is no near
+    # tie; near ties that rounding broke are said and leave the outcome to the errors (within precision here)
+    want = ("within_precision", 0) if tie else ("degraded", 4)
+    assert (rep["outcomes"]["ort-cpu-fp16"], code) == want, rep["outcome_reasons"]
     d, = rep["decisions"]["ort-cpu-fp16"]
     assert d["flipped"] == 2 and d["margin"] == pytest.approx(gap, rel=1e-3), d
     assert d["error"] >= d["margin"] > 0 and d["budget"] > 0 and d["tie"] is tie, d

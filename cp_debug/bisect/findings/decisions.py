@@ -73,6 +73,15 @@ class OutputDecision:
             return None
         return self.margin <= self.budget
 
+    @property
+    def ties_only(self) -> bool:
+        """Read at 0.5 / argmax, every flipped element a near tie (`tie`: its margin within the budget; each margin
+        known, at most `LISTED` flip): the rounding any change of arithmetic brings broke them, no decision of the
+        model's own moved — a healthy candidate's (a madmom LSTM's FP16: 1 of 40 frames at a margin of 0.00015)."""
+        margins = self.margins or ((self.margin,) if self.flipped == 1 and self.margin is not None else ())
+        return (self.rule != "metric" and self.budget is not None and 0 < len(margins) == self.flipped
+                and all(m <= self.budget for m in margins))
+
     def tie_words(self) -> str:
         """The margin of the flip against the candidate's error there and its precision's budget, in words: a near
         tie broken by rounding, or no tie; "" where no margin is known."""
@@ -352,15 +361,20 @@ def outcome_with(decisions, outcome, reason: str | None):
     (`sweep/samples.py`), the decision said first with its margin: a declared `--metric` whose value changes is
     diverged (exit 1: the application's own decision changed); without one, a Sigmoid / Softmax output that decides
     otherwise at 0.5 / its argmax (more than a map's scattered near ties) is never within precision — at least
-    degraded (exit 4), diverged where the rest of the run says so. The reading at 0.5 / argmax is cp_debug's guess of
-    the application's decision, not the user's: RapidOCR's INT8 detector and orientation classifier keep every box and
-    label at their own thresholds (0.3 / 0.9) while their maps flip at 0.5 / argmax — diverged there would be a false
-    alarm of a healthy candidate (docs/trained-models.md, the twelfth stop)."""
+    degraded (exit 4), diverged where the rest of the run says so — unless each element that flips is a near tie
+    (`OutputDecision.ties_only`), which is said and leaves the outcome to the errors. The reading at 0.5 / argmax is
+    cp_debug's guess of the application's decision, not the user's: RapidOCR's INT8 detector and orientation
+    classifier keep every box and label at their own thresholds (0.3 / 0.9) while their maps flip at 0.5 / argmax —
+    diverged there would be a false alarm of a healthy candidate (docs/trained-models.md, the twelfth stop)."""
     from cp_debug.compare import noise
 
     changed = [d for d in decisions if isinstance(d, OutputDecision) and d.decisive]
     if outcome is None or not changed or outcome is noise.Outcome.INCONCLUSIVE:
         return outcome, reason
+    if all(d.ties_only for d in changed):  # rounding broke near ties only: said, the outcome as the errors make it
+        words = "; ".join(d.summary for d in changed)
+        return outcome, (f"near ties only broke (no --metric declared: read at 0.5 / argmax): {words}" +
+                         (f"; {reason}" if reason else ""))
     declared = any(d.rule == "metric" for d in changed)
     worst = noise.Outcome.DIVERGED if declared else noise.Outcome.DEGRADED
     words = "; ".join(d.summary for d in changed)
