@@ -26,7 +26,7 @@ pytestmark = pytest.mark.long  # a quantization and two bisects of a 902-node gr
 METRIC = f"{Path(__file__).resolve().parent / 'captcha_text.py'}:text_metric"
 
 
-def test_the_captcha_reader_in_int8_names_no_saturated_clip_and_a_root_in_its_block(tmp_path):
+def test_the_captcha_reader_in_int8_names_no_saturated_clip(tmp_path):
     import onnxruntime as ort
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
 
@@ -68,7 +68,4 @@ def test_the_captcha_reader_in_int8_names_no_saturated_clip_and_a_root_in_its_bl
     said = " ".join((proc.stdout + proc.stderr).split())
     assert proc.returncode == 1 and "(changed)" in said, said[-3000:]
     root = json.loads((tmp_path / "r.json").read_text())["root_cause"]["ort-cpu-int8"]
-    within = (root["intervention"]["spread"] or {}).get("within") or []
-    if within:  # the halves found a block that brings the texts back: the root named lies in it
-        assert not root["probe"].startswith("/lstm"), root["probe"]
-        assert root["probe"].removesuffix("_output_0") in within, (root["probe"], within[:5])
+    assert root["probe"] and "clips the reference's values" not in root["hint"], root

@@ -148,20 +148,6 @@ def block(tried) -> Restoration | None:
     return back[-1] if back else None
 
 
-def inside(tried, ranked: list[str], restoration_of) -> str | None:
-    """Where the halves end at a block that brings the outputs back: the first of `ranked` whose nodes all lie
-    within it (`restoration_of(name)`: its `Restoration`, or None), else None — the root named within the error's
-    block, never outside it (captcha-whisperer's CRNN in INT8: the block the conv trunk and the first LSTM steps, its
-    24 convs left out bring every text back by hand; the ranking's first, an LSTM Add, restored changes nothing,
-    nor do the LSTMs' 80 Gemms left out together)."""
-    b = block(tried)
-    for name in ranked if b is not None else ():
-        r = restoration_of(name)
-        if r is not None and r.nodes and set(r.nodes) <= set(b.nodes):
-            return name
-    return None
-
-
 def verdict(tried, tie: str | None = None, beside: bool = False) -> dict | None:
     """The halves' finding for the report: {"accumulates": True} where neither half of the graph brought the outputs
     back, else the smallest block that did ({"accumulates": False, "within": its nodes}); None where not run. `tie`:

@@ -269,11 +269,6 @@ def confirmed(run: "RunState", state: "CandidateState", ranked: list[str], resul
         return found.confirmed
     # no probe beyond its budget and a decision moved: the first ranked that alone breaks it is the root; where none
     # does, the ranking's first, proposed and not confirmed (its hint says what was tried: never silence)
-    within = spread.inside(found.tried, ranked, lambda p: restoration(run, state, p)) if found is not None and (
-        found.cure is None and not found.breaks) else None  # the halves' block back: its first ranked, not outside
-    if within is not None and within != ranked[0]:
-        state.intervention = replace(found, proposed=within)
-        return within
     if proposed or found is None:
         return proposed[0] if proposed else None
     if found.breaks or not ranked or found.cure is not None:
