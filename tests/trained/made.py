@@ -57,6 +57,21 @@ def quantize_gemm_only(src, dst, feed: dict) -> None:
     quantize_static(str(src), str(dst), _One(), quant_format=QuantFormat.QDQ, op_types_to_quantize=["Gemm"])
 
 
+def quantize_row_by_row(src, dst, name: str, rows: np.ndarray) -> None:
+    """`src` through ONNX Runtime's quantize_static (Q/DQ, its defaults), calibrated on `rows` one at a time as input
+    `name`, as a user's `CalibrationDataReader` feeds a set of samples."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+
+    class _Rows(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter({name: rows[i:i + 1]} for i in range(len(rows)))
+
+        def get_next(self):
+            return next(self.it, None)
+
+    quantize_static(str(src), str(dst), _Rows(), quant_format=QuantFormat.QDQ)
+
+
 def conv_model(seed: int = 0):
     """x [1, 3, 16, 16] → Conv 3→8 → Relu → Conv 8→4 → GlobalAveragePool: the smallest file whose Convs ORT's CPU
     wraps in Casts when run in float16."""

