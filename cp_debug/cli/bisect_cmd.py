@@ -229,8 +229,10 @@ def run_bisect(request: BisectRequest, outputs: BisectOutputs, third_party: Thir
 def _warm_up(pairs, opts) -> None:
     """What the backends' first work needs, started while the model loads: on CUDA, torch imported and the
     comparisons' first kernels, ONNX Runtime's CUDA provider, cuDNN and cuBLAS (backends/ort/ort_warm.py); numba's
-    kernels in every run: a CUDA pair compares on the host too (the graph as deployed, its outputs), and loading
-    them there took 0.5-1.1 s of the H200's main thread in the ORT pair's bisect (py-spy, issue 118)."""
+    kernels where a backend runs on the CPU. A pair all on CUDA compares on the host only the graph as deployed and
+    its outputs, small arrays that numpy compares (`kernels.worth`): numba's start beside the main thread cost it
+    0.2 s of an H200 awml-base bisect's 3.5 (its GIL-bound imports; issue 118); a large host comparison loads
+    the kernels when it comes."""
     if any(spec.device == "cuda" for _, spec in pairs):
         from cp_debug.compare.device_warm import warm_up_in_background
 
@@ -239,6 +241,8 @@ def _warm_up(pairs, opts) -> None:
         from cp_debug.determinism import Determinism
 
         warm_up_ort([spec for _, spec in pairs], Determinism(enabled=opts.deterministic, conv_algo=opts.cudnn_algo))
+    if all(spec.device == "cuda" for _, spec in pairs):
+        return
     from cp_debug.compare import kernels
 
     kernels.warm_up_in_background()

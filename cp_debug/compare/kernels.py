@@ -37,10 +37,26 @@ HEAT_PARALLEL_FROM = 1 << 23  # the heat map's serial rows vectorise: 1.36 ms ag
 _LOCK = threading.Lock()
 _KERNELS: dict | None = None
 _MISSING = False
+_ASKED = False  # a warm-up started, or a comparison took the kernels: every comparison takes them from then on
+# a comparison this large loads numba where nothing has yet: its start (~1 s of CPU on the CPU machine, most of it
+# holding the GIL) is not paid back by a few small arrays (a CUDA pair compares on the host only the graph as
+# deployed and its outputs: 0.2 s of an H200 awml-base bisect went to numba's start beside the main thread)
+LOAD_FROM = 1 << 22
 
 
 def available() -> bool:
     return _kernels() is not None
+
+
+def worth(n: int) -> bool:
+    """Whether a comparison of `n` elements takes the kernels: any size once they are loaded or asked for (a warm-up
+    started: the CPU pairs, a sweep, a server), else from `LOAD_FROM` elements on; below, the caller's numpy path
+    (the same sums in float64 blocks, the maxima exact) and numba is never imported."""
+    if _MISSING:
+        return False
+    if _KERNELS is None and not _ASKED and n < LOAD_FROM:
+        return False
+    return available()
 
 
 def diff_parts(ref: np.ndarray, test: np.ndarray, atol: float, rtol: float, chunk: int | None = None) -> np.ndarray:
@@ -102,6 +118,8 @@ WARM_PAIRS = ((np.float32, np.float32), (np.float32, np.float16), (np.float16, n
 def warm_up() -> None:
     """Load every kernel for the operand types of `WARM_PAIRS` (from numba's cache folder; compiled where it has
     none): a process's first call costs numba's start, about 1 s of CPU on the CPU machine even from its cache."""
+    global _ASKED
+    _ASKED = True
     if not available():
         return
     for r, t in WARM_PAIRS:
@@ -120,6 +138,8 @@ def warm_up_in_background() -> threading.Thread:
 
     from cp_debug.parallel import in_background
 
+    global _ASKED
+    _ASKED = True  # before the thread starts: the comparisons meanwhile wait for the kernels, whatever their size
     return in_background(warm_up, "cpdebug-kernels-warm-up")
 
 
@@ -129,9 +149,10 @@ def _raw(a: np.ndarray) -> np.ndarray:
 
 
 def _kernels() -> dict | None:
-    global _KERNELS, _MISSING
+    global _KERNELS, _MISSING, _ASKED
     if _KERNELS is not None or _MISSING:
         return _KERNELS
+    _ASKED = True
     with _LOCK:
         if _KERNELS is None and not _MISSING:
             try:

@@ -192,7 +192,7 @@ def _channel_mean_error(ref: np.ndarray, test: np.ndarray) -> np.ndarray:
         return acc if acc is not None else np.zeros((H, W), np.float64)
 
     threads = thread_count() if ref.size >= (1 << 21) else 1
-    compiled = ref.dtype in kernels.SINGLE and test.dtype in kernels.SINGLE and kernels.available()
+    compiled = ref.dtype in kernels.SINGLE and test.dtype in kernels.SINGLE and kernels.worth(ref.size)
     for b in range(B):
         if compiled:  # one pass over both arrays (compare/kernels.py)
             acc = kernels.channel_abs_sum(np.ascontiguousarray(ref[b]), np.ascontiguousarray(test[b]))

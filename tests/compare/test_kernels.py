@@ -3,7 +3,12 @@ and the numpy fallbacks (no numba) agree with it."""
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -181,3 +186,34 @@ def test_small_arrays_on_the_calling_thread_give_the_parallel_kernels_results(dt
         assert np.array_equal(a, b, equal_nan=True)
     assert np.array_equal(heat, kernels.channel_abs_sum(ref, test), equal_nan=True)
     assert np.isnan(heat[2, 3]) and np.isfinite(heat[0, 0])
+
+
+_SMALL_FIRST = r"""
+import json, sys
+import numpy as np
+from cp_debug.compare import kernels
+from cp_debug.compare.diff import TensorDiff
+rng = np.random.default_rng(0)
+ref = rng.standard_normal((3, 64, 64)).astype(np.float32)
+test = (ref + rng.standard_normal(ref.shape).astype(np.float32) * 1e-3).astype(np.float16)
+small = TensorDiff.from_arrays("small", ref, test)
+numba_after_small = "numba" in sys.modules
+kernels.warm_up()
+compiled = TensorDiff.from_arrays("small", ref, test)
+print(json.dumps({"numba_after_small": numba_after_small, "numba_after_warm_up": "numba" in sys.modules,
+                  "small": [small.max_abs, small.rmse, small.cosine], "compiled": [compiled.max_abs,
+                  compiled.rmse, compiled.cosine], "worth_small": kernels.worth(ref.size)}))
+"""
+
+
+def test_small_comparisons_leave_numba_unloaded_until_asked():
+    """A process that started no warm-up compares small arrays with numpy (numba never imported: a CUDA pair's
+    host comparisons); once the kernels are asked for, every size takes them, with the same figures."""
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", _SMALL_FIRST], cwd=root, capture_output=True, text=True,
+                         check=True, env={**os.environ, "PYTHONPATH": str(root)})
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["numba_after_small"] is False
+    assert got["numba_after_warm_up"] is True and got["worth_small"] is True
+    for a, b in zip(got["small"], got["compiled"]):
+        assert a == pytest.approx(b, rel=1e-6)
