@@ -27,6 +27,11 @@ LEVELS: dict[str, tuple[float, float]] = {
     "uint2": (0.0, 3.0), "float8e4m3fn": (-448.0, 448.0), "float8e4m3fnuz": (-240.0, 240.0),
     "float8e5m2": (-57344.0, 57344.0), "float8e5m2fnuz": (-57344.0, 57344.0), "float4e2m1": (-6.0, 6.0),
 }
+# the float types' stored mantissa bits and smallest normal (in units of the scale): their spacing at a value
+FLOAT_BITS: dict[str, tuple[int, float]] = {
+    "float8e4m3fn": (3, 2.0 ** -6), "float8e4m3fnuz": (3, 2.0 ** -7), "float8e5m2": (2, 2.0 ** -14),
+    "float8e5m2fnuz": (2, 2.0 ** -15), "float4e2m1": (1, 1.0),
+}
 INITIALIZER, CONSTANT = "initializer", "Constant"  # where a pair's scale / zero point come from
 
 
@@ -62,6 +67,15 @@ class QdqPair:
     def step(self) -> float | None:
         """The per-tensor scale (one level's width), else None."""
         return float(self.scale.reshape(-1)[0]) if self.per_tensor else None
+
+    def spacing(self, at: float) -> float | None:
+        """One level's width at the real value `at` (a per-tensor pair; else None): its scale for integer levels
+        (int8, int16, int4 …), a float type's spacing in the binade of `at` / scale (its smallest normal's below)."""
+        s = self.step
+        if s is None or not self.is_float:
+            return s
+        bits, normal = FLOAT_BITS[self.qtype]
+        return s * 2.0 ** (np.floor(np.log2(max(abs(at) / s, normal))) - bits)
 
     @property
     def lo(self) -> np.ndarray:
