@@ -154,6 +154,10 @@ class QdqIndex:
         attr = next((a for a in self.constants[name].attribute if a.name == "value"), None)
         return attr.t.data_type if attr is not None else helper.np_dtype_to_tensor_dtype(np.asarray(value).dtype)
 
+    def float_behind(self, t: str) -> str | None:
+        """The float tensor behind the Q/DQ pair writing `t` (`float_behind`)."""
+        return float_behind(self.writer, t)
+
     def quantizers(self, scale: str) -> list:
         """The QuantizeLinear nodes whose scale is the tensor `scale` (graph order): the pairs sharing it."""
         return [n for n in self.readers.get(scale, ()) if n.op_type == "QuantizeLinear" and n.input[1:2] == [scale]]
@@ -203,6 +207,15 @@ class QdqIndex:
         return QdqPair(q.input[0] if q is not None else node.input[0], s, z, qtype, *LEVELS[qtype], axis, block, q,
                        dqs, node.input[1], scale[1], zero[1] if zero is not None else None)
 
+
+
+def float_behind(writer: dict, t: str) -> str | None:
+    """The float tensor behind the Q/DQ pair writing `t` — the tensor its QuantizeLinear reads, where a
+    DequantizeLinear writes `t` from a QuantizeLinear's output —, else None. `writer`: each tensor's writing node (a
+    caller's own index of the graph, or `QdqIndex.writer`)."""
+    dq = writer.get(t)
+    q = writer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+    return q.input[0] if q is not None and q.op_type == "QuantizeLinear" else None
 
 
 def own_pair(node, inits: dict) -> QdqPair | None:

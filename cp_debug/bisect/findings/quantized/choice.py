@@ -230,13 +230,9 @@ def _ancestors(graph, tensor: str) -> set[str]:
 
 def _float_name(graph, t: str) -> str:
     """`t`, or where a DequantizeLinear writes it, the float tensor its QuantizeLinear read."""
-    writer = {o: n for n in graph.node for o in n.output}
-    n = writer.get(t)
-    if n is not None and n.op_type == "DequantizeLinear":
-        q = writer.get(n.input[0])
-        if q is not None and q.op_type == "QuantizeLinear":
-            return q.input[0]
-    return t
+    from cp_debug.graph.qdq_pair import float_behind
+
+    return float_behind({o: n for n in graph.node for o in n.output}, t) or t
 
 
 def _choice(idx: np.ndarray) -> str:
