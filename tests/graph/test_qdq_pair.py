@@ -123,3 +123,26 @@ def test_the_float_tensor_behind_a_pair(tmp_path):
     assert sorted(b for b in behind.values() if b is not None) == ["gate", "out_QuantizeLinear_Input", "pre", "x"]
     assert float_behind(index.writer, "out") == "out_QuantizeLinear_Input"
     assert all(float_behind(index.writer, t) is None for t in ("x", "pre", "gate", "out_QuantizeLinear_Input"))
+
+
+@pytest.mark.parametrize("qtype,name", [(TensorProto.FLOAT8E4M3FN, "float8e4m3fn"),
+                                        (TensorProto.FLOAT8E5M2, "float8e5m2"), (TensorProto.INT16, "int16"),
+                                        (TensorProto.INT4, "int4")])
+def test_a_levels_width_is_what_onnx_runtime_rounds_to(qtype, name):
+    """`QdqPair.spacing(at)`: the gap between the two values ONNX Runtime's pair gives around `at` — the scale for
+    integer levels, a float8's spacing in the binade of `at` / scale (and at its smallest normal below)."""
+    import onnxruntime as ort
+
+    model = _pair_model(qtype, 0.5, 0)
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "n"
+    model.graph.output[0].type.tensor_type.shape.dim[0].dim_param = "n"
+    pair = QdqIndex.of(model).pair("y")
+    assert pair.qtype == name
+    fine = np.linspace(0, 3.5, 1_400_001, dtype=np.float32)  # every level up to 3.5 hit (levels ≥ 2^-10 apart)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    levels = np.unique(sess.run(None, {"x": fine})[0].astype(np.float64))
+    for at in (0.01, 0.3, 1.0, 2.9):
+        k = int(np.searchsorted(levels, at, side="right"))
+        if k >= len(levels):
+            continue
+        assert levels[k] - levels[k - 1] == pytest.approx(pair.spacing(at), rel=1e-6), (name, at)
