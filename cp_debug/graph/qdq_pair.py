@@ -27,6 +27,11 @@ LEVELS: dict[str, tuple[float, float]] = {
     "uint2": (0.0, 3.0), "float8e4m3fn": (-448.0, 448.0), "float8e4m3fnuz": (-240.0, 240.0),
     "float8e5m2": (-57344.0, 57344.0), "float8e5m2fnuz": (-57344.0, 57344.0), "float4e2m1": (-6.0, 6.0),
 }
+# the float types' stored mantissa bits and smallest normal (in units of the scale): their spacing at a value
+FLOAT_BITS: dict[str, tuple[int, float]] = {
+    "float8e4m3fn": (3, 2.0 ** -6), "float8e4m3fnuz": (3, 2.0 ** -7), "float8e5m2": (2, 2.0 ** -14),
+    "float8e5m2fnuz": (2, 2.0 ** -15), "float4e2m1": (1, 1.0),
+}
 INITIALIZER, CONSTANT = "initializer", "Constant"  # where a pair's scale / zero point come from
 
 
@@ -62,6 +67,15 @@ class QdqPair:
     def step(self) -> float | None:
         """The per-tensor scale (one level's width), else None."""
         return float(self.scale.reshape(-1)[0]) if self.per_tensor else None
+
+    def spacing(self, at: float) -> float | None:
+        """One level's width at the real value `at` (a per-tensor pair; else None): its scale for integer levels
+        (int8, int16, int4 …), a float type's spacing in the binade of `at` / scale (its smallest normal's below)."""
+        s = self.step
+        if s is None or not self.is_float:
+            return s
+        bits, normal = FLOAT_BITS[self.qtype]
+        return s * 2.0 ** (np.floor(np.log2(max(abs(at) / s, normal))) - bits)
 
     @property
     def lo(self) -> np.ndarray:
@@ -140,6 +154,10 @@ class QdqIndex:
         attr = next((a for a in self.constants[name].attribute if a.name == "value"), None)
         return attr.t.data_type if attr is not None else helper.np_dtype_to_tensor_dtype(np.asarray(value).dtype)
 
+    def float_behind(self, t: str) -> str | None:
+        """The float tensor behind the Q/DQ pair writing `t` (`float_behind`)."""
+        return float_behind(self.writer, t)
+
     def quantizers(self, scale: str) -> list:
         """The QuantizeLinear nodes whose scale is the tensor `scale` (graph order): the pairs sharing it."""
         return [n for n in self.readers.get(scale, ()) if n.op_type == "QuantizeLinear" and n.input[1:2] == [scale]]
@@ -189,6 +207,15 @@ class QdqIndex:
         return QdqPair(q.input[0] if q is not None else node.input[0], s, z, qtype, *LEVELS[qtype], axis, block, q,
                        dqs, node.input[1], scale[1], zero[1] if zero is not None else None)
 
+
+
+def float_behind(writer: dict, t: str) -> str | None:
+    """The float tensor behind the Q/DQ pair writing `t` — the tensor its QuantizeLinear reads, where a
+    DequantizeLinear writes `t` from a QuantizeLinear's output —, else None. `writer`: each tensor's writing node (a
+    caller's own index of the graph, or `QdqIndex.writer`)."""
+    dq = writer.get(t)
+    q = writer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+    return q.input[0] if q is not None and q.op_type == "QuantizeLinear" else None
 
 
 def own_pair(node, inits: dict) -> QdqPair | None:

@@ -139,20 +139,16 @@ def out_of_int8(qmodel: "onnx.ModelProto", excluded: set[str]) -> None:
     rounding through `conv4_2`'s pair), so "left out of INT8" was not out of it; as a user's file's exclusion
     (`bisect/cures/qdq_removal.py`) does, each such input is read before its pair, and a pair no node reads any more
     is dropped (in place)."""
+    from cp_debug.graph.qdq_pair import float_behind
+
     if not excluded:
         return
     g = qmodel.graph
     writer = {o: n for n in g.node for o in n.output}
-
-    def before(t: str) -> str | None:
-        dq = writer.get(t)
-        q = writer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
-        return q.input[0] if q is not None and q.op_type == "QuantizeLinear" else None
-
     for n in g.node:
         if n.name in excluded:
             for k, t in enumerate(n.input):
-                if (src := before(t)) is not None:
+                if (src := float_behind(writer, t)) is not None:
                     n.input[k] = src
     gone: set[str] = set()
     for _ in range(2):  # a DequantizeLinear no one reads, then its QuantizeLinear

@@ -36,3 +36,48 @@ def build(scale: float = 6.0):
 
 def sample(seed: int) -> np.ndarray:
     return np.random.default_rng(seed).normal(0, 1, (1, T, D)).astype(np.float32)
+
+
+KEYS, ROWS, DIM = 2048, 64, 16
+
+
+def sink():
+    """`--torch` FUNC: an attention sink (the first key drawing much of every row's weight, as LLMs' first token
+    does): `scores` adds 8 to key 0's logits and takes their Softmax; `attend` averages the values with them. Key 0
+    takes ~0.4 of each row, the others ~1.4e-4 each, below half an INT8 step of the range the sink sets (0.4 / 254):
+    INT8 rounds them all to zero at `attend`'s input, and ~0.6 of the weight with them."""
+    import torch
+    from torch import nn
+
+    class Scores(nn.Module):
+        def __init__(self):
+            super().__init__()
+            bias = torch.zeros(KEYS)
+            bias[0] = 8.0
+            self.register_buffer("sink", bias)
+
+        def forward(self, x):
+            return torch.softmax(x + self.sink, dim=-1)
+
+    class Attend(nn.Module):
+        def __init__(self):
+            super().__init__()
+            g = torch.Generator().manual_seed(5)
+            self.values = nn.Parameter(1.0 + torch.randn(KEYS, DIM, generator=g))
+
+        def forward(self, probs):
+            return probs @ self.values
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scores, self.attend = Scores(), Attend()
+
+        def forward(self, x):
+            return self.attend(self.scores(x))
+
+    return Net().eval(), (torch.from_numpy(sink_logits(1)),)
+
+
+def sink_logits(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0, 0.5, (1, ROWS, KEYS)).astype(np.float32)

@@ -9,6 +9,8 @@ The values are a peaked attention's probabilities as ONNX Runtime computes them
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 
@@ -46,3 +48,30 @@ def test_a_softmax_range_is_the_ops_own_not_outliers():
     # an op whose range is no bound of its own (the MatMul's scores): still said as set by outliers
     other = hint_for(ProbeResult("probs", d.status, d), HintContext("int8", int8_range=rng, op="MatMul"))
     assert "is set by outliers" in other, other
+
+
+def test_the_segments_own_finding_reads_a_bounded_ops_range_as_the_probe_does(tmp_path):
+    """`segment_int8`'s finding on the tensor its root's segment first quantizes (the thirteenth stop left it saying
+    "a range set by 1 outlier channel of 2048" for an attention sink's probabilities): the Softmax's range, said as
+    the probe's reading says it (`hints.bounded_range`), its cure ladder as before."""
+    import json
+
+    from tests.bisect.int8_softmax_attention import sink_logits
+    from tests.cli_run import cpdebug
+
+    np.savez(tmp_path / "x.npz", x=sink_logits(1))
+    calib = []
+    for k in range(2):
+        np.savez(tmp_path / f"c{k}.npz", x=sink_logits(10 + k))
+        calib += ["--calib", tmp_path / f"c{k}.npz"]
+    model = f"{Path(__file__).with_name('int8_softmax_attention.py')}:sink"
+    proc = cpdebug("bisect", "--torch", model, "--inputs", tmp_path / "x.npz", *calib, "-b", "torch,ort-cpu-int8",
+                   "--json", tmp_path / "r.json", "--quiet")
+    assert proc.returncode == 4, proc.stdout[-2000:] + proc.stderr[-2000:]
+    root = json.loads((tmp_path / "r.json").read_text())["root_cause"]["ort-cpu-int8"]
+    hint = root["hint"]
+    assert root["probe"] == "attend" and hint.startswith("INT8 resolution lost at attend"), root
+    assert "it reads 'softmax' quantized per tensor at ±" in hint, hint
+    assert "a Softmax's output, in [0, 1] by the op itself" in hint and "not set by outliers" in hint, hint
+    assert "outlier channel of" not in hint and "a range set by" not in hint, hint  # before: "set by 1 outlier …"
+    assert "below half an INT8 step" in hint and "their median |x|" in hint, hint

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 
@@ -31,10 +32,13 @@ def _gate(path, act: str, gain: float) -> None:
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
 
 
-def _clip_words(tmp_path, act: str, gain: float) -> tuple[str | None, str | None]:
+def _clip_words(tmp_path, act: str, gain: float, out: str | None = None) -> tuple[str | None, str | None]:
     """What `qdq_file_why._range` says of the pair on `pre` (the gate's input), judged on inputs 1.5× the
-    calibration's: without the values no reader heeds, and with them."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+    calibration's: without the values no reader heeds, and with them. `out`: the gate's output pair quantized to
+    that `QuantType` (ONNX Runtime's mixed precision, `TensorQuantOverrides`; float8 calibrated by its
+    Distribution method, as ONNX Runtime asks)."""
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, \
+        quantize_static
 
     from cp_debug.bisect.findings.qdq_file_why import _range, scale_zero
     from cp_debug.bisect.findings.quantized.flat_reader import unheeded
@@ -51,7 +55,13 @@ def _clip_words(tmp_path, act: str, gain: float) -> tuple[str | None, str | None
             return next(self.it, None)
 
     _gate(tmp_path / "m.onnx", act, gain)
-    quantize_static(str(tmp_path / "m.onnx"), str(tmp_path / "q.onnx"), Reader(), quant_format=QuantFormat.QDQ)
+    mixed = {}
+    if out is not None:
+        mixed = {"extra_options": {"TensorQuantOverrides": {"gate": [{"quant_type": getattr(QuantType, out)}]}}}
+        if "FLOAT8" in out:
+            mixed["calibrate_method"] = CalibrationMethod.Distribution
+    quantize_static(str(tmp_path / "m.onnx"), str(tmp_path / "q.onnx"), Reader(), quant_format=QuantFormat.QDQ,
+                    **mixed)
     judged = np.concatenate(cal) * 1.5
     # the reference's `pre`: the FP32 model's MatMul output, through an added output
     m = onnx.load(str(tmp_path / "m.onnx"))
@@ -88,3 +98,16 @@ def test_a_clip_a_saturated_tanh_reads_the_same_is_no_clip(tmp_path):
 def test_a_clip_an_lstms_gates_saturate_on_behind_their_split_is_no_clip(tmp_path):
     before, after = _clip_words(tmp_path, "Split", gain=6.0)  # the pair feeds the Split; its halves the gates
     assert before is not None and before.startswith("clips") and after is None
+
+
+@pytest.mark.parametrize("out, gain, clip", [
+    ("QInt16", 6.0, True),  # moved up to 1.5e-5: int16's half step 7.6e-6 sees 10 of 16 (the 255-level guess: 0.002)
+    ("QInt4", 3.0, False),  # moved up to 0.0037, int4's half step 0.033 (the 255-level guess: 0.002)
+    ("QFLOAT8E4M3FN", 2.0, False),  # moved up to 0.019, E4M3's half spacing at 0.98: 0.037 (the guess: 0.005)
+])
+def test_the_readers_tolerance_is_its_output_pairs_own_step(tmp_path, out, gain, clip):
+    """The Sigmoid's output pair of another width than INT8's (ONNX Runtime's mixed precision): half a step of its
+    own levels (`QdqPair.spacing`), not (hi − lo) / 255 of its range."""
+    before, after = _clip_words(tmp_path, "Sigmoid", gain, out)
+    assert before is not None and before.startswith("clips")
+    assert (after is not None and after.startswith("clips")) if clip else (after is None), (before, after)

@@ -91,3 +91,58 @@ def test_a_scale_shared_by_two_pairs():
     assert [q.name for q in index.quantizers("s")] == ["qa", "qb"]
     assert [d.name for d in index.pair("ad2").dequantize] == ["dq1", "dq2"]
     assert index.pair("b").dequantize == ()
+
+
+def test_the_float_tensor_behind_a_pair(tmp_path):
+    """`float_behind`: the tensor a pair's QuantizeLinear reads, asked of the tensor its DequantizeLinear writes — in
+    a file ONNX Runtime's `quantize_static` writes: every activation's pair, and no weight's (a DequantizeLinear of a
+    stored tensor has no float tensor behind it)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+
+    from cp_debug.graph.qdq_pair import float_behind
+    from tests.bisect.test_saturated_reader import _gate
+
+    assert QdqIndex.of(_pair_model(TensorProto.INT8, 0.5, 3)).float_behind("y") == "x"
+    _gate(tmp_path / "m.onnx", "Sigmoid", 1.0)
+    batches = iter([{"x": np.random.default_rng(0).uniform(-1, 1, (8, 16)).astype(np.float32)}])
+
+    class Reader(CalibrationDataReader):
+        def get_next(self):
+            return next(batches, None)
+
+    quantize_static(str(tmp_path / "m.onnx"), str(tmp_path / "q.onnx"), Reader(), quant_format=QuantFormat.QDQ)
+    import onnx
+
+    model = onnx.load(str(tmp_path / "q.onnx"))
+    index = QdqIndex.of(model)
+    behind = {n.output[0]: index.float_behind(n.output[0]) for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    inits = {i.name for i in model.graph.initializer}
+    stored = {t for t, n in index.writer.items() if n.op_type == "DequantizeLinear" and n.input[0] in inits}
+    assert {t for t, b in behind.items() if b is None} == stored and len(stored) == 2  # the two MatMuls' weights
+    # each activation's, the graph output's too (ORT renames the MatMul's: its pair writes `out`)
+    assert sorted(b for b in behind.values() if b is not None) == ["gate", "out_QuantizeLinear_Input", "pre", "x"]
+    assert float_behind(index.writer, "out") == "out_QuantizeLinear_Input"
+    assert all(float_behind(index.writer, t) is None for t in ("x", "pre", "gate", "out_QuantizeLinear_Input"))
+
+
+@pytest.mark.parametrize("qtype,name", [(TensorProto.FLOAT8E4M3FN, "float8e4m3fn"),
+                                        (TensorProto.FLOAT8E5M2, "float8e5m2"), (TensorProto.INT16, "int16"),
+                                        (TensorProto.INT4, "int4")])
+def test_a_levels_width_is_what_onnx_runtime_rounds_to(qtype, name):
+    """`QdqPair.spacing(at)`: the gap between the two values ONNX Runtime's pair gives around `at` — the scale for
+    integer levels, a float8's spacing in the binade of `at` / scale (and at its smallest normal below)."""
+    import onnxruntime as ort
+
+    model = _pair_model(qtype, 0.5, 0)
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "n"
+    model.graph.output[0].type.tensor_type.shape.dim[0].dim_param = "n"
+    pair = QdqIndex.of(model).pair("y")
+    assert pair.qtype == name
+    fine = np.linspace(0, 3.5, 1_400_001, dtype=np.float32)  # every level up to 3.5 hit (levels ≥ 2^-10 apart)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    levels = np.unique(sess.run(None, {"x": fine})[0].astype(np.float64))
+    for at in (0.01, 0.3, 1.0, 2.9):
+        k = int(np.searchsorted(levels, at, side="right"))
+        if k >= len(levels):
+            continue
+        assert levels[k] - levels[k - 1] == pytest.approx(pair.spacing(at), rel=1e-6), (name, at)

@@ -167,12 +167,10 @@ def restorations(run, state, stage: int) -> list:
 def entered_at(pm, producer: dict, measured) -> dict[str, str]:
     """Each tensor entering a QuantizeLinear whose DequantizeLinear's output a probe is mapped to → that probe (one
     `measured` holds the reference's value of, where modules share the tensor: a block and its last layer)."""
+    from cp_debug.graph.qdq_pair import float_behind
+
     out = {}
     for p, t in sorted(pm.tensors.items(), key=lambda pt: pt[0] in measured):  # a measured one last: it stays
-        dq = producer.get(t)
-        if dq is None or dq.op_type != "DequantizeLinear":
-            continue
-        q = producer.get(dq.input[0])
-        if q is not None and q.op_type == "QuantizeLinear":
-            out[q.input[0]] = p
+        if (src := float_behind(producer, t)) is not None:
+            out[src] = p
     return out

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from cp_debug.graph.qdq_pair import float_behind
+
 if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.bisect.cures.restore import Restoration
     from cp_debug.bisect.run_state import CandidateState, RunState
@@ -226,11 +228,7 @@ def _float_values(run: RunState, state: CandidateState, stage: int, model, produ
     wanted = []
     for n in model.graph.node:
         if n.op_type == "Concat":
-            for x in n.input:
-                dq = producer.get(x)
-                q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
-                if q is not None and q.op_type == "QuantizeLinear":
-                    wanted.append(q.input[0])
+            wanted += [src for x in n.input if (src := float_behind(producer, x)) is not None]
     if not wanted:
         return None
     pairs = {n.name for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")}
@@ -248,9 +246,7 @@ def _parts(concat, producer: dict, value_of, step: float):
     input is left out."""
     parts = []
     for x in concat.input:
-        dq = producer.get(x)
-        q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
-        src = q.input[0] if q is not None and q.op_type == "QuantizeLinear" else x
+        src = float_behind(producer, x) or x
         value = value_of(src)
         if value is None:
             return None

@@ -160,7 +160,7 @@ def _int8_parts(rng: "Int8Range", said: bool, ctx: HintContext) -> list[str]:
         return parts
     if zero > 0.5 and ctx.op in BOUNDED:
         advice = ctx.exclusion.words() if held else f"{ctx.file_exclude or 'exclude this layer ' + flag}"
-        parts.append(f"INT8 resolution lost: {zero:.0%} of the values round to zero — {_bounded(rng, ctx.op)}; "
+        parts.append(f"INT8 resolution lost: {zero:.0%} of the values round to zero — {bounded_range(rng, ctx.op)}; "
                      f"{advice}")
     elif zero > 0.5:
         advice = (ctx.exclusion.words() if held
@@ -173,9 +173,10 @@ def _int8_parts(rng: "Int8Range", said: bool, ctx: HintContext) -> list[str]:
     return parts
 
 
-def _bounded(rng: "Int8Range", op: str) -> str:
+def bounded_range(rng: "Int8Range", op: str) -> str:
     """Why most values of a bounded op's output (`BOUNDED`) round to zero: the range is the op's own, and most
-    values lie near zero below half a step of it (a softmax over many classes: most probabilities near 0)."""
+    values lie near zero below half a step of it (a softmax over many classes: most probabilities near 0). The
+    probe's reading (`hint_for`) and its segment's first quantized tensor (`segment_int8.Int8Finding`) say it so."""
     low, high = BOUNDED[op]
     half = 0.5 * rng.amax / 127.0
     median = f", their median |x| {rng.median:.3g}" if rng.median is not None else ""

@@ -39,6 +39,7 @@ from cp_debug.bisect.findings.quantized.levels import qdq_format as _format
 from cp_debug.bisect.findings.quantized.scale_fault import scale_fault
 from cp_debug.bisect.findings.quantized.stored_weight import stored_weight
 from cp_debug.bisect.run_state import CandidateState, RunState
+from cp_debug.graph.qdq_pair import float_behind
 
 SATURATED = 1e-3  # a share of the values beyond the file's range worth naming
 
@@ -62,8 +63,8 @@ def qdq_file_why(run: RunState, state: CandidateState, probe: str) -> str | None
         return None
     pairs = [t] if node.op_type == "DequantizeLinear" else []
     if node.op_type == "DequantizeLinear":  # the probe's own pair (ORT's output Q/DQ), then the node computing it
-        q = producer.get(node.input[0])
-        inner = producer.get(q.input[0]) if q is not None and q.op_type == "QuantizeLinear" else None
+        behind = float_behind(producer, t)
+        inner = producer.get(behind) if behind is not None else None
         node = inner if inner is not None and inner.op_type not in ("QuantizeLinear", "DequantizeLinear") else node
     inner = _biased(node, producer, inits)  # a module probe (--torch) maps to its Linear's bias Add: its MatMul too
     if node.op_type != "DequantizeLinear":
@@ -130,8 +131,8 @@ def _biased(node, producer: dict, inits: dict):
         return None
     p = producer.get(data[0])
     if p is not None and p.op_type == "DequantizeLinear":
-        q = producer.get(p.input[0])
-        p = producer.get(q.input[0]) if q is not None and q.op_type == "QuantizeLinear" else None
+        behind = float_behind(producer, data[0])
+        p = producer.get(behind) if behind is not None else None
     return p if p is not None and p.op_type in ("MatMul", "Gemm", "Conv") else None
 
 

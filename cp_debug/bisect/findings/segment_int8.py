@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cp_debug.backends.spec import Capability
-from cp_debug.bisect.findings.hints import int8_range
+from cp_debug.bisect.findings.hints import BOUNDED, Int8Range, bounded_range, int8_range
 from cp_debug.bisect.cures.int8_range_rung import RangeRung, range_rung, with_range
 from cp_debug.bisect.run_state import CandidateState, RunState
 from cp_debug.bisect.cures.ladder import climb
@@ -46,9 +46,15 @@ class Int8Finding:
     lost: float  # share of the nonzero values that round to zero
     saturated: float  # share of the values beyond ±amax
     outliers: tuple[int, int, float] | None = None  # outlier channels, channels, their max over the others' median
+    op: str | None = None  # the op writing the tensor: one that bounds its output (`hints.BOUNDED`) sets the range
 
     def text(self) -> str:
         at = "; ".join(self.readers)
+        if self.lost > LOST_SHARE and self.op in BOUNDED:  # the range is the op's, as the probe's reading says it
+            rng = Int8Range(self.amax, self.saturated, self.lost, median=self.median)
+            return (f"INT8 resolution lost at {at}: it reads {self.tensor!r} quantized per tensor at "
+                    f"±{self.amax:.3g}: {self.lost:.0%} of its nonzero values round to zero — "
+                    f"{bounded_range(rng, self.op)}")
         if self.lost > LOST_SHARE or (self.outliers and self.saturated <= SATURATED_SHARE):
             by = "outliers"
             if self.outliers:
@@ -135,6 +141,7 @@ def explain_int8_segment(run: RunState, state: CandidateState, i: int, probe: st
     inner = [t for t in quantized if t not in feed]
     ref = {**feed, **(run_segment(run, "ort", seg, feed, inner).values if inner else {})}
     nodes = [n for n in seg.graph.node if n.op_type in DEFAULT_OP_TYPES]
+    writes = {o: n.op_type for n in run.stage_of(state.label, i).onnx().graph.node for o in n.output}  # a feed's too
     finding, sets, rung = None, [tuple(n.name for n in nodes)], None
     for t in quantized:
         readers = [n for n in nodes if t in n.input]
@@ -146,7 +153,7 @@ def explain_int8_segment(run: RunState, state: CandidateState, i: int, probe: st
         sets = [tuple(n.name for n in readers)] if readers else []
         if writer is not None:
             sets.append(tuple(n.name for n in [*readers, writer]))
-        finding = found(tuple(_named(n, rs.named) for n in readers or [writer]))
+        finding = found(tuple(_named(n, rs.named) for n in readers or [writer]), writes.get(t))
         rung = range_rung(finding, ref.get(t), axis) if cand.qdq is not None else None
         break
     sets = [s for s in sets if s]
@@ -186,10 +193,10 @@ def explain_int8_segment(run: RunState, state: CandidateState, i: int, probe: st
 
 
 def _range_finding(tensor: str, value, amax: float, axis: int = -1):
-    """A maker of the finding for `tensor` (given its readers' names) where its reference values do not fit
-    ±amax, else None: most nonzero values round to zero, some saturate, or a few outlier channels (on `axis`, the
-    readers' channel axis) set the range and a share of the values worth naming rounds to zero. Nonzero: above
-    FP32's epsilon × the range (`FP32_EPS`), a value any sum with the range's values keeps."""
+    """A maker of the finding for `tensor` (given its readers' names and the op writing it) where its reference
+    values do not fit ±amax, else None: most nonzero values round to zero, some saturate, or a few outlier channels
+    (on `axis`, the readers' channel axis) set the range and a share of the values worth naming rounds to zero.
+    Nonzero: above FP32's epsilon × the range (`FP32_EPS`), a value any sum with the range's values keeps."""
     if value is None or amax <= 0:
         return None
     full = np.abs(np.asarray(value, dtype=np.float64))
@@ -202,8 +209,8 @@ def _range_finding(tensor: str, value, amax: float, axis: int = -1):
     outliers = _outlier_channels(full, axis)
     if lost <= LOST_SHARE and saturated <= SATURATED_SHARE and not (outliers and lost > OUTLIER_LOST):
         return None
-    return lambda readers: Int8Finding(tensor, readers, amax, float(a.max()), float(np.median(nonzero)), lost,
-                                       saturated, outliers)
+    return lambda readers, op=None: Int8Finding(tensor, readers, amax, float(a.max()), float(np.median(nonzero)),
+                                                lost, saturated, outliers, op)
 
 
 def _outlier_channels(a: np.ndarray, axis: int) -> tuple[int, int, float] | None:

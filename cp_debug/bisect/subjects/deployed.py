@@ -138,7 +138,7 @@ def deployed_stages(spec: BackendSpec, subject: Subject, level_probes: dict[int,
                          + ", ".join(f"{d!r} as {o!r}" for d, o in renames.items()))
         check_interface(model, st.onnx(), f"{spec.framework}@{path}")  # a mix-up of the user's first (exit 2)
         if path not in paths[:i]:  # then the file as the runtime takes it (exit 3), before anything runs it
-            refuse_unloadable(spec, [path])
+            refuse_unloadable(spec, [path], reference=st.onnx())
         # the file's shapes at a non-square input beside the module's (the interface is ours: checked above)
         sized = (sized_shapes(model, st.module, st.example_inputs, st.input_names, code_key=st.code_key)
                  if st.module is not None else None)
@@ -225,11 +225,12 @@ def _weight_unit(precision: str, models: list, held: list[str], notes: list[str]
     return max(units)
 
 
-def refuse_unloadable(spec: BackendSpec, paths: list[Path], label: str | None = None) -> None:
+def refuse_unloadable(spec: BackendSpec, paths: list[Path], label: str | None = None, reference=None) -> None:
     """A deployed file ONNX Runtime will not load as it is written stops the run (exit 3) with ONNX Runtime's own
     line (`backends/ort/ort_load.py`: a plain session from the file's path, CPU provider, no optimisation), before
     anything is mapped or run: cp_debug never runs a repaired copy in its place (on the CPU, the float32-widened
-    twin with float16 storage emulated, `ort_runner.half_mode`, loads where the file itself does not)."""
+    twin with float16 storage emulated, `ort_runner.half_mode`, loads where the file itself does not). `reference`:
+    the FP32 graph a float16 converter's cure is run on before the line says it (`ort_load.load_refusal`)."""
     from cp_debug.backends.spec import Capability
 
     if not spec.can(Capability.ORT_SESSIONS):
@@ -238,7 +239,7 @@ def refuse_unloadable(spec: BackendSpec, paths: list[Path], label: str | None = 
     from cp_debug.errors import BackendRuntimeError
 
     for path in paths:
-        refusal = load_refusal(path, Path(path).name, device=spec.device)
+        refusal = load_refusal(path, Path(path).name, device=spec.device, reference=reference)
         if refusal is not None:
             raise BackendRuntimeError(refusal.line(label or str(spec)))
 

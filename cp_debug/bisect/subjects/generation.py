@@ -115,7 +115,7 @@ def _refused_said(file: Path, path: Path, specs: Sequence):
         if file == path:
             refuse_unloadable_given(path, specs)
         else:
-            refuse_unloadable(list(specs)[1], [file])
+            refuse_unloadable(list(specs)[1], [file], reference=path)
         raise
 
 

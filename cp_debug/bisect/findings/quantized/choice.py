@@ -230,13 +230,9 @@ def _ancestors(graph, tensor: str) -> set[str]:
 
 def _float_name(graph, t: str) -> str:
     """`t`, or where a DequantizeLinear writes it, the float tensor its QuantizeLinear read."""
-    writer = {o: n for n in graph.node for o in n.output}
-    n = writer.get(t)
-    if n is not None and n.op_type == "DequantizeLinear":
-        q = writer.get(n.input[0])
-        if q is not None and q.op_type == "QuantizeLinear":
-            return q.input[0]
-    return t
+    from cp_debug.graph.qdq_pair import float_behind
+
+    return float_behind({o: n for n in graph.node for o in n.output}, t) or t
 
 
 def _choice(idx: np.ndarray) -> str:
@@ -282,9 +278,8 @@ def _step(qdq, node, x: np.ndarray, members: Members, precision: str) -> tuple[f
         if pair is not None and pair.per_tensor:
             s = pair.step
             tensor = _float_name(g, src)
-            if pair.qtype.startswith("float8"):  # float8: 3 mantissa bits (E4M3) at the values there
-                at = max(abs(float(np.max(np.abs(x)))) / s, 2.0 ** -6)
-                return s * 2.0 ** (np.floor(np.log2(at)) - 3), f"the FP8 Q/DQ pair on {tensor!r}, scale {s:.3g}"
+            if pair.is_float:  # float8: its mantissa's spacing at the values there
+                return pair.spacing(float(np.max(np.abs(x)))), f"the FP8 Q/DQ pair on {tensor!r}, scale {s:.3g}"
             return s, f"the Q/DQ pair on {tensor!r}: one INT8 step, its scale"
     if precision in ("fp16", "bf16"):  # a float file: the format's spacing at the two values (`Members.compare`)
         return members.step, f"{precision}'s spacing at them"

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cp_debug.bisect.findings.quantized.levels import LEVELS, pair_ends
+from cp_debug.bisect.findings.quantized.levels import LEVELS
+from cp_debug.graph.qdq_pair import own_pair
 
 FLAT = {  # the element-wise readers that saturate, and the span of their output (what their tolerance is a share of)
     "Sigmoid": (lambda x: 0.5 * (1.0 + np.tanh(0.5 * x)), 1.0),
@@ -51,7 +52,9 @@ def saturated_beyond(producer: dict, inits: dict, dq_out: str, value: np.ndarray
     clipped = np.clip(value, lo, hi)
     for n in readers:
         f, span = FLAT[n.op_type]
-        beyond &= np.abs(f(value) - f(clipped)) <= _tolerance(n, nodes, inits, span)
+        read = f(clipped)
+        at = float(np.max(np.abs(read[beyond]))) if beyond.any() else 0.0  # what it reads there: its step's place
+        beyond &= np.abs(f(value) - read) <= _tolerance(n, nodes, inits, span, at)
     return beyond
 
 
@@ -73,12 +76,12 @@ def _readers(nodes: list, tensor: str, hops: int = 6) -> list:
     return found
 
 
-def _tolerance(reader, nodes: list, inits: dict, span: float) -> float:
-    """Half a step of the pair `reader`'s output enters (where the file quantizes it), else FP16's half ulp of the
-    reader's span."""
+def _tolerance(reader, nodes: list, inits: dict, span: float, at: float) -> float:
+    """Half a level of the pair `reader`'s output enters (where the file quantizes it) at `at`, the reader's output
+    there — its scale for integer levels of any width (int8, int16, int4), a float8's spacing there (the pair's own
+    reading, `graph/qdq_pair.QdqPair.spacing`) —, else FP16's half ulp of the reader's span."""
     q = [n for n in nodes if reader.output[0] in n.input]
     dq = [n for n in nodes if len(q) == 1 and q[0].op_type == "QuantizeLinear" and q[0].output[0] in n.input]
-    ends = pair_ends(dq[0], inits) if len(dq) == 1 and dq[0].op_type == "DequantizeLinear" else None
-    if ends is not None:
-        return (ends[1] - ends[0]) / 255 / 2
-    return HALF_ULP * span
+    pair = own_pair(dq[0], inits) if len(dq) == 1 and dq[0].op_type == "DequantizeLinear" else None
+    width = pair.spacing(at) if pair is not None else None
+    return width / 2 if width is not None else HALF_ULP * span
