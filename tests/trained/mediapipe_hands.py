@@ -77,3 +77,23 @@ def convert(tflite: Path, out: Path) -> Path:
 
     tflite2onnx.convert(str(tflite), str(out))
     return out
+
+
+def landmark_model(tmp: Path) -> Path:
+    """`hand_landmark_lite` converted from the installed mediapipe wheel into `tmp` (skipped without mediapipe
+    0.10.14 or tflite2onnx: `pip install --no-deps mediapipe==0.10.14 tflite2onnx==0.4.1 tflite==2.18.0`)."""
+    import importlib.util
+    from importlib import metadata
+
+    import pytest
+
+    if importlib.util.find_spec("tflite2onnx") is None:
+        pytest.skip("tflite2onnx is not installed: pip install --no-deps tflite2onnx==0.4.1 tflite==2.18.0")
+    try:
+        src = Path(str(metadata.distribution("mediapipe").locate_file(
+            "mediapipe/modules/hand_landmark/hand_landmark_lite.tflite")))
+    except metadata.PackageNotFoundError:
+        pytest.skip("mediapipe is not installed: pip install --no-deps mediapipe==0.10.14")
+    if not src.is_file():
+        pytest.skip(f"this mediapipe wheel does not ship {src.name} (0.10.14 does)")
+    return convert(src, tmp / "hand_landmark_lite.onnx")
