@@ -84,7 +84,7 @@ def window_context(rs: RunState, label: str, probe: str) -> WindowContext | None
         reference = np.asarray(rs.store.get(probe)) if probe in rs.store else None
         if reference is None:
             return None
-    upstream = _ancestors(model, target)
+    upstream = ancestors(model, target)
     cuts = tuple((names.get(t, t), t) for t in tensors if t in upstream)
     return WindowContext(label, probe, p.stage, target, reference, cuts, values, inputs,
                          dict(state.feeds.get(p.stage, {})), rounded, exposed, probe in rs.lockstep_runs,
@@ -107,7 +107,7 @@ def _positions(model) -> dict[str, int]:
     return {t: k for k, n in enumerate(model.graph.node) for t in n.output if t}
 
 
-def _ancestors(model, target: str) -> set[str]:
+def ancestors(model, target: str) -> set[str]:
     """Every tensor `target` depends on (through any path)."""
     producer = {t: n for n in model.graph.node for t in n.output if t}
     seen: set[str] = set()

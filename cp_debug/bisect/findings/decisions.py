@@ -53,6 +53,7 @@ class OutputDecision:
     error: float | None = None  # the candidate's error at the smallest margin: the score's, or the two classes' gap's
     budget: float | None = None  # the RMS error the candidate's precision allows over the output (`noise.budget`)
     precision: str = ""  # the candidate's, where `budget` is known
+    outputs: tuple[str, ...] = ()  # the outputs whose reading at 0.5 / argmax flips with it (itself, for one)
 
     @property
     def scattered(self) -> bool:
@@ -156,7 +157,8 @@ def with_margin(found: list[OutputDecision], metric, decided: Mapping[str, str],
         return found
     tie = min(ties, key=lambda d: d.margin)
     return [replace(found[0], margin=tie.margin, value=tie.value, at="; ".join(d.summary for d in ties),
-                    error=tie.error, budget=tie.budget, precision=tie.precision)]
+                    error=tie.error, budget=tie.budget, precision=tie.precision,
+                    outputs=tuple(d.name for d in ties))]
 
 
 ARGMAX_METRICS = ("top1", "argmax")  # built-in metrics that read their first output at its argmax (`samples/tasks`)
@@ -206,7 +208,7 @@ def read_decisions(decided: Mapping[str, str], ref: Mapping[str, np.ndarray], ou
                                     margins=tuple(sorted(float(m) for m in margins)) if n <= LISTED else (),
                                     error=float(errors[at]) if n else None,
                                     budget=_budget(a, precision) if n and precision else None,
-                                    precision=precision or ""))
+                                    precision=precision or "", outputs=(name,)))
     return found
 
 

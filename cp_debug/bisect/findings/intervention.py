@@ -252,6 +252,7 @@ def confirmed(run: "RunState", state: "CandidateState", ranked: list[str], resul
     from cp_debug.bisect.findings.decisions import NEAR_TIE, flipped
     from cp_debug.bisect.ranking import causes
 
+    ranked = toward_decisions(run, state, ranked)
     proposed = ranked
     # within budget, a decision moves (the metric's, or an output's at 0.5 / argmax: diverged either way): by whom
     if not ranked and results and flipped(state):
@@ -276,6 +277,41 @@ def confirmed(run: "RunState", state: "CandidateState", ranked: list[str], resul
     state.intervention = replace(found, near="; ".join(d.at or d.summary for d in flipped(state)
                                                        if d.margin is not None and d.margin <= NEAR_TIE))
     return ranked[0]
+
+
+def toward_decisions(run: "RunState", state: "CandidateState", ranked: list[str]) -> list[str]:
+    """`ranked` with the probes that reach an output whose declared decision flips first: a layer on another head of
+    the model (MediaPipe's hand model: the world landmarks' Gemm, its own error the largest, beside the presence and
+    handedness that flip with the `--metric`) cannot move that decision, so it is tried and named after those that
+    can (kept, not dropped: its output may be beyond its budget of its own). Unchanged where no declared decision
+    flips or its outputs are not known (a `--metric` returning one number with no output read at 0.5 / argmax
+    flipping beside it), and for the undeclared reading at 0.5 / argmax alone: cp_debug's guess of the decision
+    (RT-DETR's encoder boxes through a Sigmoid are no decision; its root stays the probe whose own error is the
+    largest, tests/zoo/test_rtdetr_near_tie.py)."""
+    from cp_debug.bisect.cures.restore import probe_tensor
+    from cp_debug.bisect.cures.window_context import ancestors
+    from cp_debug.bisect.findings.decisions import flipped
+
+    outs = {o for d in flipped(state, metric_only=True) for o in d.outputs}
+    if not outs or len(ranked) < 2:
+        return ranked
+    last = len(run.subject.stages) - 1
+    upstream: dict[str, set[str]] = {}
+
+    def reaches(probe: str) -> bool:
+        p, held = run.probes.get(probe), probe_tensor(run, state, probe)
+        if p is None or held is None or p.stage != last:  # an earlier stage's probe feeds the last one whole
+            return True
+        st, tensor, _ = held
+        if tensor in outs:
+            return True
+        for o in outs:
+            if o not in upstream:
+                upstream[o] = ancestors(st.onnx(), o)
+        return any(tensor in upstream[o] for o in outs)
+
+    on = [p for p in ranked if reaches(p)]
+    return on + [p for p in ranked if p not in on] if on else ranked
 
 
 def confirmed_at(state: "CandidateState", root: str | None) -> bool:

@@ -126,17 +126,39 @@ def calibration_feeds(paths: Sequence[Path | Mapping[str, np.ndarray]], sample: 
         given = match_inputs(arrays, names, {}, what, option)
         given, casts = cast_inputs(given, {n: a.dtype for n, a in sample.items()}, source, takes)
         said += [c for c in casts if c not in said]
-        if callable(declared) and any(a.shape != sample[n].shape for n, a in given.items()):
+        if callable(declared) and any(a.shape != sample[n].shape or (a.ndim and a.shape[0] > 1)
+                                      for n, a in given.items()):
             declared = declared()
         shapes = declared if isinstance(declared, Mapping) else {}
-        counts = {n: _samples(option, n, a, sample[n].shape, shapes.get(n)) for n, a in given.items()}
+        rows = {n: _batch_rows(a, sample[n].shape, shapes.get(n)) for n, a in given.items()}
+        if all(rows.values()) and len(set(rows.values())) == 1:  # a batch along the model's open batch axis
+            counts = dict(rows)
+            said.append(f"{option}: a batch of {counts[names[0]]} along the first axis, which the model leaves open: "
+                        f"{counts[names[0]]} samples of 1")
+        else:
+            counts = {n: _samples(option, n, a, sample[n].shape, shapes.get(n)) for n, a in given.items()}
+            rows = {}
         if len(set(counts.values())) > 1:
             shown = ", ".join(f"{n}: {c}" for n, c in counts.items())
             raise BadInputError(f"{option}: its inputs hold different numbers of samples ({shown}): give each input "
                                 "the same number")
         for k in range(next(iter(counts.values()))):
-            feeds.append({n: _sample(a, k, sample[n].shape, counts[n]) for n, a in given.items()})
+            feeds.append({n: a[k:k + 1] if rows else _sample(a, k, sample[n].shape, counts[n])
+                          for n, a in given.items()})
     return feeds, said
+
+
+def _batch_rows(arr: np.ndarray, shape: tuple, declared: tuple | None) -> int:
+    """The rows of `arr` along a first axis the model declares open (`declared[0]` None), where `arr` has the
+    sample's rank, more than one row, and fits the sample on every other axis: each row one sample, as a batch of 40
+    images is 40 (not one sample of 40, nor 2 of the judged batch's 16 and a rest refused); 0 where it is no such
+    batch (a fixed first axis of 1 splits as before: `_samples`)."""
+    shape = tuple(shape)
+    if declared is None or len(declared) != len(shape) or not shape or declared[0] is not None:
+        return 0
+    if arr.ndim != len(shape) or arr.shape[0] < 2 or not _fits(arr.shape[1:], shape[1:], declared[1:]):
+        return 0
+    return arr.shape[0]
 
 
 def declared_inputs(model) -> dict[str, tuple | None]:
