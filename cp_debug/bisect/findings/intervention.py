@@ -269,6 +269,11 @@ def confirmed(run: "RunState", state: "CandidateState", ranked: list[str], resul
         return found.confirmed
     # no probe beyond its budget and a decision moved: the first ranked that alone breaks it is the root; where none
     # does, the ranking's first, proposed and not confirmed (its hint says what was tried: never silence)
+    within = spread.inside(found.tried, ranked, lambda p: restoration(run, state, p), lambda p: _own_fault(
+        results, p)) if found is not None and found.cure is None and not found.breaks else None
+    if within is not None and within != ranked[0]:  # the halves' block back, the first ranked noise: named in it
+        state.intervention = replace(found, proposed=within)
+        return within
     if proposed or found is None:
         return proposed[0] if proposed else None
     if found.breaks or not ranked or found.cure is not None:
@@ -276,6 +281,15 @@ def confirmed(run: "RunState", state: "CandidateState", ranked: list[str], resul
     state.intervention = replace(found, near="; ".join(d.at or d.summary for d in flipped(state)
                                                        if d.margin is not None and d.margin <= NEAR_TIE))
     return ranked[0]
+
+
+def _own_fault(results: list["ProbeResult"], probe: str) -> bool:
+    """`probe`'s segment alone beyond its budget (`ranking.beyond_locally`); True where it has no result here (a
+    probe the ranking placed without a local run keeps its place)."""
+    from cp_debug.bisect.ranking import beyond_locally
+
+    r = next((x for x in results if x.probe == probe), None)
+    return r is None or r.local is None or beyond_locally(r)
 
 
 def confirmed_at(state: "CandidateState", root: str | None) -> bool:
