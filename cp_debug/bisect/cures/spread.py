@@ -18,7 +18,8 @@ hold one beside others that push the other way (pipecat's smart-turn in FP16: a 
 attention layer's `MatMul_16` kept in FP32 alone brings it back, its 9-node half restored together does not, and the
 8-node block the halves end at holds no member that alone does): the halves that did not bring them back yet moved
 the outputs nearer the reference's have their members restored alone too (`beside`), smallest half first, at most
-`SCAN` runs — a member back there is a cure, confirmed, said with the half that held it.
+`SCAN` runs — a member back there is a cure, confirmed, said with the half that held it. None back, the root is named
+inside the block the halves end at where the ranking's first lies outside it within its own budget (`inside`).
 """
 
 from __future__ import annotations
