@@ -18,7 +18,8 @@ hold one beside others that push the other way (pipecat's smart-turn in FP16: a 
 attention layer's `MatMul_16` kept in FP32 alone brings it back, its 9-node half restored together does not, and the
 8-node block the halves end at holds no member that alone does): the halves that did not bring them back yet moved
 the outputs nearer the reference's have their members restored alone too (`beside`), smallest half first, at most
-`SCAN` runs — a member back there is a cure, confirmed, said with the half that held it.
+`SCAN` runs — a member back there is a cure, confirmed, said with the half that held it. None back, the root is named
+inside the block the halves end at where the ranking's first lies outside it within its own budget (`inside`).
 """
 
 from __future__ import annotations
@@ -146,6 +147,27 @@ def block(tried) -> Restoration | None:
     """The smallest block the halves found that brings the outputs back (`tried`: the intervention's runs)."""
     back = [t.restored[0] for t in tried if t.spread and t.after.back]
     return back[-1] if back else None
+
+
+def inside(tried, ranked: list[str], restoration_of, own_fault) -> str | None:
+    """Where the halves end at a block that brings the outputs back and the ranking's first is no fault of its own
+    (`own_fault(name)`: its segment alone beyond its budget, `ranking.beyond_locally`), the first of `ranked` whose
+    nodes all lie within the block (`restoration_of(name)`: its `Restoration`, or None), else None. A first ranked
+    within its own budget leads a ranking of noise: its restoration did not bring the outputs back (nothing is
+    confirmed where this is asked), the block did — the root is named inside it (captcha-whisperer's CRNN in
+    cp_debug's INT8: the first ranked, an LSTM Add at 0.16× its budget, restored moves the outputs 0.189× → 0.188×;
+    the 156-node block of the trunk and the first LSTM steps → 0.103× and every text back). One whose own error
+    stands beyond its budget keeps its place, though its restoration changes nothing where what it feeds flips
+    downstream (RT-DETR's FP16 `v_proj` at 19×, past a TopK near tie; basic-pitch's INT8 `Neg_6` at 5.8×: the
+    built-in's and the file's halves end at different blocks, the own error names one root for both)."""
+    b = block(tried)
+    if b is None or not ranked or own_fault(ranked[0]):
+        return None
+    for name in ranked:
+        r = restoration_of(name)
+        if r is not None and r.nodes and set(r.nodes) <= set(b.nodes):
+            return name
+    return None
 
 
 def verdict(tried, tie: str | None = None, beside: bool = False) -> dict | None:

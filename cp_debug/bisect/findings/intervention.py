@@ -270,13 +270,27 @@ def confirmed(run: "RunState", state: "CandidateState", ranked: list[str], resul
         return found.confirmed
     # no probe beyond its budget and a decision moved: the first ranked that alone breaks it is the root; where none
     # does, the ranking's first, proposed and not confirmed (its hint says what was tried: never silence)
+    within = spread.inside(found.tried, ranked, lambda p: restoration(run, state, p), lambda p: _own_fault(
+        results, p)) if found is not None and found.cure is None and not found.breaks else None
+    within = within if within is not None and within != ranked[0] else None  # `inside`: None where none ranked
+    if within is not None:  # the halves' block back, the first ranked noise: the root named in the block
+        state.intervention = found = replace(found, proposed=within)
     if proposed or found is None:
-        return proposed[0] if proposed else None
+        return within or (proposed[0] if proposed else None)
     if found.breaks or not ranked or found.cure is not None:
         return found.breaks
     state.intervention = replace(found, near="; ".join(d.at or d.summary for d in flipped(state)
                                                        if d.margin is not None and d.margin <= NEAR_TIE))
-    return ranked[0]
+    return within or ranked[0]
+
+
+def _own_fault(results: list["ProbeResult"], probe: str) -> bool:
+    """`probe`'s segment alone beyond its budget (`ranking.beyond_locally`); True where it has no result here (a
+    probe the ranking placed without a local run keeps its place)."""
+    from cp_debug.bisect.ranking import beyond_locally
+
+    r = next((x for x in results if x.probe == probe), None)
+    return r is None or r.local is None or beyond_locally(r)
 
 
 def toward_decisions(run: "RunState", state: "CandidateState", ranked: list[str]) -> list[str]:
