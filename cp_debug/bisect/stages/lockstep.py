@@ -5,7 +5,8 @@ the reference runs on its own values (and a second time, on a chain of its own, 
 candidate runs on *its* upstream values (propagated error) and, where those differ from the reference's,
 on the reference's (local error: the segment alone, on the reference's boundary; not run where it would repeat
 what is held: a float16 lane's segment that only moves or compares elements gives the reference's outputs rounded,
-one fed the reference's values rounded already gave them, one that no probe reads is read by no one). Every probe
+one fed the reference's values rounded already gave them, one that no probe reads is read by no one; with `defer`,
+none until a probe is off: `local_deferred.py` catches them up where a verdict reads them). Every probe
 is handed to the caller as soon as its segment has run, and a tensor is dropped once no later segment reads it.
 An FP16 candidate's values cross every cut in float16, as the deployed graph holds them: its segments take
 and return float16 (`fp16_io`; on the CPU every tensor inside a segment rounded after its node, as the whole graph's
