@@ -41,7 +41,7 @@ from cp_debug.bisect.look_inside import look_inside, within_confirmed
 from cp_debug.bisect.phases import Phases
 from cp_debug.bisect.result import BisectReport, CandidateResult
 from cp_debug.bisect.run_state import BisectOptions, CandidateState, NullProgress, ProbeSpec, RunState
-from cp_debug.bisect.stages.stage_lockstep import lockstep_stage
+from cp_debug.bisect.stages.stage_lockstep import lockstep_stage, settle_run
 from cp_debug.bisect.stages.stage_whole import candidate_stage, reference_stage
 from cp_debug.bisect.stages.unprobed import deferred
 from cp_debug.bisect.store import TensorStore, default_budget
@@ -71,8 +71,7 @@ class BisectEngine:
         self.run_state = RunState(
             subject=subject, ref_label=ref_label, ref_spec=ref_spec, opts=options,
             det=Determinism(enabled=options.deterministic, seed=options.seed, conv_algo=options.cudnn_algo),
-            level=level,
-            progress=progress or NullProgress(), phases=phases or Phases(),
+            level=level, progress=progress or NullProgress(), phases=phases or Phases(),
             store=TensorStore(default_budget() if options.memory_budget_mb is None else options.memory_budget_mb << 20))
 
     @property
@@ -397,6 +396,7 @@ class BisectEngine:
         t0 = time.perf_counter()
         if state.refused is not None:
             return candidate_result(self.run_state, state, None, None, [], started=t0)
+        settle_run(self.run_state, list(self.run_state.states.values()))  # local runs put off, where one is read
         judge_small_terms(self.run_state, state, list(state.results))
         results = ordered(state, probes)
         fd = first_divergent(results)

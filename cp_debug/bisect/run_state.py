@@ -121,6 +121,9 @@ class RunState:
     halves: dict[int, bool] = field(default_factory=dict)  # id(stage graph) -> whether it holds float16
     ref_cache: dict[str, np.ndarray] = field(default_factory=dict)
     execution: dict[str, str] = field(default_factory=dict)  # stage name -> how it ran
+    # lockstep stages whose local runs wait for a probe off (`stages/local_deferred.py`), and whether one was
+    local_put_off: list = field(default_factory=list)
+    local_armed: bool = False
     # probe -> the ONNX tensors exposed as outputs in the whole-stage candidate run that measured it (exposing a
     # tensor can change what ONNX Runtime computes: a bug-report window exposes the same ones)
     exposed: dict[str, tuple[str, ...]] = field(default_factory=dict)

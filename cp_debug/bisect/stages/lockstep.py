@@ -5,7 +5,8 @@ the reference runs on its own values (and a second time, on a chain of its own, 
 candidate runs on *its* upstream values (propagated error) and, where those differ from the reference's,
 on the reference's (local error: the segment alone, on the reference's boundary; not run where it would repeat
 what is held: a float16 lane's segment that only moves or compares elements gives the reference's outputs rounded,
-one fed the reference's values rounded already gave them, one that no probe reads is read by no one). Every probe
+one fed the reference's values rounded already gave them, one that no probe reads is read by no one; with `defer`,
+none until a probe is off: `local_deferred.py` catches them up where a verdict reads them). Every probe
 is handed to the caller as soon as its segment has run, and a tensor is dropped once no later segment reads it.
 An FP16 candidate's values cross every cut in float16, as the deployed graph holds them: its segments take
 and return float16 (`fp16_io`; on the CPU every tensor inside a segment rounded after its node, as the whole graph's
@@ -44,6 +45,9 @@ from cp_debug.half import as_float32, to_fp16
 
 __all__ = ["Lane", "Lockstep", "ProbeValues", "Segment", "SegmentPlan", "lane_precision", "lane_transform",
            "lockstep_supported", "plan_segments"]
+
+
+DEFERRED = object()  # a lane's local run put off (`Lockstep.defer`): its probes' local values not measured yet
 
 
 # -- running -------------------------------------------------------------------------------------------------
@@ -104,6 +108,9 @@ class Lockstep:
         self._inits = {i.name: i for i in model.graph.initializer}
         self.kept = {lane.label: lane.kept_tensors(model) for lane in lanes}
         self._exact: dict[int, bool] = {}  # segment index -> `_moves_only`
+        # local runs put off until a probe is off (`local_deferred.py`): whether, whether one was, and where
+        self.defer, self.armed = False, False
+        self.deferred: dict[int, dict[str, bool]] = {}  # segment index -> {lane label: its local run is a rounding}
 
     def run(self, ref_feed: dict[str, np.ndarray], on_probe: Callable[[ProbeValues], None],
             label: str = "") -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
@@ -188,18 +195,28 @@ class Lockstep:
                     # what the lane's run was: its values are the lane's
                     if not self.local or not seg.probes or same or stored:
                         local[lane.label] = None
-                    elif exact:  # the reference's outputs rounded (what the local run would give), into spare arrays
-                        local[lane.label] = _rounded_into(ref_out, spare)
-                    elif native:  # float16 feeds: the reference's boundary converted, into spare arrays where they fit
-                        local[lane.label] = r.infer(_half_feed(ref_in, spare))
+                    elif self.defer and not self.armed:  # run where the verdict asks for it (`local_deferred.py`)
+                        self.deferred.setdefault(seg.index, {})[lane.label] = exact
+                        local[lane.label] = DEFERRED
                     else:
-                        local[lane.label] = as_stored(
-                            lane.spec, r.infer(as_stored(lane.spec, ref_in, copy=True, kept=kept)), kept=kept)
+                        local[lane.label] = self.local_run(lane, r, ref_in, ref_out, exact, spare)
                     del spare
                     self._record(lane, r)
                 lane.env.update({t: share_if_identical(v, ref_out[t]) for t, v in out.items()})
                 lane.seconds += time.perf_counter() - t0
-            self._hand_over(seg, ref_out, local, ref_runner, noise_env, on_probe)
+            off = self._hand_over(seg, ref_out, local, ref_runner, noise_env, on_probe)
+            self.armed = self.armed or (self.defer and off)
+
+    def local_run(self, lane: Lane, r, ref_in: dict, ref_out: dict, exact: bool,
+                  spare: dict | None = None) -> dict[str, np.ndarray]:
+        """`lane`'s segment alone on the reference's boundary `ref_in` (its runner `r`): its outputs."""
+        spare = {} if spare is None else spare
+        if exact:  # the reference's outputs rounded (what the local run would give), into spare arrays
+            return _rounded_into(ref_out, spare)
+        if self._native_half(lane):  # float16 feeds: the reference's boundary converted, into spare arrays
+            return r.infer(_half_feed(ref_in, spare))
+        kept = self.kept.get(lane.label, frozenset())
+        return as_stored(lane.spec, r.infer(as_stored(lane.spec, ref_in, copy=True, kept=kept)), kept=kept)
 
     def _rounding_exact(self, seg: Segment, out: dict, ref_out: dict) -> bool:
         """Whether a float16 lane's segment on the reference's boundary gives the reference's outputs rounded to
@@ -220,16 +237,22 @@ class Lockstep:
         return {t: lane.env.pop(t) for t in seg.inputs if t in lane.env and self.plan.last_use.get(t, -1) <= seg.index}
 
     def _hand_over(self, seg: Segment, ref_out: dict, local: dict, ref_runner, noise_env: dict | None,
-                   on_probe) -> None:
+                   on_probe) -> bool:
         """Give `seg`'s probes to `on_probe` (lanes' propagated values in their env, local ones in `local`);
-        where a probe asks for it, run the reference once more on the noise chain and give them again."""
+        where a probe asks for it, run the reference once more on the noise chain and give them again. Returns
+        whether one asked (a probe off)."""
         values = [ProbeValues(
             t, ref_out[t], None, {lane.label: lane.env[t] for lane in self.lanes},
             {lane.label: self._local_value(lane, local[lane.label], t) for lane in self.lanes},
             self.plan.upstream.get(t, ())) for t in seg.probes]
+        return self.give(seg, values, ref_out, ref_runner, noise_env, on_probe)
+
+    def give(self, seg: Segment, values: list[ProbeValues], ref_out: dict, ref_runner, noise_env: dict | None,
+             on_probe) -> bool:
+        """`_hand_over`'s giving: `values` to `on_probe`, again with the noise chain's where one asks."""
         wants_noise = [on_probe(v) for v in values]
         if noise_env is None:
-            return
+            return any(wants_noise)
         if any(wants_noise):
             # The noise floor matters only where a candidate is off: run the reference again there (on its
             # own second chain) and compare once more with the tolerance the noise allows.
@@ -239,10 +262,13 @@ class Lockstep:
                 on_probe(replace(v, noise=noise_env[v.tensor]))
         else:  # not measured here: the second chain takes the reference's values
             noise_env.update(ref_out)
+        return any(wants_noise)
 
     def _local_value(self, lane: Lane, local_out: dict | None, t: str):
         """The segment on the reference's boundary: run values, or the propagated ones when the inputs were the
         reference's own arrays (identical), or None when local error is off."""
+        if local_out is DEFERRED:
+            return None
         if local_out is not None:
             return local_out[t]
         return lane.env[t] if self.local else None

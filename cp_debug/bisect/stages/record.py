@@ -39,6 +39,20 @@ def record(run: RunState, s: CandidateState, name: str, ref, value, local_value,
     return d
 
 
+def record_local(run: RunState, s: CandidateState, name: str, ref, local_value, upstream: tuple) -> None:
+    """A probe's local error measured after its propagated one was recorded (`stages/local_deferred.py`): judged as
+    `record` judges both, with the propagated diff it recorded, and carried as there."""
+    r = s.results.get(name)
+    if r is None or r.diff is None or local_value is None:
+        return
+    loc = TensorDiff.from_arrays(name, ref, local_value, run.tolerance(s, name))
+    res = judged(run, s, name, r.diff, loc)
+    s.results[name] = replace(res, note=res.note or r.note)
+    if upstream:
+        s.results[name] = replace(s.results[name], amplification=amplification(s, name, list(upstream)))
+        carry(run, s, name, upstream)
+
+
 def note_massive(s: CandidateState, name: str, ref, value, local: bool = False) -> None:
     """A weight-only candidate's probe whose reference holds massive channels: its diff without them kept where that
     is the worse (`compare/massive.py`), for `judged` to judge it by."""

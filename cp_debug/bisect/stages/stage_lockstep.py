@@ -7,11 +7,14 @@ Where the reference and the candidates all run in ONNX Runtime, a stage is cut i
 from __future__ import annotations
 
 from cp_debug.bisect.findings import hints as hints_mod
+from cp_debug.bisect.stages.local_deferred import PutOff, deferrable, settle, settle_run
 from cp_debug.bisect.stages.local_error import upstream_names
-from cp_debug.bisect.stages.record import merge_precision, record
+from cp_debug.bisect.stages.record import merge_precision, record, record_local
 from cp_debug.bisect.result import ProbeResult
 from cp_debug.bisect.run_state import CandidateState, ProbeSpec, RunState, unmapped_note
 from cp_debug.compare.diff import TensorDiff
+
+__all__ = ["lockstep_stage", "settle_run"]  # settle_run: `local_deferred`'s, the engine's side of it
 
 
 def lockstep_stage(run: RunState, i: int, sp: list[ProbeSpec], states: list[CandidateState], *,
@@ -35,6 +38,7 @@ def lockstep_stage(run: RunState, i: int, sp: list[ProbeSpec], states: list[Cand
     runner = (GroupedLockstep if grouped else ls_mod.Lockstep)(
         model, plan, run.ref_spec, lanes, determinism=run.det, noise=run.opts.noise_floor, local=run.opts.local,
         progress=run.progress, stop_after_probes=refine)
+    runner.defer = deferrable(run, st, states, grouped)
     by_label = {s.label: s for s in states}
     this_pass = {p.name for p in sp}
     # the plan's nearest probes are the upstream ones unless an earlier pass measured others of this stage
@@ -43,14 +47,17 @@ def lockstep_stage(run: RunState, i: int, sp: list[ProbeSpec], states: list[Cand
     name_of = {t: ps[0].name for t, ps in by_tensor.items()}
     name_of.update({n: n for n in st.input_names})
 
+    def upstream_of(pv: ls_mod.ProbeValues) -> tuple[str, ...]:
+        return ((upstream_names(run, i, pv.tensor, states) if earlier else ())
+                or tuple(name_of[u] for u in pv.upstream if u in name_of))
+
     def on_probe(pv: ls_mod.ProbeValues) -> bool:
         """Compare one probe tensor for every candidate; True asks for the reference's noise floor here."""
         names = [p.name for p in by_tensor[pv.tensor]]
         if pv.noise is not None:
             for n in names:
                 run.noise[n] = TensorDiff.from_arrays(n, pv.reference, pv.noise)
-        upstream = ((upstream_names(run, i, pv.tensor, states) if earlier else ())
-                    or tuple(name_of[u] for u in pv.upstream if u in name_of))
+        upstream = upstream_of(pv)
         off = False
         for lane in lanes:
             s = by_label[lane.label]
@@ -63,6 +70,7 @@ def lockstep_stage(run: RunState, i: int, sp: list[ProbeSpec], states: list[Cand
         return off and pv.noise is None
 
     ref_out, outs = runner.run(run.ref_feeds[i], on_probe, label=f"{st.name}: ")
+    settle(run, _put_off(run, i, runner, by_tensor, by_label, upstream_of))
     _take_lanes(st.name, states, lanes, refine=refine)
     if not refine:
         for s, lane in zip(states, lanes):  # the chain of segments' outputs against its whole graph (`unprobed.py`)
@@ -73,6 +81,38 @@ def lockstep_stage(run: RunState, i: int, sp: list[ProbeSpec], states: list[Cand
         run.execution[st.name] = (f"lockstep, {len(plan.segments)} segments in {len(runner.groups)} group sessions"
                                   if grouped else f"lockstep, {len(plan.segments)} segments")
     return ref_out, outs
+
+
+def _put_off(run: RunState, i: int, runner, by_tensor: dict[str, list[ProbeSpec]],
+             by_label: dict[str, CandidateState], upstream_of) -> PutOff:
+    """Stage i's lockstep `runner` as `local_deferred.settle` takes it: how its put-off local values are recorded
+    (`on_local`, as `on_probe` records) and how its probes say they were not measured (`mark`)."""
+    st = run.subject.stages[i]
+
+    def on_local(pv) -> bool:
+        names = [p.name for p in by_tensor[pv.tensor]]
+        if pv.noise is not None:
+            for n in names:
+                run.noise[n] = TensorDiff.from_arrays(n, pv.reference, pv.noise)
+        off = False
+        for label, value in pv.local.items():
+            s = by_label[label]
+            for n in names:
+                record_local(run, s, n, pv.reference, value, upstream_of(pv))
+                off = off or _off(s.results[n], run.opts.tolerance_mode == "model")
+        return off and pv.noise is None
+
+    def mark(note: str) -> None:
+        segments = {seg.index: seg for seg in runner.plan.segments}
+        for k, put in runner.deferred.items():
+            for p in (p for t in segments[k].probes for p in by_tensor[t]):
+                for s in (by_label[label] for label in put):
+                    if p.name in s.results and s.results[p.name].local is None:
+                        s.results[p.name] = s.results[p.name].noted(note)
+        run.execution[st.name] = (f"{run.execution.get(st.name, 'lockstep')}; {len(runner.deferred)} segments' "
+                                  "local runs not made (no probe off)")
+
+    return PutOff(i, runner, on_local, mark)
 
 
 def _off(r: ProbeResult, model_mode: bool) -> bool:
