@@ -134,14 +134,21 @@ def _from_pretrained(folder: Path):
 
 
 def _eager_experts(model):
-    """A mixture of experts computed by its experts one by one (transformers 5's "eager"), not by its default
+    """A mixture of experts computed as transformers 5's "batched_mm" does (each token's chosen experts' weights
+    gathered and multiplied, every expert's slot computed: no shape the routing decides), not by its default
     `grouped_mm` kernel, a custom op (`transformers.grouped_mm_fallback`, counted by `histc`) that neither ONNX
-    exporter takes: the same arithmetic, so the step's forward can be exported and bisected (GPT-OSS). A model
-    without experts, or a transformers without the choice, as it is."""
-    try:
-        model.set_experts_implementation("eager")
-    except (AttributeError, ValueError):  # no such method (transformers 4), or a model that has no experts
-        pass
+    exporter takes, nor by "eager", whose loop over the experts hit (`nonzero`) torch.export refuses (a
+    data-dependent guard; LFM2-MoE's TorchScript export then fails on its mask's `diff`): the same arithmetic in
+    another order (LFM2-MoE's and GPT-OSS's logits within 4e-6 of the default's, of ~20-30), so the step's forward
+    can be exported and bisected.
+    "eager" where "batched_mm" is not offered; a model without experts, or a transformers without the choice, as
+    it is."""
+    for implementation in ("batched_mm", "eager"):
+        try:
+            model.set_experts_implementation(implementation)
+        except (AttributeError, ValueError):  # no such method (transformers 4), no experts, or not offered
+            continue
+        break
     return model
 
 
