@@ -252,7 +252,7 @@ def confirmed(run: "RunState", state: "CandidateState", ranked: list[str], resul
     from cp_debug.bisect.findings.decisions import NEAR_TIE, flipped
     from cp_debug.bisect.ranking import causes
 
-    ranked = toward_decisions(run, state, ranked)
+    ranked = toward_decisions(run, state, ranked, lambda p: _own_fault(results, p))
     proposed = ranked
     # within budget, a decision moves (the metric's, or an output's at 0.5 / argmax: diverged either way): by whom
     if not ranked and results and flipped(state):
@@ -293,7 +293,8 @@ def _own_fault(results: list["ProbeResult"], probe: str) -> bool:
     return r is None or r.local is None or beyond_locally(r)
 
 
-def toward_decisions(run: "RunState", state: "CandidateState", ranked: list[str]) -> list[str]:
+def toward_decisions(run: "RunState", state: "CandidateState", ranked: list[str],
+                     own_fault=lambda probe: False) -> list[str]:
     """`ranked` with the probes that reach an output whose declared decision flips first: a layer on another head of
     the model (MediaPipe's hand model: the world landmarks' Gemm, its own error the largest, beside the presence and
     handedness that flip with the `--metric`) cannot move that decision, so it is tried and named after those that
@@ -301,14 +302,20 @@ def toward_decisions(run: "RunState", state: "CandidateState", ranked: list[str]
     flips or its outputs are not known (a `--metric` returning one number with no output read at 0.5 / argmax
     flipping beside it), and for the undeclared reading at 0.5 / argmax alone: cp_debug's guess of the decision
     (RT-DETR's encoder boxes through a Sigmoid are no decision; its root stays the probe whose own error is the
-    largest, tests/zoo/test_rtdetr_near_tie.py)."""
+    largest, tests/zoo/test_rtdetr_near_tie.py). Where the decision that flips sat at a near tie (its margin ≤
+    `NEAR_TIE`), a probe beyond its own budget (`own_fault`) keeps its place wherever it lies: any rounding tips a
+    near tie, and a fault of its own off the decision's path is what the outputs' divergence comes from
+    (tests/bisect/test_metric_tie.py: an overflow, Inf in float16, stays the root while a near tie on the other
+    output tips; test_block_members.py: a call 0.003 above its tie)."""
     from cp_debug.bisect.cures.restore import probe_tensor
     from cp_debug.bisect.cures.window_context import ancestors
-    from cp_debug.bisect.findings.decisions import flipped
+    from cp_debug.bisect.findings.decisions import NEAR_TIE, flipped
 
-    outs = {o for d in flipped(state, metric_only=True) for o in d.outputs}
+    flips = flipped(state, metric_only=True)
+    outs = {o for d in flips for o in d.outputs}
     if not outs or len(ranked) < 2:
         return ranked
+    at_tie = any(d.margin is not None and d.margin <= NEAR_TIE for d in flips)
     last = len(run.subject.stages) - 1
     upstream: dict[str, set[str]] = {}
 
@@ -324,7 +331,7 @@ def toward_decisions(run: "RunState", state: "CandidateState", ranked: list[str]
                 upstream[o] = ancestors(st.onnx(), o)
         return any(tensor in upstream[o] for o in outs)
 
-    on = [p for p in ranked if reaches(p)]
+    on = [p for p in ranked if (at_tie and own_fault(p)) or reaches(p)]
     return on + [p for p in ranked if p not in on] if on else ranked
 
 
