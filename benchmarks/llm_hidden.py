@@ -126,12 +126,18 @@ def answers(hf: Path, made: dict, n: int, out: Path) -> dict:
 
 
 def make(out: Path, n: int, models=tuple(MODELS)) -> dict:
+    return made_corpus(out, n, models, make_model, files)
+
+
+def made_corpus(out: Path, n: int, models, make_model, files_of) -> dict:
+    """Each model of `models`: its HF folder (`make_model(name, hf)`, kept where made), its files (`files_of(name,
+    hf, root)`) and their right answers, written to OUT/answers.json as each is done (llm_newtypes.py's too)."""
     result: dict = {"versions": L.versions(), "prompt": L.PROMPT, "tokens": n, "models": {}}
     for name in models:
         hf = out / name / "hf"
         if not (hf / "config.json").is_file():
             make_model(name, hf)
-        result["models"][name] = answers(hf, files(name, hf, out / name), n, out)
+        result["models"][name] = answers(hf, files_of(name, hf, out / name), n, out)
         L._write_answers(out, result)
         print(name, "done", flush=True)
     return result
@@ -154,15 +160,20 @@ def scorecard(result: dict) -> str:
 
 
 def main() -> None:
+    corpus_main(__doc__, MODELS, make)
+
+
+def corpus_main(doc: str, models, make_corpus) -> None:
+    """A corpus script's command line (OUT_DIR [--tokens N] [--models NAME...]): made, then its scorecard printed."""
     import argparse
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("out", type=Path)
     ap.add_argument("--tokens", type=int, default=16)
-    ap.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS))
+    ap.add_argument("--models", nargs="*", default=list(models), choices=list(models))
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    print(scorecard(make(args.out, args.tokens, args.models)))
+    print(scorecard(make_corpus(args.out, args.tokens, args.models)))
 
 
 if __name__ == "__main__":

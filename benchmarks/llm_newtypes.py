@@ -74,29 +74,13 @@ def files(hf: Path, root: Path) -> dict:
 def make(out: Path, n: int, models=tuple(MODELS)) -> dict:
     import llm_hidden as H
 
-    result: dict = {"versions": L.versions(), "prompt": L.PROMPT, "tokens": n, "models": {}}
-    for name in models:
-        hf = out / name / "hf"
-        if not (hf / "config.json").is_file():
-            make_model(name, hf)
-        result["models"][name] = H.answers(hf, files(hf, out / name), n, out)
-        L._write_answers(out, result)
-        print(name, "done", flush=True)
-    return result
+    return H.made_corpus(out, n, models, make_model, lambda name, hf, root: files(hf, root))
 
 
 def main() -> None:
-    import argparse
-
     import llm_hidden as H
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("out", type=Path)
-    ap.add_argument("--tokens", type=int, default=16)
-    ap.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS))
-    args = ap.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-    print(H.scorecard(make(args.out, args.tokens, args.models)))
+    H.corpus_main(__doc__, MODELS, make)
 
 
 if __name__ == "__main__":
