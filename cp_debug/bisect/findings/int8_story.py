@@ -48,11 +48,17 @@ def range_root_cause(run: RunState, state: CandidateState, results: list[ProbeRe
         return None
     if precision == "fp8":  # a float format loses no resolution to a wide range: what it clips
         return _first_saturated(run, state, upto)
+    from cp_debug.bisect.findings.segment_int8 import writer_ops
+
+    ops: dict[int, dict[str, str]] = {}  # stage -> each tensor's writing op, read once a stage
     for p in upto:
-        pm = run.stage_of(state.label, p.stage).probe_map()  # a file's: its own tensor
+        st = run.stage_of(state.label, p.stage)
+        pm = st.probe_map()  # a file's: its own tensor
         t = pm.tensors.get(p.name) if pm is not None else None
+        if t in state.int8_amax and p.stage not in ops:
+            ops[p.stage] = writer_ops(st.onnx())
         found = _loses(t, run.store.get(p.name), state.int8_amax[t], (p.name,),
-                       _writer_op(run.stage_of(state.label, p.stage).onnx(), t)) if t in state.int8_amax else None
+                       ops[p.stage].get(t)) if t in state.int8_amax else None
         if found:
             # said, with its cure where one is found: the probe's own unverified reading of the range gives way to it
             # (`merged`); a root moved here by its range without its words rested on no number the report showed
@@ -104,11 +110,6 @@ def _first_saturated(run: RunState, state: CandidateState, upto: list) -> tuple[
     return None
 
 
-def _writer_op(model, tensor: str) -> str | None:
-    """The op type of the node writing `tensor` in `model` (a bounded op's range is its own: `hints.BOUNDED`)."""
-    return next((n.op_type for n in model.graph.node if tensor in n.output), None)
-
-
 def _loses(tensor: str, value, amax: float, readers: tuple[str, ...] = (), op: str | None = None):
     """The finding where `value` (written by an `op`) loses most of its values to INT8's range ±amax (or a share
     worth naming, set by outlier channels): segment_int8's resolution findings, not its saturation; else None."""
@@ -135,8 +136,9 @@ def _inside(run: RunState, state: CandidateState, p) -> tuple[str, str] | None:
         return None
     values = run_segment(run, "ort", rs.model, rs.feed, list(dict.fromkeys(inner)), facts=False).values
     for t in (t for t in inner if t in values):
-        writer = tuple(_named(n, rs.named) for n in rs.model.graph.node if t in n.output)
-        found = _loses(t, values[t], state.int8_amax[t], writer, _writer_op(rs.model, t))
+        writers = [n for n in rs.model.graph.node if t in n.output]
+        found = _loses(t, values[t], state.int8_amax[t], tuple(_named(n, rs.named) for n in writers),
+                       writers[0].op_type if writers else None)
         if found is not None:
             return _output(found), t
     return None

@@ -141,7 +141,7 @@ def explain_int8_segment(run: RunState, state: CandidateState, i: int, probe: st
     inner = [t for t in quantized if t not in feed]
     ref = {**feed, **(run_segment(run, "ort", seg, feed, inner).values if inner else {})}
     nodes = [n for n in seg.graph.node if n.op_type in DEFAULT_OP_TYPES]
-    writes = {o: n.op_type for n in run.stage_of(state.label, i).onnx().graph.node for o in n.output}  # a feed's too
+    writes = writer_ops(run.stage_of(state.label, i).onnx())  # the stage's: a segment feed's writer too
     finding, sets, rung = None, [tuple(n.name for n in nodes)], None
     for t in quantized:
         readers = [n for n in nodes if t in n.input]
@@ -190,6 +190,12 @@ def explain_int8_segment(run: RunState, state: CandidateState, i: int, probe: st
     return Int8Why(finding, last, ", ".join(_named(by_name[n], rs.named) for n in last), ok,
                    before.rel_rmse, after.rel_rmse, budget, k, rungs, worse=id(last) in bad,
                    at_outputs=judged.get(id(last)))
+
+
+def writer_ops(model) -> dict[str, str]:
+    """Each tensor of `model`'s graph → the op type of the node writing it (a bounded op's range is its own:
+    `hints.BOUNDED`)."""
+    return {o: n.op_type for n in model.graph.node for o in n.output}
 
 
 def _range_finding(tensor: str, value, amax: float, axis: int = -1):
