@@ -131,6 +131,9 @@ def check_weights(module, model, file: str) -> WeightCheck:
     from onnx import TensorProto, numpy_helper
 
     inits = [i for i in model.graph.initializer if len(i.dims) >= 2 and int(np.prod(i.dims)) >= _MIN_SIZE]
+    packed = _packed_weights(model)
+    if packed:  # MatMulNBits packs its 4-bit weights into UINT8 bytes: not INT8 weights
+        return WeightCheck(file, 0, 0, skipped=f"the file holds {packed}")
     if any(i.data_type in (TensorProto.INT8, TensorProto.UINT8) for i in inits):
         return WeightCheck(file, 0, 0, skipped="the file holds INT8 weights")
     floats = [i for i in inits if i.data_type in (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16)]
@@ -155,6 +158,20 @@ def check_weights(module, model, file: str) -> WeightCheck:
             if len(examples) < 2:
                 examples.append(f"{init.name} {list(init.dims)}")
     return WeightCheck(file, compared, differ, tuple(examples), clamps=tuple(clamps))
+
+
+def _packed_weights(model) -> str:
+    """The weight-only block formats the file's MatMulNBits hold ("4-bit MatMulNBits weights in blocks of 32"), or
+    "" for a file without them."""
+    from cp_debug.precision.nbits import nbits_nodes
+    from cp_debug.precision.packed import _attrs
+
+    attrs = [_attrs(n) for n in nbits_nodes(model)]
+    if not attrs:
+        return ""
+    bits = "/".join(str(b) for b in sorted({int(a.get("bits", 4)) for a in attrs}))
+    blocks = "/".join(str(b) for b in sorted({int(a.get("block_size", 0)) for a in attrs}))
+    return f"{bits}-bit MatMulNBits weights in blocks of {blocks}"
 
 
 def _clamped(a: np.ndarray, form: tuple[str, np.ndarray], tensor: str) -> Clamp | None:

@@ -260,6 +260,19 @@ def test_the_builders_qkv_proj_holds_the_models_weights():
     assert check.compared >= 12 and check.differ == 0, check.line()
 
 
+def test_the_builders_int4_weights_are_said_as_4_bit_blocks():
+    """The weights check of the builder's INT4 file against the HF model: its MatMulNBits pack 4-bit weights in UINT8
+    bytes, blocks of 32 (before: "weights not compared (the file holds INT8 weights)", on every `--torch` run against
+    an INT4 file: issue 116's weights "INT8")."""
+    from transformers import AutoModelForCausalLM
+
+    from cp_debug.lint.weights import check_weights
+
+    module = AutoModelForCausalLM.from_pretrained(LLM / "qwen3_massive/hf")
+    line = check_weights(module, load_onnx(LLM / "qwen3_massive/int4/model.onnx"), "model.onnx").line()
+    assert line == "model.onnx: weights not compared (the file holds 4-bit MatMulNBits weights in blocks of 32)"
+
+
 @pytest.mark.long
 def test_granites_scaled_embedding_is_mapped_to_its_gather(tmp_path):
     """`--torch granite/hf -b torch,ort@granite/int4 --generate 4` (the builder's Granite: embedding_multiplier 12
