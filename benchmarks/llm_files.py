@@ -358,7 +358,9 @@ def ort_greedy(model, n: int, folder: Path | None = None) -> list[int]:
             if "attention_mask" in ins:
                 feed["attention_mask"] = np.ones((1, len(ids)), np.int64)
             if "position_ids" in ins:
-                feed["position_ids"] = np.arange(len(ids) - len(step_ids), len(ids), dtype=np.int64)[None]
+                pos = np.arange(len(ids) - len(step_ids), len(ids), dtype=np.int64)[None]
+                # multimodal rotary (Qwen3.5's [3, batch, seq]): text positions, the same in its three sections
+                feed["position_ids"] = np.repeat(pos[None], 3, 0) if len(ins["position_ids"].shape) == 3 else pos
             feed.update(cache)
         else:
             feed = {"input_ids": np.array([ids], np.int64)}

@@ -38,3 +38,24 @@ def test_an_lfm2_moe_against_its_pytorch_model(tmp_path):
     assert "23 of 24 probes mapped" in said and "not mapped: model.layers.1.feed_forward.experts" in said
     stage = next(iter(next(iter(json.loads(out.read_text())["settings"]["deployed"].values())).values()))
     assert {"model.layers.1.feed_forward", "model.layers.0.feed_forward", "lm_head"} <= set(stage["mapped"])
+
+
+def test_a_qwen35_hybrid_with_a_multimodal_rotary(tmp_path):
+    """`--onnx fp32 -b ort,ort@int4 --generate 16` on Qwen3.5's builder files (tests/data/llm/qwen35, s29: Gated
+    DeltaNet's LinearAttention with its conv and recurrent states, then attention whose rotary is multimodal —
+    position_ids [3, batch, seq]): before, exit 3 ("Invalid rank for input: position_ids Got: 2 Expected: 3"); the
+    file's positions are now made in its layout. The right answer, found without cp_debug: the INT4 file flips at
+    greedy step 0 (151 → 34, the reference's margin 0.42), and no MatMulNBits at level 1 (alone or all) gives the
+    tokens back: the weights' rounding on a thin margin, within precision."""
+    entry = ANSWERS["models"]["qwen35"]
+    rec = entry["files"]["int4"]
+    assert entry["files"]["fp32"]["first_flip"] is None and rec["first_flip"] == 0 and not rec["cured_by_level1_at"]
+    np.savez(tmp_path / "prompt.npz", input_ids=np.array([ANSWERS["prompt"]]))
+    res = cpdebug("bisect", "--onnx", LLM / "qwen35" / "fp32" / "model.onnx", "-b",
+                  f"ort,ort@{LLM / 'qwen35' / 'int4'}", "--inputs", tmp_path / "prompt.npz", "--generate",
+                  ANSWERS["tokens"])
+    said = " ".join((res.stdout + res.stderr).replace("│", " ").split())
+    assert res.returncode == 0, said
+    assert f"greedy step 0: token {rec['torch_token']} → {rec['file_token']}" in said
+    assert "accuracy_level=1 does not give the tokens back" in said and "within precision" in said
+    assert "64 of 64 probes mapped" in said

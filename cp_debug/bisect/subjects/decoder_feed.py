@@ -47,6 +47,9 @@ class DecoderInputs:
     # GroupQueryAttention with a local_window_size wants a cache of that capacity ("KV cache capacity (0) must be at
     # least local_window_size"), as GenAI allocates it; the past lengths then come from the mask
     sliding: Mapping[str, int] = field(default_factory=dict)
+    # position_ids' rank: 2 ([batch, seq]), or 3 for a multimodal rotary's ([3, batch, seq]: Qwen3.5, Qwen2.5-VL's
+    # text decoders, whose sections — time, height, width — a text prompt gives the same positions)
+    position_rank: int = 2
 
     @classmethod
     def of(cls, model: "onnx.ModelProto", path: str | Path | None = None) -> "DecoderInputs | None":
@@ -65,7 +68,8 @@ class DecoderInputs:
         cfg = _genai_config(path)
         head = cfg.get("decoder", {}).get("head_size")
         return cls(names, past, {n: dims[n] for n in past}, dtypes, _vocab(model, cfg),
-                   int(head) if isinstance(head, int) else None, _sliding(ins, past, cfg))
+                   int(head) if isinstance(head, int) else None, _sliding(ins, past, cfg),
+                   len(dims.get("position_ids", ())) or 2)
 
 
 def _sliding(ins, past: tuple[str, ...], cfg: dict) -> dict[str, int]:
@@ -138,7 +142,7 @@ def decoder_feed(dec: DecoderInputs, given: Mapping[str, np.ndarray]) -> dict[st
         elif name == "attention_mask":
             feed[name] = np.ones((batch, length), dec.dtypes[name])
         elif name == "position_ids":
-            feed[name] = np.broadcast_to(np.arange(length), (batch, length)).astype(dec.dtypes[name])
+            feed[name] = positions(dec, 0, length, batch)
         elif name in dec.past and _STATE.match(name):
             feed[name] = np.zeros((batch, *dec.past_dims[name][1:]), dec.dtypes[name])
         elif name in dec.past:
@@ -148,6 +152,15 @@ def decoder_feed(dec: DecoderInputs, given: Mapping[str, np.ndarray]) -> dict[st
             raise BadInputError(f"the decoder file's input {name!r} is none cp_debug makes (input_ids, attention_mask, "
                                 "position_ids, past_key_values.*): give it in --inputs FILE.npz")
     return feed
+
+
+def positions(dec: DecoderInputs, start: int, stop: int, batch: int = 1) -> np.ndarray:
+    """The position ids of tokens start…stop-1 in the file's layout: [batch, S], or [3, batch, S] (a multimodal
+    rotary's sections, each the text's positions)."""
+    pos = np.broadcast_to(np.arange(start, stop), (batch, stop - start))
+    if dec.position_rank == 3:
+        pos = np.broadcast_to(pos, (3, batch, stop - start))
+    return np.ascontiguousarray(pos).astype(dec.dtypes.get("position_ids", np.dtype(np.int64)))
 
 
 def without_sliding_presents(model: "onnx.ModelProto", dec: DecoderInputs) -> tuple["onnx.ModelProto", list[str]]:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
-from cp_debug.bisect.subjects.decoder_feed import IDS, DecoderInputs, present_of, decoder_feed
+from cp_debug.bisect.subjects.decoder_feed import IDS, DecoderInputs, decoder_feed, positions, present_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path
@@ -163,8 +163,7 @@ def greedy(model: "onnx.ModelProto", dec: DecoderInputs, ids: np.ndarray, n: int
             if "attention_mask" in feed:
                 feed["attention_mask"] = np.ones((1, len(seq)), feed["attention_mask"].dtype)
             if "position_ids" in feed:
-                feed["position_ids"] = np.arange(len(seq) - len(step_ids), len(seq))[None].astype(
-                    feed["position_ids"].dtype)
+                feed["position_ids"] = positions(dec, len(seq) - len(step_ids), len(seq))
         else:
             feed = decoder_feed(dec, {IDS: np.array([seq])})
         res = _ran(run, feed, len(tokens), path)
