@@ -260,7 +260,10 @@ def build(hf: Path, out: Path, precision: str, extra: dict[str, str] | None = No
            "-e", "cpu", "-c", str(out / "cache")]
     if extra:
         cmd += ["--extra_options", *(f"{k}={v}" for k, v in extra.items())]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode:  # the builder refusing the model: its own last line said (its traceback's error)
+        lines = [x for x in done.stderr.splitlines() if x.strip()]
+        raise RuntimeError(f"the builder exits {done.returncode}: {lines[-1].strip() if lines else 'no message'}")
     _drop(out / "cache")
     return out / "model.onnx"
 

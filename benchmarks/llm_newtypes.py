@@ -2,7 +2,10 @@
 (`Phi3ForCausalLM` with `partial_rotary_factor` 0.75: the builder rotates 48 of a head's 64 dims) carrying the massive
 channel (`llm_files._massive`), Gemma 3's text decoder (four norms a layer around each branch, q/k norms, a sliding
 layer with its own rotary base) and LFM2-MoE (a dense conv layer, then an attention layer whose MLP is a mixture of 4
-experts routed by sigmoid scores with an expert bias). Tiny configs (`llm_files.SMALL`), random weights, nothing
+experts routed by sigmoid scores with an expert bias); s29: SmolLM3 (a layer without rotary), Nemotron (LayerNorm1P,
+relu²), ERNIE 4.5 and Qwen3.5 (a Gated DeltaNet layer with conv and recurrent states, then attention with a multimodal
+rotary: position_ids [3, batch, seq]), each healthy and with the massive channel, also as the plain export and
+`MatMulNBitsQuantizer`'s RTN INT4 file of it. Tiny configs (`llm_files.SMALL`), random weights, nothing
 downloaded; each as the builder's FP32 and INT4 files (`-p int4 -e cpu`: accuracy_level 4), with the right answers
 found without cp_debug (`llm_files._answers`: 16 greedy tokens of each file against PyTorch's; for a flip, each
 level-4 MatMulNBits node at level 1 alone and alone at level 4). Run in the builder's venv:
