@@ -22,8 +22,9 @@ from typing import Callable
 
 import onnx
 
-from cp_debug.graph.model import inferred_graph, static_dims
+from cp_debug.graph.model import static_dims
 from cp_debug.probes.chained_calls import chained_calls, chained_in_trace, connected
+from cp_debug.probes.probe_dtypes import dtype_fits, graph_types
 from cp_debug.probes.sized_shapes import SizedShapes
 from cp_debug.probes.unread import never_read
 from cp_debug.probes.torch_trace import ModuleTrace
@@ -194,11 +195,14 @@ def map_modules_to_onnx(model: onnx.ModelProto, trace: ModuleTrace, rename: Scop
     module's nodes) and the i-th call's probes map into the i-th group in graph order; where the groups do not
     number k, no call is mapped (never one call's probe onto another call's tensor). A call's probes are the
     tensors leaving its nodes, matched by shape: one tensor out, the last one that fits; several (a tuple), each
-    to the one tensor that fits it, left out where two could."""
+    to the one tensor that fits it, left out where two could. A probe's element type must fit too (`probe_dtypes`:
+    a float output never onto an int64 tensor), which tells a tuple's same-shape members of other types apart."""
     graph = model.graph
     names = set(trace.call_counts) | {trace.scope_of(p)[0] for p in trace.order}
     scopes = node_scopes(model, names, rename)
+    types = graph_types(model, types)
     shapes = static_shapes(model, types)
+    elems = {name: ty.tensor_type.elem_type for name, ty in types.items()}
     consumers: dict[str, list[int]] = {}
     for i, node in enumerate(graph.node):
         for t in node.input:
@@ -238,13 +242,13 @@ def map_modules_to_onnx(model: onnx.ModelProto, trace: ModuleTrace, rename: Scop
         leaving = _leaving(graph, idx, graph_outputs, consumers) + sums.get(scope, [])
         handed = trace.handed_up.get(trace.call_of(probes[0]), ())  # members another call made: its tensors
         leaving = [(i, t) for i, t in leaving if t not in {tensors.get(q) for q in handed}]
-        blind = {trace.shapes.get(q) for q in handed if q not in tensors}
-        for p in [p for p in probes if trace.site(p).path and trace.shapes.get(p) in blind]:
+        blind = {(trace.shapes.get(q), trace.dtypes.get(q)) for q in handed if q not in tensors}
+        for p in [p for p in probes if trace.site(p).path and (trace.shapes.get(p), trace.dtypes.get(p)) in blind]:
             probes = [q for q in probes if q != p]
             unmapped[p] = (f"a member of its output with the same shape {list(trace.shapes[p])} is another module's "
                            "output, not mapped here: which tensor holds this one is not known, so none is compared")
         slot_of = partial(_rnn_slot, graph, producer)
-        for p, found in _match_outputs(trace, probes, leaving, shapes, sized, slot_of).items():
+        for p, found in _match_outputs(trace, probes, leaving, shapes, sized, slot_of, elems).items():
             if isinstance(found, str):
                 unmapped[p] = found if not found.startswith("no tensor leaving") else \
                     never_read(graph, idx, consumers, graph_outputs, shapes, trace.shapes.get(p)) or found
@@ -258,11 +262,11 @@ def map_modules_to_onnx(model: onnx.ModelProto, trace: ModuleTrace, rename: Scop
 
 def _match_outputs(trace: ModuleTrace, probes: list[str], leaving: list[tuple[int, str]],
                    shapes: dict[str, tuple | None], sized: SizedShapes | None,
-                   slot_of=None) -> dict[str, tuple[int, str] | str]:
+                   slot_of=None, elems: dict[str, int] | None = None) -> dict[str, tuple[int, str] | str]:
     """Each of one call's probes to (node index, tensor) among the tensors `leaving` its nodes, or why not. Where
     several fit a tuple's member, `slot_of(node index, tensor)` (the recurrent op's output slot the tensor is
     computed from: LSTM/GRU/RNN's Y, Y_h, Y_c, which torch returns as (output, (h_n, c_n)) in that order) tells
-    them apart."""
+    them apart. `elems`: each tensor's ONNX element type, which the probe's own must fit (`probe_dtypes`)."""
     out: dict[str, tuple[int, str] | str] = {}
     taken: set[str] = set()
     for k, p in enumerate(probes):
@@ -273,7 +277,12 @@ def _match_outputs(trace: ModuleTrace, probes: list[str], leaving: list[tuple[in
         fitting = [(i, t) for i, t in leaving if t not in taken and _shape_fits(shapes.get(t), want)]
         if sized is not None:
             fitting = [(i, t) for i, t in fitting if _sized_fits(sized, p, t, shapes.get(t))]
-        if not fitting:
+        shaped, dtype = len(fitting), trace.dtypes.get(p)
+        fitting = [(i, t) for i, t in fitting if dtype_fits((elems or {}).get(t), dtype)]
+        if shaped and not fitting:
+            out[p] = (f"no tensor leaving the module's ONNX scope has its output shape {list(want)} and element type "
+                      f"{dtype} ({shaped} of that shape hold another type)")
+        elif not fitting:
             permuted = [t for _, t in sorted(leaving) if sized is not None and _permuted(sized, p, t)]
             out[p] = _other_order(sized, p, permuted[-1]) if permuted else \
                 f"no tensor leaving the module's ONNX scope has its output shape {list(want)}"
@@ -405,10 +414,7 @@ def _move_folded_batchnorms(trace: ModuleTrace, tensors: dict[str, str], op_type
 def static_shapes(model: onnx.ModelProto, types: dict[str, onnx.TypeProto] | None = None) -> dict[str, tuple | None]:
     """Each tensor's dimensions (None for one left open), from `types` (`graph.plan.tensor_types(model)`) where the
     caller has them, else inferred here (best effort: where inference cannot run, the declared shapes)."""
-    if types is not None:
-        return {name: static_dims(ty) for name, ty in types.items()}
-    g = inferred_graph(model)
-    return {vi.name: static_dims(vi.type) for vi in list(g.value_info) + list(g.output) + list(g.input)}
+    return {name: static_dims(ty) for name, ty in graph_types(model, types).items()}
 
 
 def _sized_fits(sized: SizedShapes, module: str, tensor: str, static: tuple | None) -> bool:
