@@ -299,6 +299,8 @@ def test_same_shape_members_of_other_element_types_are_told_apart(exporter):
     assert type(trace).from_json(trace.to_json()) == trace
     pm = map_modules_to_onnx(res.model, trace)
     assert {"gate[1]", "gate[2]"} <= set(pm.tensors), pm.unmapped
+    assert pm.typed == {"gate[1]", "gate[2]"}  # told apart by type alone: no graph difference's segment end unless
+    assert pm.segment_ends({"gate[1]"}).tensors.keys() == set(pm.tensors) - {"gate[2]"}  # the other graph has it
     from cp_debug.graph.model import expose_outputs
 
     exposed = expose_outputs(res.model, [pm.tensors["gate[1]"], pm.tensors["gate[2]"]])
