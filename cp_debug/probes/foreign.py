@@ -124,8 +124,8 @@ def map_foreign(foreign: onnx.ModelProto, ours: onnx.ModelProto, our_map: ProbeM
     differences = without_twins(
         unmatched_nodes(b.model, b.unpaired(set(nodes.values())), their_map, CANDIDATE, stage,
                         node_scopes(b.model, names, rename), types),
-        unmatched_nodes(a.model, a.unpaired(set(nodes) | _folded_into_q(a, b, nodes)), our_map, REFERENCE, stage,
-                        node_scopes(a.model, names), types), fused=(ours, foreign))
+        unmatched_nodes(a.model, a.unpaired(set(nodes) | _folded_into_q(a, b, nodes)), our_map.segment_ends(tensors),
+                        REFERENCE, stage, node_scopes(a.model, names), types), fused=(ours, foreign))
     held = set(tensors.values())
     return ForeignMap(their_map, how, differences, {t: b.views[t] for t in held if t in b.views},
                       {t: v for t, v in fused.views.items() if t in held})
