@@ -25,6 +25,7 @@ import onnx
 from cp_debug.graph.model import static_dims
 from cp_debug.probes.chained_calls import chained_calls, chained_in_trace, connected
 from cp_debug.probes.probe_dtypes import dtype_fits, graph_types
+from cp_debug.probes.rnn_slots import rnn_slot
 from cp_debug.probes.sized_shapes import SizedShapes, other_order, permuted
 from cp_debug.probes.unread import never_read
 from cp_debug.probes.torch_trace import ModuleTrace
@@ -256,7 +257,7 @@ def map_modules_to_onnx(model: onnx.ModelProto, trace: ModuleTrace, rename: Scop
             probes = [q for q in probes if q != p]
             unmapped[p] = (f"a member of its output with the same shape {list(trace.shapes[p])} is another module's "
                            "output, not mapped here: which tensor holds this one is not known, so none is compared")
-        slot_of = partial(_rnn_slot, graph, producer)
+        slot_of = partial(rnn_slot, graph, producer)
         for p, found in _match_outputs(trace, probes, leaving, shapes, sized, slot_of, elems, typed).items():
             if isinstance(found, str):
                 unmapped[p] = found if not found.startswith("no tensor leaving") else \
@@ -310,39 +311,6 @@ def _match_outputs(trace: ModuleTrace, probes: list[str], leaving: list[tuple[in
             out[p] = max(fitting)
             taken.add(out[p][1])
     return out
-
-
-_RNN_OPS = frozenset({"LSTM", "GRU", "RNN"})
-# ops that carry a recurrent op's output on unchanged in value (the exporter's layout work around it)
-_CARRIES = frozenset({"Identity", "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Concat", "Slice", "Cast",
-                      "Flatten", "Expand"})
-
-
-def _rnn_slot(graph, producer: dict[str, tuple[int, int]], i: int, tensor: str, depth: int = 8) -> int | None:
-    """The output slot (0 Y, 1 Y_h, 2 Y_c) of the LSTM/GRU/RNN nodes `tensor` (written by node `i`) is, or is
-    carried from through layout ops (a multi-layer module's states Concat one slot of each layer's node); None
-    where it is not one slot of such nodes."""
-    if graph.node[i].op_type in _RNN_OPS:
-        return list(graph.node[i].output).index(tensor)
-    slots: set[int] = set()
-    todo, seen = [(i, depth)], set()
-    while todo:
-        j, left = todo.pop()
-        node = graph.node[j]
-        if j in seen or node.op_type not in _CARRIES or left == 0:
-            if j not in seen and node.op_type not in _CARRIES:
-                return None
-            continue
-        seen.add(j)
-        for t in node.input if node.op_type == "Concat" else node.input[:1]:
-            src = producer.get(t)
-            if src is None:
-                continue
-            if graph.node[src[0]].op_type in _RNN_OPS:
-                slots.add(src[1])
-            else:
-                todo.append((src[0], left - 1))
-    return slots.pop() if len(slots) == 1 else None
 
 
 def _calls_apart(graph, idx: list[int], n_calls: int, module: str, names: set[str], by_name: bool,
