@@ -30,6 +30,7 @@ from cp_debug.probes.block_forms import by_names, by_weights
 from cp_debug.probes.constant_values import same_constants
 from cp_debug.probes.fused_parts import fused_views, read_reshaped
 from cp_debug.probes.graph_view import _Graph
+from cp_debug.probes.inside_fused import inside_fused
 from cp_debug.probes.graph_diff import (CANDIDATE, REFERENCE, GraphDifferences, norms_alike, unmatched_nodes,
                                         without_twins)
 from cp_debug.probes.naming import ProbeMap, ScopeRename, map_modules_to_onnx, node_scopes
@@ -116,7 +117,8 @@ def map_foreign(foreign: onnx.ModelProto, ours: onnx.ModelProto, our_map: ProbeM
     names = set(trace.call_counts) | {trace.scope_of(p)[0] for p in trace.order}
     fused.views.update(read_reshaped(foreign, trace, node_scopes(foreign, names, rename), types(foreign), tensors, how,
                                      op_types, unmapped, index))  # Qwen3's q_norm, [1, S, 64] in the builder's file
-    their_map = ProbeMap(tensors, op_types, unmapped, {t: index.get(t, -1) for t in tensors.values()})
+    inside = inside_fused(ours, foreign, our_map.tensors, tensors, op_types, how, unmapped, types)
+    their_map = ProbeMap(tensors, op_types, unmapped, {t: index.get(t, -1) for t in tensors.values()}, inside=inside)
     nodes = norms_alike(a.model, b.model, align_nodes(a, b, _with_scopes(a, b, pair, our_map, tensors, how)))
     differences = without_twins(
         unmatched_nodes(b.model, b.unpaired(set(nodes.values())), their_map, CANDIDATE, stage,

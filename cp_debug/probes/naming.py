@@ -40,6 +40,7 @@ class ProbeMap:
     unmapped: dict[str, str] = field(default_factory=dict)  # module -> why it has no ONNX tensor
     node_index: dict[str, int] = field(default_factory=dict)  # ONNX tensor -> index of its producing node
     typed: frozenset[str] = frozenset()  # tuple members a same-shape member's tensor was told from by type alone
+    inside: dict[str, str] = field(default_factory=dict)  # unmapped module -> the fused op computing it (a file's)
 
     def tensor(self, module: str) -> str | None:
         return self.tensors.get(module)
