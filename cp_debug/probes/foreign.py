@@ -16,6 +16,9 @@ or a Cast is that weight, of the quantized initializer's shape; a chain is follo
 dequantized tensor, a ReLU the quantizer folded into its QuantizeLinear to that pair's output; LSTM, GRU and RNN are
 anchors. A probe whose correspondence is not certain (its compute node unaligned, a chain step with no or several
 fitting consumers) is left unmapped with the reason: two tensors that do not correspond are never compared.
+A probe not found whose module the file computes only inside a fused op (a MoE's top-k and routing weights, an
+attention fusion's rotated q) is said as inside that op, counted apart from the missing; one the file holds outside it
+is mapped by the op computing it (`inside_fused.py`). The alignment reads each graph through `graph_view._Graph`.
 Past the probes, every node is paired where it can be (`align_nodes`); those left over are the graphs' differences.
 """
 

@@ -80,10 +80,13 @@ def inside_fused(ours: onnx.ModelProto, foreign: onnx.ModelProto, our_tensors: d
     inside a fused op → that op ("MoE '/model/layers.0/moe/MoE'"), its reason said so; one whose tensor the file
     holds outside it is mapped instead (`tensors`, `op_types`, `how` as "structure"). `our_tensors`: cp_debug's
     export's probe tensors; `types(model)`: a graph's tensor types."""
+    inside: dict[str, str] = {}
+    lost = [q for q, why in unmapped.items() if why.startswith(NOT_FOUND) and q in our_tensors]
+    if not lost:
+        return inside
     a, b = _Flow(ours), _Flow(foreign)
     mine, theirs = types(ours), types(foreign)
-    inside: dict[str, str] = {}
-    for q in [q for q, why in unmapped.items() if why.startswith(NOT_FOUND) and q in our_tensors]:
+    for q in lost:
         held = {our_tensors[p]: t for p, t in tensors.items()
                 if p in our_tensors and (t in b.producer or t in b.inputs)}
         held.update({t: t for t in a.inputs & b.inputs})
