@@ -120,14 +120,15 @@ def map_foreign(foreign: onnx.ModelProto, ours: onnx.ModelProto, our_map: ProbeM
     names = set(trace.call_counts) | {trace.scope_of(p)[0] for p in trace.order}
     fused.views.update(read_reshaped(foreign, trace, node_scopes(foreign, names, rename), types(foreign), tensors, how,
                                      op_types, unmapped, index))  # Qwen3's q_norm, [1, S, 64] in the builder's file
-    inside = inside_fused(ours, foreign, our_map.tensors, tensors, op_types, how, unmapped, types)
+    inside, computed = inside_fused(ours, foreign, our_map.tensors, tensors, op_types, how, unmapped, types)
     their_map = ProbeMap(tensors, op_types, unmapped, {t: index.get(t, -1) for t in tensors.values()}, inside=inside)
     nodes = norms_alike(a.model, b.model, align_nodes(a, b, _with_scopes(a, b, pair, our_map, tensors, how)))
     differences = without_twins(
-        unmatched_nodes(b.model, b.unpaired(set(nodes.values())), their_map, CANDIDATE, stage,
-                        node_scopes(b.model, names, rename), types),
-        unmatched_nodes(a.model, a.unpaired(set(nodes) | _folded_into_q(a, b, nodes)), our_map.segment_ends(tensors),
-                        REFERENCE, stage, node_scopes(a.model, names), types), fused=(ours, foreign))
+        unmatched_nodes(b.model, b.unpaired(set(nodes.values())), their_map.segment_ends(tensors, computed),
+                        CANDIDATE, stage, node_scopes(b.model, names, rename), types),
+        unmatched_nodes(a.model, a.unpaired(set(nodes) | _folded_into_q(a, b, nodes)),
+                        our_map.segment_ends(tensors, computed), REFERENCE, stage, node_scopes(a.model, names), types),
+        fused=(ours, foreign))
     held = set(tensors.values())
     return ForeignMap(their_map, how, differences, {t: b.views[t] for t in held if t in b.views},
                       {t: v for t, v in fused.views.items() if t in held})

@@ -75,15 +75,17 @@ class _Flow:
 
 def inside_fused(ours: onnx.ModelProto, foreign: onnx.ModelProto, our_tensors: dict[str, str],
                  tensors: dict[str, str], op_types: dict[str, str], how: dict[str, str], unmapped: dict[str, str],
-                 types) -> dict[str, str]:
+                 types) -> tuple[dict[str, str], set[str]]:
     """Each probe "not found in the deployed graph" (`unmapped`) whose module's computation the deployed file holds
     inside a fused op → that op ("MoE '/model/layers.0/moe/MoE'"), its reason said so; one whose tensor the file
-    holds outside it is mapped instead (`tensors`, `op_types`, `how` as "structure"). `our_tensors`: cp_debug's
-    export's probe tensors; `types(model)`: a graph's tensor types."""
+    holds outside it is mapped instead (`tensors`, `op_types`, `how` as "structure") and returned apart: a probe so
+    found ends no graph-difference segment (`ProbeMap.segment_ends`: the routing written out around the fused op is
+    one computation with it). `our_tensors`: cp_debug's export's probe tensors; `types(model)`: a graph's types."""
     inside: dict[str, str] = {}
+    computed: set[str] = set()
     lost = [q for q, why in unmapped.items() if why.startswith(NOT_FOUND) and q in our_tensors]
     if not lost:
-        return inside
+        return inside, computed
     a, b = _Flow(ours), _Flow(foreign)
     mine, theirs = types(ours), types(foreign)
     for q in lost:
@@ -103,6 +105,7 @@ def inside_fused(ours: onnx.ModelProto, foreign: onnx.ModelProto, our_tensors: d
                                 set(tensors.values()))
         if found is not None and i in region_a:
             tensors[q], op_types[q], how[q] = found, op, "structure"
+            computed.add(q)
             del unmapped[q]
             continue
         fused = [j for j in sorted(region_b) if _fuses(b.nodes[j], op)]
@@ -110,7 +113,7 @@ def inside_fused(ours: onnx.ModelProto, foreign: onnx.ModelProto, our_tensors: d
             inside[q] = ", ".join(f"{b.nodes[j].op_type} {b.nodes[j].name!r}" for j in fused[:2])
             unmapped[q] = (f"inside the deployed graph's fused op {inside[q]}: the file computes this module's output "
                            "there and holds no tensor of it, so none is compared")
-    return inside
+    return inside, computed
 
 
 def _computed_alike(a: _Flow, b: _Flow, region_a: set[int], region_b: set[int], op: str, slot: int, want,

@@ -45,11 +45,12 @@ class ProbeMap:
     def tensor(self, module: str) -> str | None:
         return self.tensors.get(module)
 
-    def segment_ends(self, held) -> "ProbeMap":
+    def segment_ends(self, held, apart=()) -> "ProbeMap":
         """The map without its members told apart by type alone (`typed`) that `held` (the other graph's probes)
-        lacks: a graph difference's segment ends at a probe both graphs hold (the builder's fused MoE holds the
-        router's weights and chosen experts inside it, and the routing written out is one computation with it)."""
-        gone = self.typed - set(held)
+        lacks, nor the probes `apart` (found by the op computing them beside a fused op, `inside_fused`): a graph
+        difference's segment ends at a probe both graphs hold as such (the builder's fused MoE holds the router's
+        weights and chosen experts inside it, and the routing written out is one computation with it)."""
+        gone = (self.typed - set(held)) | set(apart)
         return replace(self, tensors={q: t for q, t in self.tensors.items() if q not in gone}) if gone else self
 
 
