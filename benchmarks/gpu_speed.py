@@ -19,6 +19,7 @@ Rows (each run as its own child process; wall time and the child's peak host RSS
 `--tree PATH` (repeatable) runs every row but `backbone` again with PATH's code (PYTHONPATH=PATH), so a before/after
 table comes from one run on one machine. On a CPU-only machine the GPU rows are skipped; `--preset demo --n 4` is a
 quick check. The first rows of a fresh machine also compile numba's kernels into its cache.
+`CPDEBUG_TREE_COMMIT=SHA` names this tree's commit where its .git is not its own (the device machine's copy).
 """
 
 from __future__ import annotations
@@ -173,6 +174,10 @@ class Tree:
                 text=True).stdout.strip()
         except (OSError, subprocess.CalledProcessError):
             self.commit = "?"
+        if self.path == ROOT and os.environ.get("CPDEBUG_TREE_COMMIT"):
+            # a copy of the working tree whose .git is another's (the device machine's: its HEAD is stale), named by
+            # whoever copied it
+            self.commit = os.environ["CPDEBUG_TREE_COMMIT"]
         self.label = f"{self.path.name}@{self.commit}"
         self.slug = self.label.replace("@?", "")  # file names the device hands back (no "?" in them)
 

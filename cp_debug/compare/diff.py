@@ -62,6 +62,15 @@ def one_shape(a: tuple, b: tuple) -> bool:
     mix-up; any other difference is one."""
     return a != b and int(np.prod(a, dtype=np.int64)) == 1 == int(np.prod(b, dtype=np.int64))
 
+def same_members(ref: np.ndarray, test: np.ndarray) -> bool:
+    """Two integer tensors whose rows (the last axis) hold the same members in another order: a TopK's chosen indices
+    (an MoE router's experts) where near-tied scores came out in the other order choose the same experts — the same
+    choice, not an error of |i − j| (`choice_runs` compares a TopK's outputs as sets the same way)."""
+    if ref.dtype.kind not in "iu" or test.dtype.kind not in "iu" or ref.ndim == 0 or ref.shape != test.shape:
+        return False
+    return not np.array_equal(ref, test) and np.array_equal(np.sort(ref, axis=-1), np.sort(test, axis=-1))
+
+
 @dataclass(frozen=True)
 class TensorDiff:
     """How far `test` is from `ref`. Shapes must match exactly: a mismatch is its own status, never broadcast."""
@@ -112,6 +121,8 @@ class TensorDiff:
                 inf_ = int(np.isinf(test).sum())
             return cls(name, tuple(ref.shape), tuple(test.shape), *([math.nan] * 7), math.nan, nan_, inf_,
                        _absmax(ref), _absmax(test), "shape_mismatch")
+        if same_members(ref, test):
+            return cls._identical(name, ref)
         compiled = ref.dtype in kernels.SINGLE and test.dtype in kernels.SINGLE and kernels.worth(ref.size)
         if test is ref and compiled:
             amax = kernels.finite_absmax(ref.reshape(-1))  # one pass: None where a NaN/Inf is present

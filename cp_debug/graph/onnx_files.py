@@ -18,6 +18,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
+from cp_debug.graph.bodies import bodies
+
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     import onnx
@@ -90,10 +92,8 @@ def _node_tensors(node: "onnx.NodeProto") -> "Iterator[onnx.TensorProto]":
         if attr.HasField("t"):
             yield attr.t
         yield from attr.tensors
-        if attr.HasField("g"):
-            yield from _graph_tensors(attr.g)
-        for g in attr.graphs:
-            yield from _graph_tensors(g)
+    for g in bodies(node):
+        yield from _graph_tensors(g)
 
 
 def model_nbytes(model: "onnx.ModelProto") -> int:

@@ -15,6 +15,8 @@ import functools
 import re
 from typing import TYPE_CHECKING, Callable
 
+from cp_debug.graph.bodies import all_nodes
+
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
 
@@ -50,7 +52,7 @@ def checked_as_ort(model: "onnx.ModelProto", check: "Callable[[onnx.ModelProto],
     """`check(model)` with ONNX Runtime's own default-domain nodes tagged `com.microsoft` for the time of the check
     (an opset import for it added likewise); the model is handed back as it was, whatever the check raises."""
     ops = ort_default_domain_ops()
-    moved = [n for n in _all_nodes(model.graph) if n.domain in ("", "ai.onnx") and n.op_type in ops]
+    moved = [n for n in all_nodes(model.graph) if n.domain in ("", "ai.onnx") and n.op_type in ops]
     added = None
     if not any(o.domain == _CHECK_DOMAIN for o in model.opset_import):
         added = model.opset_import.add(domain=_CHECK_DOMAIN, version=1)
@@ -66,11 +68,3 @@ def checked_as_ort(model: "onnx.ModelProto", check: "Callable[[onnx.ModelProto],
             model.opset_import.remove(added)
 
 
-def _all_nodes(graph: "onnx.GraphProto"):
-    for node in graph.node:
-        yield node
-        for attr in node.attribute:
-            if attr.HasField("g"):
-                yield from _all_nodes(attr.g)
-            for g in attr.graphs:
-                yield from _all_nodes(g)

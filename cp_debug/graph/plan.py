@@ -16,6 +16,7 @@ import numpy as np
 import onnx
 
 from cp_debug.errors import BadInputError
+from cp_debug.graph.bodies import bodies
 
 
 @dataclass(frozen=True)
@@ -99,8 +100,7 @@ def segment_model(model: onnx.ModelProto, seg: Segment, inputs: dict[str, np.nda
     # a subgraph (If / Loop / Scan) is inferred on both of an If's branches whatever the sample takes: the branch
     # not taken, shaped at this sample's sizes, may not infer (silero-vad's 8 kHz branch fed 16 kHz frames), so
     # its inputs keep the whole graph's symbolic dims, as the file declares them and ONNX Runtime loads it
-    loose = types if any(a.type == onnx.AttributeProto.GRAPH or a.type == onnx.AttributeProto.GRAPHS
-                         for n in body for a in n.attribute) else None
+    loose = types if any(bodies(n) for n in body) else None
     g_inputs = [_as_declared(input_info(t, inputs[t], loose.get(t) if loose else None), types.get(t))
                 for t in seg.inputs]
     g_outputs = []
@@ -284,10 +284,9 @@ def node_attr(node: onnx.NodeProto, name: str, default=None):
 def node_reads(node: onnx.NodeProto) -> list[str]:
     """A node's inputs, plus the outer-scope names its subgraphs (If/Loop/Scan bodies) read."""
     out = [t for t in node.input if t]
-    for a in node.attribute:
-        for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
-            inner = {t for n in g.node for t in n.output} | {i.name for i in g.input} | {i.name for i in g.initializer}
-            out += [t for n in g.node for t in node_reads(n) if t not in inner]
+    for g in bodies(node):
+        inner = {t for n in g.node for t in n.output} | {i.name for i in g.input} | {i.name for i in g.initializer}
+        out += [t for n in g.node for t in node_reads(n) if t not in inner]
     return out
 
 

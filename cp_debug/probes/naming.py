@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import ast
 from functools import partial
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import onnx
 
-from cp_debug.graph.model import inferred_graph, static_dims
+from cp_debug.graph.model import static_dims
 from cp_debug.probes.chained_calls import chained_calls, chained_in_trace, connected
-from cp_debug.probes.sized_shapes import SizedShapes
+from cp_debug.probes.probe_dtypes import dtype_fits, graph_types
+from cp_debug.probes.rnn_slots import rnn_slot
+from cp_debug.probes.sized_shapes import SizedShapes, other_order, permuted
 from cp_debug.probes.unread import never_read
 from cp_debug.probes.torch_trace import ModuleTrace
 
@@ -37,9 +39,19 @@ class ProbeMap:
     op_types: dict[str, str]  # module -> op type of the node producing its tensor
     unmapped: dict[str, str] = field(default_factory=dict)  # module -> why it has no ONNX tensor
     node_index: dict[str, int] = field(default_factory=dict)  # ONNX tensor -> index of its producing node
+    typed: frozenset[str] = frozenset()  # tuple members a same-shape member's tensor was told from by type alone
+    inside: dict[str, str] = field(default_factory=dict)  # unmapped module -> the fused op computing it (a file's)
 
     def tensor(self, module: str) -> str | None:
         return self.tensors.get(module)
+
+    def segment_ends(self, held, apart=()) -> "ProbeMap":
+        """The map without its members told apart by type alone (`typed`) that `held` (the other graph's probes)
+        lacks, nor the probes `apart` (found by the op computing them beside a fused op, `inside_fused`): a graph
+        difference's segment ends at a probe both graphs hold as such (the builder's fused MoE holds the router's
+        weights and chosen experts inside it, and the routing written out is one computation with it)."""
+        gone = (self.typed - set(held)) | set(apart)
+        return replace(self, tensors={q: t for q, t in self.tensors.items() if q not in gone}) if gone else self
 
 
 def node_scopes(model: onnx.ModelProto, module_names: set[str],
@@ -194,11 +206,14 @@ def map_modules_to_onnx(model: onnx.ModelProto, trace: ModuleTrace, rename: Scop
     module's nodes) and the i-th call's probes map into the i-th group in graph order; where the groups do not
     number k, no call is mapped (never one call's probe onto another call's tensor). A call's probes are the
     tensors leaving its nodes, matched by shape: one tensor out, the last one that fits; several (a tuple), each
-    to the one tensor that fits it, left out where two could."""
+    to the one tensor that fits it, left out where two could. A probe's element type must fit too (`probe_dtypes`:
+    a float output never onto an int64 tensor), which tells a tuple's same-shape members of other types apart."""
     graph = model.graph
     names = set(trace.call_counts) | {trace.scope_of(p)[0] for p in trace.order}
     scopes = node_scopes(model, names, rename)
+    types = graph_types(model, types)
     shapes = static_shapes(model, types)
+    elems = {name: ty.tensor_type.elem_type for name, ty in types.items()}
     consumers: dict[str, list[int]] = {}
     for i, node in enumerate(graph.node):
         for t in node.input:
@@ -215,6 +230,7 @@ def map_modules_to_onnx(model: onnx.ModelProto, trace: ModuleTrace, rename: Scop
     tensors: dict[str, str] = {}
     op_types: dict[str, str] = {}
     unmapped: dict[str, str] = {}
+    typed: set[str] = set()
     by_call: dict[str, list[str]] = {}
     for p in trace.order:
         by_call.setdefault(trace.call_of(p), []).append(p)
@@ -238,13 +254,13 @@ def map_modules_to_onnx(model: onnx.ModelProto, trace: ModuleTrace, rename: Scop
         leaving = _leaving(graph, idx, graph_outputs, consumers) + sums.get(scope, [])
         handed = trace.handed_up.get(trace.call_of(probes[0]), ())  # members another call made: its tensors
         leaving = [(i, t) for i, t in leaving if t not in {tensors.get(q) for q in handed}]
-        blind = {trace.shapes.get(q) for q in handed if q not in tensors}
-        for p in [p for p in probes if trace.site(p).path and trace.shapes.get(p) in blind]:
+        blind = {(trace.shapes.get(q), trace.dtypes.get(q)) for q in handed if q not in tensors}
+        for p in [p for p in probes if trace.site(p).path and (trace.shapes.get(p), trace.dtypes.get(p)) in blind]:
             probes = [q for q in probes if q != p]
             unmapped[p] = (f"a member of its output with the same shape {list(trace.shapes[p])} is another module's "
                            "output, not mapped here: which tensor holds this one is not known, so none is compared")
-        slot_of = partial(_rnn_slot, graph, producer)
-        for p, found in _match_outputs(trace, probes, leaving, shapes, sized, slot_of).items():
+        slot_of = partial(rnn_slot, graph, producer)
+        for p, found in _match_outputs(trace, probes, leaving, shapes, sized, slot_of, elems, typed).items():
             if isinstance(found, str):
                 unmapped[p] = found if not found.startswith("no tensor leaving") else \
                     never_read(graph, idx, consumers, graph_outputs, shapes, trace.shapes.get(p)) or found
@@ -253,16 +269,19 @@ def map_modules_to_onnx(model: onnx.ModelProto, trace: ModuleTrace, rename: Scop
                 op_types[p] = graph.node[found[0]].op_type
 
     _move_folded_batchnorms(trace, tensors, op_types, unmapped)
-    return ProbeMap(tensors, op_types, unmapped, {t: node_index.get(t, -1) for t in tensors.values()})
+    return ProbeMap(tensors, op_types, unmapped, {t: node_index.get(t, -1) for t in tensors.values()},
+                    frozenset(typed & set(tensors)))
 
 
 def _match_outputs(trace: ModuleTrace, probes: list[str], leaving: list[tuple[int, str]],
                    shapes: dict[str, tuple | None], sized: SizedShapes | None,
-                   slot_of=None) -> dict[str, tuple[int, str] | str]:
+                   slot_of=None, elems: dict[str, int] | None = None,
+                   typed: set[str] | None = None) -> dict[str, tuple[int, str] | str]:
     """Each of one call's probes to (node index, tensor) among the tensors `leaving` its nodes, or why not. Where
     several fit a tuple's member, `slot_of(node index, tensor)` (the recurrent op's output slot the tensor is
     computed from: LSTM/GRU/RNN's Y, Y_h, Y_c, which torch returns as (output, (h_n, c_n)) in that order) tells
-    them apart."""
+    them apart. `elems`: each tensor's ONNX element type, which the probe's own must fit (`probe_dtypes`); `typed`
+    gets the members so told from a same-shape member."""
     out: dict[str, tuple[int, str] | str] = {}
     taken: set[str] = set()
     for k, p in enumerate(probes):
@@ -270,12 +289,18 @@ def _match_outputs(trace: ModuleTrace, probes: list[str], leaving: list[tuple[in
         if want is None:
             out[p] = "module output is not a tensor"
             continue
-        fitting = [(i, t) for i, t in leaving if t not in taken and _shape_fits(shapes.get(t), want)]
+        alike = [(i, t) for i, t in leaving if _shape_fits(shapes.get(t), want)]
         if sized is not None:
-            fitting = [(i, t) for i, t in fitting if _sized_fits(sized, p, t, shapes.get(t))]
-        if not fitting:
-            permuted = [t for _, t in sorted(leaving) if sized is not None and _permuted(sized, p, t)]
-            out[p] = _other_order(sized, p, permuted[-1]) if permuted else \
+            alike = [(i, t) for i, t in alike if _sized_fits(sized, p, t, shapes.get(t))]
+        shaped, dtype = [(i, t) for i, t in alike if t not in taken], trace.dtypes.get(p)
+        fitting = [(i, t) for i, t in shaped if dtype_fits((elems or {}).get(t), dtype)]
+        if len(probes) > 1 and len(alike) > 1 == len(fitting) and typed is not None:
+            typed.add(p)  # told from a same-shape member by its type alone
+        if shaped and not fitting:
+            out[p] = f"no tensor leaving the module's ONNX scope has its output shape {list(want)} and type {dtype}"
+        elif not fitting:
+            others = [t for _, t in sorted(leaving) if sized is not None and permuted(sized, p, t)]
+            out[p] = other_order(sized, p, others[-1]) if others else \
                 f"no tensor leaving the module's ONNX scope has its output shape {list(want)}"
         elif len(probes) > 1 and len(fitting) > 1 and slot_of is not None and \
                 len(by_slot := [f for f in fitting if slot_of(*f) == k]) == 1:
@@ -288,39 +313,6 @@ def _match_outputs(trace: ModuleTrace, probes: list[str], leaving: list[tuple[in
             out[p] = max(fitting)
             taken.add(out[p][1])
     return out
-
-
-_RNN_OPS = frozenset({"LSTM", "GRU", "RNN"})
-# ops that carry a recurrent op's output on unchanged in value (the exporter's layout work around it)
-_CARRIES = frozenset({"Identity", "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Concat", "Slice", "Cast",
-                      "Flatten", "Expand"})
-
-
-def _rnn_slot(graph, producer: dict[str, tuple[int, int]], i: int, tensor: str, depth: int = 8) -> int | None:
-    """The output slot (0 Y, 1 Y_h, 2 Y_c) of the LSTM/GRU/RNN nodes `tensor` (written by node `i`) is, or is
-    carried from through layout ops (a multi-layer module's states Concat one slot of each layer's node); None
-    where it is not one slot of such nodes."""
-    if graph.node[i].op_type in _RNN_OPS:
-        return list(graph.node[i].output).index(tensor)
-    slots: set[int] = set()
-    todo, seen = [(i, depth)], set()
-    while todo:
-        j, left = todo.pop()
-        node = graph.node[j]
-        if j in seen or node.op_type not in _CARRIES or left == 0:
-            if j not in seen and node.op_type not in _CARRIES:
-                return None
-            continue
-        seen.add(j)
-        for t in node.input if node.op_type == "Concat" else node.input[:1]:
-            src = producer.get(t)
-            if src is None:
-                continue
-            if graph.node[src[0]].op_type in _RNN_OPS:
-                slots.add(src[1])
-            else:
-                todo.append((src[0], left - 1))
-    return slots.pop() if len(slots) == 1 else None
 
 
 def _calls_apart(graph, idx: list[int], n_calls: int, module: str, names: set[str], by_name: bool,
@@ -405,10 +397,7 @@ def _move_folded_batchnorms(trace: ModuleTrace, tensors: dict[str, str], op_type
 def static_shapes(model: onnx.ModelProto, types: dict[str, onnx.TypeProto] | None = None) -> dict[str, tuple | None]:
     """Each tensor's dimensions (None for one left open), from `types` (`graph.plan.tensor_types(model)`) where the
     caller has them, else inferred here (best effort: where inference cannot run, the declared shapes)."""
-    if types is not None:
-        return {name: static_dims(ty) for name, ty in types.items()}
-    g = inferred_graph(model)
-    return {vi.name: static_dims(vi.type) for vi in list(g.value_info) + list(g.output) + list(g.input)}
+    return {name: static_dims(ty) for name, ty in graph_types(model, types).items()}
 
 
 def _sized_fits(sized: SizedShapes, module: str, tensor: str, static: tuple | None) -> bool:
@@ -417,19 +406,6 @@ def _sized_fits(sized: SizedShapes, module: str, tensor: str, static: tuple | No
         return True  # already checked exactly
     got, want = sized.onnx.get(tensor), sized.torch.get(module)
     return want is None or _shape_fits(got, want)
-
-
-def _permuted(sized: SizedShapes, module: str, tensor: str) -> bool:
-    """The tensor's shape at `sized.sizes` is the module's output shape with its axes in another order."""
-    got, want = sized.onnx.get(tensor), sized.torch.get(module)
-    return got is not None and want is not None and None not in got and got != want and sorted(got) == sorted(want)
-
-
-def _other_order(sized: SizedShapes, module: str, tensor: str) -> str:
-    at = ", ".join(f"{n} {list(s)}" for n, s in sized.sizes.items())
-    return (f"its ONNX tensor {tensor} holds the output in another axis order ({list(sized.onnx[tensor])} for the "
-            f"module's {list(sized.torch[module])} at input {at}: the exporter moved a transpose across the module's "
-            "boundary), so the two are not compared")
 
 
 def _shape_fits(onnx_shape: tuple | None, torch_shape: tuple) -> bool:

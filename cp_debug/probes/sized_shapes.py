@@ -94,3 +94,17 @@ def _resized(x, sizes: dict[int, int]):
     for axis, n in sizes.items():
         x = x.index_select(axis, torch.arange(n) % x.shape[axis])
     return x
+
+
+def permuted(sized: SizedShapes, module: str, tensor: str) -> bool:
+    """The tensor's shape at `sized.sizes` is the module's output shape with its axes in another order."""
+    got, want = sized.onnx.get(tensor), sized.torch.get(module)
+    return got is not None and want is not None and None not in got and got != want and sorted(got) == sorted(want)
+
+
+def other_order(sized: SizedShapes, module: str, tensor: str) -> str:
+    """Why `module` is left unmapped where `tensor` holds its output in another axis order (`permuted`)."""
+    at = ", ".join(f"{n} {list(s)}" for n, s in sized.sizes.items())
+    return (f"its ONNX tensor {tensor} holds the output in another axis order ({list(sized.onnx[tensor])} for the "
+            f"module's {list(sized.torch[module])} at input {at}: the exporter moved a transpose across the module's "
+            "boundary), so the two are not compared")

@@ -13,8 +13,10 @@ both exporters name its nodes' scopes — so the call in `blocks.3` is the probe
 name and its call apart from the site's module, the first of its names, which the torch runner hooks).
 
 The trace gives the execution order (a call completes after its children), output shapes, which probe's value was
-each call's first input (data flow, used to see BatchNorm folded into its conv), and the module types. It is the
-PyTorch side of the name table in `naming.py`.
+each call's first input (data flow, used to see BatchNorm folded into its conv), the module types, and each probe's
+element type (`dtypes`: `float32`, `int64`, as torch names it without `torch.`), which tells a tuple's same-shape
+members apart (a router's weights and its chosen experts, `probe_dtypes.py`). It is the PyTorch side of the name
+table in `naming.py`.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class ModuleTrace:
     #                                   where that is not (site.module, site.call): a shared module's other names
     handed_up: dict[str, tuple[str, ...]] = field(default_factory=dict)  # call -> the probes whose tensors are
     #                                   members of its output (a child's output handed up: no probe of its own)
+    dtypes: dict[str, str] = field(default_factory=dict)  # probe -> its tensor's element type ('float32', 'int64')
 
     def call_of(self, name: str) -> str:
         return self.calls.get(name, name)
@@ -85,7 +88,7 @@ class ModuleTrace:
                 "children": {k: list(v) for k, v in self.children.items()}, "parents": self.parents,
                 "sites": {k: [s.module, s.call, list(s.path)] for k, s in self.sites.items()}, "calls": self.calls,
                 "call_counts": self.call_counts, "scopes": {k: list(v) for k, v in self.scopes.items()},
-                "handed_up": {k: list(v) for k, v in self.handed_up.items()}}
+                "handed_up": {k: list(v) for k, v in self.handed_up.items()}, "dtypes": self.dtypes}
 
     @classmethod
     def from_json(cls, d: dict) -> "ModuleTrace":
@@ -93,7 +96,7 @@ class ModuleTrace:
                    dict(d["producers"]), dict(d["types"]), {k: tuple(v) for k, v in d["children"].items()},
                    dict(d["parents"]), {k: Site(m, c, tuple(path)) for k, (m, c, path) in d["sites"].items()},
                    dict(d["calls"]), dict(d["call_counts"]), {k: (m, c) for k, (m, c) in d["scopes"].items()},
-                   {k: tuple(v) for k, v in d.get("handed_up", {}).items()})
+                   {k: tuple(v) for k, v in d.get("handed_up", {}).items()}, dict(d.get("dtypes", {})))
 
 
 def trace_module(module, example_inputs: tuple, *, prefix: str = "") -> ModuleTrace:
@@ -109,7 +112,7 @@ def trace_module(module, example_inputs: tuple, *, prefix: str = "") -> ModuleTr
         aliases.setdefault(id(m), []).append(n)
     reached: dict[tuple[str, int], str] = {}  # (module, call) -> the name it was reached through
     counts: dict[str, int] = {}
-    events: list[tuple[str, int, list[tuple[tuple, tuple | None]], str]] = []  # (module, call, tensors, type)
+    events: list[tuple[str, int, list[tuple[tuple, tuple, str]], str]] = []  # (module, call, tensors, type)
     first_in: dict[tuple[str, int], tuple | None] = {}  # (module, call) -> the (module, call, path) of arg 0
     produced_by: dict[int, tuple] = {}
     parent_of: dict[tuple[str, int], tuple[str, int] | None] = {}
@@ -146,7 +149,7 @@ def trace_module(module, example_inputs: tuple, *, prefix: str = "") -> ModuleTr
                 continue
             if id(t) in passed:
                 continue
-            found.append((path, tuple(t.shape)))
+            found.append((path, tuple(t.shape), str(t.dtype).removeprefix("torch.")))
             produced_by.setdefault(id(t), (*key, path))
             keep_alive.append(t)
         events.append((*key, found, type(mod).__name__))
@@ -198,6 +201,7 @@ def _tables(events, reached, first_in, parent_of, prefix, modules, handed_of) ->
     order: list[str] = []
     shapes: dict[str, tuple | None] = {}
     types: dict[str, str] = {}
+    dtypes: dict[str, str] = {}
     sites: dict[str, Site] = {}
     calls: dict[str, str] = {}
     probes_of: dict[str, list[str]] = {}  # call -> its probes
@@ -208,10 +212,10 @@ def _tables(events, reached, first_in, parent_of, prefix, modules, handed_of) ->
         cname = call_name(module, call)
         types[cname] = kind
         plain = len(found) == 1 and found[0][0] == ()
-        for path, shape in found:
+        for path, shape, dtype in found:
             probe = cname if plain else path_name(cname, path, modules)
             order.append(probe)
-            shapes[probe], types[probe] = shape, kind
+            shapes[probe], types[probe], dtypes[probe] = shape, kind, dtype
             sites[probe], calls[probe] = Site(prefix + module, call, path), cname
             probes_of.setdefault(cname, []).append(probe)
             probe_at[(module, call, path)] = probe
@@ -239,7 +243,7 @@ def _tables(events, reached, first_in, parent_of, prefix, modules, handed_of) ->
                  for key, srcs in handed_of.items()}
     return ModuleTrace(tuple(order), shapes, producers, types, kids, parents, sites, calls,
                        {prefix + m: n for m, n in counts.items() if m}, scopes,
-                       {k: v for k, v in handed_up.items() if v})
+                       {k: v for k, v in handed_up.items() if v}, dtypes)
 
 
 def _through(call: str, parents: dict[str, str], probes_of: dict[str, list[str]]) -> list[str]:

@@ -38,7 +38,7 @@ import weakref
 from cp_debug.files import cache_dir
 from cp_debug.probes.torch_trace import ModuleTrace, trace_module
 
-SCHEMA = "cp_debug.trace_cache/3"  # 2: a shared module's calls by the name reached through; 3: handed_up
+SCHEMA = "cp_debug.trace_cache/4"  # 2: a shared module's calls by the name reached through; 3: handed_up; 4: dtypes
 
 
 class HeldKey:

@@ -58,9 +58,10 @@ def paddle_style() -> onnx.ModelProto:
     return model
 
 
-def converted(model: onnx.ModelProto, node_block_list=(), constants=()) -> onnx.ModelProto:
-    """onnxconverter-common's float16 of `model` (keep_io_types, its warnings swallowed), the Constant nodes writing
-    `constants` made initializers of the same name first, as a user follows the advice (this code, not cp_debug's)."""
+def converted(model: onnx.ModelProto, node_block_list=(), constants=(), keep_io_types: bool = True) -> onnx.ModelProto:
+    """onnxconverter-common's float16 of `model` (`keep_io_types` as given, its warnings swallowed), the Constant
+    nodes writing `constants` made initializers of the same name first, as a user follows the advice (this code, not
+    cp_debug's)."""
     import warnings
 
     from onnxconverter_common import float16
@@ -73,4 +74,5 @@ def converted(model: onnx.ModelProto, node_block_list=(), constants=()) -> onnx.
             g.node.remove(n)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return float16.convert_float_to_float16(model, keep_io_types=True, node_block_list=list(node_block_list))
+        return float16.convert_float_to_float16(model, keep_io_types=keep_io_types,
+                                                node_block_list=list(node_block_list))

@@ -69,3 +69,23 @@ def test_without_the_fp32_graph_the_cure_is_said_as_not_run(tmp_path):
                          "ort,ort-cpu-fp16", "--quiet"))
     assert "node_block_list=['Cast.0', 'Cast.1']" in line or "node_block_list=['Cast.1', 'Cast.0']" in line, line
     assert "(not run here: no FP32 graph was given beside the file" in line, line
+
+
+def test_a_file_converted_without_keep_io_types_is_cured_as_it_was_converted(tmp_path):
+    """The advice keeps the user's own edges: a file whose graph input and output the converter made float16
+    (keep_io_types=False) is cured with keep_io_types=False, and that is what cp_debug ran (was always True)."""
+    model = paddle_style()
+    onnx.save(model, tmp_path / "fp32.onnx")
+    (tmp_path / "d").mkdir()
+    half = converted(model, keep_io_types=False)
+    assert half.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+    onnx.save(half, tmp_path / "d" / "model.onnx")
+    np.savez(tmp_path / "x.npz", x=np.ones((1, 2, 4, 4), np.float32))
+    line = _line(cpdebug("bisect", "--onnx", tmp_path / "fp32.onnx", "--inputs", tmp_path / "x.npz", "-b",
+                         f"ort,ort@{tmp_path / 'd'}", "--quiet"))
+    assert "convert_float_to_float16(model, keep_io_types=False, node_block_list=" in line, line
+    assert f"loads in ONNX Runtime {onnxruntime.__version__})" in line, line
+    blocked = ast.literal_eval(line.split("node_block_list=")[1].split("]")[0] + "]")
+    cured = converted(model, blocked, ("roi", "scales"), keep_io_types=False)
+    assert cured.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16  # the user's edges kept
+    onnxruntime.InferenceSession(cured.SerializeToString(), providers=["CPUExecutionProvider"])

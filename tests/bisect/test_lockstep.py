@@ -105,19 +105,19 @@ def test_a_local_run_reads_the_reference_boundary_in_float16_into_the_lanes_drop
 
 
 def test_half_feed_converts_into_a_spare_array_only_when_nothing_else_holds_it():
-    from cp_debug.bisect.stages.lockstep import _half_feed
+    from cp_debug.bisect.stages.lane_values import half_feed
 
     ref = {"t": np.linspace(-2, 2, 64, dtype=np.float32).reshape(4, 16)}
     spare = {"t": np.zeros((4, 16), np.float16)}
     buf = spare["t"]
     del buf  # only the spare dict holds it
     held = spare["t"].ctypes.data
-    feed = _half_feed(ref, spare)
+    feed = half_feed(ref, spare)
     assert feed["t"].dtype == np.float16 and feed["t"].ctypes.data == held and not spare
     np.testing.assert_array_equal(feed["t"], ref["t"].astype(np.float16))
     kept = np.zeros((4, 16), np.float16)  # still held by this test: never written over
-    assert _half_feed(ref, {"t": kept})["t"] is ref["t"] and not kept.any()
-    assert _half_feed(ref, {"t": np.zeros((2, 32), np.float16)})["t"] is ref["t"]  # another shape
+    assert half_feed(ref, {"t": kept})["t"] is ref["t"] and not kept.any()
+    assert half_feed(ref, {"t": np.zeros((2, 32), np.float16)})["t"] is ref["t"]  # another shape
 
 
 def _engine(subject, backends: str, **opts) -> BisectEngine:

@@ -259,3 +259,54 @@ def test_a_tuple_member_is_not_the_tensor_of_the_member_a_child_handed_up(export
     pm = map_modules_to_onnx(res.model, trace)
     assert "block.norm" in pm.tensors, pm.unmapped
     assert "block[1]" not in pm.tensors and "block[1]" in pm.unmapped, pm.tensors
+
+
+class _Router(torch.nn.Module):
+    """LFM2-MoE's router in small: (logits, the chosen experts' weights, the chosen experts), the last two both
+    [tokens, 2], one float and one int64."""
+
+    def __init__(self):
+        super().__init__()
+        self.score = torch.nn.Linear(8, 4, bias=False)
+
+    def forward(self, x):
+        logits = self.score(x)
+        ids = torch.topk(logits.sigmoid(), 2, dim=-1).indices
+        weights = logits.sigmoid().gather(-1, ids)
+        return logits, weights / weights.sum(-1, keepdim=True), ids
+
+
+class _Routed(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.gate, self.experts = _Router(), torch.nn.Linear(8, 4)
+
+    def forward(self, x):
+        _, weights, ids = self.gate(x)
+        return (self.experts(x).gather(-1, ids) * weights).sum(-1)
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_same_shape_members_of_other_element_types_are_told_apart(exporter):
+    """The router's weights (float) and chosen experts (int64) are both [6, 2]: matched by shape only, neither was
+    mapped ("2 tensors leaving the module's ONNX scope have its shape"). The trace records each probe's element type
+    and each member maps to its own tensor, holding its own values."""
+    torch.manual_seed(0)
+    net, x = _Routed().eval(), torch.randn(6, 8)
+    res = export_module(net, (x,), ("x",), ("y",), exporter=exporter)
+    trace = trace_module(net, (x,))
+    assert (trace.dtypes["gate[1]"], trace.dtypes["gate[2]"]) == ("float32", "int64")
+    assert type(trace).from_json(trace.to_json()) == trace
+    pm = map_modules_to_onnx(res.model, trace)
+    assert {"gate[1]", "gate[2]"} <= set(pm.tensors), pm.unmapped
+    assert pm.typed == {"gate[1]", "gate[2]"}  # told apart by type alone: no graph difference's segment end unless
+    assert pm.segment_ends({"gate[1]"}).tensors.keys() == set(pm.tensors) - {"gate[2]"}  # the other graph has it
+    from cp_debug.graph.model import expose_outputs
+
+    exposed = expose_outputs(res.model, [pm.tensors["gate[1]"], pm.tensors["gate[2]"]])
+    sess = ort.InferenceSession(exposed.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"x": x.numpy()})))
+    with torch.no_grad():
+        _, weights, ids = net.gate(x)
+    np.testing.assert_allclose(got[pm.tensors["gate[1]"]], weights.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(got[pm.tensors["gate[2]"]], ids.numpy())

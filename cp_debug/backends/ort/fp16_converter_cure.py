@@ -24,7 +24,9 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
+
+from cp_debug.graph.bodies import graphs
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -37,12 +39,14 @@ FLOAT, FLOAT16 = 1, 10  # onnx.TensorProto's element types
 class ConverterCure:
     """The converter's arguments and the graph's preparation that make its file load: `casts` (node_block_list: the
     Cast(to=float) nodes, `inside` of them in a subgraph), `constants` (the outputs of the Constant nodes to make
-    initializers first) and the ops that read them (`readers`)."""
+    initializers first) and the ops that read them (`readers`); `keep_io_types` as the file was converted (its float
+    graph inputs and outputs float32: True; float16: False; None where it holds no float one or was not read)."""
 
     casts: tuple[str, ...] = ()
     constants: tuple[str, ...] = ()
     readers: tuple[str, ...] = ()
     inside: int = 0
+    keep_io_types: bool | None = None
 
     def __bool__(self) -> bool:
         return bool(self.casts or self.constants)
@@ -51,14 +55,20 @@ class ConverterCure:
         def union(a, b):
             return tuple(dict.fromkeys([*a, *b]))
 
+        io = self.keep_io_types if self.keep_io_types is not None else other.keep_io_types
         return ConverterCure(union(self.casts, other.casts), union(self.constants, other.constants),
-                             union(self.readers, other.readers), self.inside + other.inside)
+                             union(self.readers, other.readers), self.inside + other.inside, io)
+
+    @property
+    def io_types_kept(self) -> bool:
+        """The converter's keep_io_types to run it with: the file's own, True where not known."""
+        return self.keep_io_types is not False
 
     def call(self) -> str:
         """The converter's call, as the user types it."""
         listed = ", ".join(repr(c) for c in self.casts)
         block = f", node_block_list=[{listed}]" if self.casts else ""
-        return f"convert_float_to_float16(model, keep_io_types=True{block})"
+        return f"convert_float_to_float16(model, keep_io_types={self.io_types_kept}{block})"
 
     def line(self, tried: str) -> str:
         """The cause and the cure, with what running the cure gave (`tried`)."""
@@ -84,7 +94,7 @@ def cure_of(model: "onnx.ModelProto") -> ConverterCure:
     declares float16, in the graph and its bodies; every float16 Constant read only through a Cast(to=float) (the
     converter's before a kept op), with those ops."""
     casts, inside, constants, readers = [], 0, [], []
-    for depth, g in _graphs(model.graph):
+    for depth, g in graphs(model.graph):
         declared = {v.name: v.type.tensor_type.elem_type for v in [*g.value_info, *g.output]}
         stale = [n.name for n in g.node if casts_to_float(n) and declared.get(n.output[0]) == FLOAT16]
         casts += stale
@@ -99,7 +109,16 @@ def cure_of(model: "onnx.ModelProto") -> ConverterCure:
             if through and all(casts_to_float(c) and declared.get(c.output[0]) == FLOAT for c in through):
                 constants.append(name)
                 readers += [r.name or r.op_type for c in through for r in read.get(c.output[0], [])]
-    return ConverterCure(tuple(casts), tuple(constants), tuple(dict.fromkeys(readers)), inside)
+    return ConverterCure(tuple(casts), tuple(constants), tuple(dict.fromkeys(readers)), inside, io_types_of(model))
+
+
+def io_types_of(model: "onnx.ModelProto") -> bool | None:
+    """How the converter was told to treat the graph's edges, read from its file: float32 float inputs or outputs
+    (keep_io_types=True keeps them), float16 ones only (False converts them), None where the graph has no float one."""
+    edges = {v.type.tensor_type.elem_type for v in [*model.graph.input, *model.graph.output]}
+    if FLOAT in edges:
+        return True
+    return False if FLOAT16 in edges else None
 
 
 def tried(cure: ConverterCure, reference: "onnx.ModelProto | str | Path | None", refused) -> tuple[ConverterCure, str]:
@@ -117,8 +136,8 @@ def tried(cure: ConverterCure, reference: "onnx.ModelProto | str | Path | None",
     import onnx
 
     fp32 = reference if isinstance(reference, onnx.ModelProto) else onnx.load(str(reference))
-    names = {n.name for _, g in _graphs(fp32.graph) for n in g.node}
-    made = {n.output[0] for _, g in _graphs(fp32.graph) for n in g.node if n.op_type == "Constant"}
+    names = {n.name for _, g in graphs(fp32.graph) for n in g.node}
+    made = {n.output[0] for _, g in graphs(fp32.graph) for n in g.node if n.op_type == "Constant"}
     line = ""
     for _ in range(ROUNDS):
         missing = [c for c in cure.casts if c not in names] + [c for c in cure.constants if c not in made]
@@ -128,7 +147,8 @@ def tried(cure: ConverterCure, reference: "onnx.ModelProto | str | Path | None",
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # its clamping warnings: `lint/weights.py` says them
-                half = float16.convert_float_to_float16(initialized(fp32, cure.constants), keep_io_types=True,
+                half = float16.convert_float_to_float16(initialized(fp32, cure.constants),
+                                                        keep_io_types=cure.io_types_kept,
                                                         node_block_list=list(cure.casts))
         except Exception as err:  # noqa: BLE001 - what the converter raises is the answer
             from cp_debug.errors import first_line
@@ -155,21 +175,12 @@ def initialized(model: "onnx.ModelProto", constants) -> "onnx.ModelProto":
     out = onnx.ModelProto()
     out.CopyFrom(model)
     wanted = set(constants)
-    for _, g in _graphs(out.graph):
+    for _, g in graphs(out.graph):
         for n in [n for n in g.node if n.op_type == "Constant" and n.output[0] in wanted]:
             value = numpy_helper.to_array(onnx.helper.get_attribute_value(n.attribute[0]))
             g.initializer.append(numpy_helper.from_array(value, n.output[0]))
             g.node.remove(n)
     return out
-
-
-def _graphs(graph: "onnx.GraphProto", depth: int = 0) -> Iterator[tuple[int, "onnx.GraphProto"]]:
-    """The graph and every body in it (If / Loop / Scan, nested), with how deep each lies."""
-    yield depth, graph
-    for n in graph.node:
-        for a in n.attribute:
-            for g in ([a.g] if a.HasField("g") else []) + list(a.graphs):
-                yield from _graphs(g, depth + 1)
 
 
 def casts_to_float(node) -> bool:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Sequence
 
+from cp_debug.graph.bodies import bodies
+
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
 
@@ -32,9 +34,8 @@ def live_nodes(opt: "onnx.ModelProto", outputs: Sequence[str]) -> tuple:
         seen.add(id(node))
         live.append(node)
         todo.extend(producer[t] for t in node.input if t in producer)
-        for a in node.attribute:  # a subgraph's (If, Loop) outer-scope inputs
-            for g in list(a.graphs) + ([a.g] if a.HasField("g") else []):
-                todo.extend(producer[t] for n in g.node for t in n.input if t in producer)
+        for g in bodies(node):  # a subgraph's (If, Loop) outer-scope inputs
+            todo.extend(producer[t] for n in g.node for t in n.input if t in producer)
     return tuple(sorted((n.op_type, n.domain, tuple(n.input), tuple(n.output),
                          tuple(sorted((a.name, a.SerializeToString()) for a in n.attribute))) for n in live))
 

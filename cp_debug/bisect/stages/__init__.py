@@ -27,7 +27,7 @@ run) is measured only in segments where a candidate is off. FP16 candidates' val
 FP16 graph holds them: their segments take and return float16 (a CUDA lane with nodes kept in FP32 keeps float32
 edges and is rounded at the cut instead), and all segment sessions share one host arena kept by ONNX Runtime's
 environment (`session.use_env_allocators`). A lane drops the inputs no later segment reads before its local run, and
-a float16 lane's local feed is converted into the dropped array (`lockstep._half_feed`). Where a side is PyTorch or
+a float16 lane's local feed is converted into the dropped array (`lane_values.half_feed`). Where a side is PyTorch or
 TensorRT the stage still runs whole with its probes exposed (reference values kept, spilled to disk past
 `memory_budget_mb`). Comparisons run in one compiled pass per tensor (`compare/kernels.py`); float32 ↔ float16
 conversions go through ONNX Runtime's Cast (`half.py`).

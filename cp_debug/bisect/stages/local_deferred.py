@@ -6,9 +6,9 @@ local fault is weighed against the median of the run's others (`verdict._local_f
 by the budget it carries where its own segment is within (`record.carry`), and the findings explain a flip or a
 NaN by it. On a run whose every probe is within its budget, no decision flipped and no box changed, it changes
 nothing: the verdict is "within precision" by the propagated errors alone. So the segment lockstep runs no local
-run until a probe is off (`Lockstep.defer`); from that probe on, it runs them as it goes, and the segments it put
-off are caught up (`catch_up`: the reference once more over the stage up to the last of them, each put-off local
-run beside it) — at once, or, where no probe of the run ends up off, never: their probes say so in a note
+run until a probe is off (`Lockstep.defer`); from that probe on, it runs them as it goes, and the segments it
+put off are caught up (`Lockstep.catch_up`: the reference once more over the stage up to the last of them, each
+put-off local run beside it) — at once, or, where no probe of the run ends up off, never: their probes say so in a note
 ("local error not measured: …"), with no local value (never a 0). awml-base FP16 `--level all` on the 2-core CPU:
 its 32 local runs (of 152 ONNX Runtime runs) and their comparisons not run, the report the same but for those
 fields (docs/limits.md).
@@ -25,11 +25,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
-
 from cp_debug.bisect.run_state import CandidateState, RunState
 
-__all__ = ["NOT_MEASURED", "PutOff", "catch_up", "deferrable", "needs_local", "settle", "settle_run"]
+__all__ = ["NOT_MEASURED", "PutOff", "deferrable", "needs_local", "settle", "settle_run"]
 
 NOT_MEASURED = ("local error not measured: no probe of the run is off its budget, so no segment's own error could "
                 "change the verdict (issue 118; measured wherever one is)")
@@ -98,46 +96,5 @@ def _catch_up_all(run: RunState) -> None:
     while run.local_put_off:
         put = run.local_put_off.pop(0)
         with run.phases.timed("local errors (caught up)"):
-            catch_up(put.lockstep, run.ref_feeds[put.stage], put.on_local,
-                     label=f"{run.subject.stages[put.stage].name}: ")
-
-
-def catch_up(ls, ref_feed: dict[str, np.ndarray], on_local: Callable, label: str = "") -> None:
-    """The local runs `ls` put off (`ls.deferred`): the reference once more over its segments up to the last of them
-    (the noise chain beside it as `Lockstep.run` keeps it), each put-off lane's segment on the reference's boundary,
-    its probes given to `on_local` (their local values; `propagated` empty)."""
-    from cp_debug.bisect.stages.lockstep import ProbeValues
-    from cp_debug.graph.plan import segment_model
-
-    if not ls.deferred:
-        return
-    last = max(ls.deferred)
-    env = {t: np.asarray(ref_feed[t]) for t in ls.plan.graph_inputs}
-    noise_env = dict(env) if ls.noise else None
-    segments = [seg for seg in ls.plan.segments if seg.index <= last]
-    with ls.progress.bar(f"{label}local errors", len(segments)) as advance:
-        for seg in segments:
-            ref_in = {t: env[t] for t in seg.inputs}
-            model = segment_model(ls.model, seg, ref_in, ls.types, ls._inits)
-            put = ls.deferred.get(seg.index, {})
-            with ls._runner(ls.reference, model, {}, None, facts=False) as ref_runner:
-                ref_out = ref_runner.infer(ref_in)
-                env.update(ref_out)
-                local = {}
-                for lane in ls.lanes:
-                    if lane.label in put:
-                        calib = [ref_in] if lane.spec.calibrated else None
-                        with ls._runner(lane.spec, model, lane.runner_kwargs, calib, fp16_io=ls._native_half(lane),
-                                        facts=False) as r:
-                            local[lane.label] = ls.local_run(lane, r, ref_in, ref_out, put[lane.label])
-                values = [ProbeValues(t, ref_out[t], None, {}, {k: out[t] for k, out in local.items()},
-                                      ls.plan.upstream.get(t, ())) for t in seg.probes] if local else []
-                if values:
-                    ls.give(seg, values, ref_out, ref_runner, noise_env, on_local)
-                elif noise_env is not None:
-                    noise_env.update(ref_out)
-            for e in (env, noise_env):
-                for t in [t for t in (e or {}) if ls.plan.last_use.get(t, -1) <= seg.index]:
-                    del e[t]
-            advance()
-    ls.deferred.clear()
+            put.lockstep.catch_up(run.ref_feeds[put.stage], put.on_local,
+                                  label=f"{run.subject.stages[put.stage].name}: ")

@@ -6,7 +6,7 @@ candidate runs on *its* upstream values (propagated error) and, where those diff
 on the reference's (local error: the segment alone, on the reference's boundary; not run where it would repeat
 what is held: a float16 lane's segment that only moves or compares elements gives the reference's outputs rounded,
 one fed the reference's values rounded already gave them, one that no probe reads is read by no one; with `defer`,
-none until a probe is off: `local_deferred.py` catches them up where a verdict reads them). Every probe
+none until a probe is off: `catch_up` runs them where a verdict reads them, `local_deferred.py` says where). Every probe
 is handed to the caller as soon as its segment has run, and a tensor is dropped once no later segment reads it.
 An FP16 candidate's values cross every cut in float16, as the deployed graph holds them: its segments take
 and return float16 (`fp16_io`; on the CPU every tensor inside a segment rounded after its node, as the whole graph's
@@ -27,7 +27,6 @@ The cut itself (segment plan, standalone segment models) is graph work: `cp_debu
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -40,8 +39,10 @@ from cp_debug.backends.ort.ort_precision import (GraphFacts, merge_graph_facts, 
                                              precision_report_from_facts)
 from cp_debug.backends.spec import BackendSpec, Capability
 from cp_debug.bisect.run_state import NullProgress
+from cp_debug.bisect.stages.lane_values import (all_shared, as_stored, half_feed, moves_only, rounded_into,
+                                                same_type, share_if_identical)
 from cp_debug.graph.plan import Segment, SegmentPlan, plan_segments, segment_model, tensor_types
-from cp_debug.half import as_float32, to_fp16
+from cp_debug.half import as_float32
 
 __all__ = ["Lane", "Lockstep", "ProbeValues", "Segment", "SegmentPlan", "lane_precision", "lane_transform",
            "lockstep_supported", "plan_segments"]
@@ -107,7 +108,7 @@ class Lockstep:
         self.types = tensor_types(model)
         self._inits = {i.name: i for i in model.graph.initializer}
         self.kept = {lane.label: lane.kept_tensors(model) for lane in lanes}
-        self._exact: dict[int, bool] = {}  # segment index -> `_moves_only`
+        self._exact: dict[int, bool] = {}  # segment index -> `lane_values.moves_only`
         # local runs put off until a probe is off (`local_deferred.py`): whether, whether one was, and where
         self.defer, self.armed = False, False
         self.deferred: dict[int, dict[str, bool]] = {}  # segment index -> {lane label: its local run is a rounding}
@@ -127,14 +128,49 @@ class Lockstep:
         with self.progress.bar(f"{label}{self.UNITS}", len(units)) as advance:
             for k, seg in enumerate(units):
                 self._run_unit(k, seg, ref_env, noise_env, on_probe)
-                for env in [ref_env, noise_env] + [lane.env for lane in self.lanes]:
-                    if env is not None:
-                        for t in [t for t in env if last_use.get(t, -1) <= k]:
-                            del env[t]
+                _drop_past(last_use, k, ref_env, noise_env, *(lane.env for lane in self.lanes))
                 advance()
         outs = self.plan.graph_outputs
         return ({t: ref_env[t] for t in outs if t in ref_env},
                 {lane.label: {t: as_float32(lane.env[t]) for t in outs if t in lane.env} for lane in self.lanes})
+
+    def catch_up(self, ref_feed: dict[str, np.ndarray], on_local: Callable[[ProbeValues], None],
+                 label: str = "") -> None:
+        """The local runs put off (`deferred`, `local_deferred.py`): the reference once more over the segments up to
+        the last of them (the noise chain beside it as `run` keeps it), each put-off lane's segment on the
+        reference's boundary, its probes given to `on_local` (their local values; `propagated` empty)."""
+        if not self.deferred:
+            return
+        last = max(self.deferred)
+        env = {t: np.asarray(ref_feed[t]) for t in self.plan.graph_inputs}
+        noise_env = dict(env) if self.noise else None
+        segments = [seg for seg in self.plan.segments if seg.index <= last]
+        with self.progress.bar(f"{label}local errors", len(segments)) as advance:
+            for seg in segments:
+                self._caught_up(seg, env, noise_env, on_local)
+                _drop_past(self.plan.last_use, seg.index, env, noise_env)
+                advance()
+        self.deferred.clear()
+
+    def _caught_up(self, seg: Segment, env: dict, noise_env: dict | None, on_local) -> None:
+        ref_in = {t: env[t] for t in seg.inputs}
+        model = segment_model(self.model, seg, ref_in, self.types, self._inits)
+        put = self.deferred.get(seg.index, {})
+        with self._runner(self.reference, model, {}, None, facts=False) as ref_runner:
+            ref_out = ref_runner.infer(ref_in)
+            env.update(ref_out)
+            local = {}
+            for lane in (lane for lane in self.lanes if lane.label in put):
+                calib = [ref_in] if lane.spec.calibrated else None
+                with self._runner(lane.spec, model, lane.runner_kwargs, calib, fp16_io=self._native_half(lane),
+                                  facts=False) as r:
+                    local[lane.label] = self.local_run(lane, r, ref_in, ref_out, put[lane.label])
+            if local:
+                values = [ProbeValues(t, ref_out[t], None, {}, {k: out[t] for k, out in local.items()},
+                                      self.plan.upstream.get(t, ())) for t in seg.probes]
+                self.give(seg, values, ref_out, ref_runner, noise_env, on_local)
+            elif noise_env is not None:
+                noise_env.update(ref_out)
 
     def _native_half(self, lane: Lane) -> bool:
         """Whether `lane`'s segments take and return float16 (see the module docstring): FP16 lanes unless nodes
@@ -212,20 +248,20 @@ class Lockstep:
         """`lane`'s segment alone on the reference's boundary `ref_in` (its runner `r`): its outputs."""
         spare = {} if spare is None else spare
         if exact:  # the reference's outputs rounded (what the local run would give), into spare arrays
-            return _rounded_into(ref_out, spare)
+            return rounded_into(ref_out, spare)
         if self._native_half(lane):  # float16 feeds: the reference's boundary converted, into spare arrays
-            return r.infer(_half_feed(ref_in, spare))
+            return r.infer(half_feed(ref_in, spare))
         kept = self.kept.get(lane.label, frozenset())
         return as_stored(lane.spec, r.infer(as_stored(lane.spec, ref_in, copy=True, kept=kept)), kept=kept)
 
     def _rounding_exact(self, seg: Segment, out: dict, ref_out: dict) -> bool:
         """Whether a float16 lane's segment on the reference's boundary gives the reference's outputs rounded to
         float16, so that its local run is known without running it: every node moves or compares its float inputs'
-        elements and computes none (`ROUNDING_EXACT`; round-to-nearest is monotone), and the lane's run returned
-        float16 where the reference's is float32, the same type elsewhere (not a float: the same values). On
+        elements and computes none (`lane_values.ROUNDING_EXACT`; round-to-nearest is monotone), and the lane's run
+        returned float16 where the reference's is float32, the same type elsewhere (not a float: the same values). On
         awml-base's `--level all` FP16 lockstep: its 26 ReLU segments and its Concat, 27 of 59 local runs (179 ONNX
         Runtime runs → 152), the local pass 11.2-11.4 → 9.9-10.2 CPU s (the whole run's ~44 by ~1)."""
-        if not self._exact.setdefault(seg.index, _moves_only(self.model, seg)):
+        if not self._exact.setdefault(seg.index, moves_only(self.model, seg)):
             return False
         return all((v.dtype == np.float32 and np.asarray(out[t]).dtype == np.float16)
                    or (v.dtype == np.asarray(out[t]).dtype and not np.issubdtype(v.dtype, np.floating))
@@ -274,7 +310,7 @@ class Lockstep:
         return lane.env[t] if self.local else None
 
     def _model_for(self, model, seg: Segment, lane_in: dict, ref_in: dict):
-        if all(np.shape(lane_in[t]) == np.shape(ref_in[t]) and _same_type(np.asarray(lane_in[t]).dtype, ref_in[t].dtype)
+        if all(np.shape(lane_in[t]) == np.shape(ref_in[t]) and same_type(np.asarray(lane_in[t]).dtype, ref_in[t].dtype)
                for t in seg.inputs):
             return model
         # the candidate's boundary has another shape: its own model (a shape mismatch the probes will report)
@@ -307,6 +343,14 @@ class Lockstep:
         lane.amax.update(runner.quant_amax())
         if lane.settings is None:
             lane.settings = runner.settings()
+
+
+def _drop_past(last_use: dict[str, int], k: int, *envs: dict | None) -> None:
+    """Drop from each chain (None: none kept) the tensors no unit after the `k`-th reads."""
+    for env in envs:
+        if env is not None:
+            for t in [t for t in env if last_use.get(t, -1) <= k]:
+                del env[t]
 
 
 def lane_transform(lane: Lane) -> PrecisionTransform:
@@ -342,103 +386,3 @@ def lockstep_supported(reference: BackendSpec, candidate: BackendSpec, *, custom
     if candidate.calibrated:
         return not custom_calibration and reference.precision == "fp32"
     return True
-
-
-def as_stored(spec: BackendSpec, values: dict[str, np.ndarray], copy: bool = False,
-              kept: frozenset[str] = frozenset()) -> dict[str, np.ndarray]:
-    """Float tensors as an FP16 graph holds them between two nodes: rounded to float16 (and back to float32).
-
-    The FP16 transform keeps a segment's inputs and outputs in float32, so without this the values crossing a
-    cut would skip the float16 rounding (and overflow to inf) that every tensor of the deployed graph gets —
-    and ONNX Runtime's CPU provider even drops the Cast pairs it inserts itself around float32-only kernels.
-    Rounded in place (a runner's fresh outputs) unless `copy` (arrays someone else holds: the reference's).
-    A CUDA runner's own outputs are left as they are: the CUDA EP keeps the Casts, so a float16 node's output
-    already is a float16 value, and a node the transform kept in float32 holds float32 as deployed (rounding
-    them again cost 13 s of an awml-base `--level all` run on the H100). `kept`: tensors written by nodes kept in
-    FP32, left unrounded (the deployed graph holds them in float32).
-    """
-    if spec.precision != "fp16" or (spec.device == "cuda" and not copy):
-        return values
-    from cp_debug.precision.rounding import as_fp16_stored
-
-    out = {}
-    for t, v in values.items():
-        a = np.asarray(v)
-        out[t] = as_fp16_stored(a, copy=copy) if a.dtype == np.float32 and t not in kept else a
-    return out
-
-
-def _half_feed(ref_in: dict[str, np.ndarray], spare: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The reference's boundary for a float16 lane's local run. A float32 tensor whose lane array was just dropped
-    (`spare`: float16, same shape, held by nothing else) is converted into that array: ONNX Runtime gave it from
-    its arena, which keeps the memory, so a fresh float16 copy would have added its size to the peak (the awml-base
-    neck's concat: 0.19 GiB). Other tensors go as they are (the runner converts them)."""
-    feed = {}
-    for t, v in ref_in.items():
-        buf = spare.pop(t, None)
-        fits = (buf is not None and v.dtype == np.float32 and buf.dtype == np.float16 and buf.shape == v.shape
-                and buf.flags.c_contiguous and buf.flags.writeable and sys.getrefcount(buf) <= 2)  # buf + the call
-        feed[t] = to_fp16(v, out=buf) if fits else v
-    return feed
-
-
-def _rounded_into(ref_out: dict[str, np.ndarray], spare: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """A rounding-exact segment's local values: the reference's float32 outputs rounded to float16, each into a
-    spare array of its shape where one fits (`_half_feed`'s test), else a new one. A ReLU's input, just dropped from
-    the lane's chain, has its output's shape. On awml-base (cProfile, load ~7) the 27 conversions into new arrays
-    took 1.54 CPU s, 57 ms each (fresh pages), `_half_feed`'s 32 into spare ones 13 ms each. The same values."""
-    free = list(spare.values())
-    spare.clear()
-    out = {}
-    for t, v in ref_out.items():
-        if v.dtype != np.float32:
-            out[t] = v
-            continue
-        k = next((k for k, b in enumerate(free) if b.dtype == np.float16 and b.shape == v.shape), None)
-        buf = free.pop(k) if k is not None else None
-        fits = (buf is not None and buf.flags.c_contiguous and buf.flags.writeable
-                and sys.getrefcount(buf) <= 2)  # buf + the call
-        out[t] = to_fp16(v, out=buf if fits else None)
-        del buf
-    return out
-
-
-# ops whose float outputs are elements of their float inputs, moved or compared, never computed: on inputs rounded to
-# float16 they give the outputs rounded (a MaxPool's second output, indices, could tell ties apart: not one of them)
-ROUNDING_EXACT = frozenset({"Relu", "MaxPool", "Concat", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose",
-                            "Identity", "Slice", "Split", "Gather", "Constant"})
-
-
-def _moves_only(model: onnx.ModelProto, seg: Segment) -> bool:
-    nodes = [model.graph.node[k] for k in seg.nodes]
-    return bool(nodes) and all(n.op_type in ROUNDING_EXACT and not (n.op_type == "MaxPool" and len(n.output) > 1
-                                                                     and n.output[1]) for n in nodes)
-
-
-def _same_type(a: np.dtype, b: np.dtype) -> bool:
-    """Equal dtypes, float16 counting as float32 (an FP16 lane's chain holds float16 arrays)."""
-    half = (np.dtype(np.float16), np.dtype(np.float32))
-    return a == b or (a in half and b in half)
-
-
-def share_if_identical(value: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """`ref` itself when `value` is bit-identical to it (one array, and local runs can be skipped)."""
-    if value is ref:
-        return ref
-    return ref if _identical(value, ref) else value
-
-
-def _identical(a: np.ndarray, b: np.ndarray, block: int = 1 << 20) -> bool:
-    a, b = np.asarray(a), np.asarray(b)
-    if a.shape != b.shape or a.dtype != b.dtype:
-        return False
-    fa, fb = a.reshape(-1), b.reshape(-1)
-    for lo in range(0, fa.size, block):
-        if not np.array_equal(fa[lo:lo + block], fb[lo:lo + block]):
-            return False
-    return True
-
-
-def all_shared(a: dict, b: dict) -> bool:
-    """Every tensor of `b` is the very same array in `a` (the lane runs on the reference's values)."""
-    return all(a[t] is b[t] for t in b)

@@ -23,7 +23,8 @@ from collections.abc import Sequence
 import onnx
 
 from cp_debug.backends.spec import BackendSpec
-from cp_debug.bisect.stages.lockstep import Lane, Lockstep, all_shared, as_stored, share_if_identical
+from cp_debug.bisect.stages.lane_values import all_shared, as_stored, share_if_identical
+from cp_debug.bisect.stages.lockstep import Lane, Lockstep
 from cp_debug.graph import grouped as gg
 from cp_debug.graph.plan import Segment, SegmentPlan, segment_model
 

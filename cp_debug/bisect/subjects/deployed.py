@@ -66,13 +66,13 @@ class DeployedStages:
 
     def to_json(self) -> dict:
         """For the report's settings: per stage, the file and each probe's deployed tensor (and how it was found),
-        and why the others have none."""
+        why the others have none, and those of them the file computes inside a fused op (`inside_fused`: the op)."""
         out = {}
         for st, path, how in zip(self.stages, self.files, self.how):
             pm = st.probe_map()
             out[st.name] = {"file": str(path), "precision_held": file_precision(st.onnx()),
                             "mapped": {q: {"tensor": t, "by": how.get(q)} for q, t in pm.tensors.items()},
-                            "unmapped": dict(pm.unmapped)}
+                            "unmapped": dict(pm.unmapped), **({"inside_fused": dict(pm.inside)} if pm.inside else {})}
         return out
 
 
@@ -151,10 +151,15 @@ def deployed_stages(spec: BackendSpec, subject: Subject, level_probes: dict[int,
         views.append(replace(st, onnx_model=model, export=None, qdq_export=None, _qdq=None, _trace=st.trace(),
                              _map=found.probe_map, export_warnings=(), export_note=None))
         wanted = [p for p in level_probes.get(i, []) if p in st.probe_map().tensors]
-        lost = [p for p in wanted if p not in found.probe_map.tensors]
+        inside = [p for p in wanted if p in found.probe_map.inside]  # computed inside a fused op: counted apart
+        lost = [p for p in wanted if p not in found.probe_map.tensors and p not in inside]
         ways = ", ".join(f"{n} by {way}" for way, n in found.counts().items() if n) or "none"
-        note = (f"{spec}: {name}: {len(wanted) - len(lost)} of {len(wanted)} probes mapped onto the deployed "
-                f"graph (of all modules: {ways})")
+        note = (f"{spec}: {name}: {len(wanted) - len(lost) - len(inside)} of {len(wanted) - len(inside)} probes "
+                f"mapped onto the deployed graph (of all modules: {ways})")
+        if inside:
+            ops = sorted({found.probe_map.inside[p].split(" ", 1)[0] for p in inside})
+            note += (f"; {len(inside)} more inside its fused ops ({', '.join(ops)}), no tensor of theirs to compare: "
+                     f"{', '.join(inside[:6])}{' …' if len(inside) > 6 else ''}")
         if lost:
             note += f"; not mapped: {', '.join(lost[:6])}{' …' if len(lost) > 6 else ''} (reported missing)"
         notes.append(note)
