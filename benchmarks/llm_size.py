@@ -18,6 +18,9 @@ wait4, exit; on shared cores the CPU seconds move less with the others' load tha
   bisect  `cpdebug bisect --onnx OUT/fp32/model.onnx -b ort,ort@OUT/int4 --inputs OUT/prompt.npz --generate N
           --json OUT/bisect.json` with a fresh cache folder;
 then the ratios bisect ÷ floor (wall, RSS and CPU), the bisect's outcome and the probes mapped.
+`--bytecode`: cp_debug's modules compiled to bytecode first (`compileall`, as `pip install` writes it for the package
+it installs), so the bisect imports them as the floor imports numpy and onnxruntime; without it, a checkout run with
+PYTHONDONTWRITEBYTECODE set (this machine's) compiles cp_debug's ~227 modules from source in every run.
 """
 
 from __future__ import annotations
@@ -121,8 +124,11 @@ def probes_mapped(report: dict) -> str:
     return "-"
 
 
-def measure(out: Path, n: int, step: str) -> None:
+def measure(out: Path, n: int, step: str, bytecode: bool = False) -> None:
     env = {**os.environ, "CPDEBUG_CACHE_DIR": str(out / "cache")}
+    if bytecode:  # beside each module, where the imports look (`compileall` writes it whatever the environment says)
+        subprocess.run([sys.executable, "-c", "import compileall, os, cp_debug; "
+                        "compileall.compile_dir(os.path.dirname(cp_debug.__file__), quiet=1)"], env=env, check=True)
     kept = out / f"floor_{n}.json"
     print(f"{os.uname().machine}, {os.cpu_count()} cores; --generate {n}")
     if step != "bisect":
@@ -162,11 +168,12 @@ def main() -> int:
     ms.add_argument("out", type=Path)
     ms.add_argument("--generate", type=int, default=8)
     ms.add_argument("--step", default="both", choices=("both", "floor", "bisect"))
+    ms.add_argument("--bytecode", action="store_true", help="cp_debug compiled to bytecode first, as pip installs it")
     args = ap.parse_args()
     if args.cmd == "make":
         make(args.out, args.vocab)
     else:
-        measure(args.out, args.generate, args.step)
+        measure(args.out, args.generate, args.step, args.bytecode)
     return 0
 
 

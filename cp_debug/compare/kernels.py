@@ -37,7 +37,7 @@ HEAT_PARALLEL_FROM = 1 << 23  # the heat map's serial rows vectorise: 1.36 ms ag
 _LOCK = threading.Lock()
 _KERNELS: dict | None = None
 _MISSING = False
-_ASKED = False  # a warm-up started, or a comparison took the kernels: every comparison takes them from then on
+_TAKEN = False  # every comparison takes the kernels, whatever its size (`take`: the one place that sets it)
 # a comparison this large loads numba where nothing has yet: its start (~1 s of CPU on the CPU machine, most of it
 # holding the GIL) is not paid back by a few small arrays (a CUDA pair compares on the host only the graph as
 # deployed and its outputs: 0.2 s of an H200 awml-base bisect went to numba's start beside the main thread)
@@ -54,9 +54,18 @@ def worth(n: int) -> bool:
     (the same sums in float64 blocks, the maxima exact) and numba is never imported."""
     if _MISSING:
         return False
-    if _KERNELS is None and not _ASKED and n < LOAD_FROM:
+    if not _TAKEN and n < LOAD_FROM:
         return False
-    return available()
+    return available()  # loading them takes them (`take`)
+
+
+def take() -> None:
+    """Every comparison from now on takes the kernels, whatever its size: the one place that decides it, for the rest
+    of the process. Said by a warm-up before its thread starts (the CPU pairs, a sweep, a server: before their first
+    comparison, so no comparison of the run is made on numpy's path and another on the kernels'), by the first
+    comparison of `LOAD_FROM` elements or more, and by the kernels' first load (`available`)."""
+    global _TAKEN
+    _TAKEN = True
 
 
 def diff_parts(ref: np.ndarray, test: np.ndarray, atol: float, rtol: float, chunk: int | None = None) -> np.ndarray:
@@ -118,8 +127,7 @@ WARM_PAIRS = ((np.float32, np.float32), (np.float32, np.float16), (np.float16, n
 def warm_up() -> None:
     """Load every kernel for the operand types of `WARM_PAIRS` (from numba's cache folder; compiled where it has
     none): a process's first call costs numba's start, about 1 s of CPU on the CPU machine even from its cache."""
-    global _ASKED
-    _ASKED = True
+    take()
     if not available():
         return
     for r, t in WARM_PAIRS:
@@ -138,8 +146,7 @@ def warm_up_in_background() -> threading.Thread:
 
     from cp_debug.parallel import in_background
 
-    global _ASKED
-    _ASKED = True  # before the thread starts: the comparisons meanwhile wait for the kernels, whatever their size
+    take()  # before the thread starts: the comparisons meanwhile wait for the kernels, whatever their size
     return in_background(warm_up, "cpdebug-kernels-warm-up")
 
 
@@ -149,10 +156,10 @@ def _raw(a: np.ndarray) -> np.ndarray:
 
 
 def _kernels() -> dict | None:
-    global _KERNELS, _MISSING, _ASKED
+    global _KERNELS, _MISSING
     if _KERNELS is not None or _MISSING:
         return _KERNELS
-    _ASKED = True
+    take()
     with _LOCK:
         if _KERNELS is None and not _MISSING:
             try:

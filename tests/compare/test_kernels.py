@@ -217,3 +217,36 @@ def test_small_comparisons_leave_numba_unloaded_until_asked():
     assert got["numba_after_warm_up"] is True and got["worth_small"] is True
     for a, b in zip(got["small"], got["compiled"]):
         assert a == pytest.approx(b, rel=1e-6)
+
+
+_LARGE_FIRST = r"""
+import json, sys
+import numpy as np
+from cp_debug.compare import kernels
+from cp_debug.compare.diff import TensorDiff
+rng = np.random.default_rng(1)
+small_ref = rng.standard_normal((4, 32, 32)).astype(np.float32)
+small_test = small_ref + rng.standard_normal(small_ref.shape).astype(np.float32) * np.float32(1e-3)
+before = TensorDiff.from_arrays("small", small_ref, small_test)
+worth_before, taken_before = kernels.worth(small_ref.size), kernels._TAKEN
+large = rng.standard_normal(kernels.LOAD_FROM).astype(np.float32)
+TensorDiff.from_arrays("large", large, large + np.float32(1e-3))
+after = TensorDiff.from_arrays("small", small_ref, small_test)
+print(json.dumps({"worth_before": worth_before, "taken_before": taken_before, "taken_after": kernels._TAKEN,
+                  "worth_after": kernels.worth(small_ref.size), "numba": "numba" in sys.modules,
+                  "before": [before.max_abs, before.rmse, before.cosine],
+                  "after": [after.max_abs, after.rmse, after.cosine]}))
+"""
+
+
+def test_a_large_comparison_takes_the_kernels_for_every_later_one():
+    """`kernels.take`'s other caller: with no warm-up, the first comparison of `LOAD_FROM` elements loads the kernels
+    and every later comparison takes them, small ones too (before it, the small one is numpy's), the same figures."""
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", _LARGE_FIRST], cwd=root, capture_output=True, text=True,
+                         check=True, env={**os.environ, "PYTHONPATH": str(root)})
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["worth_before"] is False and got["taken_before"] is False
+    assert got["taken_after"] is True and got["worth_after"] is True and got["numba"] is True
+    for a, b in zip(got["before"], got["after"]):
+        assert a == pytest.approx(b, rel=1e-6)
