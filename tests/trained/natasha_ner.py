@@ -87,12 +87,11 @@ def numpy_emissions(feed: dict[str, np.ndarray]) -> np.ndarray:
     return slovnet_ner().infer.model(feed["word_id"], feed["shape_id"], pad)
 
 
-def model():
-    """slovnet's NER network in torch, with natasha's weights, in eval mode: (word_id, shape_id) → emissions."""
+def encoder(net):
+    """slovnet's word-shape embedding and CNN encoder (`net.emb`, `net.encoder`) in torch: (word_id, shape_id) →
+    (1, words, 64), as the NER, morph and syntax networks share it."""
     import torch
     from torch import nn
-
-    net = slovnet_ner().infer.model
 
     def t(a) -> torch.Tensor:
         return torch.from_numpy(np.array(a))  # a copy: slovnet's arrays are read-only
@@ -128,18 +127,45 @@ def model():
         def forward(self, x):
             return self.norm(self.relu(self.conv(x)))
 
-    class NER(nn.Module):
+    class Encoder(nn.Module):
         def __init__(self):
             super().__init__()
             self.word = Navec(net.emb.word)
             self.shape = nn.Embedding.from_pretrained(t(net.emb.shape.weight.array))
             self.layers = nn.Sequential(*[Layer(x) for x in net.encoder.layers])
-            self.proj = nn.Linear(*net.head.proj.weight.shape)
-            self.proj.weight.data, self.proj.bias.data = t(net.head.proj.weight.array.T), t(net.head.proj.bias.array)
 
         def forward(self, word_id, shape_id):
             x = torch.cat([self.word(word_id), self.shape(shape_id)], -1)
-            return self.proj(self.layers(x.transpose(1, 2)).transpose(1, 2))
+            return self.layers(x.transpose(1, 2)).transpose(1, 2)
+
+    return Encoder()
+
+
+def linear(proj):
+    """slovnet's `Linear` (its weight stored in × out) as torch's."""
+    import torch
+    from torch import nn
+
+    out = nn.Linear(*proj.weight.shape)
+    out.weight.data = torch.from_numpy(np.array(proj.weight.array.T))
+    out.bias.data = torch.from_numpy(np.array(proj.bias.array))
+    return out
+
+
+def model():
+    """slovnet's NER network in torch, with natasha's weights, in eval mode: (word_id, shape_id) → emissions."""
+    from torch import nn
+
+    net = slovnet_ner().infer.model
+
+    class NER(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = encoder(net)
+            self.proj = linear(net.head.proj)
+
+        def forward(self, word_id, shape_id):
+            return self.proj(self.encoder(word_id, shape_id))
 
     return NER().eval()
 

@@ -36,3 +36,28 @@ def test_a_user_files_clamped_running_variance_is_said_as_a_statistic_out_of_ran
     assert hint.startswith("a statistic beyond float16's range at BatchNormalization 'bn1': its running variance"), hint
     assert "9.79e+07" in hint and "rounding introduced" not in hint, hint
     assert "the file holds it clamped to 1e+04" in hint, hint
+
+
+def test_a_converters_clamp_is_counted_at_its_bound_not_at_float16s_range(tmp_path):
+    """natasha's syntax parser (docs/trained-models.md, fourteenth stop): a running variance of 1.18e5 in 3 of 128
+    elements, clamped by the converter at 1e4 in 76 — the hint counted the 3 beyond 65504 only."""
+    import onnx
+    from onnx import numpy_helper
+    from onnxconverter_common import float16
+
+    model, inputs = write(tmp_path)
+    m = onnx.load(model)
+    var = next(i for i in m.graph.initializer if i.name == "var")
+    values = numpy_helper.to_array(var).copy()
+    values[[5, 6]] = [3e4, 2e4]  # within float16's range, beyond the converter's 1e4
+    var.CopyFrom(numpy_helper.from_array(values, "var"))
+    onnx.save(m, model)
+    (tmp_path / "user").mkdir()
+    onnx.save(float16.convert_float_to_float16(m, keep_io_types=True), tmp_path / "user" / "bn.onnx")
+    proc = cpdebug("bisect", "--onnx", model, "--inputs", inputs, "-b", f"ort-cpu,ort@{tmp_path / 'user'}", "--json",
+                   tmp_path / "r.json", "--quiet")
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert proc.returncode == 1, report["outcome_reasons"]
+    hint = report["root_cause"][report["candidates"][0]]["hint"]
+    assert "(1 element(s))" in hint, hint  # beyond float16's range: 9.79e7 alone
+    assert "clamped to 1e+04 (its converter's bound), 3 of its 8 element(s) beyond that bound" in hint, hint

@@ -2,14 +2,15 @@
 (`cures/qdq_exclude.py` tries that cure; `cures/restore.py` restores a root cause so in the file): the Q/DQ pairs
 feeding the nodes removed, a weight stored quantized read as the reference's float weight of the same node, an
 activation read through the Relu a quantizer folded into its pair, and the pairs on a node's output that only its
-quantization put there (`_left_float`): at its scale through ops that pass it on (Reshape, Transpose, …) to readers
-that quantize nothing (an LSTM), as `nodes_to_exclude` leaves that tensor float (BeatNet's input Gemm: its output
-pair and the two after its Reshape and Transpose, read by a float LSTM, kept by the file's exclusion moved one beat's
-kind that the quantizer's own exclusion brings back). An activation pair that a reader kept in the quantization also
-quantizes stays read by the node left out, as the quantizer leaves one quantized tensor (facenet-pytorch's PNet:
-`conv4_1` left out reads `prelu3`'s pair that `conv4_2` quantizes), and so does a pair the file's tool writes with the
-op kept that writes it (`output_paired`, by the file's producer: ONNX Runtime's quantizer pairs a Conv's, Gemm's and
-MatMul's output, ModelOpt's none — BlazeFace's `conv2d_16` left out keeps reading `depthwise_conv2d_15`'s pair)."""
+quantization put there (`_left_float`): at its scale through ops that pass it on (Reshape, Transpose, …) to readers that
+quantize nothing (an LSTM) or to a graph output, as `nodes_to_exclude` leaves that tensor float (BeatNet's input Gemm:
+its output pair and the two after its Reshape and Transpose, read by a float LSTM, kept by the file's exclusion moved
+one beat's kind that the quantizer's own exclusion brings back). An activation pair that a reader kept in the
+quantization also quantizes stays read by the node left out, as the quantizer leaves one quantized tensor
+(facenet-pytorch's PNet: `conv4_1` left out reads `prelu3`'s pair that `conv4_2` quantizes), and so does a pair the
+file's tool writes with the op kept that writes it (`output_paired`, by the file's producer: ONNX Runtime's quantizer
+pairs a Conv's, Gemm's and MatMul's output, ModelOpt's none — BlazeFace's `conv2d_16` left out keeps reading
+`depthwise_conv2d_15`'s pair)."""
 
 from __future__ import annotations
 
@@ -125,9 +126,10 @@ def _outputs_float(graph, nodes: list[str], values) -> None:
         for out in node.outputs:
             pairs, kept = _left_float(out, own=values is not None)
             own += kept
-            if not pairs:
-                _output_float(graph, out)
             for q, dq in pairs:
+                if not dq.outputs[0].outputs:
+                    _output_float(graph, q, dq)
+                    continue
                 for reader in list(dq.outputs[0].outputs):
                     for k, x in enumerate(reader.inputs):
                         if x is dq.outputs[0]:
@@ -136,15 +138,15 @@ def _outputs_float(graph, nodes: list[str], values) -> None:
         _own_scales(own, values([q.inputs[0].name for q, _ in own]))
 
 
-def _output_float(graph, out) -> None:
-    """A left-out node's output read only by a pair that writes a graph output: the graph output written float by
-    the node, under its name, as the quantizer leaves it (RivaGAN's encoder: `Add_65` left out writes 'output')."""
-    if len(out.outputs) != 1 or out.outputs[0].op != "QuantizeLinear" or len(out.outputs[0].outputs[0].outputs) != 1:
+def _output_float(graph, q, dq) -> None:
+    """A pair of `_left_float`'s that writes a graph output: the graph output written float by the op before it,
+    under its name, as the quantizer leaves it (RivaGAN's encoder: `Add_65` left out writes 'output'; natasha's syntax
+    parser: `/rels/MatMul_1` left out, its Squeeze writes 'rels' float — its input no longer quantized, the quantizer
+    quantizes neither side of it)."""
+    final = dq.outputs[0]
+    if final.outputs or not any(o is final for o in graph.outputs):
         return
-    dq = out.outputs[0].outputs[0].outputs[0]
-    final = dq.outputs[0] if dq.op == "DequantizeLinear" and len(dq.outputs) == 1 else None
-    if final is None or final.outputs or not any(o is final for o in graph.outputs):
-        return
+    out = q.inputs[0]
     k = next(i for i, o in enumerate(graph.outputs) if o is final)
     name = final.name
     final.name, dq.outputs = f"{name}_paired", []
@@ -176,15 +178,15 @@ def _own_scales(own: list, got: dict) -> None:
 
 
 def _left_float(tensor, own: bool = False) -> tuple[list, list]:
-    """The (QuantizeLinear, DequantizeLinear) pairs on `tensor` (written by a node left out) and, at its scale, on
-    the outputs of the ops that pass it on (`PASSED`), where every other reader quantizes nothing (its outputs read by
-    no QuantizeLinear, its other inputs by no DequantizeLinear: a float LSTM): what `nodes_to_exclude` leaves float.
-    None where a reader quantizes (it reads the tensor quantized whether or not the writer is: a Conv after a Conv), a
-    pair holds a scale of its own, or a pair's tensor is a graph output. `own`: a reader that quantizes past an op
-    passing the scale on (an Add after a MaxPool after a Pad left out) keeps its pair, which the quantizer
-    calibrates on that tensor's own values — the pairs before it left float, it second (with a scale of its own) —
-    except past ops that only move values (`LAYOUT`): their tensor holds the left-out node's values, whose range on
-    the file's calibration is the file's scale already; that pair stays as the file has it (attacut's `conv1` left
+    """The (QuantizeLinear, DequantizeLinear) pairs on `tensor` (written by a node left out) and, at its scale, on the
+    outputs of the ops that pass it on (`PASSED`), where every other reader quantizes nothing (its outputs read by no
+    QuantizeLinear, its other inputs by no DequantizeLinear: a float LSTM): what `nodes_to_exclude` leaves float. None
+    where a reader quantizes (it reads the tensor quantized whether or not the writer is: a Conv after a Conv), or a
+    pair holds a scale of its own; a pair writing a graph output is among them (`_output_float`). `own`: a reader that
+    quantizes past an op passing the scale on (an Add after a MaxPool after a Pad left out) keeps its pair, which the
+    quantizer calibrates on that tensor's own values — the pairs before it left float, it second (with a scale of its
+    own) — except past ops that only move values (`LAYOUT`): their tensor holds the left-out node's values, whose range
+    on the file's calibration is the file's scale already; that pair stays as the file has it (attacut's `conv1` left
     out: the pair past its Transpose and Unsqueeze, read by a Concat)."""
     pairs, kept, todo, scale = [], [], [(tensor, True)], None
     while todo:
@@ -195,8 +197,11 @@ def _left_float(tensor, own: bool = False) -> tuple[list, list]:
             if name is None or name != scale:
                 return [], []
             for dq in list(q.outputs[0].outputs):
-                if dq.op != "DequantizeLinear" or not dq.outputs or not dq.outputs[0].outputs:
+                if dq.op != "DequantizeLinear" or not dq.outputs:
                     return [], []
+                if not dq.outputs[0].outputs:  # a graph output's pair (`_output_float`)
+                    pairs.append((q, dq))
+                    continue
                 if own and t is not tensor and any(_quantizes(r, dq.outputs[0]) for r in dq.outputs[0].outputs):
                     if not same:  # read quantized past an op that changed its values: a scale of its own
                         kept.append((q, dq))
