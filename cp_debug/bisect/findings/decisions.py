@@ -103,7 +103,7 @@ class OutputDecision:
         err = f" against the candidate's error {where} {self.error:.3g}" if self.error is not None else ""
         if self.tie is None:
             return err
-        if self.clear_moved:
+        if self.tie is False and self.margin <= self.budget:  # the smallest a tie, most of the others clear
             return (f"{err} — no near ties: {self.clear} of {self.flipped if self.rule != 'metric' else 'them'} "
                     f"clear decisions, the reference more than {CLEAR:g} from its threshold")
         if self.tie:
