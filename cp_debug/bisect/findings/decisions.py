@@ -33,6 +33,8 @@ LISTED = 4  # flipped elements up to which each one's margin is said
 NEAR_TIE = 0.05  # a Sigmoid's / Softmax's margin (its scale 0–1) up to which a flip sits at a near tie
 SCATTERED = 1e-3  # the share of a map's elements whose flips are near ties, not its decision (fp16's element-wise
 # tolerance lets as many elements through: `compare/diff.DEFAULT`)
+CLEAR = 0.25  # a margin beyond which the reference's decision is clear (a probability outside [0.25, 0.75]): no tie
+# (basic-pitch's FP16 flips: 0.001-0.116; a cosmic-ray mask's INT8, deepCR: a median of 0.367)
 
 
 @dataclass(frozen=True)
@@ -54,11 +56,14 @@ class OutputDecision:
     budget: float | None = None  # the RMS error the candidate's precision allows over the output (`noise.budget`)
     precision: str = ""  # the candidate's, where `budget` is known
     outputs: tuple[str, ...] = ()  # the outputs whose reading at 0.5 / argmax flips with it (itself, for one)
+    clear: int = 0  # flipped elements whose reference margin exceeds `CLEAR`: clear decisions moved, no near ties
 
     @property
     def scattered(self) -> bool:
-        """A map's few near ties (≤ `SCATTERED` of its elements flip): no decision of the map changes."""
-        return self.rule != "metric" and 0 < self.flipped <= SCATTERED * self.total
+        """A map's few near ties (≤ `SCATTERED` of its elements flip, at most a tenth of them clear decisions): no
+        decision of the map changes. A sparse map's flips (a cosmic-ray mask: 0.19 % of its pixels found, 508 of
+        1,048,576 flip) are few among its elements and many among what it finds: their margins tell them apart."""
+        return self.rule != "metric" and 0 < self.flipped <= SCATTERED * self.total and not self.clear_moved
 
     @property
     def decisive(self) -> bool:
@@ -72,7 +77,13 @@ class OutputDecision:
         decision; None where either is unknown."""
         if not self.changed or self.margin is None or self.budget is None:
             return None
-        return self.margin <= self.budget
+        return self.margin <= self.budget and not self.clear_moved
+
+    @property
+    def clear_moved(self) -> bool:
+        """More than a tenth of the flips are clear decisions (`clear`): the error moved them, whatever the smallest
+        margin (a cosmic-ray mask's INT8: the smallest 0.000385, 308 of 508 beyond `CLEAR`)."""
+        return self.clear * 10 > self.flipped
 
     @property
     def ties_only(self) -> bool:
@@ -92,6 +103,9 @@ class OutputDecision:
         err = f" against the candidate's error {where} {self.error:.3g}" if self.error is not None else ""
         if self.tie is None:
             return err
+        if self.tie is False and self.margin <= self.budget:  # the smallest a tie, most of the others clear
+            return (f"{err} — no near ties: {self.clear} of {self.flipped if self.rule != 'metric' else 'them'} "
+                    f"clear decisions, the reference more than {CLEAR:g} from its threshold")
         if self.tie:
             return (f"{err} — a near tie broken by rounding (the margin within {self.precision}'s budget over the "
                     f"output, an RMS error of {self.budget:.3g})")
@@ -123,7 +137,7 @@ class OutputDecision:
         return {"name": self.name, "kind": "output", "rule": self.rule, "changed": self.changed,
                 "flipped": self.flipped, "total": self.total, "scattered": self.scattered, "margin": num(self.margin),
                 "reference": num(self.reference), "candidate": num(self.candidate), "summary": self.summary,
-                "error": num(self.error), "budget": num(self.budget), "tie": self.tie,
+                "error": num(self.error), "budget": num(self.budget), "tie": self.tie, "clear": self.clear,
                 **({"held": not self.changed} if self.rule == "metric" else {})}  # a declared metric: held, or not
 
 
@@ -158,7 +172,7 @@ def with_margin(found: list[OutputDecision], metric, decided: Mapping[str, str],
     tie = min(ties, key=lambda d: d.margin)
     return [replace(found[0], margin=tie.margin, value=tie.value, at="; ".join(d.summary for d in ties),
                     error=tie.error, budget=tie.budget, precision=tie.precision,
-                    outputs=tuple(d.name for d in ties))]
+                    outputs=tuple(d.name for d in ties), clear=sum(d.clear for d in ties if d.clear_moved))]
 
 
 ARGMAX_METRICS = ("top1", "argmax")  # built-in metrics that read their first output at its argmax (`samples/tasks`)
@@ -208,7 +222,7 @@ def read_decisions(decided: Mapping[str, str], ref: Mapping[str, np.ndarray], ou
                                     margins=tuple(sorted(float(m) for m in margins)) if n <= LISTED else (),
                                     error=float(errors[at]) if n else None,
                                     budget=_budget(a, precision) if n and precision else None,
-                                    precision=precision or "", outputs=(name,)))
+                                    precision=precision or "", outputs=(name,), clear=int((margins > CLEAR).sum())))
     return found
 
 
