@@ -15,10 +15,13 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from tests.cli_run import cpdebug
 from tests.trained.deepcr import MODEL, frames, mask_metric
 from tests.trained.made import quantize_row_by_row
+
+pytestmark = pytest.mark.long  # a quantization of 24 exposures and a bisect with its interventions (~35 s)
 
 
 def test_a_sparse_masks_clear_flips_are_a_decision_changed_not_its_near_ties(tmp_path):
