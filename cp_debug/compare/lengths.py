@@ -46,8 +46,9 @@ def declared_dims(model, name: str) -> list | None:
 
 
 def lengths_differ(names, model, ref: Mapping[str, np.ndarray], out: Mapping[str, np.ndarray]) -> dict[str, int]:
-    """Of the outputs `names`, those whose length along one axis the graph (`model()`: its ModelProto, read only where
-    a shape differs) leaves open differs between `ref` and `out` (`length_axis`), each with that axis."""
+    """Of the outputs `names`, those whose length along one axis the graph (`model()`: its ModelProto, None where not
+    built; read only where a shape differs) leaves open differs between `ref` and `out` (`length_axis`), each with
+    that axis."""
     shapes = {n: (np.shape(ref[n]), np.shape(out[n])) for n in names if n in ref and n in out}
     if all(a == b for a, b in shapes.values()):
         return {}

@@ -401,7 +401,7 @@ def output_error(run: "RunState", state: "CandidateState", stage: int, out: dict
 
     ref, st = run.ref_outputs.get(stage, {}), run.subject.stages[stage]
     worst, worst_rel, passes, budget, failed, within = 0.0, 0.0, True, True, None, set()
-    cut = lengths.lengths_differ(st.output_names, st.onnx, ref, out)  # a length the data decides: a decision
+    cut = lengths.lengths_differ(st.output_names, lambda: st.onnx_model, ref, out)  # a length the data decides
     for name in st.output_names:
         if name not in ref or name not in out:
             continue

@@ -141,7 +141,7 @@ def output_decisions(run: "RunState", stage: int, ref: Mapping[str, np.ndarray],
     last = stage == len(run.subject.stages) - 1
     metric = getattr(run.opts, "metric", None)
     st = run.subject.stages[stage]
-    cut = lengths_differ(st.output_names, st.onnx, ref, out)  # a length the data decides: the steps both have read
+    cut = lengths_differ(st.output_names, lambda: st.onnx_model, ref, out)  # a length the data decides: read so
     lengths = [length_decision(n, np.shape(ref[n])[k], np.shape(out[n])[k], k) for n, k in cut.items()]
     if metric is None or not last:
         return read_decisions(decided_outputs(st), ref, out, precision, cut) + lengths

@@ -51,7 +51,8 @@ def _steps(run: RunState, name: str, ref, value):
     p = run.probes.get(name)
     if p is None or value is None or np.shape(ref) == np.shape(value):
         return ref, value, None
-    return steps_both_have(name, ref, value, run.subject.stages[p.stage].onnx)
+    st = run.subject.stages[p.stage]  # its graph as already built (a torch stage is never exported for this)
+    return steps_both_have(name, ref, value, lambda: st.onnx_model)
 
 
 def record_local(run: RunState, s: CandidateState, name: str, ref, local_value, upstream: tuple) -> None:
