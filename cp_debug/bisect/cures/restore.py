@@ -6,12 +6,12 @@ built-in INT8 / FP8 candidate leaves them out of its quantisation (`--exclude-in
 user's own files (`SPEC@DIR`, whose precision is in the file) has the node writing the probe's tensor left out of the
 file's quantization where it reads through a Q/DQ pair (`qdq_removal.without_qdq`: what `nodes_to_exclude` does, the
 built-in's restoration in the file's terms), in a user's FP16 file kept in FP32 in it (`fp16_keep.kept_float`: what
-`node_block_list` does), else the probe's tensor replaced by the reference's value (its consumers
-read a new graph input fed with it). Tensors are candidates too: a file's shared scale (`UNPAIRED`,
-`shared_scale.py`) and a file's constant off the reference's (`CONSTANT`, `constants.py`). The stage then runs
-whole, as the candidate runs it, on the reference's stage inputs, and each stage output is judged against the
-reference's by the judge every cure shares (`compare/cure_judge.passes`), with the decisions its outputs carry
-(`findings/decisions.py`) compared too.
+`node_block_list` does), else the probe's tensor replaced by the reference's value (its consumers read a new graph
+input fed with it). Tensors are candidates too: a file's shared scale (`UNPAIRED`, `shared_scale.py`) and a file's
+constant off the reference's (`CONSTANT`, `constants.py`). The stage then runs whole, as the candidate runs it, on
+the reference's stage inputs, and each stage output is judged against the reference's by the judge every cure shares
+(`compare/cure_judge.passes`; an output whose length the data decides over the steps both have, `compare/lengths`),
+with the decisions its outputs carry (`findings/decisions.py`: a length that differs is one) compared too.
 """
 
 from __future__ import annotations
@@ -99,8 +99,7 @@ class OutputError:
     passes: bool
     flips: int = 0
     # every output within its budget as the verdict judges it in model mode (`noise.status_of`: no element-wise
-    # tolerance): a run whose outputs are so, with no decision flipped, has nothing to confirm there
-    in_budget: bool = False
+    in_budget: bool = False  # tolerance): a run whose outputs are so, with no decision flipped, has nothing to confirm
     # the output failing the element-wise check with the most elements beyond (None where every output holds it)
     elementwise: Elementwise | None = field(default=None, compare=False)
     tie: str = field(default="", compare=False)  # the outputs read at 0.5 / argmax that flip (`tie_words`)
@@ -398,15 +397,16 @@ def output_error(run: "RunState", state: "CandidateState", stage: int, out: dict
     error ÷ budget, the decisions its outputs carry that flip (`findings/decisions.py`). `held`: outputs judged by
     their budget alone (within it before a restoration, an element-wise miss is the run's own: an INT4 KV cache)."""
     from cp_debug.bisect.findings.decisions import output_decisions, tie_words
-    from cp_debug.compare import cure_judge
+    from cp_debug.compare import cure_judge, lengths
 
-    ref = run.ref_outputs.get(stage, {})
+    ref, st = run.ref_outputs.get(stage, {}), run.subject.stages[stage]
     worst, worst_rel, passes, budget, failed, within = 0.0, 0.0, True, True, None, set()
-    for name in run.subject.stages[stage].output_names:
+    cut = lengths.lengths_differ(st.output_names, lambda: st.onnx_model, ref, out)  # a length the data decides
+    for name in st.output_names:
         if name not in ref or name not in out:
             continue
-        tol = run.tolerance(state, name)
-        d = TensorDiff.from_arrays(name, np.asarray(ref[name]), out[name], tol)
+        tol = run.tolerance(state, name)  # a length the data decides: the steps both have, judged by their numbers
+        d = TensorDiff.from_arrays(name, *lengths.common_prefix(np.asarray(ref[name]), out[name], cut.get(name)), tol)
         j = run.judge(state, name, d)
         if ok := cure_judge.within(d, j):
             within.add(name)

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 
+from cp_debug.compare.lengths import common_prefix, first_flips, lengths_differ
+
 if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.bisect.run_state import RunState
 
@@ -123,6 +125,10 @@ class OutputDecision:
                            "one number, no margin to its threshold is known")
             return (f"--metric {self.name}: {self.candidate:.6g} where the reference gives {self.reference:.6g} "
                     f"(changed){margin}")
+        if self.rule.startswith("length"):  # `length_decision`: the data decides it, the candidate's differs
+            return (f"{self.name}'s {self.rule}: {self.candidate:g} where the reference's is {self.reference:g} — the "
+                    f"sequence it holds differs (the {min(self.candidate, self.reference):g} both have compared by "
+                    "their numbers)")
         at = f", the reference's margin there {self.margin:.3g}" if self.margin is not None else ""
         if len(self.margins) > 1:
             at = f", the reference's margins there {', '.join(f'{m:.3g}' for m in self.margins)}"
@@ -149,20 +155,29 @@ def output_decisions(run: "RunState", stage: int, ref: Mapping[str, np.ndarray],
     last = stage == len(run.subject.stages) - 1
     metric = getattr(run.opts, "metric", None)
     st = run.subject.stages[stage]
+    cut = lengths_differ(st.output_names, lambda: st.onnx_model, ref, out)  # a length the data decides: read so
+    lengths = [length_decision(n, np.shape(ref[n])[k], np.shape(out[n])[k], k) for n, k in cut.items()]
     if metric is None or not last:
-        return read_decisions(decided_outputs(st), ref, out, precision)
+        return read_decisions(decided_outputs(st), ref, out, precision, cut) + lengths
     found = metric_decision(metric, st.output_names, ref, out, run.ref_feeds.get(0, {}))  # the model's inputs
-    return with_margin(found, metric, decided_outputs(st), ref, out, precision)
+    return with_margin(found, metric, decided_outputs(st), ref, out, precision, cut) + lengths
+
+
+def length_decision(name: str, want: int, got: int, axis: int) -> OutputDecision:
+    """An output whose length the data decides, `got` where the reference has `want` (along `axis`): the sequence
+    decoded, the boxes kept, differ — a flip, whatever the steps both have say."""
+    return OutputDecision(name, f"length along axis {axis}", True, 1, 1, None, float(want), float(got))
 
 
 def with_margin(found: list[OutputDecision], metric, decided: Mapping[str, str], ref: Mapping[str, np.ndarray],
-                out: Mapping[str, np.ndarray], precision: str | None) -> list[OutputDecision]:
+                out: Mapping[str, np.ndarray], precision: str | None, cut: Mapping[str, int] | None = None
+                ) -> list[OutputDecision]:
     """A changed metric's decision (`found`) with the near tie it moved at: where an output read at 0.5 / argmax
     (`decided`) flips with it, or a built-in that reads its first output at its argmax (`ARGMAX_METRICS`: top1,
     argmax) — that output's rows; a user's function returning one number keeps its change alone."""
     if not (found and found[0].changed):
         return found
-    ties = [d for d in read_decisions(decided, ref, out, precision) if d.changed and d.margin is not None]
+    ties = [d for d in read_decisions(decided, ref, out, precision, cut) if d.changed and d.margin is not None]
     first = next(iter(ref), None)
     if not ties and getattr(metric, "name", None) in ARGMAX_METRICS and first in out:
         axis = "@1" if metric.name == "argmax" and np.ndim(ref[first]) == 4 else ""  # pixel logits [N, C, H, W]
@@ -193,15 +208,18 @@ def metric_decision(metric, names, ref: Mapping[str, np.ndarray], out: Mapping[s
 
 
 def read_decisions(decided: Mapping[str, str], ref: Mapping[str, np.ndarray], out: Mapping[str, np.ndarray],
-                   precision: str | None = None) -> list[OutputDecision]:
+                   precision: str | None = None, cut: Mapping[str, int] | None = None) -> list[OutputDecision]:
     """Each output of `decided` (name -> "Sigmoid" | "Softmax" | "Softmax@AXIS", `decided_outputs`) read at 0.5 / its
     argmax (over AXIS), the candidate's (`out`) against the reference's (`ref`); a flip's margin said against the
-    candidate's error there and, `precision` given, the RMS error its budget allows over the output."""
+    candidate's error there and, `precision` given, the RMS error its budget allows over the output. `cut`: outputs
+    whose length the data decides and differs (`lengths_differ`), read over the steps both have."""
     found = []
     for name, op in decided.items():
         if name not in ref or name not in out:
             continue
         a, b = np.asarray(ref[name], dtype=np.float64), np.asarray(out[name], dtype=np.float64)
+        if cut and name in cut:
+            a, b = common_prefix(a, b, cut[name])
         if a.shape != b.shape or not a.size:
             continue
         op, _, axis = op.partition("@")  # a Softmax over another axis than the last: "Softmax@1"
@@ -214,6 +232,9 @@ def read_decisions(decided: Mapping[str, str], ref: Mapping[str, np.ndarray], ou
         else:
             margins, values, errors, flip = _argmax_flips(a, b)
             total = flip.size
+            if cut and name in cut and cut[name] < a.ndim - 1:  # a decoded sequence: its first step read otherwise
+                first = first_flips(a, flip, cut[name])
+                margins, values, errors, flip = margins[first[flip]], values[first[flip]], errors[first[flip]], first
         n = int(flip.sum())
         at = int(margins.argmin()) if n else None
         found.append(OutputDecision(name, f"threshold {THRESHOLD:g}" if op == "Sigmoid" else "argmax", n > 0, n,

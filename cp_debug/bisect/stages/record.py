@@ -20,16 +20,20 @@ def record(run: RunState, s: CandidateState, name: str, ref, value, local_value,
     note = None
     if is_mask_probe(run, s, name):
         value, local_value, note = _mask_saturation(ref, value, local_value)
+    same, whole = local_value is value, ref
+    ref, value, steps = _steps(run, name, whole, value)  # a length the data decides: the steps both have
+    note = note or steps
     d = TensorDiff.from_arrays(name, ref, value, tol)
     note_massive(s, name, ref, value)
     loc = None
-    if local_value is value:
+    if same:
         loc = d
         if (name, "") in s.massive:  # the same values: their diff without the massive channels, measured once
             s.massive[(name, "local")] = s.massive[(name, "")]
     elif local_value is not None:
-        loc = TensorDiff.from_arrays(name, ref, local_value, tol)
-        note_massive(s, name, ref, local_value, local=True)
+        ref_local, local_value, _ = _steps(run, name, whole, local_value)
+        loc = TensorDiff.from_arrays(name, ref_local, local_value, tol)
+        note_massive(s, name, ref_local, local_value, local=True)
     if name not in s.plots:
         keep_plot(s, name, ref, value)
     s.results[name] = judged(run, s, name, d, loc).noted(note)
@@ -37,6 +41,18 @@ def record(run: RunState, s: CandidateState, name: str, ref, value, local_value,
         s.results[name] = replace(s.results[name], amplification=amplification(s, name, list(upstream)))
         carry(run, s, name, upstream)
     return d
+
+
+def _steps(run: RunState, name: str, ref, value):
+    """A probe whose length the data decides and differs (`compare/lengths.steps_both_have`: a decoder's steps, an
+    NMS's boxes, along an axis its stage's graph leaves open): the steps both have, and the note that says so."""
+    from cp_debug.compare.lengths import steps_both_have
+
+    p = run.probes.get(name)
+    if p is None or value is None or np.shape(ref) == np.shape(value):
+        return ref, value, None
+    st = run.subject.stages[p.stage]  # its graph as already built (a torch stage is never exported for this)
+    return steps_both_have(name, ref, value, lambda: st.onnx_model)
 
 
 def record_local(run: RunState, s: CandidateState, name: str, ref, local_value, upstream: tuple) -> None:
