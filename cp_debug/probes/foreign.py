@@ -16,9 +16,11 @@ or a Cast is that weight, of the quantized initializer's shape; a chain is follo
 dequantized tensor, a ReLU the quantizer folded into its QuantizeLinear to that pair's output; LSTM, GRU and RNN are
 anchors. A probe whose correspondence is not certain (its compute node unaligned, a chain step with no or several
 fitting consumers) is left unmapped with the reason: two tensors that do not correspond are never compared.
-A probe not found whose module the file computes only inside a fused op (a MoE's top-k and routing weights, an
-attention fusion's rotated q) is said as inside that op, counted apart from the missing; one the file holds outside it
-is mapped by the op computing it (`inside_fused.py`). The alignment reads each graph through `graph_view._Graph`.
+A probe not found whose module the file computes as a fused norm's output (the builder's `GatedRMSNorm`, named
+after its parent's scope) maps onto that output (`fused_outputs.py`); one whose module it computes only inside a fused
+op (a MoE's top-k and routing weights, an attention fusion's rotated q) is said as inside that op, counted apart from
+the missing, and one the file holds outside it is mapped by the op computing it (`inside_fused.py`). The alignment
+reads each graph through `graph_view._Graph`.
 Past the probes, every node is paired where it can be (`align_nodes`); those left over are the graphs' differences.
 """
 
@@ -31,6 +33,7 @@ import onnx
 from cp_debug.graph.plan import tensor_types
 from cp_debug.probes.block_forms import by_names, by_weights
 from cp_debug.probes.constant_values import same_constants
+from cp_debug.probes.fused_outputs import fused_outputs
 from cp_debug.probes.fused_parts import fused_views, read_reshaped
 from cp_debug.probes.graph_view import _Graph
 from cp_debug.probes.inside_fused import inside_fused
@@ -120,6 +123,8 @@ def map_foreign(foreign: onnx.ModelProto, ours: onnx.ModelProto, our_map: ProbeM
     names = set(trace.call_counts) | {trace.scope_of(p)[0] for p in trace.order}
     fused.views.update(read_reshaped(foreign, trace, node_scopes(foreign, names, rename), types(foreign), tensors, how,
                                      op_types, unmapped, index))  # Qwen3's q_norm, [1, S, 64] in the builder's file
+    fused.views.update(fused_outputs(ours, foreign, our_map.tensors, trace, tensors, op_types, how, unmapped, index,
+                                     types))  # Qwen3.5's gated norm: the builder's GatedRMSNorm's output
     inside, computed = inside_fused(ours, foreign, our_map.tensors, tensors, op_types, how, unmapped, types)
     their_map = ProbeMap(tensors, op_types, unmapped, {t: index.get(t, -1) for t in tensors.values()}, inside=inside)
     nodes = norms_alike(a.model, b.model, align_nodes(a, b, _with_scopes(a, b, pair, our_map, tensors, how)))

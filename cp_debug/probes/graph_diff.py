@@ -184,6 +184,7 @@ FUSED_FORMS = {
     "Gelu": _GELU, "FastGelu": _GELU, "BiasGelu": _GELU, "QuickGelu": _SIGMOID_GATE,
     "LayerNormalization": _NORM, "SkipLayerNormalization": _NORM, "SimplifiedLayerNormalization": _NORM,
     "SkipSimplifiedLayerNormalization": _NORM, "RMSNormalization": _NORM,
+    "GatedRMSNorm": (_NORM[0] | {"Sigmoid"}, _NORM[1]),  # ONNX Runtime's RMSNorm(x) · silu(gate): Qwen3.5's
     "Softmax": _SOFTMAX, "LogSoftmax": (_SOFTMAX[0] | {"Log"}, frozenset({"Exp", "Log"})),
     "Swish": _SIGMOID_GATE, "SiLU": _SIGMOID_GATE, "HardSwish": _HARD, "HardSigmoid": _HARD,
     "Mish": (_ARITH | {"Softplus", "Tanh", "Exp", "Log"}, frozenset({"Softplus", "Tanh"})),

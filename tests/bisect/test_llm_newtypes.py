@@ -18,6 +18,17 @@ LLM = Path(__file__).resolve().parents[1] / "data" / "llm"
 ANSWERS = json.loads((LLM / "answers_newtypes.json").read_text())
 
 
+def _against_pytorch(tmp_path: Path, model: str):
+    """`--torch MODEL/hf -b torch,ort@MODEL/int4 --generate N --level all` on the corpus prompt: the run, what it said
+    (one line, the table's rules out), its JSON report's path."""
+    np.savez(tmp_path / "prompt.npz", input_ids=np.array([ANSWERS["prompt"]]))
+    out = tmp_path / "report.json"
+    res = cpdebug("bisect", "--torch", LLM / model / "hf", "-b", f"torch,ort@{LLM / model / 'int4'}",
+                  "--inputs", tmp_path / "prompt.npz", "--generate", ANSWERS["tokens"], "--level", "all",
+                  "--json", out)
+    return res, " ".join((res.stdout + res.stderr).replace("│", " ").split()), out
+
+
 @pytest.mark.long
 def test_an_lfm2_moe_against_its_pytorch_model(tmp_path):
     """`--torch hf -b torch,ort@int4 --generate 16 --level all`: the INT4 file decodes PyTorch's 16 tokens (as found
@@ -29,12 +40,7 @@ def test_an_lfm2_moe_against_its_pytorch_model(tmp_path):
     and normalises them inside), which is said as inside the QMoE with the experts' own output, counted apart."""
     entry = ANSWERS["models"]["lfm2moe"]
     assert entry["files"]["int4"]["first_flip"] is None
-    np.savez(tmp_path / "prompt.npz", input_ids=np.array([ANSWERS["prompt"]]))
-    out = tmp_path / "report.json"
-    res = cpdebug("bisect", "--torch", LLM / "lfm2moe" / "hf", "-b", f"torch,ort@{LLM / 'lfm2moe' / 'int4'}",
-                  "--inputs", tmp_path / "prompt.npz", "--generate", ANSWERS["tokens"], "--level", "all",
-                  "--json", out)
-    said = " ".join((res.stdout + res.stderr).replace("│", " ").split())
+    res, said, out = _against_pytorch(tmp_path, "lfm2moe")
     assert res.returncode == 0, said  # before: exit 2, "ONNX export failed with both exporters"
     assert f"the reference's tokens (PyTorch, Lfm2MoeForCausalLM) {entry['torch_tokens']}" in said
     assert "decodes the same 16 tokens" in said and "within precision" in said
@@ -76,3 +82,25 @@ def test_a_qwen35_hybrid_with_a_multimodal_rotary(tmp_path):
     assert f"greedy step 0: token {rec['torch_token']} → {rec['file_token']}" in said
     assert "accuracy_level=1 does not give the tokens back" in said and "within precision" in said
     assert "64 of 64 probes mapped" in said
+
+
+@pytest.mark.long
+def test_a_qwen35_gated_norm_maps_onto_the_builders_fused_op(tmp_path):
+    """`--torch hf -b torch,ort@int4 --generate 16 --level all` on Qwen3.5 (tests/data/llm/qwen35/hf, the HF model
+    the builder's files were made from): the gated norm `linear_attn.norm` (RMSNorm(x) · silu(z)) is the builder's
+    `/model/layers.0/linear_attn/GatedRMSNorm` — no node carries the module's scope, and the structure search stops at
+    the delta rule before it. Before: "31 of 32 probes mapped", the norm reported missing; now its output is the
+    module's, read in the module's shape ([B · S · heads, 16] of the file's [B, S, heads · 16]) and compared: an
+    error of the INT4 weights' order (the rows around it 0.08-0.16 relative RMS), not of a wrong layout (~1.4)."""
+    rec = ANSWERS["models"]["qwen35"]["files"]["int4"]
+    res, said, out = _against_pytorch(tmp_path, "qwen35")
+    assert res.returncode == 0, said
+    assert f"greedy step 0: token {rec['torch_token']} → {rec['file_token']}" in said and "within precision" in said
+    assert "32 of 32 probes mapped" in said, said  # before: 31 of 32, linear_attn.norm not found
+    report = json.loads(out.read_text())
+    stage = next(iter(next(iter(report["settings"]["deployed"].values())).values()))
+    norm = "model.layers.0.linear_attn.norm"
+    assert stage["mapped"][norm]["tensor"].startswith("/model/layers.0/linear_attn/GatedRMSNorm/output_0")
+    assert norm not in stage["unmapped"] and norm not in stage.get("inside_fused", {})
+    row = next(r for r in next(iter(report["results"].values())) if r["probe"] == norm)
+    assert row["status"] == "ok" and 0 < row["rel_rmse"] < 0.5, row
