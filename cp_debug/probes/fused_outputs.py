@@ -63,8 +63,9 @@ def fused_outputs(ours: onnx.ModelProto, foreign: onnx.ModelProto, our_tensors: 
         if len(fits) != 1:
             continue
         node = foreign.graph.node[fits[0]]
-        got = _read_as(node.output[0], shapes.get(node.output[0]), trace.shapes.get(q), mine.get(t),
-                       types(foreign).get(node.output[0]))
+        # a norm's output is of its input's shape and type: read there where inference does not know the op
+        known = node.output[0] if types(foreign).get(node.output[0]) is not None else node.input[0]
+        got = _read_as(node.output[0], shapes.get(known), trace.shapes.get(q), mine.get(t), types(foreign).get(known))
         if got is None:
             continue
         name, view = got
