@@ -207,7 +207,8 @@ def search_set(spec: BackendSpec, model: "onnx.ModelProto", samples: Sequence["S
     `findings/decisions.sample_flips`)."""
     from cp_debug.bisect.cures.experiment import probe_order, progress_step
     from cp_debug.bisect.cures.search import KeepFp32Search, run_search, with_eta
-    from cp_debug.bisect.findings.decisions import decided_of, sample_flips
+    from cp_debug.bisect.findings.decisions import sample_flips
+    from cp_debug.graph.decided import decided_of
     from cp_debug.fix.carried_outputs import CarriedOutputs
     from cp_debug.fix.metric import outputs_of
 

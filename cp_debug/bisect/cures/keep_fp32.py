@@ -163,7 +163,8 @@ def find_keep_fp32(model: "onnx.ModelProto | str", spec: BackendSpec, feed: Mapp
         budget or not; without one the outputs a Sigmoid / Softmax writes are read at 0.5 / argmax, as bisect reads
         them (`findings/decisions.sample_flips`): "passes as it is" is never said while a decision flips.
     """
-    from cp_debug.bisect.findings.decisions import decided_of, sample_flips
+    from cp_debug.bisect.findings.decisions import sample_flips
+    from cp_debug.graph.decided import decided_of
     from cp_debug.compare import cure_judge, noise
     from cp_debug.graph.model import load_onnx
     from cp_debug.probes.node_names import NodeNames

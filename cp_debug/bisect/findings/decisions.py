@@ -298,36 +298,10 @@ def decided_outputs(stage) -> dict[str, str]:
     (paddle2onnx writes PaddleOCR's classifier's `save_infer_model/scale_0.tmp_1` as an Identity of its Softmax) and,
     for a Sigmoid (element-wise: no axis to lose), the ops that only reshape it (tf2onnx writes basic-pitch's note
     maps as a Reshape of their Sigmoid): output name -> op."""
+    from cp_debug.graph.decided import decided_of
+
     model = stage.onnx_model  # never exported for this: a torch-only run reads no op
     return decided_of(model, stage.output_names) if model is not None else {}
-
-
-def decided_of(model, names=None) -> dict[str, str]:
-    """`decided_outputs` of an ONNX model's outputs `names` (default: its graph outputs) — keep-fp32's and fix's
-    searches read the same decisions as bisect where no `--metric` is declared."""
-    if names is None:
-        names = [o.name for o in model.graph.output]
-    writers = {t: n for n in model.graph.node for t in n.output}
-
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
-
-    def op(name: str) -> str | None:
-        seen = set()
-        shaped = False
-        while (n := writers.get(name)) is not None and n.op_type in _SHAPE_ONLY and name not in seen:
-            seen.add(name)
-            shaped, name = shaped or n.op_type != "Identity", n.input[0]
-        if n is None or n.op_type != "Softmax":
-            return n.op_type if n is not None else None
-        if shaped:  # a Softmax's classes reshaped: its axis no longer known
-            return None
-        axis = next((a.i for a in n.attribute if a.name == "axis"), -1 if opset >= 13 else 1)
-        return "Softmax" if axis == -1 else f"Softmax@{axis}"  # the classes on that axis, read at its argmax
-
-    return {n: o for n in names if (o := op(n)) is not None and o.split("@")[0] in ("Sigmoid", "Softmax")}
-
-
-_SHAPE_ONLY = ("Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze")
 
 
 def record_flips(run: "RunState", states: list, cand_up: Mapping[str, Mapping[str, np.ndarray]]) -> None:

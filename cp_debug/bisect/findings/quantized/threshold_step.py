@@ -9,7 +9,7 @@ rounding moved it into the bin. A user's per-channel file reads the logit at a s
 rounds to level 0, the threshold itself — the Sigmoid's 0.5 exactly, a tie the output's own pair decides (0.502).
 
 The finding walks back from each graph output a Sigmoid writes (`decisions.decided_outputs`) through the ops that
-only reshape (`decisions._SHAPE_ONLY`) and Adds of a constant — each moves the threshold, not the distance to it —
+only reshape (`graph/decided.SHAPE_ONLY`) and Adds of a constant — each moves the threshold, not the distance to it —
 to the tensors read through a Q/DQ pair in the candidate (the built-in's calibrated amax / 127; a user's file's own
 scale), and takes the coarsest. It is said where a decision flipped at 0.5 and the reference's distance to the
 threshold at half of the flipped elements or more (its logit: the same in each of those tensors) lies below that
@@ -76,19 +76,19 @@ class ThresholdStep:
 def _chain(model, output: str) -> tuple[list[str], list[str]]:
     """The tensors the Sigmoid writing `output` reads through ops that only reshape and Adds of a constant, nearest
     first, and those ops' types."""
-    from cp_debug.bisect.findings.decisions import _SHAPE_ONLY
+    from cp_debug.graph.decided import SHAPE_ONLY
 
     writers = {t: n for n in model.graph.node for t in n.output}
     consts = {i.name for i in model.graph.initializer} | {n.output[0] for n in model.graph.node
                                                           if n.op_type == "Constant"}
     name = output
-    while (n := writers.get(name)) is not None and n.op_type in _SHAPE_ONLY:
+    while (n := writers.get(name)) is not None and n.op_type in SHAPE_ONLY:
         name = n.input[0]
     if n is None or n.op_type != "Sigmoid":
         return [], []
     chain, ops, name = [n.input[0]], [], n.input[0]
     while (n := writers.get(name)) is not None:
-        if n.op_type in _SHAPE_ONLY:
+        if n.op_type in SHAPE_ONLY:
             name = n.input[0]
         elif n.op_type == "Add" and sum(i in consts for i in n.input) == 1:
             name = next(i for i in n.input if i not in consts)
