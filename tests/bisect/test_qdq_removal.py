@@ -33,8 +33,10 @@ def _hard_swish_model() -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
-def _quantized(tmp_path, model: onnx.ModelProto, frames: list[dict]) -> onnx.ModelProto:
-    """`model` through onnxruntime's `quantize_static` (Q/DQ, its defaults), calibrated on `frames`."""
+def _quantized(tmp_path, model: onnx.ModelProto, frames: list[dict], name: str = "int8.onnx",
+               exclude: list[str] | None = None) -> onnx.ModelProto:
+    """`model` through onnxruntime's `quantize_static` (Q/DQ, its defaults, `exclude` as its nodes_to_exclude),
+    calibrated on `frames`, written to tmp_path / name (the FP32 model to fp32.onnx)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
 
     class Reader(CalibrationDataReader):
@@ -45,8 +47,9 @@ def _quantized(tmp_path, model: onnx.ModelProto, frames: list[dict]) -> onnx.Mod
             return next(self.it, None)
 
     onnx.save(model, tmp_path / "fp32.onnx")
-    quantize_static(str(tmp_path / "fp32.onnx"), str(tmp_path / "int8.onnx"), Reader(), quant_format=QuantFormat.QDQ)
-    return onnx.load(tmp_path / "int8.onnx")
+    quantize_static(str(tmp_path / "fp32.onnx"), str(tmp_path / name), Reader(), quant_format=QuantFormat.QDQ,
+                    nodes_to_exclude=exclude or [])
+    return onnx.load(tmp_path / name)
 
 
 def test_a_clip_the_quantizer_folded_is_read_through_again(tmp_path):
@@ -135,7 +138,6 @@ def test_a_node_left_out_leaves_its_output_float_as_the_quantizer_does(tmp_path)
     `nodes_to_exclude` leaves them float. Before, the three pairs stayed: BeatNet's input Gemm left out of the user's
     file did not bring a beat back that the same file re-quantized without it does (one story per quantization)."""
     import onnxruntime as ort
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
 
     from cp_debug.bisect.cures.qdq_removal import without_qdq
 
@@ -144,16 +146,7 @@ def test_a_node_left_out_leaves_its_output_float_as_the_quantizer_does(tmp_path)
     frames = [{"x": (3 * rng.standard_normal((12, 5))).astype(np.float32)} for _ in range(4)]
     file = _quantized(tmp_path, model, frames)
     assert sum(n.op_type == "QuantizeLinear" for n in file.graph.node) == 4  # x, g, r, t
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.it = iter(frames)
-
-        def get_next(self):
-            return next(self.it, None)
-
-    quantize_static(str(tmp_path / "fp32.onnx"), str(tmp_path / "excluded.onnx"), Reader(),
-                    quant_format=QuantFormat.QDQ, nodes_to_exclude=["gemm"])
+    _quantized(tmp_path, model, frames, "excluded.onnx", ["gemm"])
 
     def run(m) -> np.ndarray:
         m = m if isinstance(m, onnx.ModelProto) else onnx.load(m)
@@ -266,17 +259,7 @@ def test_a_node_left_out_leaves_a_graph_output_past_a_squeeze_float_as_the_quant
     file = _quantized(tmp_path, model, frames)
     assert "y" in {n.output[0] for n in file.graph.node if n.op_type == "DequantizeLinear"}  # the output's pair
     onnx.save(without_qdq(file, ["matmul"], model), tmp_path / "left_out.onnx")
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.it = iter(frames)
-
-        def get_next(self):
-            return next(self.it, None)
-
-    quantize_static(str(tmp_path / "fp32.onnx"), str(tmp_path / "excluded.onnx"), Reader(),
-                    quant_format=QuantFormat.QDQ, nodes_to_exclude=["matmul"])
+    _quantized(tmp_path, model, frames, "excluded.onnx", ["matmul"])
     ours, theirs = (ort.InferenceSession(str(tmp_path / f), providers=["CPUExecutionProvider"])
                     for f in ("left_out.onnx", "excluded.onnx"))
     x = {"x": rng.standard_normal((1, 5, 8)).astype(np.float32)}
