@@ -25,7 +25,7 @@ import math
 import onnx
 
 from cp_debug.probes.graph_diff import FUSED_FORMS
-from cp_debug.probes.inside_fused import NOT_FOUND, _Flow
+from cp_debug.probes.inside_fused import NOT_FOUND, Flow, held_both
 
 # the fused normalisations: those whose unfused form is a norm's (its signature the mean of squares)
 NORM_FUSIONS = frozenset(op for op, (_, sign) in FUSED_FORMS.items() if "ReduceMean" in sign)
@@ -45,16 +45,14 @@ def fused_outputs(ours: onnx.ModelProto, foreign: onnx.ModelProto, our_tensors: 
     views: dict[str, tuple] = {}
     if not lost or not norms:
         return views
-    a, b = _Flow(ours), _Flow(foreign)
+    a, b = Flow(ours), Flow(foreign)
     mine, shapes = types(ours), static_shapes(foreign, types(foreign))
     for q in lost:
-        held = {our_tensors[p]: t for p, t in tensors.items()
-                if p in our_tensors and (t in b.producer or t in b.inputs)}
-        held.update({t: t for t in (a.inputs & b.inputs) | (a.outputs & b.outputs)})
         t = our_tensors[q]
-        before, after = a.nearest(t, held, False), a.nearest(t, held, True)
-        if not before or not after or t not in a.producer:
+        held = held_both(a, b, our_tensors, tensors)
+        if (around := a.around(t, held)) is None:
             continue
+        before, after = around
         theirs, ahead, behind = set(held.values()), {held[x] for x in after}, {held[x] for x in before}
         fits = [j for j in sorted(b.between(behind, ahead) & set(norms))
                 if _written_unfused(a, t, foreign.graph.node[j].op_type)
@@ -76,7 +74,7 @@ def fused_outputs(ours: onnx.ModelProto, foreign: onnx.ModelProto, our_tensors: 
     return views
 
 
-def _written_unfused(a: _Flow, t: str, fused: str) -> bool:
+def _written_unfused(a: Flow, t: str, fused: str) -> bool:
     """Whether our tensor `t` ends the unfused form of `fused`: the ops behind it of that form (walked back while
     they are) hold the form's signature, or a fused norm of our own."""
     ops, sign = FUSED_FORMS[fused]

@@ -23,7 +23,7 @@ ATTENTION_FUSIONS = frozenset({"GroupQueryAttention", "MultiHeadAttention", "Att
 NOT_FOUND = "not found in the deployed graph"
 
 
-class _Flow:
+class Flow:
     """One graph's data flow: each tensor's producer (node, slot), each tensor's readers."""
 
     def __init__(self, model: onnx.ModelProto):
@@ -54,6 +54,14 @@ class _Flow:
                          and t in self.producer]
         return ahead & behind
 
+    def around(self, t: str, held: dict[str, str]) -> tuple[set[str], set[str]] | None:
+        """The tensors of `held` nearest to the computed tensor `t` before it and after it (`nearest`); None where
+        `t` is no node's output or either side holds none."""
+        if t not in self.producer:
+            return None
+        before, after = self.nearest(t, held, False), self.nearest(t, held, True)
+        return (before, after) if before and after else None
+
     def nearest(self, t: str, held: dict[str, str], forward: bool) -> set[str]:
         """The tensors of `held` nearest to `t` upstream (or downstream, `forward`), a graph input or output
         counting as held where `held` names it; the walk stops at each."""
@@ -73,6 +81,14 @@ class _Flow:
         return found
 
 
+def held_both(a: Flow, b: Flow, our_tensors: dict[str, str], tensors: dict[str, str]) -> dict[str, str]:
+    """Our export's tensor -> the file's, for every probe mapped so far whose file tensor is computed there or an
+    input (`our_tensors`, `tensors`: probe -> tensor on each side), and the graph inputs and outputs both have."""
+    held = {our_tensors[p]: t for p, t in tensors.items() if p in our_tensors and (t in b.producer or t in b.inputs)}
+    held.update({t: t for t in (a.inputs & b.inputs) | (a.outputs & b.outputs)})
+    return held
+
+
 def inside_fused(ours: onnx.ModelProto, foreign: onnx.ModelProto, our_tensors: dict[str, str],
                  tensors: dict[str, str], op_types: dict[str, str], how: dict[str, str], unmapped: dict[str, str],
                  types) -> tuple[dict[str, str], set[str]]:
@@ -86,17 +102,14 @@ def inside_fused(ours: onnx.ModelProto, foreign: onnx.ModelProto, our_tensors: d
     lost = [q for q, why in unmapped.items() if why.startswith(NOT_FOUND) and q in our_tensors]
     if not lost:
         return inside, computed
-    a, b = _Flow(ours), _Flow(foreign)
+    a, b = Flow(ours), Flow(foreign)
     mine, theirs = types(ours), types(foreign)
     for q in lost:
-        held = {our_tensors[p]: t for p, t in tensors.items()
-                if p in our_tensors and (t in b.producer or t in b.inputs)}
-        held.update({t: t for t in a.inputs & b.inputs})
-        held.update({t: t for t in a.outputs & b.outputs})
         t = our_tensors[q]
-        before, after = a.nearest(t, held, False), a.nearest(t, held, True)
-        if not before or not after or t not in a.producer:
+        held = held_both(a, b, our_tensors, tensors)
+        if (around := a.around(t, held)) is None:
             continue
+        before, after = around
         region_a = a.between(before, after)
         region_b = b.between({held[x] for x in before}, {held[x] for x in after})
         i, slot = a.producer[t]
@@ -116,11 +129,11 @@ def inside_fused(ours: onnx.ModelProto, foreign: onnx.ModelProto, our_tensors: d
     return inside, computed
 
 
-def _computed_alike(a: _Flow, b: _Flow, region_a: set[int], region_b: set[int], op: str, slot: int, want,
+def _computed_alike(a: Flow, b: Flow, region_a: set[int], region_b: set[int], op: str, slot: int, want,
                     types: tuple, taken: set[str]) -> str | None:
     """The deployed tensor written by the one `op` node of `region_b` in output `slot`, of `want`'s shape and element
     type and no other probe's, where `region_a` (ours) holds one such node too; else None. `types`: both graphs'."""
-    def alike(flow: _Flow, region: set[int], known: dict, other: set[str]) -> list[str]:
+    def alike(flow: Flow, region: set[int], known: dict, other: set[str]) -> list[str]:
         outs = [flow.nodes[j].output for j in sorted(region) if flow.nodes[j].op_type == op]
         return [o[slot] for o in outs if slot < len(o) and o[slot] and o[slot] not in other
                 and _same_type(known.get(o[slot]), want)]
