@@ -61,6 +61,7 @@ def record_local(run: RunState, s: CandidateState, name: str, ref, local_value, 
     r = s.results.get(name)
     if r is None or r.diff is None or local_value is None:
         return
+    ref, local_value, _ = _steps(run, name, ref, local_value)  # as `record` reads a length the data decides
     loc = TensorDiff.from_arrays(name, ref, local_value, run.tolerance(s, name))
     res = judged(run, s, name, r.diff, loc)
     s.results[name] = replace(res, note=res.note or r.note)
