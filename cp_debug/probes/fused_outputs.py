@@ -25,7 +25,7 @@ import math
 import onnx
 
 from cp_debug.probes.graph_diff import FUSED_FORMS
-from cp_debug.probes.inside_fused import NOT_FOUND, Flow, held_both
+from cp_debug.probes.inside_fused import NOT_FOUND, Flow, around_lost
 
 # the fused normalisations: those whose unfused form is a norm's (its signature the mean of squares)
 NORM_FUSIONS = frozenset(op for op, (_, sign) in FUSED_FORMS.items() if "ReduceMean" in sign)
@@ -47,12 +47,7 @@ def fused_outputs(ours: onnx.ModelProto, foreign: onnx.ModelProto, our_tensors: 
         return views
     a, b = Flow(ours), Flow(foreign)
     mine, shapes = types(ours), static_shapes(foreign, types(foreign))
-    for q in lost:
-        t = our_tensors[q]
-        held = held_both(a, b, our_tensors, tensors)
-        if (around := a.around(t, held)) is None:
-            continue
-        before, after = around
+    for q, t, held, before, after in around_lost(a, b, lost, our_tensors, tensors):
         theirs, ahead, behind = set(held.values()), {held[x] for x in after}, {held[x] for x in before}
         fits = [j for j in sorted(b.between(behind, ahead) & set(norms))
                 if _written_unfused(a, t, foreign.graph.node[j].op_type)

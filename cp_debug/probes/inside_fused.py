@@ -89,6 +89,17 @@ def held_both(a: Flow, b: Flow, our_tensors: dict[str, str], tensors: dict[str, 
     return held
 
 
+def around_lost(a: Flow, b: Flow, lost: list[str], our_tensors: dict[str, str], tensors: dict[str, str]):
+    """For each probe of `lost` whose tensor in our export lies between probes both graphs hold: (probe, our tensor,
+    `held_both`, the nearest held before it, after it). `held_both` is read as each comes (a caller may map the
+    probes before it meanwhile)."""
+    for q in lost:
+        t = our_tensors[q]
+        held = held_both(a, b, our_tensors, tensors)
+        if (around := a.around(t, held)) is not None:
+            yield q, t, held, *around
+
+
 def inside_fused(ours: onnx.ModelProto, foreign: onnx.ModelProto, our_tensors: dict[str, str],
                  tensors: dict[str, str], op_types: dict[str, str], how: dict[str, str], unmapped: dict[str, str],
                  types) -> tuple[dict[str, str], set[str]]:
@@ -104,12 +115,7 @@ def inside_fused(ours: onnx.ModelProto, foreign: onnx.ModelProto, our_tensors: d
         return inside, computed
     a, b = Flow(ours), Flow(foreign)
     mine, theirs = types(ours), types(foreign)
-    for q in lost:
-        t = our_tensors[q]
-        held = held_both(a, b, our_tensors, tensors)
-        if (around := a.around(t, held)) is None:
-            continue
-        before, after = around
+    for q, t, held, before, after in around_lost(a, b, lost, our_tensors, tensors):
         region_a = a.between(before, after)
         region_b = b.between({held[x] for x in before}, {held[x] for x in after})
         i, slot = a.producer[t]
